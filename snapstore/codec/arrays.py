@@ -1,0 +1,81 @@
+"""Compact, self-describing packing of numeric arrays for msgpack.
+
+Integers are stored in the narrowest dtype that holds them, delta-coded when
+that narrows them further, and as one value when constant.  Floats are stored
+bit-exact; multi-byte values are byte-shuffled (all first bytes, then all
+second bytes...) so zstd sees the slowly varying sign/exponent bytes together.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_INT_TYPES = [np.dtype(t) for t in ("u1", "i1", "u2", "i2", "u4", "i4", "i8")]
+
+
+def _shuffle(values: np.ndarray) -> bytes:
+    if values.dtype.itemsize == 1:
+        return values.tobytes()
+    return values.view(np.uint8).reshape(-1, values.dtype.itemsize).T.tobytes()
+
+
+def _unshuffle(data: bytes, dtype: np.dtype, count: int) -> np.ndarray:
+    planes = np.frombuffer(data, np.uint8)
+    if dtype.itemsize == 1:
+        return planes.view(dtype)
+    return planes.reshape(dtype.itemsize, count).T.copy().view(dtype).reshape(count)
+
+
+def _narrowest(values: np.ndarray) -> np.dtype:
+    low, high = int(values.min()), int(values.max())
+    for dtype in _INT_TYPES:
+        info = np.iinfo(dtype)
+        if info.min <= low and high <= info.max:
+            return dtype
+    return np.dtype("i8")
+
+
+def pack_ints(values: np.ndarray) -> list:
+    """Pack an int64 array; see ``unpack_ints``."""
+    values = np.asarray(values, dtype=np.int64)
+    count = values.size
+    if count == 0 or (values == values[0]).all():
+        return ["c", int(values[0]) if count else 0, count]
+    # Wrapping int64 arithmetic is fine here: cumsum wraps back identically.
+    with np.errstate(over="ignore"):
+        deltas = np.diff(values, prepend=np.int64(0))
+    if np.ptp(deltas) < np.ptp(values):
+        mode, chosen = "d", deltas
+    else:
+        mode, chosen = "r", values
+    dtype = _narrowest(chosen)
+    return [mode, dtype.str, count, _shuffle(chosen.astype(dtype))]
+
+
+def unpack_ints(packed: list) -> np.ndarray:
+    """Inverse of ``pack_ints``: an int64 array."""
+    if packed[0] == "c":
+        return np.full(packed[2], packed[1], dtype=np.int64)
+    mode, dtype, count, data = packed
+    values = _unshuffle(data, np.dtype(dtype), count).astype(np.int64)
+    if mode == "d":
+        with np.errstate(over="ignore"):
+            return np.cumsum(values, dtype=np.int64)
+    return values
+
+
+def pack_floats(values: np.ndarray) -> list:
+    """Pack a float64 array bit-exactly (NaN payloads and -0.0 survive)."""
+    values = np.ascontiguousarray(values, dtype=np.float64)
+    bits = values.view(np.int64)
+    if values.size and (bits == bits[0]).all():
+        return ["c", bits[:1].tobytes(), values.size]
+    return ["r", _shuffle(values)]
+
+
+def unpack_floats(packed: list) -> np.ndarray:
+    """Inverse of ``pack_floats``."""
+    if packed[0] == "c":
+        return np.repeat(np.frombuffer(packed[1], np.float64), packed[2])
+    data = packed[1]
+    return _unshuffle(data, np.dtype(np.float64), len(data) // 8)

@@ -1,0 +1,211 @@
+"""Numeric value columns that print back exactly as Starlab wrote them.
+
+Each token of a column is stored as int64 when it is a plain integer, or as
+float64 plus a one-byte format code otherwise.  The code records the style of
+the text (fixed point or exponent) and its number of decimals; Starlab's mix of
+``%.18g``, ``%.15g`` and ``%g`` output is all of that form.  Every token is
+printed back at encode time and compared with the input: a value that would not
+come back identical is kept as text (an "override"), never approximated.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from snapstore.codec.arrays import pack_floats, pack_ints, unpack_floats, unpack_ints
+
+_EXPONENT = 128  # codes >= this are exponent style with (code - 128) decimals
+_EXACT_INT = 2.0**53  # every integer below this is exact in float64
+FORMATS = [f"%.{k}f" for k in range(_EXPONENT)] + [f"%.{k}e" for k in range(_EXPONENT)]
+
+
+def format_codes(tokens: np.ndarray) -> np.ndarray:
+    """The format code each numeric token was written with (vectorised)."""
+    length = np.strings.str_len(tokens)
+    dot = np.strings.find(tokens, ".")
+    exp = np.strings.find(tokens, "e")
+    has_dot = dot >= 0
+    fixed = np.where(has_dot, length - dot - 1, 0)
+    expo = np.where(has_dot, exp - dot - 1, 0) + _EXPONENT
+    codes = np.where(exp >= 0, expo, fixed)
+    # Out-of-range codes cannot print the token back; verification rejects them.
+    return np.clip(codes, 0, 2 * _EXPONENT - 1).astype(np.uint8)
+
+
+def format_floats(values: np.ndarray, codes: np.ndarray) -> list[str]:
+    """Print float tokens with their format codes."""
+    formats = FORMATS
+    return [formats[c] % x for c, x in zip(codes.tolist(), values.tolist())]
+
+
+_POWER_BIAS = 1100  # above the magnitude of any float64 binary exponent
+
+
+def _powers_of_two(floats: np.ndarray) -> np.ndarray | None:
+    """Time steps are powers of two: keep just the signed, biased exponent (0 for 0.0)."""
+    mantissa, exponent = np.frexp(floats)
+    if not np.all((np.abs(mantissa) == 0.5) | (floats == 0)) or np.any(np.signbit(floats) & (floats == 0)):
+        return None
+    return np.where(floats == 0, 0, np.sign(mantissa).astype(np.int64) * (exponent.astype(np.int64) + _POWER_BIAS))
+
+
+def _from_powers(coded: np.ndarray) -> np.ndarray:
+    return np.where(coded == 0, 0.0, np.sign(coded) * np.ldexp(0.5, np.abs(coded) - _POWER_BIAS))
+
+
+class Column:
+    """The values of one ``(story kind, key, width)`` column, as tokens or arrays."""
+
+    __slots__ = ("kind", "key", "width", "type", "ints", "floats", "codes", "strings", "overrides")
+
+    def __init__(self, kind: str, key: str, width: int) -> None:
+        self.kind = kind
+        self.key = key
+        self.width = width
+        self.type = "s"
+        self.ints: np.ndarray | None = None
+        self.floats: np.ndarray | None = None
+        self.codes: np.ndarray | None = None
+        self.strings: list[str] | None = None
+        self.overrides: dict[int, str] = {}
+
+    # -- encoding -----------------------------------------------------------------
+    def fill(self, values: list[str]) -> None:
+        """Type the column from its value strings (one per occurrence)."""
+        width = self.width
+        tokens = " ".join(values).split(" ") if width > 1 else values
+        array = np.array(tokens)
+        try:
+            ints = array.astype(np.int64)
+        except (ValueError, OverflowError):
+            ints = None
+        if ints is not None:
+            printed = list(map(str, ints.tolist()))
+            self._keep("i", values, tokens, printed, ints=ints)
+            return
+        try:
+            floats = array.astype(np.float64)
+        except ValueError:
+            floats = self._floats_one_by_one(tokens)
+        codes = format_codes(array)
+        printed = format_floats(floats, codes)
+        self._keep("f", values, tokens, printed, floats=floats, codes=codes)
+
+    @staticmethod
+    def _floats_one_by_one(tokens: list[str]) -> np.ndarray:
+        out = np.zeros(len(tokens))
+        for index, token in enumerate(tokens):
+            try:
+                out[index] = float(token)
+            except ValueError:  # kept as text by the print-back check
+                out[index] = np.nan
+        return out
+
+    def _keep(self, kind: str, values: list[str], tokens: list[str], printed: list[str], **arrays) -> None:
+        if printed != tokens:
+            width = self.width
+            bad = sorted({i // width for i, (a, b) in enumerate(zip(printed, tokens)) if a != b})
+            if 2 * len(bad) > len(values):
+                self.type, self.strings = "s", values
+                return
+            self.overrides = {occurrence: values[occurrence] for occurrence in bad}
+            for array in arrays.values():
+                for occurrence in bad:
+                    array[occurrence * width:(occurrence + 1) * width] = 0
+        self.type = kind
+        for name, array in arrays.items():
+            setattr(self, name, array)
+
+    def integral(self) -> np.ndarray | None:
+        """The tokens as int64 when they all are whole numbers (ints, or floats such
+        as ``1.5593e+06`` that hold an integer exactly), else None."""
+        if self.type == "i":
+            return self.ints
+        if self.type == "f":
+            floats = self.floats
+            whole = np.all(np.abs(floats) < _EXACT_INT) and np.array_equal(np.trunc(floats), floats)
+            if whole and not np.any(np.signbit(floats) & (floats == 0)):  # "-0" is not an int
+                return floats.astype(np.int64)
+        return None
+
+    def pack(self, reference: np.ndarray | None = None) -> list:
+        """The column as msgpack-ready lists; values stored component by component.
+
+        ``reference``, when given, is a prediction of ``integral()`` (from another
+        column of the same stories); only the residual is stored.
+        """
+        head = [self.kind, self.key, self.width, self.type]
+        if self.type == "s":
+            return head + [self.strings]
+        overrides = [list(self.overrides), list(self.overrides.values())]
+        codes = [] if self.type == "i" else [pack_ints(self._by_component(self.codes.astype(np.int64)))]
+        whole = self.integral()
+        if whole is None:
+            powers = _powers_of_two(self.floats)
+            if powers is not None:
+                return head + [["p", pack_ints(self._by_component(powers))]] + codes + [overrides]
+            return head + [["f", pack_floats(self._by_component(self.floats))]] + codes + [overrides]
+        if reference is None:
+            return head + [["i", pack_ints(self._by_component(whole))]] + codes + [overrides]
+        return head + [["d", pack_ints(self._by_component(whole - reference))]] + codes + [overrides]
+
+    def _by_component(self, tokens: np.ndarray) -> np.ndarray:
+        return tokens.reshape(-1, self.width).T.ravel() if self.width > 1 else tokens
+
+    # -- decoding -----------------------------------------------------------------
+    @classmethod
+    def unpack(cls, packed: list, reference: np.ndarray | None = None) -> Column:
+        """Inverse of ``pack``; ``reference`` as given to ``pack``."""
+        column = cls(packed[0], packed[1], packed[2])
+        column.type = packed[3]
+        if column.type == "s":
+            column.strings = packed[4]
+            return column
+        storage, data = packed[4]
+        if storage == "f":
+            tokens = column._by_token(unpack_floats(data))
+        elif storage == "p":
+            tokens = column._by_token(_from_powers(unpack_ints(data)))
+        else:
+            tokens = column._by_token(unpack_ints(data))
+            if storage == "d":
+                tokens = tokens + reference
+        if column.type == "i":
+            column.ints = tokens
+        else:
+            column.floats = tokens.astype(np.float64)
+            column.codes = column._by_token(unpack_ints(packed[5]))
+        column.overrides = dict(zip(*packed[-1]))
+        return column
+
+    @staticmethod
+    def is_residual(packed: list) -> bool:
+        """Whether a packed column was stored against a reference column."""
+        return packed[3] != "s" and packed[4][0] == "d"
+
+    def _by_token(self, components: np.ndarray) -> np.ndarray:
+        return components.reshape(self.width, -1).T.ravel() if self.width > 1 else components
+
+    def values(self) -> list[str]:
+        """The value strings, one per occurrence, exactly as written."""
+        if self.type == "s":
+            return self.strings  # type: ignore[return-value]
+        if self.type == "i":
+            tokens = list(map(str, self.ints.tolist()))  # type: ignore[union-attr]
+        else:
+            tokens = format_floats(self.floats, self.codes)  # type: ignore[arg-type]
+        width = self.width
+        values = tokens if width == 1 else [" ".join(tokens[i:i + width]) for i in range(0, len(tokens), width)]
+        for occurrence, text in self.overrides.items():
+            values[occurrence] = text
+        return values
+
+    def numbers(self) -> np.ndarray:
+        """The values as float64, shape (occurrences, width); NaN where kept as text."""
+        if self.type == "s":
+            return np.full((len(self.strings), self.width), np.nan)  # type: ignore[arg-type]
+        source = self.ints if self.type == "i" else self.floats
+        out = source.astype(np.float64).reshape(-1, self.width)  # type: ignore[union-attr]
+        if self.overrides:
+            out[list(self.overrides)] = np.nan
+        return out

@@ -1,0 +1,104 @@
+"""Straight from a record to numpy: leaf stars in absolute coordinates, root values.
+
+No text is printed and no Python object is built per star: the columns ``i``,
+``m``, ``r`` and ``v`` are decoded as arrays and placed with the node table.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from snapstore.codec.record import Layout, layout
+
+PARTICLE_DTYPE = np.dtype([("id", np.int64), ("mass", np.float64), ("pos", np.float64, (3,)), ("vel", np.float64, (3,))])
+
+
+def _node_values(structure: Layout, kind: str, key: str, width: int, nodes: np.ndarray, fill: float) -> np.ndarray:
+    """Per node of ``nodes``: the value of ``key`` in its own story (kind Particle) or
+    in its ``Dynamics`` sub-story; ``fill`` where it has none."""
+    out = np.full((structure.node_template.size, width), fill, dtype=np.float64)
+    found = structure.column(kind, key, width)
+    if found is not None:
+        column, owners = found
+        holders = owners if kind == "Particle" else structure.node_parent[owners]
+        # Several occurrences for one node: Starlab reads the first, so write in reverse.
+        out[holders[::-1]] = column.numbers()[::-1]
+    return out[nodes]
+
+
+def _absolute(relative: np.ndarray, parent: np.ndarray) -> np.ndarray:
+    """Sum ``relative`` over each node and all its ancestors.
+
+    Pointer jumping: each round adds the partial sum of the node ``up`` the chain
+    and doubles the jump, so a tree of depth d costs log2(d) vectorised rounds.
+    """
+    total = relative.copy()
+    up = parent.copy()
+    live = up >= 0
+    while live.any():
+        target = up[live]
+        total[live] = total[live] + total[target]
+        jumped = np.full(up.shape, -1, dtype=np.int64)
+        jumped[live] = up[target]
+        up = jumped
+        live = up >= 0
+    return total
+
+
+def particles_from_layout(structure: Layout) -> np.ndarray:
+    """Leaf stars of a layout, sorted by id; see ``particles``."""
+    kinds = structure.kinds
+    if "Particle" not in kinds:
+        return np.zeros(0, dtype=PARTICLE_DTYPE)
+    is_particle = structure.node_kind == kinds.index("Particle")
+    nodes = np.flatnonzero(is_particle)
+    index_of = np.full(structure.node_template.size, -1, dtype=np.int64)
+    index_of[nodes] = np.arange(nodes.size)
+    raw_parent = structure.node_parent[nodes]
+    parent = np.where(raw_parent >= 0, index_of[np.maximum(raw_parent, 0)], -1)
+    has_children = np.zeros(nodes.size, dtype=bool)
+    has_children[parent[parent >= 0]] = True
+    leaves = ~has_children
+
+    pos = _absolute(_node_values(structure, "Dynamics", "r", 3, nodes, 0.0), parent)
+    vel = _absolute(_node_values(structure, "Dynamics", "v", 3, nodes, 0.0), parent)
+    out = np.zeros(int(leaves.sum()), dtype=PARTICLE_DTYPE)
+    ids = _node_values(structure, "Particle", "i", 1, nodes, -1.0)[leaves, 0]
+    out["id"] = ids.astype(np.int64)
+    out["mass"] = _node_values(structure, "Dynamics", "m", 1, nodes, np.nan)[leaves, 0]
+    out["pos"] = pos[leaves]
+    out["vel"] = vel[leaves]
+    return out[np.argsort(out["id"], kind="stable")]
+
+
+def particles(record: bytes) -> np.ndarray:
+    """The leaf stars of a snapshot record as a structured array sorted by ``id``.
+
+    Fields: ``id`` (Starlab's ``i``; -1 if a leaf has none), ``mass``, ``pos`` and
+    ``vel`` (3-vectors).  Starlab stores each node's ``r`` and ``v`` relative to
+    its parent; here they are summed from the root down, so they are absolute.
+    """
+    return particles_from_layout(layout(record))
+
+
+def root_values(record: bytes) -> dict[str, object]:
+    """The root ``Particle`` and root ``Dynamics`` values: floats, float arrays for
+    vectors, strings where the text is not numeric.  The first occurrence wins."""
+    structure = layout(record)
+    children = np.flatnonzero(structure.node_parent == 0)
+    dynamics = [int(node) for node in children
+                if structure.templates[structure.node_template[node]][0] == "Dynamics"][:1]
+    owners_wanted = [0] + dynamics
+    values: dict[str, object] = {}
+    for column, owners in zip(structure.columns, structure.owners):
+        hits = np.flatnonzero(np.isin(owners, owners_wanted))
+        if hits.size == 0 or column.key in values:
+            continue
+        first = int(hits[0])
+        if column.type == "s" or first in column.overrides:
+            values[column.key] = column.values()[first]
+        elif column.width == 1:
+            values[column.key] = float(column.numbers()[first, 0])
+        else:
+            values[column.key] = column.numbers()[first]
+    return values

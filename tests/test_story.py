@@ -1,0 +1,124 @@
+"""The story tree and the strict streaming reader: exact text, clear errors."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import zstandard
+
+from snapstore import Story, StoryFormatError, parse_story, read_stories
+from tests.conftest import read_text, story_files
+
+SMALL = """(Particle
+  name = root
+  N = 2
+(Log
+ ===>  Sun Nov 22 10:08:33 2026
+       Starlab 4.4.4 : makeking -n 2 -w 3 -i -u -s 1
+       random number generator seed = 1
+  initial_mass = 1
+)Log
+(Dynamics
+  system_time  =  2
+  r  =  1e-09 3.5 -1.5
+  mass_scale     =  0.0168577437242426811
+)Dynamics
+(Particle
+  name = (1060,60)
+  N = 1
+(Dynamics
+  m = 0.5
+)Dynamics
+)Particle
+)Particle
+"""
+
+
+def test_round_trip_keeps_spacing_order_and_prose() -> None:
+    story = parse_story(SMALL)
+    assert str(story) == SMALL
+    assert story.kind == "Particle"
+    assert story["name"] == "root" and story.int("N") == 2
+    log = story.child("Log")
+    assert log.lines[1].strip().startswith("Starlab 4.4.4 : makeking")
+    assert log["initial_mass"] == "1"
+    assert "random number generator seed = 1" in log.lines[2]  # prose, not an entry
+    dynamics = story.child("Dynamics")
+    assert dynamics.float("system_time") == 2.0
+    np.testing.assert_array_equal(dynamics.vector("r"), [1e-9, 3.5, -1.5])
+    assert dynamics.entries[2].prefix == "  mass_scale     =  "
+    assert story.particles[0]["name"] == "(1060,60)"
+    assert story.story_subobjects[0].kind == "Log"  # pystarlab spelling
+
+
+def test_missing_final_newline_is_kept() -> None:
+    story = parse_story(SMALL[:-1])
+    assert str(story) == SMALL[:-1]
+
+
+def test_deep_nesting_needs_no_recursion() -> None:
+    depth = 100_000
+    text = "".join(f"(A\n" for _ in range(depth)) + "".join(")A\n" for _ in range(depth))
+    story = parse_story(text)
+    assert str(story) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "needle"),
+    [
+        (SMALL[: SMALL.index(")Dynamics")], 13, "ends inside '(Particle' opened at line 1 (truncated?)"),
+        (SMALL.replace(")Log", ")Dynamics", 1), 9, "does not match '(Log' opened at line 4"),
+        ("junk\n" + SMALL, 1, "text outside any story"),
+        (SMALL + "trailing words\n", 23, "text outside any story"),
+        (")Particle\n", 1, "never opened"),
+        ("(Part icle\n)Part icle\n", 1, "malformed story header"),
+        ("", 1, "no story found"),
+    ],
+)
+def test_malformed_input_names_source_and_line(text: str, line: int, needle: str) -> None:
+    with pytest.raises(StoryFormatError) as caught:
+        list(read_stories(io.BytesIO(text.encode())))
+    assert caught.value.line == line
+    assert needle in str(caught.value)
+
+
+def test_non_utf8_bytes_are_refused_with_line(tmp_path) -> None:
+    path = tmp_path / "bad.story"
+    path.write_bytes(SMALL.encode().replace(b"name = root", b"name = r\xffot"))
+    with pytest.raises(StoryFormatError, match=rf"{path}:2: bytes that are not UTF-8"):
+        list(read_stories(path))
+
+
+def test_sources_plain_gzip_zstd_text_and_stdin(tmp_path) -> None:
+    text = SMALL * 3
+    (tmp_path / "a.story").write_text(text)
+    (tmp_path / "b.gz").write_bytes(gzip.compress(text.encode()))
+    (tmp_path / "c.zst").write_bytes(zstandard.ZstdCompressor().compress(text.encode()))
+    (tmp_path / "d.out").write_bytes(gzip.compress(text.encode()))  # sniffed, not guessed by name
+    for name in ("a.story", "b.gz", "c.zst", "d.out"):
+        assert "".join(map(str, read_stories(tmp_path / name))) == text
+    assert "".join(map(str, read_stories(io.StringIO(text)))) == text
+    code = "import sys; from snapstore import read_stories; print(sum(1 for _ in read_stories('-')))"
+    done = subprocess.run([sys.executable, "-c", code], input=text.encode(), capture_output=True, check=True)
+    assert done.stdout.strip() == b"3"
+
+
+def test_reader_is_lazy() -> None:
+    stream = read_stories(io.BytesIO((SMALL + "junk\n").encode()))
+    assert str(next(stream)) == SMALL  # the bad tail is only seen when reached
+    with pytest.raises(StoryFormatError):
+        next(stream)
+
+
+@pytest.mark.corpus
+def test_every_corpus_file_reads_back_byte_identical() -> None:
+    for path in story_files():
+        text = read_text(path)
+        stories = list(read_stories(path))
+        assert "".join(map(str, stories)) == text, path
+        assert all(isinstance(story, Story) and story.kind == "Particle" for story in stories)
