@@ -1,0 +1,1 @@
+"""Alembic migrations for snapstore stores; installed as ``snapstore.migrations``."""

@@ -1,0 +1,54 @@
+"""Whole-run particle x time arrays, built from records without printing text."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+
+FIELDS = ("mass", "pos", "vel")
+
+
+class Dynamics(Mapping):
+    """Particle x time arrays of one run: ``dyn["pos"]`` has shape (ids, snapshots, 3),
+    ``dyn["mass"]`` (ids, snapshots); rows follow ``ids``, columns ``times``/``seqs``;
+    NaN where a star is absent (escaped) at that time."""
+
+    def __init__(self, ids: np.ndarray, times: np.ndarray, seqs: np.ndarray, arrays: dict[str, np.ndarray]) -> None:
+        self.ids, self.times, self.seqs = ids, times, seqs
+        self._arrays = arrays
+
+    def __getitem__(self, field: str) -> np.ndarray:
+        return self._arrays[field]
+
+    def __iter__(self):
+        return iter(self._arrays)
+
+    def __len__(self) -> int:
+        return len(self._arrays)
+
+    def __repr__(self) -> str:
+        shapes = ", ".join(f"{name}{array.shape}" for name, array in self._arrays.items())
+        return f"<Dynamics {len(self.ids)} ids x {len(self.times)} snapshots: {shapes}>"
+
+
+def assemble(frames: Iterable[np.ndarray], times: np.ndarray, seqs: np.ndarray,
+             fields: tuple[str, ...] = FIELDS, ids: np.ndarray | None = None) -> Dynamics:
+    """Stack per-snapshot particle arrays (each sorted by id) into particle x time arrays."""
+    unknown = set(fields) - set(FIELDS)
+    if unknown:
+        raise KeyError(f"unknown field(s) {sorted(unknown)}; choose from {FIELDS}")
+    frames = list(frames)
+    wanted = np.unique(np.concatenate([frame["id"] for frame in frames])) if ids is None and frames \
+        else np.unique(np.asarray(ids if ids is not None else [], dtype=np.int64))
+    arrays = {}
+    for field in fields:
+        tail = (3,) if field in ("pos", "vel") else ()
+        arrays[field] = np.full((wanted.size, len(frames)) + tail, np.nan)
+    for column, frame in enumerate(frames):
+        rows = np.searchsorted(wanted, frame["id"])
+        present = (rows < wanted.size) & (wanted[np.minimum(rows, wanted.size - 1)] == frame["id"]) \
+            if wanted.size else np.zeros(frame.size, dtype=bool)
+        for field in fields:
+            arrays[field][rows[present], column] = frame[field][present]
+    return Dynamics(wanted, np.asarray(times, dtype=np.float64), np.asarray(seqs), arrays)

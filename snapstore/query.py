@@ -1,0 +1,179 @@
+"""The ``where`` filter language shared by ``Store.runs`` and the CLI.
+
+    makeking.n = 500 and makeking.w >= 5
+    (makemass.f in (1, 2) or tag.grid = yes) and not name = 'seed500'
+    n_particles > 100 and n_snapshots >= 5
+
+Terms: ``program.flag OP value``, ``tag.KEY OP value``, or a run column (``name``,
+``status``, ``n_snapshots``, ``n_particles``, ``t_first``, ``t_last``,
+``starlab_version``); OP is one of = == != < <= > >= or ``in (v, ...)``.  Numbers
+compare as numbers, anything else as text; ``true`` matches a flag given
+without a value.  The text is parsed into SQLAlchemy expressions with bound
+parameters: no part of it is ever formatted into SQL.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from sqlalchemy import and_, exists, not_, or_, select
+from sqlalchemy.sql import ColumnElement
+
+from snapstore.errors import FilterError
+from snapstore.store.schema import parameter, run, tag
+
+_TOKEN = re.compile(r"""
+    (?P<space>\s+)
+  | (?P<op><=|>=|!=|==|=|<|>)
+  | (?P<punct>[(),])
+  | (?P<string>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")
+  | (?P<number>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?(?![\w.]))
+  | (?P<word>[A-Za-z_][\w.\-]*)
+""", re.VERBOSE)
+_KEYWORDS = {"and", "or", "not", "in"}
+RUN_COLUMNS = {"name", "status", "n_snapshots", "n_particles", "t_first", "t_last", "starlab_version"}
+
+
+@dataclass
+class Token:
+    kind: str
+    text: str
+    position: int
+    value: object = None
+
+
+def tokenize(text: str) -> list[Token]:
+    tokens = []
+    position = 0
+    while position < len(text):
+        match = _TOKEN.match(text, position)
+        if not match:
+            raise FilterError(text, position, f"unexpected character {text[position]!r}")
+        kind = match.lastgroup
+        raw = match.group()
+        if kind == "string":
+            tokens.append(Token("value", raw, position, re.sub(r"\\(.)", r"\1", raw[1:-1])))
+        elif kind == "number":
+            tokens.append(Token("value", raw, position, float(raw)))
+        elif kind == "word" and raw.lower() in _KEYWORDS:
+            tokens.append(Token(raw.lower(), raw, position))
+        elif kind != "space":
+            tokens.append(Token(kind, raw, position))
+        position = match.end()
+    tokens.append(Token("end", "", len(text)))
+    return tokens
+
+
+class _Parser:
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.tokens = tokenize(text)
+        self.index = 0
+
+    @property
+    def current(self) -> Token:
+        return self.tokens[self.index]
+
+    def fail(self, message: str, token: Token | None = None):
+        raise FilterError(self.text, (token or self.current).position, message)
+
+    def take(self, kind: str, text: str | None = None) -> Token:
+        token = self.current
+        if token.kind != kind or (text is not None and token.text != text):
+            self.fail(f"expected {text or kind}, found {token.text or 'end of filter'!r}")
+        self.index += 1
+        return token
+
+    def parse(self) -> ColumnElement:
+        expression = self.or_()
+        if self.current.kind != "end":
+            self.fail(f"unexpected {self.current.text!r}")
+        return expression
+
+    def or_(self) -> ColumnElement:
+        terms = [self.and_()]
+        while self.current.kind == "or":
+            self.index += 1
+            terms.append(self.and_())
+        return terms[0] if len(terms) == 1 else or_(*terms)
+
+    def and_(self) -> ColumnElement:
+        terms = [self.not_()]
+        while self.current.kind == "and":
+            self.index += 1
+            terms.append(self.not_())
+        return terms[0] if len(terms) == 1 else and_(*terms)
+
+    def not_(self) -> ColumnElement:
+        if self.current.kind == "not":
+            self.index += 1
+            return not_(self.not_())
+        if self.current.kind == "punct" and self.current.text == "(":
+            self.index += 1
+            inner = self.or_()
+            self.take("punct", ")")
+            return inner
+        return self.term()
+
+    def value(self) -> object:
+        token = self.current
+        if token.kind == "value":
+            self.index += 1
+            return token.value
+        if token.kind == "word":
+            self.index += 1
+            return token.text
+        self.fail(f"expected a value, found {token.text or 'end of filter'!r}")
+
+    def term(self) -> ColumnElement:
+        field = self.current
+        if field.kind != "word":
+            self.fail(f"expected a field such as makeking.n or name, found {field.text or 'end of filter'!r}")
+        self.index += 1
+        if self.current.kind == "in":
+            self.index += 1
+            self.take("punct", "(")
+            values = [self.value()]
+            while self.current.kind == "punct" and self.current.text == ",":
+                self.index += 1
+                values.append(self.value())
+            self.take("punct", ")")
+            return or_(*[self.compare(field, "=", value) for value in values])
+        op = self.take("op").text
+        return self.compare(field, "=" if op == "==" else op, self.value())
+
+    def compare(self, field: Token, op: str, value: object) -> ColumnElement:
+        name = field.text
+        if name in RUN_COLUMNS:
+            return _apply(run.c[name], op, value)
+        head, _, rest = name.partition(".")
+        if not rest:
+            self.fail(f"unknown field {name!r}: use program.flag, tag.KEY or one of {sorted(RUN_COLUMNS)}", field)
+        if head == "tag":
+            return exists(select(tag.c.run_id).where(
+                tag.c.run_id == run.c.id, tag.c.key == rest, _apply(tag.c.value, op, _text(value))))
+        if value == "true":
+            value = 1.0
+        column = parameter.c.num_value if isinstance(value, float) else parameter.c.value
+        return exists(select(parameter.c.run_id).where(
+            parameter.c.run_id == run.c.id, parameter.c.program == head, parameter.c.flag == rest,
+            _apply(column, op, value)))
+
+
+def _text(value: object) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _apply(column, op: str, value: object) -> ColumnElement:
+    return {"=": column.__eq__, "!=": column.__ne__, "<": column.__lt__, "<=": column.__le__,
+            ">": column.__gt__, ">=": column.__ge__}[op](value)
+
+
+def compile_filter(text: str) -> ColumnElement:
+    """A SQLAlchemy condition on the ``run`` table for a filter string."""
+    if not text or not text.strip():
+        raise FilterError(text or "", 0, "empty filter")
+    return _Parser(text).parse()

@@ -1,0 +1,189 @@
+"""The read API: runs, their lazy snapshot sequences, numpy views."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, overload
+
+import numpy as np
+from sqlalchemy import select
+
+from snapstore import codec
+from snapstore.arrays import FIELDS, Dynamics, assemble
+from snapstore.errors import IntegrityError
+from snapstore.story import Story
+from snapstore.store.schema import command, parameter, record, snapshot, tag
+
+if TYPE_CHECKING:
+    from snapstore.store.store import Store
+
+
+class Snapshot:
+    """One stored snapshot.  Nothing is fetched or decompressed until asked."""
+
+    def __init__(self, run: Run, seq: int, time: float | None, n_particles: int | None, record_hash: str) -> None:
+        self.run, self.seq, self.time, self.n_particles, self.record_hash = run, seq, time, n_particles, record_hash
+
+    def record(self) -> bytes:
+        """The stored, compressed record."""
+        return self.run.store.record_bytes(self.record_hash)
+
+    def _checked(self, action):
+        try:
+            return action(self.record())
+        except IntegrityError as exc:
+            raise IntegrityError(f"run {self.run.name!r} snapshot #{self.seq}: {exc}") from None
+
+    def text(self) -> str:
+        """The exact Starlab text, checked against the hash it was stored under."""
+        text = self._checked(codec.decode_text)
+        if hashlib.sha256(text.encode("utf-8")).hexdigest() != self.record_hash:
+            raise IntegrityError(f"run {self.run.name!r} snapshot #{self.seq}: text does not match its hash")
+        return text
+
+    def story(self) -> Story:
+        """The snapshot as a story tree."""
+        return self._checked(codec.decode)
+
+    def particles(self) -> np.ndarray:
+        """Leaf stars (id, mass, pos, vel), absolute coordinates, sorted by id."""
+        return self._checked(codec.particles)
+
+    def root(self) -> dict[str, object]:
+        """Root values (energies, Lagrangian radii, N, system_time...) as floats/arrays."""
+        return self._checked(codec.root_values)
+
+    def __repr__(self) -> str:
+        return f"<Snapshot {self.run.name}#{self.seq} t={self.time} N={self.n_particles}>"
+
+
+class Snapshots(Sequence):
+    """A run's snapshots in sequence order: indexable, sliceable, iterable, lazy."""
+
+    def __init__(self, items: list[Snapshot]) -> None:
+        self._items = items
+
+    @overload
+    def __getitem__(self, index: int) -> Snapshot: ...
+    @overload
+    def __getitem__(self, index: slice) -> Snapshots: ...
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return Snapshots(self._items[index])
+        return self._items[index]
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[Snapshot]:
+        return iter(self._items)
+
+    @property
+    def times(self) -> np.ndarray:
+        return np.array([item.time for item in self._items], dtype=np.float64)
+
+
+class Run:
+    """A stored run: metadata from the projections, snapshots on demand."""
+
+    def __init__(self, store: Store, row) -> None:
+        self.store = store
+        self._row = row
+        self.id: str = row.id
+        self.name: str = row.name
+        self.status: str = row.status
+
+    def __getattr__(self, item: str):
+        # Columns of the run table (n_particles, t_first, source_sha256...) as attributes.
+        row = self.__dict__.get("_row")
+        if row is not None and item in row._mapping:
+            return row._mapping[item]
+        raise AttributeError(item)
+
+    @cached_property
+    def _snapshot_rows(self) -> list:
+        with self.store.engine.connect() as connection:
+            return connection.execute(
+                select(snapshot.c.seq, snapshot.c.time, snapshot.c.n_particles, snapshot.c.record_hash)
+                .where(snapshot.c.run_id == self.id).order_by(snapshot.c.seq)).all()
+
+    def snapshots(self) -> Snapshots:
+        """The snapshots in sequence order (seq 0 is the initial conditions, if stored)."""
+        return Snapshots([Snapshot(self, *row) for row in self._snapshot_rows])
+
+    def __len__(self) -> int:
+        return len(self._snapshot_rows)
+
+    @property
+    def times(self) -> np.ndarray:
+        """System time of each snapshot."""
+        return np.array([row.time for row in self._snapshot_rows], dtype=np.float64)
+
+    @cached_property
+    def commands(self) -> list[dict]:
+        """The pipeline: ``program``, ``argv`` and ``starlab_version`` of each step."""
+        with self.store.engine.connect() as connection:
+            rows = connection.execute(select(command).where(command.c.run_id == self.id).order_by(command.c.position)).all()
+        return [{"program": r.program, "argv": json.loads(r.argv), "starlab_version": r.starlab_version} for r in rows]
+
+    @cached_property
+    def parameters(self) -> dict[str, dict[str, str]]:
+        """``{program: {flag: value}}`` as written (flags without a value are ``"true"``)."""
+        with self.store.engine.connect() as connection:
+            rows = connection.execute(select(parameter).where(parameter.c.run_id == self.id)
+                                      .order_by(parameter.c.position)).all()
+        out: dict[str, dict[str, str]] = {}
+        for row in rows:
+            out.setdefault(row.program, {})[row.flag] = row.value
+        return out
+
+    @cached_property
+    def tags(self) -> dict[str, str]:
+        with self.store.engine.connect() as connection:
+            return dict(connection.execute(select(tag.c.key, tag.c.value).where(tag.c.run_id == self.id)).all())
+
+    def dynamics(self, fields: tuple[str, ...] = FIELDS, times=None, ids=None) -> Dynamics:
+        """The run as particle x time arrays (see ``arrays.Dynamics``).
+
+        ``times``: None for every snapshot, a slice of snapshot positions, or a
+        ``(t_min, t_max)`` pair of system times (inclusive).  ``ids``: the star
+        ids to keep (rows in that sorted order), default every id in the selection.
+        """
+        chosen = self.snapshots()
+        if isinstance(times, slice):
+            chosen = chosen[times]
+        elif times is not None:
+            low, high = times
+            chosen = Snapshots([item for item in chosen if item.time is not None and low <= item.time <= high])
+        frames = (item.particles() for item in chosen)
+        return assemble(frames, chosen.times, np.array([item.seq for item in chosen]), tuple(fields), ids)
+
+    def to_pandas(self, snapshots: slice | None = None):
+        """One row per star per snapshot (seq, time, id, mass, x..vz); needs pandas."""
+        try:
+            import pandas as pd
+        except ModuleNotFoundError:
+            raise ModuleNotFoundError("to_pandas needs pandas: pip install 'snapstore[pandas]'") from None
+        parts = []
+        for item in self.snapshots()[snapshots or slice(None)]:
+            leaves = item.particles()
+            parts.append(pd.DataFrame({
+                "seq": item.seq, "time": item.time, "id": leaves["id"], "mass": leaves["mass"],
+                **{f"{axis}": leaves["pos"][:, k] for k, axis in enumerate("xyz")},
+                **{f"v{axis}": leaves["vel"][:, k] for k, axis in enumerate("xyz")}}))
+        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+    def __repr__(self) -> str:
+        return f"<Run {self.name} ({self.status}, {len(self)} snapshots)>"
+
+
+def fetch_record(connection, record_hash: str) -> bytes:
+    """A record's bytes from the SQL store."""
+    data = connection.execute(select(record.c.data).where(record.c.hash == record_hash)).scalar()
+    if data is None:
+        raise IntegrityError(f"record {record_hash[:12]} is missing from the store")
+    return bytes(data)

@@ -1,0 +1,1 @@
+"""The event-sourced store: events, records, projections, backends, migrations."""

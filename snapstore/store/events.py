@@ -1,0 +1,70 @@
+"""The append-only event log: the store's source of truth.
+
+Every change is an event (run started, pipeline recorded, snapshot appended,
+ingest finished, run tagged...) with a global position, a per-run version, a
+timestamp and a JSON payload.  Projections are applied in the same transaction,
+so the queryable tables never lag behind the log.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from sqlalchemy import Connection, func, insert, select
+
+from snapstore.store import projections
+from snapstore.store.schema import event
+
+RUN_STARTED = "run_started"
+INGEST_STARTED = "ingest_started"
+PIPELINE_RECORDED = "pipeline_recorded"
+SNAPSHOT_APPENDED = "snapshot_appended"
+DIAGNOSTICS_ATTACHED = "diagnostics_attached"
+INGEST_FINISHED = "ingest_finished"
+RUN_TAGGED = "run_tagged"
+TYPES = (RUN_STARTED, INGEST_STARTED, PIPELINE_RECORDED, SNAPSHOT_APPENDED,
+         DIAGNOSTICS_ATTACHED, INGEST_FINISHED, RUN_TAGGED)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One event before it is stored."""
+
+    type: str
+    payload: dict
+
+    def __post_init__(self) -> None:
+        if self.type not in TYPES:
+            raise ValueError(f"unknown event type {self.type!r}")
+
+
+def now() -> str:
+    """UTC timestamp as stored in events (ISO 8601, microseconds)."""
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def append(connection: Connection, run_id: str, events: list[Event]) -> None:
+    """Append events to a run's stream and apply them to the projections.
+
+    The per-run version is the next free number; the unique (run_id, version)
+    key makes a concurrent writer that computed the same number fail, and the
+    caller retries with fresh state (see ``backend.with_retries``).
+    """
+    if connection.dialect.name == "postgresql":
+        # Sequence values are handed out before commit, so without this lock a
+        # later position could commit first and a reader following positions
+        # would skip it for good.  The lock makes position order commit order;
+        # it is held only for the end of one short transaction.
+        connection.exec_driver_sql("LOCK TABLE event IN EXCLUSIVE MODE")
+    version = connection.execute(
+        select(func.coalesce(func.max(event.c.version), 0)).where(event.c.run_id == run_id)
+    ).scalar_one()
+    for item in events:
+        version += 1
+        payload = json.dumps(item.payload, sort_keys=True)
+        recorded = now()
+        connection.execute(insert(event).values(
+            run_id=run_id, version=version, type=item.type, recorded_at=recorded, payload=payload))
+        projections.apply(connection, run_id, item.type, item.payload, recorded)

@@ -1,0 +1,212 @@
+"""Streaming ingest: Starlab output -> records and events, one durable snapshot at a time.
+
+Idempotent and resumable: a run's identity comes from its name, every snapshot
+has a fixed sequence number (0 for the initial conditions, 1.. for kira's
+stream), and a snapshot already stored with the same text is skipped without
+being encoded again.  A different text at a stored position is a conflict.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import Connection, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from snapstore import codec
+from snapstore.errors import StoreError, StoryFormatError
+from snapstore.story import RootText, iter_root_texts, open_source, source_name
+from snapstore.store import events
+from snapstore.store.backend import with_retries
+from snapstore.store.provenance import pipeline_from_commands, pipeline_from_log, who_and_where
+from snapstore.store.schema import command, record, run, snapshot
+
+_NAMESPACE = uuid.UUID("6f1c3c1e-7a57-4e43-9a8f-5a7b0e1d2c33")
+
+
+def run_id_for(name: str) -> str:
+    """A run's id follows from its name, so every machine agrees on it without asking."""
+    return uuid.uuid5(_NAMESPACE, name).hex
+
+
+def default_name(source) -> str:
+    """The run name a source suggests: the folder of a ``kira.out``, else the file's stem."""
+    if isinstance(source, (str, os.PathLike)) and str(source) != "-":
+        path = Path(source)
+        if path.is_dir():
+            return path.resolve().name
+        if path.name.split(".")[0] in ("kira", "initial"):
+            return path.resolve().parent.name
+        return path.name.split(".")[0]
+    name = getattr(source, "name", None)
+    if isinstance(name, str) and not name.startswith("<"):
+        return default_name(name)
+    raise StoreError("reading from a stream: give the run a name (--name)")
+
+
+@dataclass
+class IngestReport:
+    """What one ingest did."""
+
+    run_id: str
+    name: str
+    added: int = 0
+    skipped: int = 0
+    text_bytes: int = 0
+    stored_bytes: int = 0
+    source_sha256: str | None = None
+    complete: bool = False
+    error: str | None = None
+    seqs: list[int] = field(default_factory=list)
+
+    @property
+    def ratio(self) -> float:
+        """Text bytes per stored byte for what this ingest added."""
+        return self.text_bytes / self.stored_bytes if self.stored_bytes else float("nan")
+
+
+def _insert_record(connection: Connection, values: dict) -> None:
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    connection.execute(dialect.insert(record).values(**values).on_conflict_do_nothing(index_elements=["hash"]))
+
+
+class Ingest:
+    """One ingest of one run; see ``Store.ingest``."""
+
+    def __init__(self, engine, name: str, on_snapshot: Callable[[IngestReport], None] | None = None) -> None:
+        self.engine = engine
+        self.report = IngestReport(run_id_for(name), name)
+        self.on_snapshot = on_snapshot
+        self._has_pipeline = False
+
+    def start(self, source: str, commands_text: str | None, tags: dict[str, str]) -> None:
+        run_id = self.report.run_id
+        started = {"source": source, **who_and_where(), "pid": os.getpid()}
+
+        def work(connection: Connection) -> None:
+            existing = connection.execute(select(run.c.name).where(run.c.id == run_id)).scalar()
+            batch = []
+            if existing is None:
+                batch.append(events.Event(events.RUN_STARTED, {"name": self.report.name}))
+            batch.append(events.Event(events.INGEST_STARTED, started))
+            batch += [events.Event(events.RUN_TAGGED, {"key": k, "value": v}) for k, v in tags.items()]
+            events.append(connection, run_id, batch)
+            self._has_pipeline = connection.execute(
+                select(command.c.position).where(command.c.run_id == run_id).limit(1)).first() is not None
+
+        with_retries(self.engine, work)
+        self._commands_text = commands_text
+
+    def add(self, root: RootText, seq: int) -> None:
+        """Store one snapshot at ``seq`` unless the same text is already there."""
+        text = root.text()
+        data = text.encode("utf-8")
+        digest = hashlib.sha256(data).hexdigest()
+        run_id = self.report.run_id
+        encoded: dict = {}
+
+        def work(connection: Connection) -> str:
+            stored = connection.execute(select(snapshot.c.record_hash).where(
+                snapshot.c.run_id == run_id, snapshot.c.seq == seq)).scalar()
+            if stored == digest:
+                return "skipped"
+            if stored is not None:
+                raise StoreError(f"run {self.report.name!r} already holds a different snapshot #{seq}; "
+                                 "ingest under another --name")
+            if not encoded:
+                blob = codec.encode_lines(root.lines, root.final_newline)
+                encoded.update(blob=blob, root=codec.root_values(blob))
+            batch = []
+            if not self._has_pipeline and seq > 0:  # kira's Log holds the whole pipeline
+                batch.append(self._pipeline(root))
+            root_values = encoded["root"]
+            _insert_record(connection, {"hash": digest, "codec": codec.CODEC_NAME, "text_size": len(data),
+                                        "stored_size": len(encoded["blob"]), "data": encoded["blob"]})
+            batch.append(events.Event(events.SNAPSHOT_APPENDED, {
+                "seq": seq, "record": digest, "time": _float(root_values.get("system_time")),
+                "n_particles": _int(root_values.get("N")), "text_size": len(data),
+                "stored_size": len(encoded["blob"])}))
+            events.append(connection, run_id, batch)
+            return "added"
+
+        outcome = with_retries(self.engine, work)
+        if outcome == "added":
+            self._has_pipeline = self._has_pipeline or seq > 0
+            self.report.added += 1
+            self.report.text_bytes += len(data)
+            self.report.stored_bytes += len(encoded["blob"])
+            self.report.seqs.append(seq)
+        else:
+            self.report.skipped += 1
+        if self.on_snapshot:
+            self.on_snapshot(self.report)
+
+    def _pipeline(self, root: RootText) -> events.Event:
+        logged = pipeline_from_log(root.story())
+        if self._commands_text is not None:
+            return events.Event(events.PIPELINE_RECORDED, {
+                "origin": "commands", "commands": pipeline_from_commands(self._commands_text, logged)})
+        return events.Event(events.PIPELINE_RECORDED, {"origin": "log", "commands": logged})
+
+    def finish(self, source: str, complete: bool, sha256: str | None, error: str | None) -> None:
+        self.report.complete, self.report.error, self.report.source_sha256 = complete, error, sha256
+        payload = {"source": source, "sha256": sha256, "complete": complete, "error": error,
+                   "added": self.report.added, "skipped": self.report.skipped}
+        with_retries(self.engine, lambda connection: events.append(
+            connection, self.report.run_id, [events.Event(events.INGEST_FINISHED, payload)]))
+
+
+def _float(value) -> float | None:
+    return value if isinstance(value, float) else None
+
+
+def _int(value) -> int | None:
+    return int(value) if isinstance(value, float) else None
+
+
+def ingest(engine, source, name: str | None = None, initial=None, tags: dict[str, str] | None = None,
+           commands: str | os.PathLike | None = None,
+           on_snapshot: Callable[[IngestReport], None] | None = None) -> IngestReport:
+    """Stream ``source`` into the store as run ``name``; see ``Store.ingest``."""
+    folder = Path(source) if isinstance(source, (str, os.PathLike)) and Path(source).is_dir() else None
+    if folder is not None:
+        stream = folder / "kira.out.gz" if (folder / "kira.out.gz").exists() else folder / "kira.out"
+        name = name or folder.resolve().name
+        if initial is None:
+            initial = next((p for p in (folder / "initial.story.gz", folder / "initial.story") if p.exists()), None)
+        if commands is None and (folder / "commands.txt").exists():
+            commands = folder / "commands.txt"
+        source = stream
+    name = name or default_name(source)
+    commands_text = Path(commands).read_text() if commands is not None else None
+    job = Ingest(engine, name, on_snapshot)
+    label = source_name(source)
+    job.start(label, commands_text, dict(tags or {}))
+    digest = None
+    try:
+        if initial is not None:
+            with open_source(initial) as stream:
+                roots = iter_root_texts(stream, source_name(initial))  # type: ignore[arg-type]
+                first = next(roots)
+                job.add(first, 0)
+                for extra in roots:
+                    raise StoryFormatError(source_name(initial), extra.first_line,
+                                           "initial conditions hold more than one root story")
+        with open_source(source) as stream:
+            for seq, root in enumerate(iter_root_texts(stream, label), start=1):  # type: ignore[arg-type]
+                job.add(root, seq)
+            digest = stream.sha256.hexdigest()
+    except BaseException as exc:
+        message = str(exc) if isinstance(exc, (StoryFormatError, StoreError)) else f"{type(exc).__name__}: {exc}"
+        try:
+            job.finish(label, False, None, message or type(exc).__name__)
+        except Exception:  # noqa: BLE001 - the original error is the one to report
+            pass
+        raise
+    job.finish(label, True, digest, None)
+    return job.report

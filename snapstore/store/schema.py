@@ -1,0 +1,111 @@
+"""The tables the code declares.  Migrations build the same schema from frozen
+copies of these definitions; a test checks the two never drift apart.
+
+``event`` and ``record`` are the source of truth and append-only (database
+triggers refuse UPDATE and DELETE).  ``run``, ``command``, ``parameter``,
+``snapshot`` and ``tag`` are projections: derived from the events, rebuilt at will.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
+Position = BigInteger().with_variant(Integer(), "sqlite")
+
+event = Table(
+    "event", metadata,
+    Column("position", Position, primary_key=True, autoincrement=True),
+    Column("run_id", String(32), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("type", String(40), nullable=False),
+    Column("recorded_at", String(32), nullable=False),
+    Column("payload", Text, nullable=False),
+    UniqueConstraint("run_id", "version", name="uq_event_run_version"),
+)
+
+record = Table(
+    "record", metadata,
+    Column("hash", String(64), primary_key=True),
+    Column("codec", String(40), nullable=False),
+    Column("text_size", BigInteger, nullable=False),
+    Column("stored_size", BigInteger, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+)
+
+run = Table(
+    "run", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("status", String(16), nullable=False),
+    Column("started_at", String(32), nullable=False),
+    Column("finished_at", String(32)),
+    Column("n_snapshots", Integer, nullable=False),
+    Column("n_particles", Integer),
+    Column("t_first", Float),
+    Column("t_last", Float),
+    Column("text_bytes", BigInteger, nullable=False),
+    Column("stored_bytes", BigInteger, nullable=False),
+    Column("starlab_version", String(40)),
+    Column("source", Text),
+    Column("source_sha256", String(64)),
+    Column("error", Text),
+)
+
+command = Table(
+    "command", metadata,
+    Column("run_id", String(32), ForeignKey("run.id"), primary_key=True),
+    Column("position", Integer, primary_key=True),
+    Column("program", String(80), nullable=False),
+    Column("argv", Text, nullable=False),
+    Column("starlab_version", String(40)),
+)
+
+parameter = Table(
+    "parameter", metadata,
+    Column("run_id", String(32), ForeignKey("run.id"), primary_key=True),
+    Column("position", Integer, primary_key=True),
+    Column("flag", String(80), primary_key=True),
+    Column("program", String(80), nullable=False),
+    Column("value", Text, nullable=False),
+    Column("num_value", Float),
+)
+
+snapshot = Table(
+    "snapshot", metadata,
+    Column("run_id", String(32), ForeignKey("run.id"), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("time", Float),
+    Column("n_particles", Integer),
+    Column("record_hash", String(64), ForeignKey("record.hash"), nullable=False),
+    Column("text_size", BigInteger, nullable=False),
+)
+
+tag = Table(
+    "tag", metadata,
+    Column("run_id", String(32), ForeignKey("run.id"), primary_key=True),
+    Column("key", String(200), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+# Added by the second migration: filters look parameters up by program and flag.
+Index("ix_parameter_lookup", parameter.c.program, parameter.c.flag, parameter.c.num_value)
+Index("ix_snapshot_record", snapshot.c.record_hash)
+
+PROJECTIONS = (tag, snapshot, parameter, command, run)  # children first, for deletes
+APPEND_ONLY = ("event", "record")

@@ -1,0 +1,152 @@
+"""The Store: one object for ingest, reading, tags, integrity and rebuilds."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+
+from sqlalchemy import Engine, func, select, text
+from sqlalchemy.exc import DBAPIError
+
+from snapstore import codec
+from snapstore.errors import IntegrityError, StoreError
+from snapstore.query import compile_filter
+from snapstore.runs import Run, fetch_record
+from snapstore.store import events, projections
+from snapstore.store.backend import describe_db_error, make_engine, masked, resolve_url, with_retries
+from snapstore.store.ingest import IngestReport, ingest, run_id_for
+from snapstore.store.migrate import ensure_current
+from snapstore.store.schema import APPEND_ONLY, PROJECTIONS, event, record, run, snapshot
+
+
+class Store:
+    """A snapstore archive in SQLite (default) or PostgreSQL."""
+
+    def __init__(self, url: str | None = None, create: bool = True) -> None:
+        self.url = resolve_url(url)
+        self.engine: Engine = make_engine(self.url)
+        try:
+            ensure_current(self.engine, create=create)
+        except DBAPIError as exc:
+            self.engine.dispose()
+            raise StoreError(describe_db_error(exc, self.url)) from None
+
+    def __repr__(self) -> str:
+        return f"<Store {masked(self.url)}>"
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- writing ----------------------------------------------------------------
+    def ingest(self, source, name: str | None = None, initial=None, tags: dict[str, str] | None = None,
+               commands: str | os.PathLike | None = None,
+               on_snapshot: Callable[[IngestReport], None] | None = None) -> Run:
+        """Stream Starlab output into run ``name`` (see ``ingest_report`` for the counts).
+
+        ``source``: a kira output path (.gz/.zst too), ``-`` for stdin, a file object,
+        or a run folder holding kira.out(.gz), initial.story(.gz) and commands.txt.
+        ``initial``: the initial-conditions story, stored as snapshot 0.
+        """
+        report = self.ingest_report(source, name, initial, tags, commands, on_snapshot)
+        return self.run(report.run_id)
+
+    def ingest_report(self, source, name=None, initial=None, tags=None, commands=None,
+                      on_snapshot=None) -> IngestReport:
+        """As ``ingest``, returning what was added and skipped."""
+        return ingest(self.engine, source, name, initial, tags, commands, on_snapshot)
+
+    def tag(self, name_or_id: str, key: str, value: str) -> None:
+        """Tag a run (a ``run_tagged`` event; the latest value of a key wins)."""
+        target = self.run(name_or_id)
+        with_retries(self.engine, lambda connection: events.append(
+            connection, target.id, [events.Event(events.RUN_TAGGED, {"key": key, "value": value})]))
+
+    def rebuild_projections(self) -> int:
+        """Drop and rebuild every projection from the event log; returns events replayed."""
+        return with_retries(self.engine, projections.rebuild)
+
+    # -- reading ----------------------------------------------------------------
+    def run(self, name_or_id: str) -> Run:
+        """A run by name, id, or unique id prefix."""
+        with self.engine.connect() as connection:
+            row = connection.execute(select(run).where(
+                (run.c.name == name_or_id) | (run.c.id == name_or_id))).first()
+            if row is None and len(name_or_id) >= 4:
+                rows = connection.execute(select(run).where(run.c.id.startswith(name_or_id.lower()))).all()
+                if len(rows) > 1:
+                    raise StoreError(f"run id prefix {name_or_id!r} is ambiguous ({len(rows)} runs)")
+                row = rows[0] if rows else None
+        if row is None:
+            raise StoreError(f"no run named {name_or_id!r} in {masked(self.url)}")
+        return Run(self, row)
+
+    def runs(self, where: str | None = None) -> list[Run]:
+        """Runs matching a filter (see ``snapstore.query``), by name."""
+        query = select(run).order_by(run.c.name)
+        if where:
+            query = query.where(compile_filter(where))
+        with self.engine.connect() as connection:
+            return [Run(self, row) for row in connection.execute(query).all()]
+
+    def record_bytes(self, record_hash: str) -> bytes:
+        with self.engine.connect() as connection:
+            return fetch_record(connection, record_hash)
+
+    # -- integrity ----------------------------------------------------------------
+    def verify(self, name_or_id: str | None = None) -> list[str]:
+        """Every problem found: undecodable records, texts that do not match their
+        hash, projections that differ from a replay of the log.  Empty means sound."""
+        problems = []
+        targets = [self.run(name_or_id)] if name_or_id else self.runs()
+        for target in targets:
+            for item in target.snapshots():
+                try:
+                    item.text()
+                except IntegrityError as exc:
+                    problems.append(str(exc))
+        problems += self._projection_drift()
+        return problems
+
+    def _projection_drift(self) -> list[str]:
+        """Compare the projections with a replay of the log inside a rolled-back transaction."""
+        with self.engine.connect() as connection:
+            with connection.begin() as transaction:
+                before = _snapshot_tables(connection)
+                projections.rebuild(connection)
+                after = _snapshot_tables(connection)
+                transaction.rollback()
+        return [f"projection {name} differs from the event log (run `snapstore rebuild`)"
+                for name in before if before[name] != after[name]]
+
+    def stats(self) -> dict:
+        """Totals and per-run sizes."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(run.c.name, run.c.n_snapshots, run.c.text_bytes, run.c.stored_bytes)
+                                      .order_by(run.c.name)).all()
+            unique = connection.execute(select(func.count(), func.coalesce(func.sum(record.c.stored_size), 0),
+                                               func.coalesce(func.sum(record.c.text_size), 0))).one()
+            n_events = connection.execute(select(func.count()).select_from(event)).scalar_one()
+        return {
+            "runs": len(rows), "events": n_events, "snapshots": sum(r.n_snapshots for r in rows),
+            "records": unique[0], "record_bytes": int(unique[1]), "record_text_bytes": int(unique[2]),
+            "by_run": [dict(r._mapping) for r in rows],
+        }
+
+
+def _snapshot_tables(connection) -> dict[str, list]:
+    return {table.name: sorted(map(tuple, connection.execute(select(table)).all()), key=repr)
+            for table in PROJECTIONS}
+
+
+def open(url: str | None = None) -> Store:  # noqa: A001 - the public name users expect
+    """Open (creating if new) the store at ``url``: any SQLAlchemy URL or a SQLite path.
+    Default: ``$SNAPSTORE_URL``, else ./snapstore.db."""
+    return Store(url)
