@@ -47,3 +47,62 @@ def corpus() -> Path:
 @pytest.fixture(scope="session")
 def sample() -> Path:
     return SAMPLE
+
+
+PG_ADMIN_URL = os.environ.get("SNAPSTORE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def _pg_admin():
+    """An autocommit engine on the PostgreSQL test server, or a skip (a failure under CI)."""
+    from sqlalchemy import create_engine, text
+
+    try:
+        engine = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with engine.connect() as connection:
+            connection.execute(text("select 1"))
+        return engine
+    except Exception as exc:  # noqa: BLE001 - any failure to reach the server means skip
+        if UNDER_CI:
+            pytest.fail(f"CI must reach PostgreSQL at {PG_ADMIN_URL}: {exc}")
+        pytest.skip(f"no PostgreSQL server at {PG_ADMIN_URL} (set SNAPSTORE_TEST_PG): {type(exc).__name__}")
+
+
+@pytest.fixture(scope="session")
+def pg_admin():
+    engine = _pg_admin()
+    yield engine
+    engine.dispose()
+
+
+def fresh_pg_url(admin) -> str:
+    """A new, empty PostgreSQL database for one test."""
+    import uuid
+
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+
+    name = f"snapstore_test_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    return make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_pg(admin, url: str) -> None:
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+
+    name = make_url(url).database
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path):
+    """A URL for a brand-new store on each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store.db'}"
+        return
+    admin = request.getfixturevalue("pg_admin")
+    url = fresh_pg_url(admin)
+    yield url
+    drop_pg(admin, url)

@@ -1,0 +1,189 @@
+"""The event-sourced store, run identically on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+import snapstore
+from snapstore import StoreError, StoryFormatError
+from tests.conftest import SAMPLE, corpus_dir, corpus_runs, read_text
+
+SNAPSHOT_TEXT_SQL = "select count(*) from snapshot"
+
+
+def snapshot_texts(run) -> list[str]:
+    return [item.text() for item in run.snapshots()]
+
+
+
+def test_sample_run_round_trips_and_reingest_adds_nothing(store_url) -> None:
+    with snapstore.open(store_url) as store:
+        first = store.ingest_report(SAMPLE)
+        run = store.run("n100-w3-s1")
+        assert (first.added, first.skipped, first.complete) == (6, 0, True)
+        texts = snapshot_texts(run)
+        assert texts[0] == read_text(SAMPLE / "initial.story.gz")
+        assert "".join(texts[1:]) == read_text(SAMPLE / "kira.out.gz")
+        assert run.times.tolist() == [0, 2, 4, 6, 8, 10]
+        again = store.ingest_report(SAMPLE)
+        assert (again.added, again.skipped) == (0, 6)
+        with store.engine.connect() as connection:
+            assert connection.execute(text(SNAPSHOT_TEXT_SQL)).scalar() == 6
+            kinds = [row[0] for row in connection.execute(text("select type from event order by position"))]
+        assert kinds.count("snapshot_appended") == 6 and kinds.count("ingest_finished") == 2
+        assert run.commands[-1]["argv"][0] == "kira"
+        assert run.parameters["makeking"]["n"] == "100"
+        assert run.source_sha256 == "54f9aedcc813970c88d0dc26d2277a4f100068dc67e1ab0e46ef3344b9a53493"
+
+
+def test_provenance_of_every_ingest_is_in_the_log(store_url) -> None:
+    with snapstore.open(store_url) as store:
+        store.ingest(SAMPLE, tags={"grid": "yes"})
+        with store.engine.connect() as connection:
+            started = connection.execute(text("select payload from event where type = 'ingest_started'")).scalar()
+            finished = connection.execute(text("select payload from event where type = 'ingest_finished'")).scalar()
+        started, finished = json.loads(started), json.loads(finished)
+        assert {"user", "host", "snapstore_version", "source"} <= set(started)
+        assert finished["sha256"] == "54f9aedcc813970c88d0dc26d2277a4f100068dc67e1ab0e46ef3344b9a53493"
+        assert store.run("n100-w3-s1").tags == {"grid": "yes"}
+
+
+def test_event_log_and_records_refuse_update_and_delete(store_url) -> None:
+    with snapstore.open(store_url) as store:
+        store.ingest(SAMPLE)
+        for statement in ("update event set type = 'x'", "delete from event",
+                          "update record set codec = 'x'", "delete from record"):
+            with pytest.raises(DBAPIError, match="append-only"):
+                with store.engine.begin() as connection:
+                    connection.execute(text(statement))
+        with store.engine.connect() as connection:
+            assert connection.execute(text("select count(*) from event where type = 'x'")).scalar() == 0
+
+
+def test_rebuild_projections_gives_identical_tables(store_url) -> None:
+    with snapstore.open(store_url) as store:
+        store.ingest(SAMPLE)
+        store.tag("n100-w3-s1", "quality", "good")
+        tables = ("run", "command", "parameter", "snapshot", "tag")
+
+        def dump():
+            with store.engine.connect() as connection:
+                return {t: sorted(map(tuple, connection.execute(text(f"select * from {t}")))) for t in tables}
+
+        before = dump()
+        assert store.rebuild_projections() > 0
+        assert dump() == before
+        assert store.verify() == []
+
+
+def test_truncated_stream_keeps_whole_snapshots_and_marks_run_incomplete(store_url, tmp_path) -> None:
+    stream = read_text(SAMPLE / "kira.out.gz")
+    root = "(Particle\n  name = root"
+    cut = stream.index(root, len(stream) // 2) + 5000
+    broken = tmp_path / "kira.out"
+    broken.write_text(stream[:cut])
+    with snapstore.open(store_url) as store:
+        with pytest.raises(StoryFormatError, match="truncated"):
+            store.ingest(broken, name="broken")
+        run = store.run("broken")
+        assert run.status == "incomplete" and "truncated" in run.error
+        assert "".join(snapshot_texts(run)) == stream[: stream.rindex(root, 0, cut)]
+
+
+def test_a_different_snapshot_at_a_stored_position_is_a_conflict(store_url, tmp_path) -> None:
+    other = tmp_path / "kira.out"
+    other.write_text(read_text(SAMPLE / "kira.out.gz").replace("kira_eta = 0.1", "kira_eta = 0.2", 1))
+    with snapstore.open(store_url) as store:
+        store.ingest(SAMPLE / "kira.out.gz", name="x")
+        with pytest.raises(StoreError, match="different snapshot #1"):
+            store.ingest(other, name="x")
+
+
+def test_unknown_run_and_bad_urls_give_one_line_errors(tmp_path) -> None:
+    with snapstore.open(f"sqlite:///{tmp_path / 'a.db'}") as store:
+        with pytest.raises(StoreError, match="no run named 'nope'"):
+            store.run("nope")
+    with pytest.raises(StoreError, match="not a database URL|unsupported database"):
+        snapstore.open("mysql://u:secret@h/db")
+    with pytest.raises(StoreError) as caught:
+        snapstore.open("postgresql+psycopg://u:secret@127.0.0.1:1/none")
+    assert "secret" not in str(caught.value) and "\n" not in str(caught.value)
+    with pytest.raises(StoreError, match="does not exist"):
+        snapstore.open(f"sqlite:///{tmp_path / 'missing' / 'a.db'}")
+
+
+@pytest.mark.corpus
+def test_every_corpus_run_reads_back_exactly(store_url) -> None:
+    with snapstore.open(store_url) as store:
+        for folder in corpus_runs():
+            run = store.ingest(folder)
+            texts = snapshot_texts(run)
+            assert texts[0] == read_text(folder / "initial.story.gz"), folder
+            assert "".join(texts[1:]) == read_text(folder / "kira.out.gz"), folder
+        # "all King models with 100 stars", in plain SQL over the projections
+        with store.engine.connect() as connection:
+            names = [row[0] for row in connection.execute(text(
+                "select r.name from run r join parameter p on p.run_id = r.id "
+                "where p.program = 'makeking' and p.flag = 'n' and p.num_value = 100 order by r.name"))]
+        assert names == sorted(f.name for f in corpus_runs() if f.name.startswith("n100-"))
+        assert len(names) == 6
+
+
+INGEST_SCRIPT = """
+import sys, snapstore
+store = snapstore.open(sys.argv[1])
+store.ingest(sys.argv[2], name=sys.argv[3])
+"""
+
+
+
+def test_sigkill_midway_then_reingest_completes(store_url, tmp_path) -> None:
+    source = str(SAMPLE)
+    with snapstore.open(store_url) as store:
+        pass
+    for delay in (0.4, 0.8):
+        process = subprocess.Popen([sys.executable, "-c", INGEST_SCRIPT, store_url, source, "killed"])
+        time.sleep(delay)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    with snapstore.open(store_url) as store:
+        report = store.ingest_report(source, name="killed")
+        run = store.run("killed")
+        assert report.added + report.skipped == 6
+        assert [item.seq for item in run.snapshots()] == list(range(6))
+        assert snapshot_texts(run)[1:] and "".join(snapshot_texts(run)[1:]) == read_text(SAMPLE / "kira.out.gz")
+        assert run.status == "complete"
+        assert store.verify() == []
+
+
+def test_concurrent_ingests_of_different_and_same_runs(store_url, tmp_path) -> None:
+    with snapstore.open(store_url):
+        pass
+    names = ["a", "b", "c", "d", "same", "same"]
+    processes = [subprocess.Popen([sys.executable, "-c", INGEST_SCRIPT, store_url, str(SAMPLE), name],
+                                  stderr=subprocess.PIPE) for name in names]
+    for process in processes:
+        _, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err.decode()
+    with snapstore.open(store_url) as store:
+        for name in set(names):
+            run = store.run(name)
+            assert [item.seq for item in run.snapshots()] == list(range(6))
+        with store.engine.connect() as connection:
+            versions = connection.execute(text("select run_id, version from event order by position")).all()
+            assert connection.execute(text("select count(*) from record")).scalar() == 6  # shared by content
+        per_run: dict = {}
+        for run_id, version in versions:  # positions follow versions within each run
+            assert version == per_run.get(run_id, 0) + 1
+            per_run[run_id] = version
+        assert store.verify() == []
