@@ -70,7 +70,7 @@ class IngestReport:
         return self.text_bytes / self.stored_bytes if self.stored_bytes else float("nan")
 
 
-def _insert_record(connection: Connection, values: dict) -> None:
+def insert_record(connection: Connection, values: dict) -> None:
     dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
     connection.execute(dialect.insert(record).values(**values).on_conflict_do_nothing(index_elements=["hash"]))
 
@@ -125,7 +125,7 @@ class Ingest:
             if not self._has_pipeline and seq > 0:  # kira's Log holds the whole pipeline
                 batch.append(self._pipeline(root))
             root_values = encoded["root"]
-            _insert_record(connection, {"hash": digest, "codec": codec.CODEC_NAME, "text_size": len(data),
+            insert_record(connection, {"hash": digest, "codec": codec.CODEC_NAME, "text_size": len(data),
                                         "stored_size": len(encoded["blob"]), "data": encoded["blob"]})
             batch.append(events.Event(events.SNAPSHOT_APPENDED, {
                 "seq": seq, "record": digest, "time": _float(root_values.get("system_time")),
@@ -186,27 +186,35 @@ def ingest(engine, source, name: str | None = None, initial=None, tags: dict[str
     commands_text = Path(commands).read_text() if commands is not None else None
     job = Ingest(engine, name, on_snapshot)
     label = source_name(source)
-    job.start(label, commands_text, dict(tags or {}))
-    digest = None
-    try:
-        if initial is not None:
-            with open_source(initial) as stream:
-                roots = iter_root_texts(stream, source_name(initial))  # type: ignore[arg-type]
-                first = next(roots)
-                job.add(first, 0)
-                for extra in roots:
-                    raise StoryFormatError(source_name(initial), extra.first_line,
-                                           "initial conditions hold more than one root story")
-        with open_source(source) as stream:
-            for seq, root in enumerate(iter_root_texts(stream, label), start=1):  # type: ignore[arg-type]
-                job.add(root, seq)
-            digest = stream.sha256.hexdigest()
-    except BaseException as exc:
-        message = str(exc) if isinstance(exc, (StoryFormatError, StoreError)) else f"{type(exc).__name__}: {exc}"
+    initial_root = _single_story(initial) if initial is not None else None
+    with open_source(source) as stream:
+        roots = iter_root_texts(stream, label)  # type: ignore[arg-type]
+        first = next(roots)  # bad input fails here, before anything is written
+        job.start(label, commands_text, dict(tags or {}))
         try:
-            job.finish(label, False, None, message or type(exc).__name__)
-        except Exception:  # noqa: BLE001 - the original error is the one to report
-            pass
-        raise
+            if initial_root is not None:
+                job.add(initial_root, 0)
+            job.add(first, 1)
+            for seq, root in enumerate(roots, start=2):
+                job.add(root, seq)
+        except BaseException as exc:
+            message = str(exc) if isinstance(exc, (StoryFormatError, StoreError)) else f"{type(exc).__name__}: {exc}"
+            try:
+                job.finish(label, False, None, message or type(exc).__name__)
+            except Exception:  # noqa: BLE001 - the original error is the one to report
+                pass
+            raise
+        digest = stream.sha256.hexdigest()
     job.finish(label, True, digest, None)
     return job.report
+
+
+def _single_story(path) -> RootText:
+    """The one root story of an initial-conditions file."""
+    label = source_name(path)
+    with open_source(path) as stream:
+        roots = iter_root_texts(stream, label)  # type: ignore[arg-type]
+        first = next(roots)
+        for extra in roots:
+            raise StoryFormatError(label, extra.first_line, "initial conditions hold more than one root story")
+    return first

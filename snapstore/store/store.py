@@ -7,18 +7,21 @@ import json
 import os
 from collections.abc import Callable
 
-from sqlalchemy import Engine, func, select, text
+import zstandard
+
+from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import DBAPIError
 
-from snapstore import codec
 from snapstore.errors import IntegrityError, StoreError
 from snapstore.query import compile_filter
 from snapstore.runs import Run, fetch_record
 from snapstore.store import events, projections
 from snapstore.store.backend import describe_db_error, make_engine, masked, resolve_url, with_retries
-from snapstore.store.ingest import IngestReport, ingest, run_id_for
+from snapstore.store.ingest import IngestReport, ingest, insert_record
 from snapstore.store.migrate import ensure_current
-from snapstore.store.schema import APPEND_ONLY, PROJECTIONS, event, record, run, snapshot
+from snapstore.store.schema import PROJECTIONS, event, record, run
+
+DIAGNOSTICS_CODEC = "text+zstd"
 
 
 class Store:
@@ -68,6 +71,31 @@ class Store:
         target = self.run(name_or_id)
         with_retries(self.engine, lambda connection: events.append(
             connection, target.id, [events.Event(events.RUN_TAGGED, {"key": key, "value": value})]))
+
+    def attach_diagnostics(self, name_or_id: str, text_log: str, argv: list[str]) -> None:
+        """Keep a run's stderr (kira's diagnostics) with the run, content-addressed."""
+        target = self.run(name_or_id)
+        data = text_log.encode("utf-8")
+        digest = hashlib.sha256(data).hexdigest()
+        blob = zstandard.ZstdCompressor(level=9, write_checksum=True).compress(data)
+
+        def work(connection) -> None:
+            insert_record(connection, {"hash": digest, "codec": DIAGNOSTICS_CODEC, "text_size": len(data),
+                                       "stored_size": len(blob), "data": blob})
+            events.append(connection, target.id, [events.Event(events.DIAGNOSTICS_ATTACHED, {
+                "record": digest, "argv": argv, "text_size": len(data)})])
+
+        with_retries(self.engine, work)
+
+    def diagnostics(self, name_or_id: str) -> list[str]:
+        """The stderr logs attached to a run, oldest first."""
+        target = self.run(name_or_id)
+        with self.engine.connect() as connection:
+            payloads = connection.execute(select(event.c.payload).where(
+                event.c.run_id == target.id, event.c.type == events.DIAGNOSTICS_ATTACHED)
+                .order_by(event.c.position)).scalars().all()
+            blobs = [fetch_record(connection, json.loads(p)["record"]) for p in payloads]
+        return [zstandard.ZstdDecompressor().decompress(b).decode("utf-8") for b in blobs]
 
     def rebuild_projections(self) -> int:
         """Drop and rebuild every projection from the event log; returns events replayed."""
