@@ -1,0 +1,57 @@
+"""Filters select the right runs, bind their values, and point at mistakes."""
+
+from __future__ import annotations
+
+import pytest
+
+import snapstore
+from snapstore import FilterError
+from tests.conftest import corpus_runs
+
+
+@pytest.fixture(scope="module")
+def grid_store(tmp_path_factory):
+    path = tmp_path_factory.mktemp("grid") / "store.db"
+    with snapstore.open(str(path)) as store:
+        for folder in corpus_runs():
+            store.ingest(folder / "kira.out.gz", name=folder.name, tags={"family": folder.parent.name})
+        yield store
+
+
+def names(store, where: str) -> list[str]:
+    return [run.name for run in store.runs(where)]
+
+
+@pytest.mark.corpus
+def test_filters_match_known_answers(grid_store) -> None:
+    grid = sorted(f.name for f in corpus_runs() if f.parent.name == "grid")
+    assert names(grid_store, "makeking.n = 200 and makeking.w >= 5") == \
+        ["n200-w5-s1", "n200-w5-s2", "n200-w7-s1", "n200-w7-s2"]
+    assert names(grid_store, "makeking.n = 500 and makeking.w >= 5") == ["seed500"]
+    assert names(grid_store, "makeking.w in (3, 7) and makeking.n < 150") == \
+        ["n100-w3-s1", "n100-w3-s2", "n100-w7-s1", "n100-w7-s2"]
+    assert names(grid_store, "tag.family = grid") == grid
+    assert names(grid_store, "not tag.family = grid") == ["binaries", "king2600", "plummer1k", "seed500"]
+    assert names(grid_store, "makeplummer.n = 1000 or makesecondary.f > 0") == ["binaries", "plummer1k"]
+    assert names(grid_store, "kira.t >= 100") == ["seed500"]
+    assert names(grid_store, "makeking.i = true and n_particles >= 2600") == ["king2600"]
+    assert names(grid_store, "(name = 'seed500' or name = \"king2600\") and n_snapshots = 5") == ["king2600"]
+
+
+@pytest.mark.corpus
+def test_hostile_values_are_bound_not_executed(grid_store) -> None:
+    for hostile in ("name = \"x' or '1'='1\"", "name = 'a; drop table run; --'", "tag.family = \"grid' --\""):
+        assert names(grid_store, hostile) == []
+    assert len(grid_store.runs()) == 16
+
+
+@pytest.mark.parametrize(("text", "position"), [
+    ("makeking.n = = 5", 13), ("makeking.n 500", 11), ("(makeking.n = 5", 15), ("bogus = 1", 0),
+    ("makeking.n = 5 and", 18), ("name = 'x' $", 11), ("", 0),
+])
+def test_malformed_filters_point_at_the_position(text: str, position: int) -> None:
+    from snapstore.query import compile_filter
+
+    with pytest.raises(FilterError) as caught:
+        compile_filter(text)
+    assert caught.value.position == position
