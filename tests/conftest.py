@@ -1,42 +1,12 @@
-"""Shared fixtures: the real Starlab corpus, the in-repo sample run, store URLs."""
+"""Fixtures; the tests import the installed snapstore, never the source tree."""
 
 from __future__ import annotations
 
-import gzip
-import os
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-SAMPLE = REPO / "examples" / "n100-w3-s1"
-CORPUS = Path(os.environ.get("SNAPSTORE_CORPUS", REPO.parent / "shared" / "starlab"))
-UNDER_CI = bool(os.environ.get("CI"))
-
-
-def corpus_dir() -> Path:
-    """The shared corpus; skip without it, but never under CI, where it must exist."""
-    if not CORPUS.is_dir():
-        if UNDER_CI:
-            pytest.fail(f"CI must have the Starlab corpus at {CORPUS}")
-        pytest.skip(f"the Starlab corpus is not at {CORPUS} (set SNAPSTORE_CORPUS)")
-    return CORPUS
-
-
-def corpus_runs() -> list[Path]:
-    """Every run folder of the corpus (those holding a kira.out.gz)."""
-    return sorted(path.parent for path in corpus_dir().rglob("kira.out.gz"))
-
-
-def story_files() -> list[Path]:
-    """Every story stream of the corpus: kira output and initial conditions."""
-    root = corpus_dir()
-    return sorted(list(root.rglob("kira.out.gz")) + list(root.rglob("initial.story.gz")))
-
-
-def read_text(path: Path) -> str:
-    """A (gzipped) file's text."""
-    return gzip.open(path, "rt", encoding="utf-8", newline="").read()
+from helpers import SAMPLE, corpus_dir, drop_pg, fresh_pg_url, pg_admin_engine
 
 
 @pytest.fixture(scope="session")
@@ -49,51 +19,11 @@ def sample() -> Path:
     return SAMPLE
 
 
-PG_ADMIN_URL = os.environ.get("SNAPSTORE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-
-
-def _pg_admin():
-    """An autocommit engine on the PostgreSQL test server, or a skip (a failure under CI)."""
-    from sqlalchemy import create_engine, text
-
-    try:
-        engine = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-        with engine.connect() as connection:
-            connection.execute(text("select 1"))
-        return engine
-    except Exception as exc:  # noqa: BLE001 - any failure to reach the server means skip
-        if UNDER_CI:
-            pytest.fail(f"CI must reach PostgreSQL at {PG_ADMIN_URL}: {exc}")
-        pytest.skip(f"no PostgreSQL server at {PG_ADMIN_URL} (set SNAPSTORE_TEST_PG): {type(exc).__name__}")
-
-
 @pytest.fixture(scope="session")
 def pg_admin():
-    engine = _pg_admin()
+    engine = pg_admin_engine()
     yield engine
     engine.dispose()
-
-
-def fresh_pg_url(admin) -> str:
-    """A new, empty PostgreSQL database for one test."""
-    import uuid
-
-    from sqlalchemy import text
-    from sqlalchemy.engine import make_url
-
-    name = f"snapstore_test_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    return make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-
-
-def drop_pg(admin, url: str) -> None:
-    from sqlalchemy import text
-    from sqlalchemy.engine import make_url
-
-    name = make_url(url).database
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

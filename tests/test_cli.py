@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from snapstore.cli import app
-from tests.conftest import SAMPLE, corpus_dir, read_text
+from helpers import SAMPLE, corpus_dir, read_text
 
 runner = CliRunner()
 
@@ -64,8 +64,10 @@ def test_sql_reads_but_cannot_write(db) -> None:
     assert json.loads(cli("sql", "select count(*) as n from run", "-f", "json", db=db).stdout) == [{"n": 1}]
 
 
-def _run(*args: str, stdin: bytes | None = None, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "snapstore.cli", *args], input=stdin, capture_output=True, cwd=cwd)
+def _run(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    # Run from elsewhere so that `-m` finds the installed package, not the source tree.
+    return subprocess.run([sys.executable, "-m", "snapstore.cli", *args], input=stdin, capture_output=True,
+                          cwd="/")
 
 
 def test_errors_are_one_line_with_nonzero_exit(db, tmp_path) -> None:

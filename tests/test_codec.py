@@ -10,7 +10,7 @@ import zstandard
 
 from snapstore import IntegrityError, Story, codec, parse_story, read_stories
 from snapstore.story import iter_root_texts, open_source
-from tests.conftest import corpus_dir, read_text, story_files
+from helpers import corpus_dir, read_text, story_files
 
 ODD = """(Particle
   N = 1

@@ -12,7 +12,7 @@ from snapstore import SchemaError
 from snapstore.store.backend import make_engine, resolve_url
 from snapstore.store.migrate import current_revision, run_alembic
 from snapstore.store.schema import metadata
-from tests.conftest import SAMPLE, read_text
+from helpers import SAMPLE, read_text
 
 
 def test_migrations_build_exactly_the_declared_schema(store_url) -> None:

@@ -6,7 +6,7 @@ import pytest
 
 import snapstore
 from snapstore import FilterError
-from tests.conftest import corpus_runs
+from helpers import corpus_runs
 
 
 @pytest.fixture(scope="module")

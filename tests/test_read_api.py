@@ -7,7 +7,7 @@ import pytest
 
 import snapstore
 from snapstore.story import iter_root_texts, open_source
-from tests.conftest import SAMPLE, corpus_dir
+from helpers import SAMPLE, corpus_dir
 
 
 def _text_arrays(folder):

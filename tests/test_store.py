@@ -16,7 +16,7 @@ from sqlalchemy.exc import DBAPIError
 
 import snapstore
 from snapstore import StoreError, StoryFormatError
-from tests.conftest import SAMPLE, corpus_dir, corpus_runs, read_text
+from helpers import SAMPLE, corpus_dir, corpus_runs, read_text
 
 SNAPSHOT_TEXT_SQL = "select count(*) from snapshot"
 
@@ -152,7 +152,7 @@ def test_sigkill_midway_then_reingest_completes(store_url, tmp_path) -> None:
     with snapstore.open(store_url) as store:
         pass
     for delay in (0.4, 0.8):
-        process = subprocess.Popen([sys.executable, "-c", INGEST_SCRIPT, store_url, source, "killed"])
+        process = subprocess.Popen([sys.executable, "-c", INGEST_SCRIPT, store_url, source, "killed"], cwd=tmp_path)
         time.sleep(delay)
         process.send_signal(signal.SIGKILL)
         process.wait()
@@ -171,7 +171,7 @@ def test_concurrent_ingests_of_different_and_same_runs(store_url, tmp_path) -> N
         pass
     names = ["a", "b", "c", "d", "same", "same"]
     processes = [subprocess.Popen([sys.executable, "-c", INGEST_SCRIPT, store_url, str(SAMPLE), name],
-                                  stderr=subprocess.PIPE) for name in names]
+                                  stderr=subprocess.PIPE, cwd=tmp_path) for name in names]
     for process in processes:
         _, err = process.communicate(timeout=120)
         assert process.returncode == 0, err.decode()

@@ -12,7 +12,7 @@ import pytest
 import zstandard
 
 from snapstore import Story, StoryFormatError, parse_story, read_stories
-from tests.conftest import read_text, story_files
+from helpers import read_text, story_files
 
 SMALL = """(Particle
   name = root
@@ -104,7 +104,8 @@ def test_sources_plain_gzip_zstd_text_and_stdin(tmp_path) -> None:
         assert "".join(map(str, read_stories(tmp_path / name))) == text
     assert "".join(map(str, read_stories(io.StringIO(text)))) == text
     code = "import sys; from snapstore import read_stories; print(sum(1 for _ in read_stories('-')))"
-    done = subprocess.run([sys.executable, "-c", code], input=text.encode(), capture_output=True, check=True)
+    done = subprocess.run([sys.executable, "-c", code], input=text.encode(), capture_output=True, check=True,
+                          cwd=tmp_path)
     assert done.stdout.strip() == b"3"
 
 
