@@ -11,7 +11,7 @@ from helpers import REPO, UNDER_CI
 def test_imported_snapstore_is_the_installed_one_under_ci() -> None:
     location = Path(snapstore.__file__).resolve()
     if UNDER_CI:  # CI installs with plain `pip install .`, so the source tree must not shadow it
-        assert REPO not in location.parents, location
+        assert REPO / "snapstore" not in location.parents, location
     from importlib.resources import files
 
     assert files("snapstore.migrations").joinpath("versions", "0001_initial.py").is_file()

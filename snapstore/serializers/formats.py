@@ -1,0 +1,120 @@
+"""Formats: how an object becomes bytes and back.  Optional formats name their extra."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+
+import numpy as np
+
+from snapstore import codec
+from snapstore.arrays import Dynamics
+from snapstore.codec import PARTICLE_DTYPE
+from snapstore.serializers.storages import require
+from snapstore.story import Story, parse_story
+
+
+def story_key(story: Story) -> str:
+    """The content address of a story: the sha256 of its exact text."""
+    return hashlib.sha256(str(story).encode("utf-8")).hexdigest()
+
+
+def _as(python_type: type | None, story: Story) -> Story:
+    """The story as the (sub)class the caller asked for."""
+    if python_type is None or type(story) is python_type:
+        return story
+    return python_type.from_lines(list(story.iter_lines()), story.final_newline)
+
+
+def story_to_text(story: Story) -> bytes:
+    return str(story).encode("utf-8")
+
+
+def story_from_text(data: bytes, python_type: type | None) -> Story:
+    return _as(python_type, parse_story(data))
+
+
+def story_to_record(story: Story) -> bytes:
+    return codec.encode(story)
+
+
+def story_from_record(data: bytes, python_type: type | None) -> Story:
+    return _as(python_type, codec.decode(data))
+
+
+_AXES = ("x", "y", "z")
+
+
+def _columns(particles: np.ndarray) -> dict[str, np.ndarray]:
+    """A particle table as flat columns (what HDF5 tables and Parquet like)."""
+    columns = {"id": particles["id"], "mass": particles["mass"]}
+    for k, axis in enumerate(_AXES):
+        columns[axis] = particles["pos"][:, k]
+    for k, axis in enumerate(_AXES):
+        columns[f"v{axis}"] = particles["vel"][:, k]
+    return columns
+
+
+def _particles(columns) -> np.ndarray:
+    out = np.zeros(len(columns["id"]), dtype=PARTICLE_DTYPE)
+    out["id"], out["mass"] = columns["id"], columns["mass"]
+    out["pos"] = np.column_stack([columns[a] for a in _AXES]) if len(out) else np.zeros((0, 3))
+    out["vel"] = np.column_stack([columns[f"v{a}"] for a in _AXES]) if len(out) else np.zeros((0, 3))
+    return out
+
+
+def particles_to_npz(particles: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, particles=particles)
+    return buffer.getvalue()
+
+
+def particles_from_npz(data: bytes, python_type: type | None) -> np.ndarray:
+    return np.load(io.BytesIO(data), allow_pickle=False)["particles"]
+
+
+def dynamics_to_npz(dynamics: Dynamics) -> bytes:
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, ids=dynamics.ids, times=dynamics.times, seqs=dynamics.seqs,
+                        **{f"field_{name}": dynamics[name] for name in dynamics})
+    return buffer.getvalue()
+
+
+def dynamics_from_npz(data: bytes, python_type: type | None) -> Dynamics:
+    arrays = np.load(io.BytesIO(data), allow_pickle=False)
+    fields = {name[len("field_"):]: arrays[name] for name in arrays.files if name.startswith("field_")}
+    return Dynamics(arrays["ids"], arrays["times"], arrays["seqs"], fields)
+
+
+def particles_to_hdf5(particles: np.ndarray) -> bytes:
+    h5py = require("h5py", "hdf5")
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as handle:
+        group = handle.create_group("particles")
+        for name, column in _columns(particles).items():
+            group.create_dataset(name, data=column, compression="gzip")
+    return buffer.getvalue()
+
+
+def particles_from_hdf5(data: bytes, python_type: type | None) -> np.ndarray:
+    h5py = require("h5py", "hdf5")
+    with h5py.File(io.BytesIO(data), "r") as handle:
+        group = handle["particles"]
+        return _particles({name: group[name][()] for name in group})
+
+
+def particles_to_parquet(particles: np.ndarray, extra: dict | None = None) -> bytes:
+    """One row per star; ``extra`` adds constant columns such as seq and time."""
+    pa = require("pyarrow", "parquet")
+    pq = require("pyarrow.parquet", "parquet")
+    columns = {**{name: np.full(len(particles), value) for name, value in (extra or {}).items()},
+               **_columns(particles)}
+    buffer = io.BytesIO()
+    pq.write_table(pa.table(columns), buffer, compression="zstd")
+    return buffer.getvalue()
+
+
+def particles_from_parquet(data: bytes, python_type: type | None) -> np.ndarray:
+    pq = require("pyarrow.parquet", "parquet")
+    table = pq.read_table(io.BytesIO(data))
+    return _particles({name: table.column(name).to_numpy() for name in table.column_names})

@@ -1,0 +1,173 @@
+"""The serializer registry: its rules, and every format and storage on real runs."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import snapstore
+from snapstore import Story
+from snapstore.serializers import Location, PosixStorage, Registry, S3Storage, SqlStorage, formats, registry
+from helpers import SAMPLE, corpus_dir, read_text
+
+
+class Base:
+    pass
+
+
+class Child(Base):
+    pass
+
+
+def _write(obj, location):
+    location.storage[location.key] = obj
+
+
+def _read(location):
+    return location.python_type
+
+
+class DictStorage(dict):
+    kind = "memory"
+
+
+def test_lookup_walks_the_mro_and_reader_sees_the_requested_type() -> None:
+    rules = Registry()
+    rules.register(Base, "fmt", "memory", _write, _read)
+    storage = DictStorage()
+    rules.write(Child(), "fmt", Location(storage, "k"))
+    assert isinstance(storage["k"], Child)
+    assert rules.read(Child, "fmt", Location(storage, "k")) is Child
+    rules.register(Child, "fmt", "memory", _write, lambda location: "own")
+    assert rules.read(Child, "fmt", Location(storage, "k")) == "own"
+    assert rules.read(Base, "fmt", Location(storage, "k")) is Base
+
+
+def test_reregistration_rules() -> None:
+    rules = Registry()
+    rules.register(Base, "fmt", "memory", _write, _read)
+    rules.register(Base, "fmt", "memory", _write, _read)  # identical: a no-op
+    with pytest.raises(ValueError, match="overwrite=True"):
+        rules.register(Base, "fmt", "memory", _write, lambda location: None)
+    rules.register(Base, "fmt", "memory", _write, lambda location: "new", overwrite=True)
+    assert rules.read(Base, "fmt", Location(DictStorage(), "k")) == "new"
+    rules.register(Base, "txt", "memory", "test_serializers:_write", "test_serializers:_read")
+    with pytest.raises(TypeError):
+        rules.register(Base, "", "memory", _write, _read)
+    with pytest.raises(TypeError):
+        rules.register("Base", "fmt", "memory", _write, _read)
+    with pytest.raises(LookupError, match=r"no serializer for \(Child, 'fits', 'memory'\)"):
+        rules.lookup(Child, "fits", "memory")
+    with pytest.raises(LookupError):
+        registry.lookup(int, "story", "posix")
+
+
+class MyStory(Story):
+    """A user's subclass: the base class's serializers apply, and reading returns it."""
+
+
+def _stories(name: str, limit: int = 3) -> list[Story]:
+    stories = list(snapstore.read_stories(corpus_dir() / name / "kira.out.gz"))
+    return stories[:limit]
+
+
+@pytest.mark.corpus
+@pytest.mark.parametrize("format_name", ["story", "snapstore"])
+def test_story_formats_on_posix_with_subclass(tmp_path, format_name: str) -> None:
+    storage = PosixStorage(tmp_path)
+    for run in ("seed500", "binaries"):
+        for index, story in enumerate(_stories(run)):
+            location = Location(storage, f"{run}/{index}.{format_name}")
+            registry.write(story, format_name, location)
+            back = registry.read(MyStory, format_name, location)
+            assert type(back) is MyStory and str(back) == str(story)
+
+
+@pytest.mark.corpus
+def test_particle_formats_round_trip(tmp_path) -> None:
+    storage = PosixStorage(tmp_path)
+    with snapstore.open(str(tmp_path / "s.db")) as store:
+        for run_name in ("seed500", "binaries"):
+            run = store.ingest(corpus_dir() / run_name, name=run_name)
+            for item in run.snapshots():
+                particles = item.particles()
+                for format_name in ("npz", "hdf5", "parquet"):
+                    location = Location(storage, f"{run_name}/{item.seq}.{format_name}")
+                    registry.write(particles, format_name, location)
+                    back = registry.read(np.ndarray, format_name, location)
+                    np.testing.assert_array_equal(back, particles)
+            dyn = run.dynamics()
+            registry.write(dyn, "npz", Location(storage, f"{run_name}/dyn.npz"))
+            back = registry.read(type(dyn), "npz", Location(storage, f"{run_name}/dyn.npz"))
+            np.testing.assert_array_equal(back["pos"], dyn["pos"])
+            registry.write(run, "parquet", Location(storage, "dataset"))
+        import pyarrow.dataset as ds
+
+        table = ds.dataset(tmp_path / "dataset", format="parquet", partitioning="hive").to_table()
+        seed = table.filter(ds.field("run") == "seed500")
+        assert seed.num_rows == sum(item.n_particles for item in store.run("seed500").snapshots())
+        assert set(table.column_names) >= {"run", "seq", "time", "id", "mass", "x", "vz"}
+
+
+def test_sql_storage_is_the_record_table(tmp_path) -> None:
+    story = next(snapstore.read_stories(SAMPLE / "kira.out.gz"))
+    with snapstore.open(str(tmp_path / "s.db")) as store:
+        key = formats.story_key(story)
+        registry.write(story, "snapstore", Location(SqlStorage(store), key))
+        assert str(registry.read(MyStory, "snapstore", Location(SqlStorage(store), key))) == str(story)
+        with pytest.raises(ValueError, match="content-addressed"):
+            registry.write(story, "snapstore", Location(SqlStorage(store), "other"))
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint():
+    """A real S3-compatible server (moto's standalone mode) in its own process on loopback."""
+    pytest.importorskip("moto.server", reason="S3 tests need moto[server] (snapstore[test])")
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        server.kill()
+        pytest.fail("moto server did not start")
+    yield f"http://127.0.0.1:{port}"
+    server.terminate()
+    server.wait(timeout=10)
+
+
+@pytest.mark.corpus
+def test_s3_storage_against_a_server_on_loopback(s3_endpoint, tmp_path) -> None:
+    options = {"endpoint_url": s3_endpoint, "aws_access_key_id": "test", "aws_secret_access_key": "test",
+               "region_name": "us-east-1"}
+    storage = S3Storage("snapshots", prefix="team/", **options)
+    storage.client.create_bucket(Bucket="snapshots")
+    with snapstore.open(str(tmp_path / "s.db")) as store:
+        for run_name in ("seed500", "binaries"):
+            run = store.ingest(corpus_dir() / run_name, name=run_name)
+            for item in run.snapshots():
+                story = item.story()
+                registry.write(story, "snapstore", Location(storage, f"{run_name}/{item.seq}.snap"))
+                assert registry.read(Story, "snapstore", Location(storage, f"{run_name}/{item.seq}.snap")) == story
+                registry.write(item.particles(), "npz", Location(storage, f"{run_name}/{item.seq}.npz"))
+                np.testing.assert_array_equal(
+                    registry.read(np.ndarray, "npz", Location(storage, f"{run_name}/{item.seq}.npz")), item.particles())
+            text = "".join(registry.read(Story, "snapstore", Location(storage, f"{run_name}/{i}.snap")).__str__()
+                           for i in range(1, len(run)))
+            assert text == read_text(corpus_dir() / run_name / "kira.out.gz")
