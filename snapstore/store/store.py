@@ -64,7 +64,11 @@ class Store:
     def ingest_report(self, source, name=None, initial=None, tags=None, commands=None,
                       on_snapshot=None) -> IngestReport:
         """As ``ingest``, returning what was added and skipped."""
-        return ingest(self.engine, source, name, initial, tags, commands, on_snapshot)
+        try:
+            return ingest(self.engine, source, name, initial, tags, commands, on_snapshot)
+        except DBAPIError as exc:  # a full disk, a read-only file, a lost server...
+            raise StoreError(f"ingest stopped, everything committed before is kept: "
+                             f"{describe_db_error(exc, self.url)}") from None
 
     def tag(self, name_or_id: str, key: str, value: str) -> None:
         """Tag a run (a ``run_tagged`` event; the latest value of a key wins)."""

@@ -1,0 +1,261 @@
+"""Trying hard to break the store: crashes, writers racing, bad input, corruption, full disks."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import msgpack
+import pytest
+import zstandard
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import event, text
+from typer.testing import CliRunner
+
+import snapstore
+from snapstore import IntegrityError, StoryFormatError
+from snapstore.cli import app
+from helpers import SAMPLE, corpus_dir, read_text
+
+INGEST = "import sys, snapstore; snapstore.open(sys.argv[1]).ingest(sys.argv[2], name=sys.argv[3])"
+REAL = read_text(SAMPLE / "kira.out.gz")
+REAL_LINES = REAL.split("\n")[:-1]
+FIRST_STORY = REAL[: REAL.index("(Particle\n  name = root", 10)]
+
+
+def _source() -> str:
+    """seed500 (21 snapshots, about a second to ingest) when the corpus is there."""
+    try:
+        return str(corpus_dir() / "seed500")
+    except BaseException:  # noqa: BLE001 - pytest's skip outcome, outside CI only
+        return str(SAMPLE)
+
+
+def test_sigkill_at_random_moments_loses_nothing(store_url, tmp_path) -> None:
+    source = _source()
+    expected = len(list(snapstore.read_stories(f"{source}/kira.out.gz"))) + 1
+    with snapstore.open(store_url):
+        pass
+    rng = random.Random(7)
+    for _ in range(5):
+        process = subprocess.Popen([sys.executable, "-c", INGEST, store_url, source, "crashy"], cwd=tmp_path)
+        time.sleep(rng.uniform(0.3, 1.6))
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        with snapstore.open(store_url) as store:
+            assert store.verify() == []
+            try:
+                seqs = [item.seq for item in store.run("crashy").snapshots()]
+            except snapstore.StoreError:
+                seqs = []  # killed before the run started
+            assert seqs == list(range(len(seqs)))  # no gap, nothing twice
+    with snapstore.open(store_url) as store:
+        store.ingest(source, name="crashy")
+        run = store.run("crashy")
+        assert [item.seq for item in run.snapshots()] == list(range(expected))
+        assert "".join(item.text() for item in run.snapshots()[1:]) == read_text(corpus_dir() / "seed500" / "kira.out.gz") \
+            if source.endswith("seed500") else REAL
+        assert run.status == "complete" and store.verify() == []
+
+
+def test_eight_writers_and_two_racing_on_one_run(store_url, tmp_path) -> None:
+    with snapstore.open(store_url):
+        pass
+    names = [f"run{k}" for k in range(8)] + ["shared", "shared"]
+    processes = [subprocess.Popen([sys.executable, "-c", INGEST, store_url, str(SAMPLE), name],
+                                  stderr=subprocess.PIPE, cwd=tmp_path) for name in names]
+    for process in processes:
+        _, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err.decode()[-2000:]
+    with snapstore.open(store_url) as store:
+        for name in set(names):
+            assert [item.seq for item in store.run(name).snapshots()] == list(range(6))
+        with store.engine.connect() as connection:
+            rows = connection.execute(text("select run_id, version, type from event order by position")).all()
+        last: dict = {}
+        for run_id, version, _ in rows:  # commit order == position order: versions only grow
+            assert version == last.get(run_id, 0) + 1
+            last[run_id] = version
+        assert sum(1 for row in rows if row.type == "snapshot_appended") == 9 * 6
+        assert store.verify() == []
+
+
+# -- bad input ----------------------------------------------------------------------------
+def _mutations():
+    line = st.integers(min_value=0, max_value=len(REAL_LINES) - 1)
+    return st.one_of(
+        st.builds(lambda n: ("truncate", n), st.integers(min_value=0, max_value=len(FIRST_STORY) + 200)),
+        st.builds(lambda i: ("drop", i), line),
+        st.builds(lambda i: ("duplicate", i), line),
+        st.builds(lambda i, j: ("swap", i, j), line, line),
+        st.builds(lambda i, k: ("retag", i, k), line, st.sampled_from(["Particle", "Log", "Dynamics", "Star", "X"])),
+        st.builds(lambda i, b: ("bytes", i, b), line, st.binary(min_size=1, max_size=40)),
+    )
+
+
+def _apply(mutation) -> bytes:
+    lines = list(REAL_LINES[:400])
+    kind = mutation[0]
+    if kind == "truncate":
+        return "\n".join(lines).encode()[: mutation[1]]
+    index = mutation[1] % len(lines)
+    if kind == "drop":
+        del lines[index]
+    elif kind == "duplicate":
+        lines.insert(index, lines[index])
+    elif kind == "swap":
+        j = mutation[2] % len(lines)
+        lines[index], lines[j] = lines[j], lines[index]
+    elif kind == "retag":
+        lines[index] = (lines[index][:1] if lines[index][:1] in "()" else ")") + mutation[2]
+    data = ("\n".join(lines) + "\n").encode()
+    if kind == "bytes":
+        offset = sum(len(x) + 1 for x in lines[:index])
+        data = data[:offset] + mutation[2] + data[offset:]
+    return data
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_mutations())
+def test_mutated_real_stories_parse_exactly_or_fail_cleanly(mutation) -> None:
+    data = _apply(mutation)
+    try:
+        stories = list(snapstore.read_stories(io.BytesIO(data)))
+    except StoryFormatError as exc:
+        assert exc.source == "<stream>" and 1 <= exc.line <= data.count(b"\n") + 1
+        return
+    printed = "".join(map(str, stories)).encode()
+    assert printed == data
+    for story in stories:  # whatever parses, the codec keeps exactly
+        assert snapstore.codec.decode_text(snapstore.codec.encode(story)) == str(story)
+
+
+@pytest.mark.parametrize("data", [
+    b"", b"\n", b"(Particle\n" + b"x" * 10_000_000 + b"\n", b"(Particle\n" + b"x" * 10_000_000,
+    b"\xff\xfe\x00garbage", (b"(A\n" * 100_000) + (b")A\n" * 99_999),
+])
+def test_pathological_inputs(data: bytes) -> None:
+    with pytest.raises(StoryFormatError):
+        list(snapstore.read_stories(io.BytesIO(data)))
+
+
+def test_huge_line_and_deep_nesting_that_are_valid() -> None:
+    long_value = "(Particle\n  note = " + "y" * 10_000_000 + "\n)Particle\n"
+    assert str(next(snapstore.read_stories(io.BytesIO(long_value.encode())))) == long_value
+    nested = "(A\n" * 100_000 + ")A\n" * 100_000
+    record = snapstore.codec.encode(snapstore.parse_story(nested))
+    assert snapstore.codec.decode_text(record) == nested
+
+
+def test_rejected_snapshot_never_enters_the_store(tmp_path) -> None:
+    bad = tmp_path / "kira.out"
+    third = REAL.index("(Particle\n  name = root", REAL.index("(Particle\n  name = root", 10) + 10)
+    at = REAL.index(")Dynamics", third + 5000)  # one close tag inside the third snapshot
+    bad.write_text(REAL[:at] + ")Dynamix" + REAL[at + len(")Dynamics"):])
+    with snapstore.open(str(tmp_path / "s.db")) as store:
+        with pytest.raises(StoryFormatError, match="does not match"):
+            store.ingest(bad, name="bad")
+        run = store.run("bad")
+        assert run.status == "incomplete"
+        kept = [item.text() for item in run.snapshots()]
+        assert "".join(kept) == REAL[:third]  # the two whole snapshots before it, nothing of the third
+        assert all("Dynamix" not in t for t in kept)
+
+
+# -- corruption ---------------------------------------------------------------------------
+def _flip_record_byte(store_url: str, store) -> str:
+    """Flip one byte of one stored record beneath snapstore; returns its hash."""
+    with store.engine.connect() as connection:
+        digest, data = connection.execute(text("select hash, data from record order by hash limit 1")).one()
+    data = bytes(data)
+    if store_url.startswith("sqlite"):
+        path = store.url.database
+        store.close()
+        raw = bytearray(open(path, "rb").read())
+        at = raw.find(data[:64])
+        assert at > 0
+        raw[at + 40] ^= 0x10
+        open(path, "wb").write(bytes(raw))
+    else:
+        with store.engine.begin() as connection:
+            connection.execute(text("alter table record disable trigger user"))
+            connection.execute(text("update record set data = :d where hash = :h"),
+                               {"d": data[:40] + bytes([data[40] ^ 0x10]) + data[41:], "h": digest})
+            connection.execute(text("alter table record enable trigger user"))
+        store.close()
+    return digest
+
+
+def test_a_flipped_byte_is_detected_on_read_and_by_verify(store_url) -> None:
+    with snapstore.open(store_url) as store:
+        store.ingest(SAMPLE)
+        store.engine.dispose()
+        digest = _flip_record_byte(store_url, store)
+    with snapstore.open(store_url) as store:
+        run = store.run("n100-w3-s1")
+        bad = [item for item in run.snapshots() if item.record_hash == digest][0]
+        for read in (bad.text, bad.particles, bad.story, bad.root):
+            with pytest.raises(IntegrityError, match=rf"run 'n100-w3-s1' snapshot #{bad.seq}: .*checksum"):
+                read()
+        problems = store.verify()
+        assert len(problems) == 1 and f"#{bad.seq}" in problems[0]
+    result = CliRunner().invoke(app, ["verify", "--db", store_url])
+    assert result.exit_code == 1
+
+
+# -- full and read-only storage -------------------------------------------------------------
+def test_a_full_store_fails_cleanly_and_stays_readable(tmp_path) -> None:
+    path = tmp_path / "s.db"
+    store = snapstore.open(str(path))
+    store.ingest(SAMPLE)
+    with store.engine.connect() as connection:
+        pages = connection.exec_driver_sql("pragma page_count").scalar()
+    store.engine.dispose()
+    event.listen(store.engine, "connect",
+                 lambda dbapi, _: dbapi.execute(f"pragma max_page_count = {pages + 4}"))
+    stream = tmp_path / "other.out"
+    stream.write_text(REAL.replace("kira_eta = 0.1", "kira_eta = 0.2"))  # new content, new records
+    with pytest.raises(Exception, match="full"):
+        store.ingest(stream, name="other")
+    store.close()
+    with snapstore.open(str(path)) as again:
+        assert "".join(i.text() for i in again.run("n100-w3-s1").snapshots()[1:]) == REAL
+        assert again.verify() == []
+
+
+def test_a_read_only_store_reads_and_refuses_ingest(tmp_path) -> None:
+    path = tmp_path / "s.db"
+    with snapstore.open(str(path)) as store:
+        store.ingest(SAMPLE)
+    url = f"sqlite:///file:{path}?mode=ro&uri=true"
+    with snapstore.open(url) as store:
+        assert len(store.run("n100-w3-s1")) == 6
+        with pytest.raises(Exception, match="readonly|read-only"):
+            store.ingest(SAMPLE, name="more")
+    result = CliRunner().invoke(app, ["ingest", str(SAMPLE), "--name", "more", "--db", url])
+    assert result.exit_code != 0
+
+
+# -- access ---------------------------------------------------------------------------------
+def test_stored_data_is_msgpack_and_json_only(tmp_path) -> None:
+    with snapstore.open(str(tmp_path / "s.db")) as store:
+        store.ingest(SAMPLE)
+        with store.engine.connect() as connection:
+            payloads = connection.execute(text("select payload from event")).scalars().all()
+            records = connection.execute(text("select data from record")).scalars().all()
+    assert all(isinstance(json.loads(p), dict) for p in payloads)
+    body = zstandard.ZstdDecompressor(dict_data=snapstore.codec.record.dictionary())
+    for data in records:
+        document = msgpack.unpackb(body.decompress(bytes(data)[9:]), raw=False, ext_hook=_no_ext)
+        assert document["v"] == 1
+
+
+def _no_ext(code, data):
+    raise AssertionError(f"msgpack extension type {code} in a record")
