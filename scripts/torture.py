@@ -1,0 +1,178 @@
+"""Try hard to lose or corrupt data, and count what survived.
+
+    python scripts/torture.py --crashes 100 --writers 8 --inputs 2000 --corruptions 20 --seed 1
+    python scripts/torture.py --db postgresql+psycopg://postgres@127.0.0.1/torture ...
+
+Crashes: a real ingest process killed with SIGKILL at a random moment, then the
+store is checked (opens, verify passes, sequence numbers gap-free) and the
+ingest is resumed.  Writers: processes ingesting different runs, plus two on one
+run, at once.  Inputs: randomly mutated real stories, each of which must parse
+back exactly or raise StoryFormatError.  Corruptions: one flipped byte in a
+stored record (SQLite file level), which must be detected on read.  The store
+must end with every snapshot of every completed run present exactly once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import snapstore
+from snapstore import IntegrityError, StoryFormatError
+
+REPO = Path(__file__).resolve().parent.parent
+INGEST = "import sys, snapstore; snapstore.open(sys.argv[1]).ingest(sys.argv[2], name=sys.argv[3])"
+
+
+def default_source() -> Path:
+    shared = REPO.parent / "shared" / "starlab" / "seed500"
+    return shared if shared.is_dir() else REPO / "examples" / "n100-w3-s1"
+
+
+def expected_count(source: Path) -> int:
+    return sum(1 for _ in snapstore.read_stories(source / "kira.out.gz")) + 1
+
+
+def check(url: str, name: str) -> list[int]:
+    """The run's sequence numbers after checking the store; raises if anything is off."""
+    with snapstore.open(url) as store:
+        problems = store.verify()
+        if problems:
+            raise AssertionError(problems)
+        try:
+            seqs = [item.seq for item in store.run(name).snapshots()]
+        except snapstore.StoreError:
+            return []
+    if seqs != list(range(len(seqs))):
+        raise AssertionError(f"sequence numbers of {name} are not gap-free: {seqs}")
+    return seqs
+
+
+def crashes(url: str, source: Path, count: int, rng: random.Random, workdir: Path) -> dict:
+    survived = 0
+    for index in range(count):
+        name = f"crash{index % 10}"
+        process = subprocess.Popen([sys.executable, "-c", INGEST, url, str(source), name], cwd=workdir)
+        time.sleep(rng.uniform(0.2, 1.5))
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        check(url, name)
+        survived += 1
+    lost = 0
+    with snapstore.open(url) as store:
+        for k in range(min(count, 10)):
+            store.ingest(source, name=f"crash{k}")
+            lost += expected_count(source) - len(store.run(f"crash{k}"))
+    return {"crashes_survived": survived, "snapshots_lost_after_resume": lost}
+
+
+def writers(url: str, source: Path, count: int, workdir: Path) -> dict:
+    names = [f"writer{k}" for k in range(count)] + ["race", "race"]
+    processes = [subprocess.Popen([sys.executable, "-c", INGEST, url, str(source), n], cwd=workdir,
+                                  stderr=subprocess.PIPE) for n in names]
+    errors = [p.communicate()[1].decode()[-300:] for p in processes]
+    failures = [e for e, p in zip(errors, processes) if p.returncode]
+    lost = sum(expected_count(source) - len(check(url, n)) for n in set(names))
+    return {"concurrent_writers": len(names), "writer_failures": len(failures), "snapshots_lost_by_writers": lost}
+
+
+def mutate(text: str, rng: random.Random) -> bytes:
+    lines = text.split("\n")
+    choice = rng.randrange(7)
+    i, j = rng.randrange(len(lines)), rng.randrange(len(lines))
+    if choice == 0:
+        return text.encode()[: rng.randrange(len(text))]
+    if choice == 1:
+        del lines[i]
+    elif choice == 2:
+        lines.insert(i, lines[i])
+    elif choice == 3:
+        lines[i], lines[j] = lines[j], lines[i]
+    elif choice == 4:
+        lines[i] = rng.choice("()") + rng.choice(["Particle", "Dynamics", "Log", "Zzz"])
+    elif choice == 5:
+        data = "\n".join(lines).encode()
+        at = rng.randrange(len(data))
+        return data[:at] + bytes(rng.randrange(256) for _ in range(rng.randint(1, 30))) + data[at:]
+    else:
+        lines[i] = lines[i] + "x" * rng.randint(1, 100_000)
+    return "\n".join(lines).encode()
+
+
+def inputs(source: Path, count: int, rng: random.Random) -> dict:
+    text = "".join(str(s) for _, s in zip(range(3), snapstore.read_stories(source / "kira.out.gz")))
+    rejected = exact = 0
+    for _ in range(count):
+        data = mutate(text, rng)
+        try:
+            stories = list(snapstore.read_stories(io.BytesIO(data)))
+        except StoryFormatError:
+            rejected += 1
+            continue
+        if "".join(map(str, stories)).encode() != data:
+            raise AssertionError("a mutated input parsed but did not print back exactly")
+        exact += 1
+    return {"inputs_tried": count, "inputs_rejected_cleanly": rejected, "inputs_parsed_exactly": exact}
+
+
+def corruptions(source: Path, count: int, rng: random.Random, workdir: Path) -> dict:
+    detected = 0
+    for index in range(count):
+        path = workdir / f"corrupt{index}.db"
+        with snapstore.open(str(path)) as store:
+            store.ingest(source)
+            with store.engine.connect() as connection:  # closed, so the WAL is checkpointed into the file
+                records = [bytes(r) for r in connection.exec_driver_sql("select data from record").scalars()]
+        raw = bytearray(path.read_bytes())
+        victim = rng.choice(records)
+        at = raw.find(victim[:64])
+        if at < 0:
+            raise AssertionError("the record to corrupt is not in the database file")
+        # beyond its first ~480 bytes a large blob continues on overflow pages elsewhere
+        raw[at + rng.randrange(9, min(len(victim), 400))] ^= 1 << rng.randrange(8)
+        path.write_bytes(bytes(raw))
+        with snapstore.open(str(path)) as store:
+            found = 0
+            for item in store.runs()[0].snapshots():
+                try:
+                    item.particles()
+                except IntegrityError:
+                    found += 1
+            detected += found == 1 and len(store.verify()) >= 1
+    return {"corruptions_made": count, "corruptions_detected": detected}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--crashes", type=int, default=100)
+    parser.add_argument("--writers", type=int, default=8)
+    parser.add_argument("--inputs", type=int, default=2000)
+    parser.add_argument("--corruptions", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--db", help="store URL (an empty database); default: a new SQLite file")
+    parser.add_argument("--source", type=Path, default=default_source())
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
+    with tempfile.TemporaryDirectory() as folder:
+        workdir = Path(folder)
+        url = args.db or f"sqlite:///{workdir / 'torture.db'}"
+        started = time.time()
+        figures = {"seed": args.seed, "store": snapstore.store.backend.masked(url), "source": str(args.source)}
+        figures.update(crashes(url, args.source, args.crashes, rng, workdir))
+        figures.update(writers(url, args.source, args.writers, workdir))
+        figures.update(inputs(args.source, args.inputs, rng))
+        figures.update(corruptions(args.source, args.corruptions, rng, workdir))
+        figures["seconds"] = round(time.time() - started, 1)
+    print(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()
