@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import and_, exists, not_, or_, select
+from sqlalchemy import and_, not_, or_, select
 from sqlalchemy.sql import ColumnElement
 
 from snapstore.errors import FilterError
@@ -150,15 +150,15 @@ class _Parser:
         head, _, rest = name.partition(".")
         if not rest:
             self.fail(f"unknown field {name!r}: use program.flag, tag.KEY or one of {sorted(RUN_COLUMNS)}", field)
+        # Uncorrelated IN (SELECT ...): evaluated once through the lookup index, so the
+        # cost follows the matching rows, not (runs x parameters) as EXISTS did.
         if head == "tag":
-            return exists(select(tag.c.run_id).where(
-                tag.c.run_id == run.c.id, tag.c.key == rest, _apply(tag.c.value, op, _text(value))))
+            return run.c.id.in_(select(tag.c.run_id).where(tag.c.key == rest, _apply(tag.c.value, op, _text(value))))
         if value == "true":
             value = 1.0
         column = parameter.c.num_value if isinstance(value, float) else parameter.c.value
-        return exists(select(parameter.c.run_id).where(
-            parameter.c.run_id == run.c.id, parameter.c.program == head, parameter.c.flag == rest,
-            _apply(column, op, value)))
+        return run.c.id.in_(select(parameter.c.run_id).where(
+            parameter.c.program == head, parameter.c.flag == rest, _apply(column, op, value)))
 
 
 def _text(value: object) -> str:

@@ -159,8 +159,20 @@ class Run:
         elif times is not None:
             low, high = times
             chosen = Snapshots([item for item in chosen if item.time is not None and low <= item.time <= high])
-        frames = (item.particles() for item in chosen)
-        return assemble(frames, chosen.times, np.array([item.seq for item in chosen]), tuple(fields), ids)
+        return assemble(self._frames(chosen), chosen.times, np.array([item.seq for item in chosen]),
+                        tuple(fields), ids)
+
+    def _frames(self, chosen: Snapshots, batch: int = 32) -> Iterator[np.ndarray]:
+        """Particle tables of ``chosen``, fetching records a batch per query."""
+        items = list(chosen)
+        for start in range(0, len(items), batch):
+            group = items[start:start + batch]
+            records = self.store.records([item.record_hash for item in group])
+            for item in group:
+                try:
+                    yield codec.particles(records[item.record_hash])
+                except IntegrityError as exc:
+                    raise IntegrityError(f"run {self.name!r} snapshot #{item.seq}: {exc}") from None
 
     def to_pandas(self, snapshots: slice | None = None):
         """One row per star per snapshot (seq, time, id, mass, x..vz); needs pandas."""
@@ -179,6 +191,15 @@ class Run:
 
     def __repr__(self) -> str:
         return f"<Run {self.name} ({self.status}, {len(self)} snapshots)>"
+
+
+def fetch_records(connection, hashes: list[str]) -> dict[str, bytes]:
+    """Several records' bytes in one query; a missing one is an integrity error."""
+    rows = dict(connection.execute(select(record.c.hash, record.c.data).where(record.c.hash.in_(hashes))).all())
+    missing = set(hashes) - set(rows)
+    if missing:
+        raise IntegrityError(f"record {sorted(missing)[0][:12]} is missing from the store")
+    return {key: bytes(value) for key, value in rows.items()}
 
 
 def fetch_record(connection, record_hash: str) -> bytes:

@@ -1,5 +1,7 @@
 """Indexes the query layer needs: parameters by (program, flag, value), snapshots by record.
 
+The parameter index ends in run_id so that filters are answered from the index alone.
+
 Revision ID: 0002
 Revises: 0001
 Create Date: 2026-11-22
@@ -14,7 +16,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.create_index("ix_parameter_lookup", "parameter", ["program", "flag", "num_value"])
+    op.create_index("ix_parameter_lookup", "parameter", ["program", "flag", "num_value", "run_id"])
     op.create_index("ix_snapshot_record", "snapshot", ["record_hash"])
 
 

@@ -90,9 +90,12 @@ def root_values(record: bytes) -> dict[str, object]:
                 if structure.templates[structure.node_template[node]][0] == "Dynamics"][:1]
     owners_wanted = [0] + dynamics
     values: dict[str, object] = {}
-    for column, owners in zip(structure.columns, structure.owners):
-        hits = np.flatnonzero(np.isin(owners, owners_wanted))
-        if hits.size == 0 or column.key in values:
+    for index in range(structure.n_columns):
+        hits = np.flatnonzero(np.isin(structure.owners_at(index), owners_wanted))
+        if hits.size == 0:
+            continue
+        column, _ = structure.column_at(index)
+        if column.key in values:
             continue
         first = int(hits[0])
         if column.type == "s" or first in column.overrides:

@@ -20,8 +20,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import msgpack
 import numpy as np
@@ -44,38 +43,71 @@ ZSTD_LEVEL = 15
 _MIN_REFERENCE = 32  # smaller columns cost less than the search for a reference
 
 
-@dataclass
 class Layout:
-    """The decoded structure of a record, before any text is printed."""
+    """The structure of a record, unpacked; value columns are decoded only when asked for,
+    so reading four columns of a snapshot does not pay for the other hundred."""
 
-    templates: list[tuple[str, list]]
-    node_template: np.ndarray
-    node_parent: np.ndarray
-    columns: list[Column]
-    owners: list[np.ndarray]
-    lines: list[str]
-    final_newline: bool
+    def __init__(self, doc: dict) -> None:
+        self._templates: list = doc["tpl"]
+        self.node_template = unpack_ints(doc["nt"])
+        self.node_parent = parents_from_depth(unpack_ints(doc["nd"]))
+        self.lines: list[str] = doc["lines"]
+        self.final_newline: bool = doc["eol"]
+        self._packed: list = doc["cols"]
+        self._decoded: dict[int, tuple[Column, np.ndarray]] = {}
+        self._index = {(packed[0], packed[1], packed[2]): index for index, packed in enumerate(self._packed)}
+
+    def column_at(self, index: int) -> tuple[Column, np.ndarray]:
+        """Column ``index`` and the node owning each occurrence, decoding it (and the
+        column it is predicted from) on first use."""
+        found = self._decoded.get(index)
+        if found is None:
+            packed = self._packed[index]
+            owners = unpack_ints(packed[-1])
+            reference, prediction = packed[-2], None
+            if reference is not None:
+                ref, ref_owners = self.column_at(reference)
+                prediction = _predict(owners, ref_owners, ref.integral(), ref.width)
+            found = self._decoded[index] = (Column.unpack(packed[:-2], prediction), owners)
+        return found
+
+    @cached_property
+    def templates(self) -> list[tuple[str, list]]:
+        """Each template's kind and items (entries as ``(column, prefix)`` tuples)."""
+        return [(kind, [tuple(item) if isinstance(item, list) else item for item in items])
+                for kind, items in self._templates]
 
     @property
+    def n_columns(self) -> int:
+        return len(self._packed)
+
+    def owners_at(self, index: int) -> np.ndarray:
+        """The owning nodes of column ``index``, without decoding its values."""
+        found = self._decoded.get(index)
+        return found[1] if found is not None else unpack_ints(self._packed[index][-1])
+
+    @property
+    def columns(self) -> list[Column]:
+        return [self.column_at(index)[0] for index in range(len(self._packed))]
+
+    @property
+    def owners(self) -> list[np.ndarray]:
+        return [self.column_at(index)[1] for index in range(len(self._packed))]
+
+    @cached_property
+    def kinds(self) -> list[str]:
+        return sorted({kind for kind, _ in self._templates})
+
+    @cached_property
     def node_kind(self) -> np.ndarray:
         """Each node's story kind as an index into ``kinds``."""
-        return self.template_kind[self.node_template]
-
-    @property
-    def kinds(self) -> list[str]:
-        return sorted({kind for kind, _ in self.templates})
-
-    @property
-    def template_kind(self) -> np.ndarray:
         kinds = {kind: index for index, kind in enumerate(self.kinds)}
-        return np.array([kinds[kind] for kind, _ in self.templates], dtype=np.int64)
+        return np.array([kinds[kind] for kind, _ in self._templates], dtype=np.int64)[self.node_template]
 
     def column(self, kind: str, key: str, width: int) -> tuple[Column, np.ndarray] | None:
         """The column for ``key`` in ``kind`` stories with ``width`` tokens, with its owners."""
-        for column, owners in zip(self.columns, self.owners):
-            if column.kind == kind and column.key == key and column.width == width:
-                return column, owners
-        return None
+        index = self._index.get((kind, key, width))
+        return None if index is None else self.column_at(index)
 
 
 def _layout_doc(lines: list[str], final_newline: bool) -> dict:
@@ -248,28 +280,7 @@ def _document(record: bytes) -> dict:
 
 def layout(record: bytes) -> Layout:
     """Check and unpack a record's structure without printing any text."""
-    doc = _document(record)
-    columns: list[Column] = []
-    owners: list[np.ndarray] = []
-    for packed in doc["cols"]:
-        owners.append(unpack_ints(packed[-1]))
-        reference = packed[-2]
-        prediction = None
-        if reference is not None:
-            ref = columns[reference]
-            prediction = _predict(owners[-1], owners[reference], ref.integral(), ref.width)
-        columns.append(Column.unpack(packed[:-2], prediction))
-    node_template = unpack_ints(doc["nt"])
-    return Layout(
-        templates=[(kind, [tuple(item) if isinstance(item, list) else item for item in items])
-                   for kind, items in doc["tpl"]],
-        node_template=node_template,
-        node_parent=parents_from_depth(unpack_ints(doc["nd"])),
-        columns=columns,
-        owners=owners,
-        lines=doc["lines"],
-        final_newline=doc["eol"],
-    )
+    return Layout(_document(record))
 
 
 def iter_decoded_lines(structure: Layout):

@@ -104,8 +104,7 @@ class Ingest:
 
     def add(self, root: RootText, seq: int) -> None:
         """Store one snapshot at ``seq`` unless the same text is already there."""
-        text = root.text()
-        data = text.encode("utf-8")
+        data = root.text.encode("utf-8")
         digest = hashlib.sha256(data).hexdigest()
         run_id = self.report.run_id
         encoded: dict = {}

@@ -104,7 +104,7 @@ tag = Table(
 )
 
 # Added by the second migration: filters look parameters up by program and flag.
-Index("ix_parameter_lookup", parameter.c.program, parameter.c.flag, parameter.c.num_value)
+Index("ix_parameter_lookup", parameter.c.program, parameter.c.flag, parameter.c.num_value, parameter.c.run_id)
 Index("ix_snapshot_record", snapshot.c.record_hash)
 
 PROJECTIONS = (tag, snapshot, parameter, command, run)  # children first, for deletes

@@ -14,7 +14,7 @@ from sqlalchemy.exc import DBAPIError
 
 from snapstore.errors import IntegrityError, StoreError
 from snapstore.query import compile_filter
-from snapstore.runs import Run, fetch_record
+from snapstore.runs import Run, fetch_record, fetch_records
 from snapstore.store import events, projections
 from snapstore.store.backend import describe_db_error, make_engine, masked, resolve_url, with_retries
 from snapstore.store.ingest import IngestReport, ingest, insert_record
@@ -131,6 +131,11 @@ class Store:
     def record_bytes(self, record_hash: str) -> bytes:
         with self.engine.connect() as connection:
             return fetch_record(connection, record_hash)
+
+    def records(self, hashes: list[str]) -> dict[str, bytes]:
+        """Several records by hash, in one query."""
+        with self.engine.connect() as connection:
+            return fetch_records(connection, hashes)
 
     # -- integrity ----------------------------------------------------------------
     def verify(self, name_or_id: str | None = None) -> list[str]:

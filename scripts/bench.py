@@ -1,0 +1,304 @@
+"""Benchmarks: snapstore against the ways people keep Starlab output today.
+
+    python scripts/bench.py --quick            # about a minute
+    python scripts/bench.py                    # full run, under ten minutes on 2 cores
+    python scripts/bench.py --json bench.json --pg postgresql+psycopg://postgres@127.0.0.1/test
+
+Prints a table (figure, snapstore, baseline, ratio, target) and writes JSON.
+Nothing here is a test: it measures and reports, it asserts nothing about time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import gzip
+import io
+import json
+import pickle
+import pstats
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import zstandard
+from sqlalchemy import create_engine, insert, text
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import baseline_pystarlab as baseline  # noqa: E402
+
+import snapstore  # noqa: E402
+from snapstore import codec  # noqa: E402
+from snapstore.store.schema import parameter, run  # noqa: E402
+from snapstore.story import iter_root_texts, open_source  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+CORPUS = REPO.parent / "shared" / "starlab"
+ROWS: list[dict] = []
+
+
+def report(figure: str, ours: float, theirs: float, unit: str, target: str, higher_is_better: bool = True) -> None:
+    ratio = ours / theirs if higher_is_better else theirs / ours
+    ROWS.append({"figure": figure, "snapstore": ours, "baseline": theirs, "unit": unit,
+                 "ratio": ratio, "target": target})
+    print(f"{figure:58s} {ours:12.4g} {theirs:12.4g} {unit:8s} {ratio:8.2f}x  (target {target})", flush=True)
+
+
+def best(action, repeat: int = 3) -> float:
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def streams() -> list[Path]:
+    return sorted(list(CORPUS.rglob("kira.out.gz")) + list(CORPUS.rglob("initial.story.gz")))
+
+
+def roots_of(path: Path):
+    with open_source(path) as stream:
+        yield from iter_root_texts(stream, str(path))
+
+
+def sizes(results: dict) -> None:
+    text_total = gzip_total = zstd_total = record_total = 0
+    per_run = {}
+    for path in streams():
+        data = gzip.open(path).read()
+        records = sum(len(codec.encode_lines(r.lines, r.final_newline)) for r in roots_of(path))
+        gz, zs = len(gzip.compress(data, 6)), len(zstandard.ZstdCompressor(level=19).compress(data))
+        text_total, gzip_total, zstd_total, record_total = (
+            text_total + len(data), gzip_total + gz, zstd_total + zs, record_total + records)
+        key = str(path.relative_to(CORPUS))
+        per_run[key] = {"text": len(data), "gzip6": gz, "zstd19": zs, "records": records,
+                        "vs_gzip6": gz / records, "vs_zstd19": zs / records}
+    results["sizes"] = {"text": text_total, "gzip6": gzip_total, "zstd19": zstd_total, "records": record_total,
+                        "per_file": per_run}
+    report("stored bytes, self-contained records vs gzip -6", record_total, gzip_total, "bytes", ">= 1.6x", False)
+    report("stored bytes, self-contained records vs zstd -19", record_total, zstd_total, "bytes", ">= 1.2x", False)
+    seed = CORPUS / "seed500" / "kira.out.gz"
+    text = gzip.open(seed, "rt").read()
+    parsed = baseline.from_buf(text.splitlines())
+    records = sum(len(codec.encode_lines(r.lines)) for r in roots_of(seed))
+    report("seed500: records vs pickle of parsed stories", records, len(pickle.dumps(parsed)), "bytes", "-", False)
+    import h5py
+
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as handle:
+        for index, story in enumerate(parsed):
+            handle.create_dataset(f"s{index}", data=baseline.particle_array(story), compression="gzip")
+    report("seed500: records (all values) vs HDF5+gzip of m,r,v only", records, len(buffer.getvalue()), "bytes",
+           "-", False)
+
+
+def ingest_speed(results: dict, workdir: Path) -> None:
+    paths = [p for p in streams() if p.name == "kira.out.gz"]
+    total = sum(len(gzip.open(p).read()) for p in paths)
+    texts = [gzip.open(p, "rt").read().splitlines() for p in paths]
+    parse = best(lambda: [baseline.from_buf(lines) for lines in texts], 1)
+    store = snapstore.open(str(workdir / "ingest.db"))
+    started = time.perf_counter()
+    for path in paths:
+        store.ingest(path, name=f"{path.parent.name}-{uuid.uuid4().hex[:6]}")
+    ours = time.perf_counter() - started
+    store.close()
+    results["ingest"] = {"bytes": total, "seconds": ours, "baseline_parse_seconds": parse}
+    report("ingest end to end into SQLite (durable) vs baseline parse", total / ours / 1e6, total / parse / 1e6,
+           "MB/s", ">= 2x, aim 4x")
+    profile = cProfile.Profile()
+    store = snapstore.open(str(workdir / "profile.db"))
+    profile.runcall(store.ingest, CORPUS / "king2600" / "kira.out.gz", name="profiled")
+    store.close()
+    out = io.StringIO()
+    pstats.Stats(profile, stream=out).sort_stats("tottime").print_stats(8)
+    results["ingest_profile"] = out.getvalue().splitlines()[-14:]
+
+
+def reads(results: dict, workdir: Path) -> None:
+    store = snapstore.open(str(workdir / "read.db"))
+    run_ = store.ingest(CORPUS / "seed500")
+    ours = best(run_.dynamics)
+
+    def from_text():
+        frames = [baseline.particle_array(s) for s in baseline.from_buf(
+            gzip.open(CORPUS / "seed500" / "initial.story.gz", "rt").read().splitlines()
+            + gzip.open(CORPUS / "seed500" / "kira.out.gz", "rt").read().splitlines())]
+        ids = np.unique(np.concatenate([f["id"] for f in frames]))
+        out = np.full((ids.size, len(frames), 3), np.nan)
+        for column, frame in enumerate(frames):
+            out[np.searchsorted(ids, frame["id"]), column] = frame["pos"]
+        return out
+
+    theirs = best(from_text, 1)
+    report("seed500 run.dynamics() vs baseline parse of .gz + array", ours * 1e3, theirs * 1e3, "ms", ">= 100x", False)
+    snap = run_.snapshots()[10]
+    snap_text = snap.text().splitlines()
+    ours = best(snap.particles, 20)
+    theirs = best(lambda: baseline.particle_array(baseline.from_buf(snap_text)[0]), 3)
+    report("one snapshot particles() vs baseline parse of its text", ours * 1e3, theirs * 1e3, "ms", ">= 50x", False)
+    ours = best(snap.text, 5)
+    results["single_snapshot_text_ms"] = ours * 1e3
+    store.close()
+
+
+def _replicate(engine, count: int, rng: random.Random) -> None:
+    """Add ``count`` runs with distinct names and King-model parameters to the projections."""
+    runs, params = [], []
+    for k in range(count):
+        run_id = uuid.uuid4().hex
+        n, w = rng.choice([100, 200, 500, 1000, 2600]), rng.choice([3, 4, 5, 6, 7])
+        runs.append({"id": run_id, "name": f"rep-{k:06d}-{run_id[:6]}", "status": "complete",
+                     "started_at": "2026-11-22T00:00:00+00:00", "n_snapshots": 21, "n_particles": n,
+                     "text_bytes": 0, "stored_bytes": 0})
+        for position, (program, flags) in enumerate([("makeking", {"n": n, "w": w, "s": k}),
+                                                     ("makemass", {"f": 2, "l": 0.1, "u": 20}),
+                                                     ("scale", {"m": 1, "e": -0.25, "q": 0.5}),
+                                                     ("kira", {"t": rng.choice([10, 100]), "d": 1})]):
+            params += [{"run_id": run_id, "position": position, "flag": f, "program": program,
+                        "value": str(v), "num_value": float(v)} for f, v in flags.items()]
+    with engine.begin() as connection:
+        for start in range(0, len(runs), 5000):
+            connection.execute(insert(run), runs[start:start + 5000])
+        for start in range(0, len(params), 20000):
+            connection.execute(insert(parameter), params[start:start + 20000])
+
+
+def queries(results: dict, workdir: Path, pg_url: str | None, scales: list[int]) -> None:
+    where = "makeking.n = 500 and makeking.w >= 5"
+    backends = [("SQLite", f"sqlite:///{workdir / 'query.db'}")]
+    admin = None
+    if pg_url:
+        name = f"snapstore_bench_{uuid.uuid4().hex[:8]}"
+        admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        from sqlalchemy.engine import make_url
+
+        backends.append(("PostgreSQL", make_url(pg_url).set(database=name).render_as_string(hide_password=False)))
+    results["queries"] = {}
+    for label, url in backends:
+        store = snapstore.open(url)
+        rng = random.Random(1)
+        have = 0
+        for scale in scales:
+            _replicate(store.engine, scale - have, rng)
+            have = scale
+            with store.engine.connect() as connection:
+                connection.exec_driver_sql("ANALYZE")
+            seconds = best(lambda: store.runs(where), 5)
+            matched = len(store.runs(where))
+            results["queries"][f"{label}-{scale}"] = {"ms": seconds * 1e3, "matched": matched}
+            report(f"runs(where) over {scale:,} runs on {label} ({matched} match)", seconds * 1e3, 50, "ms",
+                   "<= 50 ms at 10,000", False)
+        store.close()
+    if admin is not None:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE "{backends[1][1].rsplit("/", 1)[1]}" WITH (FORCE)'))
+
+
+GENERATE = """
+import gzip, sys
+from pathlib import Path
+corpus, limit = Path(sys.argv[1]), int(sys.argv[2])
+parts = [gzip.open(p, "rt").read() for p in sorted(corpus.rglob("kira.out.gz"))]
+written, offset = 0, 0.0
+while written < limit:
+    for text in parts:
+        for story in text.split("(Particle\\n  name = root")[1:]:
+            story = "(Particle\\n  name = root" + story
+            marker = "  system_time  =  "
+            at = story.index(marker) + len(marker)
+            end = story.index("\\n", at)
+            story = story[:at] + repr(float(story[at:end]) + offset) + story[end:]
+            sys.stdout.write(story)
+            written += len(story)
+        offset += 1000.0
+        if written >= limit:
+            break
+"""
+
+INGEST = "import sys, snapstore; snapstore.open(sys.argv[1]).ingest('-', name=sys.argv[2])"
+
+
+def memory(results: dict, workdir: Path, megabytes: list[int]) -> None:
+    results["memory"] = {}
+    for size in megabytes:
+        db = f"sqlite:///{workdir / f'memory{size}.db'}"
+        producer = subprocess.Popen([sys.executable, "-c", GENERATE, str(CORPUS), str(size * 10**6)],
+                                    stdout=subprocess.PIPE)
+        started = time.perf_counter()
+        consumer = subprocess.run([sys.executable, "-c", INGEST + "\nimport resource; print(resource.getrusage("
+                                   "resource.RUSAGE_SELF).ru_maxrss)", db, f"stream{size}"],
+                                  stdin=producer.stdout, capture_output=True, check=True)
+        producer.wait()
+        seconds = time.perf_counter() - started
+        peak_mb = int(consumer.stdout.split()[-1]) / 1024
+        results["memory"][f"{size}MB"] = {"peak_rss_mb": peak_mb, "seconds": seconds}
+        report(f"peak RSS ingesting a {size} MB stream from stdin", peak_mb, 150, "MB", "<= 150 MB, flat", False)
+
+
+def concurrent(results: dict, workdir: Path, pg_url: str | None) -> None:
+    if not pg_url:
+        return
+    from sqlalchemy.engine import make_url
+
+    admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    name = f"snapstore_bench_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(pg_url).set(database=name).render_as_string(hide_password=False)
+    snapstore.open(url).close()
+    source = CORPUS / "plummer1k" / "kira.out.gz"
+    size = len(gzip.open(source).read())
+    script = "import sys, snapstore; snapstore.open(sys.argv[1]).ingest(sys.argv[2], name=sys.argv[3])"
+
+    def run(count: int) -> float:
+        started = time.perf_counter()
+        processes = [subprocess.Popen([sys.executable, "-c", script, url, str(source), uuid.uuid4().hex])
+                     for _ in range(count)]
+        for process in processes:
+            process.wait()
+        return count * size / (time.perf_counter() - started) / 1e6
+
+    one, four = run(1), run(4)
+    results["concurrent_pg"] = {"one_MBps": one, "four_MBps": four}
+    report("PostgreSQL ingest: 4 processes vs 1 (aggregate)", four, one, "MB/s", "scales with cores (2 here)")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smaller scales, about a minute")
+    parser.add_argument("--json", default="bench-results.json", help="where to write the results")
+    parser.add_argument("--pg", default=None, help="PostgreSQL admin URL (creates and drops its own databases)")
+    parser.add_argument("--corpus", type=Path, default=CORPUS)
+    args = parser.parse_args()
+    globals()["CORPUS"] = args.corpus
+    if not CORPUS.is_dir():
+        sys.exit(f"bench: the Starlab corpus is not at {CORPUS} (use --corpus)")
+    results: dict = {"quick": args.quick}
+    print(f"{'figure':58s} {'snapstore':>12s} {'baseline':>12s} {'unit':8s} {'ratio':>9s}")
+    with tempfile.TemporaryDirectory() as folder:
+        workdir = Path(folder)
+        sizes(results)
+        ingest_speed(results, workdir) if not args.quick else None
+        reads(results, workdir)
+        queries(results, workdir, args.pg, [1000] if args.quick else [1000, 10000, 100000])
+        memory(results, workdir, [20] if args.quick else [100, 1000])
+        concurrent(results, workdir, None if args.quick else args.pg)
+    results["table"] = ROWS
+    Path(args.json).write_text(json.dumps(results, indent=2, default=float))
+    print(f"written {args.json}")
+
+
+if __name__ == "__main__":
+    main()
