@@ -21,9 +21,10 @@ FORMATS = [f"%.{k}f" for k in range(_EXPONENT)] + [f"%.{k}e" for k in range(_EXP
 
 def format_codes(tokens: np.ndarray) -> np.ndarray:
     """The format code each numeric token was written with (vectorised)."""
+    dot_, e_ = (b".", b"e") if tokens.dtype.kind == "S" else (".", "e")
     length = np.strings.str_len(tokens)
-    dot = np.strings.find(tokens, ".")
-    exp = np.strings.find(tokens, "e")
+    dot = np.strings.find(tokens, dot_)
+    exp = np.strings.find(tokens, e_)
     has_dot = dot >= 0
     fixed = np.where(has_dot, length - dot - 1, 0)
     expo = np.where(has_dot, exp - dot - 1, 0) + _EXPONENT
@@ -74,7 +75,10 @@ class Column:
         """Type the column from its value strings (one per occurrence)."""
         width = self.width
         tokens = " ".join(values).split(" ") if width > 1 else values
-        array = np.array(tokens)
+        try:  # one byte per character instead of four: numbers are ASCII
+            array = np.array(tokens, dtype=np.bytes_)
+        except UnicodeEncodeError:
+            array = np.array(tokens)
         try:
             ints = array.astype(np.int64)
         except (ValueError, OverflowError):

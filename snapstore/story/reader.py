@@ -144,7 +144,7 @@ class RootText:
 # The pattern starts with a literal newline: re scans for a literal prefix far
 # faster than it tries a MULTILINE ^ at every position (measured: 2x).
 _STRUCTURE = re.compile(r"\n([()][^\n]*)")
-_CHUNK = 1 << 22
+_CHUNK = 1 << 20
 
 
 def _structural_lines(buffer: str, start: int) -> Iterator[tuple[int, str]]:
