@@ -7,7 +7,6 @@ import gzip
 import hashlib
 import io
 import os
-import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +16,7 @@ import zstandard
 
 from snapstore.errors import StoryFormatError
 from snapstore.story.model import Story
-from snapstore.story.syntax import CLOSE, KIND, OPEN
+from snapstore.story.syntax import CLOSE, KIND, OPEN, structural_lines
 
 Source = Union[str, os.PathLike, BinaryIO, io.TextIOBase]
 
@@ -138,23 +137,7 @@ class RootText:
         return Story.from_lines(self.lines, self.final_newline)
 
 
-# A structural line opens or closes a story; every other line belongs to the
-# story around it.  Only these lines are visited in Python: the rest of the
-# text is sliced whole, so splitting costs per story, not per line.
-# The pattern starts with a literal newline: re scans for a literal prefix far
-# faster than it tries a MULTILINE ^ at every position (measured: 2x).
-_STRUCTURE = re.compile(r"\n([()][^\n]*)")
 _CHUNK = 1 << 20
-
-
-def _structural_lines(buffer: str, start: int) -> Iterator[tuple[int, str]]:
-    """(offset, text) of each line from ``start`` on that opens or closes a story;
-    ``start`` is 0 or just after a newline."""
-    if start == 0 and buffer[:1] in ("(", ")"):
-        end = buffer.find("\n")
-        yield 0, buffer[:end] if end >= 0 else buffer
-    for match in _STRUCTURE.finditer(buffer, max(start - 1, 0)):
-        yield match.start(1), match.group(1)
 
 
 class _Splitter:
@@ -192,7 +175,7 @@ class _Splitter:
         buffer = self.buffer
         start = 0  # where the current root (or the gap before it) begins
         expect = 0 if not self.stack else -1  # offset where the next root must open
-        for at, line in _structural_lines(buffer, scan_from):
+        for at, line in structural_lines(buffer, scan_from):
             if line[0] == OPEN:
                 kind = line[1:]
                 if kind not in self.kinds:
