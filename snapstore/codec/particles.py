@@ -60,14 +60,18 @@ def particles_from_layout(structure: Layout) -> np.ndarray:
     has_children[parent[parent >= 0]] = True
     leaves = ~has_children
 
-    pos = _absolute(_node_values(structure, "Dynamics", "r", 3, nodes, 0.0), parent)
-    vel = _absolute(_node_values(structure, "Dynamics", "v", 3, nodes, 0.0), parent)
+    # positions and velocities summed down the tree together, as one (n, 6) array
+    phase = np.hstack([_node_values(structure, "Dynamics", "r", 3, nodes, 0.0),
+                       _node_values(structure, "Dynamics", "v", 3, nodes, 0.0)])
+    if (parent[1:] == 0).all() and parent[0] < 0:  # no binaries: every star hangs off the root
+        phase[1:] += phase[0]
+    else:
+        phase = _absolute(phase, parent)
     out = np.zeros(int(leaves.sum()), dtype=PARTICLE_DTYPE)
-    ids = _node_values(structure, "Particle", "i", 1, nodes, -1.0)[leaves, 0]
-    out["id"] = ids.astype(np.int64)
+    out["id"] = _node_values(structure, "Particle", "i", 1, nodes, -1.0)[leaves, 0].astype(np.int64)
     out["mass"] = _node_values(structure, "Dynamics", "m", 1, nodes, np.nan)[leaves, 0]
-    out["pos"] = pos[leaves]
-    out["vel"] = vel[leaves]
+    out["pos"] = phase[leaves, :3]
+    out["vel"] = phase[leaves, 3:]
     return out[np.argsort(out["id"], kind="stable")]
 
 
