@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -82,17 +83,23 @@ def _size(n: float) -> str:
     return str(n)
 
 
-def _progress():
-    """A per-snapshot callback: a live line on a terminal, nothing when piped."""
+@contextmanager
+def _progress(label: str):
+    """A per-snapshot callback: a rich live display on a terminal, plain lines otherwise."""
+    def line(report) -> str:
+        return (f"{report.name}: {report.added} added, {report.skipped} already stored, "
+                f"{_size(report.text_bytes)} text -> {_size(report.stored_bytes)}")
+
     if not sys.stderr.isatty():
-        return None
+        yield lambda report: typer.echo(line(report), err=True)
+        return
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    def show(report) -> None:
-        sys.stderr.write(f"\r{report.name}: {report.added} added, {report.skipped} already stored, "
-                         f"{_size(report.text_bytes)} in")
-        sys.stderr.flush()
-
-    return show
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task(f"{label}: starting")
+        yield lambda report: progress.update(task, description=line(report))
 
 
 @app.command()
@@ -111,9 +118,8 @@ def ingest(
     with _open(db) as store:
         for path in paths:
             started = time.perf_counter()
-            report = store.ingest_report(path, name, initial, tags, commands, _progress())
-            if sys.stderr.isatty():
-                sys.stderr.write("\n")
+            with _progress(path) as show:
+                report = store.ingest_report(path, name, initial, tags, commands, show)
             elapsed = time.perf_counter() - started
             ratio = f"{report.ratio:.1f}x" if report.stored_bytes else "-"
             typer.echo(f"{report.name}: {report.added} snapshots added, {report.skipped} already stored; "
@@ -148,7 +154,8 @@ def pipe(
         reader = threading.Thread(target=lambda: stderr_chunks.extend(iter(lambda: process.stderr.read(65536), b"")))
         reader.start()
         try:
-            report = store.ingest_report(process.stdout, name, tags=_pairs(tag), on_snapshot=_progress())
+            with _progress(name) as show:
+                report = store.ingest_report(process.stdout, name, tags=_pairs(tag), on_snapshot=show)
         finally:
             process.stdout.close()
             code = process.wait()
@@ -198,15 +205,21 @@ def show(run: str = typer.Argument(..., help="Run name or id"), db: Optional[str
 @app.command()
 def export(
     run: str = typer.Argument(..., help="Run name or id"),
-    format: str = typer.Option("story", "--format", "-f", help="story or npz"),
+    format: str = typer.Option("story", "--format", "-f", help="story, npz, hdf5 or parquet"),
     snapshots: Optional[str] = typer.Option(None, "--snapshots", "-s", help="Python slice of positions, e.g. 1: or 0:5"),
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="File to write [default: stdout for story]"),
+    output: Optional[Path] = typer.Option(None, "-o", "--output",
+                                          help="File (a folder for parquet) [default: stdout for story]"),
     db: Optional[str] = DB,
 ) -> None:
-    """Export a run.  Example: snapstore export seed500 -s 1: > kira.out  (byte-identical kira stream)"""
+    """Export a run.  Example: snapstore export seed500 -s 1: > kira.out  (byte-identical kira stream)
+
+    npz holds one particle table per snapshot (seq<N>); hdf5 a group per snapshot;
+    parquet a dataset folder partitioned by run, one row per star per snapshot.
+    """
     chosen = _slice(snapshots)
     with _open(db) as store:
-        items = store.run(run).snapshots()[chosen]
+        target = store.run(run)
+        items = target.snapshots()[chosen]
         if format == "story":
             out = open(output, "w", encoding="utf-8", newline="") if output else sys.stdout
             try:
@@ -220,8 +233,19 @@ def export(
                 raise SnapstoreError("npz export needs -o FILE")
             arrays = {f"seq{item.seq}": item.particles() for item in items}
             np.savez_compressed(output, **arrays)
+        elif format in ("hdf5", "parquet"):
+            if output is None:
+                raise SnapstoreError(f"{format} export needs -o {'FOLDER' if format == 'parquet' else 'FILE'}")
+            if snapshots:
+                raise SnapstoreError(f"{format} export writes the whole run; --snapshots is for story and npz")
+            from snapstore.serializers import Location, PosixStorage, registry
+
+            if format == "parquet":
+                registry.write(target, "parquet", Location(PosixStorage(output), "."))
+            else:
+                registry.write(target, "hdf5", Location(PosixStorage(output.parent), output.name))
         else:
-            raise SnapstoreError(f"unknown export format {format!r}: use story or npz")
+            raise SnapstoreError(f"unknown export format {format!r}: use story, npz, hdf5 or parquet")
 
 
 def _slice(text: Optional[str]) -> slice:

@@ -29,7 +29,8 @@ def db(tmp_path) -> str:
 def test_ingest_list_export_round_trip(db, tmp_path) -> None:
     result = cli("ingest", str(SAMPLE), "--tag", "grid=yes", db=db)
     assert result.exit_code == 0, result.output
-    assert "6 snapshots added" in result.output
+    assert "6 snapshots added" in result.stdout
+    assert "n100-w3-s1: 6 added, 0 already stored" in result.stderr  # plain progress lines off a terminal
     listed = json.loads(cli("runs", "--format", "json", db=db).stdout)
     assert [(r["name"], r["snapshots"], r["N"]) for r in listed] == [("n100-w3-s1", 6, 100)]
     out = tmp_path / "kira.out"
@@ -125,6 +126,15 @@ def test_shared_run_folder_round_trips(db, tmp_path) -> None:
     assert out.read_text() == read_text(folder / "kira.out.gz")
     npz = tmp_path / "s.npz"
     assert cli("export", "seed500", "-f", "npz", "-o", str(npz), db=db).exit_code == 0
+    import h5py
     import numpy as np
+    import pyarrow.dataset as ds
 
     assert len(np.load(npz).files) == 21
+    assert cli("export", "seed500", "-f", "hdf5", "-o", str(tmp_path / "s.h5"), db=db).exit_code == 0
+    with h5py.File(tmp_path / "s.h5") as handle:
+        assert len(handle) == 21 and handle["seq000020"].attrs["time"] == 100.0
+        assert handle["seq000000"]["id"].shape == (500,)
+    assert cli("export", "seed500", "-f", "parquet", "-o", str(tmp_path / "pq"), db=db).exit_code == 0
+    table = ds.dataset(tmp_path / "pq", format="parquet", partitioning="hive").to_table()
+    assert table.num_rows == sum(np.load(npz)[name].size for name in np.load(npz).files)

@@ -7,9 +7,10 @@
 Built in: ``Story`` as ``story`` (Starlab text) or ``snapstore`` (a record) on
 ``posix``, ``s3`` and ``sql`` (the store's record table, keyed by the text's
 sha256); particle tables (``numpy.ndarray``) as ``npz``, ``hdf5`` and
-``parquet``; ``Dynamics`` as ``npz``; a whole ``Run`` as a
-``parquet`` dataset partitioned by run (``<key>/run=<name>/seq=<n>.parquet``),
-readable by DuckDB, Polars or Spark without snapstore.
+``parquet``; ``Dynamics`` as ``npz``; a whole ``Run`` as one ``hdf5`` file
+(a group per snapshot) or as a ``parquet`` dataset partitioned by run
+(``<key>/run=<name>/seq=<n>.parquet``), readable by DuckDB, Polars or Spark
+without snapstore.
 """
 
 from __future__ import annotations
@@ -83,6 +84,32 @@ def _run_parquet_read(location: Location):
     return pa.concat_tables(tables) if tables else pa.table({})
 
 
+def _run_hdf5_write(run: Run, location: Location) -> None:
+    """A whole run as one HDF5 file: a group per snapshot with its particle columns."""
+    h5py = require("h5py", "hdf5")
+    import io
+
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as handle:
+        handle.attrs["run"] = run.name
+        for item in run.snapshots():
+            group = handle.create_group(f"seq{item.seq:06d}")
+            group.attrs["time"] = np.nan if item.time is None else item.time
+            for name, column in formats._columns(item.particles()).items():
+                group.create_dataset(name, data=column, compression="gzip")
+    location.storage.put(location.key, buffer.getvalue())
+
+
+def _run_hdf5_read(location: Location) -> dict[int, np.ndarray]:
+    """``{seq: particle table}`` from a run's HDF5 file."""
+    h5py = require("h5py", "hdf5")
+    import io
+
+    with h5py.File(io.BytesIO(location.storage.get(location.key)), "r") as handle:
+        return {int(name[3:]): formats._particles({k: group[k][()] for k in group})
+                for name, group in handle.items()}
+
+
 for (python_type, format_name), (writer, reader) in _PAIRS.items():
     for storage_kind in BLOB_STORAGES:
         register(python_type, format_name, storage_kind, writer, reader)
@@ -90,5 +117,6 @@ for format_name in ("story", "snapstore"):
     register(Story, format_name, "sql", _sql_write, _sql_read)
 for storage_kind in BLOB_STORAGES:
     register(Run, "parquet", storage_kind, _run_parquet_write, _run_parquet_read)
+    register(Run, "hdf5", storage_kind, _run_hdf5_write, _run_hdf5_read)
 
 __all__ = ["Location", "PosixStorage", "Registry", "S3Storage", "SqlStorage", "register", "registry"]
