@@ -28,6 +28,8 @@ db_app = typer.Typer(help="Schema migrations of a store (alembic).", no_args_is_
 app.add_typer(db_app, name="db")
 
 DB = typer.Option(None, "--db", help="Store URL or SQLite path [default: $SNAPSTORE_URL or ./snapstore.db]")
+PAYLOADS = typer.Option(None, "--payloads", help="Folder or s3://bucket/prefix for record bytes "
+                                                  "[default: $SNAPSTORE_PAYLOADS, else in the database]")
 FORMAT = typer.Option("table", "--format", "-f", help="table, json or csv")
 _debug = {"on": False}
 
@@ -37,8 +39,8 @@ def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks on 
     _debug["on"] = debug
 
 
-def _open(db: Optional[str], create: bool = True) -> snapstore.Store:
-    return snapstore.store.store.Store(db, create=create)
+def _open(db: Optional[str], create: bool = True, payloads: Optional[str] = None) -> snapstore.Store:
+    return snapstore.store.store.Store(db, create=create, payloads=payloads)
 
 
 def _emit(rows: list[dict], fmt: str, columns: list[str] | None = None) -> None:
@@ -110,12 +112,13 @@ def ingest(
     commands: Optional[Path] = typer.Option(None, "--commands", help="The pipeline, one command per line"),
     tag: list[str] = typer.Option([], "--tag", "-t", help="KEY=VALUE, repeatable"),
     db: Optional[str] = DB,
+    payloads: Optional[str] = PAYLOADS,
 ) -> None:
     """Ingest Starlab output.  Example: snapstore ingest examples/n100-w3-s1 --tag grid=yes"""
     if name and len(paths) > 1:
         raise SnapstoreError("--name names one run: give one path with it")
     tags = _pairs(tag)
-    with _open(db) as store:
+    with _open(db, payloads=payloads) as store:
         for path in paths:
             started = time.perf_counter()
             with _progress(path) as show:
@@ -143,12 +146,13 @@ def pipe(
     name: str = typer.Option(..., "--name", "-n", help="Run name"),
     tag: list[str] = typer.Option([], "--tag", "-t", help="KEY=VALUE, repeatable"),
     db: Optional[str] = DB,
+    payloads: Optional[str] = PAYLOADS,
 ) -> None:
     """Run a simulation and store its snapshots as they arrive.
 
     Example: snapstore pipe --name run1 -- sh -c 'kira -t 10 < initial.story'
     """
-    with _open(db) as store:
+    with _open(db, payloads=payloads) as store:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         stderr_chunks: list[bytes] = []
         reader = threading.Thread(target=lambda: stderr_chunks.extend(iter(lambda: process.stderr.read(65536), b"")))

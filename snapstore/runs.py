@@ -15,6 +15,7 @@ from snapstore import codec
 from snapstore.arrays import FIELDS, Dynamics, assemble
 from snapstore.errors import IntegrityError
 from snapstore.story import Story
+from snapstore.store.payloads import fetch_location
 from snapstore.store.schema import command, parameter, record, snapshot, tag
 
 if TYPE_CHECKING:
@@ -194,17 +195,16 @@ class Run:
 
 
 def fetch_records(connection, hashes: list[str]) -> dict[str, bytes]:
-    """Several records' bytes in one query; a missing one is an integrity error."""
-    rows = dict(connection.execute(select(record.c.hash, record.c.data).where(record.c.hash.in_(hashes))).all())
+    """Several records' bytes in one query (external payloads fetched from where
+    their row says); a missing one is an integrity error."""
+    rows = {row.hash: row for row in connection.execute(
+        select(record.c.hash, record.c.data, record.c.location).where(record.c.hash.in_(hashes)))}
     missing = set(hashes) - set(rows)
     if missing:
         raise IntegrityError(f"record {sorted(missing)[0][:12]} is missing from the store")
-    return {key: bytes(value) for key, value in rows.items()}
+    return {key: fetch_location(row.location) if row.location else bytes(row.data) for key, row in rows.items()}
 
 
 def fetch_record(connection, record_hash: str) -> bytes:
-    """A record's bytes from the SQL store."""
-    data = connection.execute(select(record.c.data).where(record.c.hash == record_hash)).scalar()
-    if data is None:
-        raise IntegrityError(f"record {record_hash[:12]} is missing from the store")
-    return bytes(data)
+    """A record's bytes."""
+    return fetch_records(connection, [record_hash])[record_hash]

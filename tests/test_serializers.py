@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
-
 import numpy as np
 import pytest
 
@@ -122,34 +117,6 @@ def test_sql_storage_is_the_record_table(tmp_path) -> None:
         assert str(registry.read(MyStory, "snapstore", Location(SqlStorage(store), key))) == str(story)
         with pytest.raises(ValueError, match="content-addressed"):
             registry.write(story, "snapstore", Location(SqlStorage(store), "other"))
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    """A real S3-compatible server (moto's standalone mode) in its own process on loopback."""
-    pytest.importorskip("moto.server", reason="S3 tests need moto[server] (snapstore[test])")
-    port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    else:
-        server.kill()
-        pytest.fail("moto server did not start")
-    yield f"http://127.0.0.1:{port}"
-    server.terminate()
-    server.wait(timeout=10)
 
 
 @pytest.mark.corpus

@@ -23,6 +23,7 @@ from snapstore.errors import StoreError, StoryFormatError
 from snapstore.story import RootText, iter_root_texts, open_source, source_name
 from snapstore.store import events
 from snapstore.store.backend import with_retries
+from snapstore.store.payloads import ExternalPayloads
 from snapstore.store.provenance import pipeline_from_commands, pipeline_from_log, who_and_where
 from snapstore.store.schema import command, record, run, snapshot
 
@@ -78,8 +79,10 @@ def insert_record(connection: Connection, values: dict) -> None:
 class Ingest:
     """One ingest of one run; see ``Store.ingest``."""
 
-    def __init__(self, engine, name: str, on_snapshot: Callable[[IngestReport], None] | None = None) -> None:
+    def __init__(self, engine, name: str, on_snapshot: Callable[[IngestReport], None] | None = None,
+                 payloads: ExternalPayloads | None = None) -> None:
         self.engine = engine
+        self.payloads = payloads
         self.report = IngestReport(run_id_for(name), name)
         self.on_snapshot = on_snapshot
         self._has_pipeline = False
@@ -119,13 +122,16 @@ class Ingest:
                                  "ingest under another --name")
             if not encoded:
                 blob = codec.encode_lines(root.lines, root.final_newline)
-                encoded.update(blob=blob, root=codec.root_values(blob))
+                # An external payload is written before the row that points at it.
+                location = self.payloads.put(digest, blob) if self.payloads else None
+                encoded.update(blob=blob, root=codec.root_values(blob), location=location)
             batch = []
             if not self._has_pipeline and seq > 0:  # kira's Log holds the whole pipeline
                 batch.append(self._pipeline(root))
             root_values = encoded["root"]
             insert_record(connection, {"hash": digest, "codec": codec.CODEC_NAME, "text_size": len(data),
-                                        "stored_size": len(encoded["blob"]), "data": encoded["blob"]})
+                                       "stored_size": len(encoded["blob"]), "location": encoded["location"],
+                                       "data": b"" if encoded["location"] else encoded["blob"]})
             batch.append(events.Event(events.SNAPSHOT_APPENDED, {
                 "seq": seq, "record": digest, "time": _float(root_values.get("system_time")),
                 "n_particles": _int(root_values.get("N")), "text_size": len(data),
@@ -170,7 +176,8 @@ def _int(value) -> int | None:
 
 def ingest(engine, source, name: str | None = None, initial=None, tags: dict[str, str] | None = None,
            commands: str | os.PathLike | None = None,
-           on_snapshot: Callable[[IngestReport], None] | None = None) -> IngestReport:
+           on_snapshot: Callable[[IngestReport], None] | None = None,
+           payloads: ExternalPayloads | None = None) -> IngestReport:
     """Stream ``source`` into the store as run ``name``; see ``Store.ingest``."""
     folder = Path(source) if isinstance(source, (str, os.PathLike)) and Path(source).is_dir() else None
     if folder is not None:
@@ -183,7 +190,7 @@ def ingest(engine, source, name: str | None = None, initial=None, tags: dict[str
         source = stream
     name = name or default_name(source)
     commands_text = Path(commands).read_text() if commands is not None else None
-    job = Ingest(engine, name, on_snapshot)
+    job = Ingest(engine, name, on_snapshot, payloads)
     label = source_name(source)
     initial_root = _single_story(initial) if initial is not None else None
     with open_source(source) as stream:

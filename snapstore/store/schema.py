@@ -45,7 +45,8 @@ record = Table(
     Column("codec", String(40), nullable=False),
     Column("text_size", BigInteger, nullable=False),
     Column("stored_size", BigInteger, nullable=False),
-    Column("data", LargeBinary, nullable=False),
+    Column("data", LargeBinary, nullable=False),  # empty when the payload is at ``location``
+    Column("location", Text),  # revision 0003: "file:///..." or "s3://bucket/key", else NULL
 )
 
 run = Table(

@@ -19,6 +19,7 @@ from snapstore.store import events, projections
 from snapstore.store.backend import describe_db_error, make_engine, masked, resolve_url, with_retries
 from snapstore.store.ingest import IngestReport, ingest, insert_record
 from snapstore.store.migrate import ensure_current
+from snapstore.store.payloads import payloads_for
 from snapstore.store.schema import PROJECTIONS, event, record, run
 
 DIAGNOSTICS_CODEC = "text+zstd"
@@ -27,8 +28,9 @@ DIAGNOSTICS_CODEC = "text+zstd"
 class Store:
     """A snapstore archive in SQLite (default) or PostgreSQL."""
 
-    def __init__(self, url: str | None = None, create: bool = True) -> None:
+    def __init__(self, url: str | None = None, create: bool = True, payloads: str | None = None) -> None:
         self.url = resolve_url(url)
+        self.payloads = payloads_for(payloads)
         self.engine: Engine = make_engine(self.url)
         try:
             ensure_current(self.engine, create=create)
@@ -65,7 +67,7 @@ class Store:
                       on_snapshot=None) -> IngestReport:
         """As ``ingest``, returning what was added and skipped."""
         try:
-            return ingest(self.engine, source, name, initial, tags, commands, on_snapshot)
+            return ingest(self.engine, source, name, initial, tags, commands, on_snapshot, self.payloads)
         except DBAPIError as exc:  # a full disk, a read-only file, a lost server...
             raise StoreError(f"ingest stopped, everything committed before is kept: "
                              f"{describe_db_error(exc, self.url)}") from None
@@ -183,7 +185,9 @@ def _snapshot_tables(connection) -> dict[str, list]:
             for table in PROJECTIONS}
 
 
-def open(url: str | None = None) -> Store:  # noqa: A001 - the public name users expect
+def open(url: str | None = None, payloads: str | None = None) -> Store:  # noqa: A001 - the name users expect
     """Open (creating if new) the store at ``url``: any SQLAlchemy URL or a SQLite path.
-    Default: ``$SNAPSTORE_URL``, else ./snapstore.db."""
-    return Store(url)
+    Default: ``$SNAPSTORE_URL``, else ./snapstore.db.  ``payloads`` (or
+    ``$SNAPSTORE_PAYLOADS``): a folder or ``s3://bucket/prefix`` for the record
+    bytes of new snapshots, shared by every machine; default: in the database."""
+    return Store(url, payloads=payloads)

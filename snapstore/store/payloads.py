@@ -1,0 +1,71 @@
+"""Where record bytes live: in the database (default), or in a directory or an
+S3 bucket shared by many machines while PostgreSQL holds the metadata.
+
+A record row stores the full location of an external payload
+(``file:///...`` or ``s3://bucket/key``), so any machine that can reach it
+reads it without knowing how the writer was configured.  S3 credentials and
+endpoint come from the usual boto3 settings (``AWS_ENDPOINT_URL`` for MinIO
+and friends).  Payloads are written before the row that names them, so a
+crash leaves at worst an unreferenced object, never a dangling row.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import urlparse
+
+from snapstore.errors import IntegrityError, StoreError
+from snapstore.blobs import PosixStorage, S3Storage
+
+
+class ExternalPayloads:
+    """Record payloads in a directory or under an S3 prefix."""
+
+    def __init__(self, url: str) -> None:
+        parsed = urlparse(url if "://" in url else Path(url).resolve().as_uri())
+        self.url = url
+        if parsed.scheme == "file":
+            root = Path(parsed.path)
+            if not root.is_dir():
+                raise StoreError(f"payload folder {root} does not exist")
+            self.storage: PosixStorage | S3Storage = PosixStorage(root)
+            self._base = root.as_uri()
+        elif parsed.scheme == "s3":
+            prefix = parsed.path.lstrip("/")
+            prefix = prefix + "/" if prefix and not prefix.endswith("/") else prefix
+            self.storage = S3Storage(parsed.netloc, prefix)
+            self._base = f"s3://{parsed.netloc}/{prefix}".rstrip("/")
+        else:
+            raise StoreError(f"payload storage {url!r}: use a folder, file:///folder or s3://bucket/prefix")
+
+    def put(self, record_hash: str, data: bytes) -> str:
+        """Store a record's bytes; returns the location to keep in its row."""
+        key = f"{record_hash[:2]}/{record_hash}.snaprec"
+        self.storage.put(key, data)
+        return f"{self._base}/{key}"
+
+
+def payloads_for(url: str | None) -> ExternalPayloads | None:
+    """The payload storage for ``url`` or ``$SNAPSTORE_PAYLOADS``; None keeps payloads in the database."""
+    url = url or os.environ.get("SNAPSTORE_PAYLOADS")
+    return ExternalPayloads(url) if url else None
+
+
+@lru_cache(maxsize=16)
+def _bucket(bucket: str) -> S3Storage:
+    return S3Storage(bucket)
+
+
+def fetch_location(location: str) -> bytes:
+    """The bytes at a stored payload location."""
+    parsed = urlparse(location)
+    try:
+        if parsed.scheme == "file":
+            return Path(parsed.path).read_bytes()
+        if parsed.scheme == "s3":
+            return _bucket(parsed.netloc).get(parsed.path.lstrip("/"))
+    except (OSError, StoreError) as exc:
+        raise IntegrityError(f"record payload at {location} cannot be read: {exc}") from None
+    raise IntegrityError(f"record payload location {location!r} has an unknown scheme")
