@@ -91,19 +91,19 @@ class _Parser:
             self.fail(f"unexpected {self.current.text!r}")
         return expression
 
-    def or_(self) -> ColumnElement:
-        terms = [self.and_()]
-        while self.current.kind == "or":
+    def _chain(self, keyword: str, operand, combine) -> ColumnElement:
+        """``operand (keyword operand)*`` combined with ``combine``."""
+        terms = [operand()]
+        while self.current.kind == keyword:
             self.index += 1
-            terms.append(self.and_())
-        return terms[0] if len(terms) == 1 else or_(*terms)
+            terms.append(operand())
+        return terms[0] if len(terms) == 1 else combine(*terms)
+
+    def or_(self) -> ColumnElement:
+        return self._chain("or", self.and_, or_)
 
     def and_(self) -> ColumnElement:
-        terms = [self.not_()]
-        while self.current.kind == "and":
-            self.index += 1
-            terms.append(self.not_())
-        return terms[0] if len(terms) == 1 else and_(*terms)
+        return self._chain("and", self.not_, and_)
 
     def not_(self) -> ColumnElement:
         if self.current.kind == "not":
