@@ -18,7 +18,6 @@ import json
 import pickle
 import pstats
 import random
-import resource
 import subprocess
 import sys
 import tempfile

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import gzip
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -16,7 +14,7 @@ from sqlalchemy.exc import DBAPIError
 
 import snapstore
 from snapstore import StoreError, StoryFormatError
-from helpers import SAMPLE, corpus_dir, corpus_runs, read_text
+from helpers import SAMPLE, corpus_runs, read_text
 
 SNAPSHOT_TEXT_SQL = "select count(*) from snapshot"
 

@@ -63,7 +63,7 @@ def test_missing_final_newline_is_kept() -> None:
 
 def test_deep_nesting_needs_no_recursion() -> None:
     depth = 100_000
-    text = "".join(f"(A\n" for _ in range(depth)) + "".join(")A\n" for _ in range(depth))
+    text = "".join("(A\n" for _ in range(depth)) + "".join(")A\n" for _ in range(depth))
     story = parse_story(text)
     assert str(story) == text
 

@@ -182,11 +182,6 @@ class Column:
         column.overrides = dict(zip(*packed[-1]))
         return column
 
-    @staticmethod
-    def is_residual(packed: list) -> bool:
-        """Whether a packed column was stored against a reference column."""
-        return packed[3] != "s" and packed[4][0] == "d"
-
     def _by_token(self, components: np.ndarray) -> np.ndarray:
         return components.reshape(self.width, -1).T.ravel() if self.width > 1 else components
 

@@ -93,10 +93,6 @@ def _read_only(url: URL) -> bool:
     return url.query.get("mode") == "ro"
 
 
-def is_sqlite(engine: Engine) -> bool:
-    return engine.dialect.name == "sqlite"
-
-
 @contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
     """A transaction that will write: on SQLite it holds the write lock from the start."""

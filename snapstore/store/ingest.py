@@ -12,7 +12,7 @@ import hashlib
 import os
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import Connection, select
@@ -63,7 +63,6 @@ class IngestReport:
     source_sha256: str | None = None
     complete: bool = False
     error: str | None = None
-    seqs: list[int] = field(default_factory=list)
 
     @property
     def ratio(self) -> float:
@@ -145,7 +144,6 @@ class Ingest:
             self.report.added += 1
             self.report.text_bytes += len(data)
             self.report.stored_bytes += len(encoded["blob"])
-            self.report.seqs.append(seq)
         else:
             self.report.skipped += 1
         if self.on_snapshot:

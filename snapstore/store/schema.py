@@ -109,4 +109,3 @@ Index("ix_parameter_lookup", parameter.c.program, parameter.c.flag, parameter.c.
 Index("ix_snapshot_record", snapshot.c.record_hash)
 
 PROJECTIONS = (tag, snapshot, parameter, command, run)  # children first, for deletes
-APPEND_ONLY = ("event", "record")

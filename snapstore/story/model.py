@@ -33,9 +33,6 @@ class Entry:
         return f"Entry({self.key!r}, {self.value!r})"
 
 
-Item = "str | Entry | Story"
-
-
 class Story:
     """A Starlab story: ``story.kind``, values by key, free ``lines``, ``children``.
 

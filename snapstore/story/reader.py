@@ -16,7 +16,7 @@ import zstandard
 
 from snapstore.errors import StoryFormatError
 from snapstore.story.model import Story
-from snapstore.story.syntax import CLOSE, KIND, OPEN, structural_lines
+from snapstore.story.syntax import KIND, OPEN, structural_lines
 
 Source = Union[str, os.PathLike, BinaryIO, io.TextIOBase]
 
@@ -30,7 +30,6 @@ class _HashingReader(io.RawIOBase):
     def __init__(self, raw: BinaryIO) -> None:
         self._raw = raw
         self.sha256 = hashlib.sha256()
-        self.bytes_read = 0
 
     def readable(self) -> bool:
         return True
@@ -40,7 +39,6 @@ class _HashingReader(io.RawIOBase):
         n = len(data)
         buffer[:n] = data
         self.sha256.update(data)
-        self.bytes_read += n
         return n
 
 
@@ -88,7 +86,7 @@ def open_source(source: Source) -> Iterator[_HashingReader]:
     """Open a path, ``-`` (stdin), or a binary/text file object as decompressed bytes.
 
     gzip and zstd are recognised by their magic bytes, whatever the file is called.
-    The returned reader tracks the sha256 and size of the decompressed stream.
+    The returned reader tracks the sha256 of the decompressed stream.
     """
     close: list = []
     try:

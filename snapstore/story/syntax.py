@@ -19,7 +19,6 @@ KIND = re.compile(r"\w+")
 OPEN = "("
 CLOSE = ")"
 EOL = "\n"
-EOL_BYTES = b"\n"
 
 # The pattern starts with a literal newline: re scans for a literal prefix far
 # faster than it tries a MULTILINE ^ at every position (measured: 2x).
