@@ -137,3 +137,15 @@ def test_shared_run_folder_round_trips(db, tmp_path) -> None:
     assert cli("export", "seed500", "-f", "parquet", "-o", str(tmp_path / "pq"), db=db).exit_code == 0
     table = ds.dataset(tmp_path / "pq", format="parquet", partitioning="hive").to_table()
     assert table.num_rows == sum(np.load(npz)[name].size for name in np.load(npz).files)
+
+
+def test_db_commands_walk_the_schema_revisions(db) -> None:
+    cli("ingest", str(SAMPLE), db=db)
+    assert "revision 0003 (this snapstore: 0003)" in cli("db", "current", db=db).stdout
+    history = cli("db", "history", db=db).stdout
+    assert "base -> 0001" in history and "0002 -> 0003" in history
+    assert "revision 0001" in cli("db", "downgrade", "0001", db=db).stdout
+    refused = _run("runs", "--db", db)
+    assert refused.returncode != 0 and b"snapstore db upgrade" in refused.stderr
+    assert "revision 0003" in cli("db", "upgrade", db=db).stdout
+    assert cli("export", "n100-w3-s1", "-s", "1:", db=db).stdout == read_text(SAMPLE / "kira.out.gz")
