@@ -190,7 +190,7 @@ def queries(results: dict, workdir: Path, pg_url: str | None, scales: list[int])
         for scale in scales:
             _replicate(store.engine, scale - have, rng)
             have = scale
-            with store.engine.connect() as connection:
+            with store.engine.begin() as connection:  # committed, so the statistics stay
                 connection.exec_driver_sql("ANALYZE")
             seconds = best(lambda: store.runs(where), 5)
             matched = len(store.runs(where))

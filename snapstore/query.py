@@ -17,7 +17,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import and_, not_, or_, select
+from typing import Union
+
+from sqlalchemy import CompoundSelect, Select, except_, intersect, select, union
 from sqlalchemy.sql import ColumnElement
 
 from snapstore.errors import FilterError
@@ -32,6 +34,7 @@ _TOKEN = re.compile(r"""
   | (?P<word>[A-Za-z_][\w.\-]*)
 """, re.VERBOSE)
 _KEYWORDS = {"and", "or", "not", "in"}
+Ids = Union[Select, CompoundSelect]  # a query yielding run ids
 RUN_COLUMNS = {"name", "status", "n_snapshots", "n_particles", "t_first", "t_last", "starlab_version"}
 
 
@@ -85,30 +88,30 @@ class _Parser:
         self.index += 1
         return token
 
-    def parse(self) -> ColumnElement:
+    def parse(self) -> Ids:
         expression = self.or_()
         if self.current.kind != "end":
             self.fail(f"unexpected {self.current.text!r}")
         return expression
 
-    def _chain(self, keyword: str, operand, combine) -> ColumnElement:
+    def _chain(self, keyword: str, operand, combine) -> Ids:
         """``operand (keyword operand)*`` combined with ``combine``."""
         terms = [operand()]
         while self.current.kind == keyword:
             self.index += 1
             terms.append(operand())
-        return terms[0] if len(terms) == 1 else combine(*terms)
+        return terms[0] if len(terms) == 1 else combine(*map(_operand, terms))
 
-    def or_(self) -> ColumnElement:
-        return self._chain("or", self.and_, or_)
+    def or_(self) -> Ids:
+        return self._chain("or", self.and_, union)
 
-    def and_(self) -> ColumnElement:
-        return self._chain("and", self.not_, and_)
+    def and_(self) -> Ids:
+        return self._chain("and", self.not_, intersect)
 
-    def not_(self) -> ColumnElement:
+    def not_(self) -> Ids:
         if self.current.kind == "not":
             self.index += 1
-            return not_(self.not_())
+            return except_(select(run.c.id), _operand(self.not_()))
         if self.current.kind == "punct" and self.current.text == "(":
             self.index += 1
             inner = self.or_()
@@ -126,7 +129,7 @@ class _Parser:
             return token.text
         self.fail(f"expected a value, found {token.text or 'end of filter'!r}")
 
-    def term(self) -> ColumnElement:
+    def term(self) -> Ids:
         field = self.current
         if field.kind != "word":
             self.fail(f"expected a field such as makeking.n or name, found {field.text or 'end of filter'!r}")
@@ -139,26 +142,34 @@ class _Parser:
                 self.index += 1
                 values.append(self.value())
             self.take("punct", ")")
-            return or_(*[self.compare(field, "=", value) for value in values])
+            matches = [self.compare(field, "=", value) for value in values]
+            return matches[0] if len(matches) == 1 else union(*matches)
         op = self.take("op").text
         return self.compare(field, "=" if op == "==" else op, self.value())
 
-    def compare(self, field: Token, op: str, value: object) -> ColumnElement:
+    def compare(self, field: Token, op: str, value: object) -> Select:
+        """The ids of the runs for which one comparison holds."""
         name = field.text
         if name in RUN_COLUMNS:
-            return _apply(run.c[name], op, value)
+            return select(run.c.id).where(_apply(run.c[name], op, value))
         head, _, rest = name.partition(".")
         if not rest:
             self.fail(f"unknown field {name!r}: use program.flag, tag.KEY or one of {sorted(RUN_COLUMNS)}", field)
-        # Uncorrelated IN (SELECT ...): evaluated once through the lookup index, so the
-        # cost follows the matching rows, not (runs x parameters) as EXISTS did.
         if head == "tag":
-            return run.c.id.in_(select(tag.c.run_id).where(tag.c.key == rest, _apply(tag.c.value, op, _text(value))))
+            return select(tag.c.run_id).where(tag.c.key == rest, _apply(tag.c.value, op, _text(value)))
         if value == "true":
             value = 1.0
         column = parameter.c.num_value if isinstance(value, float) else parameter.c.value
-        return run.c.id.in_(select(parameter.c.run_id).where(
-            parameter.c.program == head, parameter.c.flag == rest, _apply(column, op, value)))
+        return select(parameter.c.run_id).where(
+            parameter.c.program == head, parameter.c.flag == rest, _apply(column, op, value))
+
+
+def _operand(ids: Ids) -> Select:
+    """A set operation nested in another, as a plain SELECT (SQLite refuses parentheses there)."""
+    if isinstance(ids, CompoundSelect):
+        inner = ids.subquery()
+        return select(inner.c[0])
+    return ids
 
 
 def _text(value: object) -> str:
@@ -173,7 +184,14 @@ def _apply(column, op: str, value: object) -> ColumnElement:
 
 
 def compile_filter(text: str) -> ColumnElement:
-    """A SQLAlchemy condition on the ``run`` table for a filter string."""
+    """A SQLAlchemy condition on the ``run`` table for a filter string.
+
+    Each term selects the ids of the runs it holds for, through an index; and,
+    or and not become INTERSECT, UNION and EXCEPT of those id sets.  So the work
+    follows the matching rows under any query plan, even before the database
+    has statistics (correlated lookups took 89 s at 100,000 runs on a freshly
+    filled PostgreSQL).
+    """
     if not text or not text.strip():
         raise FilterError(text or "", 0, "empty filter")
-    return _Parser(text).parse()
+    return run.c.id.in_(_Parser(text).parse())
