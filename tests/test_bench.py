@@ -1,0 +1,25 @@
+"""The benchmark script runs (it measures; this only checks that it works end to end)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from helpers import REPO, corpus_dir
+
+
+@pytest.mark.corpus
+def test_bench_quick_runs_and_writes_its_table(tmp_path) -> None:
+    corpus = corpus_dir()
+    out = tmp_path / "bench.json"
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "bench.py"), "--quick", "--json", str(out),
+                           "--corpus", str(corpus)], capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads(out.read_text())
+    figures = {row["figure"] for row in results["table"]}
+    assert any(figure.startswith("stored bytes, self-contained records vs gzip -6") for figure in figures)
+    assert results["sizes"]["records"] < results["sizes"]["gzip6"]
+    assert all(row["snapstore"] > 0 for row in results["table"])
