@@ -85,6 +85,7 @@ class Ingest:
         self.report = IngestReport(run_id_for(name), name)
         self.on_snapshot = on_snapshot
         self._has_pipeline = False
+        self._commands_text: str | None = None
 
     def start(self, source: str, commands_text: str | None, tags: dict[str, str]) -> None:
         run_id = self.report.run_id
@@ -104,48 +105,49 @@ class Ingest:
         with_retries(self.engine, work)
         self._commands_text = commands_text
 
+    def _stored(self, connection: Connection, seq: int, digest: str) -> bool:
+        """Whether ``seq`` already holds this text; a different text there is a conflict."""
+        stored = connection.execute(select(snapshot.c.record_hash).where(
+            snapshot.c.run_id == self.report.run_id, snapshot.c.seq == seq)).scalar()
+        if stored is not None and stored != digest:
+            raise StoreError(f"run {self.report.name!r} already holds a different snapshot #{seq}; "
+                             "ingest under another --name")
+        return stored is not None
+
     def add(self, root: RootText, seq: int) -> None:
         """Store one snapshot at ``seq`` unless the same text is already there."""
         data = root.text.encode("utf-8")
         digest = hashlib.sha256(data).hexdigest()
-        run_id = self.report.run_id
-        encoded: dict = {}
-
-        def work(connection: Connection) -> str:
-            stored = connection.execute(select(snapshot.c.record_hash).where(
-                snapshot.c.run_id == run_id, snapshot.c.seq == seq)).scalar()
-            if stored == digest:
-                return "skipped"
-            if stored is not None:
-                raise StoreError(f"run {self.report.name!r} already holds a different snapshot #{seq}; "
-                                 "ingest under another --name")
-            if not encoded:
-                blob = codec.encode_lines(root.lines, root.final_newline)
-                # An external payload is written before the row that points at it.
-                location = self.payloads.put(digest, blob) if self.payloads else None
-                encoded.update(blob=blob, root=codec.root_values(blob), location=location)
-            batch = []
-            if not self._has_pipeline and seq > 0:  # kira's Log holds the whole pipeline
-                batch.append(self._pipeline(root))
-            root_values = encoded["root"]
-            insert_record(connection, {"hash": digest, "codec": codec.CODEC_NAME, "text_size": len(data),
-                                       "stored_size": len(encoded["blob"]), "location": encoded["location"],
-                                       "data": b"" if encoded["location"] else encoded["blob"]})
+        with self.engine.connect() as connection:
+            already = self._stored(connection, seq, digest)
+        if not already:
+            # Encoding happens before the write transaction, so other writers are not
+            # held up by it; the transaction only re-checks and appends.
+            blob = codec.encode_lines(root.lines, root.final_newline)
+            location = self.payloads.put(digest, blob) if self.payloads else None  # before its row
+            root_values = codec.root_values(blob)
+            batch = [self._pipeline(root)] if not self._has_pipeline and seq > 0 else []  # kira's Log has it
             batch.append(events.Event(events.SNAPSHOT_APPENDED, {
                 "seq": seq, "record": digest, "time": _float(root_values.get("system_time")),
-                "n_particles": _int(root_values.get("N")), "text_size": len(data),
-                "stored_size": len(encoded["blob"])}))
-            events.append(connection, run_id, batch)
-            return "added"
+                "n_particles": _int(root_values.get("N")), "text_size": len(data), "stored_size": len(blob)}))
+            row = {"hash": digest, "codec": codec.CODEC_NAME, "text_size": len(data), "stored_size": len(blob),
+                   "location": location, "data": b"" if location else blob}
 
-        outcome = with_retries(self.engine, work)
-        if outcome == "added":
+            def work(connection: Connection) -> bool:
+                if self._stored(connection, seq, digest):  # another writer got here first
+                    return True
+                insert_record(connection, row)
+                events.append(connection, self.report.run_id, batch)
+                return False
+
+            already = with_retries(self.engine, work)
+        if already:
+            self.report.skipped += 1
+        else:
             self._has_pipeline = self._has_pipeline or seq > 0
             self.report.added += 1
             self.report.text_bytes += len(data)
-            self.report.stored_bytes += len(encoded["blob"])
-        else:
-            self.report.skipped += 1
+            self.report.stored_bytes += len(blob)
         if self.on_snapshot:
             self.on_snapshot(self.report)
 
