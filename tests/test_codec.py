@@ -137,3 +137,16 @@ def test_decode_gives_the_same_tree() -> None:
     again = codec.decode(codec.encode(story))
     assert again == story
     assert again.particles[0]["name"] == story.particles[0]["name"]
+
+
+def test_layout_in_hand_equals_the_decoded_record() -> None:
+    from helpers import SAMPLE
+
+    for root in roots_of(SAMPLE / "kira.out.gz"):
+        record, structure = codec.encode_lines_with_layout(root.lines, root.final_newline)
+        assert record == codec.encode_lines(root.lines, root.final_newline)
+        in_hand, decoded = codec.root_values_from_layout(structure), codec.root_values(record)
+        assert in_hand.keys() == decoded.keys() and in_hand["system_time"] > 0
+        for key, value in decoded.items():
+            np.testing.assert_array_equal(in_hand[key], value)
+        np.testing.assert_array_equal(codec.particles_from_layout(structure), codec.particles(record))

@@ -1,6 +1,12 @@
 """The snapshot codec: story text <-> one self-contained, compressed, columnar record."""
 
-from snapstore.codec.particles import PARTICLE_DTYPE, particles, particles_from_layout, root_values
+from snapstore.codec.particles import (
+    PARTICLE_DTYPE,
+    particles,
+    particles_from_layout,
+    root_values,
+    root_values_from_layout,
+)
 from snapstore.codec.record import (
     CODEC_NAME,
     FORMAT_VERSION,
@@ -9,10 +15,12 @@ from snapstore.codec.record import (
     decode_text,
     encode,
     encode_lines,
+    encode_lines_with_layout,
     layout,
 )
 
 __all__ = [
     "CODEC_NAME", "FORMAT_VERSION", "Layout", "PARTICLE_DTYPE", "decode", "decode_text", "encode",
-    "encode_lines", "layout", "particles", "particles_from_layout", "root_values",
+    "encode_lines", "encode_lines_with_layout", "layout", "particles", "particles_from_layout", "root_values",
+    "root_values_from_layout",
 ]

@@ -88,7 +88,11 @@ def particles(record: bytes) -> np.ndarray:
 def root_values(record: bytes) -> dict[str, object]:
     """The root ``Particle`` and root ``Dynamics`` values: floats, float arrays for
     vectors, strings where the text is not numeric.  The first occurrence wins."""
-    structure = layout(record)
+    return root_values_from_layout(layout(record))
+
+
+def root_values_from_layout(structure: Layout) -> dict[str, object]:
+    """``root_values`` of a layout already at hand."""
     children = np.flatnonzero(structure.node_parent == 0)
     dynamics = [int(node) for node in children
                 if structure.templates[structure.node_template[node]][0] == "Dynamics"][:1]

@@ -249,11 +249,21 @@ def _decompressor() -> zstandard.ZstdDecompressor:
     return zstandard.ZstdDecompressor(dict_data=dictionary())
 
 
+def _frame(doc: dict, level: int) -> bytes:
+    body = _compressor(level).compress(msgpack.packb(doc, use_bin_type=True))
+    return _HEADER.pack(MAGIC, FORMAT_VERSION, zlib.crc32(body)) + body
+
+
 def encode_lines(lines: list[str], final_newline: bool = True, level: int = ZSTD_LEVEL) -> bytes:
     """Encode the lines (without newlines) of one well-formed root story."""
-    document = msgpack.packb(_layout_doc(lines, final_newline), use_bin_type=True)
-    body = _compressor(level).compress(document)
-    return _HEADER.pack(MAGIC, FORMAT_VERSION, zlib.crc32(body)) + body
+    return _frame(_layout_doc(lines, final_newline), level)
+
+
+def encode_lines_with_layout(lines: list[str], final_newline: bool = True,
+                             level: int = ZSTD_LEVEL) -> tuple[bytes, Layout]:
+    """As ``encode_lines``, also giving the record's layout without decoding the record."""
+    doc = _layout_doc(lines, final_newline)
+    return _frame(doc, level), Layout(doc)
 
 
 def encode(story: Story, level: int = ZSTD_LEVEL) -> bytes:

@@ -123,9 +123,9 @@ class Ingest:
         if not already:
             # Encoding happens before the write transaction, so other writers are not
             # held up by it; the transaction only re-checks and appends.
-            blob = codec.encode_lines(root.lines, root.final_newline)
+            blob, structure = codec.encode_lines_with_layout(root.lines, root.final_newline)
             location = self.payloads.put(digest, blob) if self.payloads else None  # before its row
-            root_values = codec.root_values(blob)
+            root_values = codec.root_values_from_layout(structure)
             batch = [self._pipeline(root)] if not self._has_pipeline and seq > 0 else []  # kira's Log has it
             batch.append(events.Event(events.SNAPSHOT_APPENDED, {
                 "seq": seq, "record": digest, "time": _float(root_values.get("system_time")),
