@@ -32,9 +32,11 @@ class Snapshot:
         """The stored, compressed record."""
         return self.run.store.record_bytes(self.record_hash)
 
-    def _checked(self, action):
+    def _checked(self, action, record: bytes | None = None):
+        """``action(record)``, with integrity errors naming the run and sequence;
+        the record is fetched unless the caller already has it."""
         try:
-            return action(self.record())
+            return action(self.record() if record is None else record)
         except IntegrityError as exc:
             raise IntegrityError(f"run {self.run.name!r} snapshot #{self.seq}: {exc}") from None
 
@@ -122,7 +124,7 @@ class Run:
     @property
     def times(self) -> np.ndarray:
         """System time of each snapshot."""
-        return np.array([row.time for row in self._snapshot_rows], dtype=np.float64)
+        return self.snapshots().times
 
     @cached_property
     def commands(self) -> list[dict]:
@@ -170,10 +172,7 @@ class Run:
             group = items[start:start + batch]
             records = self.store.records([item.record_hash for item in group])
             for item in group:
-                try:
-                    yield codec.particles(records[item.record_hash])
-                except IntegrityError as exc:
-                    raise IntegrityError(f"run {self.name!r} snapshot #{item.seq}: {exc}") from None
+                yield item._checked(codec.particles, records[item.record_hash])
 
     def to_pandas(self, snapshots: slice | None = None):
         """One row per star per snapshot (seq, time, id, mass, x..vz); needs pandas."""

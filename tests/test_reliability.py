@@ -200,7 +200,7 @@ def test_a_flipped_byte_is_detected_on_read_and_by_verify(store_url) -> None:
     with snapstore.open(store_url) as store:
         run = store.run("n100-w3-s1")
         bad = [item for item in run.snapshots() if item.record_hash == digest][0]
-        for read in (bad.text, bad.particles, bad.story, bad.root):
+        for read in (bad.text, bad.particles, bad.story, bad.root, run.dynamics):
             with pytest.raises(IntegrityError, match=rf"run 'n100-w3-s1' snapshot #{bad.seq}: .*checksum"):
                 read()
         problems = store.verify()
