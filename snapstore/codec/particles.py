@@ -61,12 +61,8 @@ def particles_from_layout(structure: Layout) -> np.ndarray:
     leaves = ~has_children
 
     # positions and velocities summed down the tree together, as one (n, 6) array
-    phase = np.hstack([_node_values(structure, "Dynamics", "r", 3, nodes, 0.0),
-                       _node_values(structure, "Dynamics", "v", 3, nodes, 0.0)])
-    if (parent[1:] == 0).all() and parent[0] < 0:  # no binaries: every star hangs off the root
-        phase[1:] += phase[0]
-    else:
-        phase = _absolute(phase, parent)
+    phase = _absolute(np.hstack([_node_values(structure, "Dynamics", "r", 3, nodes, 0.0),
+                                 _node_values(structure, "Dynamics", "v", 3, nodes, 0.0)]), parent)
     out = np.zeros(int(leaves.sum()), dtype=PARTICLE_DTYPE)
     out["id"] = _node_values(structure, "Particle", "i", 1, nodes, -1.0)[leaves, 0].astype(np.int64)
     out["mass"] = _node_values(structure, "Dynamics", "m", 1, nodes, np.nan)[leaves, 0]
@@ -93,10 +89,10 @@ def root_values(record: bytes) -> dict[str, object]:
 
 def root_values_from_layout(structure: Layout) -> dict[str, object]:
     """``root_values`` of a layout already at hand."""
-    children = np.flatnonzero(structure.node_parent == 0)
-    dynamics = [int(node) for node in children
-                if structure.templates[structure.node_template[node]][0] == "Dynamics"][:1]
-    owners_wanted = [0] + dynamics
+    owners_wanted = [0]
+    if "Dynamics" in structure.kinds:
+        is_dynamics = structure.node_kind == structure.kinds.index("Dynamics")
+        owners_wanted += np.flatnonzero((structure.node_parent == 0) & is_dynamics)[:1].tolist()
     values: dict[str, object] = {}
     for index in range(structure.n_columns):
         hits = np.flatnonzero(np.isin(structure.owners_at(index), owners_wanted))

@@ -88,11 +88,7 @@ class Layout:
 
     @property
     def columns(self) -> list[Column]:
-        return [self.column_at(index)[0] for index in range(len(self._packed))]
-
-    @property
-    def owners(self) -> list[np.ndarray]:
-        return [self.column_at(index)[1] for index in range(len(self._packed))]
+        return [self.column_at(index)[0] for index in range(self.n_columns)]
 
     @cached_property
     def kinds(self) -> list[str]:
