@@ -95,7 +95,11 @@ def root_values_from_layout(structure: Layout) -> dict[str, object]:
         owners_wanted += np.flatnonzero((structure.node_parent == 0) & is_dynamics)[:1].tolist()
     values: dict[str, object] = {}
     for index in range(structure.n_columns):
-        hits = np.flatnonzero(np.isin(structure.owners_at(index), owners_wanted))
+        owners = structure.owners_at(index)
+        mine = owners == owners_wanted[0]  # two comparisons: np.isin costs ~20 us a column here
+        for node in owners_wanted[1:]:
+            mine |= owners == node
+        hits = np.flatnonzero(mine)
         if hits.size == 0:
             continue
         column, _ = structure.column_at(index)
