@@ -15,11 +15,13 @@ from typing import Optional
 
 import numpy as np
 import typer
+from alembic.script import ScriptDirectory
 from sqlalchemy.exc import DBAPIError
 
 import snapstore
 from snapstore.errors import SnapstoreError
-from snapstore.store.backend import masked, resolve_url
+from snapstore.store.backend import make_engine, masked, resolve_url
+from snapstore.store.migrate import alembic_config, current_revision, head_revision, run_alembic
 from snapstore.store.readonly import read_only_query
 
 app = typer.Typer(help="Archive, query and export Starlab N-body snapshots.", no_args_is_help=True,
@@ -317,45 +319,45 @@ def tag_run(run: str = typer.Argument(..., help="Run name or id"),
             store.tag(run, key, value)
 
 
+@contextmanager
+def _schema_engine(db: Optional[str]):
+    """An engine on the store, without the schema check that opening a store does."""
+    engine = make_engine(resolve_url(db))
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
 @db_app.command("upgrade")
 def db_upgrade(revision: str = typer.Argument("head"), db: Optional[str] = DB) -> None:
     """Upgrade the schema.  Example: snapstore db upgrade"""
-    from snapstore.store.backend import make_engine
-    from snapstore.store.migrate import run_alembic
-
-    run_alembic(make_engine(resolve_url(db)), "upgrade", revision)
+    with _schema_engine(db) as engine:
+        run_alembic(engine, "upgrade", revision)
     db_current(db)
 
 
 @db_app.command("downgrade")
 def db_downgrade(revision: str = typer.Argument(..., help="Target revision, e.g. 0001"), db: Optional[str] = DB) -> None:
     """Downgrade the schema.  Example: snapstore db downgrade 0001"""
-    from snapstore.store.backend import make_engine
-    from snapstore.store.migrate import run_alembic
-
-    run_alembic(make_engine(resolve_url(db)), "downgrade", revision)
+    with _schema_engine(db) as engine:
+        run_alembic(engine, "downgrade", revision)
     db_current(db)
 
 
 @db_app.command("current")
 def db_current(db: Optional[str] = DB) -> None:
     """The store's schema revision and the code's.  Example: snapstore db current"""
-    from snapstore.store.backend import make_engine
-    from snapstore.store.migrate import current_revision, head_revision
-
-    engine = make_engine(resolve_url(db))
-    typer.echo(f"{masked(engine.url)}: revision {current_revision(engine)} (this snapstore: {head_revision(engine)})")
+    with _schema_engine(db) as engine:
+        typer.echo(f"{masked(engine.url)}: revision {current_revision(engine)} (this snapstore: {head_revision(engine)})")
 
 
 @db_app.command("history")
 def db_history(db: Optional[str] = DB) -> None:
     """The migrations this snapstore knows.  Example: snapstore db history"""
-    from alembic.script import ScriptDirectory
-
-    from snapstore.store.backend import make_engine
-    from snapstore.store.migrate import alembic_config
-
-    for script in ScriptDirectory.from_config(alembic_config(make_engine(resolve_url(db)))).walk_revisions():
+    with _schema_engine(db) as engine:
+        scripts = ScriptDirectory.from_config(alembic_config(engine)).walk_revisions()
+    for script in scripts:
         typer.echo(f"{script.down_revision or 'base'} -> {script.revision}: {script.doc.splitlines()[0]}")
 
 
