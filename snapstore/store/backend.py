@@ -47,7 +47,7 @@ def resolve_url(url: str | None = None) -> URL:
 def masked(url: URL | str) -> str:
     """A URL fit for messages and logs: the password replaced by ***."""
     try:
-        return make_url(url).render_as_string(hide_password=True) if isinstance(url, str) else url.render_as_string(hide_password=True)
+        return make_url(url).render_as_string(hide_password=True)
     except ArgumentError:
         return "<unparseable URL>"
 
