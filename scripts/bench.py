@@ -72,7 +72,7 @@ def sizes(results: dict) -> None:
     per_run = {}
     for path in streams():
         data = gzip.open(path).read()
-        records = sum(len(codec.encode_lines(r.lines, r.final_newline)) for r in roots_of(path))
+        records = sum(len(codec.encode_text(r.text)) for r in roots_of(path))
         gz, zs = len(gzip.compress(data, 6)), len(zstandard.ZstdCompressor(level=19).compress(data))
         text_total, gzip_total, zstd_total, record_total = (
             text_total + len(data), gzip_total + gz, zstd_total + zs, record_total + records)
@@ -86,7 +86,7 @@ def sizes(results: dict) -> None:
     seed = CORPUS / "seed500" / "kira.out.gz"
     text = gzip.open(seed, "rt").read()
     parsed = baseline.from_buf(text.splitlines())
-    records = sum(len(codec.encode_lines(r.lines)) for r in roots_of(seed))
+    records = sum(len(codec.encode_text(r.text)) for r in roots_of(seed))
     report("seed500: records vs pickle of parsed stories", records, len(pickle.dumps(parsed)), "bytes", "-", False)
     import h5py
 

@@ -24,9 +24,9 @@ from snapstore.story import iter_root_texts, open_source
 SAMPLES = [("binaries/kira.out.gz", 5), ("binaries/initial.story.gz", 0), ("seed500/kira.out.gz", 3)]
 
 
-def skeleton(lines: list[str]) -> bytes:
+def skeleton(text: str) -> bytes:
     """The record document of one story with every column's data left out."""
-    doc = _layout_doc(lines, True)
+    doc = _layout_doc(text.encode(), text.endswith("\n"))
     doc["cols"] = [column[:4] for column in doc["cols"]]
     return msgpack.packb(doc, use_bin_type=True)
 
@@ -38,7 +38,7 @@ def main(corpus: str, output: str) -> None:
         with open_source(path) as stream:
             for position, root in enumerate(iter_root_texts(stream, str(path))):
                 if position == index:
-                    parts.append(skeleton(root.lines))
+                    parts.append(skeleton(root.text))
                     break
     Path(output).write_bytes(b"".join(parts))
 

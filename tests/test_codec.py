@@ -86,7 +86,7 @@ def test_particles_agree_with_the_text(run: str) -> None:
     for path in (corpus_dir() / run / "initial.story.gz", corpus_dir() / run / "kira.out.gz"):
         for root in roots_of(path):
             story = root.story()
-            leaves = codec.particles(codec.encode_lines(root.lines))
+            leaves = codec.particles(codec.encode_text(root.text))
             assert leaves.size == story.int("N")
             assert np.unique(leaves["id"]).size == leaves.size
             expected = _plain_reading(story)
@@ -103,7 +103,7 @@ def test_particles_agree_with_the_text(run: str) -> None:
 def test_binaries_run_holds_a_hierarchical_triple() -> None:
     deepest = 0
     for root in roots_of(corpus_dir() / "binaries" / "kira.out.gz"):
-        structure = codec.layout(codec.encode_lines(root.lines))
+        structure = codec.layout(codec.encode_text(root.text))
         particle = structure.kinds.index("Particle")
         depth = np.zeros(structure.node_parent.size, dtype=int)
         for node, parent in enumerate(structure.node_parent):
@@ -123,7 +123,7 @@ def test_corpus_round_trips_and_meets_size_targets() -> None:
         text_bytes += len(text)
         printed = []
         for root in roots_of(path):
-            record = codec.encode_lines(root.lines, root.final_newline)
+            record = codec.encode_text(root.text)
             record_bytes += len(record)
             printed.append(codec.decode_text(record))
         assert "".join(printed).encode() == text, path
@@ -143,8 +143,8 @@ def test_layout_in_hand_equals_the_decoded_record() -> None:
     from helpers import SAMPLE
 
     for root in roots_of(SAMPLE / "kira.out.gz"):
-        record, structure = codec.encode_lines_with_layout(root.lines, root.final_newline)
-        assert record == codec.encode_lines(root.lines, root.final_newline)
+        record, structure = codec.encode_text_with_layout(root.text)
+        assert record == codec.encode_text(root.text)
         in_hand, decoded = codec.root_values_from_layout(structure), codec.root_values(record)
         assert in_hand.keys() == decoded.keys() and in_hand["system_time"] > 0
         for key, value in decoded.items():

@@ -14,13 +14,13 @@ from snapstore.codec.record import (
     decode,
     decode_text,
     encode,
-    encode_lines,
-    encode_lines_with_layout,
+    encode_text,
+    encode_text_with_layout,
     layout,
 )
 
 __all__ = [
     "CODEC_NAME", "FORMAT_VERSION", "Layout", "PARTICLE_DTYPE", "decode", "decode_text", "encode",
-    "encode_lines", "encode_lines_with_layout", "layout", "particles", "particles_from_layout", "root_values",
+    "encode_text", "encode_text_with_layout", "layout", "particles", "particles_from_layout", "root_values",
     "root_values_from_layout",
 ]

@@ -71,32 +71,26 @@ class Column:
         self.overrides: dict[int, str] = {}
 
     # -- encoding -----------------------------------------------------------------
-    def fill(self, values: list[str]) -> None:
-        """Type the column from its value strings (one per occurrence)."""
-        width = self.width
-        tokens = " ".join(values).split(" ") if width > 1 else values
-        try:  # one byte per character instead of four: numbers are ASCII
-            array = np.array(tokens, dtype=np.bytes_)
-        except UnicodeEncodeError:
-            array = np.array(tokens)
+    def fill(self, values: list[bytes]) -> None:
+        """Type the column from its UTF-8 value texts (one per occurrence)."""
+        tokens = b" ".join(values).split(b" ") if self.width > 1 else values
+        array = np.array(tokens, dtype=np.bytes_)
         try:
             ints = array.astype(np.int64)
         except (ValueError, OverflowError):
             ints = None
         if ints is not None:
-            printed = list(map(str, ints.tolist()))
-            self._keep("i", values, tokens, printed, ints=ints)
+            self._keep("i", values, tokens, list(map(str, ints.tolist())), ints=ints)
             return
         try:
             floats = array.astype(np.float64)
         except ValueError:
             floats = self._floats_one_by_one(tokens)
         codes = format_codes(array)
-        printed = format_floats(floats, codes)
-        self._keep("f", values, tokens, printed, floats=floats, codes=codes)
+        self._keep("f", values, tokens, format_floats(floats, codes), floats=floats, codes=codes)
 
     @staticmethod
-    def _floats_one_by_one(tokens: list[str]) -> np.ndarray:
+    def _floats_one_by_one(tokens: list[bytes]) -> np.ndarray:
         out = np.zeros(len(tokens))
         for index, token in enumerate(tokens):
             try:
@@ -105,14 +99,15 @@ class Column:
                 out[index] = np.nan
         return out
 
-    def _keep(self, kind: str, values: list[str], tokens: list[str], printed: list[str], **arrays) -> None:
-        if printed != tokens:
+    def _keep(self, kind: str, values: list[bytes], tokens: list[bytes], printed: list[str], **arrays) -> None:
+        # Tokens hold no spaces, so the joined texts are equal exactly when every token is.
+        if " ".join(printed).encode() != b" ".join(tokens):
             width = self.width
-            bad = sorted({i // width for i, (a, b) in enumerate(zip(printed, tokens)) if a != b})
+            bad = sorted({i // width for i, (a, b) in enumerate(zip(printed, tokens)) if a.encode() != b})
             if 2 * len(bad) > len(values):
-                self.type, self.strings = "s", values
+                self.type, self.strings = "s", [value.decode() for value in values]
                 return
-            self.overrides = {occurrence: values[occurrence] for occurrence in bad}
+            self.overrides = {occurrence: values[occurrence].decode() for occurrence in bad}
             for array in arrays.values():
                 for occurrence in bad:
                     array[occurrence * width:(occurrence + 1) * width] = 0

@@ -106,83 +106,160 @@ class Layout:
         return None if index is None else self.column_at(index)
 
 
-def _layout_doc(lines: list[str], final_newline: bool) -> dict:
-    """Turn the lines of one well-formed root story into the record document."""
-    templates: dict[tuple, int] = {}
-    node_template: list[int] = []
-    node_depth: list[int] = []
-    column_ids: dict[tuple[str, str, int], int] = {}
-    column_keys: list[tuple[str, str, int]] = []
-    column_values: list[list[str]] = []
-    column_owners: list[list[int]] = []
-    free: list[str] = []
-    prefixes: dict[str, tuple | None] = {}  # prefix -> (key, value start) or None for prose
-    stack: list[tuple[int, str, list]] = []
-    entry = ENTRY.fullmatch
-    for line in lines:
-        first = line[:1]
-        if first == OPEN:
-            node = len(node_depth)
-            node_depth.append(len(stack))
-            if stack:
-                stack[-1][2].append(_CHILD)
-            node_template.append(0)
-            stack.append((node, line[1:], []))
-            continue
-        if first == CLOSE:
-            node, kind, items = stack.pop()
-            signature = (kind, tuple(items))
-            template = templates.get(signature)
-            if template is None:
-                template = templates[signature] = len(templates)
-            node_template[node] = template
-            continue
-        node, kind, items = stack[-1]
-        # The text up to the value repeats across thousands of lines; classify it once.
-        head, equals, rest = line.partition("=")
-        if equals:
-            value = rest.lstrip(" ")
-            prefix = line[: len(line) - len(value)]
-            known = prefixes.get(prefix, False)
-            if known is False:
-                match = entry(prefix + "x")
-                known = prefixes[prefix] = match.group(2) if match else None
-            if known is not None:
-                width = value.count(" ") + 1
-                ckey = (kind, known, width)
-                column = column_ids.get(ckey)
-                if column is None:
-                    column = column_ids[ckey] = len(column_keys)
-                    column_keys.append(ckey)
-                    column_values.append([])
-                    column_owners.append([])
-                column_values[column].append(value)
-                column_owners[column].append(node)
-                items.append((column, prefix))
-                continue
-        free.append(line)
-        items.append(_LINE)
+_NEWLINE, _SPACE, _EQUALS = ord(EOL), ord(" "), ord("=")
+
+
+class _Lines:
+    """Line boundaries and nesting of one root story's bytes, found with whole-array numpy
+    passes; Python only visits distinct prefixes, templates and values."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self.bytes = np.frombuffer(body + b"\0", np.uint8)  # one pad byte: empty last line
+        breaks = np.flatnonzero(self.bytes == _NEWLINE)
+        self.starts = np.concatenate(([0], breaks + 1))
+        self.ends = np.concatenate((breaks, [len(body)]))
+        first = self.bytes[self.starts]
+        self.opens = np.flatnonzero(first == ord(OPEN))
+        self.closes = np.flatnonzero(first == ord(CLOSE))
+        step = np.zeros(self.starts.size, dtype=np.int64)
+        step[self.opens] = 1
+        step[self.closes] = -1
+        self.level = np.cumsum(step)  # stories open after each line
+        # Pre-order nodes are the open lines; sorted (level, line) keys find, for any
+        # line, the innermost story open at a given level with one binary search.
+        self._stride = np.int64(self.starts.size + 1)
+        keys = self.level[self.opens] * self._stride + self.opens
+        self._order = np.argsort(keys, kind="stable")
+        self._keys = keys[self._order]
+
+    def node_at(self, lines: np.ndarray, levels: np.ndarray) -> np.ndarray:
+        """The node opened last before each of ``lines`` at the given nesting level."""
+        slot = np.searchsorted(self._keys, levels * self._stride + lines, side="right") - 1
+        return self._order[slot]
+
+    def texts(self, starts: np.ndarray, ends: np.ndarray) -> list[bytes]:
+        body = self.body
+        return [body[s:e] for s, e in zip(starts.tolist(), ends.tolist())]
+
+    def value_starts(self, equals: np.ndarray, ends: np.ndarray) -> np.ndarray:
+        """Where the value begins: after the ``=`` and the spaces that follow it."""
+        data = self.bytes
+        start = equals + 1
+        active = np.arange(start.size)
+        while active.size:
+            at = start[active]
+            active = active[(at < ends[active]) & (data[at] == _SPACE)]
+            start[active] += 1
+        return start
+
+
+def _layout_doc(text: bytes, final_newline: bool) -> dict:
+    """Turn the UTF-8 text of one well-formed root story into the record document."""
+    lines = _Lines(text[:-1] if final_newline else text)
+    opens, closes, level = lines.opens, lines.closes, lines.level
+    count = lines.starts.size
+    n_nodes = opens.size
+    node_depth = level[opens] - 1
+    kind_names: dict[bytes, int] = {}
+    node_kind = np.array([kind_names.setdefault(kind, len(kind_names))
+                          for kind in lines.texts(lines.starts[opens] + 1, lines.ends[opens])], dtype=np.int64)
+    kinds = [name.decode() for name in kind_names]
+
+    # Each line's owner: the innermost story around a text line, the parent of an open line.
+    owner = np.full(count, -1, dtype=np.int64)
+    content = np.ones(count, dtype=bool)
+    content[opens] = content[closes] = False
+    text_lines = np.flatnonzero(content)
+    owner[text_lines] = lines.node_at(text_lines, level[text_lines])
+    owner[opens[1:]] = lines.node_at(opens[1:], level[opens[1:]] - 1)
+
+    # Entries: the first "=" of a text line, then a prefix that ENTRY accepts.
+    equals = np.flatnonzero(lines.bytes[:-1] == _EQUALS)
+    equals_line = np.searchsorted(lines.starts, equals, side="right") - 1
+    first = np.ones(equals.size, dtype=bool)
+    first[1:] = equals_line[1:] != equals_line[:-1]
+    first &= content[equals_line]
+    equals, equals_line = equals[first], equals_line[first]
+    line_ends = lines.ends[equals_line]
+    value_start = lines.value_starts(equals, line_ends)
+    prefix_ids: dict[bytes, int] = {}
+    prefix_of = np.array([prefix_ids.setdefault(prefix, len(prefix_ids))
+                          for prefix in lines.texts(lines.starts[equals_line], value_start)], dtype=np.int64)
+    prefixes = [prefix.decode() for prefix in prefix_ids]
+    key_ids: dict[str, int] = {}
+    prefix_key = np.full(len(prefixes) + 1, -1, dtype=np.int64)
+    for index, prefix in enumerate(prefixes):
+        match = ENTRY.fullmatch(prefix + "x")
+        if match:
+            prefix_key[index] = key_ids.setdefault(match.group(2), len(key_ids))
+    keys = list(key_ids)
+    is_entry = prefix_key[prefix_of] >= 0
+    entry_line, entry_prefix = equals_line[is_entry], prefix_of[is_entry]
+    entry_start, entry_end = value_start[is_entry], line_ends[is_entry]
+    spaces = np.flatnonzero(lines.bytes == _SPACE)
+    width = np.searchsorted(spaces, entry_end) - np.searchsorted(spaces, entry_start) + 1
+    entry_owner = owner[entry_line]
+
+    # Columns are numbered in order of first appearance, as a line-by-line pass would.
+    max_width = int(width.max(initial=1)) + 1
+    code = (node_kind[entry_owner] * (len(keys) + 1) + prefix_key[entry_prefix]) * max_width + width
+    _, first_at, column_of = np.unique(code, return_index=True, return_inverse=True)
+    rank = np.empty(first_at.size, dtype=np.int64)
+    rank[np.argsort(first_at)] = np.arange(first_at.size)
+    column_of = rank[column_of.ravel()]
+    by_column = np.argsort(column_of, kind="stable")
+    bounds = np.concatenate(([0], np.cumsum(np.bincount(column_of, minlength=first_at.size))))
+    values = lines.texts(entry_start[by_column], entry_end[by_column])
+    sorted_owners = entry_owner[by_column]
+    sorted_keys = [None] * first_at.size
+    for index, occurrence in zip(rank.tolist(), first_at.tolist()):
+        sorted_keys[index] = (kinds[node_kind[entry_owner[occurrence]]], keys[prefix_key[entry_prefix[occurrence]]],
+                              int(width[occurrence]))
+
+    # Items of each node in line order: -1 a sub-story, -2 free text, else an entry
+    # item (column, prefix) numbered by its pair.
+    pair = column_of * (len(prefixes) + 1) + entry_prefix
+    pairs, pair_of = np.unique(pair, return_inverse=True)
+    item = np.full(count, _LINE, dtype=np.int32)
+    item[opens] = _CHILD
+    item[entry_line] = pair_of.ravel()
+    has_owner = np.flatnonzero(owner >= 0)
+    grouped = has_owner[np.argsort(owner[has_owner], kind="stable")]
+    item_bytes = item[grouped].tobytes()
+    offsets = np.concatenate(([0], np.cumsum(np.bincount(owner[has_owner], minlength=n_nodes)))) * 4
+    closed = lines.node_at(closes, level[closes] + 1)
+    templates: dict[tuple[int, bytes], int] = {}
+    node_template = np.empty(n_nodes, dtype=np.int64)
+    kind_list, offset_list = node_kind.tolist(), offsets.tolist()
+    for node in closed.tolist():
+        signature = (kind_list[node], item_bytes[offset_list[node]:offset_list[node + 1]])
+        node_template[node] = templates.setdefault(signature, len(templates))
+    pair_items = [[int(p // (len(prefixes) + 1)), prefixes[int(p % (len(prefixes) + 1))]] for p in pairs.tolist()]
+
+    free_lines = content.copy()
+    free_lines[entry_line] = False
+    free = [line.decode() for line in lines.texts(lines.starts[free_lines], lines.ends[free_lines])]
 
     packed_columns = []
     integral: list[tuple[int, np.ndarray, np.ndarray]] = []  # (column, owners, whole tokens)
-    for index, ((kind, key, width), values, owner_list) in enumerate(zip(column_keys, column_values, column_owners)):
-        column = Column(kind, key, width)
-        column.fill(values)
-        owners = np.array(owner_list, dtype=np.int64)
+    for index, (kind, key, width_) in enumerate(sorted_keys):
+        column = Column(kind, key, width_)
+        column.fill(values[bounds[index]:bounds[index + 1]])
+        owners = sorted_owners[bounds[index]:bounds[index + 1]]
         whole = column.integral()
         reference, prediction = None, None
         if whole is not None and whole.size >= _MIN_REFERENCE:
-            reference, prediction = _best_reference(column, owners, whole, integral, column_keys)
+            reference, prediction = _best_reference(column, owners, whole, integral, sorted_keys)
             integral.append((index, owners, whole))
         packed_columns.append(column.pack(prediction) + [reference, pack_ints(owners)])
-    ordered = sorted(templates.items(), key=lambda item: item[1])
     return {
         "v": FORMAT_VERSION,
         "eol": final_newline,
-        "tpl": [[kind, [list(item) if isinstance(item, tuple) else item for item in items]]
-                for (kind, items), _ in ordered],
-        "nt": pack_ints(np.array(node_template, dtype=np.int64)),
-        "nd": pack_ints(np.array(node_depth, dtype=np.int64)),
+        "tpl": [[kinds[kind], [code if code < 0 else pair_items[code] for code in np.frombuffer(items, np.int32).tolist()]]
+                for kind, items in templates],
+        "nt": pack_ints(node_template),
+        "nd": pack_ints(node_depth),
         "cols": packed_columns,
         "lines": free,
     }
@@ -250,21 +327,26 @@ def _frame(doc: dict, level: int) -> bytes:
     return _HEADER.pack(MAGIC, FORMAT_VERSION, zlib.crc32(body)) + body
 
 
-def encode_lines(lines: list[str], final_newline: bool = True, level: int = ZSTD_LEVEL) -> bytes:
-    """Encode the lines (without newlines) of one well-formed root story."""
-    return _frame(_layout_doc(lines, final_newline), level)
+def _utf8(text: str | bytes) -> bytes:
+    return text.encode("utf-8") if isinstance(text, str) else text
 
 
-def encode_lines_with_layout(lines: list[str], final_newline: bool = True,
-                             level: int = ZSTD_LEVEL) -> tuple[bytes, Layout]:
-    """As ``encode_lines``, also giving the record's layout without decoding the record."""
-    doc = _layout_doc(lines, final_newline)
+def encode_text(text: str | bytes, level: int = ZSTD_LEVEL) -> bytes:
+    """Encode the exact text (str or UTF-8 bytes) of one well-formed root story."""
+    data = _utf8(text)
+    return _frame(_layout_doc(data, data.endswith(b"\n")), level)
+
+
+def encode_text_with_layout(text: str | bytes, level: int = ZSTD_LEVEL) -> tuple[bytes, Layout]:
+    """As ``encode_text``, also giving the record's layout without decoding the record."""
+    data = _utf8(text)
+    doc = _layout_doc(data, data.endswith(b"\n"))
     return _frame(doc, level), Layout(doc)
 
 
 def encode(story: Story, level: int = ZSTD_LEVEL) -> bytes:
     """Encode a root story as one self-contained record."""
-    return encode_lines(list(story.iter_lines()), story.final_newline, level)
+    return encode_text(str(story), level)
 
 
 def _document(record: bytes) -> dict:

@@ -123,7 +123,7 @@ class Ingest:
         if not already:
             # Encoding happens before the write transaction, so other writers are not
             # held up by it; the transaction only re-checks and appends.
-            blob, structure = codec.encode_lines_with_layout(root.lines, root.final_newline)
+            blob, structure = codec.encode_text_with_layout(data)
             location = self.payloads.put(digest, blob) if self.payloads else None  # before its row
             root_values = codec.root_values_from_layout(structure)
             batch = [self._pipeline(root)] if not self._has_pipeline and seq > 0 else []  # kira's Log has it
