@@ -12,6 +12,7 @@ import pytest
 import zstandard
 
 from snapstore import Story, StoryFormatError, parse_story, read_stories
+from snapstore.story import iter_root_texts, open_source
 from helpers import read_text, story_files
 
 SMALL = """(Particle
@@ -123,3 +124,25 @@ def test_every_corpus_file_reads_back_byte_identical() -> None:
         stories = list(read_stories(path))
         assert "".join(map(str, stories)) == text, path
         assert all(isinstance(story, Story) and story.kind == "Particle" for story in stories)
+
+
+def _without_particles(story: Story) -> str:
+    return str(Story(story.kind, [item for item in story.items
+                                  if not (isinstance(item, Story) and item.kind == "Particle")]))
+
+
+def test_header_is_the_root_without_its_stars() -> None:
+    root = next(iter_root_texts(io.BytesIO(SMALL.encode()), "small"))
+    header = root.header()
+    assert str(header) == _without_particles(parse_story(SMALL))
+    assert header.child("Log").lines[1].strip().startswith("Starlab 4.4.4 : makeking")
+    lone = next(iter_root_texts(io.BytesIO(b"(Particle\n  N = 0\n)Particle"), "lone"))
+    assert str(lone.header()) == lone.text
+
+
+@pytest.mark.corpus
+def test_header_matches_the_full_tree_on_the_corpus() -> None:
+    for path in story_files():
+        with open_source(path) as stream:
+            for root in iter_root_texts(stream, str(path)):
+                assert str(root.header()) == _without_particles(root.story()), path

@@ -152,7 +152,7 @@ class Ingest:
             self.on_snapshot(self.report)
 
     def _pipeline(self, root: RootText) -> events.Event:
-        logged = pipeline_from_log(root.story())
+        logged = pipeline_from_log(root.header())
         if self._commands_text is not None:
             return events.Event(events.PIPELINE_RECORDED, {
                 "origin": "commands", "commands": pipeline_from_commands(self._commands_text, logged)})

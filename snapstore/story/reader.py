@@ -16,7 +16,7 @@ import zstandard
 
 from snapstore.errors import StoryFormatError
 from snapstore.story.model import Story
-from snapstore.story.syntax import KIND, OPEN, structural_lines
+from snapstore.story.syntax import CLOSE, KIND, OPEN, structural_lines
 
 Source = Union[str, os.PathLike, BinaryIO, io.TextIOBase]
 
@@ -133,6 +133,20 @@ class RootText:
     def story(self) -> Story:
         """The story as a tree."""
         return Story.from_lines(self.lines, self.final_newline)
+
+    def header(self) -> Story:
+        """The root story cut before its first child ``Particle``: its own Log,
+        Dynamics and so on, without building a node per star."""
+        depth = 0
+        for offset, line in structural_lines(self.text):
+            if line[0] == OPEN:
+                if depth == 1 and line == OPEN + "Particle":
+                    root_kind = self.text[1:self.text.find("\n")]
+                    return Story.from_lines(self.text[:offset - 1].split("\n") + [CLOSE + root_kind])
+                depth += 1
+            else:
+                depth -= 1
+        return self.story()
 
 
 _CHUNK = 1 << 20
