@@ -150,3 +150,27 @@ def test_layout_in_hand_equals_the_decoded_record() -> None:
         for key, value in decoded.items():
             np.testing.assert_array_equal(in_hand[key], value)
         np.testing.assert_array_equal(codec.particles_from_layout(structure), codec.particles(record))
+
+
+def _parents_by_stack(depth: list[int]) -> list[int]:
+    open_nodes: list[int] = []
+    parents = []
+    for node, level in enumerate(depth):
+        del open_nodes[level:]
+        parents.append(open_nodes[-1] if open_nodes else -1)
+        open_nodes.append(node)
+    return parents
+
+
+@pytest.mark.parametrize("deepest", [3, 70, 500])  # Starlab-shallow, and past the level-by-level limit
+def test_parents_from_depth_matches_a_stack_walk(deepest: int) -> None:
+    from snapstore.codec.record import parents_from_depth
+
+    rng = np.random.default_rng(deepest)
+    for _ in range(50):
+        depth = [0]
+        for _ in range(int(rng.integers(0, 400))):  # pre-order: at most one level down per node
+            depth.append(int(rng.integers(1, min(depth[-1] + 1, deepest) + 1)))
+        assert parents_from_depth(np.array(depth)).tolist() == _parents_by_stack(depth)
+    chain = list(range(deepest + 1))
+    assert parents_from_depth(np.array(chain)).tolist() == _parents_by_stack(chain)

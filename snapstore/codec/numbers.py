@@ -57,7 +57,7 @@ def _from_powers(coded: np.ndarray) -> np.ndarray:
 class Column:
     """The values of one ``(story kind, key, width)`` column, as tokens or arrays."""
 
-    __slots__ = ("kind", "key", "width", "type", "ints", "floats", "codes", "strings", "overrides")
+    __slots__ = ("kind", "key", "width", "type", "ints", "floats", "_codes", "_packed_codes", "strings", "overrides")
 
     def __init__(self, kind: str, key: str, width: int) -> None:
         self.kind = kind
@@ -66,7 +66,8 @@ class Column:
         self.type = "s"
         self.ints: np.ndarray | None = None
         self.floats: np.ndarray | None = None
-        self.codes: np.ndarray | None = None
+        self._codes: np.ndarray | None = None
+        self._packed_codes: list | None = None
         self.strings: list[str] | None = None
         self.overrides: dict[int, str] = {}
 
@@ -87,7 +88,7 @@ class Column:
         except ValueError:
             floats = self._floats_one_by_one(tokens)
         codes = format_codes(array)
-        self._keep("f", values, tokens, format_floats(floats, codes), floats=floats, codes=codes)
+        self._keep("f", values, tokens, format_floats(floats, codes), floats=floats, _codes=codes)
 
     @staticmethod
     def _floats_one_by_one(tokens: list[bytes]) -> np.ndarray:
@@ -114,6 +115,13 @@ class Column:
         self.type = kind
         for name, array in arrays.items():
             setattr(self, name, array)
+
+    @property
+    def codes(self) -> np.ndarray | None:
+        """Each float token's format code; decoded on first use, as numbers() needs none."""
+        if self._codes is None and self._packed_codes is not None:
+            self._codes = self._by_token(unpack_ints(self._packed_codes))
+        return self._codes
 
     def integral(self) -> np.ndarray | None:
         """The tokens as int64 when they all are whole numbers (ints, or floats such
@@ -173,7 +181,7 @@ class Column:
             column.ints = tokens
         else:
             column.floats = tokens.astype(np.float64)
-            column.codes = column._by_token(unpack_ints(packed[5]))
+            column._packed_codes = packed[5]
         column.overrides = dict(zip(*packed[-1]))
         return column
 

@@ -13,17 +13,20 @@ from snapstore.codec.record import Layout, layout
 PARTICLE_DTYPE = np.dtype([("id", np.int64), ("mass", np.float64), ("pos", np.float64, (3,)), ("vel", np.float64, (3,))])
 
 
-def _node_values(structure: Layout, kind: str, key: str, width: int, nodes: np.ndarray, fill: float) -> np.ndarray:
-    """Per node of ``nodes``: the value of ``key`` in its own story (kind Particle) or
-    in its ``Dynamics`` sub-story; ``fill`` where it has none."""
-    out = np.full((structure.node_template.size, width), fill, dtype=np.float64)
+def _particle_values(structure: Layout, row_of: np.ndarray, rows: int, kind: str, key: str, width: int,
+                     fill: float) -> np.ndarray:
+    """Per particle (``row_of`` maps nodes to rows, -1 for other nodes): the value
+    of ``key`` in its own story (kind Particle) or in its ``Dynamics`` sub-story;
+    ``fill`` where it has none."""
+    out = np.full((rows, width), fill, dtype=np.float64)
     found = structure.column(kind, key, width)
     if found is not None:
         column, owners = found
-        holders = owners if kind == "Particle" else structure.node_parent[owners]
-        # Several occurrences for one node: Starlab reads the first, so write in reverse.
-        out[holders[::-1]] = column.numbers()[::-1]
-    return out[nodes]
+        target = row_of[owners if kind == "Particle" else structure.node_parent[owners]]
+        held = target >= 0
+        # Several occurrences for one particle: Starlab reads the first, so write in reverse.
+        out[target[held][::-1]] = column.numbers()[held][::-1]
+    return out
 
 
 def _absolute(relative: np.ndarray, parent: np.ndarray) -> np.ndarray:
@@ -50,22 +53,19 @@ def particles_from_layout(structure: Layout) -> np.ndarray:
     kinds = structure.kinds
     if "Particle" not in kinds:
         return np.zeros(0, dtype=PARTICLE_DTYPE)
-    is_particle = structure.node_kind == kinds.index("Particle")
-    nodes = np.flatnonzero(is_particle)
-    index_of = np.full(structure.node_template.size, -1, dtype=np.int64)
-    index_of[nodes] = np.arange(nodes.size)
-    raw_parent = structure.node_parent[nodes]
-    parent = np.where(raw_parent >= 0, index_of[np.maximum(raw_parent, 0)], -1)
-    has_children = np.zeros(nodes.size, dtype=bool)
-    has_children[parent[parent >= 0]] = True
-    leaves = ~has_children
+    nodes = np.flatnonzero(structure.node_kind == kinds.index("Particle"))
+    row_of = np.full(structure.node_template.size + 1, -1, dtype=np.int64)  # [-1] stays -1: the root's parent
+    row_of[nodes] = np.arange(nodes.size)
+    parent = row_of[structure.node_parent[nodes]]
+    leaves = np.ones(nodes.size, dtype=bool)
+    leaves[parent[parent >= 0]] = False
 
     # positions and velocities summed down the tree together, as one (n, 6) array
-    phase = _absolute(np.hstack([_node_values(structure, "Dynamics", "r", 3, nodes, 0.0),
-                                 _node_values(structure, "Dynamics", "v", 3, nodes, 0.0)]), parent)
+    phase = _absolute(np.hstack([_particle_values(structure, row_of, nodes.size, "Dynamics", "r", 3, 0.0),
+                                 _particle_values(structure, row_of, nodes.size, "Dynamics", "v", 3, 0.0)]), parent)
     out = np.zeros(int(leaves.sum()), dtype=PARTICLE_DTYPE)
-    out["id"] = _node_values(structure, "Particle", "i", 1, nodes, -1.0)[leaves, 0].astype(np.int64)
-    out["mass"] = _node_values(structure, "Dynamics", "m", 1, nodes, np.nan)[leaves, 0]
+    out["id"] = _particle_values(structure, row_of, nodes.size, "Particle", "i", 1, -1.0)[leaves, 0].astype(np.int64)
+    out["mass"] = _particle_values(structure, row_of, nodes.size, "Dynamics", "m", 1, np.nan)[leaves, 0]
     out["pos"] = phase[leaves, :3]
     out["vel"] = phase[leaves, 3:]
     return out[np.argsort(out["id"], kind="stable")]

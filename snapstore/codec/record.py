@@ -55,7 +55,6 @@ class Layout:
         self.final_newline: bool = doc["eol"]
         self._packed: list = doc["cols"]
         self._decoded: dict[int, tuple[Column, np.ndarray]] = {}
-        self._index = {(packed[0], packed[1], packed[2]): index for index, packed in enumerate(self._packed)}
 
     def column_at(self, index: int) -> tuple[Column, np.ndarray]:
         """Column ``index`` and the node owning each occurrence, decoding it (and the
@@ -99,6 +98,10 @@ class Layout:
         """Each node's story kind as an index into ``kinds``."""
         kinds = {kind: index for index, kind in enumerate(self.kinds)}
         return np.array([kinds[kind] for kind, _ in self._templates], dtype=np.int64)[self.node_template]
+
+    @cached_property
+    def _index(self) -> dict[tuple[str, str, int], int]:
+        return {(packed[0], packed[1], packed[2]): index for index, packed in enumerate(self._packed)}
 
     def column(self, kind: str, key: str, width: int) -> tuple[Column, np.ndarray] | None:
         """The column for ``key`` in ``kind`` stories with ``width`` tokens, with its owners."""
@@ -265,13 +268,29 @@ def _layout_doc(text: bytes, final_newline: bool) -> dict:
     }
 
 
+_LEVEL_BY_LEVEL = 64  # deeper trees take the O(n log n) path below
+
+
 def parents_from_depth(depth: np.ndarray) -> np.ndarray:
     """Each pre-order node's parent (-1 for the root): the last earlier node one level up.
 
-    Sorting (depth, index) pairs makes that one binary search per node, with no
-    loop over levels, so even pathologically deep stories cost O(n log n).
+    Starlab trees are a few levels deep, so nodes are grouped by level (one stable
+    sort) and each level finds its parents with one binary search into the level
+    above.  Pathologically deep stories instead sort (depth, index) pairs and do
+    one binary search per node, so they too cost O(n log n) with no loop over levels.
     """
     count = depth.size
+    if count == 0:
+        return depth.copy()
+    deepest = int(depth.max())
+    if deepest <= _LEVEL_BY_LEVEL:
+        order = np.argsort(depth.astype(np.int8), kind="stable")  # a radix sort
+        bounds = np.searchsorted(depth[order], np.arange(deepest + 2))
+        parent = np.full(count, -1, dtype=np.int64)
+        for level in range(deepest):
+            above, below = order[bounds[level]:bounds[level + 1]], order[bounds[level + 1]:bounds[level + 2]]
+            parent[below] = above[np.searchsorted(above, below) - 1]
+        return parent
     stride = np.int64(count + 1)
     index = np.arange(count, dtype=np.int64)
     keys = np.sort(depth * stride + index)
