@@ -22,6 +22,7 @@ import snapstore
 from snapstore.errors import SnapstoreError
 from snapstore.store.backend import make_engine, masked, resolve_url
 from snapstore.store.migrate import alembic_config, current_revision, head_revision, run_alembic
+from snapstore.store.parallel import ingest_many
 from snapstore.store.readonly import read_only_query
 
 app = typer.Typer(help="Archive, query and export Starlab N-body snapshots.", no_args_is_help=True,
@@ -113,6 +114,7 @@ def ingest(
     initial: Optional[Path] = typer.Option(None, "--initial", help="Initial-conditions story, stored as snapshot 0"),
     commands: Optional[Path] = typer.Option(None, "--commands", help="The pipeline, one command per line"),
     tag: list[str] = typer.Option([], "--tag", "-t", help="KEY=VALUE, repeatable"),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Runs ingested at once, one process each"),
     db: Optional[str] = DB,
     payloads: Optional[str] = PAYLOADS,
 ) -> None:
@@ -120,16 +122,38 @@ def ingest(
     if name and len(paths) > 1:
         raise SnapstoreError("--name names one run: give one path with it")
     tags = _pairs(tag)
-    with _open(db, payloads=payloads) as store:
+    with _open(db, payloads=payloads) as store:  # creates or checks the schema once, before any worker
+        if jobs > 1 and len(paths) > 1:
+            _ingest_in_parallel(store.url.render_as_string(hide_password=False), paths, jobs, payloads, initial,
+                                commands, tags)
+            return
         for path in paths:
             started = time.perf_counter()
             with _progress(path) as show:
                 report = store.ingest_report(path, name, initial, tags, commands, show)
-            elapsed = time.perf_counter() - started
-            ratio = f"{report.ratio:.1f}x" if report.stored_bytes else "-"
-            typer.echo(f"{report.name}: {report.added} snapshots added, {report.skipped} already stored; "
-                       f"{_size(report.text_bytes)} text -> {_size(report.stored_bytes)} stored ({ratio}) "
-                       f"in {elapsed:.1f} s")
+            typer.echo(_summary(report, time.perf_counter() - started))
+
+
+def _summary(report, seconds: float) -> str:
+    ratio = f"{report.ratio:.1f}x" if report.stored_bytes else "-"
+    return (f"{report.name}: {report.added} snapshots added, {report.skipped} already stored; "
+            f"{_size(report.text_bytes)} text -> {_size(report.stored_bytes)} stored ({ratio}) in {seconds:.1f} s")
+
+
+def _ingest_in_parallel(url: str, paths: list[str], jobs: int, payloads: Optional[str], initial: Optional[Path],
+                        commands: Optional[Path], tags: dict[str, str]) -> None:
+    if "-" in paths:
+        raise SnapstoreError("stdin (-) is one stream: ingest it without --jobs")
+    failed = 0
+    for outcome in ingest_many(url, paths, jobs, payloads, str(initial) if initial else None,
+                               str(commands) if commands else None, tags):
+        if outcome.report is not None:
+            typer.echo(_summary(outcome.report, outcome.seconds))
+        else:
+            failed += 1
+            typer.echo(f"{outcome.source}: failed: {outcome.error}", err=True)
+    if failed:
+        raise SnapstoreError(f"{failed} of {len(paths)} runs failed (see above); the others are stored")
 
 
 def _pairs(items: list[str]) -> dict[str, str]:

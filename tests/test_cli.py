@@ -39,6 +39,25 @@ def test_ingest_list_export_round_trip(db, tmp_path) -> None:
     assert "0 snapshots added, 6 already stored" in again.output
 
 
+def test_ingest_many_runs_in_parallel_processes(db, tmp_path) -> None:
+    import shutil
+
+    twin = tmp_path / "n100-w3-twin"
+    shutil.copytree(SAMPLE, twin)
+    broken = tmp_path / "broken.out"
+    broken.write_text(read_text(SAMPLE / "kira.out.gz")[:5000])
+    result = cli("ingest", str(SAMPLE), str(twin), str(broken), "--jobs", "2", db=db)
+    assert result.exit_code == 1
+    assert "n100-w3-s1: 6 snapshots added" in result.stdout and "n100-w3-twin: 6 snapshots added" in result.stdout
+    assert f"{broken}: failed: {broken}:" in result.stderr and "truncated" in result.stderr
+    assert "1 of 3 runs failed" in str(result.exception)
+    listed = json.loads(cli("runs", "--format", "json", db=db).stdout)  # the broken file wrote nothing
+    assert {(r["name"], r["snapshots"]) for r in listed} == {("n100-w3-s1", 6), ("n100-w3-twin", 6)}
+    out = tmp_path / "twin.out"
+    assert cli("export", "n100-w3-twin", "--snapshots", "1:", "-o", str(out), db=db).exit_code == 0
+    assert out.read_text() == read_text(SAMPLE / "kira.out.gz")
+
+
 def test_runs_filter_show_stats_verify_tag(db) -> None:
     cli("ingest", str(SAMPLE), db=db)
     assert json.loads(cli("runs", "-w", "makeking.w = 3", "-f", "json", db=db).stdout)[0]["name"] == "n100-w3-s1"
