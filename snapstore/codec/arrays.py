@@ -26,8 +26,7 @@ def _unshuffle(data: bytes, dtype: np.dtype, count: int) -> np.ndarray:
     return planes.reshape(dtype.itemsize, count).T.copy().view(dtype).reshape(count)
 
 
-def _narrowest(values: np.ndarray) -> np.dtype:
-    low, high = int(values.min()), int(values.max())
+def _narrowest(low: int, high: int) -> np.dtype:
     for dtype in _INT_TYPES:
         info = np.iinfo(dtype)
         if info.min <= low and high <= info.max:
@@ -39,16 +38,17 @@ def pack_ints(values: np.ndarray) -> list:
     """Pack an int64 array; see ``unpack_ints``."""
     values = np.asarray(values, dtype=np.int64)
     count = values.size
-    if count == 0 or (values == values[0]).all():
-        return ["c", int(values[0]) if count else 0, count]
+    low, high = (values.min(), values.max()) if count else (0, 0)
+    if low == high:
+        return ["c", int(low), count]
     # Wrapping int64 arithmetic is fine here: cumsum wraps back identically.
+    deltas = values.copy()
     with np.errstate(over="ignore"):
-        deltas = np.diff(values, prepend=np.int64(0))
-    if np.ptp(deltas) < np.ptp(values):
-        mode, chosen = "d", deltas
-    else:
-        mode, chosen = "r", values
-    dtype = _narrowest(chosen)
+        np.subtract(values[1:], values[:-1], out=deltas[1:])
+        delta_low, delta_high = deltas.min(), deltas.max()
+        narrower = np.subtract(delta_high, delta_low) < np.subtract(high, low)
+    mode, chosen, low, high = ("d", deltas, delta_low, delta_high) if narrower else ("r", values, low, high)
+    dtype = _narrowest(int(low), int(high))
     return [mode, dtype.str, count, _shuffle(chosen.astype(dtype))]
 
 

@@ -10,11 +10,14 @@ come back identical is kept as text (an "override"), never approximated.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from snapstore.codec.arrays import pack_floats, pack_ints, unpack_floats, unpack_ints
 
 _EXPONENT = 128  # codes >= this are exponent style with (code - 128) decimals
+_FRACTIONAL = re.compile(rb"[.eE]")
 _EXACT_INT = 2.0**53  # every integer below this is exact in float64
 FORMATS = [f"%.{k}f" for k in range(_EXPONENT)] + [f"%.{k}e" for k in range(_EXPONENT)]
 
@@ -76,8 +79,8 @@ class Column:
         """Type the column from its UTF-8 value texts (one per occurrence)."""
         tokens = b" ".join(values).split(b" ") if self.width > 1 else values
         array = np.array(tokens, dtype=np.bytes_)
-        try:
-            ints = array.astype(np.int64)
+        try:  # a point or an exponent in the first token rules out integers without a failed parse
+            ints = None if _FRACTIONAL.search(tokens[0]) else array.astype(np.int64)
         except (ValueError, OverflowError):
             ints = None
         if ints is not None:
