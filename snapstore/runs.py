@@ -9,7 +9,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, overload
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from snapstore import codec
 from snapstore.arrays import FIELDS, Dynamics, assemble
@@ -193,6 +193,17 @@ class Run:
         return f"<Run {self.name} ({self.status}, {len(self)} snapshots)>"
 
 
+_ONE_RECORD = select(record.c.data, record.c.location).where(record.c.hash == bindparam("hash"))
+
+
+def _payload(row) -> bytes:
+    return fetch_location(row.location) if row.location else bytes(row.data)
+
+
+def _missing(record_hash: str) -> IntegrityError:
+    return IntegrityError(f"record {record_hash[:12]} is missing from the store")
+
+
 def fetch_records(connection, hashes: list[str]) -> dict[str, bytes]:
     """Several records' bytes in one query (external payloads fetched from where
     their row says); a missing one is an integrity error."""
@@ -200,10 +211,14 @@ def fetch_records(connection, hashes: list[str]) -> dict[str, bytes]:
         select(record.c.hash, record.c.data, record.c.location).where(record.c.hash.in_(hashes)))}
     missing = set(hashes) - set(rows)
     if missing:
-        raise IntegrityError(f"record {sorted(missing)[0][:12]} is missing from the store")
-    return {key: fetch_location(row.location) if row.location else bytes(row.data) for key, row in rows.items()}
+        raise _missing(sorted(missing)[0])
+    return {key: _payload(row) for key, row in rows.items()}
 
 
 def fetch_record(connection, record_hash: str) -> bytes:
-    """A record's bytes."""
-    return fetch_records(connection, [record_hash])[record_hash]
+    """A record's bytes.  One prebuilt statement: building an IN query costs more
+    (about 100 us) than reading a snapshot's particles out of the record."""
+    row = connection.execute(_ONE_RECORD, {"hash": record_hash}).first()
+    if row is None:
+        raise _missing(record_hash)
+    return _payload(row)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Sequence
 from functools import cached_property, lru_cache
 
 import msgpack
@@ -51,7 +52,7 @@ class Layout:
         self._templates: list = doc["tpl"]
         self.node_template = unpack_ints(doc["nt"])
         self.node_parent = parents_from_depth(unpack_ints(doc["nd"]))
-        self.lines: list[str] = doc["lines"]
+        self.lines: Sequence[str] = doc["lines"]
         self.final_newline: bool = doc["eol"]
         self._packed: list = doc["cols"]
         self._decoded: dict[int, tuple[Column, np.ndarray]] = {}
@@ -380,7 +381,7 @@ def _document(record: bytes) -> dict:
     if zlib.crc32(body) != crc:
         raise IntegrityError("record checksum mismatch: the stored bytes are corrupt")
     try:
-        return msgpack.unpackb(_decompressor().decompress(body), raw=False)
+        return msgpack.unpackb(_decompressor().decompress(body), raw=False, use_list=False)  # tuples: cheaper
     except (zstandard.ZstdError, ValueError, msgpack.UnpackException) as exc:
         raise IntegrityError(f"record cannot be decoded: {exc}") from None
 
