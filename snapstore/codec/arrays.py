@@ -38,17 +38,16 @@ def pack_ints(values: np.ndarray) -> list:
     """Pack an int64 array; see ``unpack_ints``."""
     values = np.asarray(values, dtype=np.int64)
     count = values.size
-    low, high = (values.min(), values.max()) if count else (0, 0)
+    low, high = (int(values.min()), int(values.max())) if count else (0, 0)
     if low == high:
-        return ["c", int(low), count]
+        return ["c", low, count]
     # Wrapping int64 arithmetic is fine here: cumsum wraps back identically.
     deltas = values.copy()
-    with np.errstate(over="ignore"):
-        np.subtract(values[1:], values[:-1], out=deltas[1:])
-        delta_low, delta_high = deltas.min(), deltas.max()
-        narrower = np.subtract(delta_high, delta_low) < np.subtract(high, low)
-    mode, chosen, low, high = ("d", deltas, delta_low, delta_high) if narrower else ("r", values, low, high)
-    dtype = _narrowest(int(low), int(high))
+    np.subtract(values[1:], values[:-1], out=deltas[1:])
+    delta_low, delta_high = int(deltas.min()), int(deltas.max())
+    mode, chosen, low, high = ("d", deltas, delta_low, delta_high) if delta_high - delta_low < high - low \
+        else ("r", values, low, high)
+    dtype = _narrowest(low, high)
     return [mode, dtype.str, count, _shuffle(chosen.astype(dtype))]
 
 
