@@ -26,7 +26,7 @@ SAMPLES = [("binaries/kira.out.gz", 5), ("binaries/initial.story.gz", 0), ("seed
 
 def skeleton(text: str) -> bytes:
     """The record document of one story with every column's data left out."""
-    doc = _layout_doc(text.encode(), text.endswith("\n"))
+    doc = _layout_doc(text.encode())
     doc["cols"] = [column[:4] for column in doc["cols"]]
     return msgpack.packb(doc, use_bin_type=True)
 

@@ -27,7 +27,7 @@ from snapstore.story import iter_root_texts, open_source
 def measure(path: Path, every: int) -> dict[str, int]:
     gz = len(gzip.compress(gzip.open(path).read(), 6))
     with open_source(path) as stream:
-        docs = [msgpack.packb(_layout_doc(root.text.encode(), root.final_newline), use_bin_type=True)
+        docs = [msgpack.packb(_layout_doc(root.text.encode()), use_bin_type=True)
                 for root in iter_root_texts(stream, str(path))]
     records = sum(len(_compressor(ZSTD_LEVEL).compress(doc)) for doc in docs)
     keyed = 0

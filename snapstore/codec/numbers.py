@@ -24,10 +24,9 @@ FORMATS = [f"%.{k}f" for k in range(_EXPONENT)] + [f"%.{k}e" for k in range(_EXP
 
 
 def format_codes(tokens: np.ndarray) -> np.ndarray:
-    """The format code each numeric token was written with (vectorised)."""
-    dot_, e_ = (b".", b"e") if tokens.dtype.kind == "S" else (".", "e")
-    dot = np.strings.find(tokens, dot_)
-    exp = np.strings.find(tokens, e_)
+    """The format code each numeric token (a bytes array) was written with (vectorised)."""
+    dot = np.strings.find(tokens, b".")
+    exp = np.strings.find(tokens, b"e")
     exponent_style = exp >= 0
     end = np.where(exponent_style, exp, np.strings.str_len(tokens))  # the decimals run from the point to here
     codes = np.where(dot >= 0, end - dot - 1, 0) + exponent_style * _EXPONENT

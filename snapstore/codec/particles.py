@@ -60,12 +60,14 @@ def particles_from_layout(structure: Layout) -> np.ndarray:
     leaves = np.ones(nodes.size, dtype=bool)
     leaves[parent[parent >= 0]] = False
 
+    def values(kind: str, key: str, width: int, fill: float) -> np.ndarray:
+        return _particle_values(structure, row_of, nodes.size, kind, key, width, fill)
+
     # positions and velocities summed down the tree together, as one (n, 6) array
-    phase = _absolute(np.hstack([_particle_values(structure, row_of, nodes.size, "Dynamics", "r", 3, 0.0),
-                                 _particle_values(structure, row_of, nodes.size, "Dynamics", "v", 3, 0.0)]), parent)
+    phase = _absolute(np.hstack([values("Dynamics", "r", 3, 0.0), values("Dynamics", "v", 3, 0.0)]), parent)
     out = np.zeros(int(leaves.sum()), dtype=PARTICLE_DTYPE)
-    out["id"] = _particle_values(structure, row_of, nodes.size, "Particle", "i", 1, -1.0)[leaves, 0].astype(np.int64)
-    out["mass"] = _particle_values(structure, row_of, nodes.size, "Dynamics", "m", 1, np.nan)[leaves, 0]
+    out["id"] = values("Particle", "i", 1, -1.0)[leaves, 0].astype(np.int64)
+    out["mass"] = values("Dynamics", "m", 1, np.nan)[leaves, 0]
     out["pos"] = phase[leaves, :3]
     out["vel"] = phase[leaves, 3:]
     return out[np.argsort(out["id"], kind="stable")]

@@ -158,8 +158,9 @@ class _Lines:
         return start
 
 
-def _layout_doc(text: bytes, final_newline: bool) -> dict:
+def _layout_doc(text: bytes) -> dict:
     """Turn the UTF-8 text of one well-formed root story into the record document."""
+    final_newline = text.endswith(b"\n")
     lines = _Lines(text[:-1] if final_newline else text)
     opens, closes, level = lines.opens, lines.closes, lines.level
     count = lines.starts.size
@@ -192,7 +193,7 @@ def _layout_doc(text: bytes, final_newline: bool) -> dict:
                           for prefix in lines.texts(lines.starts[equals_line], value_start)], dtype=np.int64)
     prefixes = [prefix.decode() for prefix in prefix_ids]
     key_ids: dict[str, int] = {}
-    prefix_key = np.full(len(prefixes) + 1, -1, dtype=np.int64)
+    prefix_key = np.full(len(prefixes), -1, dtype=np.int64)
     for index, prefix in enumerate(prefixes):
         match = ENTRY.fullmatch(prefix + "x")
         if match:
@@ -223,7 +224,7 @@ def _layout_doc(text: bytes, final_newline: bool) -> dict:
 
     # Items of each node in line order: -1 a sub-story, -2 free text, else an entry
     # item (column, prefix) numbered by its pair.
-    pair = column_of * (len(prefixes) + 1) + entry_prefix
+    pair = column_of * len(prefixes) + entry_prefix
     pairs, pair_of = np.unique(pair, return_inverse=True)
     item = np.full(count, _LINE, dtype=np.int32)
     item[opens] = _CHILD
@@ -239,7 +240,7 @@ def _layout_doc(text: bytes, final_newline: bool) -> dict:
     for node in closed.tolist():
         signature = (kind_list[node], item_bytes[offset_list[node]:offset_list[node + 1]])
         node_template[node] = templates.setdefault(signature, len(templates))
-    pair_items = [[int(p // (len(prefixes) + 1)), prefixes[int(p % (len(prefixes) + 1))]] for p in pairs.tolist()]
+    pair_items = [[p // len(prefixes), prefixes[p % len(prefixes)]] for p in pairs.tolist()]
 
     free_lines = content.copy()
     free_lines[entry_line] = False
@@ -353,14 +354,12 @@ def _utf8(text: str | bytes) -> bytes:
 
 def encode_text(text: str | bytes, level: int = ZSTD_LEVEL) -> bytes:
     """Encode the exact text (str or UTF-8 bytes) of one well-formed root story."""
-    data = _utf8(text)
-    return _frame(_layout_doc(data, data.endswith(b"\n")), level)
+    return _frame(_layout_doc(_utf8(text)), level)
 
 
 def encode_text_with_layout(text: str | bytes, level: int = ZSTD_LEVEL) -> tuple[bytes, Layout]:
     """As ``encode_text``, also giving the record's layout without decoding the record."""
-    data = _utf8(text)
-    doc = _layout_doc(data, data.endswith(b"\n"))
+    doc = _layout_doc(_utf8(text))
     return _frame(doc, level), Layout(doc)
 
 
