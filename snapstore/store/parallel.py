@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from snapstore.errors import SnapstoreError
 from snapstore.store.ingest import IngestReport
+from snapstore.store.store import Store
 
 
 @dataclass
@@ -30,8 +31,6 @@ class Outcome:
 
 def _ingest_one(url: str, payloads: str | None, source: str, initial: str | None, commands: str | None,
                 tags: dict[str, str]) -> Outcome:
-    from snapstore.store.store import Store
-
     started = time.perf_counter()
     try:
         with Store(url, create=False, payloads=payloads) as store:

@@ -137,11 +137,12 @@ class RootText:
     def header(self) -> Story:
         """The root story cut before its first child ``Particle``: its own Log,
         Dynamics and so on, without building a node per star."""
-        depth = 0
+        depth, root_kind = 0, ""
         for offset, line in structural_lines(self.text):
             if line[0] == OPEN:
-                if depth == 1 and line == OPEN + "Particle":
-                    root_kind = self.text[1:self.text.find("\n")]
+                if depth == 0:
+                    root_kind = line[1:]
+                elif depth == 1 and line == OPEN + "Particle":
                     return Story.from_lines(self.text[:offset - 1].split("\n") + [CLOSE + root_kind])
                 depth += 1
             else:
