@@ -26,7 +26,8 @@ import time
 from pathlib import Path
 
 import snapstore
-from snapstore import IntegrityError, StoryFormatError
+import snapstore.store.backend
+from snapstore import CorruptRecordError, StoryFormatError
 
 REPO = Path(__file__).resolve().parent.parent
 INGEST = "import sys, snapstore; snapstore.open(sys.argv[1]).ingest(sys.argv[2], name=sys.argv[3])"
@@ -144,7 +145,7 @@ def corruptions(source: Path, count: int, rng: random.Random, workdir: Path) -> 
             for item in store.runs()[0].snapshots():
                 try:
                     item.particles()
-                except IntegrityError:
+                except CorruptRecordError:
                     found += 1
             detected += found == 1 and len(store.verify()) >= 1
     return {"corruptions_made": count, "corruptions_detected": detected}

@@ -1,12 +1,55 @@
-"""snapstore: an event-sourced, append-only archive for Starlab N-body snapshots."""
+"""snapstore: an event-sourced, append-only archive for Starlab N-body snapshots.
 
-from snapstore.errors import FilterError, IntegrityError, SchemaError, SnapstoreError, StoreError, StoryFormatError
-from snapstore.story import Entry, Story, parse_story, read_stories
-from snapstore.store.store import Store, open
+Names are imported on first use (PEP 562), so ``import snapstore.codec`` or
+``snapstore --help`` do not pay for SQLAlchemy and alembic.
+"""
 
-__version__ = "0.1.0"
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from snapstore._version import __version__
+from snapstore.errors import (
+    BlobNotFoundError,
+    CorruptRecordError,
+    FilterError,
+    InvalidArgumentError,
+    LockTimeoutError,
+    QueryError,
+    RunConflictError,
+    RunNotFoundError,
+    SchemaError,
+    SnapstoreError,
+    StoreAccessError,
+    StoreError,
+    StoreURLError,
+    StoryFormatError,
+)
+
+if TYPE_CHECKING:
+    from snapstore.facade import Store, open
+    from snapstore.story import Entry, Story, parse_story, read_stories
+
+_LAZY = {
+    "Store": "snapstore.facade", "open": "snapstore.facade",
+    "Entry": "snapstore.story", "Story": "snapstore.story", "parse_story": "snapstore.story",
+    "read_stories": "snapstore.story",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'snapstore' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
-    "Entry", "FilterError", "IntegrityError", "SchemaError", "SnapstoreError", "Story", "StoreError",
-    "Store", "StoryFormatError", "open", "parse_story", "read_stories", "__version__",
+    "BlobNotFoundError", "CorruptRecordError", "Entry", "FilterError", "InvalidArgumentError", "LockTimeoutError",
+    "QueryError", "RunConflictError", "RunNotFoundError", "SchemaError", "SnapstoreError", "Store",
+    "StoreAccessError", "StoreError", "StoreURLError", "Story", "StoryFormatError", "open", "parse_story",
+    "read_stories", "__version__",
 ]

@@ -10,7 +10,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from snapstore.errors import StoreError
+from snapstore.errors import BlobNotFoundError, InvalidArgumentError
 
 
 def require(module: str, extra: str):
@@ -34,7 +34,7 @@ class PosixStorage:
     def _path(self, key: str) -> Path:
         path = (self.root / key).resolve()
         if self.root.resolve() not in path.parents:
-            raise StoreError(f"key {key!r} leaves the storage root {self.root}")
+            raise InvalidArgumentError(f"key {key!r} leaves the storage root {self.root}")
         return path
 
     def put(self, key: str, data: bytes) -> None:
@@ -50,7 +50,7 @@ class PosixStorage:
         try:
             return self._path(key).read_bytes()
         except FileNotFoundError:
-            raise StoreError(f"no object {key!r} under {self.root}") from None
+            raise BlobNotFoundError(f"no object {key!r} under {self.root}") from None
 
     def keys(self, prefix: str = "") -> list[str]:
         return sorted(str(p.relative_to(self.root)) for p in self.root.rglob("*") if p.is_file()
@@ -74,7 +74,7 @@ class S3Storage:
         try:
             return self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)["Body"].read()
         except self.client.exceptions.NoSuchKey:
-            raise StoreError(f"no object {key!r} in s3://{self.bucket}/{self.prefix}") from None
+            raise BlobNotFoundError(f"no object {key!r} in s3://{self.bucket}/{self.prefix}") from None
 
     def keys(self, prefix: str = "") -> list[str]:
         pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix + prefix)

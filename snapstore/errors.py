@@ -1,4 +1,10 @@
-"""Exceptions raised by snapstore; each message is one line a user can act on."""
+"""Exceptions raised by snapstore; each message is one line a user can act on.
+
+Every error has its own class with a builtin base that says what kind of
+failure it is (as the LSST butler's ``DatasetNotFoundError(LookupError)``), so
+callers can catch ``LookupError`` for "not there" without importing snapstore,
+or ``SnapstoreError`` for anything snapstore raised on purpose.
+"""
 
 from __future__ import annotations
 
@@ -17,16 +23,48 @@ class StoryFormatError(SnapstoreError, ValueError):
         super().__init__(f"{source}:{line}: {message}")
 
 
-class IntegrityError(SnapstoreError):
-    """A stored record or event that fails its checksum or hash."""
+class CorruptRecordError(SnapstoreError, ValueError):
+    """A stored record that is missing, fails its checksum, or does not decode to the text it was stored for."""
 
 
-class SchemaError(SnapstoreError):
+class SchemaError(SnapstoreError, RuntimeError):
     """A database whose schema revision this code cannot use as it is."""
 
 
 class StoreError(SnapstoreError):
-    """A store-level problem: unknown run, conflicting ingest, bad URL."""
+    """Base class of the errors about a store as a whole or a run in it."""
+
+
+class StoreURLError(StoreError, ValueError):
+    """A store or payload location that cannot be used: bad URL, unknown database, missing folder or driver."""
+
+
+class StoreAccessError(StoreError, OSError):
+    """The database refused or failed an operation: no server, disk full, read-only file, lost connection."""
+
+
+class LockTimeoutError(StoreAccessError, TimeoutError):
+    """Another writer held a lock on the store for longer than snapstore waits."""
+
+
+class RunNotFoundError(StoreError, LookupError):
+    """No run by that name, id or id prefix (or the prefix names several)."""
+
+
+class RunConflictError(StoreError, ValueError):
+    """An ingest that would change what a run already holds."""
+
+
+class QueryError(StoreError, ValueError):
+    """A read-only SQL statement that the store refused or that failed."""
+
+
+class InvalidArgumentError(SnapstoreError, ValueError):
+    """An argument snapstore cannot use: a stream without a run name, a bad tag or snapshot selection."""
+
+
+class BlobNotFoundError(SnapstoreError, LookupError):
+    """No object under that key in a blob storage (a folder or an S3 prefix)."""
 
 
 class FilterError(SnapstoreError, ValueError):

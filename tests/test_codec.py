@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import zstandard
 
-from snapstore import IntegrityError, Story, codec, parse_story, read_stories
+from snapstore import CorruptRecordError, Story, codec, parse_story, read_stories
 from snapstore.story import iter_root_texts, open_source
 from helpers import corpus_dir, read_text, story_files
 
@@ -58,9 +58,9 @@ def test_particles_of_a_hand_made_story() -> None:
 def test_records_are_checked_on_every_read() -> None:
     record = bytearray(codec.encode(parse_story(ODD)))
     record[len(record) // 2] ^= 0x01
-    with pytest.raises(IntegrityError, match="checksum"):
+    with pytest.raises(CorruptRecordError, match="checksum"):
         codec.decode_text(bytes(record))
-    with pytest.raises(IntegrityError, match="not a snapstore record"):
+    with pytest.raises(CorruptRecordError, match="not a snapstore record"):
         codec.particles(b"PK\x03\x04" + bytes(record[4:]))
 
 

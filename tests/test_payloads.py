@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import text
 
 import snapstore
-from snapstore import IntegrityError
+from snapstore import CorruptRecordError
 from snapstore.store import payloads as payload_module
 from helpers import SAMPLE, corpus_dir, read_text
 
@@ -33,7 +33,7 @@ def test_payloads_in_a_folder_read_from_anywhere(tmp_path) -> None:
         assert len(problems) == 1 and "checksum" in problems[0]
     victim.unlink()
     with snapstore.open(db) as store:
-        with pytest.raises(IntegrityError, match="cannot be read"):
+        with pytest.raises(CorruptRecordError, match="cannot be read"):
             [item.text() for item in store.run("n100-w3-s1").snapshots()]
 
 

@@ -50,7 +50,7 @@ def test_hostile_values_are_bound_not_executed(grid_store) -> None:
     ("makeking.n = 5 and", 18), ("name = 'x' $", 11), ("", 0),
 ])
 def test_malformed_filters_point_at_the_position(text: str, position: int) -> None:
-    from snapstore.query import compile_filter
+    from snapstore.store.filters import compile_filter
 
     with pytest.raises(FilterError) as caught:
         compile_filter(text)

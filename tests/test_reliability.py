@@ -19,7 +19,7 @@ from sqlalchemy import event, text
 from typer.testing import CliRunner
 
 import snapstore
-from snapstore import IntegrityError, StoryFormatError
+from snapstore import CorruptRecordError, StoryFormatError
 from snapstore.cli import app
 from helpers import SAMPLE, corpus_dir, read_text
 
@@ -201,7 +201,7 @@ def test_a_flipped_byte_is_detected_on_read_and_by_verify(store_url) -> None:
         run = store.run("n100-w3-s1")
         bad = [item for item in run.snapshots() if item.record_hash == digest][0]
         for read in (bad.text, bad.particles, bad.story, bad.root, run.dynamics):
-            with pytest.raises(IntegrityError, match=rf"run 'n100-w3-s1' snapshot #{bad.seq}: .*checksum"):
+            with pytest.raises(CorruptRecordError, match=rf"run 'n100-w3-s1' snapshot #{bad.seq}: .*checksum"):
                 read()
         problems = store.verify()
         assert len(problems) == 1 and f"#{bad.seq}" in problems[0]

@@ -13,7 +13,7 @@ from importlib.resources import files
 
 import zstandard
 
-from snapstore.errors import IntegrityError
+from snapstore.errors import CorruptRecordError
 
 DICTIONARY_FILE = "starlab-v1.zdict"
 DICTIONARY_SHA256 = "d28d01ff39c38ce7a4d4800fbf598271a0dbcfd89dd189120581b11a114e52b3"
@@ -24,5 +24,5 @@ def dictionary() -> zstandard.ZstdCompressionDict:
     """The format-v1 dictionary, checked against its pinned hash."""
     data = files("snapstore.codec").joinpath(DICTIONARY_FILE).read_bytes()
     if hashlib.sha256(data).hexdigest() != DICTIONARY_SHA256:
-        raise IntegrityError(f"{DICTIONARY_FILE} in this installation is not the dictionary of record format v1")
+        raise CorruptRecordError(f"{DICTIONARY_FILE} in this installation is not the dictionary of record format v1")
     return zstandard.ZstdCompressionDict(data, dict_type=zstandard.DICT_TYPE_RAWCONTENT)

@@ -15,7 +15,7 @@ import re
 
 import numpy as np
 
-from snapstore.codec.arrays import pack_floats, pack_ints, unpack_floats, unpack_ints
+from snapstore.codec.intpack import pack_floats, pack_ints, unpack_floats, unpack_ints
 
 _EXPONENT = 128  # codes >= this are exponent style with (code - 128) decimals
 _FRACTIONAL = re.compile(rb"[.eE]")

@@ -27,10 +27,10 @@ import msgpack
 import numpy as np
 import zstandard
 
-from snapstore.codec.arrays import pack_ints, unpack_ints
+from snapstore.codec.intpack import pack_ints, unpack_ints
 from snapstore.codec.dictionary import dictionary
 from snapstore.codec.numbers import Column
-from snapstore.errors import IntegrityError
+from snapstore.errors import CorruptRecordError
 from snapstore.story.model import Story
 from snapstore.story.syntax import CLOSE, ENTRY, EOL, OPEN
 
@@ -370,19 +370,19 @@ def encode(story: Story, level: int = ZSTD_LEVEL) -> bytes:
 
 def _document(record: bytes) -> dict:
     if len(record) < _HEADER.size:
-        raise IntegrityError(f"record is {len(record)} bytes, too short to be a snapstore record")
+        raise CorruptRecordError(f"record is {len(record)} bytes, too short to be a snapstore record")
     magic, version, crc = _HEADER.unpack_from(record)
     if magic != MAGIC:
-        raise IntegrityError("not a snapstore record (bad magic bytes)")
+        raise CorruptRecordError("not a snapstore record (bad magic bytes)")
     if version != FORMAT_VERSION:
-        raise IntegrityError(f"record format version {version} is not known to this snapstore (knows {FORMAT_VERSION})")
+        raise CorruptRecordError(f"record format version {version} is not known to this snapstore (knows {FORMAT_VERSION})")
     body = memoryview(record)[_HEADER.size:]
     if zlib.crc32(body) != crc:
-        raise IntegrityError("record checksum mismatch: the stored bytes are corrupt")
+        raise CorruptRecordError("record checksum mismatch: the stored bytes are corrupt")
     try:
         return msgpack.unpackb(_decompressor().decompress(body), raw=False, use_list=False)  # tuples: cheaper
     except (zstandard.ZstdError, ValueError, msgpack.UnpackException) as exc:
-        raise IntegrityError(f"record cannot be decoded: {exc}") from None
+        raise CorruptRecordError(f"record cannot be decoded: {exc}") from None
 
 
 def layout(record: bytes) -> Layout:

@@ -8,7 +8,7 @@ import io
 import numpy as np
 
 from snapstore import codec
-from snapstore.arrays import Dynamics
+from snapstore.reading.dynamics import Dynamics
 from snapstore.codec import PARTICLE_DTYPE
 from snapstore.serializers.storages import require
 from snapstore.story import Story, parse_story

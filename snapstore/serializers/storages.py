@@ -19,7 +19,7 @@ class SqlStorage:
 
     def put_record(self, key: str, text_size: int, record: bytes, codec_name: str) -> None:
         from snapstore.store.backend import with_retries
-        from snapstore.store.ingest import insert_record
+        from snapstore.store.records import insert_record
 
         with_retries(self.store.engine, lambda connection: insert_record(connection, {
             "hash": key, "codec": codec_name, "text_size": text_size, "stored_size": len(record), "data": record}))

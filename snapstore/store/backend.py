@@ -20,7 +20,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 
-from snapstore.errors import StoreError
+from snapstore.errors import StoreURLError
 
 DEFAULT_URL = "sqlite:///snapstore.db"
 _WRITE = "snapstore_write"
@@ -36,11 +36,11 @@ def resolve_url(url: str | None = None) -> URL:
     try:
         parsed = make_url(text)
     except ArgumentError:
-        raise StoreError(f"not a database URL: {text!r}") from None
+        raise StoreURLError(f"not a database URL: {text!r}") from None
     if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in ("psycopg2", "postgresql"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() not in ("sqlite", "postgresql"):
-        raise StoreError(f"unsupported database {masked(parsed)}: use sqlite:/// or postgresql+psycopg://")
+        raise StoreURLError(f"unsupported database {masked(parsed)}: use sqlite:/// or postgresql+psycopg://")
     return parsed
 
 
@@ -59,7 +59,7 @@ def make_engine(url: URL) -> Engine:
             return _sqlite_engine(url)
         return create_engine(url, pool_pre_ping=True)
     except ModuleNotFoundError as exc:
-        raise StoreError(f"{masked(url)} needs {exc.name}: pip install 'snapstore[postgres]'") from None
+        raise StoreURLError(f"{masked(url)} needs {exc.name}: pip install 'snapstore[postgres]'") from None
 
 
 def _sqlite_engine(url: URL) -> Engine:
@@ -67,7 +67,7 @@ def _sqlite_engine(url: URL) -> Engine:
     if database and database != ":memory:" and not database.startswith("file:"):
         folder = os.path.dirname(os.path.abspath(database))
         if not os.path.isdir(folder):
-            raise StoreError(f"cannot create {masked(url)}: folder {folder} does not exist")
+            raise StoreURLError(f"cannot create {masked(url)}: folder {folder} does not exist")
     engine = create_engine(url, connect_args={"timeout": 60})
 
     @event.listens_for(engine, "connect")

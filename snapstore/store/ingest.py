@@ -15,17 +15,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Connection, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Engine, select
 
 from snapstore import codec
-from snapstore.errors import StoreError, StoryFormatError
+from snapstore.errors import InvalidArgumentError, RunConflictError, SnapstoreError, StoryFormatError
 from snapstore.story import RootText, iter_root_texts, open_source, source_name
 from snapstore.store import events
 from snapstore.store.backend import with_retries
 from snapstore.store.payloads import ExternalPayloads
 from snapstore.store.provenance import pipeline_from_commands, pipeline_from_log, who_and_where
-from snapstore.store.schema import command, record, run, snapshot
+from snapstore.store.records import insert_record
+from snapstore.store.schema import command, run, snapshot
 
 _NAMESPACE = uuid.UUID("6f1c3c1e-7a57-4e43-9a8f-5a7b0e1d2c33")
 
@@ -47,7 +47,7 @@ def default_name(source) -> str:
     name = getattr(source, "name", None)
     if isinstance(name, str) and not name.startswith("<"):
         return default_name(name)
-    raise StoreError("reading from a stream: give the run a name (--name)")
+    raise InvalidArgumentError("reading from a stream: give the run a name (--name)")
 
 
 @dataclass
@@ -68,11 +68,6 @@ class IngestReport:
     def ratio(self) -> float:
         """Text bytes per stored byte for what this ingest added."""
         return self.text_bytes / self.stored_bytes if self.stored_bytes else float("nan")
-
-
-def insert_record(connection: Connection, values: dict) -> None:
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    connection.execute(dialect.insert(record).values(**values).on_conflict_do_nothing(index_elements=["hash"]))
 
 
 class Ingest:
@@ -110,7 +105,7 @@ class Ingest:
         stored = connection.execute(select(snapshot.c.record_hash).where(
             snapshot.c.run_id == self.report.run_id, snapshot.c.seq == seq)).scalar()
         if stored is not None and stored != digest:
-            raise StoreError(f"run {self.report.name!r} already holds a different snapshot #{seq}; "
+            raise RunConflictError(f"run {self.report.name!r} already holds a different snapshot #{seq}; "
                              "ingest under another --name")
         return stored is not None
 
@@ -174,11 +169,12 @@ def _int(value) -> int | None:
     return int(value) if isinstance(value, float) else None
 
 
-def ingest(engine, source, name: str | None = None, initial=None, tags: dict[str, str] | None = None,
+def ingest(engine: Engine, source, *, name: str | None = None, initial=None, tags: dict[str, str] | None = None,
            commands: str | os.PathLike | None = None,
            on_snapshot: Callable[[IngestReport], None] | None = None,
-           payloads: ExternalPayloads | None = None) -> IngestReport:
-    """Stream ``source`` into the store as run ``name``; see ``Store.ingest``."""
+           payloads: ExternalPayloads | None = None, label: str | None = None) -> IngestReport:
+    """Stream ``source`` into the store as run ``name``; see ``Store.ingest``.
+    ``label`` names the source in messages and provenance (default: its path)."""
     folder = Path(source) if isinstance(source, (str, os.PathLike)) and Path(source).is_dir() else None
     if folder is not None:
         stream = folder / "kira.out.gz" if (folder / "kira.out.gz").exists() else folder / "kira.out"
@@ -191,7 +187,7 @@ def ingest(engine, source, name: str | None = None, initial=None, tags: dict[str
     name = name or default_name(source)
     commands_text = Path(commands).read_text() if commands is not None else None
     job = Ingest(engine, name, on_snapshot, payloads)
-    label = source_name(source)
+    label = label or source_name(source)
     initial_root = _single_story(initial) if initial is not None else None
     with open_source(source) as stream:
         roots = iter_root_texts(stream, label)  # type: ignore[arg-type]
@@ -204,7 +200,7 @@ def ingest(engine, source, name: str | None = None, initial=None, tags: dict[str
             for seq, root in enumerate(roots, start=2):
                 job.add(root, seq)
         except BaseException as exc:
-            message = str(exc) if isinstance(exc, (StoryFormatError, StoreError)) else f"{type(exc).__name__}: {exc}"
+            message = str(exc) if isinstance(exc, SnapstoreError) else f"{type(exc).__name__}: {exc}"
             try:
                 job.finish(label, False, None, message or type(exc).__name__)
             except Exception:  # noqa: BLE001 - the original error is the one to report

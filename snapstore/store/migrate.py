@@ -2,73 +2,107 @@
 
 Upgrading is explicit (``snapstore db upgrade``), as in MLflow: opening a store
 never changes the schema of an existing database behind the user's back.
+Opening a store at head costs one query; alembic itself (about 0.4 s to import)
+is loaded only to create, upgrade or downgrade a store, or to name revisions.
 """
 
 from __future__ import annotations
 
 from importlib.resources import files
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, inspect, text
+from sqlalchemy.exc import DBAPIError
 
 from snapstore.errors import SchemaError
 from snapstore.store.backend import masked, write_transaction
+from snapstore.store.schema import SCHEMA_REVISION
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
 
 def alembic_config(engine: Engine) -> Config:
     """An alembic config pointing at the migrations shipped in the package."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(files("snapstore.migrations")))
     config.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False).replace("%", "%%"))
     return config
 
 
+def _scripts(engine: Engine) -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config(engine))
+
+
 def head_revision(engine: Engine) -> str:
-    return ScriptDirectory.from_config(alembic_config(engine)).get_current_head()  # type: ignore[return-value]
+    """The newest revision among the shipped migrations (the tables in schema.py are at it)."""
+    return _scripts(engine).get_current_head()  # type: ignore[return-value]
+
+
+def history(engine: Engine) -> list[tuple[str | None, str, str]]:
+    """``(down revision, revision, first line of its description)`` of every migration, newest first."""
+    return [(script.down_revision, script.revision, (script.doc or "").splitlines()[0])  # type: ignore[misc]
+            for script in _scripts(engine).walk_revisions()]
 
 
 def current_revision(engine: Engine) -> str | None:
+    """The store's schema revision, or None for a database snapstore never set up."""
     with engine.connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision()
+        if not inspect(connection).has_table("alembic_version"):
+            return None
+        return connection.execute(text("select version_num from alembic_version")).scalar()
 
 
 def run_alembic(engine: Engine, operation: str, revision: str = "head") -> None:
     """``upgrade`` or ``downgrade`` to ``revision``, inside one write transaction."""
+    from alembic import command
+    from alembic.util import CommandError
+
     config = alembic_config(engine)
-    with write_transaction(engine) as connection:
-        config.attributes["connection"] = connection
-        getattr(command, operation)(config, revision)
+    try:
+        with write_transaction(engine) as connection:
+            config.attributes["connection"] = connection
+            getattr(command, operation)(config, revision)
+    except CommandError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SchemaError(f"{masked(engine.url)}: cannot {operation} to {revision!r}: {first}") from None
 
 
 def ensure_current(engine: Engine, create: bool = True) -> None:
     """Create an empty database at head; refuse one at another revision."""
-    head = head_revision(engine)
     revision = current_revision(engine)
-    if revision == head:
+    if revision == SCHEMA_REVISION:
         return
     if revision is None:
-        tables = set(inspect(engine).get_table_names())
-        if tables - {"alembic_version"}:
-            raise SchemaError(f"{masked(engine.url)} holds tables but is not a snapstore store")
-        if not create:
-            raise SchemaError(f"{masked(engine.url)} is not a snapstore store yet")
-        try:
-            run_alembic(engine, "upgrade")
-        except Exception:
-            # Another process may have created the same new store a moment earlier.
-            if current_revision(engine) != head:
-                raise
+        _create(engine, create)
         return
-    known = {script.revision for script in ScriptDirectory.from_config(alembic_config(engine)).walk_revisions()}
+    known = {script[1] for script in history(engine)}
     if revision in known:
         raise SchemaError(
-            f"{masked(engine.url)} is at schema revision {revision}, this snapstore needs {head}: "
+            f"{masked(engine.url)} is at schema revision {revision}, this snapstore needs {SCHEMA_REVISION}: "
             f"run `snapstore db upgrade --db '{masked(engine.url)}'` (back it up first)"
         )
     raise SchemaError(
         f"{masked(engine.url)} is at schema revision {revision}, newer than this snapstore knows "
-        f"(head {head}): upgrade snapstore; the store was not touched"
+        f"(head {SCHEMA_REVISION}): upgrade snapstore; the store was not touched"
     )
+
+
+def _create(engine: Engine, create: bool) -> None:
+    with engine.connect() as connection:
+        tables = set(inspect(connection).get_table_names())
+    if tables - {"alembic_version"}:
+        raise SchemaError(f"{masked(engine.url)} holds tables but is not a snapstore store")
+    if not create:
+        raise SchemaError(f"{masked(engine.url)} is not a snapstore store yet")
+    try:
+        run_alembic(engine, "upgrade")
+    except (SchemaError, DBAPIError):
+        # Another process may have created the same new store a moment earlier.
+        if current_revision(engine) != SCHEMA_REVISION:
+            raise

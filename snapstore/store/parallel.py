@@ -14,9 +14,13 @@ from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 
-from snapstore.errors import SnapstoreError
-from snapstore.store.ingest import IngestReport
-from snapstore.store.store import Store
+from sqlalchemy.exc import DBAPIError
+
+from snapstore.errors import InvalidArgumentError, SnapstoreError
+from snapstore.store.backend import describe_db_error, make_engine, resolve_url
+from snapstore.store.ingest import IngestReport, ingest
+from snapstore.store.migrate import ensure_current
+from snapstore.store.payloads import payloads_for
 
 
 @dataclass
@@ -32,11 +36,18 @@ class Outcome:
 def _ingest_one(url: str, payloads: str | None, source: str, initial: str | None, commands: str | None,
                 tags: dict[str, str]) -> Outcome:
     started = time.perf_counter()
+    parsed = resolve_url(url)
+    engine = make_engine(parsed)
     try:
-        with Store(url, create=False, payloads=payloads) as store:
-            report = store.ingest_report(source, initial=initial, tags=tags, commands=commands)
-    except SnapstoreError as exc:
-        return Outcome(source, None, str(exc), time.perf_counter() - started)
+        ensure_current(engine, create=False)
+        report = ingest(engine, source, initial=initial, tags=tags, commands=commands,
+                        payloads=payloads_for(payloads))
+    except DBAPIError as exc:
+        return Outcome(source, None, describe_db_error(exc, parsed), time.perf_counter() - started)
+    except (SnapstoreError, OSError) as exc:  # one source's bad input or missing file: the others go on
+        return Outcome(source, None, str(exc) or type(exc).__name__, time.perf_counter() - started)
+    finally:
+        engine.dispose()
     return Outcome(source, report, None, time.perf_counter() - started)
 
 
@@ -46,7 +57,7 @@ def ingest_many(url: str, sources: list[str], jobs: int, payloads: str | None = 
     existing store at ``url``; yields outcomes as runs finish.  A run that fails
     (bad input, a name conflict) does not stop the others."""
     if jobs < 1:
-        raise SnapstoreError(f"jobs must be at least 1, not {jobs}")
+        raise InvalidArgumentError(f"jobs must be at least 1, not {jobs}")
     # spawn, not fork: a forked child would share the parent's open database connections
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max(1, min(jobs, len(sources))), mp_context=context) as pool:

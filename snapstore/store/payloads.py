@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlparse
 
-from snapstore.errors import IntegrityError, StoreError
+from snapstore.errors import BlobNotFoundError, CorruptRecordError, StoreURLError
 from snapstore.blobs import PosixStorage, S3Storage
 
 
@@ -29,7 +29,7 @@ class ExternalPayloads:
         if parsed.scheme == "file":
             root = Path(parsed.path)
             if not root.is_dir():
-                raise StoreError(f"payload folder {root} does not exist")
+                raise StoreURLError(f"payload folder {root} does not exist")
             self.storage: PosixStorage | S3Storage = PosixStorage(root)
             self._base = root.as_uri()
         elif parsed.scheme == "s3":
@@ -38,7 +38,7 @@ class ExternalPayloads:
             self.storage = S3Storage(parsed.netloc, prefix)
             self._base = f"s3://{parsed.netloc}/{prefix}".rstrip("/")
         else:
-            raise StoreError(f"payload storage {url!r}: use a folder, file:///folder or s3://bucket/prefix")
+            raise StoreURLError(f"payload storage {url!r}: use a folder, file:///folder or s3://bucket/prefix")
 
     def put(self, record_hash: str, data: bytes) -> str:
         """Store a record's bytes; returns the location to keep in its row."""
@@ -66,6 +66,6 @@ def fetch_location(location: str) -> bytes:
             return Path(parsed.path).read_bytes()
         if parsed.scheme == "s3":
             return _bucket(parsed.netloc).get(parsed.path.lstrip("/"))
-    except (OSError, StoreError) as exc:
-        raise IntegrityError(f"record payload at {location} cannot be read: {exc}") from None
-    raise IntegrityError(f"record payload location {location!r} has an unknown scheme")
+    except (OSError, BlobNotFoundError) as exc:
+        raise CorruptRecordError(f"record payload at {location} cannot be read: {exc}") from None
+    raise CorruptRecordError(f"record payload location {location!r} has an unknown scheme")

@@ -9,6 +9,7 @@ import re
 import shlex
 import sys
 
+from snapstore._version import __version__
 from snapstore.story import Story
 
 _COMMAND = re.compile(r"\s*Starlab (?P<version>\S+) : (?P<command>.*\S)\s*$")
@@ -108,8 +109,6 @@ def pipeline_from_commands(text: str, logged: list[dict] | None = None) -> list[
 
 def who_and_where() -> dict[str, str]:
     """The user, host and software behind an ingest."""
-    from snapstore import __version__
-
     try:
         user = getpass.getuser()
     except (KeyError, OSError):

@@ -14,7 +14,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
-from snapstore.errors import StoreError
+from snapstore.errors import QueryError, StoreAccessError
 from snapstore.store.backend import masked
 
 _ALLOWED = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION,
@@ -36,13 +36,13 @@ def _sqlite(url: URL, query: str) -> tuple[list[str], list[tuple]]:
     try:
         connection = sqlite3.connect(f"file:{url.database}?mode=ro", uri=True)
     except sqlite3.Error as exc:
-        raise StoreError(f"{masked(url)}: {exc}") from None
+        raise StoreAccessError(f"{masked(url)}: {exc}") from None
     try:
         connection.set_authorizer(_authorize)
         cursor = connection.execute(query)
         return [d[0] for d in cursor.description or []], cursor.fetchall()
     except sqlite3.Error as exc:
-        raise StoreError(f"query refused or failed: {exc}") from None
+        raise QueryError(f"query refused or failed: {exc}") from None
     finally:
         connection.close()
 
@@ -58,8 +58,8 @@ def _postgresql(url: URL, query: str) -> tuple[list[str], list[tuple]]:
                     cursor.execute(query, prepare=True)  # extended protocol: one statement only
                     return [d.name for d in cursor.description or []], cursor.fetchall()
     except DBAPIError as exc:
-        raise StoreError(f"query refused or failed: {str(exc.orig).strip().splitlines()[0]}") from None
+        raise QueryError(f"query refused or failed: {str(exc.orig).strip().splitlines()[0]}") from None
     except Exception as exc:  # psycopg errors raised on the raw cursor
-        raise StoreError(f"query refused or failed: {str(exc).strip().splitlines()[0]}") from None
+        raise QueryError(f"query refused or failed: {str(exc).strip().splitlines()[0]}") from None
     finally:
         engine.dispose()

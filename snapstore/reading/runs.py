@@ -4,22 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import cached_property
-from typing import TYPE_CHECKING, overload
+from typing import Any, TypeVar, overload
 
 import numpy as np
-from sqlalchemy import bindparam, select
+from sqlalchemy import Engine, Row, select
 
 from snapstore import codec
-from snapstore.arrays import FIELDS, Dynamics, assemble
-from snapstore.errors import IntegrityError
+from snapstore.errors import CorruptRecordError
+from snapstore.reading.dynamics import FIELDS, Dynamics, assemble
 from snapstore.story import Story
-from snapstore.store.payloads import fetch_location
-from snapstore.store.schema import command, parameter, record, snapshot, tag
+from snapstore.store.records import fetch_record, fetch_records
+from snapstore.store.schema import command, parameter, snapshot, tag
 
-if TYPE_CHECKING:
-    from snapstore.store.store import Store
+T = TypeVar("T")
 
 
 class Snapshot:
@@ -30,21 +29,24 @@ class Snapshot:
 
     def record(self) -> bytes:
         """The stored, compressed record."""
-        return self.run.store.record_bytes(self.record_hash)
+        return self._checked(lambda record: record)
 
-    def _checked(self, action, record: bytes | None = None):
-        """``action(record)``, with integrity errors naming the run and sequence;
+    def _checked(self, action: Callable[[bytes], T], record: bytes | None = None) -> T:
+        """``action(record)``, with corrupt-record errors naming the run and sequence;
         the record is fetched unless the caller already has it."""
         try:
-            return action(self.record() if record is None else record)
-        except IntegrityError as exc:
-            raise IntegrityError(f"run {self.run.name!r} snapshot #{self.seq}: {exc}") from None
+            if record is None:
+                with self.run.engine.connect() as connection:
+                    record = fetch_record(connection, self.record_hash)
+            return action(record)
+        except CorruptRecordError as exc:
+            raise CorruptRecordError(f"run {self.run.name!r} snapshot #{self.seq}: {exc}") from None
 
     def text(self) -> str:
         """The exact Starlab text, checked against the hash it was stored under."""
         text = self._checked(codec.decode_text)
         if hashlib.sha256(text.encode("utf-8")).hexdigest() != self.record_hash:
-            raise IntegrityError(f"run {self.run.name!r} snapshot #{self.seq}: text does not match its hash")
+            raise CorruptRecordError(f"run {self.run.name!r} snapshot #{self.seq}: text does not match its hash")
         return text
 
     def story(self) -> Story:
@@ -93,8 +95,8 @@ class Snapshots(Sequence):
 class Run:
     """A stored run: metadata from the projections, snapshots on demand."""
 
-    def __init__(self, store: Store, row) -> None:
-        self.store = store
+    def __init__(self, engine: Engine, row: Row[Any]) -> None:
+        self.engine = engine
         self._row = row
         self.id: str = row.id
         self.name: str = row.name
@@ -108,11 +110,11 @@ class Run:
         raise AttributeError(item)
 
     @cached_property
-    def _snapshot_rows(self) -> list:
-        with self.store.engine.connect() as connection:
-            return connection.execute(
+    def _snapshot_rows(self) -> list[Row[Any]]:
+        with self.engine.connect() as connection:
+            return list(connection.execute(
                 select(snapshot.c.seq, snapshot.c.time, snapshot.c.n_particles, snapshot.c.record_hash)
-                .where(snapshot.c.run_id == self.id).order_by(snapshot.c.seq)).all()
+                .where(snapshot.c.run_id == self.id).order_by(snapshot.c.seq)))
 
     def snapshots(self) -> Snapshots:
         """The snapshots in sequence order (seq 0 is the initial conditions, if stored)."""
@@ -129,14 +131,14 @@ class Run:
     @cached_property
     def commands(self) -> list[dict]:
         """The pipeline: ``program``, ``argv`` and ``starlab_version`` of each step."""
-        with self.store.engine.connect() as connection:
+        with self.engine.connect() as connection:
             rows = connection.execute(select(command).where(command.c.run_id == self.id).order_by(command.c.position)).all()
         return [{"program": r.program, "argv": json.loads(r.argv), "starlab_version": r.starlab_version} for r in rows]
 
     @cached_property
     def parameters(self) -> dict[str, dict[str, str]]:
         """``{program: {flag: value}}`` as written (flags without a value are ``"true"``)."""
-        with self.store.engine.connect() as connection:
+        with self.engine.connect() as connection:
             rows = connection.execute(select(parameter).where(parameter.c.run_id == self.id)
                                       .order_by(parameter.c.position)).all()
         out: dict[str, dict[str, str]] = {}
@@ -146,7 +148,7 @@ class Run:
 
     @cached_property
     def tags(self) -> dict[str, str]:
-        with self.store.engine.connect() as connection:
+        with self.engine.connect() as connection:
             return dict(connection.execute(select(tag.c.key, tag.c.value).where(tag.c.run_id == self.id)).all())
 
     def dynamics(self, fields: tuple[str, ...] = FIELDS, times=None, ids=None) -> Dynamics:
@@ -170,7 +172,8 @@ class Run:
         items = list(chosen)
         for start in range(0, len(items), batch):
             group = items[start:start + batch]
-            records = self.store.records([item.record_hash for item in group])
+            with self.engine.connect() as connection:
+                records = fetch_records(connection, [item.record_hash for item in group])
             for item in group:
                 yield item._checked(codec.particles, records[item.record_hash])
 
@@ -191,34 +194,3 @@ class Run:
 
     def __repr__(self) -> str:
         return f"<Run {self.name} ({self.status}, {len(self)} snapshots)>"
-
-
-_ONE_RECORD = select(record.c.data, record.c.location).where(record.c.hash == bindparam("hash"))
-
-
-def _payload(row) -> bytes:
-    return fetch_location(row.location) if row.location else bytes(row.data)
-
-
-def _missing(record_hash: str) -> IntegrityError:
-    return IntegrityError(f"record {record_hash[:12]} is missing from the store")
-
-
-def fetch_records(connection, hashes: list[str]) -> dict[str, bytes]:
-    """Several records' bytes in one query (external payloads fetched from where
-    their row says); a missing one is an integrity error."""
-    rows = {row.hash: row for row in connection.execute(
-        select(record.c.hash, record.c.data, record.c.location).where(record.c.hash.in_(hashes)))}
-    missing = set(hashes) - set(rows)
-    if missing:
-        raise _missing(sorted(missing)[0])
-    return {key: _payload(row) for key, row in rows.items()}
-
-
-def fetch_record(connection, record_hash: str) -> bytes:
-    """A record's bytes.  One prebuilt statement: building an IN query costs more
-    (about 100 us) than reading a snapshot's particles out of the record."""
-    row = connection.execute(_ONE_RECORD, {"hash": record_hash}).first()
-    if row is None:
-        raise _missing(record_hash)
-    return _payload(row)

@@ -1,0 +1,167 @@
+"""The Store: the object users hold.  It opens a store and joins the store layer
+(ingest, events, integrity) with the read side (runs, snapshots, arrays)."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from typing import Any, BinaryIO, TypeVar
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
+
+from snapstore.errors import StoreAccessError
+from snapstore.reading import Run
+from snapstore.store import catalog, diagnostics, events, integrity, projections
+from snapstore.store.backend import describe_db_error, make_engine, masked, resolve_url, with_retries
+from snapstore.store.ingest import IngestReport, ingest
+from snapstore.store.migrate import ensure_current
+from snapstore.store.payloads import payloads_for
+from snapstore.store.records import fetch_record, fetch_records
+
+F = TypeVar("F", bound=Callable[..., Any])
+Source = str | os.PathLike | BinaryIO
+
+
+def _database_errors(method: F) -> F:
+    """Database failures (no server, disk full, read-only file) as one-line ``StoreAccessError``s."""
+    @functools.wraps(method)
+    def wrapper(self: Store, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except DBAPIError as exc:
+            raise StoreAccessError(describe_db_error(exc, self.url)) from None
+    return wrapper  # type: ignore[return-value]
+
+
+class Store:
+    """A snapstore archive in SQLite (default) or PostgreSQL."""
+
+    def __init__(self, url: str | None = None, create: bool = True, payloads: str | None = None) -> None:
+        self.url = resolve_url(url)
+        self.payloads = payloads_for(payloads)
+        self.engine: Engine = make_engine(self.url)
+        try:
+            ensure_current(self.engine, create=create)
+        except DBAPIError as exc:
+            self.engine.dispose()
+            raise StoreAccessError(describe_db_error(exc, self.url)) from None
+        except BaseException:
+            self.engine.dispose()
+            raise
+
+    def __repr__(self) -> str:
+        return f"<Store {masked(self.url)}>"
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writing ----------------------------------------------------------------
+    def ingest(self, source: Source, name: str | None = None, initial: str | os.PathLike | None = None,
+               tags: dict[str, str] | None = None, commands: str | os.PathLike | None = None,
+               on_snapshot: Callable[[IngestReport], None] | None = None) -> Run:
+        """Stream Starlab output into run ``name`` (see ``ingest_report`` for the counts).
+
+        ``source``: a kira output path (.gz/.zst too), ``-`` for stdin, a file object,
+        or a run folder holding kira.out(.gz), initial.story(.gz) and commands.txt.
+        ``initial``: the initial-conditions story, stored as snapshot 0.
+        """
+        report = self.ingest_report(source, name, initial, tags, commands, on_snapshot)
+        return self.run(report.run_id)
+
+    def ingest_report(self, source: Source, name: str | None = None, initial: str | os.PathLike | None = None,
+                      tags: dict[str, str] | None = None, commands: str | os.PathLike | None = None,
+                      on_snapshot: Callable[[IngestReport], None] | None = None,
+                      label: str | None = None) -> IngestReport:
+        """As ``ingest``, returning what was added and skipped; ``label`` names the
+        source in messages and provenance (default: its path)."""
+        try:
+            return ingest(self.engine, source, name=name, initial=initial, tags=tags, commands=commands,
+                          on_snapshot=on_snapshot, payloads=self.payloads, label=label)
+        except DBAPIError as exc:
+            raise StoreAccessError(f"ingest stopped, everything committed before is kept: "
+                                   f"{describe_db_error(exc, self.url)}") from None
+
+    @_database_errors
+    def tag(self, name_or_id: str, key: str, value: str) -> None:
+        """Tag a run (a ``run_tagged`` event; the latest value of a key wins)."""
+        target = self.run(name_or_id)
+        with_retries(self.engine, lambda connection: events.append(
+            connection, target.id, [events.Event(events.RUN_TAGGED, {"key": key, "value": value})]))
+
+    @_database_errors
+    def attach_diagnostics(self, name_or_id: str, text_log: str, argv: list[str]) -> None:
+        """Keep a run's stderr (kira's diagnostics) with the run, content-addressed."""
+        diagnostics.attach(self.engine, self.run(name_or_id).id, text_log, argv)
+
+    @_database_errors
+    def diagnostics(self, name_or_id: str) -> list[str]:
+        """The stderr logs attached to a run, oldest first."""
+        return diagnostics.logs(self.engine, self.run(name_or_id).id)
+
+    @_database_errors
+    def rebuild_projections(self) -> int:
+        """Drop and rebuild every projection from the event log; returns events replayed."""
+        return with_retries(self.engine, projections.rebuild)
+
+    # -- reading ----------------------------------------------------------------
+    @_database_errors
+    def run(self, name_or_id: str) -> Run:
+        """A run by name, id, or unique id prefix."""
+        with self.engine.connect() as connection:
+            return Run(self.engine, catalog.find_run(connection, name_or_id, masked(self.url)))
+
+    @_database_errors
+    def runs(self, where: str | None = None) -> list[Run]:
+        """Runs matching a filter (see ``snapstore.store.filters``), by name."""
+        with self.engine.connect() as connection:
+            return [Run(self.engine, row) for row in catalog.matching_runs(connection, where)]
+
+    @_database_errors
+    def record_bytes(self, record_hash: str) -> bytes:
+        """One stored record, as it is stored."""
+        with self.engine.connect() as connection:
+            return fetch_record(connection, record_hash)
+
+    @_database_errors
+    def records(self, hashes: list[str]) -> dict[str, bytes]:
+        """Several records by hash, in one query."""
+        with self.engine.connect() as connection:
+            return fetch_records(connection, hashes)
+
+    @_database_errors
+    def snapshot_sizes(self, name_or_id: str) -> dict[int, int]:
+        """Stored bytes of each snapshot of a run, by sequence number."""
+        target = self.run(name_or_id)
+        with self.engine.connect() as connection:
+            return catalog.snapshot_sizes(connection, target.id)
+
+    # -- integrity ----------------------------------------------------------------
+    @_database_errors
+    def verify(self, name_or_id: str | None = None) -> list[str]:
+        """Every problem found: undecodable records, texts that do not match their
+        hash, projections that differ from a replay of the log.  Empty means sound.
+        Only reads: ingests go on while it runs."""
+        run_ids = [self.run(name_or_id).id] if name_or_id else None
+        return [*integrity.record_problems(self.engine, run_ids), *integrity.projection_drift(self.engine)]
+
+    @_database_errors
+    def stats(self) -> dict[str, Any]:
+        """Totals and per-run sizes."""
+        with self.engine.connect() as connection:
+            return catalog.totals(connection)
+
+
+def open(url: str | None = None, payloads: str | None = None) -> Store:  # noqa: A001 - the name users expect
+    """Open (creating if new) the store at ``url``: any SQLAlchemy URL or a SQLite path.
+    Default: ``$SNAPSTORE_URL``, else ./snapstore.db.  ``payloads`` (or
+    ``$SNAPSTORE_PAYLOADS``): a folder or ``s3://bucket/prefix`` for the record
+    bytes of new snapshots, shared by every machine; default: in the database."""
+    return Store(url, payloads=payloads)

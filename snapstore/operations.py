@@ -1,0 +1,147 @@
+"""What the command line's verbs do, as plain functions a notebook can call too.
+
+The CLI parses arguments and prints; everything else happens here: a live
+capture of a running simulation, exports in every format, the summary of a run.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from snapstore.errors import InvalidArgumentError, RunNotFoundError
+from snapstore.facade import Store
+from snapstore.reading import Run
+from snapstore.store.ingest import IngestReport
+
+EXPORT_FORMATS = ("story", "npz", "hdf5", "parquet")
+
+
+def parse_pairs(items: list[str]) -> dict[str, str]:
+    """``["KEY=VALUE", ...]`` as a dict; anything else is an error naming the item."""
+    pairs = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InvalidArgumentError(f"tag {item!r} is not KEY=VALUE")
+        pairs[key] = value
+    return pairs
+
+
+def parse_selection(text: str | None) -> slice:
+    """A snapshot selection as a slice of positions: ``3``, ``1:``, ``0:5``, ``::2``, ``-1``."""
+    if text is None or text == "":
+        return slice(None)
+    parts = text.split(":")
+    if len(parts) > 3:
+        raise InvalidArgumentError(f"snapshot selection {text!r} is not N, START:STOP or START:STOP:STEP")
+    try:
+        numbers = [int(part) if part.strip() else None for part in parts]
+    except ValueError:
+        raise InvalidArgumentError(f"snapshot selection {text!r} is not N, START:STOP or START:STOP:STEP") from None
+    if len(numbers) == 1:
+        if numbers[0] is None:
+            raise InvalidArgumentError(f"snapshot selection {text!r} is empty: give N, START:STOP or START:STOP:STEP")
+        index = numbers[0]
+        return slice(index, index + 1 if index != -1 else None)
+    if len(numbers) == 3 and numbers[2] == 0:
+        raise InvalidArgumentError(f"snapshot selection {text!r} has a step of 0")
+    return slice(*numbers)
+
+
+@dataclass
+class Capture:
+    """How a live capture ended: what was stored, and the command's exit code."""
+
+    report: IngestReport
+    exit_code: int
+
+
+def pipe(store: Store, command: list[str], name: str, tags: dict[str, str] | None = None,
+         on_snapshot: Callable[[IngestReport], None] | None = None) -> Capture:
+    """Run ``command`` and store the snapshots of its stdout as they arrive, as run
+    ``name``.  Its stderr goes to a temporary file (not memory) and is kept with
+    the run however the capture ends, since a failed run is when it matters."""
+    label = "pipe: " + shlex.join(command)
+    with tempfile.TemporaryFile() as errors:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors)
+        assert process.stdout is not None  # stdout=PIPE
+        report: IngestReport | None = None
+        try:
+            report = store.ingest_report(process.stdout, name, tags=tags, on_snapshot=on_snapshot, label=label)
+        finally:
+            process.stdout.close()
+            code = process.wait()
+            errors.seek(0)
+            try:
+                store.attach_diagnostics(name, errors.read().decode("utf-8", "replace"), command)
+            except RunNotFoundError:
+                pass  # nothing arrived, so no run exists to keep it with; the ingest error says why
+    assert report is not None  # the ingest raised otherwise
+    return Capture(report, code)
+
+
+def describe(store: Store, name_or_id: str) -> dict[str, Any]:
+    """A run's provenance, pipeline, tags and one row per snapshot (seq, time, N,
+    total energy, stored bytes): what ``snapstore show`` prints."""
+    target = store.run(name_or_id)
+    sizes = store.snapshot_sizes(target.id)
+    rows = []
+    for item in target.snapshots():
+        energy = item.root().get("total_energy")
+        rows.append({"seq": item.seq, "time": item.time, "N": item.n_particles,
+                     "total_energy": energy, "stored": sizes[item.seq]})
+    return {"name": target.name, "id": target.id, "status": target.status, "source": target.source,
+            "source_sha256": target.source_sha256, "starlab_version": target.starlab_version,
+            "commands": target.commands, "parameters": target.parameters, "tags": target.tags,
+            "snapshots": rows}
+
+
+def export(run: Run, format: str = "story", output: str | os.PathLike | None = None,
+           selection: slice = slice(None), stream: TextIO | None = None) -> None:
+    """Write a run (or the ``selection`` of its snapshots) as Starlab text, an npz
+    of particle tables, one HDF5 file, or a Parquet dataset folder.
+
+    Story text goes to ``output`` or, without one, to ``stream``, one snapshot at
+    a time, so the first text is out before the last record is decoded."""
+    if format not in EXPORT_FORMATS:
+        raise InvalidArgumentError(f"unknown export format {format!r}: use {', '.join(EXPORT_FORMATS)}")
+    items = run.snapshots()[selection]
+    if format == "story":
+        if output is None and stream is None:
+            raise InvalidArgumentError("story export needs an output file or a stream")
+        if output is not None:
+            with open(output, "w", encoding="utf-8", newline="") as handle:
+                _write_texts(items, handle)
+        else:
+            assert stream is not None
+            _write_texts(items, stream)
+        return
+    if output is None:
+        raise InvalidArgumentError(f"{format} export needs an output {'folder' if format == 'parquet' else 'file'}")
+    if format == "npz":
+        import numpy as np
+
+        np.savez_compressed(output, **{f"seq{item.seq}": item.particles() for item in items})
+        return
+    if selection != slice(None):
+        raise InvalidArgumentError(f"{format} export writes the whole run; a snapshot selection is for story and npz")
+    from snapstore.serializers import Location, PosixStorage, registry
+
+    path = Path(output)
+    if format == "parquet":
+        registry.write(run, "parquet", Location(PosixStorage(path), "."))
+    else:
+        registry.write(run, "hdf5", Location(PosixStorage(path.parent), path.name))
+
+
+def _write_texts(items, handle: TextIO) -> None:
+    for item in items:
+        handle.write(item.text())
+        handle.flush()

@@ -1,0 +1,41 @@
+"""A run's diagnostics (kira's stderr), kept content-addressed beside its snapshots."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import zstandard
+from sqlalchemy import Engine, select
+
+from snapstore.store import events
+from snapstore.store.backend import with_retries
+from snapstore.store.records import fetch_record, insert_record
+from snapstore.store.schema import event
+
+CODEC = "text+zstd"
+
+
+def attach(engine: Engine, run_id: str, text_log: str, argv: list[str]) -> None:
+    """Store ``text_log`` and a ``diagnostics_attached`` event naming it."""
+    data = text_log.encode("utf-8")
+    digest = hashlib.sha256(data).hexdigest()
+    blob = zstandard.ZstdCompressor(level=9, write_checksum=True).compress(data)
+
+    def work(connection) -> None:
+        insert_record(connection, {"hash": digest, "codec": CODEC, "text_size": len(data),
+                                   "stored_size": len(blob), "data": blob})
+        events.append(connection, run_id, [events.Event(events.DIAGNOSTICS_ATTACHED, {
+            "record": digest, "argv": argv, "text_size": len(data)})])
+
+    with_retries(engine, work)
+
+
+def logs(engine: Engine, run_id: str) -> list[str]:
+    """The logs attached to a run, oldest first."""
+    with engine.connect() as connection:
+        payloads = connection.execute(select(event.c.payload).where(
+            event.c.run_id == run_id, event.c.type == events.DIAGNOSTICS_ATTACHED)
+            .order_by(event.c.position)).scalars().all()
+        blobs = [fetch_record(connection, json.loads(p)["record"]) for p in payloads]
+    return [zstandard.ZstdDecompressor().decompress(b).decode("utf-8") for b in blobs]
