@@ -30,16 +30,29 @@ def pg_admin():
     engine.dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request, tmp_path):
-    """A URL for a brand-new store on each backend."""
+BACKENDS = ["sqlite", "postgresql"]
+
+
+def _new_store(request, folder: Path):
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'store.db'}"
+        yield f"sqlite:///{folder / 'store.db'}"
         return
     admin = request.getfixturevalue("pg_admin")
     url = fresh_pg_url(admin)
     yield url
     drop_pg(admin, url)
+
+
+@pytest.fixture(params=BACKENDS)
+def store_url(request, tmp_path):
+    """A URL for a brand-new store on each backend."""
+    yield from _new_store(request, tmp_path)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def module_store_url(request, tmp_path_factory):
+    """As ``store_url``, shared by the tests of one module."""
+    yield from _new_store(request, tmp_path_factory.mktemp("store"))
 
 
 def _free_port() -> int:

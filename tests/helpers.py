@@ -73,3 +73,46 @@ def drop_pg(admin, url: str) -> None:
 
     with admin.connect() as connection:
         connection.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
+
+
+def seed500_or_sample() -> Path:
+    """seed500 (21 snapshots) from the corpus; the in-repo sample without the corpus, but never under CI."""
+    if CORPUS.is_dir():
+        return CORPUS / "seed500"
+    if UNDER_CI:
+        pytest.fail(f"CI must have the Starlab corpus at {CORPUS}")
+    return SAMPLE
+
+
+# A child ingest that prints the count of committed snapshots after each one, and
+# can stop for good after ``pause_after`` of them, so a test kills it mid-run by
+# handshake instead of guessing with sleeps.
+_CHILD = """
+import sys, time, snapstore
+pause_after = int(sys.argv[4])
+def report(progress):
+    print(progress.added + progress.skipped, flush=True)
+    if progress.added + progress.skipped == pause_after:
+        time.sleep(600)
+snapstore.open(sys.argv[1]).ingest(sys.argv[2], name=sys.argv[3], on_snapshot=report)
+"""
+
+
+def start_ingest(url: str, source: Path | str, name: str, cwd: Path, pause_after: int = -1):
+    """An ingest in its own process (see ``_CHILD``)."""
+    import subprocess
+    import sys
+
+    return subprocess.Popen([sys.executable, "-c", _CHILD, url, str(source), name, str(pause_after)],
+                            stdout=subprocess.PIPE, text=True, cwd=cwd)
+
+
+def wait_for_commits(process, count: int) -> int:
+    """Block until the child reports ``count`` committed snapshots (or ends); the last count seen."""
+    seen = 0
+    while seen < count:
+        line = process.stdout.readline()
+        if not line:
+            break
+        seen = int(line)
+    return seen

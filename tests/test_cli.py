@@ -21,8 +21,9 @@ def cli(*args: str, db: str):
 
 
 @pytest.fixture
-def db(tmp_path) -> str:
-    return str(tmp_path / "store.db")
+def db(store_url) -> str:
+    """Every CLI test runs on a new SQLite file and a new PostgreSQL database."""
+    return store_url
 
 
 def test_ingest_list_export_round_trip(db, tmp_path) -> None:

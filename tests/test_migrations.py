@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 import snapstore
 from snapstore import SchemaError
 from snapstore.store.backend import make_engine, resolve_url
 from snapstore.store.migrate import current_revision, run_alembic
-from snapstore.store.schema import metadata
+from snapstore.store.schema import SCHEMA_REVISION, metadata
 from helpers import SAMPLE, read_text
 
 
@@ -56,11 +60,41 @@ def test_newer_schema_is_refused_without_being_touched(store_url) -> None:
     engine.dispose()
 
 
-def test_a_foreign_database_is_not_taken_over(tmp_path) -> None:
-    path = tmp_path / "other.db"
-    engine = make_engine(resolve_url(str(path)))
+def test_a_foreign_database_is_not_taken_over(store_url) -> None:
+    engine = make_engine(resolve_url(store_url))
     with engine.begin() as connection:
         connection.execute(text("create table notes (x int)"))
     engine.dispose()
     with pytest.raises(SchemaError, match="not a snapstore store"):
-        snapstore.open(str(path))
+        snapstore.open(store_url)
+
+
+def test_append_only_triggers_survive_a_downgrade_and_upgrade(store_url) -> None:
+    with snapstore.open(store_url) as store:
+        store.ingest(SAMPLE)
+    engine = make_engine(resolve_url(store_url))
+    run_alembic(engine, "downgrade", "0001")
+    run_alembic(engine, "upgrade", "head")
+    for statement in ("update event set type = 'x'", "delete from event",
+                      "update record set codec = 'x'", "delete from record"):
+        with pytest.raises(DBAPIError, match="append-only"):
+            with engine.begin() as connection:
+                connection.execute(text(statement))
+    engine.dispose()
+
+
+CREATE = "import sys, snapstore; snapstore.open(sys.argv[1]).close()"
+
+
+def test_eight_processes_creating_one_store_at_once(store_url, tmp_path) -> None:
+    processes = [subprocess.Popen([sys.executable, "-c", CREATE, store_url], stderr=subprocess.PIPE, cwd=tmp_path)
+                 for _ in range(8)]
+    for process in processes:
+        _, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err.decode()[-2000:]
+    engine = make_engine(resolve_url(store_url))
+    assert current_revision(engine) == SCHEMA_REVISION
+    engine.dispose()
+    with snapstore.open(store_url) as store:
+        store.ingest(SAMPLE)
+        assert store.verify() == []

@@ -11,10 +11,10 @@ from snapstore.store import payloads as payload_module
 from helpers import SAMPLE, corpus_dir, read_text
 
 
-def test_payloads_in_a_folder_read_from_anywhere(tmp_path) -> None:
+def test_payloads_in_a_folder_read_from_anywhere(tmp_path, store_url) -> None:
     folder = tmp_path / "payloads"
     folder.mkdir()
-    db = f"sqlite:///{tmp_path / 's.db'}"
+    db = store_url
     with snapstore.open(db, payloads=str(folder)) as store:
         store.ingest(SAMPLE)
         with store.engine.connect() as connection:

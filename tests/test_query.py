@@ -10,9 +10,8 @@ from helpers import corpus_runs
 
 
 @pytest.fixture(scope="module")
-def grid_store(tmp_path_factory):
-    path = tmp_path_factory.mktemp("grid") / "store.db"
-    with snapstore.open(str(path)) as store:
+def grid_store(module_store_url):
+    with snapstore.open(module_store_url) as store:
         for folder in corpus_runs():
             store.ingest(folder / "kira.out.gz", name=folder.name, tags={"family": folder.parent.name})
         yield store

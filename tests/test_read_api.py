@@ -37,8 +37,8 @@ def _text_arrays(folder):
     return np.array(ids), mass, pos
 
 
-def test_snapshots_are_lazy_and_sliceable(tmp_path) -> None:
-    with snapstore.open(str(tmp_path / "s.db")) as store:
+def test_snapshots_are_lazy_and_sliceable(store_url) -> None:
+    with snapstore.open(store_url) as store:
         run = store.ingest(SAMPLE)
         items = run.snapshots()
         assert len(items) == len(run) == 6
@@ -53,9 +53,9 @@ def test_snapshots_are_lazy_and_sliceable(tmp_path) -> None:
 
 @pytest.mark.corpus
 @pytest.mark.parametrize("name", ["seed500", "binaries"])
-def test_dynamics_agrees_with_the_text(tmp_path, name: str) -> None:
+def test_dynamics_agrees_with_the_text(store_url, name: str) -> None:
     folder = corpus_dir() / name
-    with snapstore.open(str(tmp_path / "s.db")) as store:
+    with snapstore.open(store_url) as store:
         run = store.ingest(folder)
         dyn = run.dynamics()
     ids, mass, pos = _text_arrays(folder)

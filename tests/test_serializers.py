@@ -84,9 +84,9 @@ def test_story_formats_on_posix_with_subclass(tmp_path, format_name: str) -> Non
 
 
 @pytest.mark.corpus
-def test_particle_formats_round_trip(tmp_path) -> None:
+def test_particle_formats_round_trip(tmp_path, store_url) -> None:
     storage = PosixStorage(tmp_path)
-    with snapstore.open(str(tmp_path / "s.db")) as store:
+    with snapstore.open(store_url) as store:
         for run_name in ("seed500", "binaries"):
             run = store.ingest(corpus_dir() / run_name, name=run_name)
             for item in run.snapshots():
@@ -109,9 +109,9 @@ def test_particle_formats_round_trip(tmp_path) -> None:
         assert set(table.column_names) >= {"run", "seq", "time", "id", "mass", "x", "vz"}
 
 
-def test_sql_storage_is_the_record_table(tmp_path) -> None:
+def test_sql_storage_is_the_record_table(store_url) -> None:
     story = next(snapstore.read_stories(SAMPLE / "kira.out.gz"))
-    with snapstore.open(str(tmp_path / "s.db")) as store:
+    with snapstore.open(store_url) as store:
         key = formats.story_key(story)
         registry.write(story, "snapstore", Location(SqlStorage(store), key))
         assert str(registry.read(MyStory, "snapstore", Location(SqlStorage(store), key))) == str(story)

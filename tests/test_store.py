@@ -6,7 +6,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 from sqlalchemy import text
@@ -14,7 +13,7 @@ from sqlalchemy.exc import DBAPIError
 
 import snapstore
 from snapstore import StoreError, StoryFormatError
-from helpers import SAMPLE, corpus_runs, read_text
+from helpers import SAMPLE, corpus_runs, read_text, start_ingest, wait_for_commits
 
 SNAPSHOT_TEXT_SQL = "select count(*) from snapshot"
 
@@ -144,22 +143,22 @@ store.ingest(sys.argv[2], name=sys.argv[3])
 """
 
 
-
 def test_sigkill_midway_then_reingest_completes(store_url, tmp_path) -> None:
-    source = str(SAMPLE)
-    with snapstore.open(store_url) as store:
+    with snapstore.open(store_url):
         pass
-    for delay in (0.4, 0.8):
-        process = subprocess.Popen([sys.executable, "-c", INGEST_SCRIPT, store_url, source, "killed"], cwd=tmp_path)
-        time.sleep(delay)
-        process.send_signal(signal.SIGKILL)
-        process.wait()
+    process = start_ingest(store_url, SAMPLE, "killed", tmp_path, pause_after=3)
+    assert wait_for_commits(process, 3) == 3
+    process.send_signal(signal.SIGKILL)  # three snapshots committed, the fourth not begun
+    process.wait()
     with snapstore.open(store_url) as store:
-        report = store.ingest_report(source, name="killed")
         run = store.run("killed")
-        assert report.added + report.skipped == 6
+        assert run.status == "open" and [item.seq for item in run.snapshots()] == [0, 1, 2]
+        assert store.verify() == []
+        report = store.ingest_report(SAMPLE, name="killed")
+        run = store.run("killed")
+        assert (report.added, report.skipped) == (3, 3)
         assert [item.seq for item in run.snapshots()] == list(range(6))
-        assert snapshot_texts(run)[1:] and "".join(snapshot_texts(run)[1:]) == read_text(SAMPLE / "kira.out.gz")
+        assert "".join(snapshot_texts(run)[1:]) == read_text(SAMPLE / "kira.out.gz")
         assert run.status == "complete"
         assert store.verify() == []
 

@@ -1,0 +1,77 @@
+"""The layers hold: an import contract over the package, and what start-up loads."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import snapstore
+from helpers import REPO
+
+LINT = Path(sys.executable).with_name("lint-imports")
+
+
+def _lint(package_parent: Path) -> subprocess.CompletedProcess:
+    """import-linter with the repo's contracts, over the snapstore package in ``package_parent``
+    (it puts its working directory first on the import path)."""
+    return subprocess.run([str(LINT), "--no-cache", "--config", str(REPO / "pyproject.toml")], capture_output=True,
+                          text=True, cwd=package_parent)
+
+
+def test_the_import_contract_holds() -> None:
+    done = _lint(Path(snapstore.__file__).resolve().parent.parent)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "2 kept, 0 broken" in done.stdout
+
+
+@pytest.mark.parametrize(("module", "planted"), [
+    ("codec/record.py", "import snapstore.store.schema"),   # the codec reaching into the store
+    ("store/ingest.py", "import snapstore.reading"),        # the store reaching up to the read side
+    ("story/model.py", "import sqlalchemy"),                # the format knowing a database
+])
+def test_the_contract_catches_a_planted_violation(tmp_path, module: str, planted: str) -> None:
+    copy = tmp_path / "snapstore"
+    shutil.copytree(Path(snapstore.__file__).resolve().parent, copy,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.so"))
+    target = copy / module
+    target.write_text(target.read_text() + f"\n{planted}\n")
+    done = _lint(tmp_path)
+    assert done.returncode != 0 and "BROKEN" in done.stdout.upper(), done.stdout[-3000:]
+
+
+def _loaded_after(code: str) -> set[str]:
+    done = subprocess.run([sys.executable, "-c", f"{code}\nimport sys; print(' '.join(sys.modules))"],
+                          capture_output=True, text=True, check=True, cwd="/")
+    return set(done.stdout.split())
+
+
+def test_the_codec_and_story_format_load_no_database() -> None:
+    loaded = _loaded_after("import snapstore.codec, snapstore.story")
+    assert not {"sqlalchemy", "alembic"} & loaded
+
+
+def test_help_loads_neither_numpy_nor_a_database() -> None:
+    loaded = _loaded_after("import sys; sys.argv = ['snapstore', '--help']\n"
+                           "from snapstore.cli import main\ntry: main()\nexcept SystemExit: pass")
+    assert not {"numpy", "sqlalchemy", "alembic"} & loaded
+
+
+def test_opening_a_store_at_head_does_not_load_alembic(tmp_path) -> None:
+    path = tmp_path / "s.db"
+    snapstore.open(str(path)).close()  # created at head: this one needed alembic
+    loaded = _loaded_after(f"import snapstore\nsnapstore.open({str(path)!r}).runs()")
+    assert "sqlalchemy" in loaded and "alembic" not in loaded
+
+
+def test_declared_schema_revision_is_the_migrations_head(tmp_path) -> None:
+    from snapstore.store.backend import make_engine, resolve_url
+    from snapstore.store.migrate import head_revision
+    from snapstore.store.schema import SCHEMA_REVISION
+
+    engine = make_engine(resolve_url(str(tmp_path / "s.db")))
+    assert head_revision(engine) == SCHEMA_REVISION
+    engine.dispose()
