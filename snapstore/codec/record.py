@@ -21,14 +21,15 @@ from __future__ import annotations
 import struct
 import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
 import msgpack
 import numpy as np
 import zstandard
 
-from snapstore.codec.intpack import pack_ints, unpack_ints
 from snapstore.codec.dictionary import dictionary
+from snapstore.codec.intpack import pack_ints, unpack_ints
 from snapstore.codec.numbers import Column
 from snapstore.errors import CorruptRecordError
 from snapstore.story.model import Story
@@ -67,7 +68,9 @@ class Layout:
             reference, prediction = packed[-2], None
             if reference is not None:
                 ref, ref_owners = self.column_at(reference)
-                prediction = _predict(owners, ref_owners, ref.integral(), ref.width)
+                ref_whole = ref.integral()
+                assert ref_whole is not None  # only whole-number columns are chosen as references
+                prediction = _predict(owners, ref_owners, ref_whole, ref.width)
             found = self._decoded[index] = (Column.unpack(packed[:-2], prediction), owners)
         return found
 
@@ -158,33 +161,52 @@ class _Lines:
         return start
 
 
-def _layout_doc(text: bytes) -> dict:
-    """Turn the UTF-8 text of one well-formed root story into the record document."""
-    final_newline = text.endswith(b"\n")
-    lines = _Lines(text[:-1] if final_newline else text)
+@dataclass
+class _Tree:
+    """The nodes of a story: depth and kind of each, and the node that owns each line."""
+
+    depth: np.ndarray
+    kind: np.ndarray   # index into ``kinds``
+    kinds: list[str]
+    owner: np.ndarray  # per line: the innermost story around a text line, the parent of an open line
+    content: np.ndarray  # per line: neither an open nor a close line
+
+
+def _tree(lines: _Lines) -> _Tree:
     opens, closes, level = lines.opens, lines.closes, lines.level
-    count = lines.starts.size
-    n_nodes = opens.size
-    node_depth = level[opens] - 1
     kind_names: dict[bytes, int] = {}
     node_kind = np.array([kind_names.setdefault(kind, len(kind_names))
                           for kind in lines.texts(lines.starts[opens] + 1, lines.ends[opens])], dtype=np.int64)
-    kinds = [name.decode() for name in kind_names]
-
-    # Each line's owner: the innermost story around a text line, the parent of an open line.
-    owner = np.full(count, -1, dtype=np.int64)
-    content = np.ones(count, dtype=bool)
+    owner = np.full(lines.starts.size, -1, dtype=np.int64)
+    content = np.ones(lines.starts.size, dtype=bool)
     content[opens] = content[closes] = False
     text_lines = np.flatnonzero(content)
     owner[text_lines] = lines.node_at(text_lines, level[text_lines])
     owner[opens[1:]] = lines.node_at(opens[1:], level[opens[1:]] - 1)
+    return _Tree(level[opens] - 1, node_kind, [name.decode() for name in kind_names], owner, content)
 
-    # Entries: the first "=" of a text line, then a prefix that ENTRY accepts.
+
+@dataclass
+class _Entries:
+    """The ``key = value`` lines, one array element per entry, in line order."""
+
+    line: np.ndarray
+    prefix: np.ndarray   # index into ``prefixes``: everything before the value
+    start: np.ndarray    # byte offsets of the value
+    end: np.ndarray
+    width: np.ndarray    # tokens in the value
+    prefixes: list[str]
+    keys: list[str]
+    prefix_key: np.ndarray  # per prefix: index into ``keys``
+
+
+def _entries(lines: _Lines, tree: _Tree) -> _Entries:
+    """Entries: the first "=" of a text line, then a prefix that ENTRY accepts."""
     equals = np.flatnonzero(lines.bytes[:-1] == _EQUALS)
     equals_line = np.searchsorted(lines.starts, equals, side="right") - 1
     first = np.ones(equals.size, dtype=bool)
     first[1:] = equals_line[1:] != equals_line[:-1]
-    first &= content[equals_line]
+    first &= tree.content[equals_line]
     equals, equals_line = equals[first], equals_line[first]
     line_ends = lines.ends[equals_line]
     value_start = lines.value_starts(equals, line_ends)
@@ -198,75 +220,114 @@ def _layout_doc(text: bytes) -> dict:
         match = ENTRY.fullmatch(prefix + "x")
         if match:
             prefix_key[index] = key_ids.setdefault(match.group(2), len(key_ids))
-    keys = list(key_ids)
     is_entry = prefix_key[prefix_of] >= 0
-    entry_line, entry_prefix = equals_line[is_entry], prefix_of[is_entry]
-    entry_start, entry_end = value_start[is_entry], line_ends[is_entry]
+    start, end = value_start[is_entry], line_ends[is_entry]
     spaces = np.flatnonzero(lines.bytes == _SPACE)
-    width = np.searchsorted(spaces, entry_end) - np.searchsorted(spaces, entry_start) + 1
-    entry_owner = owner[entry_line]
+    width = np.searchsorted(spaces, end) - np.searchsorted(spaces, start) + 1
+    return _Entries(equals_line[is_entry], prefix_of[is_entry], start, end, width, prefixes, list(key_ids),
+                    prefix_key)
 
-    # Columns are numbered in order of first appearance, as a line-by-line pass would.
-    max_width = int(width.max(initial=1)) + 1
-    code = (node_kind[entry_owner] * (len(keys) + 1) + prefix_key[entry_prefix]) * max_width + width
+
+@dataclass
+class _Columns:
+    """Entries grouped into columns by (node kind, key, width)."""
+
+    of_entry: np.ndarray   # column of each entry
+    keys: list[tuple[str, str, int]]  # (kind, key, width) of each column
+    bounds: list[int]      # column c holds values[bounds[c]:bounds[c + 1]]
+    values: list[bytes]
+    owners: np.ndarray     # node of each value, in the same order
+
+
+def _columns(lines: _Lines, tree: _Tree, entries: _Entries) -> _Columns:
+    """Columns numbered in order of first appearance, as a line-by-line pass would."""
+    entry_owner = tree.owner[entries.line]
+    max_width = int(entries.width.max(initial=1)) + 1
+    code = ((tree.kind[entry_owner] * (len(entries.keys) + 1) + entries.prefix_key[entries.prefix]) * max_width
+            + entries.width)
     _, first_at, column_of = np.unique(code, return_index=True, return_inverse=True)
     rank = np.empty(first_at.size, dtype=np.int64)
     rank[np.argsort(first_at)] = np.arange(first_at.size)
     column_of = rank[column_of.ravel()]
     by_column = np.argsort(column_of, kind="stable")
     bounds = np.concatenate(([0], np.cumsum(np.bincount(column_of, minlength=first_at.size))))
-    values = lines.texts(entry_start[by_column], entry_end[by_column])
-    sorted_owners = entry_owner[by_column]
-    sorted_keys = [None] * first_at.size
+    keys: list[tuple[str, str, int]] = [("", "", 0)] * first_at.size
     for index, occurrence in zip(rank.tolist(), first_at.tolist()):
-        sorted_keys[index] = (kinds[node_kind[entry_owner[occurrence]]], keys[prefix_key[entry_prefix[occurrence]]],
-                              int(width[occurrence]))
+        keys[index] = (tree.kinds[tree.kind[entry_owner[occurrence]]],
+                       entries.keys[entries.prefix_key[entries.prefix[occurrence]]], int(entries.width[occurrence]))
+    return _Columns(column_of, keys, bounds.tolist(), lines.texts(entries.start[by_column], entries.end[by_column]),
+                    entry_owner[by_column])
 
-    # Items of each node in line order: -1 a sub-story, -2 free text, else an entry
-    # item (column, prefix) numbered by its pair.
-    pair = column_of * len(prefixes) + entry_prefix
-    pairs, pair_of = np.unique(pair, return_inverse=True)
-    item = np.full(count, _LINE, dtype=np.int32)
-    item[opens] = _CHILD
-    item[entry_line] = pair_of.ravel()
-    has_owner = np.flatnonzero(owner >= 0)
-    grouped = has_owner[np.argsort(owner[has_owner], kind="stable")]
+
+def _templates(lines: _Lines, tree: _Tree, entries: _Entries, columns: _Columns) -> tuple[list, np.ndarray]:
+    """Each node's items in line order, shared as templates: -1 a sub-story, -2 free
+    text, else an entry item (column, prefix) numbered by its pair.  Returns the
+    templates as stored and the template of each node."""
+    n_prefixes = len(entries.prefixes)
+    pairs, pair_of = np.unique(columns.of_entry * n_prefixes + entries.prefix, return_inverse=True)
+    item = np.full(lines.starts.size, _LINE, dtype=np.int32)
+    item[lines.opens] = _CHILD
+    item[entries.line] = pair_of.ravel()
+    has_owner = np.flatnonzero(tree.owner >= 0)
+    grouped = has_owner[np.argsort(tree.owner[has_owner], kind="stable")]
     item_bytes = item[grouped].tobytes()
-    offsets = np.concatenate(([0], np.cumsum(np.bincount(owner[has_owner], minlength=n_nodes)))) * 4
-    closed = lines.node_at(closes, level[closes] + 1)
+    n_nodes = tree.kind.size
+    offsets = np.concatenate(([0], np.cumsum(np.bincount(tree.owner[has_owner], minlength=n_nodes)))) * 4
+    closed = lines.node_at(lines.closes, lines.level[lines.closes] + 1)
     templates: dict[tuple[int, bytes], int] = {}
     node_template = np.empty(n_nodes, dtype=np.int64)
-    kind_list, offset_list = node_kind.tolist(), offsets.tolist()
+    kind_list, offset_list = tree.kind.tolist(), offsets.tolist()
     for node in closed.tolist():
         signature = (kind_list[node], item_bytes[offset_list[node]:offset_list[node + 1]])
         node_template[node] = templates.setdefault(signature, len(templates))
-    pair_items = [[p // len(prefixes), prefixes[p % len(prefixes)]] for p in pairs.tolist()]
+    pair_items = [[p // n_prefixes, entries.prefixes[p % n_prefixes]] for p in pairs.tolist()]
+    stored = [[tree.kinds[kind], [code if code < 0 else pair_items[code]
+                                  for code in np.frombuffer(items, np.int32).tolist()]]
+              for kind, items in templates]
+    return stored, node_template
 
-    free_lines = content.copy()
-    free_lines[entry_line] = False
-    free = [line.decode() for line in lines.texts(lines.starts[free_lines], lines.ends[free_lines])]
 
-    packed_columns = []
+def _free_text(lines: _Lines, tree: _Tree, entries: _Entries) -> list[str]:
+    """Text lines that are not entries (Log prose), in order."""
+    free = tree.content.copy()
+    free[entries.line] = False
+    return [line.decode() for line in lines.texts(lines.starts[free], lines.ends[free])]
+
+
+def _packed_columns(columns: _Columns) -> list[list]:
+    """Each column typed and packed, integer columns residual-coded against the best earlier one."""
+    packed = []
     integral: list[tuple[int, np.ndarray, np.ndarray]] = []  # (column, owners, whole tokens)
-    for index, (kind, key, width_) in enumerate(sorted_keys):
-        column = Column(kind, key, width_)
-        column.fill(values[bounds[index]:bounds[index + 1]])
-        owners = sorted_owners[bounds[index]:bounds[index + 1]]
+    for index, (kind, key, width) in enumerate(columns.keys):
+        low, high = columns.bounds[index], columns.bounds[index + 1]
+        column = Column(kind, key, width)
+        column.fill(columns.values[low:high])
+        owners = columns.owners[low:high]
         whole = column.integral()
         reference, prediction = None, None
         if whole is not None and whole.size >= _MIN_REFERENCE:
-            reference, prediction = _best_reference(column, owners, whole, integral, sorted_keys)
+            reference, prediction = _best_reference(column, owners, whole, integral, columns.keys)
             integral.append((index, owners, whole))
-        packed_columns.append(column.pack(prediction) + [reference, pack_ints(owners)])
+        packed.append(column.pack(prediction) + [reference, pack_ints(owners)])
+    return packed
+
+
+def _layout_doc(text: bytes) -> dict:
+    """Turn the UTF-8 text of one well-formed root story into the record document."""
+    final_newline = text.endswith(b"\n")
+    lines = _Lines(text[:-1] if final_newline else text)
+    tree = _tree(lines)
+    entries = _entries(lines, tree)
+    columns = _columns(lines, tree, entries)
+    templates, node_template = _templates(lines, tree, entries, columns)
     return {
         "v": FORMAT_VERSION,
         "eol": final_newline,
-        "tpl": [[kinds[kind], [code if code < 0 else pair_items[code] for code in np.frombuffer(items, np.int32).tolist()]]
-                for kind, items in templates],
+        "tpl": templates,
         "nt": pack_ints(node_template),
-        "nd": pack_ints(node_depth),
-        "cols": packed_columns,
-        "lines": free,
+        "nd": pack_ints(tree.depth),
+        "cols": _packed_columns(columns),
+        "lines": _free_text(lines, tree, entries),
     }
 
 
@@ -375,7 +436,8 @@ def _document(record: bytes) -> dict:
     if magic != MAGIC:
         raise CorruptRecordError("not a snapstore record (bad magic bytes)")
     if version != FORMAT_VERSION:
-        raise CorruptRecordError(f"record format version {version} is not known to this snapstore (knows {FORMAT_VERSION})")
+        raise CorruptRecordError(f"record format version {version} is not known to this snapstore "
+                                 f"(knows {FORMAT_VERSION})")
     body = memoryview(record)[_HEADER.size:]
     if zlib.crc32(body) != crc:
         raise CorruptRecordError("record checksum mismatch: the stored bytes are corrupt")

@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import BinaryIO, Union
+from typing import BinaryIO, cast
 
 import zstandard
 
@@ -18,7 +18,7 @@ from snapstore.errors import StoryFormatError
 from snapstore.story.model import Story
 from snapstore.story.syntax import CLOSE, KIND, OPEN, structural_lines
 
-Source = Union[str, os.PathLike, BinaryIO, io.TextIOBase]
+Source = str | os.PathLike | BinaryIO | io.TextIOBase
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -34,7 +34,7 @@ class _HashingReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:  # type: ignore[override]
+    def readinto(self, buffer) -> int:
         data = self._raw.read(len(buffer))
         n = len(data)
         buffer[:n] = data
@@ -52,7 +52,7 @@ class _TextAsBytes(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:  # type: ignore[override]
+    def readinto(self, buffer) -> int:
         while not self._pending:
             chunk = self._text.read(65536)
             if not chunk:
@@ -77,7 +77,7 @@ def _decompressing(stream: BinaryIO) -> BinaryIO:
     if head.startswith(_GZIP_MAGIC):
         return gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[return-value]
     if head.startswith(_ZSTD_MAGIC):
-        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(stream))  # type: ignore[arg-type]
+        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(stream))
     return stream
 
 
@@ -99,9 +99,9 @@ def open_source(source: Source) -> Iterator[_HashingReader]:
         elif isinstance(source, io.TextIOBase):
             raw = io.BufferedReader(_TextAsBytes(source))
         else:
-            raw = source  # type: ignore[assignment]
+            raw = source
         if not hasattr(raw, "peek"):
-            raw = io.BufferedReader(raw)  # type: ignore[arg-type]
+            raw = io.BufferedReader(cast(io.RawIOBase, raw))
         hashing = _HashingReader(_decompressing(raw))
         yield hashing
     finally:
@@ -112,7 +112,7 @@ def open_source(source: Source) -> Iterator[_HashingReader]:
 class RootText:
     """The exact text of one root story, and the line it began on."""
 
-    __slots__ = ("text", "first_line", "_lines")
+    __slots__ = ("_lines", "first_line", "text")
 
     def __init__(self, text: str, first_line: int) -> None:
         self.text = text
@@ -185,51 +185,75 @@ class _Splitter:
         """Take more text (ending at a newline unless ``final``); yield completed roots."""
         scan_from = len(self.buffer)
         self.buffer += text
-        buffer = self.buffer
         start = 0  # where the current root (or the gap before it) begins
         expect = 0 if not self.stack else -1  # offset where the next root must open
-        for at, line in structural_lines(buffer, scan_from):
+        stack, kinds = self.stack, self.kinds
+        for at, line in structural_lines(self.buffer, scan_from):
+            # The common lines stay inline (a method call each costs 14% of reading):
+            # a known kind opening inside a root, and a matching close inside a root.
             if line[0] == OPEN:
-                kind = line[1:]
-                if kind not in self.kinds:
-                    if not KIND.fullmatch(kind):
-                        self.fail(at, f"malformed story header {line[:40]!r}")
-                    self.kinds.add(kind)
-                if not self.stack:
-                    if at != expect:
-                        self.outside(expect)
+                if stack and line[1:] in kinds:
+                    stack.append((line[1:], at))
+                elif self._open(at, line, expect):
                     start = at
-                self.stack.append((kind, at))
-                continue
-            if not self.stack:
-                if at != expect:
-                    self.outside(expect)
-                self.fail(at, f"{line[:40]!r} closes a story that was never opened")
-            kind, opened = self.stack.pop()
-            if line[1:] != kind:
-                self.fail(at, f"{line[:40]!r} does not match '({kind}' opened at line {self.line_of(opened)}")
-            if not self.stack:
-                end = min(at + len(line) + 1, len(buffer))
+            elif len(stack) > 1 and stack[-1][0] == line[1:]:
+                stack.pop()
+            elif self._close(at, line, expect):
+                end = min(at + len(line) + 1, len(self.buffer))
                 self.roots += 1
-                yield RootText(buffer[start:end], self.line_of(start))
+                yield RootText(self.buffer[start:end], self.line_of(start))
                 expect = end
+        self._keep_unfinished(expect)
+        if final:
+            self._check_ended()
+
+    def _open(self, at: int, line: str, expect: int) -> bool:
+        """Push an open line; True when it begins a root story."""
+        kind = line[1:]
+        if kind not in self.kinds:
+            if not KIND.fullmatch(kind):
+                self.fail(at, f"malformed story header {line[:40]!r}")
+            self.kinds.add(kind)
+        root = not self.stack
+        if root and at != expect:
+            self.outside(expect)
+        self.stack.append((kind, at))
+        return root
+
+    def _close(self, at: int, line: str, expect: int) -> bool:
+        """Pop a close line that matches its open line; True when it ends a root story."""
+        if not self.stack:
+            if at != expect:
+                self.outside(expect)
+            self.fail(at, f"{line[:40]!r} closes a story that was never opened")
+        kind, opened = self.stack.pop()
+        if line[1:] != kind:
+            self.fail(at, f"{line[:40]!r} does not match '({kind}' opened at line {self.line_of(opened)}")
+        return not self.stack
+
+    def _keep_unfinished(self, expect: int) -> None:
+        """Drop the delivered roots from the buffer, keeping an unfinished one; any
+        text after the last root must be where the next one opens."""
         if self.stack:
             keep = self.stack[0][1]
         else:
-            if expect < len(buffer):
+            if expect < len(self.buffer):
                 self.outside(expect)
-            keep = len(buffer)
+            keep = len(self.buffer)
         self.base_line = self.line_of(keep)
         self._mark = (0, self.base_line)
         self.stack = [(kind, offset - keep) for kind, offset in self.stack]
-        self.buffer = buffer[keep:]
-        if final:
-            if self.stack:
-                kind, opened = self.stack[0]
-                raise StoryFormatError(self.name, self.line_of(len(self.buffer)) - (self.buffer.endswith("\n")),
-                                       f"stream ends inside '({kind}' opened at line {self.line_of(opened)} (truncated?)")
-            if self.roots == 0:
-                raise StoryFormatError(self.name, 1, "no story found (empty input)")
+        self.buffer = self.buffer[keep:]
+
+    def _check_ended(self) -> None:
+        """At the end of the input: no story left open, and at least one story seen."""
+        if self.stack:
+            kind, opened = self.stack[0]
+            raise StoryFormatError(self.name, self.line_of(len(self.buffer)) - (self.buffer.endswith("\n")),
+                                   f"stream ends inside '({kind}' opened at line {self.line_of(opened)} "
+                                   "(truncated?)")
+        if self.roots == 0:
+            raise StoryFormatError(self.name, 1, "no story found (empty input)")
 
 
 def iter_root_texts(stream: BinaryIO, name: str) -> Iterator[RootText]:
@@ -275,7 +299,7 @@ def read_stories(source: Source) -> Iterator[Story]:
 def parse_story(text: str | bytes, name: str = "<string>") -> Story:
     """Parse text holding exactly one root story."""
     data = text.encode("utf-8") if isinstance(text, str) else text
-    roots = list(iter_root_texts(io.BytesIO(data), name))  # type: ignore[arg-type]
+    roots = list(iter_root_texts(io.BytesIO(data), name))
     if len(roots) != 1:
         raise StoryFormatError(name, roots[1].first_line, "more than one root story where one was expected")
     return roots[0].story()
