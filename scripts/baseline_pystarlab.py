@@ -36,7 +36,7 @@ def from_buf(lines) -> list[BaselineStory]:
             story = BaselineStory()
             story.kind = start.group(1)
             stack.append(story)
-        elif re.match(r"\)%s" % stack[-1].kind, line):
+        elif re.match(rf"\){stack[-1].kind}", line):
             story = stack.pop()
             if stack:
                 stack[-1].story_subobjects.append(story)

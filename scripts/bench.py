@@ -31,13 +31,13 @@ import zstandard
 from sqlalchemy import create_engine, insert, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import baseline_pystarlab as baseline  # noqa: E402
+import baseline_pystarlab as baseline
 
-import snapstore  # noqa: E402
-from snapstore import codec  # noqa: E402
-from snapstore.store.parallel import ingest_many  # noqa: E402
-from snapstore.store.schema import parameter, run  # noqa: E402
-from snapstore.story import iter_root_texts, open_source  # noqa: E402
+import snapstore
+from snapstore import codec
+from snapstore.store.parallel import ingest_many
+from snapstore.store.schema import parameter, run
+from snapstore.story import iter_root_texts, open_source
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO.parent / "shared" / "starlab"
@@ -205,7 +205,7 @@ def queries(results: dict, workdir: Path, pg_url: str | None, scales: list[int])
             have = scale
             with store.engine.begin() as connection:  # committed, so the statistics stay
                 connection.exec_driver_sql("ANALYZE")
-            seconds = best(lambda: store.runs(where), 5)
+            seconds = best(lambda store=store: store.runs(where), 5)
             matched = len(store.runs(where))
             results["queries"][f"{label}-{scale}"] = {"ms": seconds * 1e3, "matched": matched}
             report(f"runs(where) over {scale:,} runs on {label} ({matched} match)", seconds * 1e3, 50, "ms",

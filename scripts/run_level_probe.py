@@ -44,7 +44,8 @@ def measure(path: Path, every: int) -> dict[str, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--corpus", type=Path, default=Path(__file__).resolve().parent.parent.parent / "shared" / "starlab")
+    parser.add_argument("--corpus", type=Path,
+                        default=Path(__file__).resolve().parent.parent.parent / "shared" / "starlab")
     parser.add_argument("--every", type=int, default=8, help="snapshots per keyframe group")
     args = parser.parse_args()
     totals = dict.fromkeys(("gzip6", "records", "keyframes", "one_stream"), 0)
@@ -52,7 +53,7 @@ def main() -> None:
     for path in sorted(args.corpus.rglob("kira.out.gz")):
         sizes = measure(path, args.every)
         totals = {key: totals[key] + sizes[key] for key in totals}
-        print(f"{str(path.relative_to(args.corpus)):28s} " + " ".join(
+        print(f"{path.relative_to(args.corpus)!s:28s} " + " ".join(
             f"{sizes['gzip6'] / sizes[key]:{width}.3f}" for key, width in (("records", 8), ("keyframes", 10),
                                                                             ("one_stream", 11))))
     print(f"{'all':28s} " + " ".join(f"{totals['gzip6'] / totals[key]:{width}.3f}" for key, width in

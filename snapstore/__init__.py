@@ -38,7 +38,12 @@ _LAZY = {
 }
 
 
+_SUBPACKAGES = {"codec", "story", "store", "reading", "facade", "serializers", "operations"}
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBPACKAGES:  # snapstore.codec.encode(...) after a plain `import snapstore`
+        return importlib.import_module(f"snapstore.{name}")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'snapstore' has no attribute {name!r}")
@@ -48,8 +53,25 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "BlobNotFoundError", "CorruptRecordError", "Entry", "FilterError", "InvalidArgumentError", "LockTimeoutError",
-    "QueryError", "RunConflictError", "RunNotFoundError", "SchemaError", "SnapstoreError", "Store",
-    "StoreAccessError", "StoreError", "StoreURLError", "Story", "StoryFormatError", "open", "parse_story",
-    "read_stories", "__version__",
+    "BlobNotFoundError",
+    "CorruptRecordError",
+    "Entry",
+    "FilterError",
+    "InvalidArgumentError",
+    "LockTimeoutError",
+    "QueryError",
+    "RunConflictError",
+    "RunNotFoundError",
+    "SchemaError",
+    "SnapstoreError",
+    "Store",
+    "StoreAccessError",
+    "StoreError",
+    "StoreURLError",
+    "Story",
+    "StoryFormatError",
+    "__version__",
+    "open",
+    "parse_story",
+    "read_stories",
 ]

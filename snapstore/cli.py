@@ -15,7 +15,7 @@ import time
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -64,7 +64,7 @@ def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks on 
     _debug["on"] = debug
 
 
-def _open(db: Optional[str], payloads: Optional[str] = None) -> Store:
+def _open(db: str | None, payloads: str | None = None) -> Store:
     from snapstore.facade import Store
 
     return Store(db, payloads=payloads)
@@ -131,13 +131,13 @@ def _progress(label: str) -> Iterator[Callable[[IngestReport], None]]:
 @app.command()
 def ingest(
     paths: list[str] = typer.Argument(..., help="kira output files (plain, .gz, .zst), run folders, or - for stdin"),
-    name: Optional[str] = typer.Option(None, "--name", "-n", help="Run name (default: folder or file name)"),
-    initial: Optional[Path] = typer.Option(None, "--initial", help="Initial-conditions story, stored as snapshot 0"),
-    commands: Optional[Path] = typer.Option(None, "--commands", help="The pipeline, one command per line"),
+    name: str | None = typer.Option(None, "--name", "-n", help="Run name (default: folder or file name)"),
+    initial: Path | None = typer.Option(None, "--initial", help="Initial-conditions story, stored as snapshot 0"),
+    commands: Path | None = typer.Option(None, "--commands", help="The pipeline, one command per line"),
     tag: list[str] = typer.Option([], "--tag", "-t", help="KEY=VALUE, repeatable"),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Runs ingested at once, one process each"),
-    db: Optional[str] = DB,
-    payloads: Optional[str] = PAYLOADS,
+    db: str | None = DB,
+    payloads: str | None = PAYLOADS,
 ) -> None:
     """Ingest Starlab output.  Example: snapstore ingest examples/n100-w3-s1 --tag grid=yes"""
     from snapstore.operations import parse_pairs
@@ -163,8 +163,8 @@ def _summary(report: IngestReport, seconds: float) -> str:
             f"{_size(report.text_bytes)} text -> {_size(report.stored_bytes)} stored ({ratio}) in {seconds:.1f} s")
 
 
-def _ingest_in_parallel(url: str, paths: list[str], jobs: int, payloads: Optional[str], initial: Optional[Path],
-                        commands: Optional[Path], tags: dict[str, str]) -> None:
+def _ingest_in_parallel(url: str, paths: list[str], jobs: int, payloads: str | None, initial: Path | None,
+                        commands: Path | None, tags: dict[str, str]) -> None:
     from snapstore.store.parallel import ingest_many
 
     if "-" in paths:
@@ -186,8 +186,8 @@ def pipe(
     command: list[str] = typer.Argument(..., help="The command to run; its stdout is the snapshot stream"),
     name: str = typer.Option(..., "--name", "-n", help="Run name"),
     tag: list[str] = typer.Option([], "--tag", "-t", help="KEY=VALUE, repeatable"),
-    db: Optional[str] = DB,
-    payloads: Optional[str] = PAYLOADS,
+    db: str | None = DB,
+    payloads: str | None = PAYLOADS,
 ) -> None:
     """Run a simulation and store its snapshots as they arrive, and its stderr with them.
 
@@ -206,8 +206,8 @@ def pipe(
 
 
 @app.command()
-def runs(where: Optional[str] = typer.Option(None, "--where", "-w", help="Filter, e.g. 'makeking.n = 500'"),
-         format: Table = FORMAT, db: Optional[str] = DB) -> None:
+def runs(where: str | None = typer.Option(None, "--where", "-w", help="Filter, e.g. 'makeking.n = 500'"),
+         format: Table = FORMAT, db: str | None = DB) -> None:
     """List runs.  Example: snapstore runs --where 'makeking.n = 500 and makeking.w >= 5'"""
     with _open(db) as store:
         rows = [{
@@ -220,7 +220,7 @@ def runs(where: Optional[str] = typer.Option(None, "--where", "-w", help="Filter
 
 
 @app.command()
-def show(run: str = typer.Argument(..., help="Run name or id"), db: Optional[str] = DB) -> None:
+def show(run: str = typer.Argument(..., help="Run name or id"), db: str | None = DB) -> None:
     """Pipeline, parameters, tags and snapshots of a run.  Example: snapstore show seed500"""
     from snapstore.operations import describe
 
@@ -242,29 +242,31 @@ def show(run: str = typer.Argument(..., help="Run name or id"), db: Optional[str
 def export(
     run: str = typer.Argument(..., help="Run name or id"),
     format: ExportFormat = typer.Option(ExportFormat.story, "--format", "-f", help="What to write"),
-    snapshots: Optional[str] = typer.Option(None, "--snapshots", "-s",
+    snapshots: str | None = typer.Option(None, "--snapshots", "-s",
                                             help="Positions as a Python slice, e.g. 1: or 0:5 or 3"),
-    output: Optional[Path] = typer.Option(None, "-o", "--output",
+    output: Path | None = typer.Option(None, "-o", "--output",
                                           help="File (a folder for parquet) [default: stdout for story]"),
-    db: Optional[str] = DB,
+    db: str | None = DB,
 ) -> None:
     """Export a run.  Example: snapstore export seed500 -s 1: > kira.out  (byte-identical kira stream)
 
     npz holds one particle table per snapshot (seq<N>); hdf5 a group per snapshot;
     parquet a dataset folder partitioned by run, one row per star per snapshot.
     """
-    from snapstore.operations import export as write, parse_selection
+    from snapstore.operations import export as write
+    from snapstore.operations import parse_selection
 
     chosen = parse_selection(snapshots)  # checked before the store is opened
     if format is not ExportFormat.story and output is None:
-        raise InvalidArgumentError(f"{format.value} export needs -o {'FOLDER' if format is ExportFormat.parquet else 'FILE'}")
+        wanted = "FOLDER" if format is ExportFormat.parquet else "FILE"
+        raise InvalidArgumentError(f"{format.value} export needs -o {wanted}")
     with _open(db) as store:
         write(store.run(run), format.value, output, chosen, stream=sys.stdout)
 
 
 @app.command()
 def sql(query: str = typer.Argument(..., help="A SELECT over event, record, run, command, parameter, snapshot, tag"),
-        format: Table = FORMAT, db: Optional[str] = DB) -> None:
+        format: Table = FORMAT, db: str | None = DB) -> None:
     """Read-only SQL; writes are refused by the connection.  Example: snapstore sql "select name from run" """
     from snapstore.store.backend import resolve_url
     from snapstore.store.readonly import read_only_query
@@ -274,7 +276,7 @@ def sql(query: str = typer.Argument(..., help="A SELECT over event, record, run,
 
 
 @app.command()
-def verify(run: Optional[str] = typer.Argument(None, help="Run to check [default: all]"), db: Optional[str] = DB) -> None:
+def verify(run: str | None = typer.Argument(None, help="Run to check [default: all]"), db: str | None = DB) -> None:
     """Decode every record, re-hash its text, check projections.  Example: snapstore verify"""
     with _open(db) as store:
         problems = store.verify(run)
@@ -286,14 +288,14 @@ def verify(run: Optional[str] = typer.Argument(None, help="Run to check [default
 
 
 @app.command()
-def rebuild(db: Optional[str] = DB) -> None:
+def rebuild(db: str | None = DB) -> None:
     """Rebuild the projections from the event log.  Example: snapstore rebuild"""
     with _open(db) as store:
         typer.echo(f"replayed {store.rebuild_projections()} events")
 
 
 @app.command()
-def stats(format: Table = FORMAT, db: Optional[str] = DB) -> None:
+def stats(format: Table = FORMAT, db: str | None = DB) -> None:
     """Runs, snapshots and sizes.  Example: snapstore stats --format json"""
     with _open(db) as store:
         totals = store.stats()
@@ -310,7 +312,7 @@ def stats(format: Table = FORMAT, db: Optional[str] = DB) -> None:
 
 @app.command("tag")
 def tag_run(run: str = typer.Argument(..., help="Run name or id"),
-            pairs: list[str] = typer.Argument(..., help="KEY=VALUE ..."), db: Optional[str] = DB) -> None:
+            pairs: list[str] = typer.Argument(..., help="KEY=VALUE ..."), db: str | None = DB) -> None:
     """Tag a run.  Example: snapstore tag seed500 paper=2026"""
     from snapstore.operations import parse_pairs
 
@@ -321,7 +323,7 @@ def tag_run(run: str = typer.Argument(..., help="Run name or id"),
 
 
 @contextmanager
-def _schema_engine(db: Optional[str]) -> Iterator[Engine]:
+def _schema_engine(db: str | None) -> Iterator[Engine]:
     """An engine on the store, without the schema check that opening a store does."""
     from snapstore.store.backend import make_engine, resolve_url
 
@@ -333,7 +335,7 @@ def _schema_engine(db: Optional[str]) -> Iterator[Engine]:
 
 
 @db_app.command("upgrade")
-def db_upgrade(revision: str = typer.Argument("head"), db: Optional[str] = DB) -> None:
+def db_upgrade(revision: str = typer.Argument("head"), db: str | None = DB) -> None:
     """Upgrade the schema.  Example: snapstore db upgrade"""
     from snapstore.store.migrate import run_alembic
 
@@ -343,7 +345,7 @@ def db_upgrade(revision: str = typer.Argument("head"), db: Optional[str] = DB) -
 
 
 @db_app.command("downgrade")
-def db_downgrade(revision: str = typer.Argument(..., help="Target revision, e.g. 0001"), db: Optional[str] = DB) -> None:
+def db_downgrade(revision: str = typer.Argument(..., help="Target revision, e.g. 0001"), db: str | None = DB) -> None:
     """Downgrade the schema.  Example: snapstore db downgrade 0001"""
     from snapstore.store.migrate import run_alembic
 
@@ -353,17 +355,18 @@ def db_downgrade(revision: str = typer.Argument(..., help="Target revision, e.g.
 
 
 @db_app.command("current")
-def db_current(db: Optional[str] = DB) -> None:
+def db_current(db: str | None = DB) -> None:
     """The store's schema revision and the code's.  Example: snapstore db current"""
     from snapstore.store.backend import masked
     from snapstore.store.migrate import current_revision, head_revision
 
     with _schema_engine(db) as engine:
-        typer.echo(f"{masked(engine.url)}: revision {current_revision(engine)} (this snapstore: {head_revision(engine)})")
+        revision, head = current_revision(engine), head_revision(engine)
+        typer.echo(f"{masked(engine.url)}: revision {revision} (this snapstore: {head})")
 
 
 @db_app.command("history")
-def db_history(db: Optional[str] = DB) -> None:
+def db_history(db: str | None = DB) -> None:
     """The migrations this snapstore knows.  Example: snapstore db history"""
     from snapstore.store.migrate import history
 

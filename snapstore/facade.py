@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable
-from typing import Any, BinaryIO, TypeVar
+from typing import IO, Any, TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
@@ -21,7 +21,7 @@ from snapstore.store.payloads import payloads_for
 from snapstore.store.records import fetch_record, fetch_records
 
 F = TypeVar("F", bound=Callable[..., Any])
-Source = str | os.PathLike | BinaryIO
+Source = str | os.PathLike | IO[bytes]
 
 
 def _database_errors(method: F) -> F:
@@ -159,7 +159,7 @@ class Store:
             return catalog.totals(connection)
 
 
-def open(url: str | None = None, payloads: str | None = None) -> Store:  # noqa: A001 - the name users expect
+def open(url: str | None = None, payloads: str | None = None) -> Store:
     """Open (creating if new) the store at ``url``: any SQLAlchemy URL or a SQLite path.
     Default: ``$SNAPSTORE_URL``, else ./snapstore.db.  ``payloads`` (or
     ``$SNAPSTORE_PAYLOADS``): a folder or ``s3://bucket/prefix`` for the record

@@ -6,6 +6,7 @@ capture of a running simulation, exports in every format, the summary of a run.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import subprocess
@@ -79,10 +80,9 @@ def pipe(store: Store, command: list[str], name: str, tags: dict[str, str] | Non
             process.stdout.close()
             code = process.wait()
             errors.seek(0)
-            try:
+            # When nothing arrived no run exists to keep it with; the ingest error says why.
+            with contextlib.suppress(RunNotFoundError):
                 store.attach_diagnostics(name, errors.read().decode("utf-8", "replace"), command)
-            except RunNotFoundError:
-                pass  # nothing arrived, so no run exists to keep it with; the ingest error says why
     assert report is not None  # the ingest raised otherwise
     return Capture(report, code)
 
@@ -128,7 +128,8 @@ def export(run: Run, format: str = "story", output: str | os.PathLike | None = N
     if format == "npz":
         import numpy as np
 
-        np.savez_compressed(output, **{f"seq{item.seq}": item.particles() for item in items})
+        tables: dict[str, Any] = {f"seq{item.seq}": item.particles() for item in items}
+        np.savez_compressed(output, **tables)
         return
     if selection != slice(None):
         raise InvalidArgumentError(f"{format} export writes the whole run; a snapshot selection is for story and npz")

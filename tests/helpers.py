@@ -50,7 +50,7 @@ def pg_admin_engine():
         with engine.connect() as connection:
             connection.execute(text("select 1"))
         return engine
-    except Exception as exc:  # noqa: BLE001 - any failure to reach the server means skip
+    except Exception as exc:
         if UNDER_CI:
             pytest.fail(f"CI must reach PostgreSQL at {PG_ADMIN_URL}: {exc}")
         pytest.skip(f"no PostgreSQL server at {PG_ADMIN_URL} (set SNAPSTORE_TEST_PG): {type(exc).__name__}")

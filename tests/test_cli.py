@@ -10,8 +10,8 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from snapstore.cli import app
 from helpers import SAMPLE, corpus_dir, read_text
+from snapstore.cli import app
 
 runner = CliRunner()
 

@@ -12,11 +12,11 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 import snapstore
+from helpers import SAMPLE, read_text
 from snapstore import SchemaError
 from snapstore.store.backend import make_engine, resolve_url
 from snapstore.store.migrate import current_revision, run_alembic
 from snapstore.store.schema import SCHEMA_REVISION, metadata
-from helpers import SAMPLE, read_text
 
 
 def test_migrations_build_exactly_the_declared_schema(store_url) -> None:

@@ -6,9 +6,9 @@ import pytest
 from sqlalchemy import text
 
 import snapstore
+from helpers import SAMPLE, corpus_dir, read_text
 from snapstore import CorruptRecordError
 from snapstore.store import payloads as payload_module
-from helpers import SAMPLE, corpus_dir, read_text
 
 
 def test_payloads_in_a_folder_read_from_anywhere(tmp_path, store_url) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 import snapstore
-from snapstore import FilterError
 from helpers import corpus_runs
+from snapstore import FilterError
 
 
 @pytest.fixture(scope="module")

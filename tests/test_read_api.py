@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import snapstore
-from snapstore.story import iter_root_texts, open_source
 from helpers import SAMPLE, corpus_dir
+from snapstore.story import iter_root_texts, open_source
 
 
 def _text_arrays(folder):

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import msgpack
 import pytest
@@ -19,9 +20,9 @@ from sqlalchemy import event, text
 from typer.testing import CliRunner
 
 import snapstore
+from helpers import SAMPLE, read_text, seed500_or_sample, start_ingest, wait_for_commits
 from snapstore import CorruptRecordError, StoryFormatError
 from snapstore.cli import app
-from helpers import SAMPLE, read_text, seed500_or_sample, start_ingest, wait_for_commits
 
 INGEST = "import sys, snapstore; snapstore.open(sys.argv[1]).ingest(sys.argv[2], name=sys.argv[3])"
 REAL = read_text(SAMPLE / "kira.out.gz")
@@ -172,11 +173,11 @@ def _flip_record_byte(store_url: str, store) -> str:
     if store_url.startswith("sqlite"):
         path = store.url.database
         store.close()
-        raw = bytearray(open(path, "rb").read())
+        raw = bytearray(Path(path).read_bytes())
         at = raw.find(data[:64])
         assert at > 0
         raw[at + 40] ^= 0x10
-        open(path, "wb").write(bytes(raw))
+        Path(path).write_bytes(bytes(raw))
     else:
         with store.engine.begin() as connection:
             connection.execute(text("alter table record disable trigger user"))
@@ -194,7 +195,7 @@ def test_a_flipped_byte_is_detected_on_read_and_by_verify(store_url) -> None:
         digest = _flip_record_byte(store_url, store)
     with snapstore.open(store_url) as store:
         run = store.run("n100-w3-s1")
-        bad = [item for item in run.snapshots() if item.record_hash == digest][0]
+        bad = next(item for item in run.snapshots() if item.record_hash == digest)
         for read in (bad.text, bad.particles, bad.story, bad.root, run.dynamics):
             with pytest.raises(CorruptRecordError, match=rf"run 'n100-w3-s1' snapshot #{bad.seq}: .*checksum"):
                 read()
@@ -248,9 +249,9 @@ def test_a_read_only_store_reads_and_refuses_ingest(store_url) -> None:
     with snapstore.open(url) as store:
         assert len(store.run("n100-w3-s1")) == 6
         assert store.verify() == []  # verify only reads
-        with pytest.raises(snapstore.StoreAccessError, match="readonly|read-only"):
+        with pytest.raises(snapstore.StoreAccessError, match=r"readonly|read-only"):
             store.ingest(SAMPLE, name="more")
-        with pytest.raises(snapstore.StoreAccessError, match="readonly|read-only"):
+        with pytest.raises(snapstore.StoreAccessError, match=r"readonly|read-only"):
             store.tag("n100-w3-s1", "k", "v")
     result = CliRunner().invoke(app, ["ingest", str(SAMPLE), "--name", "more", "--db", url])
     assert result.exit_code != 0

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 import snapstore
+from helpers import SAMPLE, corpus_dir, read_text
 from snapstore import Story
 from snapstore.serializers import Location, PosixStorage, Registry, S3Storage, SqlStorage, formats, registry
-from helpers import SAMPLE, corpus_dir, read_text
 
 
 class Base:

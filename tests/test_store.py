@@ -12,8 +12,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 import snapstore
-from snapstore import StoreError, StoryFormatError
 from helpers import SAMPLE, corpus_runs, read_text, start_ingest, wait_for_commits
+from snapstore import StoreError, StoryFormatError
 
 SNAPSHOT_TEXT_SQL = "select count(*) from snapshot"
 
@@ -110,7 +110,7 @@ def test_unknown_run_and_bad_urls_give_one_line_errors(tmp_path) -> None:
     with snapstore.open(f"sqlite:///{tmp_path / 'a.db'}") as store:
         with pytest.raises(StoreError, match="no run named 'nope'"):
             store.run("nope")
-    with pytest.raises(StoreError, match="not a database URL|unsupported database"):
+    with pytest.raises(StoreError, match=r"not a database URL|unsupported database"):
         snapstore.open("mysql://u:secret@h/db")
     with pytest.raises(StoreError) as caught:
         snapstore.open("postgresql+psycopg://u:secret@127.0.0.1:1/none")

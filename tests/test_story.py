@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import zstandard
 
+from helpers import read_text, story_files
 from snapstore import Story, StoryFormatError, parse_story, read_stories
 from snapstore.story import iter_root_texts, open_source
-from helpers import read_text, story_files
 
 SMALL = """(Particle
   name = root

@@ -20,7 +20,18 @@ from snapstore.codec.record import (
 )
 
 __all__ = [
-    "CODEC_NAME", "FORMAT_VERSION", "Layout", "PARTICLE_DTYPE", "decode", "decode_text", "encode",
-    "encode_text", "encode_text_with_layout", "layout", "particles", "particles_from_layout", "root_values",
+    "CODEC_NAME",
+    "FORMAT_VERSION",
+    "PARTICLE_DTYPE",
+    "Layout",
+    "decode",
+    "decode_text",
+    "encode",
+    "encode_text",
+    "encode_text_with_layout",
+    "layout",
+    "particles",
+    "particles_from_layout",
+    "root_values",
     "root_values_from_layout",
 ]

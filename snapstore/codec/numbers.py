@@ -60,7 +60,7 @@ def _from_powers(coded: np.ndarray) -> np.ndarray:
 class Column:
     """The values of one ``(story kind, key, width)`` column, as tokens or arrays."""
 
-    __slots__ = ("kind", "key", "width", "type", "ints", "floats", "_codes", "_packed_codes", "strings", "overrides")
+    __slots__ = ("_codes", "_packed_codes", "floats", "ints", "key", "kind", "overrides", "strings", "type", "width")
 
     def __init__(self, kind: str, key: str, width: int) -> None:
         self.kind = kind
@@ -131,7 +131,7 @@ class Column:
         as ``1.5593e+06`` that hold an integer exactly), else None."""
         if self.type == "i":
             return self.ints
-        if self.type == "f":
+        if self.type == "f" and self.floats is not None:
             floats = self.floats
             if floats.size and not (abs(floats[0]) < _EXACT_INT and floats[0] == math.trunc(floats[0])):
                 return None  # most float columns fail on their first value: skip the array passes
@@ -150,13 +150,16 @@ class Column:
         if self.type == "s":
             return head + [self.strings]
         overrides = [list(self.overrides), list(self.overrides.values())]
-        codes = [] if self.type == "i" else [pack_ints(self._by_component(self.codes.astype(np.int64)))]
+        float_codes = self.codes
+        codes = [] if float_codes is None else [pack_ints(self._by_component(float_codes.astype(np.int64)))]
         whole = self.integral()
         if whole is None:
-            powers = _powers_of_two(self.floats)
+            floats = self.floats
+            assert floats is not None  # a typed column that is not whole numbers holds floats
+            powers = _powers_of_two(floats)
             if powers is not None:
                 return head + [["p", pack_ints(self._by_component(powers))]] + codes + [overrides]
-            return head + [["f", pack_floats(self._by_component(self.floats))]] + codes + [overrides]
+            return head + [["f", pack_floats(self._by_component(floats))]] + codes + [overrides]
         if reference is None:
             return head + [["i", pack_ints(self._by_component(whole))]] + codes + [overrides]
         return head + [["d", pack_ints(self._by_component(whole - reference))]] + codes + [overrides]

@@ -10,7 +10,8 @@ import numpy as np
 
 from snapstore.codec.record import Layout, layout
 
-PARTICLE_DTYPE = np.dtype([("id", np.int64), ("mass", np.float64), ("pos", np.float64, (3,)), ("vel", np.float64, (3,))])
+PARTICLE_DTYPE = np.dtype([("id", np.int64), ("mass", np.float64),
+                           ("pos", np.float64, (3,)), ("vel", np.float64, (3,))])
 
 
 def _particle_values(structure: Layout, row_of: np.ndarray, rows: int, kind: str, key: str, width: int,

@@ -14,9 +14,9 @@ from sqlalchemy import Engine, Row, select
 from snapstore import codec
 from snapstore.errors import CorruptRecordError
 from snapstore.reading.dynamics import FIELDS, Dynamics, assemble
-from snapstore.story import Story
 from snapstore.store.records import fetch_record, fetch_records
 from snapstore.store.schema import command, parameter, snapshot, tag
+from snapstore.story import Story
 
 T = TypeVar("T")
 
@@ -118,7 +118,8 @@ class Run:
 
     def snapshots(self) -> Snapshots:
         """The snapshots in sequence order (seq 0 is the initial conditions, if stored)."""
-        return Snapshots([Snapshot(self, *row) for row in self._snapshot_rows])
+        return Snapshots([Snapshot(self, row.seq, row.time, row.n_particles, row.record_hash)
+                          for row in self._snapshot_rows])
 
     def __len__(self) -> int:
         return len(self._snapshot_rows)
@@ -132,7 +133,8 @@ class Run:
     def commands(self) -> list[dict]:
         """The pipeline: ``program``, ``argv`` and ``starlab_version`` of each step."""
         with self.engine.connect() as connection:
-            rows = connection.execute(select(command).where(command.c.run_id == self.id).order_by(command.c.position)).all()
+            rows = connection.execute(select(command).where(command.c.run_id == self.id)
+                                      .order_by(command.c.position)).all()
         return [{"program": r.program, "argv": json.loads(r.argv), "starlab_version": r.starlab_version} for r in rows]
 
     @cached_property

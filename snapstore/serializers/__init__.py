@@ -18,8 +18,8 @@ from __future__ import annotations
 import numpy as np
 
 from snapstore import codec
-from snapstore.reading.dynamics import Dynamics
 from snapstore.reading import Run
+from snapstore.reading.dynamics import Dynamics
 from snapstore.serializers import formats
 from snapstore.serializers.registry import Location, Registry
 from snapstore.serializers.storages import PosixStorage, S3Storage, SqlStorage, require

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import io
+from typing import Any
 
 import numpy as np
 
 from snapstore import codec
-from snapstore.reading.dynamics import Dynamics
 from snapstore.codec import PARTICLE_DTYPE
+from snapstore.reading.dynamics import Dynamics
 from snapstore.serializers.storages import require
 from snapstore.story import Story, parse_story
 
@@ -19,7 +20,7 @@ def story_key(story: Story) -> str:
     return hashlib.sha256(str(story).encode("utf-8")).hexdigest()
 
 
-def _as(python_type: type | None, story: Story) -> Story:
+def _as(python_type: type[Story] | None, story: Story) -> Story:
     """The story as the (sub)class the caller asked for."""
     if python_type is None or type(story) is python_type:
         return story
@@ -75,8 +76,8 @@ def particles_from_npz(data: bytes, python_type: type | None) -> np.ndarray:
 
 def dynamics_to_npz(dynamics: Dynamics) -> bytes:
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, ids=dynamics.ids, times=dynamics.times, seqs=dynamics.seqs,
-                        **{f"field_{name}": dynamics[name] for name in dynamics})
+    arrays: dict[str, Any] = {f"field_{name}": dynamics[name] for name in dynamics}
+    np.savez_compressed(buffer, ids=dynamics.ids, times=dynamics.times, seqs=dynamics.seqs, **arrays)
     return buffer.getvalue()
 
 

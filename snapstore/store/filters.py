@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-
-from typing import Union
+from typing import NoReturn
 
 from sqlalchemy import CompoundSelect, Select, except_, intersect, select, union
 from sqlalchemy.sql import ColumnElement
@@ -34,7 +33,7 @@ _TOKEN = re.compile(r"""
   | (?P<word>[A-Za-z_][\w.\-]*)
 """, re.VERBOSE)
 _KEYWORDS = {"and", "or", "not", "in"}
-Ids = Union[Select, CompoundSelect]  # a query yielding run ids
+Ids = Select | CompoundSelect  # a query yielding run ids
 RUN_COLUMNS = {"name", "status", "n_snapshots", "n_particles", "t_first", "t_last", "starlab_version"}
 
 
@@ -53,7 +52,7 @@ def tokenize(text: str) -> list[Token]:
         match = _TOKEN.match(text, position)
         if not match:
             raise FilterError(text, position, f"unexpected character {text[position]!r}")
-        kind = match.lastgroup
+        kind = match.lastgroup or ""
         raw = match.group()
         if kind == "string":
             tokens.append(Token("value", raw, position, re.sub(r"\\(.)", r"\1", raw[1:-1])))
@@ -78,7 +77,7 @@ class _Parser:
     def current(self) -> Token:
         return self.tokens[self.index]
 
-    def fail(self, message: str, token: Token | None = None):
+    def fail(self, message: str, token: Token | None = None) -> NoReturn:
         raise FilterError(self.text, (token or self.current).position, message)
 
     def take(self, kind: str, text: str | None = None) -> Token:

@@ -8,6 +8,7 @@ being encoded again.  A different text at a stored position is a conflict.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import uuid
@@ -19,13 +20,13 @@ from sqlalchemy import Connection, Engine, select
 
 from snapstore import codec
 from snapstore.errors import InvalidArgumentError, RunConflictError, SnapstoreError, StoryFormatError
-from snapstore.story import RootText, iter_root_texts, open_source, source_name
 from snapstore.store import events
 from snapstore.store.backend import with_retries
 from snapstore.store.payloads import ExternalPayloads
 from snapstore.store.provenance import pipeline_from_commands, pipeline_from_log, who_and_where
 from snapstore.store.records import insert_record
 from snapstore.store.schema import command, run, snapshot
+from snapstore.story import RootText, iter_root_texts, open_source, source_name
 
 _NAMESPACE = uuid.UUID("6f1c3c1e-7a57-4e43-9a8f-5a7b0e1d2c33")
 
@@ -189,8 +190,8 @@ def ingest(engine: Engine, source, *, name: str | None = None, initial=None, tag
     job = Ingest(engine, name, on_snapshot, payloads)
     label = label or source_name(source)
     initial_root = _single_story(initial) if initial is not None else None
-    with open_source(source) as stream:
-        roots = iter_root_texts(stream, label)  # type: ignore[arg-type]
+    with open_source(source) as reader:
+        roots = iter_root_texts(reader, label)  # type: ignore[arg-type]
         first = next(roots)  # bad input fails here, before anything is written
         job.start(label, commands_text, dict(tags or {}))
         try:
@@ -201,12 +202,10 @@ def ingest(engine: Engine, source, *, name: str | None = None, initial=None, tag
                 job.add(root, seq)
         except BaseException as exc:
             message = str(exc) if isinstance(exc, SnapstoreError) else f"{type(exc).__name__}: {exc}"
-            try:
+            with contextlib.suppress(Exception):  # the original error is the one to report
                 job.finish(label, False, None, message or type(exc).__name__)
-            except Exception:  # noqa: BLE001 - the original error is the one to report
-                pass
             raise
-        digest = stream.sha256.hexdigest()
+        digest = reader.sha256.hexdigest()
     job.finish(label, True, digest, None)
     return job.report
 

@@ -16,8 +16,8 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlparse
 
-from snapstore.errors import BlobNotFoundError, CorruptRecordError, StoreURLError
 from snapstore.blobs import PosixStorage, S3Storage
+from snapstore.errors import BlobNotFoundError, CorruptRecordError, StoreURLError
 
 
 class ExternalPayloads:

@@ -54,6 +54,7 @@ def _postgresql(url: URL, query: str) -> tuple[list[str], list[tuple]]:
             with connection.begin():
                 connection.exec_driver_sql("SET TRANSACTION READ ONLY")
                 raw = connection.connection.driver_connection
+                assert raw is not None  # an open connection has its driver's connection
                 with raw.cursor() as cursor:
                     cursor.execute(query, prepare=True)  # extended protocol: one statement only
                     return [d.name for d in cursor.description or []], cursor.fetchall()

@@ -3,4 +3,4 @@
 from snapstore.story.model import Entry, Story
 from snapstore.story.reader import RootText, iter_root_texts, open_source, parse_story, read_stories, source_name
 
-__all__ = ["Entry", "Story", "RootText", "iter_root_texts", "open_source", "parse_story", "read_stories", "source_name"]
+__all__ = ["Entry", "RootText", "Story", "iter_root_texts", "open_source", "parse_story", "read_stories", "source_name"]

@@ -12,7 +12,7 @@ from snapstore.story.syntax import CLOSE, ENTRY, EOL, OPEN
 class Entry:
     """One ``key = value`` line, with the exact spacing it was written with."""
 
-    __slots__ = ("indent", "key", "before", "after", "value")
+    __slots__ = ("after", "before", "indent", "key", "value")
 
     def __init__(self, key: str, value: str, indent: str = "  ", before: str = " ", after: str = " ") -> None:
         self.indent = indent
@@ -41,7 +41,7 @@ class Story:
     convert them.
     """
 
-    __slots__ = ("kind", "items", "final_newline")
+    __slots__ = ("final_newline", "items", "kind")
 
     def __init__(self, kind: str, items: list | None = None, final_newline: bool = True) -> None:
         self.kind = kind
