@@ -60,10 +60,9 @@ def test_help_loads_neither_numpy_nor_a_database() -> None:
     assert not {"numpy", "sqlalchemy", "alembic"} & loaded
 
 
-def test_opening_a_store_at_head_does_not_load_alembic(tmp_path) -> None:
-    path = tmp_path / "s.db"
-    snapstore.open(str(path)).close()  # created at head: this one needed alembic
-    loaded = _loaded_after(f"import snapstore\nsnapstore.open({str(path)!r}).runs()")
+def test_opening_a_store_at_head_does_not_load_alembic(store_url) -> None:
+    snapstore.open(store_url).close()  # created at head: this one needed alembic
+    loaded = _loaded_after(f"import snapstore\nsnapstore.open({store_url!r}).runs()")
     assert "sqlalchemy" in loaded and "alembic" not in loaded
 
 

@@ -120,12 +120,13 @@ def test_sql_storage_is_the_record_table(store_url) -> None:
 
 
 @pytest.mark.corpus
-def test_s3_storage_against_a_server_on_loopback(s3_endpoint, tmp_path) -> None:
+def test_s3_storage_against_a_server_on_loopback(s3_endpoint, store_url) -> None:
     options = {"endpoint_url": s3_endpoint, "aws_access_key_id": "test", "aws_secret_access_key": "test",
                "region_name": "us-east-1"}
-    storage = S3Storage("snapshots", prefix="team/", **options)
-    storage.client.create_bucket(Bucket="snapshots")
-    with snapstore.open(str(tmp_path / "s.db")) as store:
+    bucket = f"snapshots-{store_url.split(':')[0].split('+')[0]}"  # one bucket per backend on the one server
+    storage = S3Storage(bucket, prefix="team/", **options)
+    storage.client.create_bucket(Bucket=bucket)
+    with snapstore.open(store_url) as store:
         for run_name in ("seed500", "binaries"):
             run = store.ingest(corpus_dir() / run_name, name=run_name)
             for item in run.snapshots():

@@ -106,16 +106,25 @@ def test_a_different_snapshot_at_a_stored_position_is_a_conflict(store_url, tmp_
             store.ingest(other, name="x")
 
 
-def test_unknown_run_and_bad_urls_give_one_line_errors(tmp_path) -> None:
-    with snapstore.open(f"sqlite:///{tmp_path / 'a.db'}") as store:
-        with pytest.raises(StoreError, match="no run named 'nope'"):
+def test_runs_by_name_id_or_prefix_and_lookup_errors(store_url) -> None:
+    with snapstore.open(store_url) as store:
+        run = store.ingest(SAMPLE)
+        assert store.run(run.id).name == store.run(run.id[:6].upper()).name == "n100-w3-s1"
+        with pytest.raises(LookupError, match="no run named 'nope'"):
             store.run("nope")
-    with pytest.raises(StoreError, match=r"not a database URL|unsupported database"):
+        for wildcard in ("____", run.id[:3] + "%", "%%%%"):  # LIKE wildcards in a prefix are literal
+            with pytest.raises(snapstore.RunNotFoundError):
+                store.run(wildcard)
+
+
+def test_bad_urls_give_one_line_errors_of_their_kind(tmp_path) -> None:
+    with pytest.raises(snapstore.StoreURLError, match=r"not a database URL|unsupported database"):
         snapstore.open("mysql://u:secret@h/db")
-    with pytest.raises(StoreError) as caught:
+    with pytest.raises(snapstore.StoreAccessError) as caught:
         snapstore.open("postgresql+psycopg://u:secret@127.0.0.1:1/none")
+    assert isinstance(caught.value, OSError)
     assert "secret" not in str(caught.value) and "\n" not in str(caught.value)
-    with pytest.raises(StoreError, match="does not exist"):
+    with pytest.raises(snapstore.StoreURLError, match="does not exist"):
         snapstore.open(f"sqlite:///{tmp_path / 'missing' / 'a.db'}")
 
 
