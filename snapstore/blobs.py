@@ -6,8 +6,9 @@ registry, which use them alike.
 
 from __future__ import annotations
 
+import contextlib
 import os
-import tempfile
+import uuid
 from pathlib import Path
 
 from snapstore.errors import BlobNotFoundError, InvalidArgumentError
@@ -38,13 +39,24 @@ class PosixStorage:
         return path
 
     def put(self, key: str, data: bytes) -> None:
+        """Write ``data`` under ``key`` durably: when this returns, the bytes and the
+        name survive a crash.  A failed write leaves no temporary file behind."""
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, path)
+        _make_folders(path.parent)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+        # 0o666 less the umask, as for any file the user makes, so a group can share the folder.
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
+            with os.fdopen(descriptor, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+            raise
+        _fsync_folder(path.parent)  # the rename itself is durable only once the folder is
 
     def get(self, key: str) -> bytes:
         try:
@@ -54,7 +66,32 @@ class PosixStorage:
 
     def keys(self, prefix: str = "") -> list[str]:
         return sorted(str(p.relative_to(self.root)) for p in self.root.rglob("*") if p.is_file()
-                      and str(p.relative_to(self.root)).startswith(prefix))
+                      and not _unfinished(p) and str(p.relative_to(self.root)).startswith(prefix))
+
+
+def _unfinished(path: Path) -> bool:
+    """A temporary file of a write that a crash cut short (see ``PosixStorage.put``)."""
+    return path.name.startswith(".") and path.name.endswith(".tmp")
+
+
+def _fsync_folder(folder: Path) -> None:
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _make_folders(folder: Path) -> None:
+    """Create ``folder`` and its missing parents, each made durable in its own parent."""
+    missing = []
+    while not folder.is_dir():
+        missing.append(folder)
+        folder = folder.parent
+    for created in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # another writer made it a moment ago
+            created.mkdir()
+        _fsync_folder(created.parent)
 
 
 class S3Storage:

@@ -136,6 +136,9 @@ def ingest(
     commands: Path | None = typer.Option(None, "--commands", help="The pipeline, one command per line"),
     tag: list[str] = typer.Option([], "--tag", "-t", help="KEY=VALUE, repeatable"),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Runs ingested at once, one process each"),
+    check: bool = typer.Option(True, "--check/--no-check",
+                               help="Decode each new record and compare it with its text before storing it "
+                                    "(about a quarter of the ingest time)"),
     db: str | None = DB,
     payloads: str | None = PAYLOADS,
 ) -> None:
@@ -148,12 +151,12 @@ def ingest(
     with _open(db, payloads=payloads) as store:  # creates or checks the schema once, before any worker
         if jobs > 1 and len(paths) > 1:
             _ingest_in_parallel(store.url.render_as_string(hide_password=False), paths, jobs, payloads, initial,
-                                commands, tags)
+                                commands, tags, check)
             return
         for path in paths:
             started = time.perf_counter()
             with _progress(path) as show:
-                report = store.ingest_report(path, name, initial, tags, commands, show)
+                report = store.ingest_report(path, name, initial, tags, commands, show, check=check)
             typer.echo(_summary(report, time.perf_counter() - started))
 
 
@@ -164,14 +167,14 @@ def _summary(report: IngestReport, seconds: float) -> str:
 
 
 def _ingest_in_parallel(url: str, paths: list[str], jobs: int, payloads: str | None, initial: Path | None,
-                        commands: Path | None, tags: dict[str, str]) -> None:
+                        commands: Path | None, tags: dict[str, str], check: bool) -> None:
     from snapstore.store.parallel import ingest_many
 
     if "-" in paths:
         raise InvalidArgumentError("stdin (-) is one stream: ingest it without --jobs")
     failed = 0
     for outcome in ingest_many(url, paths, jobs, payloads, str(initial) if initial else None,
-                               str(commands) if commands else None, tags):
+                               str(commands) if commands else None, tags, check):
         if outcome.report is not None:
             typer.echo(_summary(outcome.report, outcome.seconds))
         else:

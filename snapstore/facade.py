@@ -66,25 +66,27 @@ class Store:
     # -- writing ----------------------------------------------------------------
     def ingest(self, source: Source, name: str | None = None, initial: str | os.PathLike | None = None,
                tags: dict[str, str] | None = None, commands: str | os.PathLike | None = None,
-               on_snapshot: Callable[[IngestReport], None] | None = None) -> Run:
+               on_snapshot: Callable[[IngestReport], None] | None = None, check: bool = True) -> Run:
         """Stream Starlab output into run ``name`` (see ``ingest_report`` for the counts).
 
         ``source``: a kira output path (.gz/.zst too), ``-`` for stdin, a file object,
         or a run folder holding kira.out(.gz), initial.story(.gz) and commands.txt.
         ``initial``: the initial-conditions story, stored as snapshot 0.
+        ``check``: decode every new record and compare it with its text before it is
+        stored (about a quarter of the ingest time; False skips it).
         """
-        report = self.ingest_report(source, name, initial, tags, commands, on_snapshot)
+        report = self.ingest_report(source, name, initial, tags, commands, on_snapshot, check=check)
         return self.run(report.run_id)
 
     def ingest_report(self, source: Source, name: str | None = None, initial: str | os.PathLike | None = None,
                       tags: dict[str, str] | None = None, commands: str | os.PathLike | None = None,
                       on_snapshot: Callable[[IngestReport], None] | None = None,
-                      label: str | None = None) -> IngestReport:
+                      label: str | None = None, check: bool = True) -> IngestReport:
         """As ``ingest``, returning what was added and skipped; ``label`` names the
         source in messages and provenance (default: its path)."""
         try:
             return ingest(self.engine, source, name=name, initial=initial, tags=tags, commands=commands,
-                          on_snapshot=on_snapshot, payloads=self.payloads, label=label)
+                          on_snapshot=on_snapshot, payloads=self.payloads, label=label, check=check)
         except DBAPIError as exc:
             raise StoreAccessError(f"ingest stopped, everything committed before is kept: "
                                    f"{describe_db_error(exc, self.url)}") from None

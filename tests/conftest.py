@@ -43,6 +43,14 @@ def _new_store(request, folder: Path):
     drop_pg(admin, url)
 
 
+@pytest.fixture
+def pg_url(pg_admin):
+    """A brand-new PostgreSQL database, for what only PostgreSQL has (SQLSTATEs)."""
+    url = fresh_pg_url(pg_admin)
+    yield url
+    drop_pg(pg_admin, url)
+
+
 @pytest.fixture(params=BACKENDS)
 def store_url(request, tmp_path):
     """A URL for a brand-new store on each backend."""

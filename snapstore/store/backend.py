@@ -17,10 +17,10 @@ from typing import TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 
-from snapstore.errors import StoreURLError
+from snapstore.errors import LockTimeoutError, StoreURLError
 
 DEFAULT_URL = "sqlite:///snapstore.db"
 _WRITE = "snapstore_write"
@@ -32,7 +32,8 @@ def resolve_url(url: str | None = None) -> URL:
     A bare path means a SQLite file."""
     text = url or os.environ.get("SNAPSTORE_URL") or DEFAULT_URL
     if "://" not in text:
-        text = f"sqlite:///{text}"
+        # A path is a file name, never URL syntax: "#", "?" and "%" in it are characters.
+        return URL.create("sqlite", database=text)
     try:
         parsed = make_url(text)
     except ArgumentError:
@@ -52,14 +53,38 @@ def masked(url: URL | str) -> str:
         return "<unparseable URL>"
 
 
+def lock_timeout() -> float:
+    """Seconds a writer waits for another writer's lock before giving up
+    (``SNAPSTORE_LOCK_TIMEOUT``, default 60)."""
+    text = os.environ.get("SNAPSTORE_LOCK_TIMEOUT", "60")
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise StoreURLError(f"SNAPSTORE_LOCK_TIMEOUT={text!r} is not a number of seconds") from None
+    if seconds <= 0:
+        raise StoreURLError(f"SNAPSTORE_LOCK_TIMEOUT={text!r} must be more than 0 seconds")
+    return seconds
+
+
 def make_engine(url: URL) -> Engine:
     """An engine for ``url`` with snapstore's connection settings."""
     try:
         if url.get_backend_name() == "sqlite":
             return _sqlite_engine(url)
-        return create_engine(url, pool_pre_ping=True)
+        engine = create_engine(url, pool_pre_ping=True,
+                               connect_args={"application_name": f"snapstore pid {os.getpid()}"})
     except ModuleNotFoundError as exc:
         raise StoreURLError(f"{masked(url)} needs {exc.name}: pip install 'snapstore[postgres]'") from None
+    waits = lock_timeout()
+
+    @event.listens_for(engine, "begin")
+    def _bounded_waits(connection: Connection) -> None:
+        if connection.get_execution_options().get(_WRITE):
+            # A hung writer must not stall every other one forever: waits for a lock end
+            # with SQLSTATE 55P03, which with_retries reports as a LockTimeoutError.
+            connection.exec_driver_sql(f"SET LOCAL lock_timeout = '{int(waits * 1000)}ms'")
+
+    return engine
 
 
 def _sqlite_engine(url: URL) -> Engine:
@@ -68,13 +93,14 @@ def _sqlite_engine(url: URL) -> Engine:
         folder = os.path.dirname(os.path.abspath(database))
         if not os.path.isdir(folder):
             raise StoreURLError(f"cannot create {masked(url)}: folder {folder} does not exist")
-    engine = create_engine(url, connect_args={"timeout": 60})
+    waits = lock_timeout()
+    engine = create_engine(url, connect_args={"timeout": waits})
 
     @event.listens_for(engine, "connect")
     def _configure(dbapi_connection, _record) -> None:
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA busy_timeout = 60000")
+        cursor.execute(f"PRAGMA busy_timeout = {int(waits * 1000)}")
         if not _read_only(url):
             cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = FULL")
@@ -95,37 +121,92 @@ def _read_only(url: URL) -> bool:
 
 @contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
-    """A transaction that will write: on SQLite it holds the write lock from the start."""
+    """A transaction that will write: on SQLite it holds the write lock from the start,
+    on PostgreSQL its lock waits are bounded by ``lock_timeout()``."""
     with engine.connect() as connection:
         connection = connection.execution_options(**{_WRITE: True})
         with connection.begin():
             yield connection
 
 
-def _transient(exc: BaseException) -> bool:
-    if isinstance(exc, OperationalError):
-        text = str(exc.orig).lower()
-        return "locked" in text or "busy" in text or "deadlock" in text or "could not serialize" in text
+# What a failed write transaction means, from the database's own codes, never its wording.
+_RETRY_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock: the work may succeed again
+_LOCK_NOT_AVAILABLE = "55P03"          # lock_timeout expired
+_SQLITE_BUSY = 5                       # the busy handler waited its whole timeout
+_SQLITE_RETRY = {5, 6}                 # other BUSY/LOCKED variants (BUSY_SNAPSHOT, BUSY_RECOVERY...)
+_SQLITE_CONSTRAINT_UNIQUE = 2067
+_VERSION_KEY = "uq_event_run_version"
+
+
+def _version_conflict(exc: SQLIntegrityError) -> bool:
+    """A unique violation of (run_id, version): another writer appended to the run first."""
+    orig = exc.orig
+    if getattr(orig, "sqlstate", None) == "23505":
+        return getattr(getattr(orig, "diag", None), "constraint_name", None) == _VERSION_KEY
+    if getattr(orig, "sqlite_errorcode", None) == _SQLITE_CONSTRAINT_UNIQUE:
+        # SQLite names the columns, not the constraint, in its one structured message.
+        return "event.run_id, event.version" in str(orig)
     return False
 
 
-def with_retries(engine: Engine, work: Callable[[Connection], T], attempts: int = 8) -> T:
-    """Run ``work`` in a write transaction, again on a lock timeout or a lost race.
+def classify(exc: DBAPIError) -> str | None:
+    """``"retry"`` for a failure that running the work again can cure, ``"lock"`` for
+    a lock wait that timed out, None for anything else (a real error)."""
+    if isinstance(exc, SQLIntegrityError):
+        return "retry" if _version_conflict(exc) else None
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if sqlstate is not None:
+        return "retry" if sqlstate in _RETRY_SQLSTATES else "lock" if sqlstate == _LOCK_NOT_AVAILABLE else None
+    code = getattr(exc.orig, "sqlite_errorcode", None)
+    if code == _SQLITE_BUSY:
+        return "lock"
+    if code is not None and code & 0xFF in _SQLITE_RETRY:
+        return "retry"
+    return None
 
-    A lost race shows as a unique-key violation (another writer appended the same
-    run version first); the retry re-reads the state, so the work decides afresh.
-    """
+
+def _lock_holders(engine: Engine) -> str:
+    """Who holds the event table's lock, for the message of a lock timeout."""
+    if engine.dialect.name != "postgresql":
+        return "another process holds the store's write lock"
+    try:
+        with engine.connect() as connection:
+            rows = connection.exec_driver_sql(
+                "select a.pid, r.name, extract(epoch from now() - a.xact_start) "
+                "from pg_locks l join pg_stat_activity a on a.pid = l.pid "
+                "left join run r on split_part(a.application_name, ' run ', 2) = r.id "
+                "where l.relation = 'event'::regclass and l.granted and a.pid <> pg_backend_pid()").all()
+    except DBAPIError:
+        return "another writer holds the event table"
+    if not rows:
+        return "another writer held the event table"
+    return "; ".join(f"pid {pid} (appending to run {run!r}) has held the event table for {held:.0f} s"
+                     if run else f"pid {pid} has held the event table for {held:.0f} s" for pid, run, held in rows)
+
+
+def with_retries(engine: Engine, work: Callable[[Connection], T], attempts: int = 8) -> T:
+    """Run ``work`` in a write transaction; run it again after a serialization failure,
+    a deadlock or a lost race for the next event version (the retry re-reads the
+    state, so the work decides afresh).  A lock wait that times out raises
+    ``LockTimeoutError`` naming who holds the lock; any other error is raised at once."""
     for attempt in range(attempts):
         try:
             with write_transaction(engine) as connection:
+                if connection.dialect.name == "postgresql":
+                    # One writer at a time, as SQLite's BEGIN IMMEDIATE gives: what the work
+                    # reads to decide (is this snapshot stored yet?) is then what it commits
+                    # against.  See events.append for why the lock is on the event table.
+                    connection.exec_driver_sql("LOCK TABLE event IN EXCLUSIVE MODE")
                 return work(connection)
-        except (OperationalError, SQLIntegrityError) as exc:
-            if attempt == attempts - 1 or not (_transient(exc) or isinstance(exc, SQLIntegrityError)):
+        except DBAPIError as exc:
+            kind = classify(exc)
+            if kind == "lock":
+                raise LockTimeoutError(f"gave up waiting {lock_timeout():g} s for a lock on {masked(engine.url)}: "
+                                       f"{_lock_holders(engine)} (SNAPSTORE_LOCK_TIMEOUT sets the wait)") from None
+            if kind != "retry" or attempt == attempts - 1:
                 raise
             time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
     raise AssertionError("unreachable")
-
-
 def describe_db_error(exc: DBAPIError, url: URL) -> str:
     """One line for a database error, naming the store without its password."""
     reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)

@@ -9,6 +9,7 @@ so the queryable tables never lag behind the log.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -55,8 +56,13 @@ def append(connection: Connection, run_id: str, events: list[Event]) -> None:
     if connection.dialect.name == "postgresql":
         # Sequence values are handed out before commit, so without this lock a
         # later position could commit first and a reader following positions
-        # would skip it for good.  The lock makes position order commit order;
-        # it is held only for the end of one short transaction.
+        # would skip it for good.  The lock makes position order commit order.
+        # Write transactions are short (encoding happens before them), and
+        # with_retries takes the lock at their start already; taking it again is
+        # free.  The session says which run it appends to, so a writer that
+        # times out waiting can name the holder.
+        connection.exec_driver_sql("SELECT set_config('application_name', %(name)s, true)",
+                                   {"name": f"snapstore pid {os.getpid()} run {run_id}"})
         connection.exec_driver_sql("LOCK TABLE event IN EXCLUSIVE MODE")
     version = connection.execute(
         select(func.coalesce(func.max(event.c.version), 0)).where(event.c.run_id == run_id)

@@ -34,14 +34,14 @@ class Outcome:
 
 
 def _ingest_one(url: str, payloads: str | None, source: str, initial: str | None, commands: str | None,
-                tags: dict[str, str]) -> Outcome:
+                tags: dict[str, str], check: bool) -> Outcome:
     started = time.perf_counter()
     parsed = resolve_url(url)
     engine = make_engine(parsed)
     try:
         ensure_current(engine, create=False)
         report = ingest(engine, source, initial=initial, tags=tags, commands=commands,
-                        payloads=payloads_for(payloads))
+                        payloads=payloads_for(payloads), check=check)
     except DBAPIError as exc:
         return Outcome(source, None, describe_db_error(exc, parsed), time.perf_counter() - started)
     except (SnapstoreError, OSError) as exc:  # one source's bad input or missing file: the others go on
@@ -52,7 +52,8 @@ def _ingest_one(url: str, payloads: str | None, source: str, initial: str | None
 
 
 def ingest_many(url: str, sources: list[str], jobs: int, payloads: str | None = None, initial: str | None = None,
-                commands: str | None = None, tags: dict[str, str] | None = None) -> Iterator[Outcome]:
+                commands: str | None = None, tags: dict[str, str] | None = None,
+                check: bool = True) -> Iterator[Outcome]:
     """Ingest each source as its own run, ``jobs`` processes at a time, into the
     existing store at ``url``; yields outcomes as runs finish.  A run that fails
     (bad input, a name conflict) does not stop the others."""
@@ -61,7 +62,7 @@ def ingest_many(url: str, sources: list[str], jobs: int, payloads: str | None = 
     # spawn, not fork: a forked child would share the parent's open database connections
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max(1, min(jobs, len(sources))), mp_context=context) as pool:
-        futures = [pool.submit(_ingest_one, url, payloads, str(source), initial, commands, dict(tags or {}))
+        futures = [pool.submit(_ingest_one, url, payloads, str(source), initial, commands, dict(tags or {}), check)
                    for source in sources]
         for future in as_completed(futures):
             yield future.result()

@@ -15,6 +15,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 from snapstore.blobs import PosixStorage, S3Storage
 from snapstore.errors import BlobNotFoundError, CorruptRecordError, StoreURLError
@@ -27,7 +28,7 @@ class ExternalPayloads:
         parsed = urlparse(url if "://" in url else Path(url).resolve().as_uri())
         self.url = url
         if parsed.scheme == "file":
-            root = Path(parsed.path)
+            root = _local_path(parsed.path)
             if not root.is_dir():
                 raise StoreURLError(f"payload folder {root} does not exist")
             self.storage: PosixStorage | S3Storage = PosixStorage(root)
@@ -47,6 +48,11 @@ class ExternalPayloads:
         return f"{self._base}/{key}"
 
 
+def _local_path(uri_path: str) -> Path:
+    """The file a ``file://`` URI's path names: percent-escapes decoded (a space is stored as %20)."""
+    return Path(url2pathname(uri_path))
+
+
 def payloads_for(url: str | None) -> ExternalPayloads | None:
     """The payload storage for ``url`` or ``$SNAPSTORE_PAYLOADS``; None keeps payloads in the database."""
     url = url or os.environ.get("SNAPSTORE_PAYLOADS")
@@ -63,7 +69,7 @@ def fetch_location(location: str) -> bytes:
     parsed = urlparse(location)
     try:
         if parsed.scheme == "file":
-            return Path(parsed.path).read_bytes()
+            return _local_path(parsed.path).read_bytes()
         if parsed.scheme == "s3":
             return _bucket(parsed.netloc).get(parsed.path.lstrip("/"))
     except (OSError, BlobNotFoundError) as exc:

@@ -9,6 +9,7 @@ which takes a single statement, so ``COMMIT; DELETE ...`` cannot slip through.
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 
 from sqlalchemy import create_engine
 from sqlalchemy.engine import URL
@@ -32,9 +33,19 @@ def read_only_query(url: URL, query: str) -> tuple[list[str], list[tuple]]:
     return _postgresql(url, query)
 
 
+def _read_only_uri(database: str) -> str:
+    """A ``file:`` URI that opens ``database`` read-only; built from the resolved path,
+    so "#", "?" and "%" in folder names cannot cut it short or change its options."""
+    if database.startswith("file:"):  # already a URI (sqlite:///file:...?uri=true)
+        return database if "mode=ro" in database else database + ("&" if "?" in database else "?") + "mode=ro"
+    if not Path(database).is_file():
+        raise StoreAccessError(f"no store at {database}")
+    return Path(database).resolve().as_uri() + "?mode=ro"
+
+
 def _sqlite(url: URL, query: str) -> tuple[list[str], list[tuple]]:
     try:
-        connection = sqlite3.connect(f"file:{url.database}?mode=ro", uri=True)
+        connection = sqlite3.connect(_read_only_uri(url.database or ""), uri=True)
     except sqlite3.Error as exc:
         raise StoreAccessError(f"{masked(url)}: {exc}") from None
     try:
