@@ -8,8 +8,14 @@ store is checked (opens, verify passes, sequence numbers gap-free) and the
 ingest is resumed.  Writers: processes ingesting different runs, plus two on one
 run, at once.  Inputs: randomly mutated real stories, each of which must parse
 back exactly or raise StoryFormatError.  Corruptions: one flipped byte in a
-stored record (SQLite file level), which must be detected on read.  The store
-must end with every snapshot of every completed run present exactly once.
+stored record (SQLite file level), which must be detected on read.  Payload
+crashes: ingests writing record bytes to a folder (named with a space, '#' and
+non-ASCII) killed at random moments; no row may name missing bytes.  A hung
+writer: one process holds the write lock and stalls; other writers must give up
+after SNAPSTORE_LOCK_TIMEOUT with a clear error, and succeed once it is gone.
+The default SQLite store lives in a folder named with '#', '?', '%' and
+non-ASCII.  The store must end with every snapshot of every completed run
+present exactly once.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import random
 import signal
 import subprocess
@@ -31,6 +38,19 @@ from snapstore import CorruptRecordError, StoryFormatError
 
 REPO = Path(__file__).resolve().parent.parent
 INGEST = "import sys, snapstore; snapstore.open(sys.argv[1]).ingest(sys.argv[2], name=sys.argv[3])"
+INGEST_TO_FOLDER = ("import sys, snapstore; "
+                    "snapstore.open(sys.argv[1], payloads=sys.argv[4]).ingest(sys.argv[2], name=sys.argv[3])")
+HOLD_LOCK = """
+import sys, time, snapstore
+from snapstore.store import events
+from snapstore.store.backend import write_transaction
+store = snapstore.open(sys.argv[1])
+run_id = store.runs()[0].id
+with write_transaction(store.engine) as connection:
+    events.append(connection, run_id, [events.Event(events.RUN_TAGGED, {"key": "hung", "value": "yes"})])
+    print("holding", flush=True)
+    time.sleep(600)
+"""
 
 
 def default_source() -> Path:
@@ -83,6 +103,49 @@ def writers(url: str, source: Path, count: int, workdir: Path) -> dict:
     failures = [e for e, p in zip(errors, processes) if p.returncode]
     lost = sum(expected_count(source) - len(check(url, n)) for n in set(names))
     return {"concurrent_writers": len(names), "writer_failures": len(failures), "snapshots_lost_by_writers": lost}
+
+
+def payload_crashes(url: str, source: Path, count: int, rng: random.Random, workdir: Path) -> dict:
+    folder = workdir / "pay load #1 é"
+    folder.mkdir()
+    for index in range(count):
+        name = f"payload{index % 5}"
+        process = subprocess.Popen([sys.executable, "-c", INGEST_TO_FOLDER, url, str(source), name, str(folder)],
+                                   cwd=workdir)
+        time.sleep(rng.uniform(0.2, 1.5))
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        check(url, name)  # verify reads every record, payloads included
+    with snapstore.open(url, payloads=str(folder)) as store:
+        for k in range(min(count, 5)):
+            store.ingest(source, name=f"payload{k}")
+        with store.engine.connect() as connection:
+            locations = set(connection.exec_driver_sql(
+                "select location from record where location is not null").scalars())
+    files = {path.as_uri() for path in folder.rglob("*.snaprec")}
+    return {"payload_crashes_survived": count, "rows_naming_missing_bytes": len(locations - files),
+            "unreferenced_payloads_left_by_kills": len(files - locations),
+            "temporary_files_left_by_kills": len(list(folder.rglob("*.tmp")))}
+
+
+def hung_writer(url: str, source: Path, count: int, workdir: Path) -> dict:
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, url], stdout=subprocess.PIPE, text=True, cwd=workdir)
+    assert holder.stdout is not None
+    if holder.stdout.readline().strip() != "holding":
+        raise AssertionError("the hung writer did not take the lock")
+    environment = {**os.environ, "SNAPSTORE_LOCK_TIMEOUT": "1"}
+    waiters = [subprocess.Popen([sys.executable, "-c", INGEST, url, str(source), f"stalled{k}"], cwd=workdir,
+                                stderr=subprocess.PIPE, env=environment) for k in range(count)]
+    reported = sum(1 for p in waiters if p.communicate(timeout=120)[1].decode().find("gave up waiting 1 s") >= 0
+                   and p.returncode != 0)
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    with snapstore.open(url) as store:
+        for k in range(count):
+            store.ingest(source, name=f"stalled{k}")
+        completed = sum(len(store.run(f"stalled{k}")) == expected_count(source) for k in range(count))
+    return {"writers_behind_a_hung_writer": count, "lock_timeouts_reported": reported,
+            "completed_after_it_was_gone": completed}
 
 
 def mutate(text: str, rng: random.Random) -> bytes:
@@ -157,6 +220,8 @@ def main() -> None:
     parser.add_argument("--writers", type=int, default=8)
     parser.add_argument("--inputs", type=int, default=2000)
     parser.add_argument("--corruptions", type=int, default=20)
+    parser.add_argument("--payload-crashes", type=int, default=20)
+    parser.add_argument("--stalled", type=int, default=4, help="writers behind one hung writer")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--db", help="store URL (an empty database); default: a new SQLite file")
     parser.add_argument("--source", type=Path, default=default_source())
@@ -164,10 +229,15 @@ def main() -> None:
     rng = random.Random(args.seed)
     with tempfile.TemporaryDirectory() as folder:
         workdir = Path(folder)
-        url = args.db or f"sqlite:///{workdir / 'torture.db'}"
+        odd = workdir / "a b#c?d%20 é"  # folder names are characters, not URL syntax
+        odd.mkdir()
+        url = args.db or str(odd / "torture.db")
         started = time.time()
-        figures = {"seed": args.seed, "store": snapstore.store.backend.masked(url), "source": str(args.source)}
+        shown = snapstore.store.backend.masked(snapstore.store.backend.resolve_url(url))
+        figures = {"seed": args.seed, "store": shown, "source": str(args.source)}
         figures.update(crashes(url, args.source, args.crashes, rng, workdir))
+        figures.update(payload_crashes(url, args.source, args.payload_crashes, rng, workdir))
+        figures.update(hung_writer(url, args.source, args.stalled, workdir))
         figures.update(writers(url, args.source, args.writers, workdir))
         figures.update(inputs(args.source, args.inputs, rng))
         figures.update(corruptions(args.source, args.corruptions, rng, workdir))

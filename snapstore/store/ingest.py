@@ -30,8 +30,8 @@ from snapstore.store import events
 from snapstore.store.backend import with_retries
 from snapstore.store.payloads import ExternalPayloads
 from snapstore.store.provenance import pipeline_from_commands, pipeline_from_log, who_and_where
-from snapstore.store.records import insert_record
-from snapstore.store.schema import command, run, snapshot
+from snapstore.store.records import fetch_record, insert_record
+from snapstore.store.schema import command, record, run, snapshot
 from snapstore.story import RootText, iter_root_texts, open_source, source_name
 
 _NAMESPACE = uuid.UUID("6f1c3c1e-7a57-4e43-9a8f-5a7b0e1d2c33")
@@ -123,25 +123,21 @@ class Ingest:
         digest = hashlib.sha256(data).hexdigest()
         with self.engine.connect() as connection:
             already = self._stored(connection, seq, digest)
+            known = None if already else _known_record(connection, digest)
         if not already:
             # Encoding happens before the write transaction, so other writers are not
             # held up by it; the transaction only re-checks and appends.
-            blob, structure = codec.encode_text_with_layout(data)
-            if self.check:
-                self._check(blob, digest, seq)
-            location = self.payloads.put(digest, blob) if self.payloads else None  # before its row
-            root_values = codec.root_values_from_layout(structure)
+            row, stored_size, root_values = self._new_record(data, digest, seq) if known is None else (None, *known)
             batch = [self._pipeline(root)] if not self._has_pipeline and seq > 0 else []  # kira's Log has it
             batch.append(events.Event(events.SNAPSHOT_APPENDED, {
                 "seq": seq, "record": digest, "time": _float(root_values.get("system_time")),
-                "n_particles": _int(root_values.get("N")), "text_size": len(data), "stored_size": len(blob)}))
-            row = {"hash": digest, "codec": codec.CODEC_NAME, "text_size": len(data), "stored_size": len(blob),
-                   "location": location, "data": b"" if location else blob}
+                "n_particles": _int(root_values.get("N")), "text_size": len(data), "stored_size": stored_size}))
 
             def work(connection: Connection) -> bool:
                 if self._stored(connection, seq, digest):  # another writer got here first
                     return True
-                insert_record(connection, row)
+                if row is not None:
+                    insert_record(connection, row)
                 events.append(connection, self.report.run_id, batch)
                 return False
 
@@ -152,9 +148,20 @@ class Ingest:
             self._has_pipeline = self._has_pipeline or seq > 0
             self.report.added += 1
             self.report.text_bytes += len(data)
-            self.report.stored_bytes += len(blob)
+            self.report.stored_bytes += stored_size
         if self.on_snapshot:
             self.on_snapshot(self.report)
+
+    def _new_record(self, data: bytes, digest: str, seq: int) -> tuple[dict, int, dict[str, object]]:
+        """Encode (and check) a text the store does not hold yet; its bytes go to the
+        payload storage now, before the row that names them can be committed."""
+        blob, structure = codec.encode_text_with_layout(data)
+        if self.check:
+            self._check(blob, digest, seq)
+        location = self.payloads.put(digest, blob) if self.payloads else None
+        row = {"hash": digest, "codec": codec.CODEC_NAME, "text_size": len(data), "stored_size": len(blob),
+               "location": location, "data": b"" if location else blob}
+        return row, len(blob), codec.root_values_from_layout(structure)
 
     def _check(self, blob: bytes, digest: str, seq: int) -> None:
         """Refuse a record that does not decode to the text it is for, before anything of
@@ -181,6 +188,16 @@ class Ingest:
                    "added": self.report.added, "skipped": self.report.skipped}
         with_retries(self.engine, lambda connection: events.append(
             connection, self.report.run_id, [events.Event(events.INGEST_FINISHED, payload)]))
+
+
+def _known_record(connection: Connection, digest: str) -> tuple[int, dict[str, object]] | None:
+    """Stored size and root values of a record the store already holds under ``digest``
+    (the same text in another run, such as shared initial conditions): it is reused,
+    not encoded or written again."""
+    size = connection.execute(select(record.c.stored_size).where(record.c.hash == digest)).scalar()
+    if size is None:
+        return None
+    return size, codec.root_values(fetch_record(connection, digest))
 
 
 def _float(value) -> float | None:
