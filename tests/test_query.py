@@ -54,3 +54,19 @@ def test_malformed_filters_point_at_the_position(text: str, position: int) -> No
     with pytest.raises(FilterError) as caught:
         compile_filter(text)
     assert caught.value.position == position
+
+
+def test_values_keep_their_text(store_url) -> None:
+    from helpers import SAMPLE
+
+    with snapstore.open(store_url) as store:
+        store.ingest(SAMPLE, name="007", tags={"ver": "1.50"})
+        assert names(store, "name = 007") == names(store, "name = '007'") == ["007"]
+        assert names(store, "name = 7") == []
+        assert names(store, "tag.ver = 1.50") == ["007"] and names(store, "tag.ver = 1.5") == []
+        assert names(store, "starlab_version = 4.4.4") == ["007"]
+        assert names(store, "makeking.n = 100.0") == ["007"]  # a bare number: numerically, for a flag
+        assert names(store, "makeking.n = '100.0'") == []      # quoted: as written
+        assert names(store, "makeking.w>=3 and n_particles>=100") == ["007"]
+        with pytest.raises(FilterError, match="n_particles is a number"):
+            store.runs("n_particles = abc")

@@ -6,10 +6,15 @@
 
 Terms: ``program.flag OP value``, ``tag.KEY OP value``, or a run column (``name``,
 ``status``, ``n_snapshots``, ``n_particles``, ``t_first``, ``t_last``,
-``starlab_version``); OP is one of = == != < <= > >= or ``in (v, ...)``.  Numbers
-compare as numbers, anything else as text; ``true`` matches a flag given
-without a value.  The text is parsed into SQLAlchemy expressions with bound
-parameters: no part of it is ever formatted into SQL.
+``starlab_version``); OP is one of = == != < <= > >= or ``in (v, ...)``.
+A value keeps its text: ``name = 007``, ``tag.ver = 1.50`` and
+``starlab_version = 4.4.4`` compare exactly what is written.  The field says
+how: names, status, version and tags compare as text; counts and times as
+numbers; a program's flag as a number when the value is a bare number
+(``makeking.n = 500`` also matches ``500.0``) and as text otherwise or when
+quoted; ``true`` matches a flag given without a value.  The text is parsed into
+SQLAlchemy expressions with bound parameters: no part of it is ever formatted
+into SQL.
 """
 
 from __future__ import annotations
@@ -29,12 +34,14 @@ _TOKEN = re.compile(r"""
   | (?P<op><=|>=|!=|==|=|<|>)
   | (?P<punct>[(),])
   | (?P<string>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")
-  | (?P<number>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?(?![\w.]))
-  | (?P<word>[A-Za-z_][\w.\-]*)
+  | (?P<bare>[\w.+\-]+)
 """, re.VERBOSE)
 _KEYWORDS = {"and", "or", "not", "in"}
 Ids = Select | CompoundSelect  # a query yielding run ids
-RUN_COLUMNS = {"name", "status", "n_snapshots", "n_particles", "t_first", "t_last", "starlab_version"}
+TEXT_COLUMNS = {"name", "status", "starlab_version"}
+NUMBER_COLUMNS = {"n_snapshots", "n_particles", "t_first", "t_last"}
+RUN_COLUMNS = TEXT_COLUMNS | NUMBER_COLUMNS
+_FIELD = re.compile(r"[A-Za-z_][\w.\-]*")
 
 
 @dataclass
@@ -42,7 +49,14 @@ class Token:
     kind: str
     text: str
     position: int
-    value: object = None
+
+
+@dataclass(frozen=True)
+class Literal:
+    """A value as written (quotes removed), and its number when it is a bare numeric literal."""
+
+    text: str
+    number: float | None
 
 
 def tokenize(text: str) -> list[Token]:
@@ -55,10 +69,8 @@ def tokenize(text: str) -> list[Token]:
         kind = match.lastgroup or ""
         raw = match.group()
         if kind == "string":
-            tokens.append(Token("value", raw, position, re.sub(r"\\(.)", r"\1", raw[1:-1])))
-        elif kind == "number":
-            tokens.append(Token("value", raw, position, float(raw)))
-        elif kind == "word" and raw.lower() in _KEYWORDS:
+            tokens.append(Token("string", re.sub(r"\\(.)", r"\1", raw[1:-1]), position))
+        elif kind == "bare" and raw.lower() in _KEYWORDS:
             tokens.append(Token(raw.lower(), raw, position))
         elif kind != "space":
             tokens.append(Token(kind, raw, position))
@@ -118,19 +130,19 @@ class _Parser:
             return inner
         return self.term()
 
-    def value(self) -> object:
+    def value(self) -> Literal:
         token = self.current
-        if token.kind == "value":
+        if token.kind == "string":
             self.index += 1
-            return token.value
-        if token.kind == "word":
+            return Literal(token.text, None)
+        if token.kind == "bare":
             self.index += 1
-            return token.text
+            return Literal(token.text, _number(token.text))
         self.fail(f"expected a value, found {token.text or 'end of filter'!r}")
 
     def term(self) -> Ids:
         field = self.current
-        if field.kind != "word":
+        if field.kind != "bare" or not _FIELD.fullmatch(field.text):
             self.fail(f"expected a field such as makeking.n or name, found {field.text or 'end of filter'!r}")
         self.index += 1
         if self.current.kind == "in":
@@ -146,21 +158,33 @@ class _Parser:
         op = self.take("op").text
         return self.compare(field, "=" if op == "==" else op, self.value())
 
-    def compare(self, field: Token, op: str, value: object) -> Select:
+    def compare(self, field: Token, op: str, value: Literal) -> Select:
         """The ids of the runs for which one comparison holds."""
         name = field.text
-        if name in RUN_COLUMNS:
-            return select(run.c.id).where(_apply(run.c[name], op, value))
+        if name in TEXT_COLUMNS:
+            return select(run.c.id).where(_apply(run.c[name], op, value.text))
+        if name in NUMBER_COLUMNS:
+            if value.number is None:
+                self.fail(f"{name} is a number: {value.text!r} is not one", field)
+            return select(run.c.id).where(_apply(run.c[name], op, value.number))
         head, _, rest = name.partition(".")
         if not rest:
             self.fail(f"unknown field {name!r}: use program.flag, tag.KEY or one of {sorted(RUN_COLUMNS)}", field)
         if head == "tag":
-            return select(tag.c.run_id).where(tag.c.key == rest, _apply(tag.c.value, op, _text(value)))
-        if value == "true":
-            value = 1.0
-        column = parameter.c.num_value if isinstance(value, float) else parameter.c.value
-        return select(parameter.c.run_id).where(
-            parameter.c.program == head, parameter.c.flag == rest, _apply(column, op, value))
+            return select(tag.c.run_id).where(tag.c.key == rest, _apply(tag.c.value, op, value.text))
+        number = 1.0 if value == Literal("true", None) else value.number
+        condition = _apply(parameter.c.num_value, op, number) if number is not None \
+            else _apply(parameter.c.value, op, value.text)
+        return select(parameter.c.run_id).where(parameter.c.program == head, parameter.c.flag == rest, condition)
+
+
+def _number(text: str) -> float | None:
+    """The number a bare literal spells (007, -0.25, 1e-5), or None (4.4.4, yes, inf stays text)."""
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    return number if number == number and abs(number) != float("inf") else None
 
 
 def _operand(ids: Ids) -> Select:
@@ -169,12 +193,6 @@ def _operand(ids: Ids) -> Select:
         inner = ids.subquery()
         return select(inner.c[0])
     return ids
-
-
-def _text(value: object) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
 
 
 def _apply(column, op: str, value: object) -> ColumnElement:
