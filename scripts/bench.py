@@ -36,7 +36,7 @@ import baseline_pystarlab as baseline
 import snapstore
 from snapstore import codec
 from snapstore.store.parallel import ingest_many
-from snapstore.store.schema import parameter, run
+from snapstore.store.schema import command, parameter, run
 from snapstore.story import iter_root_texts, open_source
 
 REPO = Path(__file__).resolve().parent.parent
@@ -163,7 +163,7 @@ def reads(results: dict, workdir: Path) -> None:
 
 def _replicate(engine, count: int, rng: random.Random) -> None:
     """Add ``count`` runs with distinct names and King-model parameters to the projections."""
-    runs, params = [], []
+    runs, params, commands = [], [], []
     for k in range(count):
         run_id = uuid.uuid4().hex
         n, w = rng.choice([100, 200, 500, 1000, 2600]), rng.choice([3, 4, 5, 6, 7])
@@ -176,11 +176,16 @@ def _replicate(engine, count: int, rng: random.Random) -> None:
                                                      ("kira", {"t": rng.choice([10, 100]), "d": 1})]):
             params += [{"run_id": run_id, "position": position, "flag": f, "program": program,
                         "value": str(v), "num_value": float(v)} for f, v in flags.items()]
+            commands.append({"run_id": run_id, "position": position, "program": program,
+                             "argv": json.dumps([program] + [x for f, v in flags.items() for x in (f"-{f}", str(v))]),
+                             "starlab_version": "4.4.4"})
     with engine.begin() as connection:
         for start in range(0, len(runs), 5000):
             connection.execute(insert(run), runs[start:start + 5000])
         for start in range(0, len(params), 20000):
             connection.execute(insert(parameter), params[start:start + 20000])
+        for start in range(0, len(commands), 20000):
+            connection.execute(insert(command), commands[start:start + 20000])
 
 
 def queries(results: dict, workdir: Path, pg_url: str | None, scales: list[int]) -> None:

@@ -7,6 +7,7 @@ commands that use them, so ``snapstore --help`` answers at once.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import os
 import re
@@ -22,7 +23,7 @@ import typer
 from snapstore.errors import InvalidArgumentError, SnapstoreError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
 
     from sqlalchemy import Engine
 
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     from snapstore.store.ingest import IngestReport
 
 app = typer.Typer(help="Archive, query and export Starlab N-body snapshots.", no_args_is_help=True,
-                  pretty_exceptions_enable=False, add_completion=False)
+                  pretty_exceptions_enable=False)
 db_app = typer.Typer(help="Schema migrations of a store (alembic).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
@@ -70,22 +71,45 @@ def _open(db: str | None, payloads: str | None = None) -> Store:
     return Store(db, payloads=payloads)
 
 
-def _emit(rows: list[dict], fmt: Table, columns: list[str] | None = None) -> None:
-    columns = columns or (list(rows[0]) if rows else [])
+TABLE_ROWS = 100  # a table longer than a screenful or two is for a pager or a file: say how to get it
+
+
+def _emit(rows: Iterable[dict], fmt: Table, columns: list[str], limit: int | None = None,
+          shown: Callable[[dict], dict] | None = None) -> None:
+    """Print rows as they come: JSON and CSV stream every row (or ``limit``); a table
+    shows ``limit`` rows (default ``TABLE_ROWS``, 0 for all) and says how many it left out.
+    ``shown`` turns a row into what a table prints (human sizes)."""
+    chosen = iter(rows)
+    if limit:
+        chosen = itertools.islice(chosen, limit)
     if fmt is Table.json:
-        typer.echo(json.dumps(rows, indent=2, default=_jsonable))
+        out = sys.stdout
+        out.write("[")
+        count = 0
+        for count, row in enumerate(chosen, start=1):
+            out.write(("," if count > 1 else "") + "\n  " + json.dumps(row, default=_jsonable))
+        out.write("\n]\n" if count else "]\n")
     elif fmt is Table.csv:
         writer = csv.DictWriter(sys.stdout, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(chosen)
     else:
-        from rich.console import Console
-        from rich.table import Table as RichTable
+        _table(rows, columns, TABLE_ROWS if limit is None else limit, shown or (lambda row: row))
 
-        table = RichTable(*columns, box=None, header_style="bold")
-        for row in rows:
-            table.add_row(*[_cell(row.get(c)) for c in columns])
-        Console(width=max(120, len(columns) * 12)).print(table)
+
+def _table(rows: Iterable[dict], columns: list[str], limit: int, shown: Callable[[dict], dict]) -> None:
+    from rich.console import Console
+    from rich.table import Table as RichTable
+
+    remaining = iter(rows)
+    table = RichTable(*columns, box=None, header_style="bold")
+    for row in itertools.islice(remaining, limit) if limit else remaining:
+        printed = shown(row)
+        table.add_row(*[_cell(printed.get(c)) for c in columns])
+    Console(width=max(120, len(columns) * 12)).print(table)
+    left = sum(1 for _ in remaining)
+    if left:
+        typer.echo(f"... and {left:,} more (--limit 0 shows them all; --format csv or json for scripts)", err=True)
 
 
 def _jsonable(value: Any) -> Any:
@@ -210,16 +234,23 @@ def pipe(
 
 @app.command()
 def runs(where: str | None = typer.Option(None, "--where", "-w", help="Filter, e.g. 'makeking.n = 500'"),
-         format: Table = FORMAT, db: str | None = DB) -> None:
-    """List runs.  Example: snapstore runs --where 'makeking.n = 500 and makeking.w >= 5'"""
+         format: Table = FORMAT,
+         limit: int | None = typer.Option(None, "--limit", "-l", min=0,
+                                          help=f"At most this many runs; 0 for all "
+                                               f"[default: {TABLE_ROWS} in a table, all in json and csv]"),
+         db: str | None = DB) -> None:
+    """List runs.  Example: snapstore runs --where 'makeking.n = 500 and makeking.w >= 5'
+
+    json and csv fields: name, pipeline, N, snapshots, t_first, t_last, status,
+    stored_bytes, starlab_version, id (rows are streamed as they are read).
+    """
+    from snapstore.store.catalog import LISTING_FIELDS
+
+    columns = list(LISTING_FIELDS) if format is not Table.table else \
+        ["name", "pipeline", "N", "snapshots", "t_first", "t_last", "status", "stored_bytes"]
     with _open(db) as store:
-        rows = [{
-            "name": run.name, "pipeline": " | ".join(c["program"] for c in run.commands), "N": run.n_particles,
-            "snapshots": run.n_snapshots, "t_first": run.t_first, "t_last": run.t_last, "status": run.status,
-            "stored": run.stored_bytes if format is not Table.table else _size(run.stored_bytes), "id": run.id,
-        } for run in store.runs(where)]
-    _emit(rows, format, ["name", "pipeline", "N", "snapshots", "t_first", "t_last", "status", "stored"]
-          if format is Table.table else None)
+        _emit(store.listing(where), format, columns, limit,
+              lambda row: {**row, "stored_bytes": _size(row["stored_bytes"])})
 
 
 @app.command()
@@ -238,7 +269,8 @@ def show(run: str = typer.Argument(..., help="Run name or id"), db: str | None =
         typer.echo(f"  {program}: " + " ".join(f"{k}={v}" for k, v in flags.items()))
     for key, value in summary["tags"].items():
         typer.echo(f"  tag {key} = {value}")
-    _emit([{**row, "stored": _size(row["stored"])} for row in summary["snapshots"]], Table.table)
+    _emit(summary["snapshots"], Table.table, ["seq", "time", "N", "total_energy", "stored"], 0,
+          lambda row: {**row, "stored": _size(row["stored"])})
 
 
 @app.command()
@@ -246,25 +278,29 @@ def export(
     run: str = typer.Argument(..., help="Run name or id"),
     format: ExportFormat = typer.Option(ExportFormat.story, "--format", "-f", help="What to write"),
     snapshots: str | None = typer.Option(None, "--snapshots", "-s",
-                                            help="Positions as a Python slice, e.g. 1: or 0:5 or 3"),
+                                         help="Snapshot numbers: 3, 2:5 (5 excluded), 10:, -1 (the last); "
+                                              "0 is the initial conditions [default: kira's, 1 on]"),
+    time: str | None = typer.Option(None, "--time", help="System times LOW:HIGH, both kept, e.g. 2:5 or 10:"),
+    initial: bool = typer.Option(False, "--initial", help="Put the initial conditions (snapshot 0) in front"),
     output: Path | None = typer.Option(None, "-o", "--output",
-                                          help="File (a folder for parquet) [default: stdout for story]"),
+                                       help="File (a folder for parquet) [default: stdout for story]"),
     db: str | None = DB,
 ) -> None:
-    """Export a run.  Example: snapstore export seed500 -s 1: > kira.out  (byte-identical kira stream)
+    """Export a run.  Example: snapstore export seed500 > kira.out  (kira's stream, byte-identical)
 
     npz holds one particle table per snapshot (seq<N>); hdf5 a group per snapshot;
     parquet a dataset folder partitioned by run, one row per star per snapshot.
     """
     from snapstore.operations import export as write
-    from snapstore.operations import parse_selection
+    from snapstore.operations import parse_selection, parse_times
 
-    chosen = parse_selection(snapshots)  # checked before the store is opened
+    numbers, times = parse_selection(snapshots), parse_times(time)  # checked before the store is opened
     if format is not ExportFormat.story and output is None:
         wanted = "FOLDER" if format is ExportFormat.parquet else "FILE"
         raise InvalidArgumentError(f"{format.value} export needs -o {wanted}")
     with _open(db) as store:
-        write(store.run(run), format.value, output, chosen, stream=sys.stdout)
+        write(store.run(run), format.value, output, numbers=numbers, times=times, initial=initial,
+              stream=sys.stdout)
 
 
 @app.command()
@@ -310,7 +346,8 @@ def stats(format: Table = FORMAT, db: str | None = DB) -> None:
                f"{totals['records']} distinct records: {_size(totals['record_text_bytes'])} text -> "
                f"{_size(totals['record_bytes'])} stored ({ratio:.1f}x)")
     _emit([{"name": r["name"], "snapshots": r["n_snapshots"], "text": _size(r["text_bytes"]),
-            "stored": _size(r["stored_bytes"])} for r in totals["by_run"]], format)
+            "stored": _size(r["stored_bytes"])} for r in totals["by_run"]], format,
+          ["name", "snapshots", "text", "stored"])
 
 
 @app.command("tag")

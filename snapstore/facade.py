@@ -5,20 +5,26 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable
-from typing import IO, Any, TypeVar
+from collections.abc import Callable, Iterator
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from snapstore.errors import StoreAccessError
-from snapstore.reading import Run
-from snapstore.store import catalog, diagnostics, events, integrity, projections
+from snapstore.store import catalog, diagnostics, events, projections
 from snapstore.store.backend import describe_db_error, make_engine, masked, resolve_url, with_retries
-from snapstore.store.ingest import IngestReport, ingest
 from snapstore.store.migrate import ensure_current
 from snapstore.store.payloads import payloads_for
 from snapstore.store.records import fetch_record, fetch_records
+
+if TYPE_CHECKING:
+    from snapstore.reading import Run
+    from snapstore.store.ingest import IngestReport
+
+# The read side, ingest and integrity checks bring numpy and the codec (about 0.15 s);
+# they are imported in the methods that use them, so that listing or querying runs
+# from the command line does not pay for them.
 
 F = TypeVar("F", bound=Callable[..., Any])
 Source = str | os.PathLike | IO[bytes]
@@ -84,6 +90,8 @@ class Store:
                       label: str | None = None, check: bool = True) -> IngestReport:
         """As ``ingest``, returning what was added and skipped; ``label`` names the
         source in messages and provenance (default: its path)."""
+        from snapstore.store.ingest import ingest
+
         try:
             return ingest(self.engine, source, name=name, initial=initial, tags=tags, commands=commands,
                           on_snapshot=on_snapshot, payloads=self.payloads, label=label, check=check)
@@ -117,14 +125,27 @@ class Store:
     @_database_errors
     def run(self, name_or_id: str) -> Run:
         """A run by name, id, or unique id prefix."""
+        from snapstore.reading import Run
+
         with self.engine.connect() as connection:
             return Run(self.engine, catalog.find_run(connection, name_or_id, masked(self.url)))
 
     @_database_errors
     def runs(self, where: str | None = None) -> list[Run]:
         """Runs matching a filter (see ``snapstore.store.filters``), by name."""
+        from snapstore.reading import Run
+
         with self.engine.connect() as connection:
             return [Run(self.engine, row) for row in catalog.matching_runs(connection, where)]
+
+    def listing(self, where: str | None = None) -> Iterator[dict[str, Any]]:
+        """One dict per matching run (name, pipeline, N, snapshots, t_first, t_last,
+        status, stored_bytes, starlab_version, id), streamed from one query."""
+        try:
+            with self.engine.connect() as connection:
+                yield from catalog.listing(connection, where)
+        except DBAPIError as exc:
+            raise StoreAccessError(describe_db_error(exc, self.url)) from None
 
     @_database_errors
     def record_bytes(self, record_hash: str) -> bytes:
@@ -151,6 +172,8 @@ class Store:
         """Every problem found: undecodable records, texts that do not match their
         hash, projections that differ from a replay of the log.  Empty means sound.
         Only reads: ingests go on while it runs."""
+        from snapstore.store import integrity
+
         run_ids = [self.run(name_or_id).id] if name_or_id else None
         return [*integrity.record_problems(self.engine, run_ids), *integrity.projection_drift(self.engine)]
 

@@ -35,10 +35,10 @@ def parse_pairs(items: list[str]) -> dict[str, str]:
     return pairs
 
 
-def parse_selection(text: str | None) -> slice:
-    """A snapshot selection as a slice of positions: ``3``, ``1:``, ``0:5``, ``::2``, ``-1``."""
-    if text is None or text == "":
-        return slice(None)
+def parse_selection(text: str | None) -> slice | None:
+    """Snapshot numbers as a slice: ``3``, ``1:``, ``0:5`` (5 excluded), ``::2``, ``-1`` (the last)."""
+    if text is None:
+        return None
     parts = text.split(":")
     if len(parts) > 3:
         raise InvalidArgumentError(f"snapshot selection {text!r} is not N, START:STOP or START:STOP:STEP")
@@ -54,6 +54,19 @@ def parse_selection(text: str | None) -> slice:
     if len(numbers) == 3 and numbers[2] == 0:
         raise InvalidArgumentError(f"snapshot selection {text!r} has a step of 0")
     return slice(*numbers)
+
+
+def parse_times(text: str | None) -> tuple[float, float] | None:
+    """A time range ``LOW:HIGH`` (both kept; either may be left out) as a pair."""
+    if text is None:
+        return None
+    low, sep, high = text.partition(":")
+    try:
+        if not sep:
+            raise ValueError
+        return (float(low) if low.strip() else float("-inf"), float(high) if high.strip() else float("inf"))
+    except ValueError:
+        raise InvalidArgumentError(f"time range {text!r} is not LOW:HIGH, such as 2:5 or 10:") from None
 
 
 @dataclass
@@ -103,16 +116,20 @@ def describe(store: Store, name_or_id: str) -> dict[str, Any]:
             "snapshots": rows}
 
 
-def export(run: Run, format: str = "story", output: str | os.PathLike | None = None,
-           selection: slice = slice(None), stream: TextIO | None = None) -> None:
-    """Write a run (or the ``selection`` of its snapshots) as Starlab text, an npz
-    of particle tables, one HDF5 file, or a Parquet dataset folder.
+def export(run: Run, format: str = "story", output: str | os.PathLike | None = None, *,
+           numbers: slice | None = None, times: tuple[float, float] | None = None, initial: bool = False,
+           stream: TextIO | None = None) -> None:
+    """Write a run as Starlab text, an npz of particle tables, one HDF5 file, or a
+    Parquet dataset folder.  By default, text is kira's stream exactly as kira
+    wrote it, and arrays hold every stored snapshot (the initial conditions too);
+    ``numbers``, ``times`` and ``initial`` choose others (see ``Run.select``).
 
     Story text goes to ``output`` or, without one, to ``stream``, one snapshot at
     a time, so the first text is out before the last record is decoded."""
     if format not in EXPORT_FORMATS:
         raise InvalidArgumentError(f"unknown export format {format!r}: use {', '.join(EXPORT_FORMATS)}")
-    items = run.snapshots()[selection]
+    chosen = numbers is not None or times is not None or initial
+    items = run.select(numbers, times, initial) if chosen or format == "story" else run.snapshots()
     if format == "story":
         if output is None and stream is None:
             raise InvalidArgumentError("story export needs an output file or a stream")
@@ -131,7 +148,7 @@ def export(run: Run, format: str = "story", output: str | os.PathLike | None = N
         tables: dict[str, Any] = {f"seq{item.seq}": item.particles() for item in items}
         np.savez_compressed(output, **tables)
         return
-    if selection != slice(None):
+    if chosen:
         raise InvalidArgumentError(f"{format} export writes the whole run; a snapshot selection is for story and npz")
     from snapstore.serializers import Location, PosixStorage, registry
 

@@ -169,3 +169,111 @@ def test_db_commands_walk_the_schema_revisions(db) -> None:
     assert refused.returncode != 0 and b"snapstore db upgrade" in refused.stderr
     assert "revision 0003" in cli("db", "upgrade", db=db).stdout
     assert cli("export", "n100-w3-s1", "-s", "1:", db=db).stdout == read_text(SAMPLE / "kira.out.gz")
+
+
+def _stories(text: str) -> list[str]:
+    """A stream's root stories, as text."""
+    parts = text.split("(Particle\n  name = root")
+    return ["(Particle\n  name = root" + part for part in parts[1:]]
+
+
+def test_export_takes_snapshot_numbers_and_times_however_the_run_was_ingested(db) -> None:
+    kira = read_text(SAMPLE / "kira.out.gz")
+    cli("ingest", str(SAMPLE / "kira.out.gz"), "--name", "bare", db=db)  # no initial conditions
+    cli("ingest", str(SAMPLE), "--name", "full", db=db)
+    for run in ("bare", "full"):
+        assert cli("export", run, db=db).stdout == kira  # kira's stream exactly, by default
+        assert cli("export", run, "-s", "1", db=db).stdout == _stories(kira)[0]
+        assert cli("export", run, "-s", "-1", db=db).stdout == _stories(kira)[-1]
+        assert cli("export", run, "--time", "4:6", db=db).stdout == "".join(_stories(kira)[1:3])
+    assert cli("export", "bare", "--initial", db=db).stdout == kira  # nothing stored at 0
+    assert cli("export", "full", "--initial", db=db).stdout == read_text(SAMPLE / "initial.story.gz") + kira
+    assert cli("export", "full", "-s", "0", db=db).stdout == read_text(SAMPLE / "initial.story.gz")
+
+
+def test_every_command_with_bad_input_prints_one_line_and_no_traceback(db, tmp_path) -> None:
+    cli("ingest", str(SAMPLE), db=db)
+    newer = tmp_path / "newer.db"
+    from sqlalchemy import text
+
+    import snapstore
+
+    with snapstore.open(str(newer)) as store, store.engine.begin() as connection:
+        connection.execute(text("update alembic_version set version_num = '9999'"))
+    bad = [
+        ("ingest", str(tmp_path / "missing.out")), ("ingest", str(SAMPLE), "--tag", "novalue"),
+        ("ingest", str(SAMPLE), str(SAMPLE), "--name", "x"), ("ingest", "-", str(SAMPLE), "--jobs", "2"),
+        ("pipe", "--name", "p", "--", str(tmp_path / "no-such-program")),
+        ("runs", "--where", "makeking.n = = 5"), ("runs", "--where", "n_particles = abc"),
+        ("runs", "--format", "xml"), ("runs", "--limit", "-3"),
+        ("show", "nope"), ("export", "nope"), ("export", "n100-w3-s1", "-s", " "),
+        ("export", "n100-w3-s1", "-s", "1:2:0"), ("export", "n100-w3-s1", "--time", "abc"),
+        ("export", "n100-w3-s1", "-f", "npz"), ("export", "n100-w3-s1", "-f", "xls"),
+        ("export", "n100-w3-s1", "-f", "hdf5", "-s", "1", "-o", str(tmp_path / "x.h5")),
+        ("sql", "select nothing from nowhere"), ("sql", "delete from run"), ("verify", "nope"),
+        ("tag", "n100-w3-s1", "novalue"), ("tag", "nope", "a=b"),
+        ("db", "downgrade", "0007"), ("db", "upgrade", "9999"),
+    ]
+    for args in bad:
+        done = _run(*args, "--db", db)
+        stderr = done.stderr.decode()
+        assert done.returncode != 0, args
+        assert "Traceback" not in stderr, (args, stderr)
+        if done.returncode != 2 or "Usage:" not in stderr:  # click's own usage errors print a usage box
+            assert len(stderr.strip().splitlines()) == 1 and stderr.startswith("snapstore: error:"), (args, stderr)
+    for args in (("runs",), ("db", "upgrade")):  # a store newer than the code: refused, untouched
+        done = _run(*args, "--db", str(newer))
+        stderr = done.stderr.decode()
+        assert done.returncode != 0 and len(stderr.strip().splitlines()) == 1, (args, stderr)
+        assert "9999" in stderr and "Traceback" not in stderr, (args, stderr)
+    current = _run("db", "current", "--db", str(newer))  # saying where it stands is no error
+    assert current.returncode == 0 and "revision 9999 (this snapstore: 0003)" in current.stdout.decode()
+
+
+FAILING = """
+import gzip, sys
+data = gzip.open(sys.argv[1]).read().split(b"(Particle\\n  name = root")
+sys.stdout.buffer.write(b"(Particle\\n  name = root" + data[1]); sys.stdout.flush()
+sys.stderr.write("kira: step size too small, giving up\\n")
+sys.exit(3)
+"""
+
+
+def test_pipe_keeps_the_stderr_of_a_failing_run_and_its_exit_code(db, tmp_path) -> None:
+    script = tmp_path / "failing_kira.py"
+    script.write_text(FAILING)
+    done = _run("pipe", "--name", "failed", "--db", db, "--", sys.executable, str(script), str(SAMPLE / "kira.out.gz"))
+    assert done.returncode == 3, done.stderr
+    import snapstore
+
+    with snapstore.open(db) as store:
+        run = store.run("failed")
+        assert len(run) == 1 and run.source.startswith("pipe: ") and str(script) in run.source
+        assert store.diagnostics("failed") == ["kira: step size too small, giving up\n"]
+
+
+def test_jobs_reports_every_source_even_a_missing_one(db, tmp_path) -> None:
+    import shutil
+
+    twin = tmp_path / "twin"
+    shutil.copytree(SAMPLE, twin)
+    result = cli("ingest", str(SAMPLE), str(tmp_path / "missing"), str(twin), "--jobs", "2", db=db)
+    assert result.exit_code != 0
+    assert "n100-w3-s1: 6 snapshots added" in result.stdout and "twin: 6 snapshots added" in result.stdout
+    assert f"{tmp_path / 'missing'}: failed:" in result.stderr
+    assert "1 of 3 runs failed" in str(result.exception)
+
+
+def test_runs_limits_and_says_what_it_left_out(db) -> None:
+    for name in ("a", "b", "c"):
+        cli("ingest", str(SAMPLE), "--name", name, db=db)
+    listed = json.loads(cli("runs", "-f", "json", db=db).stdout)
+    assert [row["name"] for row in listed] == ["a", "b", "c"]
+    assert set(listed[0]) == {"name", "pipeline", "N", "snapshots", "t_first", "t_last", "status", "stored_bytes",
+                              "starlab_version", "id"}
+    assert listed[0]["pipeline"] == "makeking | makemass | scale | kira"
+    assert [row["name"] for row in json.loads(cli("runs", "-f", "json", "--limit", "2", db=db).stdout)] == ["a", "b"]
+    table = cli("runs", "--limit", "1", db=db)
+    assert " a " in table.stdout and " b " not in table.stdout and "and 2 more" in table.stderr
+    rows = cli("runs", "-f", "csv", db=db).stdout.strip().splitlines()
+    assert rows[0].startswith("name,pipeline,N") and len(rows) == 4

@@ -121,6 +121,27 @@ class Run:
         return Snapshots([Snapshot(self, row.seq, row.time, row.n_particles, row.record_hash)
                           for row in self._snapshot_rows])
 
+    def select(self, numbers: slice | None = None, times: tuple[float, float] | None = None,
+               initial: bool = False) -> Snapshots:
+        """Snapshots by number and time.  Numbers are fixed however the run was ingested:
+        0 is the initial conditions, kira's snapshots are 1, 2, ...
+
+        Without ``numbers``, kira's snapshots (1 on); ``numbers`` is a slice over snapshot
+        numbers (stop excluded, negatives count back from the last: ``slice(-1, None)``
+        is the last one); ``times`` keeps those with ``low <= time <= high``;
+        ``initial`` puts snapshot 0 in front when it is stored.
+        """
+        items = self.snapshots()
+        last = max((item.seq for item in items), default=0)
+        chosen = range(1, last + 1) if numbers is None else range(*numbers.indices(last + 1))
+        picked = [item for item in items if item.seq in chosen]
+        if times is not None:
+            low, high = times
+            picked = [item for item in picked if item.time is not None and low <= item.time <= high]
+        if initial and items and items[0].seq == 0 and (not picked or picked[0].seq != 0):
+            picked.insert(0, items[0])
+        return Snapshots(picked)
+
     def __len__(self) -> int:
         return len(self._snapshot_rows)
 
