@@ -44,10 +44,10 @@ HOLD_LOCK = """
 import sys, time, snapstore
 from snapstore.store import events
 from snapstore.store.backend import write_transaction
+from snapstore.store.ingest import run_id_for
 store = snapstore.open(sys.argv[1])
-run_id = store.runs()[0].id
 with write_transaction(store.engine) as connection:
-    events.append(connection, run_id, [events.Event(events.RUN_TAGGED, {"key": "hung", "value": "yes"})])
+    events.append(connection, run_id_for("hung writer"), [events.Event(events.RUN_STARTED, {"name": "hung writer"})])
     print("holding", flush=True)
     time.sleep(600)
 """
