@@ -27,6 +27,10 @@ class CorruptRecordError(SnapstoreError, ValueError):
     """A stored record that is missing, fails its checksum, or does not decode to the text it was stored for."""
 
 
+class StarIdentityError(SnapstoreError, ValueError):
+    """Stars that cannot be followed from snapshot to snapshot: no index and no numeric name, or one id twice."""
+
+
 class SchemaError(SnapstoreError, RuntimeError):
     """A database whose schema revision this code cannot use as it is."""
 

@@ -18,12 +18,14 @@ from snapstore.codec.record import (
     encode_text_with_layout,
     layout,
 )
+from snapstore.codec.summary import Summary, summarize, system_time
 
 __all__ = [
     "CODEC_NAME",
     "FORMAT_VERSION",
     "PARTICLE_DTYPE",
     "Layout",
+    "Summary",
     "decode",
     "decode_text",
     "encode",
@@ -34,4 +36,6 @@ __all__ = [
     "particles_from_layout",
     "root_values",
     "root_values_from_layout",
+    "summarize",
+    "system_time",
 ]

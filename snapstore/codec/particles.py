@@ -6,6 +6,8 @@ No text is printed and no Python object is built per star: the columns ``i``,
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from snapstore.codec.record import Layout, layout
@@ -14,19 +16,39 @@ PARTICLE_DTYPE = np.dtype([("id", np.int64), ("mass", np.float64),
                            ("pos", np.float64, (3,)), ("vel", np.float64, (3,))])
 
 
-def _particle_values(structure: Layout, row_of: np.ndarray, rows: int, kind: str, key: str, width: int,
-                     fill: float) -> np.ndarray:
+def _particle_values(structure: Layout, row_of: np.ndarray, rows: int, kind: str, key: str,
+                     width: int) -> np.ndarray:
     """Per particle (``row_of`` maps nodes to rows, -1 for other nodes): the value
-    of ``key`` in its own story (kind Particle) or in its ``Dynamics`` sub-story;
-    ``fill`` where it has none."""
-    out = np.full((rows, width), fill, dtype=np.float64)
-    found = structure.column(kind, key, width)
-    if found is not None:
-        column, owners = found
+    of ``key`` in its own story (kind Particle) or in its ``Dynamics`` sub-story.
+
+    NaN where a particle has none, where the text is not a number, and for the
+    components a value of another shape lacks (``r = 4 5``): never a made-up 0.
+    """
+    out = np.full((rows, width), np.nan)
+    # A value of the expected shape goes last, so it wins where a story holds both.
+    for found in sorted(structure.widths(kind, key), key=lambda w: w == width):
+        column, owners = structure.column(kind, key, found)  # type: ignore[misc]
         target = row_of[owners if kind == "Particle" else structure.node_parent[owners]]
         held = target >= 0
+        numbers = column.numbers() if found == width else _reshaped(column.values(), width)
         # Several occurrences for one particle: Starlab reads the first, so write in reverse.
-        out[target[held][::-1]] = column.numbers()[held][::-1]
+        out[target[held][::-1]] = numbers[held][::-1]
+    return out
+
+
+def _reshaped(values: list[str], width: int) -> np.ndarray:
+    """Values of an unexpected shape as ``width`` numbers each, read the way Starlab
+    reads a vector (tokens split on any whitespace): NaN for the components a value
+    lacks; all NaN for a value with more components than ``width``, which has no
+    one right reading."""
+    out = np.full((len(values), width), np.nan)
+    for row, text in enumerate(values):
+        tokens = text.split()
+        if len(tokens) > width:
+            continue
+        for component, token in enumerate(tokens):
+            with contextlib.suppress(ValueError):  # not a number: the component stays NaN
+                out[row, component] = float(token)
     return out
 
 
@@ -61,25 +83,54 @@ def particles_from_layout(structure: Layout) -> np.ndarray:
     leaves = np.ones(nodes.size, dtype=bool)
     leaves[parent[parent >= 0]] = False
 
-    def values(kind: str, key: str, width: int, fill: float) -> np.ndarray:
-        return _particle_values(structure, row_of, nodes.size, kind, key, width, fill)
+    def values(kind: str, key: str, width: int) -> np.ndarray:
+        return _particle_values(structure, row_of, nodes.size, kind, key, width)
 
     # positions and velocities summed down the tree together, as one (n, 6) array
-    phase = _absolute(np.hstack([values("Dynamics", "r", 3, 0.0), values("Dynamics", "v", 3, 0.0)]), parent)
+    phase = np.hstack([values("Dynamics", "r", 3), values("Dynamics", "v", 3)])
+    # The root is the frame itself: Starlab puts a root that gives no r or v at rest at
+    # the origin.  Any other node without them has no known place: NaN, never 0.
+    for block in (slice(0, 3), slice(3, 6)):
+        key = "r" if block.start == 0 else "v"
+        if not _root_has(structure, key):
+            phase[0, block] = 0.0
+    phase = _absolute(phase, parent)
     out = np.zeros(int(leaves.sum()), dtype=PARTICLE_DTYPE)
-    out["id"] = values("Particle", "i", 1, -1.0)[leaves, 0].astype(np.int64)
-    out["mass"] = values("Dynamics", "m", 1, np.nan)[leaves, 0]
+    out["id"] = _identities(values("Particle", "i", 1)[leaves, 0], lambda: values("Particle", "name", 1)[leaves, 0])
+    out["mass"] = values("Dynamics", "m", 1)[leaves, 0]
     out["pos"] = phase[leaves, :3]
     out["vel"] = phase[leaves, 3:]
     return out[np.argsort(out["id"], kind="stable")]
 
 
+def _root_has(structure: Layout, key: str) -> bool:
+    """Whether the root's ``Dynamics`` gives ``key`` at all (in any shape)."""
+    if "Dynamics" not in structure.kinds:
+        return False
+    dynamics = np.flatnonzero((structure.node_parent == 0)
+                              & (structure.node_kind == structure.kinds.index("Dynamics")))
+    return any(np.isin(structure.column("Dynamics", key, width)[1], dynamics).any()  # type: ignore[index]
+               for width in structure.widths("Dynamics", key))
+
+
+def _identities(index: np.ndarray, names) -> np.ndarray:
+    """Each star's id: its index ``i``, else its name where that is a whole number
+    (generators run without ``-i`` leave stars unindexed), else -1."""
+    ids = index
+    if np.isnan(ids).any():
+        ids = np.where(np.isnan(ids), names(), ids)
+    whole = np.isfinite(ids) & (ids == np.trunc(ids)) & (np.abs(ids) < 2.0**62)
+    return np.where(whole, ids, -1).astype(np.int64)
+
+
 def particles(record: bytes) -> np.ndarray:
     """The leaf stars of a snapshot record as a structured array sorted by ``id``.
 
-    Fields: ``id`` (Starlab's ``i``; -1 if a leaf has none), ``mass``, ``pos`` and
-    ``vel`` (3-vectors).  Starlab stores each node's ``r`` and ``v`` relative to
-    its parent; here they are summed from the root down, so they are absolute.
+    Fields: ``id`` (Starlab's ``i``, else a whole-number ``name``, else -1),
+    ``mass``, ``pos`` and ``vel`` (3-vectors).  Starlab stores each node's ``r``
+    and ``v`` relative to its parent; here they are summed from the root down, so
+    they are absolute.  A value that is missing, not a number or of the wrong
+    shape is NaN, and so is every absolute value built on it.
     """
     return particles_from_layout(layout(record))
 

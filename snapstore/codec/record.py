@@ -112,6 +112,10 @@ class Layout:
         index = self._index.get((kind, key, width))
         return None if index is None else self.column_at(index)
 
+    def widths(self, kind: str, key: str) -> list[int]:
+        """The token counts with which ``key`` occurs in ``kind`` stories."""
+        return sorted(width for (k, name, width) in self._index if k == kind and name == key)
+
 
 _NEWLINE, _SPACE, _EQUALS = ord(EOL), ord(" "), ord("=")
 

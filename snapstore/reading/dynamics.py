@@ -6,6 +6,8 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
+from snapstore.errors import StarIdentityError
+
 FIELDS = ("mass", "pos", "vel")
 
 
@@ -33,12 +35,17 @@ class Dynamics(Mapping):
 
 
 def assemble(frames: Iterable[np.ndarray], times: np.ndarray, seqs: np.ndarray,
-             fields: tuple[str, ...] = FIELDS, ids: np.ndarray | None = None) -> Dynamics:
-    """Stack per-snapshot particle arrays (each sorted by id) into particle x time arrays."""
+             fields: tuple[str, ...] = FIELDS, ids: np.ndarray | None = None, label: str = "run") -> Dynamics:
+    """Stack per-snapshot particle arrays (each sorted by id) into particle x time arrays.
+
+    Rows are matched by id, so stars without one (-1) or sharing one raise
+    StarIdentityError naming ``label`` and the snapshot, rather than being merged."""
     unknown = set(fields) - set(FIELDS)
     if unknown:
         raise KeyError(f"unknown field(s) {sorted(unknown)}; choose from {FIELDS}")
     frames = list(frames)
+    for seq, frame in zip(np.asarray(seqs).tolist(), frames):
+        _check_identities(frame["id"], f"{label} snapshot #{seq}")
     wanted = np.unique(np.concatenate([frame["id"] for frame in frames])) if ids is None and frames \
         else np.unique(np.asarray(ids if ids is not None else [], dtype=np.int64))
     arrays = {}
@@ -52,3 +59,17 @@ def assemble(frames: Iterable[np.ndarray], times: np.ndarray, seqs: np.ndarray,
         for field in fields:
             arrays[field][rows[present], column] = frame[field][present]
     return Dynamics(wanted, np.asarray(times, dtype=np.float64), np.asarray(seqs), arrays)
+
+
+def _check_identities(ids: np.ndarray, where: str) -> None:
+    """Refuse ids that would merge distinct stars into one row (``ids`` is sorted)."""
+    unnamed = int(np.count_nonzero(ids < 0))
+    if unnamed:
+        raise StarIdentityError(
+            f"{where}: {unnamed} of {ids.size} stars have neither an index (i) nor a numeric name, so they cannot be "
+            "followed from snapshot to snapshot; read such snapshots one at a time with particles()")
+    repeated = ids[1:][ids[1:] == ids[:-1]]
+    if repeated.size:
+        count = int(np.count_nonzero(ids == repeated[0]))
+        raise StarIdentityError(f"{where}: star id {int(repeated[0])} appears {count} times, so its rows cannot be "
+                                "told apart")

@@ -1,6 +1,15 @@
 """Starlab's story format: the tree, its line grammar and a strict streaming reader."""
 
 from snapstore.story.model import Entry, Story
-from snapstore.story.reader import RootText, iter_root_texts, open_source, parse_story, read_stories, source_name
+from snapstore.story.reader import (
+           RootText,
+           iter_root_texts,
+           open_source,
+           parse_story,
+           read_stories,
+           source_location,
+           source_name,
+)
 
-__all__ = ["Entry", "RootText", "Story", "iter_root_texts", "open_source", "parse_story", "read_stories", "source_name"]
+__all__ = ["Entry", "RootText", "Story", "iter_root_texts", "open_source", "parse_story", "read_stories",
+           "source_location", "source_name"]

@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import BinaryIO, cast
+from typing import BinaryIO, NoReturn, cast
 
 import zstandard
 
@@ -30,6 +30,7 @@ class _HashingReader(io.RawIOBase):
     def __init__(self, raw: BinaryIO) -> None:
         self._raw = raw
         self.sha256 = hashlib.sha256()
+        self.size = 0
 
     def readable(self) -> bool:
         return True
@@ -39,6 +40,7 @@ class _HashingReader(io.RawIOBase):
         n = len(data)
         buffer[:n] = data
         self.sha256.update(data)
+        self.size += n
         return n
 
 
@@ -65,10 +67,20 @@ class _TextAsBytes(io.RawIOBase):
 
 
 def source_name(source: Source) -> str:
-    """How a source is named in messages and provenance."""
+    """How a source is named in messages: as the user gave it."""
     if isinstance(source, (str, os.PathLike)):
         return "<stdin>" if str(source) == "-" else os.fspath(source)
-    return str(getattr(source, "name", "<stream>"))
+    name = getattr(source, "name", None)  # a pipe's is its file descriptor: no name for a person
+    return name if isinstance(name, str) else "<stream>"
+
+
+def source_location(source: Source) -> str:
+    """Where a source was read from, for provenance: a file's absolute path (found
+    again from any working folder), else its name as in messages."""
+    name = source if isinstance(source, (str, os.PathLike)) else getattr(source, "name", None)
+    if isinstance(name, (str, os.PathLike)) and str(name) not in ("-", "") and not str(name).startswith("<"):
+        return os.path.abspath(name)
+    return source_name(source)
 
 
 def _decompressing(stream: BinaryIO) -> BinaryIO:
@@ -273,15 +285,27 @@ def iter_root_texts(stream: BinaryIO, name: str) -> Iterator[RootText]:
         try:
             text = pending + decoder.decode(chunk, final)
         except UnicodeDecodeError as exc:
-            before = pending.encode("utf-8") + exc.object[: exc.start]
-            line = splitter.line_of(len(splitter.buffer)) + before.count(b"\n")
-            column = len(before) - before.rfind(b"\n")
-            raise StoryFormatError(name, line, f"bytes that are not UTF-8 text (byte {column} of the line)") from None
+            _binary(splitter, pending.encode("utf-8") + exc.object[: exc.start], "bytes that are not UTF-8 text")
+        nul = text.find("\0")
+        if nul >= 0:
+            _binary(splitter, text[:nul].encode("utf-8"), "a NUL byte")
         cut = len(text) if final else text.rfind("\n") + 1
         pending = text[cut:]
         yield from splitter.feed(text[:cut], final)
         if final:
             return
+
+
+def _binary(splitter: _Splitter, before: bytes, what: str) -> NoReturn:
+    """Refuse binary data, naming its line (``before``: the bytes since the buffer's end)."""
+    line = splitter.line_of(len(splitter.buffer)) + before.count(b"\n")
+    column = len(before) - before.rfind(b"\n")
+    hint = ""
+    if splitter.stack or splitter.roots or b"\n(" in b"\n" + before:
+        # Inside a story stream: kira's unformatted dumps write raw doubles into stories.
+        hint = ("; binary data inside a story, as kira's unformatted dumps (-D X1, -D B) write: snapstore keeps "
+                "text streams, so run kira with the formatted -D x1 / -D b instead")
+    raise StoryFormatError(splitter.name, line, f"{what} (byte {column} of the line){hint}")
 
 
 def read_stories(source: Source) -> Iterator[Story]:
