@@ -186,7 +186,9 @@ def ingest(
 
 def _summary(report: IngestReport, seconds: float) -> str:
     ratio = f"{report.ratio:.1f}x" if report.stored_bytes else "-"
-    return (f"{report.name}: {report.added} snapshots added, {report.skipped} already stored; "
+    partial = f" (and {report.partial} partial stories)" if report.partial else ""
+    return (f"{report.name}: {report.added - report.partial} snapshots{partial} added, "
+            f"{report.skipped} already stored; "
             f"{_size(report.text_bytes)} text -> {_size(report.stored_bytes)} stored ({ratio}) in {seconds:.1f} s")
 
 
@@ -255,21 +257,31 @@ def runs(where: str | None = typer.Option(None, "--where", "-w", help="Filter, e
 
 @app.command()
 def show(run: str = typer.Argument(..., help="Run name or id"), db: str | None = DB) -> None:
-    """Pipeline, parameters, tags and snapshots of a run.  Example: snapstore show seed500"""
+    """Inputs, pipeline (each program with its own flags), tags and stories of a run.
+    Example: snapstore show seed500"""
     from snapstore.operations import describe
 
     with _open(db) as store:
         summary = describe(store, run)
     typer.echo(f"run {summary['name']}  id {summary['id']}  status {summary['status']}")
-    typer.echo(f"source {summary['source']}  sha256 {summary['source_sha256']}")
     typer.echo(f"Starlab {summary['starlab_version']}")
+    for item in summary["inputs"]:
+        size = "" if item["size"] is None else f"  {_size(item['size'])}"
+        typer.echo(f"{item['role']:>8} {item['location']}  sha256 {item['sha256']}{size}")
+    typer.echo("pipeline:")
+    origins = {"log": "Log", "commands": "commands file", "both": "Log and commands file"}
     for position, item in enumerate(summary["commands"]):
-        typer.echo(f"  {position}: {' '.join(item['argv'])}")
-    for program, flags in summary["parameters"].items():
-        typer.echo(f"  {program}: " + " ".join(f"{k}={v}" for k, v in flags.items()))
+        notes = [origins[item["origin"]]] if item["origin"] in origins else []
+        if "seed" in item["parameters"]:
+            notes.append(f"seed={item['parameters']['seed']}")
+        if (item["first_seq"] or 0) > 1:  # a restart: its kira is in the Logs from there on
+            notes.append(f"from snapshot #{item['first_seq']}")
+        typer.echo(f"  {position}. {' '.join(item['argv'])}" + (f"   [{'; '.join(notes)}]" if notes else ""))
+        if item["conflict"]:
+            typer.echo(f"     conflict: {item['conflict']}")
     for key, value in summary["tags"].items():
         typer.echo(f"  tag {key} = {value}")
-    _emit(summary["snapshots"], Table.table, ["seq", "time", "N", "total_energy", "stored"], 0,
+    _emit(summary["snapshots"], Table.table, ["seq", "kind", "time", "N", "total_energy", "stored"], 0,
           lambda row: {**row, "stored": _size(row["stored"])})
 
 

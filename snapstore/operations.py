@@ -101,18 +101,18 @@ def pipe(store: Store, command: list[str], name: str, tags: dict[str, str] | Non
 
 
 def describe(store: Store, name_or_id: str) -> dict[str, Any]:
-    """A run's provenance, pipeline, tags and one row per snapshot (seq, time, N,
-    total energy, stored bytes): what ``snapstore show`` prints."""
+    """A run's provenance, inputs, pipeline, tags and one row per stored story (seq,
+    kind, time, N, total energy, stored bytes): what ``snapstore show`` prints."""
     target = store.run(name_or_id)
     sizes = store.snapshot_sizes(target.id)
     rows = []
-    for item in target.snapshots():
+    for item in target.stories():
         energy = item.root().get("total_energy")
-        rows.append({"seq": item.seq, "time": item.time, "N": item.n_particles,
+        rows.append({"seq": item.seq, "kind": item.kind, "time": item.time, "N": item.n_particles,
                      "total_energy": energy, "stored": sizes[item.seq]})
     return {"name": target.name, "id": target.id, "status": target.status, "source": target.source,
             "source_sha256": target.source_sha256, "starlab_version": target.starlab_version,
-            "commands": target.commands, "parameters": target.parameters, "tags": target.tags,
+            "inputs": target.inputs, "commands": target.commands, "tags": target.tags,
             "snapshots": rows}
 
 

@@ -12,6 +12,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "examples" / "n100-w3-s1"
 CORPUS = Path(os.environ.get("SNAPSTORE_CORPUS", REPO.parent / "shared" / "starlab"))
+VARIANTS = Path(os.environ.get("SNAPSTORE_VARIANTS", CORPUS.parent / "starlab-variants"))
 UNDER_CI = bool(os.environ.get("CI"))
 PG_ADMIN_URL = os.environ.get("SNAPSTORE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -23,6 +24,16 @@ def corpus_dir() -> Path:
             pytest.fail(f"CI must have the Starlab corpus at {CORPUS}")
         pytest.skip(f"the Starlab corpus is not at {CORPUS} (set SNAPSTORE_CORPUS)")
     return CORPUS
+
+
+def variants_dir() -> Path:
+    """The Starlab streams beyond plain kira runs (-D b/X1/B, xreal, restarts, other
+    programs); skip without them, but never under CI."""
+    if not VARIANTS.is_dir():
+        if UNDER_CI:
+            pytest.fail(f"CI must have the Starlab variants at {VARIANTS}")
+        pytest.skip(f"the Starlab variants are not at {VARIANTS} (set SNAPSTORE_VARIANTS)")
+    return VARIANTS
 
 
 def corpus_runs() -> list[Path]:

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from helpers import SAMPLE, corpus_dir, read_text
 from snapstore.cli import app
+from snapstore.store.schema import SCHEMA_REVISION
 
 runner = CliRunner()
 
@@ -161,13 +162,13 @@ def test_shared_run_folder_round_trips(db, tmp_path) -> None:
 
 def test_db_commands_walk_the_schema_revisions(db) -> None:
     cli("ingest", str(SAMPLE), db=db)
-    assert "revision 0003 (this snapstore: 0003)" in cli("db", "current", db=db).stdout
+    assert f"revision {SCHEMA_REVISION} (this snapstore: {SCHEMA_REVISION})" in cli("db", "current", db=db).stdout
     history = cli("db", "history", db=db).stdout
-    assert "base -> 0001" in history and "0002 -> 0003" in history
+    assert "base -> 0001" in history and "0002 -> 0003" in history and "0003 -> 0004" in history
     assert "revision 0001" in cli("db", "downgrade", "0001", db=db).stdout
     refused = _run("runs", "--db", db)
     assert refused.returncode != 0 and b"snapstore db upgrade" in refused.stderr
-    assert "revision 0003" in cli("db", "upgrade", db=db).stdout
+    assert f"revision {SCHEMA_REVISION}" in cli("db", "upgrade", db=db).stdout
     assert cli("export", "n100-w3-s1", "-s", "1:", db=db).stdout == read_text(SAMPLE / "kira.out.gz")
 
 
@@ -227,7 +228,7 @@ def test_every_command_with_bad_input_prints_one_line_and_no_traceback(db, tmp_p
         assert done.returncode != 0 and len(stderr.strip().splitlines()) == 1, (args, stderr)
         assert "9999" in stderr and "Traceback" not in stderr, (args, stderr)
     current = _run("db", "current", "--db", str(newer))  # saying where it stands is no error
-    assert current.returncode == 0 and "revision 9999 (this snapstore: 0003)" in current.stdout.decode()
+    assert current.returncode == 0 and f"revision 9999 (this snapstore: {SCHEMA_REVISION})" in current.stdout.decode()
 
 
 FAILING = """

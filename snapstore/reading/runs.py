@@ -15,17 +15,20 @@ from snapstore import codec
 from snapstore.errors import CorruptRecordError
 from snapstore.reading.dynamics import FIELDS, Dynamics, assemble
 from snapstore.store.records import fetch_record, fetch_records
-from snapstore.store.schema import command, parameter, snapshot, tag
+from snapstore.store.schema import command, input_file, parameter, snapshot, tag
 from snapstore.story import Story
 
 T = TypeVar("T")
 
 
 class Snapshot:
-    """One stored snapshot.  Nothing is fetched or decompressed until asked."""
+    """One stored story: a whole snapshot (``kind == "snapshot"``) or a partial one
+    from kira's ``-D b`` / ``-D x1`` streams.  Nothing is fetched or decompressed until asked."""
 
-    def __init__(self, run: Run, seq: int, time: float | None, n_particles: int | None, record_hash: str) -> None:
+    def __init__(self, run: Run, seq: int, time: float | None, n_particles: int | None, record_hash: str,
+                 kind: str = "snapshot") -> None:
         self.run, self.seq, self.time, self.n_particles, self.record_hash = run, seq, time, n_particles, record_hash
+        self.kind = kind
 
     def record(self) -> bytes:
         """The stored, compressed record."""
@@ -62,7 +65,8 @@ class Snapshot:
         return self._checked(codec.root_values)
 
     def __repr__(self) -> str:
-        return f"<Snapshot {self.run.name}#{self.seq} t={self.time} N={self.n_particles}>"
+        partial = "" if self.kind == "snapshot" else f" {self.kind}"
+        return f"<Snapshot {self.run.name}#{self.seq}{partial} t={self.time} N={self.n_particles}>"
 
 
 class Snapshots(Sequence):
@@ -113,25 +117,33 @@ class Run:
     def _snapshot_rows(self) -> list[Row[Any]]:
         with self.engine.connect() as connection:
             return list(connection.execute(
-                select(snapshot.c.seq, snapshot.c.time, snapshot.c.n_particles, snapshot.c.record_hash)
+                select(snapshot.c.seq, snapshot.c.time, snapshot.c.n_particles, snapshot.c.record_hash,
+                       snapshot.c.kind)
                 .where(snapshot.c.run_id == self.id).order_by(snapshot.c.seq)))
 
-    def snapshots(self) -> Snapshots:
-        """The snapshots in sequence order (seq 0 is the initial conditions, if stored)."""
-        return Snapshots([Snapshot(self, row.seq, row.time, row.n_particles, row.record_hash)
+    def stories(self) -> Snapshots:
+        """Every stored story in stream order: the whole snapshots and, for kira's
+        ``-D b`` / ``-D x1`` streams, the partial stories between them."""
+        return Snapshots([Snapshot(self, row.seq, row.time, row.n_particles, row.record_hash, row.kind)
                           for row in self._snapshot_rows])
+
+    def snapshots(self) -> Snapshots:
+        """The whole-system snapshots in sequence order (seq 0 is the initial conditions,
+        if stored); these are what ``times``, ``dynamics`` and array exports read."""
+        return Snapshots([item for item in self.stories() if item.kind == "snapshot"])
 
     def select(self, numbers: slice | None = None, times: tuple[float, float] | None = None,
                initial: bool = False) -> Snapshots:
-        """Snapshots by number and time.  Numbers are fixed however the run was ingested:
-        0 is the initial conditions, kira's snapshots are 1, 2, ...
+        """Stories by number and time, partial ones included (they are part of kira's
+        stream).  Numbers are fixed however the run was ingested: 0 is the initial
+        conditions, kira's stories are 1, 2, ... in the order kira wrote them.
 
         Without ``numbers``, kira's snapshots (1 on); ``numbers`` is a slice over snapshot
         numbers (stop excluded, negatives count back from the last: ``slice(-1, None)``
         is the last one); ``times`` keeps those with ``low <= time <= high``;
         ``initial`` puts snapshot 0 in front when it is stored.
         """
-        items = self.snapshots()
+        items = self.stories()
         last = max((item.seq for item in items), default=0)
         chosen = range(1, last + 1) if numbers is None else range(*numbers.indices(last + 1))
         picked = [item for item in items if item.seq in chosen]
@@ -143,7 +155,7 @@ class Run:
         return Snapshots(picked)
 
     def __len__(self) -> int:
-        return len(self._snapshot_rows)
+        return len(self.snapshots())
 
     @property
     def times(self) -> np.ndarray:
@@ -152,22 +164,48 @@ class Run:
 
     @cached_property
     def commands(self) -> list[dict]:
-        """The pipeline: ``program``, ``argv`` and ``starlab_version`` of each step."""
+        """The pipeline, one dict per step in order: ``program``, ``argv``,
+        ``starlab_version``, ``parameters`` (``{flag: value}``, a flag without a value
+        is ``"true"``), ``origin`` (``log``, ``commands`` or ``both``: where the step
+        was read), ``first_seq`` (the first snapshot whose Log holds it: a restart's
+        kira is later than 1) and ``conflict`` (how the commands file disagreed)."""
         with self.engine.connect() as connection:
             rows = connection.execute(select(command).where(command.c.run_id == self.id)
                                       .order_by(command.c.position)).all()
-        return [{"program": r.program, "argv": json.loads(r.argv), "starlab_version": r.starlab_version} for r in rows]
+            flags = connection.execute(select(parameter).where(parameter.c.run_id == self.id)).all()
+        by_step: dict[int, dict[str, str]] = {}
+        for flag in flags:
+            by_step.setdefault(flag.position, {})[flag.flag] = flag.value
+        steps = []
+        for r in rows:
+            argv, own = json.loads(r.argv), by_step.get(r.position, {})
+            steps.append({"program": r.program, "argv": argv, "starlab_version": r.starlab_version,
+                          "parameters": {flag: own[flag] for flag in _flag_order(argv, own)},
+                          "origin": r.origin, "first_seq": r.first_seq, "conflict": r.conflict})
+        return steps
+
+    @property
+    def parameters(self) -> dict[str, dict[str, str]]:
+        """``{program: {flag: value}}``; a program that ran more than once (a restarted
+        kira) is ``kira``, then ``kira#2``..., each with its own flags."""
+        out: dict[str, dict[str, str]] = {}
+        for step in self.commands:
+            name, count = step["program"], 2
+            while name in out:
+                name, count = f"{step['program']}#{count}", count + 1
+            out[name] = step["parameters"]
+        return out
 
     @cached_property
-    def parameters(self) -> dict[str, dict[str, str]]:
-        """``{program: {flag: value}}`` as written (flags without a value are ``"true"``)."""
+    def inputs(self) -> list[dict]:
+        """What the run was read from: ``role`` (``stream``, ``initial``, ``commands``),
+        ``location`` (an absolute path, or ``pipe: <command line>``), ``sha256`` and
+        ``size`` of the (decompressed) text."""
         with self.engine.connect() as connection:
-            rows = connection.execute(select(parameter).where(parameter.c.run_id == self.id)
-                                      .order_by(parameter.c.position)).all()
-        out: dict[str, dict[str, str]] = {}
-        for row in rows:
-            out.setdefault(row.program, {})[row.flag] = row.value
-        return out
+            rows = connection.execute(select(input_file).where(input_file.c.run_id == self.id)).all()
+        order = {"stream": 0, "initial": 1, "commands": 2}
+        return sorted(({"role": r.role, "location": r.location, "sha256": r.sha256, "size": r.size} for r in rows),
+                      key=lambda item: order.get(item["role"], 3))
 
     @cached_property
     def tags(self) -> dict[str, str]:
@@ -188,7 +226,7 @@ class Run:
             low, high = times
             chosen = Snapshots([item for item in chosen if item.time is not None and low <= item.time <= high])
         return assemble(self._frames(chosen), chosen.times, np.array([item.seq for item in chosen]),
-                        tuple(fields), ids)
+                        tuple(fields), ids, f"run {self.name!r}")
 
     def _frames(self, chosen: Snapshots, batch: int = 32) -> Iterator[np.ndarray]:
         """Particle tables of ``chosen``, fetching records a batch per query."""
@@ -217,3 +255,10 @@ class Run:
 
     def __repr__(self) -> str:
         return f"<Run {self.name} ({self.status}, {len(self)} snapshots)>"
+
+
+def _flag_order(argv: list[str], flags: dict[str, str]) -> list[str]:
+    """A step's flags in the order its command line gives them, the others (a seed
+    read from the Log) after."""
+    written = [word.lstrip("-") for word in argv[1:] if word.startswith("-")]
+    return sorted(flags, key=lambda flag: written.index(flag) if flag in written else len(written))

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, Row, select
 
 from snapstore import codec
 from snapstore.errors import (
@@ -29,10 +29,16 @@ from snapstore.errors import (
 from snapstore.store import events
 from snapstore.store.backend import with_retries
 from snapstore.store.payloads import ExternalPayloads
-from snapstore.store.provenance import pipeline_from_commands, pipeline_from_log, who_and_where
+from snapstore.store.provenance import (
+    extend_pipeline,
+    merge_pipelines,
+    pipeline_from_commands,
+    pipeline_from_log,
+    who_and_where,
+)
 from snapstore.store.records import fetch_record, insert_record
-from snapstore.store.schema import command, record, run, snapshot
-from snapstore.story import RootText, iter_root_texts, open_source, source_name
+from snapstore.store.schema import record, run, snapshot
+from snapstore.story import RootText, iter_root_texts, open_source, source_location, source_name
 
 _NAMESPACE = uuid.UUID("6f1c3c1e-7a57-4e43-9a8f-5a7b0e1d2c33")
 
@@ -64,6 +70,7 @@ class IngestReport:
     run_id: str
     name: str
     added: int = 0
+    partial: int = 0  # of those added: stories that are not whole snapshots (kira -D b / -D x1)
     skipped: int = 0
     text_bytes: int = 0
     stored_bytes: int = 0
@@ -87,12 +94,18 @@ class Ingest:
         self.check = check
         self.report = IngestReport(run_id_for(name), name)
         self.on_snapshot = on_snapshot
-        self._has_pipeline = False
-        self._commands_text: str | None = None
+        self._given: list[dict] | None = None  # the commands file's steps
+        self._logged: list[dict] = []  # every command the Logs read so far hold, in order
+        self._log_conflicts: list[str] = []
+        self._recorded = False  # whether a pipeline event was written (or found, on a resume)
+        self._timed = False  # whether a story with a system time came before
 
-    def start(self, source: str, commands_text: str | None, tags: dict[str, str]) -> None:
+    def start(self, source: str, tags: dict[str, str], commands_text: str | None = None,
+              inputs: list[dict] | None = None) -> None:
+        """Record the ingest's start: where the stream comes from, who runs it, its tags,
+        and the other inputs (initial conditions, commands file) with their hashes."""
         run_id = self.report.run_id
-        started = {"source": source, **who_and_where(), "pid": os.getpid()}
+        started = {"source": source, **who_and_where(), "pid": os.getpid(), "inputs": inputs or []}
 
         def work(connection: Connection) -> None:
             existing = connection.execute(select(run.c.name).where(run.c.id == run_id)).scalar()
@@ -102,57 +115,73 @@ class Ingest:
             batch.append(events.Event(events.INGEST_STARTED, started))
             batch += [events.Event(events.RUN_TAGGED, {"key": k, "value": v}) for k, v in tags.items()]
             events.append(connection, run_id, batch)
-            self._has_pipeline = connection.execute(
-                select(command.c.position).where(command.c.run_id == run_id).limit(1)).first() is not None
 
         with_retries(self.engine, work)
-        self._commands_text = commands_text
+        self._given = pipeline_from_commands(commands_text) if commands_text is not None else None
 
-    def _stored(self, connection: Connection, seq: int, digest: str) -> bool:
-        """Whether ``seq`` already holds this text; a different text there is a conflict."""
-        stored = connection.execute(select(snapshot.c.record_hash).where(
-            snapshot.c.run_id == self.report.run_id, snapshot.c.seq == seq)).scalar()
-        if stored is not None and stored != digest:
+    def _stored(self, connection: Connection, seq: int, digest: str) -> Row | None:
+        """The row already at ``seq`` if it holds this text; a different text there is a conflict."""
+        stored = connection.execute(select(snapshot.c.record_hash, snapshot.c.time).where(
+            snapshot.c.run_id == self.report.run_id, snapshot.c.seq == seq)).first()
+        if stored is not None and stored.record_hash != digest:
             raise RunConflictError(f"run {self.report.name!r} already holds a different snapshot #{seq}; "
                              "ingest under another --name")
-        return stored is not None
+        return stored
 
     def add(self, root: RootText, seq: int) -> None:
-        """Store one snapshot at ``seq`` unless the same text is already there."""
+        """Store one story at ``seq`` unless the same text is already there."""
         data = root.text.encode("utf-8")
         digest = hashlib.sha256(data).hexdigest()
         with self.engine.connect() as connection:
-            already = self._stored(connection, seq, digest)
-            known = None if already else _known_record(connection, digest)
-        if not already:
-            # Encoding happens before the write transaction, so other writers are not
-            # held up by it; the transaction only re-checks and appends.
-            row, stored_size, root_values = self._new_record(data, digest, seq) if known is None else (None, *known)
-            batch = [self._pipeline(root)] if not self._has_pipeline and seq > 0 else []  # kira's Log has it
-            batch.append(events.Event(events.SNAPSHOT_APPENDED, {
-                "seq": seq, "record": digest, "time": _float(root_values.get("system_time")),
-                "n_particles": _int(root_values.get("N")), "text_size": len(data), "stored_size": stored_size}))
+            stored = self._stored(connection, seq, digest)
+            known = None if stored is not None else _known_record(connection, digest)
+        # Every Log is read: a restarted kira adds its command to the Logs that follow.
+        pipeline = self._pipeline(root, seq)
+        if stored is not None:  # a resumed ingest: this story and its events are in already
+            self._timed = self._timed or stored.time is not None
+            self._count(True, len(data), 0)
+            return
+        # Encoding happens before the write transaction, so other writers are not
+        # held up by it; the transaction only re-checks and appends.
+        row, stored_size, summary = self._new_record(data, digest, seq) if known is None else (None, *known)
+        kind = self._kind(summary)
+        batch = [pipeline] if pipeline is not None else []
+        batch.append(events.Event(events.SNAPSHOT_APPENDED, {
+            "seq": seq, "record": digest, "kind": kind, "time": summary.time, "n_particles": summary.n_particles,
+            "text_size": len(data), "stored_size": stored_size}))
 
-            def work(connection: Connection) -> bool:
-                if self._stored(connection, seq, digest):  # another writer got here first
-                    return True
-                if row is not None:
-                    insert_record(connection, row)
-                events.append(connection, self.report.run_id, batch)
-                return False
+        def work(connection: Connection) -> bool:
+            if self._stored(connection, seq, digest) is not None:  # another writer got here first
+                return True
+            if row is not None:
+                insert_record(connection, row)
+            events.append(connection, self.report.run_id, batch)
+            return False
 
-            already = with_retries(self.engine, work)
-        if already:
+        skipped = with_retries(self.engine, work)
+        self.report.partial += kind == "partial" and not skipped
+        self._count(skipped, len(data), stored_size)
+
+    def _count(self, skipped: bool, text_size: int, stored_size: int) -> None:
+        if skipped:
             self.report.skipped += 1
         else:
-            self._has_pipeline = self._has_pipeline or seq > 0
             self.report.added += 1
-            self.report.text_bytes += len(data)
+            self.report.text_bytes += text_size
             self.report.stored_bytes += stored_size
         if self.on_snapshot:
             self.on_snapshot(self.report)
 
-    def _new_record(self, data: bytes, digest: str, seq: int) -> tuple[dict, int, dict[str, object]]:
+    def _kind(self, summary: codec.Summary) -> str:
+        """``snapshot`` for a whole system; ``partial`` for what kira's ``-D b`` and
+        ``-D x1`` streams hold: a story with no time after a timed one, or a timed
+        story with no stars (the time stamp such a stream puts before its stories)."""
+        timed = summary.time is not None
+        whole = summary.systems > 0 and (timed or not self._timed)
+        self._timed = self._timed or timed
+        return "snapshot" if whole else "partial"
+
+    def _new_record(self, data: bytes, digest: str, seq: int) -> tuple[dict, int, codec.Summary]:
         """Encode (and check) a text the store does not hold yet; its bytes go to the
         payload storage now, before the row that names them can be committed."""
         blob, structure = codec.encode_text_with_layout(data)
@@ -161,7 +190,7 @@ class Ingest:
         location = self.payloads.put(digest, blob) if self.payloads else None
         row = {"hash": digest, "codec": codec.CODEC_NAME, "text_size": len(data), "stored_size": len(blob),
                "location": location, "data": b"" if location else blob}
-        return row, len(blob), codec.root_values_from_layout(structure)
+        return row, len(blob), codec.summarize(structure)
 
     def _check(self, blob: bytes, digest: str, seq: int) -> None:
         """Refuse a record that does not decode to the text it is for, before anything of
@@ -175,37 +204,40 @@ class Ingest:
                 f"run {self.report.name!r} snapshot #{seq}: its record would not decode to its text, so it was not "
                 "stored (a snapstore bug: please report it with the input)")
 
-    def _pipeline(self, root: RootText) -> events.Event:
-        logged = pipeline_from_log(root.header())
-        if self._commands_text is not None:
-            return events.Event(events.PIPELINE_RECORDED, {
-                "origin": "commands", "commands": pipeline_from_commands(self._commands_text, logged)})
-        return events.Event(events.PIPELINE_RECORDED, {"origin": "log", "commands": logged})
+    def _pipeline(self, root: RootText, seq: int) -> events.Event | None:
+        """A ``pipeline_recorded`` event when this story's Log adds commands or a
+        conflict, or for the first story when there is any pipeline at all."""
+        logged, conflict = extend_pipeline(self._logged, pipeline_from_log(root.header()), seq)
+        new_conflict = conflict is not None and conflict not in self._log_conflicts
+        if new_conflict:
+            self._log_conflicts.append(conflict)  # type: ignore[arg-type]
+        changed = len(logged) > len(self._logged) or new_conflict
+        self._logged = logged
+        if not changed and (self._recorded or not self._given):
+            return None
+        self._recorded = True
+        steps = self._logged if self._given is None else merge_pipelines(self._logged, self._given)
+        return events.Event(events.PIPELINE_RECORDED, {
+            "origin": "log" if self._given is None else "merged", "commands": steps,
+            "conflicts": [step["conflict"] for step in steps if step.get("conflict")] + self._log_conflicts})
 
-    def finish(self, source: str, complete: bool, sha256: str | None, error: str | None) -> None:
+    def finish(self, source: str, complete: bool, sha256: str | None, error: str | None,
+               size: int | None = None) -> None:
         self.report.complete, self.report.error, self.report.source_sha256 = complete, error, sha256
-        payload = {"source": source, "sha256": sha256, "complete": complete, "error": error,
+        payload = {"source": source, "sha256": sha256, "size": size, "complete": complete, "error": error,
                    "added": self.report.added, "skipped": self.report.skipped}
         with_retries(self.engine, lambda connection: events.append(
             connection, self.report.run_id, [events.Event(events.INGEST_FINISHED, payload)]))
 
 
-def _known_record(connection: Connection, digest: str) -> tuple[int, dict[str, object]] | None:
-    """Stored size and root values of a record the store already holds under ``digest``
+def _known_record(connection: Connection, digest: str) -> tuple[int, codec.Summary] | None:
+    """Stored size and summary of a record the store already holds under ``digest``
     (the same text in another run, such as shared initial conditions): it is reused,
     not encoded or written again."""
     size = connection.execute(select(record.c.stored_size).where(record.c.hash == digest)).scalar()
     if size is None:
         return None
-    return size, codec.root_values(fetch_record(connection, digest))
-
-
-def _float(value) -> float | None:
-    return value if isinstance(value, float) else None
-
-
-def _int(value) -> int | None:
-    return int(value) if isinstance(value, float) else None
+    return size, codec.summarize(codec.layout(fetch_record(connection, digest)))
 
 
 def ingest(engine: Engine, source, *, name: str | None = None, initial=None, tags: dict[str, str] | None = None,
@@ -225,14 +257,21 @@ def ingest(engine: Engine, source, *, name: str | None = None, initial=None, tag
             commands = folder / "commands.txt"
         source = stream
     name = name or default_name(source)
-    commands_text = Path(commands).read_text() if commands is not None else None
+    commands_text, inputs = None, []
+    if commands is not None:
+        commands_text, entry = _commands_file(commands)
+        inputs.append(entry)
     job = Ingest(engine, name, on_snapshot, payloads, check)
+    location = label or source_location(source)
     label = label or source_name(source)
-    initial_root = _single_story(initial) if initial is not None else None
+    initial_root = None
+    if initial is not None:
+        initial_root, entry = _single_story(initial)
+        inputs.append(entry)
     with open_source(source) as reader:
         roots = iter_root_texts(reader, label)  # type: ignore[arg-type]
         first = next(roots)  # bad input fails here, before anything is written
-        job.start(label, commands_text, dict(tags or {}))
+        job.start(location, dict(tags or {}), commands_text, inputs)
         try:
             if initial_root is not None:
                 job.add(initial_root, 0)
@@ -242,19 +281,34 @@ def ingest(engine: Engine, source, *, name: str | None = None, initial=None, tag
         except BaseException as exc:
             message = str(exc) if isinstance(exc, SnapstoreError) else f"{type(exc).__name__}: {exc}"
             with contextlib.suppress(Exception):  # the original error is the one to report
-                job.finish(label, False, None, message or type(exc).__name__)
+                job.finish(location, False, None, message or type(exc).__name__)
             raise
         digest = reader.sha256.hexdigest()
-    job.finish(label, True, digest, None)
+    job.finish(location, True, digest, None, reader.size)
     return job.report
 
 
-def _single_story(path) -> RootText:
-    """The one root story of an initial-conditions file."""
+def _commands_file(path: str | os.PathLike) -> tuple[str, dict]:
+    """A commands file's text and its ``input`` entry (absolute path, sha256, size)."""
+    data = Path(path).read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise StoryFormatError(os.fspath(path), line, "a commands file must be UTF-8 text") from None
+    return text, {"role": "commands", "location": source_location(path),
+                  "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+
+
+def _single_story(path) -> tuple[RootText, dict]:
+    """The one root story of an initial-conditions file, and its ``input`` entry
+    (absolute path, sha256 and size of its text, decompressed)."""
     label = source_name(path)
     with open_source(path) as stream:
         roots = iter_root_texts(stream, label)  # type: ignore[arg-type]
         first = next(roots)
         for extra in roots:
             raise StoryFormatError(label, extra.first_line, "initial conditions hold more than one root story")
-    return first
+        entry = {"role": "initial", "location": source_location(path), "sha256": stream.sha256.hexdigest(),
+                 "size": stream.size}
+    return first, entry

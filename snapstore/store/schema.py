@@ -3,7 +3,7 @@ copies of these definitions; a test checks the two never drift apart.
 
 ``event`` and ``record`` are the source of truth and append-only (database
 triggers refuse UPDATE and DELETE).  ``run``, ``command``, ``parameter``,
-``snapshot`` and ``tag`` are projections: derived from the events, rebuilt at will.
+``snapshot``, ``tag`` and ``input`` are projections: derived from the events, rebuilt at will.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from sqlalchemy import (
 metadata = MetaData()
 
 # The migration these definitions correspond to; a test checks it is the head of migrations/.
-SCHEMA_REVISION = "0003"
+SCHEMA_REVISION = "0004"
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
 Position = BigInteger().with_variant(Integer(), "sqlite")
@@ -78,6 +78,10 @@ command = Table(
     Column("program", String(80), nullable=False),
     Column("argv", Text, nullable=False),
     Column("starlab_version", String(40)),
+    # revision 0004; NULL for pipelines recorded before it
+    Column("origin", String(16)),  # "log", "commands" (the commands file only) or "both"
+    Column("first_seq", Integer),  # the first snapshot whose Log holds this command
+    Column("conflict", Text),  # where the commands file and the Log disagree (the Log is kept)
 )
 
 parameter = Table(
@@ -98,6 +102,8 @@ snapshot = Table(
     Column("n_particles", Integer),
     Column("record_hash", String(64), ForeignKey("record.hash"), nullable=False),
     Column("text_size", BigInteger, nullable=False),
+    # revision 0004: "snapshot" (a whole system) or "partial" (a kira -D b / -D x1 story)
+    Column("kind", String(16), nullable=False, server_default="snapshot"),
 )
 
 tag = Table(
@@ -107,8 +113,19 @@ tag = Table(
     Column("value", Text, nullable=False),
 )
 
+# Revision 0004: each input of a run ("stream", "initial", "commands"): where it was
+# read from (an absolute path, or the command line of ``snapstore pipe``) and its sha256.
+input_file = Table(
+    "input", metadata,
+    Column("run_id", String(32), ForeignKey("run.id"), primary_key=True),
+    Column("role", String(16), primary_key=True),
+    Column("location", Text, nullable=False),
+    Column("sha256", String(64)),
+    Column("size", BigInteger),
+)
+
 # Added by the second migration: filters look parameters up by program and flag.
 Index("ix_parameter_lookup", parameter.c.program, parameter.c.flag, parameter.c.num_value, parameter.c.run_id)
 Index("ix_snapshot_record", snapshot.c.record_hash)
 
-PROJECTIONS = (tag, snapshot, parameter, command, run)  # children first, for deletes
+PROJECTIONS = (input_file, tag, snapshot, parameter, command, run)  # children first, for deletes
