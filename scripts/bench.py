@@ -298,6 +298,8 @@ def concurrent(results: dict, workdir: Path, pg_url: str | None) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller scales, about a minute")
+    parser.add_argument("--smoke", action="store_true",
+                        help="the smallest scales: checks that every figure is produced, measures nothing")
     parser.add_argument("--json", default="bench-results.json", help="where to write the results")
     parser.add_argument("--pg", default=None, help="PostgreSQL admin URL (creates and drops its own databases)")
     parser.add_argument("--corpus", type=Path, default=CORPUS)
@@ -305,15 +307,16 @@ def main() -> None:
     globals()["CORPUS"] = args.corpus
     if not CORPUS.is_dir():
         sys.exit(f"bench: the Starlab corpus is not at {CORPUS} (use --corpus)")
-    results: dict = {"quick": args.quick}
+    args.quick = args.quick or args.smoke
+    results: dict = {"quick": args.quick, "smoke": args.smoke}
     print(f"{'figure':58s} {'snapstore':>12s} {'baseline':>12s} {'unit':8s} {'ratio':>9s}")
     with tempfile.TemporaryDirectory() as folder:
         workdir = Path(folder)
         sizes(results)
         ingest_speed(results, workdir) if not args.quick else None
         reads(results, workdir)
-        queries(results, workdir, args.pg, [1000] if args.quick else [1000, 10000, 100000])
-        memory(results, workdir, [20] if args.quick else [100, 1000])
+        queries(results, workdir, args.pg, [100] if args.smoke else [1000] if args.quick else [1000, 10000, 100000])
+        memory(results, workdir, [2] if args.smoke else [20] if args.quick else [100, 1000])
         concurrent(results, workdir, None if args.quick else args.pg)
     results["table"] = ROWS
     Path(args.json).write_text(json.dumps(results, indent=2, default=float))

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import json
-import os
 import re
 import shutil
 import subprocess
@@ -27,14 +25,18 @@ from snapstore.store.provenance import split_command_line
 from snapstore.story import iter_root_texts, open_source, parse_story
 
 
+def iter_root_texts_of(path: Path):
+    with open_source(path) as stream:
+        yield from iter_root_texts(stream, str(path))  # type: ignore[arg-type]
+
+
 def first_stories(path: Path, count: int) -> str:
     """The first ``count`` root stories of a real stream, as text: a small real run."""
-    with open_source(path) as stream:
-        texts = []
-        for root in iter_root_texts(stream, str(path)):  # type: ignore[arg-type]
-            texts.append(root.text)
-            if len(texts) == count:
-                break
+    texts = []
+    for root in iter_root_texts_of(path):
+        texts.append(root.text)
+        if len(texts) == count:
+            break
     return "".join(texts)
 
 
@@ -260,17 +262,16 @@ def test_every_input_is_recorded_with_its_absolute_path_and_hash(store_url, tmp_
 
 
 @pytest.mark.variants
-def test_every_variant_stream_exports_as_it_was_read(store_url) -> None:
-    """Each variant stream snapstore accepts comes back byte for byte, its partial
-    stories and initial conditions included."""
+def test_every_variant_stream_round_trips_through_the_codec() -> None:
+    """Every story of every variant stream snapstore accepts comes back byte for byte
+    from its record (the store-level round trips above run on both backends)."""
     variants = variants_dir()
-    sources = sorted(p for p in variants.glob("*/kira.out.gz") if p.parent.name not in (
-        "r6_unformatted_X1", "r8_binchanges_B", "r3_king5000"))
-    sources += sorted(p for p in (variants / "tools").glob("*.story.gz") if p.name != "hdyn_io.story.gz")
-    with snapstore.open(store_url) as opened:
-        for path in sources:
-            name = f"{path.parent.name}-{path.name.split('.')[0]}"
-            opened.ingest(path, name=name)
-            run = opened.run(name)
-            assert "".join(item.text() for item in run.select()) == read_text(path), name
-            assert os.path.isabs(run.inputs[0]["location"]) and json.dumps(run.commands)
+    # r3's 32 MB kira.out is a plain kira stream of the corpus's kind; its first snapshot is ingested above
+    skipped = ("r6_unformatted_X1/kira.out.gz", "r8_binchanges_B/kira.out.gz", "r3_king5000/kira.out.gz",
+               "tools/hdyn_io.story.gz")
+    sources = sorted(p for p in variants.glob("*/*.gz")
+                     if not p.name.startswith("kira.err") and f"{p.parent.name}/{p.name}" not in skipped)
+    assert len(sources) > 30
+    for path in sources:
+        for root in iter_root_texts_of(path):
+            assert codec.decode_text(codec.encode_text(root.text)) == root.text, (path, root.first_line)
