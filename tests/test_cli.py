@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from helpers import SAMPLE, corpus_dir, read_text
-from snapstore.cli import app
+from snapstore.cli import app, main
 from snapstore.store.schema import SCHEMA_REVISION
 
 runner = CliRunner()
@@ -89,6 +89,22 @@ def _run(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
     # Run from elsewhere so that `-m` finds the installed package, not the source tree.
     return subprocess.run([sys.executable, "-m", "snapstore.cli", *args], input=stdin, capture_output=True,
                           cwd="/")
+
+
+def _main(*args: str, capsys) -> tuple[int, str]:
+    """The console entry point in this process (the subprocess tests cover the process itself):
+    its exit code and what it wrote to stderr."""
+    capsys.readouterr()
+    saved = sys.argv
+    sys.argv = ["snapstore", *args]
+    try:
+        main()
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 1
+    finally:
+        sys.argv = saved
+    return code, capsys.readouterr().err
 
 
 def test_errors_are_one_line_with_nonzero_exit(db, tmp_path) -> None:
@@ -192,7 +208,7 @@ def test_export_takes_snapshot_numbers_and_times_however_the_run_was_ingested(db
     assert cli("export", "full", "-s", "0", db=db).stdout == read_text(SAMPLE / "initial.story.gz")
 
 
-def test_every_command_with_bad_input_prints_one_line_and_no_traceback(db, tmp_path) -> None:
+def test_every_command_with_bad_input_prints_one_line_and_no_traceback(db, tmp_path, capsys) -> None:
     cli("ingest", str(SAMPLE), db=db)
     # refused before the store is asked anything: the backend cannot matter, so SQLite only
     refused_early = [
@@ -211,12 +227,12 @@ def test_every_command_with_bad_input_prints_one_line_and_no_traceback(db, tmp_p
         ("tag", "nope", "a=b"), ("db", "downgrade", "0007"), ("db", "upgrade", "9999"),
     ] + (refused_early if db.startswith("sqlite") else [])
     for args in bad:
-        done = _run(*args, "--db", db)
-        stderr = done.stderr.decode()
-        assert done.returncode != 0, args
+        code, stderr = _main(*args, "--db", db, capsys=capsys)
+        assert code != 0, args
         assert "Traceback" not in stderr, (args, stderr)
-        if done.returncode != 2 or "Usage:" not in stderr:  # click's own usage errors print a usage box
+        if code != 2 or "Usage:" not in stderr:  # click's own usage errors print a usage box
             assert len(stderr.strip().splitlines()) == 1 and stderr.startswith("snapstore: error:"), (args, stderr)
+
 
 def test_a_store_newer_than_the_code_is_refused_on_one_line(tmp_path) -> None:
     newer = tmp_path / "newer.db"

@@ -13,7 +13,8 @@ from snapstore import FilterError
 def grid_store(module_store_url):
     with snapstore.open(module_store_url) as store:
         for folder in corpus_runs():
-            store.ingest(folder / "kira.out.gz", name=folder.name, tags={"family": folder.parent.name})
+            # the records' own check is tested where records are; filters only need the projections
+            store.ingest(folder / "kira.out.gz", name=folder.name, tags={"family": folder.parent.name}, check=False)
         yield store
 
 

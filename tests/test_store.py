@@ -132,7 +132,7 @@ def test_bad_urls_give_one_line_errors_of_their_kind(tmp_path) -> None:
 def test_every_corpus_run_reads_back_exactly(store_url) -> None:
     with snapstore.open(store_url) as store:
         for folder in corpus_runs():
-            run = store.ingest(folder)
+            run = store.ingest(folder, check=False)  # the reads below are the check
             texts = snapshot_texts(run)
             assert texts[0] == read_text(folder / "initial.story.gz"), folder
             assert "".join(texts[1:]) == read_text(folder / "kira.out.gz"), folder
