@@ -118,7 +118,8 @@ class Store:
 
     @_database_errors
     def rebuild_projections(self) -> int:
-        """Drop and rebuild every projection from the event log; returns events replayed."""
+        """Drop and rebuild every projection from the event log (and ``observable`` from
+        the records it names); returns events replayed."""
         return with_retries(self.engine, projections.rebuild)
 
     # -- reading ----------------------------------------------------------------
@@ -172,10 +173,11 @@ class Store:
         """Every problem found: undecodable records, texts that do not match their
         hash, projections that differ from a replay of the log.  Empty means sound.
         Only reads: ingests go on while it runs."""
-        from snapstore.store import integrity
+        from snapstore.store import integrity, observations
 
         run_ids = [self.run(name_or_id).id] if name_or_id else None
-        return [*integrity.record_problems(self.engine, run_ids), *integrity.projection_drift(self.engine)]
+        return [*integrity.record_problems(self.engine, run_ids), *integrity.projection_drift(self.engine),
+                *observations.drift(self.engine, run_ids)]
 
     @_database_errors
     def stats(self) -> dict[str, Any]:

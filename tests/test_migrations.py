@@ -26,7 +26,7 @@ def test_migrations_build_exactly_the_declared_schema(store_url) -> None:
     assert diff == []
 
 
-@pytest.mark.parametrize("old", ["0001", "0002", "0003"])
+@pytest.mark.parametrize("old", ["0001", "0002", "0003", "0004"])
 def test_old_revision_is_refused_then_upgrade_keeps_every_snapshot(store_url, old: str) -> None:
     with snapstore.open(store_url) as store:
         store.ingest(SAMPLE)

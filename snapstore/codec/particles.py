@@ -167,3 +167,11 @@ def root_values_from_layout(structure: Layout) -> dict[str, object]:
         else:
             values[column.key] = column.numbers()[first]
     return values
+
+
+def node_values(structure: Layout, nodes: np.ndarray, kind: str, key: str, width: int) -> np.ndarray:
+    """The ``(len(nodes), width)`` values of ``key`` for each of ``nodes`` (Particle
+    nodes), in its own story (kind Particle) or its ``Dynamics``; NaN where absent."""
+    row_of = np.full(structure.node_template.size + 1, -1, dtype=np.int64)
+    row_of[nodes] = np.arange(nodes.size)
+    return _particle_values(structure, row_of, nodes.size, kind, key, width)

@@ -2,32 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
 import numpy as np
 
 from snapstore.errors import StarIdentityError
+from snapstore.reading.mapping import ArrayMapping
 
 FIELDS = ("mass", "pos", "vel")
 
 
-class Dynamics(Mapping):
+class Dynamics(ArrayMapping):
     """Particle x time arrays of one run: ``dyn["pos"]`` has shape (ids, snapshots, 3),
     ``dyn["mass"]`` (ids, snapshots); rows follow ``ids``, columns ``times``/``seqs``;
     NaN where a star is absent (escaped) at that time."""
 
     def __init__(self, ids: np.ndarray, times: np.ndarray, seqs: np.ndarray, arrays: dict[str, np.ndarray]) -> None:
+        super().__init__(arrays)
         self.ids, self.times, self.seqs = ids, times, seqs
-        self._arrays = arrays
-
-    def __getitem__(self, field: str) -> np.ndarray:
-        return self._arrays[field]
-
-    def __iter__(self):
-        return iter(self._arrays)
-
-    def __len__(self) -> int:
-        return len(self._arrays)
 
     def __repr__(self) -> str:
         shapes = ", ".join(f"{name}{array.shape}" for name, array in self._arrays.items())

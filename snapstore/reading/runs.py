@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import cached_property
 from typing import Any, TypeVar, overload
 
@@ -14,6 +14,7 @@ from sqlalchemy import Engine, Row, select
 from snapstore import codec
 from snapstore.errors import CorruptRecordError
 from snapstore.reading.dynamics import FIELDS, Dynamics, assemble
+from snapstore.reading.timeseries import Timeseries, timeseries
 from snapstore.store.records import fetch_record, fetch_records
 from snapstore.store.schema import command, input_file, parameter, snapshot, tag
 from snapstore.story import Story
@@ -237,6 +238,15 @@ class Run:
                 records = fetch_records(connection, [item.record_hash for item in group])
             for item in group:
                 yield item._checked(codec.particles, records[item.record_hash])
+
+    def timeseries(self, keys: str | Iterable[str] | None = None) -> Timeseries:
+        """Observables over the run's whole snapshots as numpy arrays: each root entry
+        kira wrote (``total_energy``, ``r_lagr`` ...) and the derived ``energy_error``,
+        ``n_stars``, ``n_systems``, ``n_multiples``, ``n_bound``; every one when
+        ``keys`` is None.  ``.to_pandas()`` gives a DataFrame."""
+        wanted = [keys] if isinstance(keys, str) else keys
+        with self.engine.connect() as connection, connection.begin():  # one read snapshot
+            return timeseries(connection, self.id, wanted)
 
     def to_pandas(self, snapshots: slice | None = None):
         """One row per star per snapshot (seq, time, id, mass, x..vz); needs pandas."""

@@ -4,9 +4,14 @@
     (makemass.f in (1, 2) or tag.grid = yes) and not name = 'seed500'
     n_particles > 100 and n_snapshots >= 5
 
-Terms: ``program.flag OP value``, ``tag.KEY OP value``, or a run column (``name``,
+Terms: ``program.flag OP value``, ``tag.KEY OP value``, a run column (``name``,
 ``status``, ``n_snapshots``, ``n_particles``, ``t_first``, ``t_last``,
-``starlab_version``); OP is one of = == != < <= > >= or ``in (v, ...)``.
+``starlab_version``), or an observable over the run's snapshots:
+``max(KEY)``, ``min(KEY)``, ``first(KEY)`` or ``last(KEY)`` OP number, where KEY
+is a root entry such as ``total_energy`` or a derived one (``energy_error``,
+``n_bound``, ``n_multiples`` ...), ``KEY[i]`` a vector's component (``r_lagr[4]``;
+``KEY`` alone is ``KEY[0]``), and ``abs(KEY)`` its magnitude:
+``max(abs(energy_error)) > 1e-4``.  OP is one of = == != < <= > >= or ``in (v, ...)``.
 A value keeps its text: ``name = 007``, ``tag.ver = 1.50`` and
 ``starlab_version = 4.4.4`` compare exactly what is written.  The field says
 how: names, status, version and tags compare as text; counts and times as
@@ -23,18 +28,18 @@ import re
 from dataclasses import dataclass
 from typing import NoReturn
 
-from sqlalchemy import CompoundSelect, Select, except_, intersect, select, union
+from sqlalchemy import CompoundSelect, Select, except_, func, intersect, select, union
 from sqlalchemy.sql import ColumnElement
 
 from snapstore.errors import FilterError
-from snapstore.store.schema import parameter, run, tag
+from snapstore.store.schema import observable, parameter, run, tag
 
 _TOKEN = re.compile(r"""
     (?P<space>\s+)
   | (?P<op><=|>=|!=|==|=|<|>)
   | (?P<punct>[(),])
   | (?P<string>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")
-  | (?P<bare>[\w.+\-]+)
+  | (?P<bare>[\w.+\-]+(?:\[\d+\])?)
 """, re.VERBOSE)
 _KEYWORDS = {"and", "or", "not", "in"}
 Ids = Select | CompoundSelect  # a query yielding run ids
@@ -42,6 +47,8 @@ TEXT_COLUMNS = {"name", "status", "starlab_version"}
 NUMBER_COLUMNS = {"n_snapshots", "n_particles", "t_first", "t_last"}
 RUN_COLUMNS = TEXT_COLUMNS | NUMBER_COLUMNS
 _FIELD = re.compile(r"[A-Za-z_][\w.\-]*")
+_OBSERVABLE = re.compile(r"(?P<key>[A-Za-z_][\w.\-]*)(?:\[(?P<idx>\d+)\])?")
+AGGREGATES = ("max", "min", "first", "last")
 
 
 @dataclass
@@ -142,6 +149,9 @@ class _Parser:
 
     def term(self) -> Ids:
         field = self.current
+        following = self.tokens[min(self.index + 1, len(self.tokens) - 1)]
+        if field.kind == "bare" and field.text in AGGREGATES and following.kind == "punct" and following.text == "(":
+            return self.aggregate()
         if field.kind != "bare" or not _FIELD.fullmatch(field.text):
             self.fail(f"expected a field such as makeking.n or name, found {field.text or 'end of filter'!r}")
         self.index += 1
@@ -157,6 +167,30 @@ class _Parser:
             return matches[0] if len(matches) == 1 else union(*matches)
         op = self.take("op").text
         return self.compare(field, "=" if op == "==" else op, self.value())
+
+    def aggregate(self) -> Ids:
+        """``AGG ( [abs (] KEY[i] [)] ) OP number``: runs whose observable, taken over
+        their whole snapshots, compares true."""
+        function = self.take("bare").text
+        self.take("punct", "(")
+        magnitude = self.current.kind == "bare" and self.current.text == "abs" \
+            and self.tokens[self.index + 1].text == "("
+        if magnitude:
+            self.index += 2
+        field = self.current
+        found = _OBSERVABLE.fullmatch(field.text) if field.kind == "bare" else None
+        if found is None:
+            self.fail("expected an observable such as energy_error or r_lagr[4], "
+                      f"found {field.text or 'end of filter'!r}")
+        self.index += 1
+        for _ in range(1 + magnitude):
+            self.take("punct", ")")
+        op = self.take("op").text
+        value = self.value()
+        if value.number is None:
+            self.fail(f"{function}({field.text}) is a number: {value.text!r} is not one", field)
+        return observed(function, found["key"], int(found["idx"] or 0), magnitude, "=" if op == "==" else op,
+                        value.number)
 
     def compare(self, field: Token, op: str, value: Literal) -> Select:
         """The ids of the runs for which one comparison holds."""
@@ -176,6 +210,21 @@ class _Parser:
         condition = _apply(parameter.c.num_value, op, number) if number is not None \
             else _apply(parameter.c.value, op, value.text)
         return select(parameter.c.run_id).where(parameter.c.program == head, parameter.c.flag == rest, condition)
+
+
+def observed(function: str, key: str, idx: int, magnitude: bool, op: str, number: float) -> Select:
+    """The ids of the runs whose ``function`` (max, min, first, last) of an observable
+    compares true with ``number``; ``magnitude`` compares its absolute value."""
+    value = func.abs(observable.c.value) if magnitude else observable.c.value
+    match = (observable.c.key == key, observable.c.idx == idx)
+    if function in ("max", "min"):
+        total = func.max(value) if function == "max" else func.min(value)
+        return select(observable.c.run_id).where(*match).group_by(observable.c.run_id).having(_apply(total, op, number))
+    end = func.min(observable.c.seq) if function == "first" else func.max(observable.c.seq)
+    ends = select(observable.c.run_id, end.label("seq")).where(*match).group_by(observable.c.run_id).subquery()
+    return (select(observable.c.run_id)
+            .join(ends, (ends.c.run_id == observable.c.run_id) & (ends.c.seq == observable.c.seq))
+            .where(*match, _apply(value, op, number)))
 
 
 def _number(text: str) -> float | None:

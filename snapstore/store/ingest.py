@@ -19,6 +19,7 @@ from pathlib import Path
 from sqlalchemy import Connection, Engine, Row, select
 
 from snapstore import codec
+from snapstore.codec.observables import observables
 from snapstore.errors import (
     CorruptRecordError,
     InvalidArgumentError,
@@ -26,7 +27,7 @@ from snapstore.errors import (
     SnapstoreError,
     StoryFormatError,
 )
-from snapstore.store import events
+from snapstore.store import events, observations
 from snapstore.store.backend import with_retries
 from snapstore.store.payloads import ExternalPayloads
 from snapstore.store.provenance import (
@@ -38,7 +39,7 @@ from snapstore.store.provenance import (
 )
 from snapstore.store.records import fetch_record, insert_record
 from snapstore.store.schema import record, run, snapshot
-from snapstore.story import RootText, iter_root_texts, open_source, source_location, source_name
+from snapstore.story import RootText, Story, iter_root_texts, open_source, source_location, source_name
 
 _NAMESPACE = uuid.UUID("6f1c3c1e-7a57-4e43-9a8f-5a7b0e1d2c33")
 
@@ -136,15 +137,18 @@ class Ingest:
             stored = self._stored(connection, seq, digest)
             known = None if stored is not None else _known_record(connection, digest)
         # Every Log is read: a restarted kira adds its command to the Logs that follow.
-        pipeline = self._pipeline(root, seq)
+        header = root.header()
+        pipeline = self._pipeline(header, seq)
         if stored is not None:  # a resumed ingest: this story and its events are in already
             self._timed = self._timed or stored.time is not None
             self._count(True, len(data), 0)
             return
         # Encoding happens before the write transaction, so other writers are not
         # held up by it; the transaction only re-checks and appends.
-        row, stored_size, summary = self._new_record(data, digest, seq) if known is None else (None, *known)
+        row, stored_size, structure = self._new_record(data, digest, seq) if known is None else (None, *known)
+        summary = codec.summarize(structure)
         kind = self._kind(summary)
+        measured = observables(header, structure) if kind == "snapshot" else None
         batch = [pipeline] if pipeline is not None else []
         batch.append(events.Event(events.SNAPSHOT_APPENDED, {
             "seq": seq, "record": digest, "kind": kind, "time": summary.time, "n_particles": summary.n_particles,
@@ -156,6 +160,8 @@ class Ingest:
             if row is not None:
                 insert_record(connection, row)
             events.append(connection, self.report.run_id, batch)
+            if measured is not None:
+                observations.record(connection, self.report.run_id, seq, summary.time, measured)
             return False
 
         skipped = with_retries(self.engine, work)
@@ -181,7 +187,7 @@ class Ingest:
         self._timed = self._timed or timed
         return "snapshot" if whole else "partial"
 
-    def _new_record(self, data: bytes, digest: str, seq: int) -> tuple[dict, int, codec.Summary]:
+    def _new_record(self, data: bytes, digest: str, seq: int) -> tuple[dict, int, codec.Layout]:
         """Encode (and check) a text the store does not hold yet; its bytes go to the
         payload storage now, before the row that names them can be committed."""
         blob, structure = codec.encode_text_with_layout(data)
@@ -190,7 +196,7 @@ class Ingest:
         location = self.payloads.put(digest, blob) if self.payloads else None
         row = {"hash": digest, "codec": codec.CODEC_NAME, "text_size": len(data), "stored_size": len(blob),
                "location": location, "data": b"" if location else blob}
-        return row, len(blob), codec.summarize(structure)
+        return row, len(blob), structure
 
     def _check(self, blob: bytes, digest: str, seq: int) -> None:
         """Refuse a record that does not decode to the text it is for, before anything of
@@ -204,10 +210,10 @@ class Ingest:
                 f"run {self.report.name!r} snapshot #{seq}: its record would not decode to its text, so it was not "
                 "stored (a snapstore bug: please report it with the input)")
 
-    def _pipeline(self, root: RootText, seq: int) -> events.Event | None:
-        """A ``pipeline_recorded`` event when this story's Log adds commands or a
-        conflict, or for the first story when there is any pipeline at all."""
-        logged, conflict = extend_pipeline(self._logged, pipeline_from_log(root.header()), seq)
+    def _pipeline(self, header: Story, seq: int) -> events.Event | None:
+        """A ``pipeline_recorded`` event when this story's Log (in its root ``header``)
+        adds commands or a conflict, or for the first story when there is any pipeline at all."""
+        logged, conflict = extend_pipeline(self._logged, pipeline_from_log(header), seq)
         new_conflict = conflict is not None and conflict not in self._log_conflicts
         if new_conflict:
             self._log_conflicts.append(conflict)  # type: ignore[arg-type]
@@ -230,14 +236,14 @@ class Ingest:
             connection, self.report.run_id, [events.Event(events.INGEST_FINISHED, payload)]))
 
 
-def _known_record(connection: Connection, digest: str) -> tuple[int, codec.Summary] | None:
-    """Stored size and summary of a record the store already holds under ``digest``
+def _known_record(connection: Connection, digest: str) -> tuple[int, codec.Layout] | None:
+    """Stored size and layout of a record the store already holds under ``digest``
     (the same text in another run, such as shared initial conditions): it is reused,
     not encoded or written again."""
     size = connection.execute(select(record.c.stored_size).where(record.c.hash == digest)).scalar()
     if size is None:
         return None
-    return size, codec.summarize(codec.layout(fetch_record(connection, digest)))
+    return size, codec.layout(fetch_record(connection, digest))
 
 
 def ingest(engine: Engine, source, *, name: str | None = None, initial=None, tags: dict[str, str] | None = None,

@@ -6,7 +6,18 @@ import json
 
 from sqlalchemy import Connection, delete, insert, select, update
 
-from snapstore.store.schema import PROJECTIONS, command, event, input_file, parameter, run, snapshot, tag
+from snapstore.store import observations
+from snapstore.store.schema import (
+    PROJECTIONS,
+    command,
+    event,
+    input_file,
+    observable,
+    parameter,
+    run,
+    snapshot,
+    tag,
+)
 
 
 def apply(connection: Connection, run_id: str, kind: str, payload: dict, recorded_at: str) -> None:
@@ -116,7 +127,9 @@ _HANDLERS = {
 
 
 def rebuild(connection: Connection) -> int:
-    """Empty the projections and replay every event in log order; returns the count."""
+    """Empty the projections and replay every event in log order, then measure the
+    snapshots' records for ``observable``; returns the count of events."""
+    connection.execute(delete(observable))  # it refers to runs: emptied first
     for table in PROJECTIONS:
         connection.execute(delete(table))
     count = 0
@@ -124,4 +137,5 @@ def rebuild(connection: Connection) -> int:
     for row in rows.all():
         apply(connection, row.run_id, row.type, json.loads(row.payload), row.recorded_at)
         count += 1
+    observations.rebuild(connection)
     return count

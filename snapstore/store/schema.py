@@ -3,7 +3,8 @@ copies of these definitions; a test checks the two never drift apart.
 
 ``event`` and ``record`` are the source of truth and append-only (database
 triggers refuse UPDATE and DELETE).  ``run``, ``command``, ``parameter``,
-``snapshot``, ``tag`` and ``input`` are projections: derived from the events, rebuilt at will.
+``snapshot``, ``tag`` and ``input`` are projections: derived from the events, rebuilt at will;
+``observable`` is derived from the records the events name (see ``observations``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from sqlalchemy import (
 metadata = MetaData()
 
 # The migration these definitions correspond to; a test checks it is the head of migrations/.
-SCHEMA_REVISION = "0004"
+SCHEMA_REVISION = "0005"
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
 Position = BigInteger().with_variant(Integer(), "sqlite")
@@ -123,6 +124,21 @@ input_file = Table(
     Column("sha256", String(64)),
     Column("size", BigInteger),
 )
+
+# Revision 0005: every numeric root entry of each whole snapshot (vectors one row per
+# component ``idx``), and the derived counts and energy error; see ``observations``.
+# SQLite keeps it WITHOUT ROWID: the primary key is the table, not a second copy of it.
+observable = Table(
+    "observable", metadata,
+    Column("run_id", String(32), ForeignKey("run.id"), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("key", String(80), primary_key=True),
+    Column("idx", Integer, primary_key=True),
+    Column("time", Float),
+    Column("value", Float, nullable=False),
+    sqlite_with_rowid=False,
+)
+Index("ix_observable_key", observable.c.key, observable.c.run_id)
 
 # Added by the second migration: filters look parameters up by program and flag.
 Index("ix_parameter_lookup", parameter.c.program, parameter.c.flag, parameter.c.num_value, parameter.c.run_id)

@@ -1,0 +1,87 @@
+"""The numbers a snapshot's root carries (energies, Lagrangian radii, kira's running
+totals ...) and the counts every user derives from its tree, read from a layout.
+
+Which keys are kept is the data's choice: every entry of the root and of its
+sub-stories (``Dynamics`` first, then ``Log``, ``Star``, ``Hydro`` in story order)
+whose value is one number or a vector of numbers.  A key that occurs twice keeps
+its first value, as Starlab's own lookups do.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from snapstore.codec.particles import node_values
+from snapstore.codec.record import Layout
+from snapstore.codec.summary import number
+from snapstore.story import Story
+
+# Counts from the tree, beside the root's entries; where a root entry has one of
+# these names, the count is kept, so a name always means what this table says.
+DERIVED = {
+    "n_stars": "leaf stars (N when the root gives it)",
+    "n_systems": "top-level nodes: single stars and the centres of mass of multiples",
+    "n_multiples": "top-level nodes with children: binaries, triples and larger",
+    "n_bound": "top-level nodes with negative energy, 1/2 |v - v_cm|^2 + pot < 0, "
+               "in the frame of the systems' centre of mass (needs kira's pot)",
+}
+
+Value = float | list[float]
+
+
+def _numeric(text: str) -> Value | None:
+    """A value as a number or a list of numbers; None for text (and for nan or inf)."""
+    scalar = number(text)  # xreal's "integer 0xfraction"
+    if scalar is not None:
+        return scalar
+    try:
+        numbers = [float(token) for token in text.split()]
+    except ValueError:
+        return None
+    if not numbers or not all(math.isfinite(value) for value in numbers):
+        return None
+    return numbers[0] if len(numbers) == 1 else numbers
+
+
+def root_numbers(header: Story) -> dict[str, Value]:
+    """Every numeric entry of a root story and its sub-stories (see the module's note);
+    ``header`` is the root without its stars (``RootText.header()``)."""
+    substories = [child for child in header.children if child.kind != "Particle"]
+    substories.sort(key=lambda child: child.kind != "Dynamics")  # stable: the rest keep story order
+    found: dict[str, str] = {}
+    for story in (header, *substories):
+        for key, value in story.values.items():
+            found.setdefault(key, value)
+    return {key: kept for key, value in found.items() if (kept := _numeric(value)) is not None}
+
+
+def tree_counts(structure: Layout) -> dict[str, Value]:
+    """``DERIVED``'s counts; ``n_bound`` only where every top-level node has m, v and pot."""
+    if "Particle" not in structure.kinds:
+        return {}
+    particle = np.flatnonzero(structure.node_kind == structure.kinds.index("Particle"))
+    parents = structure.node_parent[particle]
+    top = particle[parents == 0]
+    has_children = np.isin(top, parents)
+    counts: dict[str, Value] = {
+        "n_stars": float(particle.size - (np.unique(parents).size - 1)),
+        "n_systems": float(top.size),
+        "n_multiples": float(np.count_nonzero(has_children)),
+    }
+    mass = node_values(structure, top, "Dynamics", "m", 1)[:, 0]
+    velocity = node_values(structure, top, "Dynamics", "v", 3)
+    potential = node_values(structure, top, "Dynamics", "pot", 1)[:, 0]
+    if top.size and np.isfinite(mass).all() and np.isfinite(velocity).all() and np.isfinite(potential).all() \
+            and mass.sum() > 0:
+        centre = (mass[:, None] * velocity).sum(axis=0) / mass.sum()
+        energy = 0.5 * ((velocity - centre) ** 2).sum(axis=1) + potential
+        counts["n_bound"] = float(np.count_nonzero(energy < 0))
+    return counts
+
+
+def observables(header: Story, structure: Layout) -> dict[str, Value]:
+    """A snapshot's observables from its root header and its record's layout:
+    ``root_numbers`` and ``tree_counts`` together."""
+    return {**root_numbers(header), **tree_counts(structure)}

@@ -1,0 +1,149 @@
+"""The ``observable`` projection: every numeric root entry of every whole snapshot,
+one row per value (vectors one row per component), with the derived ones.
+
+The rows are a function of the records the ``snapshot_appended`` events name, not
+of the event payloads: the events stay small, and ``rebuild``, ``verify`` and the
+migration that back-fills old stores all measure the records again with the same
+code.  Ingest writes the rows in the transaction that appends the snapshot.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator
+
+from sqlalchemy import Connection, Engine, delete, insert, select
+
+from snapstore import codec
+from snapstore.codec.observables import Value, observables
+from snapstore.errors import CorruptRecordError
+from snapstore.store.records import fetch_record
+from snapstore.store.schema import observable, snapshot
+from snapstore.story import RootText
+
+ENERGY_ERROR = "energy_error"
+
+
+def measure(blob: bytes, record_hash: str) -> dict[str, Value] | None:
+    """The observables of a stored record (its root header and tree counts); None for
+    a record that is corrupt or does not decode to its text, which ``verify`` reports
+    as such: its numbers would be no one's."""
+    try:
+        structure = codec.layout(blob)
+        text = codec.decode_text(blob)
+    except CorruptRecordError:
+        return None
+    if hashlib.sha256(text.encode("utf-8")).hexdigest() != record_hash:
+        return None
+    return observables(RootText(text, 1).header(), structure)
+
+
+def rows(run_id: str, seq: int, time: float | None, values: dict[str, Value],
+         first_energy: float | None) -> list[dict]:
+    """The table rows of one snapshot's observables, with ``energy_error`` for a snapshot
+    kira wrote: (E - E0)/|E0|, E0 the total energy of the run's first snapshot kira wrote
+    (``first_energy``; None when this is it).  Only kira's snapshots count: ``scale``
+    writes a total energy of its own definition into the initial conditions (with its
+    softening, 18% off kira's on the corpus), and kira's ``initial_etot`` is printed to
+    6 digits, a false floor of about 1e-6 under every error; both stay observables."""
+    energy = values.get("total_energy")
+    reference = energy if first_energy is None else first_energy
+    if _by_kira(values) and isinstance(energy, float) and isinstance(reference, float) and reference != 0:
+        values = {**values, ENERGY_ERROR: (energy - reference) / abs(reference)}
+    out = []
+    for key, value in values.items():
+        components = value if isinstance(value, list) else [value]
+        out += [{"run_id": run_id, "seq": seq, "key": key, "idx": index, "time": time, "value": component}
+                for index, component in enumerate(components)]
+    return out
+
+
+def _by_kira(values: dict[str, Value]) -> bool:
+    """Whether kira wrote the snapshot: its root Log holds kira's ``initial_etot``."""
+    return "initial_etot" in values
+
+
+def first_energy(connection: Connection, run_id: str, before: int) -> float | None:
+    """The total energy of the run's first snapshot kira wrote, before ``before``."""
+    kira = select(observable.c.seq).where(observable.c.run_id == run_id, observable.c.key == "initial_etot")
+    return connection.execute(
+        select(observable.c.value).where(observable.c.run_id == run_id, observable.c.key == "total_energy",
+                                         observable.c.idx == 0, observable.c.seq < before,
+                                         observable.c.seq.in_(kira))
+        .order_by(observable.c.seq).limit(1)).scalar()
+
+
+def record(connection: Connection, run_id: str, seq: int, time: float | None, values: dict[str, Value]) -> None:
+    """Write one snapshot's rows (replacing any it had)."""
+    connection.execute(delete(observable).where(observable.c.run_id == run_id, observable.c.seq == seq))
+    found = rows(run_id, seq, time, values, first_energy(connection, run_id, seq))
+    if found:
+        connection.execute(insert(observable), found)
+
+
+def measured(connection: Connection, snapshots: Iterable) -> Iterator[list[dict] | None]:
+    """Rows for each ``(run_id, seq, time, record_hash)`` given in run and seq order,
+    measured from the records (E0 carried along each run); None for a bad record."""
+    run_id, energy = None, None
+    for item in snapshots:
+        if item.run_id != run_id:
+            run_id, energy = item.run_id, None
+        try:
+            values = measure(fetch_record(connection, item.record_hash), item.record_hash)
+        except CorruptRecordError:  # a missing record or payload
+            values = None
+        if values is None:
+            yield None
+            continue
+        found = rows(item.run_id, item.seq, item.time, values, energy)
+        total = values.get("total_energy")
+        if energy is None and _by_kira(values) and isinstance(total, float):
+            energy = total
+        yield found
+
+
+def _whole_snapshots(connection: Connection, run_ids: list[str] | None = None) -> list:
+    query = (select(snapshot.c.run_id, snapshot.c.seq, snapshot.c.time, snapshot.c.record_hash)
+             .where(snapshot.c.kind == "snapshot").order_by(snapshot.c.run_id, snapshot.c.seq))
+    if run_ids is not None:
+        query = query.where(snapshot.c.run_id.in_(run_ids))
+    return list(connection.execute(query))
+
+
+def rebuild(connection: Connection) -> int:
+    """Measure every whole snapshot's record again; returns the rows written."""
+    connection.execute(delete(observable))
+    count = 0
+    for found in measured(connection, _whole_snapshots(connection)):
+        if found:  # a bad record gets no rows: verify names it, and a restored one rebuilds
+            connection.execute(insert(observable), found)
+        count += len(found or ())
+    return count
+
+
+def _key(row) -> tuple:
+    return row["run_id"], row["seq"], row["key"], row["idx"]
+
+
+def drift(engine: Engine, run_ids: list[str] | None = None) -> list[str]:
+    """Where the stored observables differ from the records measured again."""
+    columns = (observable.c.run_id, observable.c.seq, observable.c.key, observable.c.idx, observable.c.time,
+               observable.c.value)
+    with engine.connect() as connection, connection.begin():  # one read snapshot
+        query = select(*columns)
+        if run_ids is not None:
+            query = query.where(observable.c.run_id.in_(run_ids))
+        stored = {_key(row._mapping): tuple(row[4:]) for row in connection.execute(query)}
+        snapshots = _whole_snapshots(connection, run_ids)
+        expected, unreadable = {}, set()
+        for item, found in zip(snapshots, measured(connection, snapshots)):
+            if found is None:  # a bad record: reported as such, its rows are not compared
+                unreadable.add((item.run_id, item.seq))
+            else:
+                expected.update({_key(row): (row["time"], row["value"]) for row in found})
+    stored = {key: value for key, value in stored.items() if key[:2] not in unreadable}
+    if stored == expected:
+        return []
+    keys = sorted({key for key in stored.keys() | expected.keys() if stored.get(key) != expected.get(key)})
+    return [f"projection observable differs from the records in {len(keys)} values, first at "
+            f"snapshot #{keys[0][1]} key {keys[0][2]} (run `snapstore rebuild`)"]
