@@ -316,6 +316,22 @@ def export(
 
 
 @app.command()
+def plot(
+    run: str = typer.Argument(..., help="Run name or id"),
+    out: Path = typer.Option(Path("run.png"), "--out", "-o", help="Image file (PNG, or the suffix's format)"),
+    snapshot: int | None = typer.Option(None, "--snapshot", help="Draw the stars of this snapshot number instead"),
+    compare: list[str] = typer.Option([], "--compare", help="Another run on the same panels (repeatable)"),
+    db: str | None = DB,
+) -> None:
+    """Plot a run: Lagrangian radii, energy error, stars and multiples against time.
+    Example: snapstore plot seed500 --compare n200-w5-s1 -o ensemble.png   (needs snapstore[plot])"""
+    from snapstore.plotting import plot as draw
+
+    with _open(db) as store:
+        typer.echo(draw(store, run, out, snapshot=snapshot, compare=compare))
+
+
+@app.command()
 def sql(query: str = typer.Argument(..., help="A SELECT over event, record, run, command, parameter, snapshot, tag"),
         format: Table = FORMAT, db: str | None = DB) -> None:
     """Read-only SQL; writes are refused by the connection.  Example: snapstore sql "select name from run" """

@@ -225,6 +225,8 @@ def test_every_command_with_bad_input_prints_one_line_and_no_traceback(db, tmp_p
         ("export", "n100-w3-s1", "-f", "hdf5", "-s", "1", "-o", str(tmp_path / "x.h5")),
         ("sql", "select nothing from nowhere"), ("sql", "delete from run"), ("verify", "nope"),
         ("tag", "nope", "a=b"), ("db", "downgrade", "0007"), ("db", "upgrade", "9999"),
+        ("plot", "nope"), ("plot", "n100-w3-s1", "--snapshot", "99", "-o", str(tmp_path / "x.png")),
+        ("plot", "n100-w3-s1", "--snapshot", "1", "--compare", "n100-w3-s1"),
     ] + (refused_early if db.startswith("sqlite") else [])
     for args in bad:
         code, stderr = _main(*args, "--db", db, capsys=capsys)

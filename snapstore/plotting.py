@@ -1,0 +1,136 @@
+"""The figures astronomers look at first, drawn from the store with matplotlib.
+
+``plot_runs``: Lagrangian radii, relative energy error and star counts against
+time, for one run or an ensemble; ``plot_snapshot``: the stars of one snapshot
+in x-y and x-z, members of binaries and larger multiples marked.  Figures are
+built without pyplot, so nothing here touches a notebook's global state.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from snapstore.errors import InvalidArgumentError
+from snapstore.reading import Run, Snapshot
+from snapstore.story import Story
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from snapstore.facade import Store
+
+RUN_SIZE = (11.0, 8.0)  # inches; at DPI, the PNG is 1100 x 800 pixels
+SNAPSHOT_SIZE = (11.0, 5.5)
+DPI = 100
+
+
+def _figure(rows: int, columns: int, size: tuple[float, float]) -> tuple[Figure, np.ndarray]:
+    try:
+        from matplotlib.figure import Figure
+    except ModuleNotFoundError:
+        raise ModuleNotFoundError("plotting needs matplotlib: pip install 'snapstore[plot]'") from None
+    figure = Figure(figsize=size, dpi=DPI, layout="constrained")
+    return figure, np.atleast_2d(figure.subplots(rows, columns, squeeze=False))
+
+
+def plot_runs(runs: Sequence[Run]) -> Figure:
+    """Lagrangian radii (log scale), |relative energy error| and the numbers of stars,
+    bound systems and multiples against time; each run in its own colour."""
+    if not runs:
+        raise InvalidArgumentError("plot: no run given")
+    figure, axes = _figure(2, 2, RUN_SIZE)
+    radii, energy, stars, multiples = axes.ravel()
+    colours = [f"C{index % 10}" for index in range(len(runs))]
+    for run, colour in zip(runs, colours):
+        series = run.timeseries()
+        time = series.times
+        if "r_lagr" in series:
+            lagrangian = np.atleast_2d(series["r_lagr"].T).T
+            for component in range(lagrangian.shape[1]):
+                radii.plot(time, lagrangian[:, component], color=colour, lw=1,
+                           alpha=0.35 + 0.65 * (component + 1) / lagrangian.shape[1],
+                           label=run.name if component == lagrangian.shape[1] - 1 else None)
+        if "energy_error" in series:
+            error = np.abs(series["energy_error"])
+            shown = error > 0
+            energy.plot(time[shown], error[shown], "o-", color=colour, ms=3, lw=1, label=run.name)
+        for key, style in (("n_stars", "-"), ("n_bound", "--")):
+            if key in series:
+                stars.plot(time, series[key], style, color=colour, lw=1.2,
+                           label=f"{run.name}: {key.removeprefix('n_')}")
+        if "n_multiples" in series:
+            multiples.plot(time, series["n_multiples"], "s-", color=colour, ms=3, lw=1, label=run.name)
+    radii.set(yscale="log", xlabel="time (N-body units)", ylabel="Lagrangian radius",
+              title="Lagrangian radii (kira's r_lagr, one line per mass fraction)")
+    energy.set(yscale="log", xlabel="time (N-body units)", ylabel="|E - E0| / |E0|",
+               title="Relative energy error")
+    stars.set(xlabel="time (N-body units)", ylabel="count", title="Stars, and systems bound to the cluster")
+    multiples.set(xlabel="time (N-body units)", ylabel="count", title="Binaries and larger multiples")
+    for panel in axes.ravel():
+        panel.grid(alpha=0.3)
+        if panel.get_legend_handles_labels()[0]:
+            panel.legend(fontsize="small")
+    return figure
+
+
+def _multiple_members(story: Story) -> set[str]:
+    """The ids (``i``, else ``name``) of the leaf stars in top-level nodes that have children."""
+    members: set[str] = set()
+    stack = [child for child in story.particles if child.particles]
+    while stack:
+        node = stack.pop()
+        if node.particles:
+            stack.extend(node.particles)
+        else:
+            members.add(node.get("i") or node.get("name") or "")
+    return members
+
+
+def plot_snapshot(item: Snapshot) -> Figure:
+    """The stars of one snapshot in x-y and x-z, point size by mass, members of
+    binaries and larger multiples marked."""
+    stars = item.particles()
+    if stars.size == 0:
+        raise InvalidArgumentError(f"snapshot #{item.seq} holds no stars to plot")
+    members = _multiple_members(item.story())
+    in_multiple = np.isin(stars["id"].astype(str), sorted(members))
+    figure, axes = _figure(1, 2, SNAPSHOT_SIZE)
+    size = 4 + 60 * stars["mass"] / np.nanmax(stars["mass"])
+    for panel, (second, label) in zip(axes.ravel(), ((1, "y"), (2, "z"))):
+        single = ~in_multiple
+        panel.scatter(stars["pos"][single, 0], stars["pos"][single, second], s=size[single], c="C0", alpha=0.6,
+                      linewidths=0, label=f"single stars ({int(single.sum())})")
+        if in_multiple.any():
+            panel.scatter(stars["pos"][in_multiple, 0], stars["pos"][in_multiple, second], s=size[in_multiple] + 20,
+                          facecolors="none", edgecolors="C3", linewidths=1.2,
+                          label=f"in binaries and multiples ({int(in_multiple.sum())})")
+        panel.set(xlabel="x", ylabel=label, aspect="equal", title=f"x-{label}")
+        panel.grid(alpha=0.3)
+        panel.legend(fontsize="small", loc="upper right")
+    time = "no time" if item.time is None else f"t = {item.time:g}"
+    figure.suptitle(f"{item.run.name} snapshot #{item.seq}, {time}, {stars.size} stars")
+    return figure
+
+
+def save(figure: Figure, out: str | os.PathLike) -> str:
+    """Write ``figure`` (PNG, or the format the suffix names); returns the path."""
+    figure.savefig(out, dpi=DPI)
+    return os.fspath(out)
+
+
+def plot(store: Store, run: str, out: str | os.PathLike, snapshot: int | None = None,
+         compare: Sequence[str] = ()) -> str:
+    """``snapstore plot``: the run figure of ``run`` and the ``compare`` runs, or with
+    ``snapshot`` the stars of that snapshot number; written to ``out``."""
+    if snapshot is not None:
+        if compare:
+            raise InvalidArgumentError("plot: --snapshot draws one run; leave out --compare")
+        found = [item for item in store.run(run).snapshots() if item.seq == snapshot]
+        if not found:
+            raise InvalidArgumentError(f"run {run!r} has no snapshot #{snapshot}")
+        return save(plot_snapshot(found[0]), out)
+    return save(plot_runs([store.run(name) for name in (run, *compare)]), out)
