@@ -6,7 +6,6 @@ import json
 
 from sqlalchemy import Connection, delete, insert, select, update
 
-from snapstore.store import observations
 from snapstore.store.schema import (
     PROJECTIONS,
     command,
@@ -137,5 +136,8 @@ def rebuild(connection: Connection) -> int:
     for row in rows.all():
         apply(connection, row.run_id, row.type, json.loads(row.payload), row.recorded_at)
         count += 1
+    # here, not at the top: measuring needs the codec (numpy), which read-only commands never load
+    from snapstore.store import observations
+
     observations.rebuild(connection)
     return count
