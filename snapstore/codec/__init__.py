@@ -17,6 +17,7 @@ from snapstore.codec.record import (
     encode_text,
     encode_text_with_layout,
     layout,
+    text_from_layout,
 )
 from snapstore.codec.summary import Summary, summarize, system_time
 
@@ -38,4 +39,5 @@ __all__ = [
     "root_values_from_layout",
     "summarize",
     "system_time",
+    "text_from_layout",
 ]

@@ -490,7 +490,12 @@ def iter_decoded_lines(structure: Layout):
 
 def decode_text(record: bytes) -> str:
     """The exact story text held by a record."""
-    structure = layout(record)
+    return text_from_layout(layout(record))
+
+
+def text_from_layout(structure: Layout) -> str:
+    """The exact story text of a layout already at hand (its columns stay decoded for
+    other readers of the same layout)."""
     text = EOL.join(iter_decoded_lines(structure))
     return text + EOL if structure.final_newline else text
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import cached_property
@@ -15,7 +14,7 @@ from snapstore import codec
 from snapstore.errors import CorruptRecordError
 from snapstore.reading.dynamics import FIELDS, Dynamics, assemble
 from snapstore.reading.timeseries import Timeseries, timeseries
-from snapstore.store.records import fetch_record, fetch_records
+from snapstore.store.records import checked_text, fetch_record, fetch_records
 from snapstore.store.schema import command, input_file, parameter, snapshot, tag
 from snapstore.story import Story
 
@@ -48,10 +47,7 @@ class Snapshot:
 
     def text(self) -> str:
         """The exact Starlab text, checked against the hash it was stored under."""
-        text = self._checked(codec.decode_text)
-        if hashlib.sha256(text.encode("utf-8")).hexdigest() != self.record_hash:
-            raise CorruptRecordError(f"run {self.run.name!r} snapshot #{self.seq}: text does not match its hash")
-        return text
+        return self._checked(lambda record: checked_text(record, self.record_hash))[1]
 
     def story(self) -> Story:
         """The snapshot as a story tree."""

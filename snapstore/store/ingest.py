@@ -37,7 +37,7 @@ from snapstore.store.provenance import (
     pipeline_from_log,
     who_and_where,
 )
-from snapstore.store.records import fetch_record, insert_record
+from snapstore.store.records import checked_text, fetch_record, insert_record
 from snapstore.store.schema import record, run, snapshot
 from snapstore.story import RootText, Story, iter_root_texts, open_source, source_location, source_name
 
@@ -202,13 +202,11 @@ class Ingest:
         """Refuse a record that does not decode to the text it is for, before anything of
         it is stored, while the source is still at hand (about a third of the encoding time)."""
         try:
-            same = hashlib.sha256(codec.decode_text(blob).encode("utf-8")).hexdigest() == digest
+            checked_text(blob, digest)
         except CorruptRecordError:
-            same = False
-        if not same:
             raise CorruptRecordError(
                 f"run {self.report.name!r} snapshot #{seq}: its record would not decode to its text, so it was not "
-                "stored (a snapstore bug: please report it with the input)")
+                "stored (a snapstore bug: please report it with the input)") from None
 
     def _pipeline(self, header: Story, seq: int) -> events.Event | None:
         """A ``pipeline_recorded`` event when this story's Log (in its root ``header``)

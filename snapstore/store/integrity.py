@@ -7,16 +7,14 @@ database, so ``verify`` holds no write lock and live ingests carry on beside it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator
 
 from sqlalchemy import Connection, Engine, create_engine, select
 
-from snapstore import codec
 from snapstore.errors import CorruptRecordError
 from snapstore.store import projections
-from snapstore.store.records import fetch_record
+from snapstore.store.records import checked_text, fetch_record
 from snapstore.store.schema import PROJECTIONS, event, metadata, run, snapshot
 
 _BATCH = 64
@@ -32,11 +30,9 @@ def _snapshot_rows(connection: Connection, run_ids: list[str] | None) -> list:
 
 def _problem(connection: Connection, record_hash: str) -> str | None:
     try:
-        text = codec.decode_text(fetch_record(connection, record_hash))
+        checked_text(fetch_record(connection, record_hash), record_hash)
     except CorruptRecordError as exc:
         return str(exc)
-    if hashlib.sha256(text.encode("utf-8")).hexdigest() != record_hash:
-        return "text does not match its hash"
     return None
 
 

@@ -9,32 +9,23 @@ code.  Ingest writes the rows in the transaction that appends the snapshot.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Iterator
 
-from sqlalchemy import Connection, Engine, delete, insert, select
+from sqlalchemy import Connection, Engine, insert, select
 
-from snapstore import codec
 from snapstore.codec.observables import Value, observables
 from snapstore.errors import CorruptRecordError
-from snapstore.store.records import fetch_record
+from snapstore.store.records import checked_text, fetch_record
 from snapstore.store.schema import observable, snapshot
 from snapstore.story import RootText
 
 ENERGY_ERROR = "energy_error"
 
 
-def measure(blob: bytes, record_hash: str) -> dict[str, Value] | None:
-    """The observables of a stored record (its root header and tree counts); None for
-    a record that is corrupt or does not decode to its text, which ``verify`` reports
-    as such: its numbers would be no one's."""
-    try:
-        structure = codec.layout(blob)
-        text = codec.decode_text(blob)
-    except CorruptRecordError:
-        return None
-    if hashlib.sha256(text.encode("utf-8")).hexdigest() != record_hash:
-        return None
+def measure(blob: bytes, record_hash: str) -> dict[str, Value]:
+    """The observables of a stored record (its root header and tree counts);
+    CorruptRecordError for a record that is corrupt or does not decode to its text."""
+    structure, text = checked_text(blob, record_hash)
     return observables(RootText(text, 1).header(), structure)
 
 
@@ -74,8 +65,7 @@ def first_energy(connection: Connection, run_id: str, before: int) -> float | No
 
 
 def record(connection: Connection, run_id: str, seq: int, time: float | None, values: dict[str, Value]) -> None:
-    """Write one snapshot's rows (replacing any it had)."""
-    connection.execute(delete(observable).where(observable.c.run_id == run_id, observable.c.seq == seq))
+    """Write the rows of a snapshot appended in this transaction."""
     found = rows(run_id, seq, time, values, first_energy(connection, run_id, seq))
     if found:
         connection.execute(insert(observable), found)
@@ -90,9 +80,7 @@ def measured(connection: Connection, snapshots: Iterable) -> Iterator[list[dict]
             run_id, energy = item.run_id, None
         try:
             values = measure(fetch_record(connection, item.record_hash), item.record_hash)
-        except CorruptRecordError:  # a missing record or payload
-            values = None
-        if values is None:
+        except CorruptRecordError:  # verify reports the record itself: its numbers would be no one's
             yield None
             continue
         found = rows(item.run_id, item.seq, item.time, values, energy)
@@ -111,8 +99,8 @@ def _whole_snapshots(connection: Connection, run_ids: list[str] | None = None) -
 
 
 def rebuild(connection: Connection) -> int:
-    """Measure every whole snapshot's record again; returns the rows written."""
-    connection.execute(delete(observable))
+    """Measure every whole snapshot's record again into the emptied table (the caller,
+    ``projections.rebuild``, empties it before the runs it refers to); returns the rows written."""
     count = 0
     for found in measured(connection, _whole_snapshots(connection)):
         if found:  # a bad record gets no rows: verify names it, and a restored one rebuilds

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from snapstore import codec
 from snapstore.errors import CorruptRecordError
 from snapstore.store.payloads import fetch_location
 from snapstore.store.schema import record
@@ -35,6 +38,16 @@ def fetch_records(connection: Connection, hashes: list[str]) -> dict[str, bytes]
     if missing:
         raise _missing(sorted(missing)[0])
     return {key: _payload(row) for key, row in rows.items()}
+
+
+def checked_text(blob: bytes, record_hash: str) -> tuple[codec.Layout, str]:
+    """A record's layout and text, the text checked against the hash (of the text) it
+    is stored under; CorruptRecordError if it is corrupt or decodes to another text."""
+    structure = codec.layout(blob)
+    text = codec.text_from_layout(structure)
+    if hashlib.sha256(text.encode("utf-8")).hexdigest() != record_hash:
+        raise CorruptRecordError("text does not match its hash")
+    return structure, text
 
 
 def fetch_record(connection: Connection, record_hash: str) -> bytes:
