@@ -1,5 +1,6 @@
 """The numbers a snapshot's root carries (energies, Lagrangian radii, kira's running
-totals ...) and the counts every user derives from its tree, read from a layout.
+totals ...) and the counts every user derives from its tree, read from the root's
+header and the record's layout.
 
 Which keys are kept is the data's choice: every entry of the root and of its
 sub-stories (``Dynamics`` first, then ``Log``, ``Star``, ``Hydro`` in story order)
@@ -15,18 +16,8 @@ import numpy as np
 
 from snapstore.codec.particles import node_values
 from snapstore.codec.record import Layout
-from snapstore.codec.summary import number
+from snapstore.codec.summary import number, particle_tree
 from snapstore.story import Story
-
-# Counts from the tree, beside the root's entries; where a root entry has one of
-# these names, the count is kept, so a name always means what this table says.
-DERIVED = {
-    "n_stars": "leaf stars (N when the root gives it)",
-    "n_systems": "top-level nodes: single stars and the centres of mass of multiples",
-    "n_multiples": "top-level nodes with children: binaries, triples and larger",
-    "n_bound": "top-level nodes with negative energy, 1/2 |v - v_cm|^2 + pot < 0, "
-               "in the frame of the systems' centre of mass (needs kira's pot)",
-}
 
 Value = float | list[float]
 
@@ -58,15 +49,19 @@ def root_numbers(header: Story) -> dict[str, Value]:
 
 
 def tree_counts(structure: Layout) -> dict[str, Value]:
-    """``DERIVED``'s counts; ``n_bound`` only where every top-level node has m, v and pot."""
+    """Counts from the tree: ``n_stars`` (leaf stars, counted), ``n_systems`` (top-level
+    nodes: single stars and the centres of mass of multiples), ``n_multiples`` (those
+    with children: binaries, triples and larger) and ``n_bound`` (top-level nodes with
+    1/2 |v - v_cm|^2 + pot < 0 in the frame of their centre of mass, only where every
+    one has m, v and kira's pot).  Where a root entry has one of these names, the count
+    is kept, so a name always means what is said here."""
     if "Particle" not in structure.kinds:
         return {}
-    particle = np.flatnonzero(structure.node_kind == structure.kinds.index("Particle"))
-    parents = structure.node_parent[particle]
+    particle, parents, leaves = particle_tree(structure)
     top = particle[parents == 0]
     has_children = np.isin(top, parents)
     counts: dict[str, Value] = {
-        "n_stars": float(particle.size - (np.unique(parents).size - 1)),
+        "n_stars": float(leaves),
         "n_systems": float(top.size),
         "n_multiples": float(np.count_nonzero(has_children)),
     }

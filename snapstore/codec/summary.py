@@ -47,16 +47,22 @@ def system_time(values: dict[str, object]) -> float | None:
     return None
 
 
+def particle_tree(structure: Layout) -> tuple[np.ndarray, np.ndarray, int]:
+    """A layout's Particle nodes, each one's parent node, and the number of leaf stars
+    (all empty or 0 for a story without Particles)."""
+    if "Particle" not in structure.kinds:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), 0
+    particle = np.flatnonzero(structure.node_kind == structure.kinds.index("Particle"))
+    parents = structure.node_parent[particle]
+    # every Particle but a leaf is some Particle's parent; the root's own parent is -1
+    return particle, parents, particle.size - (np.unique(parents).size - 1)
+
+
 def summarize(structure: Layout) -> Summary:
     """The ``Summary`` of a record's layout."""
     values = root_values_from_layout(structure)
     n = values.get("N")
-    systems = leaves = 0
-    if "Particle" in structure.kinds:
-        particle = np.flatnonzero(structure.node_kind == structure.kinds.index("Particle"))
-        parents = structure.node_parent[particle]
-        systems = int(np.count_nonzero(parents == 0))
-        # every Particle but a leaf is some Particle's parent; the root's own parent is -1
-        leaves = particle.size - (np.unique(parents).size - 1)
+    _, parents, leaves = particle_tree(structure)
+    systems = int(np.count_nonzero(parents == 0))
     written = int(n) if isinstance(n, float) and n.is_integer() else None
     return Summary(system_time(values), written if written is not None or not systems else leaves, systems)

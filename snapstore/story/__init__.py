@@ -2,13 +2,13 @@
 
 from snapstore.story.model import Entry, Story
 from snapstore.story.reader import (
-           RootText,
-           iter_root_texts,
-           open_source,
-           parse_story,
-           read_stories,
-           source_location,
-           source_name,
+    RootText,
+    iter_root_texts,
+    open_source,
+    parse_story,
+    read_stories,
+    source_location,
+    source_name,
 )
 
 __all__ = ["Entry", "RootText", "Story", "iter_root_texts", "open_source", "parse_story", "read_stories",
