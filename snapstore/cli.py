@@ -60,8 +60,19 @@ FORMAT = typer.Option(Table.table, "--format", "-f", help="How to print the rows
 _debug = {"on": False}
 
 
+def _version(asked: bool) -> None:
+    if asked:
+        from snapstore._version import __version__
+        from snapstore.kernel import description
+
+        typer.echo(f"snapstore {__version__}\n{description()}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors.")) -> None:
+def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
+          version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and which codec implementation runs.")) -> None:
     _debug["on"] = debug
 
 

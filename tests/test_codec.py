@@ -6,9 +6,21 @@ import numpy as np
 import pytest
 from corpus_baselines import baseline_sizes
 
-from helpers import corpus_dir, read_text, story_files
-from snapstore import CorruptRecordError, Story, codec, parse_story, read_stories
+from helpers import UNDER_CI, corpus_dir, read_text, story_files
+from snapstore import CorruptRecordError, Story, codec, kernel, parse_story, read_stories
 from snapstore.story import iter_root_texts, open_source
+
+
+@pytest.fixture(autouse=True, params=["compiled", "pure"])
+def implementation(request, monkeypatch) -> str:
+    """Every codec test runs on the compiled kernel and on the pure Python reference."""
+    if request.param == "compiled" and kernel.COMPILED is None:
+        if UNDER_CI:
+            pytest.fail("CI installs with a compiler: the C kernel must have been built")
+        pytest.skip("the C kernel is not built here")
+    if request.param == "pure":
+        monkeypatch.setattr(kernel, "COMPILED", None)
+    return request.param
 
 ODD = """(Particle
   N = 1
@@ -112,7 +124,8 @@ def test_binaries_run_holds_a_hierarchical_triple() -> None:
 
 
 @pytest.mark.corpus
-def test_corpus_round_trips_and_meets_size_targets() -> None:
+@pytest.mark.parametrize("implementation", ["compiled"], indirect=True)  # test_kernel holds the reference to it
+def test_corpus_round_trips_and_meets_size_targets(implementation: str) -> None:
     text_bytes = record_bytes = gzip_bytes = zstd_bytes = 0
     for path in story_files():
         text = read_text(path).encode()

@@ -15,6 +15,7 @@ import re
 
 import numpy as np
 
+from snapstore import kernel
 from snapstore.codec.intpack import pack_floats, pack_ints, unpack_floats, unpack_ints
 
 _EXPONENT = 128  # codes >= this are exponent style with (code - 128) decimals
@@ -36,8 +37,16 @@ def format_codes(tokens: np.ndarray) -> np.ndarray:
 
 def format_floats(values: np.ndarray, codes: np.ndarray) -> list[str]:
     """Print float tokens with their format codes."""
+    if kernel.COMPILED is not None:
+        return kernel.COMPILED.format_floats(np.ascontiguousarray(values, np.float64),
+                                             np.ascontiguousarray(codes, np.uint8))
     formats = FORMATS
     return [formats[c] % x for c, x in zip(codes.tolist(), values.tolist())]
+
+
+def value_texts(body: bytes, starts: np.ndarray, ends: np.ndarray) -> list[bytes]:
+    """The slices ``body[start:end]``."""
+    return [body[s:e] for s, e in zip(starts.tolist(), ends.tolist())]
 
 
 _POWER_BIAS = 1100  # above the magnitude of any float64 binary exponent
@@ -76,7 +85,8 @@ class Column:
 
     # -- encoding -----------------------------------------------------------------
     def fill(self, values: list[bytes]) -> None:
-        """Type the column from its UTF-8 value texts (one per occurrence)."""
+        """Type the column from its UTF-8 value texts (one per occurrence): the reference
+        implementation, which the compiled kernel must agree with."""
         tokens = b" ".join(values).split(b" ") if self.width > 1 else values
         array = np.array(tokens, dtype=np.bytes_)
         try:  # a point or an exponent in the first token rules out integers without a failed parse
@@ -84,14 +94,38 @@ class Column:
         except (ValueError, OverflowError):
             ints = None
         if ints is not None:
-            self._keep("i", values, tokens, list(map(str, ints.tolist())), ints=ints)
+            bad = self._mismatches(tokens, list(map(str, ints.tolist())))
+            self._keep("i", bad, values, ints=ints)
             return
         try:
             floats = array.astype(np.float64)
         except ValueError:
             floats = self._floats_one_by_one(tokens)
         codes = format_codes(array)
-        self._keep("f", values, tokens, format_floats(floats, codes), floats=floats, _codes=codes)
+        self._keep("f", self._mismatches(tokens, format_floats(floats, codes)), values, floats=floats, _codes=codes)
+
+    def fill_from(self, body: bytes, starts: np.ndarray, ends: np.ndarray) -> None:
+        """Type the column from the values ``body[starts[k]:ends[k]]``: the compiled kernel
+        when it is there and sure of the answer, else ``fill``."""
+        typed = None if kernel.COMPILED is None else kernel.COMPILED.type_column(body, starts, ends, self.width)
+        if typed is None:
+            self.fill(value_texts(body, starts, ends))
+            return
+        values = _Slices(body, starts, ends)
+        if typed[0] == "i":
+            self._keep("i", [], values, ints=np.frombuffer(typed[1], np.int64))
+            return
+        bad = np.unique(np.flatnonzero(np.frombuffer(typed[3], np.bool_)) // self.width).tolist()
+        self._keep("f", bad, values, floats=np.frombuffer(typed[1], np.float64),
+                   _codes=np.frombuffer(typed[2], np.uint8))
+
+    def _mismatches(self, tokens: list[bytes], printed: list[str]) -> list[int]:
+        """The occurrences with a token that does not print back exactly."""
+        # Tokens hold no spaces, so the joined texts are equal exactly when every token is.
+        if " ".join(printed).encode() == b" ".join(tokens):
+            return []
+        width = self.width
+        return sorted({i // width for i, (a, b) in enumerate(zip(printed, tokens)) if a.encode() != b})
 
     @staticmethod
     def _floats_one_by_one(tokens: list[bytes]) -> np.ndarray:
@@ -103,15 +137,16 @@ class Column:
                 out[index] = np.nan
         return out
 
-    def _keep(self, kind: str, values: list[bytes], tokens: list[bytes], printed: list[str], **arrays) -> None:
-        # Tokens hold no spaces, so the joined texts are equal exactly when every token is.
-        if " ".join(printed).encode() != b" ".join(tokens):
-            width = self.width
-            bad = sorted({i // width for i, (a, b) in enumerate(zip(printed, tokens)) if a.encode() != b})
+    def _keep(self, kind: str, bad: list[int], values, **arrays: np.ndarray) -> None:
+        """Keep the typed arrays, with the ``bad`` occurrences (that would not print back)
+        as text: as overrides, or the whole column as strings when they are the majority."""
+        if bad:
             if 2 * len(bad) > len(values):
-                self.type, self.strings = "s", [value.decode() for value in values]
+                self.type, self.strings = "s", [values[k].decode() for k in range(len(values))]
                 return
             self.overrides = {occurrence: values[occurrence].decode() for occurrence in bad}
+            width = self.width
+            arrays = {name: array.copy() for name, array in arrays.items()}
             for array in arrays.values():
                 for occurrence in bad:
                     array[occurrence * width:(occurrence + 1) * width] = 0
@@ -219,3 +254,18 @@ class Column:
         if self.overrides:
             out[list(self.overrides)] = np.nan
         return out
+
+
+class _Slices:
+    """The values of a column as ``body`` slices, cut only when asked for (overrides)."""
+
+    __slots__ = ("body", "ends", "starts")
+
+    def __init__(self, body: bytes, starts: np.ndarray, ends: np.ndarray) -> None:
+        self.body, self.starts, self.ends = body, starts, ends
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, index: int) -> bytes:
+        return self.body[int(self.starts[index]):int(self.ends[index])]

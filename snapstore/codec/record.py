@@ -28,9 +28,10 @@ import msgpack
 import numpy as np
 import zstandard
 
+from snapstore import kernel
 from snapstore.codec.dictionary import dictionary
 from snapstore.codec.intpack import pack_ints, unpack_ints
-from snapstore.codec.numbers import Column
+from snapstore.codec.numbers import Column, value_texts
 from snapstore.errors import CorruptRecordError
 from snapstore.story.model import Story
 from snapstore.story.syntax import CLOSE, ENTRY, EOL, OPEN
@@ -79,6 +80,20 @@ class Layout:
         """Each template's kind and items (entries as ``(column, prefix)`` tuples)."""
         return [(kind, [tuple(item) if isinstance(item, list) else item for item in items])
                 for kind, items in self._templates]
+
+    @cached_property
+    def render_templates(self) -> tuple[list[bytes], list[bytes], np.ndarray, list[bytes]]:
+        """The templates as the compiled printer takes them: kinds, items (int32: -1 a
+        sub-story, -2 a free-text line, else an entry id) and each entry's column and prefix."""
+        entries: dict[tuple[int, str], int] = {}
+        items = []
+        for _, template in self.templates:
+            codes = [item if isinstance(item, int) else entries.setdefault((item[0], item[1]), len(entries))
+                     for item in template]
+            items.append(np.array(codes, dtype=np.int32).tobytes())
+        return ([kind.encode() for kind, _ in self.templates], items,
+                np.array([column for column, _ in entries], dtype=np.int64),
+                [prefix.encode() for _, prefix in entries])
 
     @property
     def n_columns(self) -> int:
@@ -150,8 +165,7 @@ class _Lines:
         return self._order[slot]
 
     def texts(self, starts: np.ndarray, ends: np.ndarray) -> list[bytes]:
-        body = self.body
-        return [body[s:e] for s, e in zip(starts.tolist(), ends.tolist())]
+        return value_texts(self.body, starts, ends)
 
     def value_starts(self, equals: np.ndarray, ends: np.ndarray) -> np.ndarray:
         """Where the value begins: after the ``=`` and the spaces that follow it."""
@@ -176,7 +190,28 @@ class _Tree:
     content: np.ndarray  # per line: neither an open nor a close line
 
 
-def _tree(lines: _Lines) -> _Tree:
+@dataclass
+class _Scan:
+    """What one pass over a story's bytes finds: its lines, its tree, the order in which
+    its stories close, and each text line's first ``=`` as a candidate entry."""
+
+    body: bytes
+    starts: np.ndarray  # per line: byte offsets
+    ends: np.ndarray
+    opens: np.ndarray   # the line of each node
+    closed: np.ndarray  # nodes in the order their stories close
+    tree: _Tree
+    line: np.ndarray    # per candidate: its line, prefix (index into ``prefixes``), value bounds, tokens
+    prefix: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    width: np.ndarray
+    prefixes: list[bytes]
+
+
+def _scan_reference(body: bytes) -> _Scan:
+    """The scan in whole-array numpy passes: the reference for the compiled ``scan``."""
+    lines = _Lines(body)
     opens, closes, level = lines.opens, lines.closes, lines.level
     kind_names: dict[bytes, int] = {}
     node_kind = np.array([kind_names.setdefault(kind, len(kind_names))
@@ -187,7 +222,45 @@ def _tree(lines: _Lines) -> _Tree:
     text_lines = np.flatnonzero(content)
     owner[text_lines] = lines.node_at(text_lines, level[text_lines])
     owner[opens[1:]] = lines.node_at(opens[1:], level[opens[1:]] - 1)
-    return _Tree(level[opens] - 1, node_kind, [name.decode() for name in kind_names], owner, content)
+    tree = _Tree(level[opens] - 1, node_kind, [name.decode() for name in kind_names], owner, content)
+    # Entry candidates: the first "=" of each text line.
+    equals = np.flatnonzero(lines.bytes[:-1] == _EQUALS)
+    equals_line = np.searchsorted(lines.starts, equals, side="right") - 1
+    first = np.ones(equals.size, dtype=bool)
+    first[1:] = equals_line[1:] != equals_line[:-1]
+    first &= content[equals_line]
+    equals, equals_line = equals[first], equals_line[first]
+    line_ends = lines.ends[equals_line]
+    value_start = lines.value_starts(equals, line_ends)
+    prefix_ids: dict[bytes, int] = {}
+    prefix_of = np.array([prefix_ids.setdefault(prefix, len(prefix_ids))
+                          for prefix in lines.texts(lines.starts[equals_line], value_start)], dtype=np.int64)
+    spaces = np.flatnonzero(lines.bytes == _SPACE)
+    width = np.searchsorted(spaces, line_ends) - np.searchsorted(spaces, value_start) + 1
+    closed = lines.node_at(closes, level[closes] + 1)
+    return _Scan(body, lines.starts, lines.ends, opens, closed, tree, equals_line, prefix_of, value_start,
+                 line_ends, width, list(prefix_ids))
+
+
+def _scan_compiled(body: bytes, compiled) -> _Scan:
+    found = compiled.scan(body)
+    arrays = {name: np.frombuffer(value, np.int64) for name, value in found.items()
+              if name not in ("content", "kinds", "prefixes")}
+    tree = _Tree(arrays["depth"], arrays["kind"], [name.decode() for name in found["kinds"]], arrays["owner"],
+                 np.frombuffer(found["content"], np.bool_))
+    return _Scan(body, arrays["line_start"], arrays["line_end"], arrays["opens"], arrays["closed"], tree,
+                 arrays["entry_line"], arrays["entry_prefix"], arrays["entry_start"], arrays["entry_end"],
+                 arrays["entry_width"], found["prefixes"])
+
+
+def _scan(body: bytes) -> _Scan:
+    compiled = kernel.COMPILED
+    if compiled is not None:
+        try:
+            return _scan_compiled(body, compiled)
+        except ValueError:  # not a well-formed story: the reference decides what to make of it
+            pass
+    return _scan_reference(body)
 
 
 @dataclass
@@ -204,32 +277,18 @@ class _Entries:
     prefix_key: np.ndarray  # per prefix: index into ``keys``
 
 
-def _entries(lines: _Lines, tree: _Tree) -> _Entries:
-    """Entries: the first "=" of a text line, then a prefix that ENTRY accepts."""
-    equals = np.flatnonzero(lines.bytes[:-1] == _EQUALS)
-    equals_line = np.searchsorted(lines.starts, equals, side="right") - 1
-    first = np.ones(equals.size, dtype=bool)
-    first[1:] = equals_line[1:] != equals_line[:-1]
-    first &= tree.content[equals_line]
-    equals, equals_line = equals[first], equals_line[first]
-    line_ends = lines.ends[equals_line]
-    value_start = lines.value_starts(equals, line_ends)
-    prefix_ids: dict[bytes, int] = {}
-    prefix_of = np.array([prefix_ids.setdefault(prefix, len(prefix_ids))
-                          for prefix in lines.texts(lines.starts[equals_line], value_start)], dtype=np.int64)
-    prefixes = [prefix.decode() for prefix in prefix_ids]
+def _entries(scan: _Scan) -> _Entries:
+    """Entries: the candidates whose prefix ENTRY accepts."""
+    prefixes = [prefix.decode() for prefix in scan.prefixes]
     key_ids: dict[str, int] = {}
     prefix_key = np.full(len(prefixes), -1, dtype=np.int64)
     for index, prefix in enumerate(prefixes):
         match = ENTRY.fullmatch(prefix + "x")
         if match:
             prefix_key[index] = key_ids.setdefault(match.group(2), len(key_ids))
-    is_entry = prefix_key[prefix_of] >= 0
-    start, end = value_start[is_entry], line_ends[is_entry]
-    spaces = np.flatnonzero(lines.bytes == _SPACE)
-    width = np.searchsorted(spaces, end) - np.searchsorted(spaces, start) + 1
-    return _Entries(equals_line[is_entry], prefix_of[is_entry], start, end, width, prefixes, list(key_ids),
-                    prefix_key)
+    is_entry = prefix_key[scan.prefix] >= 0
+    return _Entries(scan.line[is_entry], scan.prefix[is_entry], scan.start[is_entry], scan.end[is_entry],
+                    scan.width[is_entry], prefixes, list(key_ids), prefix_key)
 
 
 @dataclass
@@ -239,11 +298,12 @@ class _Columns:
     of_entry: np.ndarray   # column of each entry
     keys: list[tuple[str, str, int]]  # (kind, key, width) of each column
     bounds: list[int]      # column c holds values[bounds[c]:bounds[c + 1]]
-    values: list[bytes]
+    starts: np.ndarray     # byte bounds of each value, in column order
+    ends: np.ndarray
     owners: np.ndarray     # node of each value, in the same order
 
 
-def _columns(lines: _Lines, tree: _Tree, entries: _Entries) -> _Columns:
+def _columns(tree: _Tree, entries: _Entries) -> _Columns:
     """Columns numbered in order of first appearance, as a line-by-line pass would."""
     entry_owner = tree.owner[entries.line]
     max_width = int(entries.width.max(initial=1)) + 1
@@ -259,53 +319,66 @@ def _columns(lines: _Lines, tree: _Tree, entries: _Entries) -> _Columns:
     for index, occurrence in zip(rank.tolist(), first_at.tolist()):
         keys[index] = (tree.kinds[tree.kind[entry_owner[occurrence]]],
                        entries.keys[entries.prefix_key[entries.prefix[occurrence]]], int(entries.width[occurrence]))
-    return _Columns(column_of, keys, bounds.tolist(), lines.texts(entries.start[by_column], entries.end[by_column]),
+    return _Columns(column_of, keys, bounds.tolist(), entries.start[by_column], entries.end[by_column],
                     entry_owner[by_column])
 
 
-def _templates(lines: _Lines, tree: _Tree, entries: _Entries, columns: _Columns) -> tuple[list, np.ndarray]:
+def _templates(scan: _Scan, entries: _Entries, columns: _Columns) -> tuple[list, np.ndarray]:
     """Each node's items in line order, shared as templates: -1 a sub-story, -2 free
     text, else an entry item (column, prefix) numbered by its pair.  Returns the
     templates as stored and the template of each node."""
+    tree = scan.tree
     n_prefixes = len(entries.prefixes)
     pairs, pair_of = np.unique(columns.of_entry * n_prefixes + entries.prefix, return_inverse=True)
-    item = np.full(lines.starts.size, _LINE, dtype=np.int32)
-    item[lines.opens] = _CHILD
+    item = np.full(scan.starts.size, _LINE, dtype=np.int32)
+    item[scan.opens] = _CHILD
     item[entries.line] = pair_of.ravel()
-    has_owner = np.flatnonzero(tree.owner >= 0)
-    grouped = has_owner[np.argsort(tree.owner[has_owner], kind="stable")]
-    item_bytes = item[grouped].tobytes()
-    n_nodes = tree.kind.size
-    offsets = np.concatenate(([0], np.cumsum(np.bincount(tree.owner[has_owner], minlength=n_nodes)))) * 4
-    closed = lines.node_at(lines.closes, lines.level[lines.closes] + 1)
-    templates: dict[tuple[int, bytes], int] = {}
-    node_template = np.empty(n_nodes, dtype=np.int64)
-    kind_list, offset_list = tree.kind.tolist(), offsets.tolist()
-    for node in closed.tolist():
-        signature = (kind_list[node], item_bytes[offset_list[node]:offset_list[node + 1]])
-        node_template[node] = templates.setdefault(signature, len(templates))
+    compiled = kernel.COMPILED
+    if compiled is not None:
+        node_bytes, distinct = compiled.intern_templates(item, tree.owner, scan.closed, tree.kind)
+        node_template = np.frombuffer(node_bytes, np.int64)
+    else:
+        distinct, node_template = _intern_templates(item, tree.owner, scan.closed, tree.kind)
     pair_items = [[p // n_prefixes, entries.prefixes[p % n_prefixes]] for p in pairs.tolist()]
     stored = [[tree.kinds[kind], [code if code < 0 else pair_items[code]
                                   for code in np.frombuffer(items, np.int32).tolist()]]
-              for kind, items in templates]
+              for kind, items in distinct]
     return stored, node_template
 
 
-def _free_text(lines: _Lines, tree: _Tree, entries: _Entries) -> list[str]:
+def _intern_templates(item: np.ndarray, owner: np.ndarray, closed: np.ndarray,
+                      node_kind: np.ndarray) -> tuple[list[tuple[int, bytes]], np.ndarray]:
+    """The reference for the compiled ``intern_templates``: each node's items (its lines'
+    codes in line order) keyed with its kind, numbered in the order the nodes close."""
+    has_owner = np.flatnonzero(owner >= 0)
+    grouped = has_owner[np.argsort(owner[has_owner], kind="stable")]
+    item_bytes = item[grouped].tobytes()
+    n_nodes = node_kind.size
+    offsets = np.concatenate(([0], np.cumsum(np.bincount(owner[has_owner], minlength=n_nodes)))) * 4
+    templates: dict[tuple[int, bytes], int] = {}
+    node_template = np.empty(n_nodes, dtype=np.int64)
+    kind_list, offset_list = node_kind.tolist(), offsets.tolist()
+    for node in closed.tolist():
+        signature = (kind_list[node], item_bytes[offset_list[node]:offset_list[node + 1]])
+        node_template[node] = templates.setdefault(signature, len(templates))
+    return list(templates), node_template
+
+
+def _free_text(scan: _Scan, entries: _Entries) -> list[str]:
     """Text lines that are not entries (Log prose), in order."""
-    free = tree.content.copy()
+    free = scan.tree.content.copy()
     free[entries.line] = False
-    return [line.decode() for line in lines.texts(lines.starts[free], lines.ends[free])]
+    return [line.decode() for line in value_texts(scan.body, scan.starts[free], scan.ends[free])]
 
 
-def _packed_columns(columns: _Columns) -> list[list]:
+def _packed_columns(body: bytes, columns: _Columns) -> list[list]:
     """Each column typed and packed, integer columns residual-coded against the best earlier one."""
     packed = []
     integral: list[tuple[int, np.ndarray, np.ndarray]] = []  # (column, owners, whole tokens)
     for index, (kind, key, width) in enumerate(columns.keys):
         low, high = columns.bounds[index], columns.bounds[index + 1]
         column = Column(kind, key, width)
-        column.fill(columns.values[low:high])
+        column.fill_from(body, columns.starts[low:high], columns.ends[low:high])
         owners = columns.owners[low:high]
         whole = column.integral()
         reference, prediction = None, None
@@ -319,19 +392,18 @@ def _packed_columns(columns: _Columns) -> list[list]:
 def _layout_doc(text: bytes) -> dict:
     """Turn the UTF-8 text of one well-formed root story into the record document."""
     final_newline = text.endswith(b"\n")
-    lines = _Lines(text[:-1] if final_newline else text)
-    tree = _tree(lines)
-    entries = _entries(lines, tree)
-    columns = _columns(lines, tree, entries)
-    templates, node_template = _templates(lines, tree, entries, columns)
+    scan = _scan(text[:-1] if final_newline else text)
+    entries = _entries(scan)
+    columns = _columns(scan.tree, entries)
+    templates, node_template = _templates(scan, entries, columns)
     return {
         "v": FORMAT_VERSION,
         "eol": final_newline,
         "tpl": templates,
         "nt": pack_ints(node_template),
-        "nd": pack_ints(tree.depth),
-        "cols": _packed_columns(columns),
-        "lines": _free_text(lines, tree, entries),
+        "nd": pack_ints(scan.tree.depth),
+        "cols": _packed_columns(scan.body, columns),
+        "lines": _free_text(scan, entries),
     }
 
 
@@ -496,8 +568,39 @@ def decode_text(record: bytes) -> str:
 def text_from_layout(structure: Layout) -> str:
     """The exact story text of a layout already at hand (its columns stay decoded for
     other readers of the same layout)."""
+    if kernel.COMPILED is not None:
+        return bytes_from_layout(structure).decode("utf-8")
     text = EOL.join(iter_decoded_lines(structure))
     return text + EOL if structure.final_newline else text
+
+
+def bytes_from_layout(structure: Layout) -> bytes:
+    """The exact story text of a layout as UTF-8 bytes (what an export writes)."""
+    compiled = kernel.COMPILED
+    if compiled is None:
+        return text_from_layout(structure).encode("utf-8")
+    kinds, items, entry_column, entry_prefix = structure.render_templates
+    try:
+        return compiled.render(structure.node_template, kinds, items, entry_column, entry_prefix,
+                               [_render_column(column) for column in structure.columns], structure.lines,
+                               structure.final_newline)
+    except (ValueError, TypeError) as exc:
+        raise CorruptRecordError(f"record cannot be decoded: {exc}") from None
+
+
+_COLUMN_TYPES = {"s": 0, "i": 1, "f": 2}
+
+
+def _render_column(column: Column) -> tuple:
+    overrides = sorted(column.overrides.items())
+    at = np.array([occurrence for occurrence, _ in overrides], dtype=np.int64)
+    texts = [text for _, text in overrides]
+    if column.type == "s":
+        return 0, column.width, None, None, list(column.strings or ()), at, texts
+    if column.type == "i":
+        return 1, column.width, np.ascontiguousarray(column.ints, np.int64), None, None, at, texts
+    return (2, column.width, np.ascontiguousarray(column.floats, np.float64),
+            np.ascontiguousarray(column.codes, np.uint8), None, at, texts)
 
 
 def decode(record: bytes) -> Story:
