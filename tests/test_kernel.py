@@ -3,6 +3,7 @@ byte, on every corpus snapshot and on thousands of mutated stories; the same pri
 
 from __future__ import annotations
 
+import gzip
 import os
 import random
 import subprocess
@@ -189,3 +190,35 @@ def test_pure_mode_is_chosen_by_the_environment_and_reported() -> None:
                              env={k: v for k, v in os.environ.items() if k != "SNAPSTORE_PURE"},
                              capture_output=True, text=True, check=True).stdout
     assert "compiled kernel" in version
+
+
+def _roots_or_error(data: bytes) -> list:
+    import io
+
+    from snapstore.errors import StoryFormatError
+
+    found: list = []
+    try:
+        found.extend((root.text, root.first_line) for root in iter_root_texts(io.BytesIO(data), "stream"))
+    except StoryFormatError as exc:
+        found.append(str(exc))
+    return found
+
+
+@pytest.mark.parametrize("chunk", [1 << 20, 4096, 97])  # roots inside one read, and cut by many
+def test_the_stream_splits_into_the_same_roots_and_errors(chunk: int, monkeypatch) -> None:
+    from snapstore.story import reader
+
+    monkeypatch.setattr(reader, "_CHUNK", chunk)
+    data = gzip.decompress((SAMPLE / "kira.out.gz").read_bytes())
+    rng = random.Random(chunk)
+    cases = [data, data[:-1], data[: len(data) // 2], b"junk\n" + data, data + b"junk\n", b"", b"\n\n",
+             data.replace(b"(Star", b"(St ar", 1), data.replace(b")Dynamics", b")Dynamic", 1),
+             data.replace(b"(Hydro", "(Hydró".encode(), 1), data.replace(b"(Star", "(Stär".encode())]
+    for _ in range(20):  # a structural line broken at a random place
+        at = data.find(b"\n(", rng.randrange(len(data)))
+        if at >= 0:
+            cases.append(data[:at + 1] + rng.choice([b")", b"x", b"(Log\n", b""]) + data[at + 1:])
+    for case in cases:
+        compiled, reference = both(_roots_or_error, case)
+        assert compiled == reference
