@@ -512,6 +512,13 @@ static int nearest_digits(double x, int E, uint64_t *M) {
     long double scaled = E >= 0 ? fabsl((long double)x) / POW10L[E] : fabsl((long double)x) * POW10L[-E];
     if (!(scaled < 1.8e19L)) return 0;
     uint64_t guess = (uint64_t)(scaled + 0.5L);
+    /* One correctly rounded long double operation on exact operands: the error is at
+     * most scaled * 2^-64.  Away from a tie by twice that, the rounding is certain. */
+    long double fraction = scaled - (long double)(uint64_t)scaled;
+    if (fabsl(fraction - 0.5L) > scaled * 0x1p-63L + 0x1p-60L) {
+        *M = guess;
+        return 1;
+    }
     /* The long double estimate is off by at most one; the proof picks the right neighbour. */
     const int64_t deltas[5] = {0, 1, -1, 2, -2};
     for (int k = 0; k < 5; k++) {
@@ -531,7 +538,7 @@ static int nearest_digits(double x, int E, uint64_t *M) {
 static int format_number(double x, int code, char *out) {
     int d = code & 127;
     uint64_t M;
-    if (isfinite(x) && x != 0 && d <= 18) {
+    if (isfinite(x) && x != 0 && (code < 128 || d <= 18)) { /* e-style digits must fit in 64 bits */
         char digits[24];
         int n = 0, length = 0;
         if (code < 128) {

@@ -7,6 +7,7 @@ capture of a running simulation, exports in every format, the summary of a run.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import shlex
 import subprocess
@@ -14,7 +15,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 from snapstore.errors import InvalidArgumentError, RunNotFoundError
 from snapstore.facade import Store
@@ -134,11 +135,12 @@ def export(run: Run, format: str = "story", output: str | os.PathLike | None = N
         if output is None and stream is None:
             raise InvalidArgumentError("story export needs an output file or a stream")
         if output is not None:
-            with open(output, "w", encoding="utf-8", newline="") as handle:
-                _write_texts(items, handle)
+            with open(output, "wb") as binary:
+                _write_texts(items, binary)
         else:
             assert stream is not None
-            _write_texts(items, stream)
+            stream.flush()  # what the text layer holds goes first; then bytes straight to its buffer
+            _write_texts(items, getattr(stream, "buffer", stream))
         return
     if output is None:
         raise InvalidArgumentError(f"{format} export needs an output {'folder' if format == 'parquet' else 'file'}")
@@ -159,7 +161,8 @@ def export(run: Run, format: str = "story", output: str | os.PathLike | None = N
         registry.write(run, "hdf5", Location(PosixStorage(path.parent), path.name))
 
 
-def _write_texts(items, handle: TextIO) -> None:
+def _write_texts(items, handle: TextIO | BinaryIO) -> None:
+    binary = not isinstance(handle, io.TextIOBase)
     for item in items:
-        handle.write(item.text())
+        handle.write(item.text_bytes() if binary else item.text())
         handle.flush()
