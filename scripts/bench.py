@@ -161,6 +161,35 @@ def reads(results: dict, workdir: Path) -> None:
     store.close()
 
 
+def text_speed(results: dict, workdir: Path) -> None:
+    """The whole of a large run as text, in process and through ``snapstore export``, against zcat."""
+    source = CORPUS.parent / "starlab-variants" / "r3_king5000"
+    if not source.is_dir():
+        print(f"(skipped: no {source})")
+        return
+    gz = source / "kira.out.gz"
+    size = len(gzip.open(gz).read())
+    db = workdir / "text.db"
+    store = snapstore.open(str(db))
+    run_ = store.ingest(source)
+    stories = run_.stories()
+
+    def to_file(command: list[str]) -> None:
+        with open(workdir / "out.txt", "wb") as handle:
+            subprocess.run(command, stdout=handle, check=True)
+
+    zcat = best(lambda: to_file(["zcat", str(gz)]))
+    ours = best(lambda: [item.text() for item in stories])
+    store.close()
+    cli = str(Path(sys.executable).with_name("snapstore"))
+    export = best(lambda: to_file([cli, "export", run_.name, "--db", str(db)]))
+    results["text"] = {"bytes": size, "zcat_seconds": zcat, "text_seconds": ours, "export_seconds": export}
+    report("r3_king5000: every snap.text() in process vs zcat", size / ours / 1e6, size / zcat / 1e6, "MB/s",
+           ">= 0.75x, aim 1x")
+    report("r3_king5000: snapstore export RUN > file vs zcat > file", size / export / 1e6, size / zcat / 1e6,
+           "MB/s", ">= 0.5x, aim 1x")
+
+
 def _replicate(engine, count: int, rng: random.Random) -> None:
     """Add ``count`` runs with distinct names and King-model parameters to the projections."""
     runs, params, commands = [], [], []
@@ -315,6 +344,7 @@ def main() -> None:
         sizes(results)
         ingest_speed(results, workdir) if not args.quick else None
         reads(results, workdir)
+        text_speed(results, workdir) if not args.smoke else None
         queries(results, workdir, args.pg, [100] if args.smoke else [1000] if args.quick else [1000, 10000, 100000])
         memory(results, workdir, [2] if args.smoke else [20] if args.quick else [100, 1000])
         concurrent(results, workdir, None if args.quick else args.pg)

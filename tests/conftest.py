@@ -89,3 +89,13 @@ def s3_endpoint():
     yield f"http://127.0.0.1:{port}"
     server.terminate()
     server.wait(timeout=10)
+
+
+@pytest.fixture(autouse=True)
+def _encode_in_order(monkeypatch):
+    """Tests encode in their own process unless they ask for the worker (test_encoding):
+    whether a test process had encoded enough to start one would depend on test order."""
+    from snapstore.store import encoding
+
+    monkeypatch.setattr(encoding, "AHEAD_AFTER", float("inf"))
+    monkeypatch.setattr(encoding, "WARM_AFTER", float("inf"))

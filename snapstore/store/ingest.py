@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import os
 import uuid
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, Row, select
 
 from snapstore import codec
-from snapstore.codec.observables import observables
+from snapstore.codec.observables import root_numbers
 from snapstore.errors import (
     CorruptRecordError,
     InvalidArgumentError,
@@ -27,7 +29,7 @@ from snapstore.errors import (
     SnapstoreError,
     StoryFormatError,
 )
-from snapstore.store import events, observations
+from snapstore.store import encoding, events, observations
 from snapstore.store.backend import with_retries
 from snapstore.store.payloads import ExternalPayloads
 from snapstore.store.provenance import (
@@ -37,7 +39,7 @@ from snapstore.store.provenance import (
     pipeline_from_log,
     who_and_where,
 )
-from snapstore.store.records import checked_text, fetch_record, insert_record
+from snapstore.store.records import fetch_record, insert_record
 from snapstore.store.schema import record, run, snapshot
 from snapstore.story import RootText, Story, iter_root_texts, open_source, source_location, source_name
 
@@ -89,10 +91,10 @@ class Ingest:
     """One ingest of one run; see ``Store.ingest``."""
 
     def __init__(self, engine, name: str, on_snapshot: Callable[[IngestReport], None] | None = None,
-                 payloads: ExternalPayloads | None = None, check: bool = True) -> None:
+                 payloads: ExternalPayloads | None = None, check: bool = True, ahead: bool = True) -> None:
         self.engine = engine
         self.payloads = payloads
-        self.check = check
+        self.encoder = encoding.Encoder(check, ahead)
         self.report = IngestReport(run_id_for(name), name)
         self.on_snapshot = on_snapshot
         self._given: list[dict] | None = None  # the commands file's steps
@@ -129,8 +131,9 @@ class Ingest:
                              "ingest under another --name")
         return stored
 
-    def add(self, root: RootText, seq: int) -> None:
-        """Store one story at ``seq`` unless the same text is already there."""
+    def prepare(self, root: RootText, seq: int) -> _Pending:
+        """Storing one story at ``seq``, in order, first half: hash it, look it up, read
+        its Log, and start its encoding unless the store holds it already."""
         data = root.text.encode("utf-8")
         digest = hashlib.sha256(data).hexdigest()
         with self.engine.connect() as connection:
@@ -140,19 +143,38 @@ class Ingest:
         header = root.header()
         pipeline = self._pipeline(header, seq)
         if stored is not None:  # a resumed ingest: this story and its events are in already
-            self._timed = self._timed or stored.time is not None
-            self._count(True, len(data), 0)
+            return _Pending(seq, digest, len(data), pipeline, stored=stored)
+        if known is not None:
+            return _Pending(seq, digest, len(data), pipeline, root_numbers(header), encoding.Done(known), new=False)
+        return _Pending(seq, digest, len(data), pipeline, root_numbers(header), self.encoder.submit(data, digest))
+
+    def commit(self, pending: _Pending) -> None:
+        """Second half, in order: store the record and append the events, unless the
+        same text is at ``seq`` already."""
+        seq, digest, text_size = pending.seq, pending.digest, pending.text_size
+        if pending.stored is not None:
+            self._timed = self._timed or pending.stored.time is not None
+            self._count(True, text_size, 0)
             return
-        # Encoding happens before the write transaction, so other writers are not
-        # held up by it; the transaction only re-checks and appends.
-        row, stored_size, structure = self._new_record(data, digest, seq) if known is None else (None, *known)
-        summary = codec.summarize(structure)
+        assert pending.encoded is not None  # every story not stored yet has an encoding under way
+        encoded: encoding.Encoded = pending.encoded.result()
+        if not encoded.faithful:
+            raise CorruptRecordError(
+                f"run {self.report.name!r} snapshot #{seq}: its record would not decode to its text, so it was not "
+                "stored (a snapstore bug: please report it with the input)")
+        row = None
+        if pending.new:  # its bytes go to the payload storage now, before the row that names them is committed
+            location = self.payloads.put(digest, encoded.blob) if self.payloads else None
+            row = {"hash": digest, "codec": codec.CODEC_NAME, "text_size": text_size,
+                   "stored_size": len(encoded.blob), "location": location,
+                   "data": b"" if location else encoded.blob}
+        summary = encoded.summary
         kind = self._kind(summary)
-        measured = observables(header, structure) if kind == "snapshot" else None
-        batch = [pipeline] if pipeline is not None else []
+        measured = {**pending.numbers, **encoded.counts} if kind == "snapshot" else None
+        batch = [pending.pipeline] if pending.pipeline is not None else []
         batch.append(events.Event(events.SNAPSHOT_APPENDED, {
             "seq": seq, "record": digest, "kind": kind, "time": summary.time, "n_particles": summary.n_particles,
-            "text_size": len(data), "stored_size": stored_size}))
+            "text_size": text_size, "stored_size": len(encoded.blob)}))
 
         def work(connection: Connection) -> bool:
             if self._stored(connection, seq, digest) is not None:  # another writer got here first
@@ -166,7 +188,7 @@ class Ingest:
 
         skipped = with_retries(self.engine, work)
         self.report.partial += kind == "partial" and not skipped
-        self._count(skipped, len(data), stored_size)
+        self._count(skipped, text_size, len(encoded.blob))
 
     def _count(self, skipped: bool, text_size: int, stored_size: int) -> None:
         if skipped:
@@ -186,27 +208,6 @@ class Ingest:
         whole = summary.systems > 0 and (timed or not self._timed)
         self._timed = self._timed or timed
         return "snapshot" if whole else "partial"
-
-    def _new_record(self, data: bytes, digest: str, seq: int) -> tuple[dict, int, codec.Layout]:
-        """Encode (and check) a text the store does not hold yet; its bytes go to the
-        payload storage now, before the row that names them can be committed."""
-        blob, structure = codec.encode_text_with_layout(data)
-        if self.check:
-            self._check(blob, digest, seq)
-        location = self.payloads.put(digest, blob) if self.payloads else None
-        row = {"hash": digest, "codec": codec.CODEC_NAME, "text_size": len(data), "stored_size": len(blob),
-               "location": location, "data": b"" if location else blob}
-        return row, len(blob), structure
-
-    def _check(self, blob: bytes, digest: str, seq: int) -> None:
-        """Refuse a record that does not decode to the text it is for, before anything of
-        it is stored, while the source is still at hand (about a third of the encoding time)."""
-        try:
-            checked_text(blob, digest)
-        except CorruptRecordError:
-            raise CorruptRecordError(
-                f"run {self.report.name!r} snapshot #{seq}: its record would not decode to its text, so it was not "
-                "stored (a snapstore bug: please report it with the input)") from None
 
     def _pipeline(self, header: Story, seq: int) -> events.Event | None:
         """A ``pipeline_recorded`` event when this story's Log (in its root ``header``)
@@ -234,23 +235,39 @@ class Ingest:
             connection, self.report.run_id, [events.Event(events.INGEST_FINISHED, payload)]))
 
 
-def _known_record(connection: Connection, digest: str) -> tuple[int, codec.Layout] | None:
-    """Stored size and layout of a record the store already holds under ``digest``
-    (the same text in another run, such as shared initial conditions): it is reused,
-    not encoded or written again."""
-    size = connection.execute(select(record.c.stored_size).where(record.c.hash == digest)).scalar()
-    if size is None:
+@dataclass
+class _Pending:
+    """A story between ``prepare`` and ``commit``."""
+
+    seq: int
+    digest: str
+    text_size: int
+    pipeline: events.Event | None
+    numbers: dict = field(default_factory=dict)  # the root's own numeric entries
+    encoded: encoding.Done | encoding.Answer | None = None
+    new: bool = True  # its record is not in the store yet
+    stored: Row | None = None  # the row already at seq (a resumed ingest)
+
+
+def _known_record(connection: Connection, digest: str) -> encoding.Encoded | None:
+    """A record the store already holds under ``digest`` (the same text in another run,
+    such as shared initial conditions): it is reused, not encoded or written again."""
+    if connection.execute(select(record.c.stored_size).where(record.c.hash == digest)).scalar() is None:
         return None
-    return size, codec.layout(fetch_record(connection, digest))
+    blob = fetch_record(connection, digest)
+    return encoding.from_layout(blob, codec.layout(blob))
 
 
 def ingest(engine: Engine, source, *, name: str | None = None, initial=None, tags: dict[str, str] | None = None,
            commands: str | os.PathLike | None = None,
            on_snapshot: Callable[[IngestReport], None] | None = None,
-           payloads: ExternalPayloads | None = None, label: str | None = None, check: bool = True) -> IngestReport:
+           payloads: ExternalPayloads | None = None, label: str | None = None, check: bool = True,
+           ahead: bool = True) -> IngestReport:
     """Stream ``source`` into the store as run ``name``; see ``Store.ingest``.
     ``label`` names the source in messages and provenance (default: its path);
-    ``check`` decodes each new record and compares it with its text before storing it."""
+    ``check`` decodes each new record and compares it with its text before storing it;
+    ``ahead`` lets a worker process encode the stories of a large stream while this
+    process commits (see ``encoding``)."""
     folder = Path(source) if isinstance(source, (str, os.PathLike)) and Path(source).is_dir() else None
     if folder is not None:
         stream = folder / "kira.out.gz" if (folder / "kira.out.gz").exists() else folder / "kira.out"
@@ -265,7 +282,7 @@ def ingest(engine: Engine, source, *, name: str | None = None, initial=None, tag
     if commands is not None:
         commands_text, entry = _commands_file(commands)
         inputs.append(entry)
-    job = Ingest(engine, name, on_snapshot, payloads, check)
+    job = Ingest(engine, name, on_snapshot, payloads, check, ahead)
     location = label or source_location(source)
     label = label or source_name(source)
     initial_root = None
@@ -277,11 +294,27 @@ def ingest(engine: Engine, source, *, name: str | None = None, initial=None, tag
         first = next(roots)  # bad input fails here, before anything is written
         job.start(location, dict(tags or {}), commands_text, inputs)
         try:
-            if initial_root is not None:
-                job.add(initial_root, 0)
-            job.add(first, 1)
-            for seq, root in enumerate(roots, start=2):
-                job.add(root, seq)
+            pending: deque[_Pending] = deque()
+
+            def settle(everything: bool) -> None:
+                """Commit, in order, what is encoded; hold at most a few stories back."""
+                while pending and (everything or pending[0].encoded is None or pending[0].encoded.done()
+                                   or len(pending) > encoding.AHEAD + 1):
+                    job.commit(pending.popleft())
+
+            stories = itertools.chain([(0, initial_root)] if initial_root is not None else [], [(1, first)],
+                                      enumerate(roots, start=2))
+            while True:
+                try:
+                    seq, root = next(stories)
+                except StopIteration:
+                    break
+                except BaseException:
+                    settle(True)  # the stories read before bad input are whole: they are kept
+                    raise
+                pending.append(job.prepare(root, seq))
+                settle(False)
+            settle(True)
         except BaseException as exc:
             message = str(exc) if isinstance(exc, SnapstoreError) else f"{type(exc).__name__}: {exc}"
             with contextlib.suppress(Exception):  # the original error is the one to report

@@ -41,7 +41,7 @@ def _ingest_one(url: str, payloads: str | None, source: str, initial: str | None
     try:
         ensure_current(engine, create=False)
         report = ingest(engine, source, initial=initial, tags=tags, commands=commands,
-                        payloads=payloads_for(payloads), check=check)
+                        payloads=payloads_for(payloads), check=check, ahead=False)  # the runs use the cores
     except DBAPIError as exc:
         return Outcome(source, None, describe_db_error(exc, parsed), time.perf_counter() - started)
     except (SnapstoreError, OSError) as exc:  # one source's bad input or missing file: the others go on

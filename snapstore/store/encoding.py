@@ -1,0 +1,192 @@
+"""Snapshots encoded ahead of their commits, so that one stream uses two cores.
+
+The ingest stays in charge of order: it hashes each story, decides whether it needs
+a record, and commits in sequence.  In between, ``Encoder`` turns texts into checked
+records and the numbers derived from them, in one worker process while the ingest
+commits, and in the ingest's own process when the worker is already busy.  A process
+encodes its first megabytes itself and starts the worker meanwhile: a small run never
+waits for a worker to start.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import pickle
+import queue
+import select
+import subprocess
+import sys
+import threading
+from collections import deque
+from dataclasses import dataclass
+
+from snapstore import codec
+from snapstore.codec.observables import tree_counts
+from snapstore.errors import CorruptRecordError
+from snapstore.store.records import checked_text
+
+WARM_AFTER = 1 << 20  # bytes this process encodes before it starts the worker...
+AHEAD_AFTER = 4 << 20  # ...and before it uses it (a spawned worker takes ~0.4 s to be ready)
+AHEAD = 2  # snapshots the worker may hold: one encoding, one waiting
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """One story's record and what the projections need from it."""
+
+    blob: bytes
+    summary: codec.Summary
+    counts: dict  # the tree counts among its observables
+    faithful: bool  # the record decodes to the text (True when not checked)
+
+
+def encode(data: bytes, digest: str, check: bool) -> Encoded:
+    """Encode one story's UTF-8 text; with ``check``, decode the record and compare."""
+    blob, structure = codec.encode_text_with_layout(data)
+    faithful = True
+    if check:
+        try:
+            checked_text(blob, digest)
+        except CorruptRecordError:
+            faithful = False
+    return Encoded(blob, codec.summarize(structure), tree_counts(structure), faithful)
+
+
+def from_layout(blob: bytes, structure: codec.Layout) -> Encoded:
+    """The same for a record the store already holds."""
+    return Encoded(blob, codec.summarize(structure), tree_counts(structure), True)
+
+
+class _Worker:
+    """A ``python`` child that encodes the stories it is sent, in order.
+
+    A plain subprocess, not a multiprocessing pool: those re-import the caller's main
+    script in the child, which breaks a notebook user's script without a main guard.
+    Requests and answers are pickles on the child's stdin and stdout; a thread in the
+    child drains its stdin, so neither side blocks the other on a full pipe.
+    """
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen([sys.executable, "-c", "from snapstore.store.encoding import serve; serve()"],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.waiting: deque[Answer] = deque()
+
+    def submit(self, data: bytes, digest: str, check: bool) -> Answer:
+        answer = Answer(self, data, digest, check)
+        assert self.process.stdin is not None
+        pickle.dump((data, digest, check), self.process.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+        self.process.stdin.flush()
+        self.waiting.append(answer)
+        return answer
+
+    def readable(self) -> bool:
+        assert self.process.stdout is not None
+        return bool(select.select([self.process.stdout], [], [], 0)[0])
+
+    def receive(self) -> None:
+        """Read the oldest answer (the child answers in order)."""
+        answer = self.waiting.popleft()
+        try:
+            answer.value = pickle.load(self.process.stdout)  # type: ignore[arg-type]
+        except (EOFError, pickle.UnpicklingError, OSError):
+            answer.value = None  # the worker is gone: the story is encoded here instead
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.process.stdin.close()  # type: ignore[union-attr]
+        self.process.wait()
+
+
+class Answer:
+    """A story sent to the worker, and its ``Encoded`` once read back."""
+
+    def __init__(self, worker: _Worker, data: bytes, digest: str, check: bool) -> None:
+        self.worker, self.request = worker, (data, digest, check)
+        self.value: object = _UNREAD  # then the Encoded, a failure's message, or None
+
+    def done(self) -> bool:
+        if self.value is _UNREAD and self.worker.waiting[0] is self and self.worker.readable():
+            self.worker.receive()
+        return self.value is not _UNREAD
+
+    def result(self) -> Encoded:
+        while self.value is _UNREAD:
+            self.worker.receive()
+        if not isinstance(self.value, Encoded):  # the worker failed or died: the error, if any, shows here
+            return encode(*self.request)
+        return self.value
+
+
+_UNREAD = object()
+_worker: _Worker | None = None
+_lost_workers = 0  # workers that died: after a few, this process stops starting them
+_encoded_here = 0  # bytes encoded by this process's encoders, all streams together
+
+
+def _started() -> _Worker | None:
+    """The process's worker, started (or replaced, if it died) on first use."""
+    global _worker, _lost_workers
+    if _worker is not None and _worker.process.poll() is not None:
+        _worker, _lost_workers = None, _lost_workers + 1
+    if _worker is None and _lost_workers < 3:
+        _worker = _Worker()
+        atexit.register(_worker.close)
+    return _worker
+
+
+def serve() -> None:
+    """The worker's main loop: encode each request from stdin, answer on stdout."""
+    requests: queue.Queue = queue.Queue()
+
+    def drain() -> None:
+        while True:
+            try:
+                requests.put(pickle.load(sys.stdin.buffer))
+            except (EOFError, OSError, pickle.UnpicklingError):
+                requests.put(None)
+                return
+
+    threading.Thread(target=drain, daemon=True).start()
+    out = sys.stdout.buffer
+    while (request := requests.get()) is not None:
+        try:
+            answer: Encoded | str = encode(*request)
+        except Exception as exc:  # answered as a failure; the ingest encodes this story itself
+            answer = f"{type(exc).__name__}: {exc}"
+        pickle.dump(answer, out, protocol=pickle.HIGHEST_PROTOCOL)
+        out.flush()
+
+
+class Encoder:
+    """Encodes one stream's stories, each as a future of its ``Encoded``."""
+
+    def __init__(self, check: bool, ahead: bool = True) -> None:
+        self.check = check
+        self.ahead = ahead and (os.cpu_count() or 1) > 1
+
+    def submit(self, data: bytes, digest: str) -> Answer | Done:
+        """Start encoding a story: in the worker if it has room, else here and now."""
+        global _encoded_here
+        _encoded_here += len(data)
+        worker = _started() if self.ahead and _encoded_here > WARM_AFTER else None
+        if worker is not None and _encoded_here > AHEAD_AFTER and len(worker.waiting) < AHEAD:
+            try:
+                return worker.submit(data, digest, self.check)
+            except OSError:  # the worker is gone: this story is encoded here, the next finds a new worker
+                pass
+        return Done(encode(data, digest, self.check))
+
+
+class Done:
+    """An encoding that is finished."""
+
+    def __init__(self, encoded: Encoded) -> None:
+        self.encoded = encoded
+
+    def done(self) -> bool:
+        return True
+
+    def result(self) -> Encoded:
+        return self.encoded

@@ -1,0 +1,120 @@
+"""Encoding ahead in a worker process: the same store as encoding in order, and nothing
+lost when the worker dies or the ingest is killed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+from sqlalchemy import select
+
+import snapstore
+from helpers import seed500_or_sample
+from snapstore.store import encoding
+from snapstore.store.ingest import ingest
+from snapstore.store.schema import event, observable, record, snapshot
+from snapstore.story import iter_root_texts, open_source
+
+
+@pytest.fixture
+def worker_at_once(monkeypatch):
+    """Use the worker from the first story, and count the stories it is sent."""
+    monkeypatch.setattr(encoding, "WARM_AFTER", 0)
+    monkeypatch.setattr(encoding, "AHEAD_AFTER", 0)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)  # a one-core machine encodes in order
+    sent: list[int] = []
+    submit = encoding._Worker.submit
+
+    def counting(self, data, digest, check):
+        sent.append(len(data))
+        return submit(self, data, digest, check)
+
+    monkeypatch.setattr(encoding._Worker, "submit", counting)
+    yield sent
+    if encoding._worker is not None:
+        encoding._worker.close()
+        encoding._worker = None
+
+
+def _contents(url: str) -> dict:
+    store = snapstore.open(url)
+    with store.engine.connect() as connection:
+        found = {
+            "records": sorted(connection.execute(select(record.c.hash, record.c.data, record.c.stored_size))),
+            "snapshots": sorted(tuple(row)[1:] for row in connection.execute(select(snapshot))),
+            "observables": sorted(tuple(row)[1:] for row in connection.execute(select(observable))),
+            "appended": list(connection.execute(select(event.c.payload).where(
+                event.c.type == "snapshot_appended").order_by(event.c.position)).scalars()),
+        }
+    store.close()
+    return found
+
+
+def test_the_worker_gives_the_same_store_as_encoding_in_order(tmp_path, worker_at_once) -> None:
+    source = seed500_or_sample()
+    with_worker, in_order = f"sqlite:///{tmp_path / 'a.db'}", f"sqlite:///{tmp_path / 'b.db'}"
+    snapstore.open(with_worker).ingest(source, name="run")
+    assert len(worker_at_once) >= 3  # the worker did encode stories
+    sent = len(worker_at_once)
+    ingest(snapstore.open(in_order).engine, source, name="run", ahead=False)
+    assert len(worker_at_once) == sent
+    assert _contents(with_worker) == _contents(in_order)
+
+
+def test_a_dead_worker_costs_speed_not_snapshots(tmp_path, worker_at_once) -> None:
+    source = seed500_or_sample()
+    store = snapstore.open(f"sqlite:///{tmp_path / 'a.db'}")
+    killed = []
+
+    def kill_once(report) -> None:
+        if report.added == 2 and not killed:
+            encoding._worker.process.send_signal(signal.SIGKILL)
+            encoding._worker.process.wait()
+            killed.append(True)
+
+    report = store.ingest_report(source, name="run", on_snapshot=kill_once)
+    assert killed and report.complete
+    texts = [item.text() for item in store.run("run").stories()]
+    with open_source(source / "kira.out.gz") as stream:
+        expected = [root.text for root in iter_root_texts(stream, "kira")]
+    assert len(expected) > 3 and texts[-len(expected):] == expected
+
+
+def test_a_killed_ingest_leaves_no_worker_behind(tmp_path) -> None:
+    """The worker ends when the ingest that started it dies (its stdin closes)."""
+    source = seed500_or_sample() / "kira.out.gz"
+    script = ("import os, sys, snapstore\nfrom snapstore.store import encoding\n"
+              "encoding.WARM_AFTER = encoding.AHEAD_AFTER = 0\nos.cpu_count = lambda: 2\n"
+              "def stop(report):\n    if report.added == 2:\n"
+              "        print(encoding._worker.process.pid, flush=True); os.kill(os.getpid(), 9)\n"
+              "snapstore.open(sys.argv[1]).ingest(sys.argv[2], name='run', on_snapshot=stop)\n")
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    done = subprocess.run([sys.executable, "-c", script, url, str(source)], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == -signal.SIGKILL
+    worker = int(done.stdout.split()[0])
+    for _ in range(100):
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            break
+        subprocess.run(["sleep", "0.1"])
+    else:
+        pytest.fail(f"the encoding worker {worker} outlived its ingest")
+    report = snapstore.open(url).ingest_report(source, name="run")
+    assert report.complete and report.skipped == 2
+
+
+def test_stories_before_bad_input_are_kept_when_the_worker_holds_them(tmp_path, worker_at_once) -> None:
+    with open_source(seed500_or_sample() / "kira.out.gz") as stream:
+        texts = [root.text for root in iter_root_texts(stream, "kira")]
+    bad = tmp_path / "kira.out"
+    bad.write_text("".join(texts[:4]) + texts[4].replace(")Dynamics", ")Dynamix", 1))
+    store = snapstore.open(f"sqlite:///{tmp_path / 'a.db'}")
+    with pytest.raises(snapstore.StoryFormatError, match="does not match"):
+        store.ingest(bad, name="bad")
+    assert len(worker_at_once) >= 2  # the worker held stories when the bad one was read
+    assert [item.text() for item in store.run("bad").snapshots()] == texts[:4]
