@@ -68,3 +68,31 @@ def test_dynamics_agrees_with_the_text(store_url, name: str) -> None:
         assert np.isnan(dyn["mass"][:, -1]).sum() == 500 - 333  # escapers removed by -G 2
     window = run.dynamics(fields=("mass",), times=(5.0, 10.0), ids=ids[:10])
     assert window["mass"].shape == (10, int(((run.times >= 5) & (run.times <= 10)).sum()))
+
+
+def test_export_streams_each_text_before_the_next_record_is_decoded(store_url, monkeypatch) -> None:
+    import io
+
+    from snapstore import codec
+    from snapstore.operations import export
+
+    decoded: list[int] = []
+    seen: list[int] = []  # records decoded at each write
+    layout = codec.record.layout
+    monkeypatch.setattr(codec.record, "layout", lambda blob: decoded.append(1) or layout(blob))
+
+    class Watched(io.BytesIO):
+        def write(self, data) -> int:
+            seen.append(len(decoded))
+            return super().write(data)
+
+    with snapstore.open(store_url) as store:
+        run = store.ingest(SAMPLE)
+        out = Watched()
+        decoded.clear()  # what the ingest decoded to check its records
+        wrapper = io.TextIOWrapper(out, encoding="utf-8")  # as sys.stdout is
+        export(run, stream=wrapper)
+        wrapper.detach()
+        stories = run.select()  # kira's stream, as export writes it by default
+        assert len(stories) > 3 and seen == list(range(1, len(stories) + 1))
+        assert out.getvalue() == b"".join(item.text_bytes() for item in stories)

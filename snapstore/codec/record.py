@@ -18,6 +18,7 @@ frame that carries its own content checksum.  Both are checked on every read.
 
 from __future__ import annotations
 
+import hashlib
 import struct
 import zlib
 from collections.abc import Sequence
@@ -601,6 +602,16 @@ def _render_column(column: Column) -> tuple:
         return 1, column.width, np.ascontiguousarray(column.ints, np.int64), None, None, at, texts
     return (2, column.width, np.ascontiguousarray(column.floats, np.float64),
             np.ascontiguousarray(column.codes, np.uint8), None, at, texts)
+
+
+def checked_bytes(record: bytes, text_sha256: str) -> tuple[Layout, bytes]:
+    """A record's layout and UTF-8 text, the text checked against the sha256 it is
+    stored under; CorruptRecordError if it is corrupt or decodes to another text."""
+    structure = layout(record)
+    data = bytes_from_layout(structure)
+    if hashlib.sha256(data).hexdigest() != text_sha256:
+        raise CorruptRecordError("text does not match its hash")
+    return structure, data
 
 
 def decode(record: bytes) -> Story:

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from snapstore import codec
 from snapstore.codec.observables import tree_counts
 from snapstore.errors import CorruptRecordError
-from snapstore.store.records import checked_text
 
 WARM_AFTER = 1 << 20  # bytes this process encodes before it starts the worker...
 AHEAD_AFTER = 4 << 20  # ...and before it uses it (a spawned worker takes ~0.4 s to be ready)
@@ -48,7 +47,7 @@ def encode(data: bytes, digest: str, check: bool) -> Encoded:
     faithful = True
     if check:
         try:
-            checked_text(blob, digest)
+            codec.checked_bytes(blob, digest)
         except CorruptRecordError:
             faithful = False
     return Encoded(blob, codec.summarize(structure), tree_counts(structure), faithful)

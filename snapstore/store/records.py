@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-
 from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -40,19 +38,9 @@ def fetch_records(connection: Connection, hashes: list[str]) -> dict[str, bytes]
     return {key: _payload(row) for key, row in rows.items()}
 
 
-def checked_bytes(blob: bytes, record_hash: str) -> tuple[codec.Layout, bytes]:
-    """A record's layout and UTF-8 text, the text checked against the hash it is stored
-    under; CorruptRecordError if it is corrupt or decodes to another text."""
-    structure = codec.layout(blob)
-    data = codec.bytes_from_layout(structure)
-    if hashlib.sha256(data).hexdigest() != record_hash:
-        raise CorruptRecordError("text does not match its hash")
-    return structure, data
-
-
 def checked_text(blob: bytes, record_hash: str) -> tuple[codec.Layout, str]:
-    """As ``checked_bytes``, with the text as str."""
-    structure, data = checked_bytes(blob, record_hash)
+    """As ``codec.checked_bytes``, with the text as str."""
+    structure, data = codec.checked_bytes(blob, record_hash)
     return structure, data.decode("utf-8")
 
 
