@@ -93,7 +93,7 @@ def test_a_killed_ingest_leaves_no_worker_behind(tmp_path) -> None:
               "snapstore.open(sys.argv[1]).ingest(sys.argv[2], name='run', on_snapshot=stop)\n")
     url = f"sqlite:///{tmp_path / 'a.db'}"
     done = subprocess.run([sys.executable, "-c", script, url, str(source)], capture_output=True, text=True,
-                          timeout=120)
+                          timeout=120, cwd=tmp_path)  # not the checkout: python -c would import its snapstore
     assert done.returncode == -signal.SIGKILL
     worker = int(done.stdout.split()[0])
     for _ in range(100):
@@ -118,3 +118,15 @@ def test_stories_before_bad_input_are_kept_when_the_worker_holds_them(tmp_path, 
         store.ingest(bad, name="bad")
     assert len(worker_at_once) >= 2  # the worker held stories when the bad one was read
     assert [item.text() for item in store.run("bad").snapshots()] == texts[:4]
+
+
+def test_the_worker_runs_this_snapstore_wherever_the_ingest_runs(tmp_path, monkeypatch, worker_at_once) -> None:
+    """Run from a folder holding another ``snapstore`` (a source checkout), the worker
+    still imports the one the ingest runs."""
+    (tmp_path / "snapstore").mkdir()
+    (tmp_path / "snapstore" / "__init__.py").write_text("raise ImportError('the wrong snapstore')\n")
+    monkeypatch.chdir(tmp_path)
+    store = snapstore.open(f"sqlite:///{tmp_path / 'a.db'}")
+    store.ingest(seed500_or_sample(), name="run")
+    assert len(worker_at_once) >= 3
+    assert encoding._worker is not None and encoding._worker.process.poll() is None  # alive: it answered

@@ -181,14 +181,15 @@ def test_the_print_back_proof_agrees_with_printing(value: float, code: int, at: 
         assert bool(typed[3][0]) == ((FORMATS[code_of] % parsed) != candidate), candidate
 
 
-def test_pure_mode_is_chosen_by_the_environment_and_reported() -> None:
+def test_pure_mode_is_chosen_by_the_environment_and_reported(tmp_path) -> None:
     script = "from snapstore import kernel; print(kernel.COMPILED is None, kernel.description())"
+    # cwd: from the checkout, python -c and -m would import its snapstore, not the installed one
     pure = subprocess.run([sys.executable, "-c", script], env={**os.environ, "SNAPSTORE_PURE": "1"},
-                          capture_output=True, text=True, check=True).stdout
+                          capture_output=True, text=True, check=True, cwd=tmp_path).stdout
     assert pure.startswith("True") and "SNAPSTORE_PURE" in pure
     version = subprocess.run([sys.executable, "-m", "snapstore.cli", "--version"],
                              env={k: v for k, v in os.environ.items() if k != "SNAPSTORE_PURE"},
-                             capture_output=True, text=True, check=True).stdout
+                             capture_output=True, text=True, check=True, cwd=tmp_path).stdout
     assert "compiled kernel" in version
 
 

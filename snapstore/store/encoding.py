@@ -21,6 +21,7 @@ import sys
 import threading
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 
 from snapstore import codec
 from snapstore.codec.observables import tree_counts
@@ -68,8 +69,11 @@ class _Worker:
     """
 
     def __init__(self) -> None:
-        self.process = subprocess.Popen([sys.executable, "-c", "from snapstore.store.encoding import serve; serve()"],
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        # The child imports the snapstore this process runs, not one that ``python -c``
+        # would find first in the working folder (a source checkout, say).
+        here = str(Path(__file__).resolve().parents[2])
+        start = f"import sys; sys.path.insert(0, {here!r}); from snapstore.store.encoding import serve; serve()"
+        self.process = subprocess.Popen([sys.executable, "-c", start], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self.waiting: deque[Answer] = deque()
 
     def submit(self, data: bytes, digest: str, check: bool) -> Answer:
