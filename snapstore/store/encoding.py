@@ -47,8 +47,8 @@ def encode(data: bytes, digest: str, check: bool) -> Encoded:
     blob, structure = codec.encode_text_with_layout(data)
     faithful = True
     if check:
-        try:
-            codec.checked_bytes(blob, digest)
+        try:  # the summary then reads the checked layout, whose columns the check has decoded
+            structure = codec.checked_bytes(blob, digest)[0]
         except CorruptRecordError:
             faithful = False
     return Encoded(blob, codec.summarize(structure), tree_counts(structure), faithful)
