@@ -636,6 +636,13 @@ static int canonical_int(const char *s, Py_ssize_t n, int64_t *out) {
     return 1;
 }
 
+/* Where a value's token that starts at `position` ends: at the next space, or at the
+ * value's end for its last token. */
+static Py_ssize_t token_end(const char *body, Py_ssize_t position, Py_ssize_t end, int last) {
+    const char *space = last ? NULL : memchr(body + position, ' ', end - position);
+    return space ? space - body : end;
+}
+
 /* Python's format_codes() for one token. */
 static int format_code(const char *s, Py_ssize_t n) {
     const char *dot = memchr(s, '.', n), *exp = memchr(s, 'e', n);
@@ -680,8 +687,7 @@ static PyObject *type_column(PyObject *self, PyObject *args) {
     for (Py_ssize_t v = 0; v < values && !floats; v++) {
         Py_ssize_t position = starts[v];
         for (Py_ssize_t k = 0; k < width; k++, token++) {
-            const char *space = k + 1 < width ? memchr(body + position, ' ', ends[v] - position) : NULL;
-            Py_ssize_t stop = k + 1 < width ? (space ? space - body : ends[v]) : ends[v];
+            Py_ssize_t stop = token_end(body, position, ends[v], k + 1 == width);
             const char *s = body + position;
             Py_ssize_t n = stop - position;
             if (fractional < 0) fractional = is_fractional(s, n);
@@ -707,8 +713,7 @@ static PyObject *type_column(PyObject *self, PyObject *args) {
     for (Py_ssize_t v = 0; v < values; v++) {
         Py_ssize_t position = starts[v];
         for (Py_ssize_t k = 0; k < width; k++, token++) {
-            const char *space = k + 1 < width ? memchr(body + position, ' ', ends[v] - position) : NULL;
-            Py_ssize_t stop = k + 1 < width ? (space ? space - body : ends[v]) : ends[v];
+            Py_ssize_t stop = token_end(body, position, ends[v], k + 1 == width);
             const char *s = body + position;
             Py_ssize_t n = stop - position;
             position = stop + 1;
