@@ -614,6 +614,12 @@ def checked_bytes(record: bytes, text_sha256: str) -> tuple[Layout, bytes]:
     return structure, data
 
 
+def checked_text(record: bytes, text_sha256: str) -> tuple[Layout, str]:
+    """As ``checked_bytes``, with the text as str."""
+    structure, data = checked_bytes(record, text_sha256)
+    return structure, data.decode("utf-8")
+
+
 def decode(record: bytes) -> Story:
     """The story held by a record, as a tree."""
     structure = layout(record)

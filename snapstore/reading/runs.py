@@ -14,7 +14,7 @@ from snapstore import codec
 from snapstore.errors import CorruptRecordError
 from snapstore.reading.dynamics import FIELDS, Dynamics, assemble
 from snapstore.reading.timeseries import Timeseries, timeseries
-from snapstore.store.records import checked_text, fetch_record, fetch_records
+from snapstore.store.records import fetch_record, fetch_records
 from snapstore.store.schema import command, input_file, parameter, snapshot, tag
 from snapstore.story import Story
 
@@ -47,7 +47,7 @@ class Snapshot:
 
     def text(self) -> str:
         """The exact Starlab text, checked against the hash it was stored under."""
-        return self._checked(lambda record: checked_text(record, self.record_hash))[1]
+        return self._checked(lambda record: codec.checked_text(record, self.record_hash))[1]
 
     def text_bytes(self) -> bytes:
         """As ``text``, UTF-8 encoded (what a file or pipe takes, without a round trip through str)."""

@@ -12,9 +12,10 @@ from collections.abc import Iterator
 
 from sqlalchemy import Connection, Engine, create_engine, select
 
+from snapstore import codec
 from snapstore.errors import CorruptRecordError
 from snapstore.store import projections
-from snapstore.store.records import checked_text, fetch_record
+from snapstore.store.records import fetch_record
 from snapstore.store.schema import PROJECTIONS, event, metadata, run, snapshot
 
 _BATCH = 64
@@ -30,7 +31,7 @@ def _snapshot_rows(connection: Connection, run_ids: list[str] | None) -> list:
 
 def _problem(connection: Connection, record_hash: str) -> str | None:
     try:
-        checked_text(fetch_record(connection, record_hash), record_hash)
+        codec.checked_bytes(fetch_record(connection, record_hash), record_hash)  # the bytes are what is hashed
     except CorruptRecordError as exc:
         return str(exc)
     return None

@@ -13,9 +13,10 @@ from collections.abc import Iterable, Iterator
 
 from sqlalchemy import Connection, Engine, insert, select
 
+from snapstore import codec
 from snapstore.codec.observables import Value, observables
 from snapstore.errors import CorruptRecordError
-from snapstore.store.records import checked_text, fetch_record
+from snapstore.store.records import fetch_record
 from snapstore.store.schema import observable, snapshot
 from snapstore.story import RootText
 
@@ -25,7 +26,7 @@ ENERGY_ERROR = "energy_error"
 def measure(blob: bytes, record_hash: str) -> dict[str, Value]:
     """The observables of a stored record (its root header and tree counts);
     CorruptRecordError for a record that is corrupt or does not decode to its text."""
-    structure, text = checked_text(blob, record_hash)
+    structure, text = codec.checked_text(blob, record_hash)
     return observables(RootText(text, 1).header(), structure)
 
 

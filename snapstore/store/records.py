@@ -5,7 +5,6 @@ from __future__ import annotations
 from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from snapstore import codec
 from snapstore.errors import CorruptRecordError
 from snapstore.store.payloads import fetch_location
 from snapstore.store.schema import record
@@ -36,12 +35,6 @@ def fetch_records(connection: Connection, hashes: list[str]) -> dict[str, bytes]
     if missing:
         raise _missing(sorted(missing)[0])
     return {key: _payload(row) for key, row in rows.items()}
-
-
-def checked_text(blob: bytes, record_hash: str) -> tuple[codec.Layout, str]:
-    """As ``codec.checked_bytes``, with the text as str."""
-    structure, data = codec.checked_bytes(blob, record_hash)
-    return structure, data.decode("utf-8")
 
 
 def fetch_record(connection: Connection, record_hash: str) -> bytes:
