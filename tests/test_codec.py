@@ -186,3 +186,90 @@ def test_parents_from_depth_matches_a_stack_walk(deepest: int) -> None:
         assert parents_from_depth(np.array(depth)).tolist() == _parents_by_stack(depth)
     chain = list(range(deepest + 1))
     assert parents_from_depth(np.array(chain)).tolist() == _parents_by_stack(chain)
+
+
+EDGES = """(Particle
+  name = root
+(Dynamics
+  r  =  0.5 -0 0
+  v  =  0 0 0
+)Dynamics
+(Particle
+  name = 9
+(Dynamics
+  m  =  1.0E-3
+  r  =  1.0E-3 2 3
+  r  =  7 7 7
+  v  =  1 2
+)Dynamics
+)Particle
+(Particle
+  i = 4
+(Dynamics
+  m  =  0.5
+  r  =  -0 1 2
+  v  =  0.1 0.2 0.3
+)Dynamics
+{chain})Particle
+(Particle
+  i = 1.5
+(Dynamics
+  m  =  1
+)Dynamics
+)Particle
+)Particle
+"""
+
+
+def _chain(depth: int) -> str:
+    """A star ``depth`` levels down, each level an offset of 0.1 from its parent."""
+    opening = "".join(f"(Particle\n  i = {100 + level}\n(Dynamics\n  m  =  1\n  r  =  0.1 0 -0.1\n  v  =  0 0.1 0\n"
+                      ")Dynamics\n" for level in range(depth))
+    return opening + ")Particle\n" * depth
+
+
+def _from_columns(record: bytes) -> np.ndarray:
+    from snapstore.codec.stars import star_rows, star_table
+
+    return star_table(star_rows(codec.layout(record)))
+
+
+@pytest.mark.parametrize("depth", [1, 12])  # Starlab-shallow, and past the level-by-level pass
+def test_the_hot_section_gives_the_stars_the_columns_give(depth: int) -> None:
+    text = EDGES.format(chain=_chain(depth))
+    record = codec.encode_text(text)
+    assert codec.decode_text(record) == text
+    hot, columns = codec.particles(record), _from_columns(record)
+    assert hot.tobytes() == columns.tobytes()  # bit for bit: -0.0 and NaN payloads too
+    stars = {int(star["id"]): star for star in hot}
+    assert sorted(stars) == [-1, 9, 99 + depth] and stars[9]["mass"] == 1e-3  # an override is still a number
+    np.testing.assert_array_equal(stars[9]["pos"], [0.501, 2, 3])  # the first r counts
+    np.testing.assert_array_equal(stars[9]["vel"], [1, 2, np.nan])
+    deepest = stars[99 + depth]
+    np.testing.assert_allclose(deepest["pos"], [0.5 + 0.1 * depth, 1, 2 - 0.1 * depth])
+
+
+@pytest.mark.corpus
+def test_the_hot_section_holds_the_star_columns_once_and_gives_their_stars() -> None:
+    for path in story_files():
+        for root in roots_of(path):
+            record = codec.encode_text(root.text)
+            assert codec.particles(record).tobytes() == _from_columns(record).tobytes(), path
+            structure = codec.layout(record)
+            for key, width in (("i", 1), ("m", 1), ("r", 3), ("v", 3)):
+                kind = "Particle" if key == "i" else "Dynamics"
+                if structure.column(kind, key, width) is not None:
+                    index = structure._index[(kind, key, width)]
+                    assert structure._packed[index][4][0] == "h", (path, key)  # not stored twice
+
+
+def test_stars_are_read_from_the_hot_section_alone() -> None:
+    record = bytearray(codec.encode_text(EDGES.format(chain=_chain(2))))
+    record[-20] ^= 0xFF  # inside the full frame
+    assert codec.particles(bytes(record)).size == 3
+    with pytest.raises(CorruptRecordError, match="checksum"):
+        codec.decode_text(bytes(record))
+    record[-20] ^= 0xFF
+    record[20] ^= 0xFF  # inside the hot frame
+    with pytest.raises(CorruptRecordError, match="checksum"):
+        codec.particles(bytes(record))

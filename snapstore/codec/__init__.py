@@ -1,7 +1,6 @@
 """The snapshot codec: story text <-> one self-contained, compressed, columnar record."""
 
 from snapstore.codec.particles import (
-    PARTICLE_DTYPE,
     particles,
     particles_from_layout,
     root_values,
@@ -22,6 +21,7 @@ from snapstore.codec.record import (
     layout,
     text_from_layout,
 )
+from snapstore.codec.stars import PARTICLE_DTYPE
 from snapstore.codec.summary import Summary, summarize, system_time
 
 __all__ = [

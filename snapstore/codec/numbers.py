@@ -175,11 +175,12 @@ class Column:
                 return floats.astype(np.int64)
         return None
 
-    def pack(self, reference: np.ndarray | None = None) -> list:
+    def pack(self, reference: np.ndarray | None = None, held: str | None = None) -> list:
         """The column as msgpack-ready lists; values stored component by component.
 
         ``reference``, when given, is a prediction of ``integral()`` (from another
-        column of the same stories); only the residual is stored.
+        column of the same stories); only the residual is stored.  ``held`` names the
+        hot-section field that holds the numbers instead (format 2).
         """
         head = [self.kind, self.key, self.width, self.type]
         if self.type == "s":
@@ -187,6 +188,8 @@ class Column:
         overrides = [list(self.overrides), list(self.overrides.values())]
         float_codes = self.codes
         codes = [] if float_codes is None else [pack_ints(self._by_component(float_codes.astype(np.int64)))]
+        if held is not None:
+            return head + [["h", held]] + codes + [overrides]
         whole = self.integral()
         if whole is None:
             floats = self.floats
@@ -204,15 +207,19 @@ class Column:
 
     # -- decoding -----------------------------------------------------------------
     @classmethod
-    def unpack(cls, packed: list, reference: np.ndarray | None = None) -> Column:
-        """Inverse of ``pack``; ``reference`` as given to ``pack``."""
+    def unpack(cls, packed: list, reference: np.ndarray | None = None, held: np.ndarray | None = None) -> Column:
+        """Inverse of ``pack``; ``reference`` as given to ``pack``, ``held`` the tokens a
+        hot section holds for a column packed with ``held``."""
         column = cls(packed[0], packed[1], packed[2])
         column.type = packed[3]
         if column.type == "s":
             column.strings = packed[4]
             return column
         storage, data = packed[4]
-        if storage == "f":
+        if storage == "h":
+            assert held is not None, "the layout passes the held tokens of an h column"
+            tokens = held
+        elif storage == "f":
             tokens = column._by_token(unpack_floats(data))
         elif storage == "p":
             tokens = column._by_token(_from_powers(unpack_ints(data)))

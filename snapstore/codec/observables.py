@@ -14,8 +14,8 @@ import math
 
 import numpy as np
 
-from snapstore.codec.particles import node_values
 from snapstore.codec.record import Layout
+from snapstore.codec.stars import node_values
 from snapstore.codec.summary import number, particle_tree
 from snapstore.story import Story
 

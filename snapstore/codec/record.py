@@ -1,49 +1,44 @@
 """One self-contained, checksummed record per root story.
 
-Layout inside the record (a msgpack document, zstd-compressed):
+The full document (a msgpack map, zstd-compressed):
 
 * ``tpl``: the distinct story *templates*.  A template is a story kind plus the
   sequence of its items: a sub-story, a free-text line, or an entry given by
   its column and its exact text up to the value (``"  m  =  "``).  Thousands of
   stars share a handful of templates.
-* ``nt`` / ``np``: for every story node in pre-order, its template and the
-  distance back to its parent node.
+* ``nt`` / ``nd``: for every story node in pre-order, its template and its depth.
 * ``cols``: the entry values, one column per (story kind, key, width), typed
   and packed by ``numbers.Column``, with the node that owns each occurrence.
 * ``lines``: the free-text lines, in order.
 
-Framing: ``MAGIC`` + format version byte + CRC-32 of the rest, then one zstd
-frame that carries its own content checksum.  Both are checked on every read.
+Format 2 adds the hot section (``hot.py``): the star rows, in their own frame,
+which also hold the numbers of the columns they repeat.  ``framing.py`` has the
+bytes around both; ``docs/record-format.md`` the whole format.
 """
 
 from __future__ import annotations
 
 import hashlib
-import struct
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from functools import cached_property
 
-import msgpack
 import numpy as np
-import zstandard
 
 from snapstore import kernel
-from snapstore.codec.dictionary import dictionary
+from snapstore.codec import framing
+from snapstore.codec.framing import FORMAT_VERSION, ZSTD_LEVEL
+from snapstore.codec.hot import HELD, can_hold, held_tokens, hot_document, star_rows_from_hot
 from snapstore.codec.intpack import pack_ints, unpack_ints
 from snapstore.codec.numbers import Column, value_texts
+from snapstore.codec.stars import StarRows, owner_rows, particle_nodes, star_rows
 from snapstore.errors import CorruptRecordError
 from snapstore.story.model import Story
 from snapstore.story.syntax import CLOSE, ENTRY, EOL, OPEN
 
-MAGIC = b"SNPS"
-FORMAT_VERSION = 1
-CODEC_NAME = "snapstore-columnar-v1"
-_HEADER = struct.Struct("<4sBI")
+CODEC_NAME = f"snapstore-columnar-v{FORMAT_VERSION}"
 _CHILD = -1
 _LINE = -2
-ZSTD_LEVEL = 15
 _MIN_REFERENCE = 32  # smaller columns cost less than the search for a reference
 
 
@@ -51,7 +46,7 @@ class Layout:
     """The structure of a record, unpacked; value columns are decoded only when asked for,
     so reading four columns of a snapshot does not pay for the other hundred."""
 
-    def __init__(self, doc: dict) -> None:
+    def __init__(self, doc: dict, hot: dict | None = None) -> None:
         self._templates: list = doc["tpl"]
         self.node_template = unpack_ints(doc["nt"])
         self.node_parent = parents_from_depth(unpack_ints(doc["nd"]))
@@ -59,6 +54,12 @@ class Layout:
         self.final_newline: bool = doc["eol"]
         self._packed: list = doc["cols"]
         self._decoded: dict[int, tuple[Column, np.ndarray]] = {}
+        self._hot = None if hot is None else star_rows_from_hot(hot)
+
+    @cached_property
+    def star_rows(self) -> StarRows:
+        """The star rows: a format-2 record's hot section, else read from the columns."""
+        return self._hot if self._hot is not None else star_rows(self)
 
     def column_at(self, index: int) -> tuple[Column, np.ndarray]:
         """Column ``index`` and the node owning each occurrence, decoding it (and the
@@ -66,15 +67,32 @@ class Layout:
         found = self._decoded.get(index)
         if found is None:
             packed = self._packed[index]
-            owners = unpack_ints(packed[-1])
-            reference, prediction = packed[-2], None
+            owners = self.owners_at(index)
+            reference, prediction, held = packed[-2], None, None
             if reference is not None:
                 ref, ref_owners = self.column_at(reference)
                 ref_whole = ref.integral()
                 assert ref_whole is not None  # only whole-number columns are chosen as references
                 prediction = _predict(owners, ref_owners, ref_whole, ref.width)
-            found = self._decoded[index] = (Column.unpack(packed[:-2], prediction), owners)
+            if packed[3] != "s" and packed[4][0] == "h":
+                held = self._held(packed, owners)
+            found = self._decoded[index] = (Column.unpack(packed[:-2], prediction, held), owners)
         return found
+
+    @cached_property
+    def _row_of(self) -> np.ndarray:
+        return particle_nodes(self)[1]
+
+    def _held(self, packed: list, owners: np.ndarray) -> np.ndarray:
+        """The tokens of a column whose numbers the hot section holds."""
+        if self._hot is None or packed[4][1] not in HELD.values():
+            raise CorruptRecordError("record cannot be decoded: a column refers to a hot section it lacks")
+        shape = Column(packed[0], packed[1], packed[2])
+        shape.type, shape.overrides = packed[3], dict(zip(*packed[-3]))
+        target = owner_rows(self, self._row_of, packed[0], owners)
+        if (target < 0).any() or (target.size and target.max() >= self._hot.parent.size):
+            raise CorruptRecordError("record cannot be decoded: a column's rows are not in its hot section")
+        return held_tokens(shape, self._hot, packed[4][1], target)
 
     @cached_property
     def templates(self) -> list[tuple[str, list]]:
@@ -103,7 +121,14 @@ class Layout:
     def owners_at(self, index: int) -> np.ndarray:
         """The owning nodes of column ``index``, without decoding its values."""
         found = self._decoded.get(index)
-        return found[1] if found is not None else unpack_ints(self._packed[index][-1])
+        if found is not None:
+            return found[1]
+        owners = self._packed[index][-1]
+        if not isinstance(owners, int):
+            return unpack_ints(owners)
+        if not 0 <= owners < index:  # an earlier column's owners, or the record is corrupt
+            raise CorruptRecordError(f"record cannot be decoded: column {index} takes its owners from column {owners}")
+        return self.owners_at(owners)
 
     @property
     def columns(self) -> list[Column]:
@@ -372,40 +397,76 @@ def _free_text(scan: _Scan, entries: _Entries) -> list[str]:
     return [line.decode() for line in value_texts(scan.body, scan.starts[free], scan.ends[free])]
 
 
-def _packed_columns(body: bytes, columns: _Columns) -> list[list]:
-    """Each column typed and packed, integer columns residual-coded against the best earlier one."""
-    packed = []
-    integral: list[tuple[int, np.ndarray, np.ndarray]] = []  # (column, owners, whole tokens)
+class _Filled:
+    """A story's tree and typed columns before they are packed: what ``star_rows``
+    reads to build the hot section."""
+
+    def __init__(self, tree: _Tree, keys: list[tuple[str, str, int]], columns: list[tuple[Column, np.ndarray]]):
+        self.kinds, self.node_kind = tree.kinds, tree.kind
+        self.node_parent = parents_from_depth(tree.depth)
+        self.keys, self.columns = keys, columns
+        self._index = {key: index for index, key in enumerate(keys)}
+
+    def widths(self, kind: str, key: str) -> list[int]:
+        return sorted(width for (k, name, width) in self._index if k == kind and name == key)
+
+    def column(self, kind: str, key: str, width: int) -> tuple[Column, np.ndarray] | None:
+        index = self._index.get((kind, key, width))
+        return None if index is None else self.columns[index]
+
+
+def _filled_columns(body: bytes, columns: _Columns) -> list[tuple[Column, np.ndarray]]:
+    """Each column typed from its values, with the node owning each occurrence."""
+    filled = []
     for index, (kind, key, width) in enumerate(columns.keys):
         low, high = columns.bounds[index], columns.bounds[index + 1]
         column = Column(kind, key, width)
         column.fill_from(body, columns.starts[low:high], columns.ends[low:high])
-        owners = columns.owners[low:high]
+        filled.append((column, columns.owners[low:high]))
+    return filled
+
+
+def _packed_columns(story: _Filled, rows: StarRows) -> list[list]:
+    """Each column packed: its numbers left to the hot section where ``rows`` hold them
+    exactly, integer columns residual-coded against the best earlier one."""
+    packed = []
+    integral: list[tuple[int, np.ndarray, np.ndarray]] = []  # (column, owners, whole tokens)
+    row_of = particle_nodes(story)[1]
+    seen: dict[bytes, int] = {}  # the per-star columns of a story kind share their owners
+    for index, (column, owners) in enumerate(story.columns):
+        same = seen.setdefault(owners.tobytes(), index)
+        owners_packed: list | int = same if same != index else pack_ints(owners)
+        field = HELD.get((column.kind, column.key, column.width))
+        held = field is not None and can_hold(column, rows, field, owner_rows(story, row_of, column.kind, owners))
         whole = column.integral()
         reference, prediction = None, None
         if whole is not None and whole.size >= _MIN_REFERENCE:
-            reference, prediction = _best_reference(column, owners, whole, integral, columns.keys)
+            if not held:
+                reference, prediction = _best_reference(column, owners, whole, integral, story.keys)
             integral.append((index, owners, whole))
-        packed.append(column.pack(prediction) + [reference, pack_ints(owners)])
+        packed.append((column.pack(held=field) if held else column.pack(prediction)) + [reference, owners_packed])
     return packed
 
 
-def _layout_doc(text: bytes) -> dict:
-    """Turn the UTF-8 text of one well-formed root story into the record document."""
+def _documents(text: bytes) -> tuple[dict, dict]:
+    """The full and the hot document of the UTF-8 text of one well-formed root story."""
     final_newline = text.endswith(b"\n")
     scan = _scan(text[:-1] if final_newline else text)
     entries = _entries(scan)
     columns = _columns(scan.tree, entries)
     templates, node_template = _templates(scan, entries, columns)
-    return {
+    story = _Filled(scan.tree, columns.keys, _filled_columns(scan.body, columns))
+    rows = star_rows(story)
+    full = {
         "v": FORMAT_VERSION,
         "eol": final_newline,
         "tpl": templates,
         "nt": pack_ints(node_template),
         "nd": pack_ints(scan.tree.depth),
-        "cols": _packed_columns(scan.body, columns),
+        "cols": _packed_columns(story, rows),
         "lines": _free_text(scan, entries),
     }
+    return full, hot_document(rows)
 
 
 _LEVEL_BY_LEVEL = 64  # deeper trees take the O(n log n) path below
@@ -471,34 +532,20 @@ def _best_reference(column: Column, owners: np.ndarray, whole: np.ndarray,
     return best, best_prediction
 
 
-@lru_cache(maxsize=4)
-def _compressor(level: int) -> zstandard.ZstdCompressor:
-    return zstandard.ZstdCompressor(level=level, dict_data=dictionary(), write_checksum=True, write_content_size=True)
-
-
-@lru_cache(maxsize=1)
-def _decompressor() -> zstandard.ZstdDecompressor:
-    return zstandard.ZstdDecompressor(dict_data=dictionary())
-
-
-def _frame(doc: dict, level: int) -> bytes:
-    body = _compressor(level).compress(msgpack.packb(doc, use_bin_type=True))
-    return _HEADER.pack(MAGIC, FORMAT_VERSION, zlib.crc32(body)) + body
-
-
 def _utf8(text: str | bytes) -> bytes:
     return text.encode("utf-8") if isinstance(text, str) else text
 
 
 def encode_text(text: str | bytes, level: int = ZSTD_LEVEL) -> bytes:
     """Encode the exact text (str or UTF-8 bytes) of one well-formed root story."""
-    return _frame(_layout_doc(_utf8(text)), level)
+    full, hot = _documents(_utf8(text))
+    return framing.frame(hot, full, level)
 
 
 def encode_text_with_layout(text: str | bytes, level: int = ZSTD_LEVEL) -> tuple[bytes, Layout]:
     """As ``encode_text``, also giving the record's layout without decoding the record."""
-    doc = _layout_doc(_utf8(text))
-    return _frame(doc, level), Layout(doc)
+    full, hot = _documents(_utf8(text))
+    return framing.frame(hot, full, level), Layout(full, hot)
 
 
 def encode(story: Story, level: int = ZSTD_LEVEL) -> bytes:
@@ -506,27 +553,15 @@ def encode(story: Story, level: int = ZSTD_LEVEL) -> bytes:
     return encode_text(str(story), level)
 
 
-def _document(record: bytes) -> dict:
-    if len(record) < _HEADER.size:
-        raise CorruptRecordError(f"record is {len(record)} bytes, too short to be a snapstore record")
-    magic, version, crc = _HEADER.unpack_from(record)
-    if magic != MAGIC:
-        raise CorruptRecordError("not a snapstore record (bad magic bytes)")
-    if version != FORMAT_VERSION:
-        raise CorruptRecordError(f"record format version {version} is not known to this snapstore "
-                                 f"(knows {FORMAT_VERSION})")
-    body = memoryview(record)[_HEADER.size:]
-    if zlib.crc32(body) != crc:
-        raise CorruptRecordError("record checksum mismatch: the stored bytes are corrupt")
-    try:
-        return msgpack.unpackb(_decompressor().decompress(body), raw=False, use_list=False)  # tuples: cheaper
-    except (zstandard.ZstdError, ValueError, msgpack.UnpackException) as exc:
-        raise CorruptRecordError(f"record cannot be decoded: {exc}") from None
-
-
 def layout(record: bytes) -> Layout:
     """Check and unpack a record's structure without printing any text."""
-    return Layout(_document(record))
+    return Layout(*framing.documents(record))
+
+
+def record_star_rows(record: bytes) -> StarRows:
+    """A record's star rows: for format 2 only its hot section is checked and decoded."""
+    hot = framing.hot_document(record)
+    return layout(record).star_rows if hot is None else star_rows_from_hot(hot)
 
 
 def iter_decoded_lines(structure: Layout):
