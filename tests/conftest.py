@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import socket
 import subprocess
 import sys
@@ -21,6 +22,15 @@ def corpus() -> Path:
 @pytest.fixture(scope="session")
 def sample() -> Path:
     return SAMPLE
+
+
+@pytest.fixture
+def v1_store(tmp_path) -> Path:
+    """A copy of the SQLite store the format-1 release wrote (tests/data/README.md)."""
+    target = tmp_path / "v1-store.db"
+    with gzip.open(Path(__file__).parent / "data" / "v1-store.db.gz") as source:
+        target.write_bytes(source.read())
+    return target
 
 
 @pytest.fixture(scope="session")

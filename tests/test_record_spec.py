@@ -1,5 +1,7 @@
 """docs/record-format.md is enough to read a record: a decoder written from that page
-alone, importing nothing of snapstore.codec, prints every corpus snapshot exactly."""
+alone, importing nothing of snapstore.codec, prints every corpus snapshot exactly (format 2,
+what snapstore writes) and every record of a store the format-1 release wrote, and reads the
+stars of every corpus snapshot from the hot section alone."""
 
 from __future__ import annotations
 
@@ -42,18 +44,56 @@ def _by_occurrence(stored: np.ndarray, width: int) -> np.ndarray:
     return stored.reshape(width, -1).T  # rows: occurrences
 
 
-def _column_values(columns: list, index: int, cache: dict) -> tuple[list[str], np.ndarray | None]:
+def _owners(columns: list, index: int) -> np.ndarray:
+    owners = columns[index][-1]
+    return _owners(columns, owners) if isinstance(owners, int) else _ints(owners)
+
+
+def _hot_rows(hot: dict) -> dict:
+    """The hot section's fields as arrays, one row per Particle node."""
+    count = hot["n"]
+    if hot["i"][0] == "w":
+        index = _ints(hot["i"][1]).astype(np.float64)
+        index[_ints(hot["i"][2])] = np.nan
+    else:
+        index = _floats(hot["i"][1])
+    return {"up": _ints(hot["up"]), "i": index[:, None], "m": _floats(hot["m"])[:, None],
+            "r": _floats(hot["r"]).reshape(3, count).T, "v": _floats(hot["v"]).reshape(3, count).T,
+            "name": None if "name" not in hot else _floats(hot["name"])}
+
+
+def _node_rows(doc: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Each node's parent node and its row (-1 for a node that is no Particle)."""
+    depth = _ints(doc["nd"]).tolist()
+    kinds = [doc["tpl"][template][0] for template in _ints(doc["nt"]).tolist()]
+    parent, open_at, row, rows = [], {}, [], 0
+    for node, level in enumerate(depth):
+        parent.append(open_at.get(level - 1, -1))
+        open_at[level] = node
+        row.append(rows if kinds[node] == "Particle" else -1)
+        rows += kinds[node] == "Particle"
+    return np.array(parent), np.array(row)
+
+
+def _column_values(columns: list, index: int, cache: dict, doc: dict) -> tuple[list[str], np.ndarray | None]:
     """The printed values of column ``index`` and its tokens as integers (when whole)."""
     if index in cache:
         return cache[index]
     column = columns[index]
     width, kind_of_values = column[2], column[3]
-    owners = _ints(column[-1])
+    owners = _owners(columns, index)
     if kind_of_values == "s":
         cache[index] = (list(column[4]), None)
         return cache[index]
     storage, packed = column[4]
-    if storage == "f":
+    if storage == "h":
+        parent, row = _node_rows(doc)
+        rows = row[owners if column[0] == "Particle" else parent[owners]]
+        tokens = doc["hot"][packed][rows].copy()
+        tokens[list(column[-3][0])] = 0
+        if kind_of_values == "i":
+            tokens = tokens.astype(np.int64)
+    elif storage == "f":
         tokens = _by_occurrence(_floats(packed), width)
     elif storage == "p":
         coded = _ints(packed)
@@ -62,8 +102,8 @@ def _column_values(columns: list, index: int, cache: dict) -> tuple[list[str], n
     else:
         tokens = _by_occurrence(_ints(packed), width)
         if storage == "d":
-            _, reference_tokens = _column_values(columns, column[-2], cache)
-            reference_owners = _ints(columns[column[-2]][-1])
+            _, reference_tokens = _column_values(columns, column[-2], cache, doc)
+            reference_owners = _owners(columns, column[-2])
             prediction = np.zeros_like(tokens)
             for row, owner in enumerate(owners):
                 hits = np.flatnonzero(reference_owners == owner)
@@ -86,15 +126,33 @@ def _column_values(columns: list, index: int, cache: dict) -> tuple[list[str], n
     return cache[index]
 
 
+def _frames(record: bytes) -> tuple[bytes, bytes | None]:
+    """The full frame and the hot frame (None in format 1), their CRCs checked."""
+    magic, version = struct.unpack_from("<4sB", record)
+    assert magic == b"SNPS" and version in (1, 2)
+    if version == 1:
+        (crc,) = struct.unpack_from("<I", record, 5)
+        assert zlib.crc32(record[9:]) == crc
+        return record[9:], None
+    hot_length, hot_crc, full_crc = struct.unpack_from("<III", record, 5)
+    hot, full = record[17:17 + hot_length], record[17 + hot_length:]
+    assert zlib.crc32(hot) == hot_crc and zlib.crc32(full) == full_crc
+    return full, hot
+
+
+def _hot(frame: bytes) -> dict:
+    return _hot_rows(msgpack.unpackb(zstandard.ZstdDecompressor().decompress(frame), raw=False))
+
+
 def decode(record: bytes) -> str:
-    magic, version, crc = struct.unpack_from("<4sBI", record)
-    assert magic == b"SNPS" and version == 1 and zlib.crc32(record[9:]) == crc
+    full, hot = _frames(record)
     data = DICTIONARY.read_bytes()
     assert hashlib.sha256(data).hexdigest() == DICTIONARY_SHA256
     dictionary = zstandard.ZstdCompressionDict(data, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
-    doc = msgpack.unpackb(zstandard.ZstdDecompressor(dict_data=dictionary).decompress(record[9:]), raw=False)
+    doc = msgpack.unpackb(zstandard.ZstdDecompressor(dict_data=dictionary).decompress(full), raw=False)
+    doc["hot"] = None if hot is None else _hot(hot)
     columns, cache = doc["cols"], {}
-    values = [iter(_column_values(columns, index, cache)[0]) for index in range(len(columns))]
+    values = [iter(_column_values(columns, index, cache, doc)[0]) for index in range(len(columns))]
     lines, free = [], iter(doc["lines"])
     node_template = _ints(doc["nt"]).tolist()
     next_node = iter(range(1, len(node_template)))
@@ -115,7 +173,32 @@ def decode(record: bytes) -> str:
     return "\n".join(lines) + ("\n" if doc["eol"] else "")
 
 
-DECODER = ["_unshuffle", "_ints", "_floats", "_by_occurrence", "_column_values", "decode"]
+def stars(record: bytes) -> list[tuple]:
+    """(id, mass, x, y, z, vx, vy, vz) of each leaf star, sorted by id, from the hot frame alone."""
+    magic, version, hot_length, hot_crc = struct.unpack_from("<4sBII", record)
+    assert magic == b"SNPS" and version == 2
+    hot = record[17:17 + hot_length]
+    assert zlib.crc32(hot) == hot_crc
+    rows = _hot(hot)
+    up = rows["up"].tolist()
+    absolute: list[list[float]] = []
+    for row, parent in enumerate(up):  # parents come before their children in pre-order
+        own = [*rows["r"][row], *rows["v"][row]]
+        absolute.append(own if parent < 0 else [a + b for a, b in zip(own, absolute[parent])])
+    out = []
+    for row in range(len(up)):
+        if row in up:
+            continue
+        ident = rows["i"][row, 0]
+        if np.isnan(ident) and rows["name"] is not None:
+            ident = rows["name"][row]
+        ident = int(ident) if np.isfinite(ident) and ident == np.trunc(ident) and abs(ident) < 2.0**62 else -1
+        out.append((ident, rows["m"][row, 0], *absolute[row]))
+    return sorted(out, key=lambda star: star[0])
+
+
+DECODER = ["_unshuffle", "_ints", "_floats", "_by_occurrence", "_owners", "_hot_rows", "_node_rows",
+           "_column_values", "_frames", "_hot", "decode", "stars"]
 
 
 def test_the_decoder_uses_nothing_of_snapstore() -> None:
@@ -138,6 +221,24 @@ def test_a_decoder_written_from_the_spec_reads_every_corpus_record() -> None:
     for path in story_files():
         with open_source(path) as stream:
             for root in iter_root_texts(stream, str(path)):
-                assert decode(snapstore.codec.encode_text(root.text)) == root.text, (path, root.first_line)
+                record = snapstore.codec.encode_text(root.text)
+                assert record[4] == 2
+                assert decode(record) == root.text, (path, root.first_line)
+                expected = snapstore.codec.particles(record)
+                found = stars(record)
+                assert [star[0] for star in found] == expected["id"].tolist()
+                np.testing.assert_array_equal(np.array([star[1:] for star in found]).reshape(-1, 7),
+                                              np.column_stack([expected["mass"], expected["pos"], expected["vel"]]))
                 count += 1
     assert count == 131
+
+
+def test_the_decoder_reads_every_record_of_a_store_the_format_1_release_wrote(v1_store) -> None:
+    import sqlite3
+
+    with sqlite3.connect(v1_store) as connection:
+        rows = connection.execute("select hash, codec, data from record").fetchall()
+    assert len(rows) == 8 and {codec for _, codec, _ in rows} == {"snapstore-columnar-v1"}
+    for text_hash, _, data in rows:
+        assert data[4] == 1
+        assert hashlib.sha256(decode(data).encode()).hexdigest() == text_hash
