@@ -14,7 +14,7 @@ from snapstore import codec
 from snapstore.errors import CorruptRecordError
 from snapstore.reading.dynamics import FIELDS, Dynamics, assemble
 from snapstore.reading.timeseries import Timeseries, timeseries
-from snapstore.store.records import fetch_record, fetch_records
+from snapstore.store.records import fetch_record, run_records
 from snapstore.store.schema import command, input_file, parameter, snapshot, tag
 from snapstore.story import Story
 
@@ -213,14 +213,19 @@ class Run:
         with self.engine.connect() as connection:
             return dict(connection.execute(select(tag.c.key, tag.c.value).where(tag.c.run_id == self.id)).all())
 
-    def dynamics(self, fields: tuple[str, ...] = FIELDS, times=None, ids=None) -> Dynamics:
-        """The run as particle x time arrays (see ``arrays.Dynamics``).
+    def dynamics(self, fields: tuple[str, ...] = FIELDS, times=None, ids=None,
+                 snapshots: slice | None = None) -> Dynamics:
+        """The run as particle x time arrays (see ``arrays.Dynamics``), read in one query
+        from the records' hot sections (format 2; older records are decoded whole).
 
-        ``times``: None for every snapshot, a slice of snapshot positions, or a
-        ``(t_min, t_max)`` pair of system times (inclusive).  ``ids``: the star
+        ``snapshots``: a slice of snapshot positions (``slice(-10, None)``: the last ten);
+        ``times``: a ``(t_min, t_max)`` pair of system times (inclusive), or a slice of
+        positions as ``snapshots``.  Only the chosen records are read.  ``ids``: the star
         ids to keep (rows in that sorted order), default every id in the selection.
         """
         chosen = self.snapshots()
+        if snapshots is not None:
+            chosen = chosen[snapshots]
         if isinstance(times, slice):
             chosen = chosen[times]
         elif times is not None:
@@ -229,15 +234,16 @@ class Run:
         return assemble(self._frames(chosen), chosen.times, np.array([item.seq for item in chosen]),
                         tuple(fields), ids, f"run {self.name!r}")
 
-    def _frames(self, chosen: Snapshots, batch: int = 32) -> Iterator[np.ndarray]:
-        """Particle tables of ``chosen``, fetching records a batch per query."""
-        items = list(chosen)
-        for start in range(0, len(items), batch):
-            group = items[start:start + batch]
-            with self.engine.connect() as connection:
-                records = fetch_records(connection, [item.record_hash for item in group])
-            for item in group:
-                yield item._checked(codec.particles, records[item.record_hash])
+    def _frames(self, chosen: Snapshots) -> Iterator[np.ndarray]:
+        """Particle tables of ``chosen``, in order, from one streamed query."""
+        if not len(chosen):
+            return
+        with self.engine.connect() as connection:
+            for seq, data in run_records(connection, self.id, [item.seq for item in chosen]):
+                try:
+                    yield codec.particles(data)
+                except CorruptRecordError as exc:
+                    raise CorruptRecordError(f"run {self.name!r} snapshot #{seq}: {exc}") from None
 
     def timeseries(self, keys: str | Iterable[str] | None = None) -> Timeseries:
         """Observables over the run's whole snapshots as numpy arrays: each root entry
