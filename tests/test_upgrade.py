@@ -1,0 +1,87 @@
+"""A store the format-1 release wrote keeps working: it reads, verifies and exports
+byte-identically, its arrays equal those of the same text in format 2, and new runs
+(format 2) join it without breaking verify."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import snapstore
+from helpers import SAMPLE, corpus_dir
+from snapstore import operations
+from snapstore.story import iter_root_texts, open_source
+
+
+def _head(path: Path, count: int) -> list[str]:
+    with open_source(path) as stream:
+        return [root.text for _, root in zip(range(count), iter_root_texts(stream, str(path)))]
+
+
+def _codecs(path: Path) -> dict[str, int]:
+    with sqlite3.connect(path) as connection:
+        return dict(connection.execute("select codec, count(*) from record group by codec").fetchall())
+
+
+def _cut_run(source: Path, target: Path, count: int) -> Path:
+    """The folder the pinned store's run was ingested from: its inputs, kira's stream cut."""
+    target.mkdir()
+    for name in ("commands.txt", "initial.story.gz"):
+        shutil.copy(source / name, target / name)
+    with gzip.open(target / "kira.out.gz", "wb") as out:
+        out.write("".join(_head(source / "kira.out.gz", count)).encode())
+    return target
+
+
+def test_a_format_1_store_reads_verifies_and_exports_byte_identically(v1_store, tmp_path) -> None:
+    assert _codecs(v1_store) == {"snapstore-columnar-v1": 8}
+    with snapstore.open(str(v1_store)) as store:
+        assert store.verify() == []
+        run = store.run("n100-w3-s1")
+        output = tmp_path / "kira.out"
+        operations.export(run, "story", output)
+        assert output.read_text() == "".join(_head(SAMPLE / "kira.out.gz", 4))
+        assert [item.seq for item in run.stories()] == [0, 1, 2, 3, 4]
+        assert run.snapshots()[0].text() == _head(SAMPLE / "initial.story.gz", 1)[0]
+        assert run.timeseries("n_stars")["n_stars"].tolist() == [100.0] * 5
+
+
+def test_format_1_arrays_equal_those_of_the_same_text_in_format_2(v1_store, tmp_path) -> None:
+    with snapstore.open(str(v1_store)) as old, snapstore.open(str(tmp_path / "new.db")) as new:
+        fresh = new.ingest(_cut_run(SAMPLE, tmp_path / "n100-w3-s1", 4), name="n100-w3-s1")
+        assert _codecs(tmp_path / "new.db") == {"snapstore-columnar-v2": 5}
+        before, after = old.run("n100-w3-s1").dynamics(), fresh.dynamics()
+        assert before.ids.tolist() == after.ids.tolist() and before.seqs.tolist() == after.seqs.tolist()
+        for field in ("mass", "pos", "vel"):
+            np.testing.assert_array_equal(before[field], after[field])
+        for kept, made in zip(old.run("n100-w3-s1").snapshots(), fresh.snapshots()):
+            assert kept.text_bytes() == made.text_bytes()
+            np.testing.assert_array_equal(kept.particles(), made.particles())
+            assert kept.root().keys() == made.root().keys()
+
+
+@pytest.mark.corpus
+def test_binaries_in_a_format_1_store_export_and_place_their_stars_as_in_format_2(v1_store, tmp_path) -> None:
+    source = corpus_dir() / "binaries"
+    with snapstore.open(str(v1_store)) as old, snapstore.open(str(tmp_path / "new.db")) as new:
+        kept = old.run("binaries")
+        output = tmp_path / "kira.out"
+        operations.export(kept, "story", output)
+        assert output.read_text() == "".join(_head(source / "kira.out.gz", 2))
+        fresh = new.ingest(_cut_run(source, tmp_path / "binaries", 2), name="binaries")
+        for field in ("mass", "pos", "vel"):
+            np.testing.assert_array_equal(kept.dynamics()[field], fresh.dynamics()[field])
+
+
+def test_a_store_of_both_formats_verifies_and_reads_each(v1_store, tmp_path) -> None:
+    with snapstore.open(str(v1_store)) as store:
+        added = store.ingest(SAMPLE, name="added")
+        assert set(_codecs(v1_store)) == {"snapstore-columnar-v1", "snapstore-columnar-v2"}
+        assert store.verify() == []
+        assert added.snapshots()[0].text_bytes() == store.run("n100-w3-s1").snapshots()[0].text_bytes()
+        assert store.run("n100-w3-s1").dynamics(snapshots=slice(1, None))["pos"].shape == (100, 4, 3)
