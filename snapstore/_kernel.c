@@ -1058,6 +1058,131 @@ done:
     return list;
 }
 
+/* ---- packed arrays ---------------------------------------------------------------------- */
+
+/* unshuffle(data, itemsize) -> bytearray: data holds byte 0 of every number, then byte 1 of
+ * every number, and so on (intpack's byte shuffle); the result holds the numbers whole. */
+static PyObject *unshuffle(PyObject *self, PyObject *args) {
+    Py_buffer data;
+    Py_ssize_t width;
+    if (!PyArg_ParseTuple(args, "y*n", &data, &width)) return NULL;
+    PyObject *result = NULL;
+    if (width < 1 || data.len % width) {
+        PyErr_SetString(PyExc_ValueError, "shuffled data is not a whole number of values");
+        goto done;
+    }
+    Py_ssize_t count = data.len / width;
+    result = PyByteArray_FromStringAndSize(NULL, data.len);
+    if (!result) goto done;
+    const unsigned char *in = data.buf;
+    unsigned char *out = (unsigned char *)PyByteArray_AS_STRING(result);
+    for (Py_ssize_t b = 0; b < width; b++) {
+        const unsigned char *plane = in + b * count;
+        for (Py_ssize_t k = 0; k < count; k++) out[k * width + b] = plane[k];
+    }
+done:
+    PyBuffer_Release(&data);
+    return result;
+}
+
+/* ---- stars from star rows -------------------------------------------------------------- */
+
+typedef struct {
+    int64_t id;
+    Py_ssize_t row;
+} Star;
+
+static int by_id_then_row(const void *a, const void *b) {
+    const Star *x = a, *y = b;
+    if (x->id != y->id) return x->id < y->id ? -1 : 1;
+    return x->row < y->row ? -1 : x->row > y->row;
+}
+
+static int read_float64s(PyObject *object, Py_buffer *view, Py_ssize_t count) {
+    if (PyObject_GetBuffer(object, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return -1;
+    if (view->itemsize != 8 || (view->format && strcmp(view->format, "d")) || view->len != count * 8) {
+        PyBuffer_Release(view);
+        PyErr_SetString(PyExc_ValueError, "expected float64 arrays of one value per row (three for r and v)");
+        return -1;
+    }
+    return 0;
+}
+
+/* stars(parent, index, name or None, mass, pos, vel) -> bytearray of PARTICLE_DTYPE records,
+ * as stars.star_table: pos and vel component by component (all x, all y, all z); each row's
+ * parent row comes before it (pre-order), so one forward pass sums root-down. */
+static PyObject *stars(PyObject *self, PyObject *args) {
+    PyObject *objects[6];
+    if (!PyArg_ParseTuple(args, "OOOOOO", &objects[0], &objects[1], &objects[2], &objects[3], &objects[4],
+                          &objects[5]))
+        return NULL;
+    Py_buffer parent_view, views[5];
+    int held = 0;
+    PyObject *result = NULL;
+    double *absolute = NULL;
+    char *has_child = NULL;
+    Star *leaves = NULL;
+    if (read_int64s(objects[0], &parent_view) < 0) return NULL;
+    Py_ssize_t n = parent_view.len / 8;
+    Py_ssize_t counts[5] = {n, n, n, 3 * n, 3 * n};
+    for (; held < 5; held++) {
+        if (held == 1 && objects[2] == Py_None) continue;
+        if (read_float64s(objects[held + 1], &views[held], counts[held]) < 0) goto done;
+    }
+    const int64_t *parent = parent_view.buf;
+    const double *index = views[0].buf, *name = objects[2] == Py_None ? NULL : views[1].buf;
+    const double *mass = views[2].buf, *pos = views[3].buf, *vel = views[4].buf;
+    absolute = PyMem_Malloc(6 * (size_t)(n ? n : 1) * sizeof(double));
+    has_child = PyMem_Calloc(n ? n : 1, 1);
+    leaves = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(Star));
+    if (!absolute || !has_child || !leaves) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t row = 0; row < n; row++) {
+        int64_t up = parent[row];
+        if (up < -1 || up >= row) {
+            PyErr_SetString(PyExc_ValueError, "a star row's parent does not come before it");
+            goto done;
+        }
+        for (int c = 0; c < 3; c++) {
+            double p = pos[c * n + row], v = vel[c * n + row];
+            absolute[6 * row + c] = up < 0 ? p : p + absolute[6 * up + c];
+            absolute[6 * row + 3 + c] = up < 0 ? v : v + absolute[6 * up + 3 + c];
+        }
+        if (up >= 0) has_child[up] = 1;
+    }
+    Py_ssize_t count = 0;
+    for (Py_ssize_t row = 0; row < n; row++) {
+        if (has_child[row]) continue;
+        double id = index[row];
+        if (isnan(id) && name) id = name[row];
+        int whole = isfinite(id) && id == trunc(id) && fabs(id) < 4611686018427387904.0; /* 2^62 */
+        leaves[count].id = whole ? (int64_t)id : -1;
+        leaves[count++].row = row;
+    }
+    qsort(leaves, count, sizeof(Star), by_id_then_row);
+    result = PyByteArray_FromStringAndSize(NULL, count * 64);
+    if (!result) goto done;
+    char *out = PyByteArray_AS_STRING(result);
+    for (Py_ssize_t k = 0; k < count; k++) {
+        double fields[7];
+        Py_ssize_t row = leaves[k].row;
+        fields[0] = mass[row];
+        memcpy(fields + 1, absolute + 6 * row, 6 * sizeof(double));
+        memcpy(out + 64 * k, &leaves[k].id, 8);
+        memcpy(out + 64 * k + 8, fields, 56);
+    }
+done:
+    PyMem_Free(absolute);
+    PyMem_Free(has_child);
+    PyMem_Free(leaves);
+    for (int k = 0; k < held; k++)
+        if (!(k == 1 && objects[2] == Py_None)) PyBuffer_Release(&views[k]);
+    PyBuffer_Release(&parent_view);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"split_roots", split_roots, METH_VARARGS, "Offsets where whole, well-formed root stories end."},
     {"scan", scan, METH_VARARGS, "Lines, nesting and entry candidates of one root story's UTF-8 bytes."},
@@ -1065,6 +1190,8 @@ static PyMethodDef methods[] = {
     {"intern_templates", intern_templates, METH_VARARGS, "Each node's template, interned in closing order."},
     {"render", render, METH_VARARGS, "Print a record's layout back to its exact UTF-8 text."},
     {"format_floats", format_floats, METH_VARARGS, "Print floats with their format codes."},
+    {"unshuffle", unshuffle, METH_VARARGS, "Undo intpack's byte shuffle."},
+    {"stars", stars, METH_VARARGS, "Leaf stars, absolute and sorted by id, from star rows."},
     {NULL, NULL, 0, NULL},
 };
 

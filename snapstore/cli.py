@@ -63,9 +63,11 @@ _debug = {"on": False}
 def _version(asked: bool) -> None:
     if asked:
         from snapstore._version import __version__
+        from snapstore.codec.framing import FORMAT_VERSION, KNOWN_VERSIONS
         from snapstore.kernel import description
 
-        typer.echo(f"snapstore {__version__}\n{description()}")
+        readable = ", ".join(map(str, KNOWN_VERSIONS))
+        typer.echo(f"snapstore {__version__}\n{description()}\nrecords: writes format {FORMAT_VERSION}, reads {readable}")
         raise typer.Exit()
 
 

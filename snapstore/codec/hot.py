@@ -13,6 +13,7 @@ import numpy as np
 from snapstore.codec.intpack import pack_floats, pack_ints, unpack_floats, unpack_ints
 from snapstore.codec.numbers import Column
 from snapstore.codec.stars import StarRows
+from snapstore.errors import CorruptRecordError
 
 # (story kind, key, width) of the columns the hot section can hold, and their field
 HELD = {("Particle", "i", 1): "i", ("Dynamics", "m", 1): "m", ("Dynamics", "r", 3): "r", ("Dynamics", "v", 3): "v"}
@@ -32,9 +33,15 @@ def star_rows_from_hot(doc: dict) -> StarRows:
     """Inverse of ``hot_document``."""
     count = doc["n"]
     name = doc.get("name")
-    return StarRows(unpack_ints(doc["up"]), _unpack_index(doc["i"]), None if name is None else unpack_floats(name),
-                    unpack_floats(doc["m"]), unpack_floats(doc["r"]).reshape(3, count).T,
-                    unpack_floats(doc["v"]).reshape(3, count).T)
+    parent = unpack_ints(doc["up"])
+    if parent.size != count:
+        raise CorruptRecordError("record cannot be decoded: its star rows disagree on their number")
+    try:
+        return StarRows(parent, _unpack_index(doc["i"]), None if name is None else unpack_floats(name),
+                        unpack_floats(doc["m"]), unpack_floats(doc["r"]).reshape(3, count).T,
+                        unpack_floats(doc["v"]).reshape(3, count).T)
+    except (ValueError, IndexError) as exc:
+        raise CorruptRecordError(f"record cannot be decoded: {exc}") from None
 
 
 def _pack_index(index: np.ndarray) -> list:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from snapstore import kernel
+
 _INT_TYPES = [np.dtype(t) for t in ("u1", "i1", "u2", "i2", "u4", "i4", "i8")]
 
 
@@ -20,10 +22,17 @@ def _shuffle(values: np.ndarray) -> bytes:
 
 
 def _unshuffle(data: bytes, dtype: np.dtype, count: int) -> np.ndarray:
-    planes = np.frombuffer(data, np.uint8)
     if dtype.itemsize == 1:
-        return planes.view(dtype)
-    return planes.reshape(dtype.itemsize, count).T.copy().view(dtype).reshape(count)
+        return np.frombuffer(data, np.uint8).view(dtype)
+    compiled = kernel.COMPILED
+    if compiled is not None and len(data) == dtype.itemsize * count:
+        return np.frombuffer(compiled.unshuffle(data, dtype.itemsize), dtype)
+    return unshuffle_reference(data, dtype, count)
+
+
+def unshuffle_reference(data: bytes, dtype: np.dtype, count: int) -> np.ndarray:
+    """The numpy reference for the compiled ``unshuffle``."""
+    return np.frombuffer(data, np.uint8).reshape(dtype.itemsize, count).T.copy().view(dtype).reshape(count)
 
 
 def _narrowest(low: int, high: int) -> np.dtype:

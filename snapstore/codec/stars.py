@@ -14,7 +14,9 @@ from typing import Protocol
 
 import numpy as np
 
+from snapstore import kernel
 from snapstore.codec.numbers import Column
+from snapstore.errors import CorruptRecordError
 
 PARTICLE_DTYPE = np.dtype([("id", np.int64), ("mass", np.float64),
                            ("pos", np.float64, (3,)), ("vel", np.float64, (3,))])
@@ -152,7 +154,7 @@ def _root_has(structure: Structure, key: str) -> bool:
                for width in structure.widths("Dynamics", key))
 
 
-_SHALLOW = 8  # deeper trees are grouped by level with one sort
+_SHALLOW = 8  # levels done by rounds over the rows still pending; deeper trees sort by depth
 
 
 def _depths(parent: np.ndarray) -> np.ndarray:
@@ -172,20 +174,24 @@ def _depths(parent: np.ndarray) -> np.ndarray:
 
 
 def _absolute(relative: np.ndarray, parent: np.ndarray) -> np.ndarray:
-    """Each row's value plus its parent's absolute one, from the root down: one
-    vectorised step per tree level, summed in the order the format specifies."""
+    """Each row's value plus its parent's absolute one, from the root down (the order
+    the format specifies): one vectorised step per tree level."""
     total = relative.copy()
-    if parent.size == 0:
-        return total
-    depth = _depths(parent)
-    deepest = int(depth.max())
-    if deepest <= _SHALLOW:  # Starlab's trees: a pass per level beats a sort
-        levels = [np.flatnonzero(depth == level) for level in range(1, deepest + 1)]
-    else:
-        order = np.argsort(depth, kind="stable")
-        bounds = np.searchsorted(depth[order], np.arange(deepest + 2))
-        levels = [order[bounds[level]:bounds[level + 1]] for level in range(1, deepest + 1)]
-    for rows in levels:
+    done = parent < 0
+    pending = np.flatnonzero(~done)
+    for _ in range(_SHALLOW):  # Starlab's trees are a few levels deep: no depths needed
+        if not pending.size:
+            return total
+        ready = done[parent[pending]]
+        rows = pending[ready]
+        total[rows] = relative[rows] + total[parent[rows]]
+        done[rows] = True
+        pending = pending[~ready]
+    depth = _depths(parent)[pending]  # a deep tree: the remaining levels in order, after one sort
+    order = np.argsort(depth, kind="stable")
+    bounds = np.flatnonzero(np.diff(depth[order], prepend=-1, append=-1))
+    for low, high in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+        rows = pending[order[low:high]]
         total[rows] = relative[rows] + total[parent[rows]]
     return total
 
@@ -201,11 +207,31 @@ def _identities(index: np.ndarray, names: np.ndarray | None) -> np.ndarray:
 
 
 def star_table(rows: StarRows) -> np.ndarray:
-    """The leaf stars as a structured array sorted by ``id`` (see ``particles``)."""
-    leaves = rows.leaves
-    out = np.zeros(int(leaves.sum()), dtype=PARTICLE_DTYPE)
-    out["id"] = _identities(rows.index[leaves], None if rows.name is None else rows.name[leaves])
-    out["mass"] = rows.mass[leaves]
+    """The leaf stars as a structured array sorted by ``id`` (see ``particles``): the
+    compiled kernel when it is there, else ``star_table_reference``."""
+    compiled = kernel.COMPILED
+    if compiled is None:
+        return star_table_reference(rows)
+    by_component = [np.ascontiguousarray(values.T) for values in (rows.pos, rows.vel)]  # a view's base: no copy
+    try:
+        data = compiled.stars(np.ascontiguousarray(rows.parent, np.int64), np.ascontiguousarray(rows.index),
+                              None if rows.name is None else np.ascontiguousarray(rows.name),
+                              np.ascontiguousarray(rows.mass), *by_component)
+    except ValueError as exc:
+        raise CorruptRecordError(f"record cannot be decoded: {exc}") from None
+    return np.frombuffer(data, PARTICLE_DTYPE)
+
+
+def star_table_reference(rows: StarRows) -> np.ndarray:
+    """``star_table`` in numpy: the reference for the compiled ``stars``."""
+    if (rows.parent < -1).any() or (rows.parent >= np.arange(rows.parent.size)).any():  # a cycle never ends
+        raise CorruptRecordError("record cannot be decoded: a star row's parent does not come before it")
+    leaves = np.flatnonzero(rows.leaves)
+    ids = _identities(rows.index[leaves], None if rows.name is None else rows.name[leaves])
+    order = np.argsort(ids, kind="stable")
+    chosen = leaves[order]
     phase = _absolute(np.hstack([rows.pos, rows.vel]), rows.parent)
-    out["pos"], out["vel"] = phase[leaves, :3], phase[leaves, 3:]
-    return out[np.argsort(out["id"], kind="stable")]
+    out = np.empty(leaves.size, dtype=PARTICLE_DTYPE)
+    out["id"], out["mass"] = ids[order], rows.mass[chosen]
+    out["pos"], out["vel"] = phase[chosen, :3], phase[chosen, 3:]
+    return out
