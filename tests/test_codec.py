@@ -250,7 +250,8 @@ def test_the_hot_section_gives_the_stars_the_columns_give(depth: int) -> None:
 
 
 @pytest.mark.corpus
-def test_the_hot_section_holds_the_star_columns_once_and_gives_their_stars() -> None:
+@pytest.mark.parametrize("implementation", ["compiled"], indirect=True)  # test_kernel holds the reference to it
+def test_the_hot_section_holds_the_star_columns_once_and_gives_their_stars(implementation: str) -> None:
     for path in story_files():
         for root in roots_of(path):
             record = codec.encode_text(root.text)
