@@ -66,8 +66,8 @@ def _version(asked: bool) -> None:
         from snapstore.codec.framing import FORMAT_VERSION, KNOWN_VERSIONS
         from snapstore.kernel import description
 
-        readable = ", ".join(map(str, KNOWN_VERSIONS))
-        typer.echo(f"snapstore {__version__}\n{description()}\nrecords: writes format {FORMAT_VERSION}, reads {readable}")
+        formats = f"records: writes format {FORMAT_VERSION}, reads {', '.join(map(str, KNOWN_VERSIONS))}"
+        typer.echo(f"snapstore {__version__}\n{description()}\n{formats}")
         raise typer.Exit()
 
 
