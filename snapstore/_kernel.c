@@ -1098,6 +1098,37 @@ static int by_id_then_row(const void *a, const void *b) {
     return x->row < y->row ? -1 : x->row > y->row;
 }
 
+/* Sort stars by id, ties in row order. Starlab numbers its stars 1..N, so ids in a range of a
+ * few times the count take a counting sort (stable, linear); others take qsort. */
+static int sort_dense_ids(Star *stars, Py_ssize_t count) {
+    if (count < 2) return 0;
+    int64_t low = stars[0].id, high = stars[0].id;
+    for (Py_ssize_t k = 1; k < count; k++) {
+        if (stars[k].id < low) low = stars[k].id;
+        if (stars[k].id > high) high = stars[k].id;
+    }
+    if ((uint64_t)high - (uint64_t)low >= (uint64_t)(4 * count + 64)) {
+        qsort(stars, count, sizeof(Star), by_id_then_row);
+        return 0;
+    }
+    Py_ssize_t range = (Py_ssize_t)(high - low) + 1;
+    Py_ssize_t *start = PyMem_Calloc(range + 1, sizeof(Py_ssize_t));
+    Star *sorted = PyMem_Malloc(count * sizeof(Star));
+    if (!start || !sorted) {
+        PyMem_Free(start);
+        PyMem_Free(sorted);
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t k = 0; k < count; k++) start[stars[k].id - low + 1]++;
+    for (Py_ssize_t k = 0; k < range; k++) start[k + 1] += start[k];
+    for (Py_ssize_t k = 0; k < count; k++) sorted[start[stars[k].id - low]++] = stars[k];  /* rows ascend */
+    memcpy(stars, sorted, count * sizeof(Star));
+    PyMem_Free(start);
+    PyMem_Free(sorted);
+    return 0;
+}
+
 static int read_float64s(PyObject *object, Py_buffer *view, Py_ssize_t count) {
     if (PyObject_GetBuffer(object, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return -1;
     if (view->itemsize != 8 || (view->format && strcmp(view->format, "d")) || view->len != count * 8) {
@@ -1161,7 +1192,7 @@ static PyObject *stars(PyObject *self, PyObject *args) {
         leaves[count].id = whole ? (int64_t)id : -1;
         leaves[count++].row = row;
     }
-    qsort(leaves, count, sizeof(Star), by_id_then_row);
+    if (sort_dense_ids(leaves, count) < 0) goto done;
     result = PyByteArray_FromStringAndSize(NULL, count * 64);
     if (!result) goto done;
     char *out = PyByteArray_AS_STRING(result);

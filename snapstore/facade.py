@@ -16,7 +16,7 @@ from snapstore.store import catalog, diagnostics, events, projections
 from snapstore.store.backend import describe_db_error, make_engine, masked, resolve_url, with_retries
 from snapstore.store.migrate import ensure_current
 from snapstore.store.payloads import payloads_for
-from snapstore.store.records import fetch_record, fetch_records
+from snapstore.store.records import fetch_records, read_record
 
 if TYPE_CHECKING:
     from snapstore.reading import Run
@@ -151,8 +151,7 @@ class Store:
     @_database_errors
     def record_bytes(self, record_hash: str) -> bytes:
         """One stored record, as it is stored."""
-        with self.engine.connect() as connection:
-            return fetch_record(connection, record_hash)
+        return read_record(self.engine, record_hash)
 
     @_database_errors
     def records(self, hashes: list[str]) -> dict[str, bytes]:

@@ -236,7 +236,7 @@ def _rows(rng: np.random.Generator, count: int, names: bool):
 
     parent = np.array([-1] + [int(rng.integers(-1, row)) if rng.random() < 0.3 else int(rng.integers(0, row))
                               for row in range(1, count)], dtype=np.int64)[:count]
-    index = rng.choice([1.0, 2.0, 2.0, np.nan, 0.5, -0.0, 2.0**63, -7.0, 1e300], size=count)
+    index = rng.choice([1.0, 2.0, 2.0, np.nan, 0.5, -0.0, 2.0**63, -7.0, 1e300, 1e12], size=count)  # 1e12: sparse ids
     whole = rng.random(count) < 0.5
     index[whole] = rng.integers(0, 50, size=int(whole.sum()))
     phase = rng.normal(size=(count, 6))

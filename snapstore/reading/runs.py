@@ -14,7 +14,7 @@ from snapstore import codec
 from snapstore.errors import CorruptRecordError
 from snapstore.reading.dynamics import FIELDS, Dynamics, assemble
 from snapstore.reading.timeseries import Timeseries, timeseries
-from snapstore.store.records import fetch_record, run_records
+from snapstore.store.records import read_record, run_records
 from snapstore.store.schema import command, input_file, parameter, snapshot, tag
 from snapstore.story import Story
 
@@ -39,8 +39,7 @@ class Snapshot:
         the record is fetched unless the caller already has it."""
         try:
             if record is None:
-                with self.run.engine.connect() as connection:
-                    record = fetch_record(connection, self.record_hash)
+                record = read_record(self.run.engine, self.record_hash)
             return action(record)
         except CorruptRecordError as exc:
             raise CorruptRecordError(f"run {self.run.name!r} snapshot #{self.seq}: {exc}") from None

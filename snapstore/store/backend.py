@@ -24,6 +24,7 @@ from snapstore.errors import LockTimeoutError, StoreURLError
 
 DEFAULT_URL = "sqlite:///snapstore.db"
 _WRITE = "snapstore_write"
+SINGLE_STATEMENT = "snapstore_single_statement"  # a connection that runs one read: it needs no BEGIN
 T = TypeVar("T")
 
 
@@ -109,8 +110,10 @@ def _sqlite_engine(url: URL) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _begin(connection: Connection) -> None:
-        immediate = connection.get_execution_options().get(_WRITE)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        options = connection.get_execution_options()
+        if options.get(SINGLE_STATEMENT):  # one statement is atomic on its own (and ~70 us cheaper)
+            return
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if options.get(_WRITE) else "BEGIN")
 
     return engine
 

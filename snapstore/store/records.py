@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import Connection, Engine, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from snapstore.errors import CorruptRecordError
+from snapstore.store.backend import SINGLE_STATEMENT
 from snapstore.store.payloads import fetch_location
 from snapstore.store.schema import record, snapshot
 
@@ -37,6 +38,12 @@ def fetch_records(connection: Connection, hashes: list[str]) -> dict[str, bytes]
     if missing:
         raise _missing(sorted(missing)[0])
     return {key: _payload(row) for key, row in rows.items()}
+
+
+def read_record(engine: Engine, record_hash: str) -> bytes:
+    """A record's bytes, on a connection of its own that runs this one statement."""
+    with engine.connect().execution_options(**{SINGLE_STATEMENT: True}) as connection:
+        return fetch_record(connection, record_hash)
 
 
 def fetch_record(connection: Connection, record_hash: str) -> bytes:
