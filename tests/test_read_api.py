@@ -70,6 +70,25 @@ def test_dynamics_agrees_with_the_text(store_url, name: str) -> None:
     assert window["mass"].shape == (10, int(((run.times >= 5) & (run.times <= 10)).sum()))
 
 
+def test_dynamics_reads_only_the_chosen_snapshots(store_url, monkeypatch) -> None:
+    from snapstore import codec
+
+    with snapstore.open(store_url) as store:
+        run = store.ingest(SAMPLE)
+        whole = run.dynamics()
+        decoded: list[int] = []
+        particles = codec.particles
+        monkeypatch.setattr(codec, "particles", lambda record: decoded.append(1) or particles(record))
+        for chosen, columns in ((slice(-2, None), [4, 5]), (slice(0, None, 2), [0, 2, 4]), (slice(3, 3), [])):
+            decoded.clear()
+            part = run.dynamics(snapshots=chosen)
+            assert len(decoded) == len(columns) and part.seqs.tolist() == whole.seqs[columns].tolist()
+            if columns:  # none chosen: no stars either
+                np.testing.assert_array_equal(part["pos"], whole["pos"][:, columns])
+        decoded.clear()
+        assert run.dynamics(times=(4.0, 6.0))["mass"].shape == (100, 2) and len(decoded) == 2
+
+
 def test_export_streams_each_text_before_the_next_record_is_decoded(store_url, monkeypatch) -> None:
     import io
 

@@ -235,8 +235,6 @@ class Run:
 
     def _frames(self, chosen: Snapshots) -> Iterator[np.ndarray]:
         """Particle tables of ``chosen``, in order, from one streamed query."""
-        if not len(chosen):
-            return
         with self.engine.connect() as connection:
             for seq, data in run_records(connection, self.id, [item.seq for item in chosen]):
                 try:

@@ -58,6 +58,8 @@ def fetch_record(connection: Connection, record_hash: str) -> bytes:
 def run_records(connection: Connection, run_id: str, seqs: list[int]) -> Iterator[tuple[int, bytes]]:
     """``(seq, record bytes)`` of a run's stories ``seqs`` (sorted), in sequence order:
     one query, its rows streamed a batch at a time so a long run is never all in memory."""
+    if not seqs:
+        return
     query = (select(snapshot.c.seq, snapshot.c.record_hash, record.c.hash, record.c.data, record.c.location)
              .select_from(snapshot.outerjoin(record, record.c.hash == snapshot.c.record_hash))
              .where(snapshot.c.run_id == run_id).order_by(snapshot.c.seq))
