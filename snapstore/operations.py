@@ -147,7 +147,7 @@ def export(run: Run, format: str = "story", output: str | os.PathLike | None = N
     if format == "npz":
         import numpy as np
 
-        tables: dict[str, Any] = {f"seq{item.seq}": item.particles() for item in items}
+        tables: dict[str, Any] = {f"seq{item.seq}": table for item, table in run.particle_tables(items)}
         np.savez_compressed(output, **tables)
         return
     if chosen:

@@ -89,6 +89,16 @@ def test_dynamics_reads_only_the_chosen_snapshots(store_url, monkeypatch) -> Non
         assert run.dynamics(times=(4.0, 6.0))["mass"].shape == (100, 2) and len(decoded) == 2
 
 
+def test_particle_tables_are_each_snapshots_particles_in_order(store_url) -> None:
+    with snapstore.open(store_url) as store:
+        run = store.ingest(SAMPLE)
+        pairs = list(run.particle_tables())
+        assert [item.seq for item, _ in pairs] == [item.seq for item in run.snapshots()] == list(range(6))
+        for item, table in pairs:
+            assert table.tobytes() == item.particles().tobytes()
+        assert [item.seq for item, _ in run.particle_tables(run.snapshots()[4:1:-1])] == [2, 3, 4]
+
+
 def test_export_streams_each_text_before_the_next_record_is_decoded(store_url, monkeypatch) -> None:
     import io
 

@@ -230,15 +230,17 @@ class Run:
         elif times is not None:
             low, high = times
             chosen = Snapshots([item for item in chosen if item.time is not None and low <= item.time <= high])
-        return assemble(self._frames(chosen), chosen.times, np.array([item.seq for item in chosen]),
-                        tuple(fields), ids, f"run {self.name!r}")
+        return assemble((table for _, table in self.particle_tables(chosen)), chosen.times,
+                        np.array([item.seq for item in chosen]), tuple(fields), ids, f"run {self.name!r}")
 
-    def _frames(self, chosen: Snapshots) -> Iterator[np.ndarray]:
-        """Particle tables of ``chosen``, in order, from one streamed query."""
+    def particle_tables(self, chosen: Sequence[Snapshot] | None = None) -> Iterator[tuple[Snapshot, np.ndarray]]:
+        """Each of ``chosen`` (default: every whole snapshot) with its particle table (see
+        ``Snapshot.particles``), in sequence order, from one streamed query."""
+        items = {item.seq: item for item in (self.snapshots() if chosen is None else chosen)}
         with self.engine.connect() as connection:
-            for seq, data in run_records(connection, self.id, [item.seq for item in chosen]):
+            for seq, data in run_records(connection, self.id, sorted(items)):
                 try:
-                    yield codec.particles(data)
+                    yield items[seq], codec.particles(data)
                 except CorruptRecordError as exc:
                     raise CorruptRecordError(f"run {self.name!r} snapshot #{seq}: {exc}") from None
 
@@ -258,8 +260,7 @@ class Run:
         except ModuleNotFoundError:
             raise ModuleNotFoundError("to_pandas needs pandas: pip install 'snapstore[pandas]'") from None
         parts = []
-        for item in self.snapshots()[snapshots or slice(None)]:
-            leaves = item.particles()
+        for item, leaves in self.particle_tables(self.snapshots()[snapshots or slice(None)]):
             parts.append(pd.DataFrame({
                 "seq": item.seq, "time": item.time, "id": leaves["id"], "mass": leaves["mass"],
                 **{f"{axis}": leaves["pos"][:, k] for k, axis in enumerate("xyz")},

@@ -65,9 +65,9 @@ def _sql_read(location: Location) -> Story:
 
 
 def _run_parquet_write(run: Run, location: Location) -> None:
-    for item in run.snapshots():
+    for item, table in run.particle_tables():
         key = f"{location.key}/run={run.name}/seq={item.seq:06d}.parquet"
-        location.storage.put(key, formats.particles_to_parquet(item.particles(), {"seq": item.seq, "time": item.time}))
+        location.storage.put(key, formats.particles_to_parquet(table, {"seq": item.seq, "time": item.time}))
 
 
 def _run_parquet_read(location: Location):
@@ -92,10 +92,10 @@ def _run_hdf5_write(run: Run, location: Location) -> None:
     buffer = io.BytesIO()
     with h5py.File(buffer, "w") as handle:
         handle.attrs["run"] = run.name
-        for item in run.snapshots():
+        for item, table in run.particle_tables():
             group = handle.create_group(f"seq{item.seq:06d}")
             group.attrs["time"] = np.nan if item.time is None else item.time
-            for name, column in formats._columns(item.particles()).items():
+            for name, column in formats._columns(table).items():
                 group.create_dataset(name, data=column, compression="gzip")
     location.storage.put(location.key, buffer.getvalue())
 
