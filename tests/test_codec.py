@@ -274,3 +274,44 @@ def test_stars_are_read_from_the_hot_section_alone() -> None:
     record[20] ^= 0xFF  # inside the hot frame
     with pytest.raises(CorruptRecordError, match="checksum"):
         codec.particles(bytes(record))
+
+
+def _reframed(text: str, change) -> bytes:
+    """A record of ``text`` whose documents ``change`` edits, framed with valid checksums:
+    what a buggy or hostile writer could produce."""
+    import msgpack
+
+    from snapstore.codec import framing
+
+    full, hot = framing.documents(codec.encode_text(text))
+    full, hot = msgpack.unpackb(msgpack.packb(full), raw=False), msgpack.unpackb(msgpack.packb(hot), raw=False)
+    change(full, hot)
+    return framing.frame(hot, full)
+
+
+def test_inconsistent_format_2_records_are_refused_not_misread() -> None:
+    from snapstore.codec.intpack import pack_ints
+
+    text = EDGES.format(chain=_chain(2))
+    record = codec.encode_text(text)
+    with pytest.raises(CorruptRecordError, match="cut short"):
+        codec.particles(record[:30])
+
+    def cycle(full, hot):
+        hot["up"] = pack_ints([-1, 2, 1, 0, 0, 0])
+
+    with pytest.raises(CorruptRecordError, match="parent does not come before"):
+        codec.particles(_reframed(text, cycle))
+
+    def unknown_field(full, hot):
+        held = next(column for column in full["cols"] if column[3] != "s" and column[4][0] == "h")
+        held[4][1] = "x"
+
+    with pytest.raises(CorruptRecordError, match="hot section it lacks"):
+        codec.decode_text(_reframed(text, unknown_field))
+
+    def shared_owners_forward(full, hot):
+        full["cols"][0][-1] = 3
+
+    with pytest.raises(CorruptRecordError, match="takes its owners from column 3"):
+        codec.decode_text(_reframed(text, shared_owners_forward))

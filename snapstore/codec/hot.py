@@ -69,14 +69,14 @@ def field_values(rows: StarRows, field: str) -> np.ndarray:
     return values.reshape(rows.parent.size, -1)
 
 
-def held_tokens(column: Column, rows: StarRows, field: str, target: np.ndarray) -> np.ndarray:
+def held_tokens(rows: StarRows, field: str, target: np.ndarray, overridden: list[int], whole: bool) -> np.ndarray:
     """The tokens of a column held in the hot section (``target``: the row of each
-    occurrence), as the column stores them: overridden occurrences hold 0."""
+    occurrence), as the column stores them: int64 for a ``whole`` (type i) column, 0
+    for the ``overridden`` occurrences, whose text the column keeps."""
     tokens = field_values(rows, field)[target]
-    if column.overrides:
-        tokens[list(column.overrides)] = 0
+    tokens[overridden] = 0
     tokens = tokens.ravel()
-    return tokens.astype(np.int64) if column.type == "i" else tokens
+    return tokens.astype(np.int64) if whole else tokens
 
 
 def can_hold(column: Column, rows: StarRows, field: str, target: np.ndarray) -> bool:
@@ -88,5 +88,5 @@ def can_hold(column: Column, rows: StarRows, field: str, target: np.ndarray) -> 
     assert stored is not None  # a typed column holds its numbers
     if column.type == "i" and not (np.abs(stored) < _EXACT_INT).all():
         return False
-    given = held_tokens(column, rows, field, target)
+    given = held_tokens(rows, field, target, list(column.overrides), column.type == "i")
     return bool(np.array_equal(given.view(np.int64), np.asarray(stored).view(np.int64)))

@@ -87,12 +87,10 @@ class Layout:
         """The tokens of a column whose numbers the hot section holds."""
         if self._hot is None or packed[4][1] not in HELD.values():
             raise CorruptRecordError("record cannot be decoded: a column refers to a hot section it lacks")
-        shape = Column(packed[0], packed[1], packed[2])
-        shape.type, shape.overrides = packed[3], dict(zip(*packed[-3]))
         target = owner_rows(self, self._row_of, packed[0], owners)
         if (target < 0).any() or (target.size and target.max() >= self._hot.parent.size):
             raise CorruptRecordError("record cannot be decoded: a column's rows are not in its hot section")
-        return held_tokens(shape, self._hot, packed[4][1], target)
+        return held_tokens(self._hot, packed[4][1], target, list(packed[-3][0]), packed[3] == "i")
 
     @cached_property
     def templates(self) -> list[tuple[str, list]]:
