@@ -11,13 +11,12 @@ from __future__ import annotations
 import numpy as np
 
 from snapstore.codec.intpack import pack_floats, pack_ints, unpack_floats, unpack_ints
-from snapstore.codec.numbers import Column
+from snapstore.codec.numbers import EXACT_INT, Column, as_whole
 from snapstore.codec.stars import StarRows
 from snapstore.errors import CorruptRecordError
 
 # (story kind, key, width) of the columns the hot section can hold, and their field
 HELD = {("Particle", "i", 1): "i", ("Dynamics", "m", 1): "m", ("Dynamics", "r", 3): "r", ("Dynamics", "v", 3): "v"}
-_EXACT_INT = 2.0**53
 
 
 def hot_document(rows: StarRows) -> dict:
@@ -48,10 +47,8 @@ def _pack_index(index: np.ndarray) -> list:
     """Indices as integers (``["w", values, rows without one]``) when every one given is
     a whole number, as they are in Starlab's output; else as floats (``["f", floats]``)."""
     missing = np.isnan(index)
-    given = index[~missing]
-    if (np.abs(given) < _EXACT_INT).all() and (np.trunc(given) == given).all() and not np.signbit(given).any():
-        whole = np.where(missing, 0, index).astype(np.int64)
-        return ["w", pack_ints(whole), pack_ints(np.flatnonzero(missing))]
+    if as_whole(index[~missing]) is not None:
+        return ["w", pack_ints(np.where(missing, 0, index).astype(np.int64)), pack_ints(np.flatnonzero(missing))]
     return ["f", pack_floats(index)]
 
 
@@ -63,7 +60,7 @@ def _unpack_index(packed: list) -> np.ndarray:
     return index
 
 
-def field_values(rows: StarRows, field: str) -> np.ndarray:
+def _field_values(rows: StarRows, field: str) -> np.ndarray:
     """A hot field as (rows, width) float64."""
     values = {"i": rows.index, "m": rows.mass, "r": rows.pos, "v": rows.vel}[field]
     return values.reshape(rows.parent.size, -1)
@@ -73,7 +70,7 @@ def held_tokens(rows: StarRows, field: str, target: np.ndarray, overridden: list
     """The tokens of a column held in the hot section (``target``: the row of each
     occurrence), as the column stores them: int64 for a ``whole`` (type i) column, 0
     for the ``overridden`` occurrences, whose text the column keeps."""
-    tokens = field_values(rows, field)[target]
+    tokens = _field_values(rows, field)[target]
     tokens[overridden] = 0
     tokens = tokens.ravel()
     return tokens.astype(np.int64) if whole else tokens
@@ -86,7 +83,7 @@ def can_hold(column: Column, rows: StarRows, field: str, target: np.ndarray) -> 
         return False
     stored = column.ints if column.type == "i" else column.floats
     assert stored is not None  # a typed column holds its numbers
-    if column.type == "i" and not (np.abs(stored) < _EXACT_INT).all():
+    if column.type == "i" and not (np.abs(stored) < EXACT_INT).all():
         return False
     given = held_tokens(rows, field, target, list(column.overrides), column.type == "i")
     return bool(np.array_equal(given.view(np.int64), np.asarray(stored).view(np.int64)))

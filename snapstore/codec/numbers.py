@@ -20,7 +20,7 @@ from snapstore.codec.intpack import pack_floats, pack_ints, unpack_floats, unpac
 
 _EXPONENT = 128  # codes >= this are exponent style with (code - 128) decimals
 _FRACTIONAL = re.compile(rb"[.eE]")
-_EXACT_INT = 2.0**53  # every integer below this is exact in float64
+EXACT_INT = 2.0**53  # every integer below this is exact in float64
 FORMATS = [f"%.{k}f" for k in range(_EXPONENT)] + [f"%.{k}e" for k in range(_EXPONENT)]
 
 
@@ -64,6 +64,17 @@ def _powers_of_two(floats: np.ndarray) -> np.ndarray | None:
 
 def _from_powers(coded: np.ndarray) -> np.ndarray:
     return np.where(coded == 0, 0.0, np.sign(coded) * np.ldexp(0.5, np.abs(coded) - _POWER_BIAS))
+
+
+def as_whole(floats: np.ndarray) -> np.ndarray | None:
+    """``floats`` as int64 when every one is a whole number that float64 holds exactly
+    (``-0.0`` is not: it would print back as ``0``), else None."""
+    if floats.size and not (abs(floats[0]) < EXACT_INT and floats[0] == math.trunc(floats[0])):
+        return None  # most float columns fail on their first value: skip the array passes
+    whole = np.all(np.abs(floats) < EXACT_INT) and np.array_equal(np.trunc(floats), floats)
+    if whole and not np.any(np.signbit(floats) & (floats == 0)):
+        return floats.astype(np.int64)
+    return None
 
 
 class Column:
@@ -167,12 +178,7 @@ class Column:
         if self.type == "i":
             return self.ints
         if self.type == "f" and self.floats is not None:
-            floats = self.floats
-            if floats.size and not (abs(floats[0]) < _EXACT_INT and floats[0] == math.trunc(floats[0])):
-                return None  # most float columns fail on their first value: skip the array passes
-            whole = np.all(np.abs(floats) < _EXACT_INT) and np.array_equal(np.trunc(floats), floats)
-            if whole and not np.any(np.signbit(floats) & (floats == 0)):  # "-0" is not an int
-                return floats.astype(np.int64)
+            return as_whole(self.floats)
         return None
 
     def pack(self, reference: np.ndarray | None = None, held: str | None = None) -> list:

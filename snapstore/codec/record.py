@@ -42,7 +42,31 @@ _LINE = -2
 _MIN_REFERENCE = 32  # smaller columns cost less than the search for a reference
 
 
-class Layout:
+class _KeyedColumns:
+    """Columns found by (story kind, key, width): how a record's layout and the
+    encoder's typed columns both offer them to ``stars``."""
+
+    def _keys(self) -> list[tuple[str, str, int]]:
+        raise NotImplementedError
+
+    def column_at(self, index: int) -> tuple[Column, np.ndarray]:
+        raise NotImplementedError
+
+    @cached_property
+    def _index(self) -> dict[tuple[str, str, int], int]:
+        return {key: index for index, key in enumerate(self._keys())}
+
+    def column(self, kind: str, key: str, width: int) -> tuple[Column, np.ndarray] | None:
+        """The column for ``key`` in ``kind`` stories with ``width`` tokens, with its owners."""
+        index = self._index.get((kind, key, width))
+        return None if index is None else self.column_at(index)
+
+    def widths(self, kind: str, key: str) -> list[int]:
+        """The token counts with which ``key`` occurs in ``kind`` stories."""
+        return sorted(width for (k, name, width) in self._index if k == kind and name == key)
+
+
+class Layout(_KeyedColumns):
     """The structure of a record, unpacked; value columns are decoded only when asked for,
     so reading four columns of a snapshot does not pay for the other hundred."""
 
@@ -142,18 +166,8 @@ class Layout:
         kinds = {kind: index for index, kind in enumerate(self.kinds)}
         return np.array([kinds[kind] for kind, _ in self._templates], dtype=np.int64)[self.node_template]
 
-    @cached_property
-    def _index(self) -> dict[tuple[str, str, int], int]:
-        return {(packed[0], packed[1], packed[2]): index for index, packed in enumerate(self._packed)}
-
-    def column(self, kind: str, key: str, width: int) -> tuple[Column, np.ndarray] | None:
-        """The column for ``key`` in ``kind`` stories with ``width`` tokens, with its owners."""
-        index = self._index.get((kind, key, width))
-        return None if index is None else self.column_at(index)
-
-    def widths(self, kind: str, key: str) -> list[int]:
-        """The token counts with which ``key`` occurs in ``kind`` stories."""
-        return sorted(width for (k, name, width) in self._index if k == kind and name == key)
+    def _keys(self) -> list[tuple[str, str, int]]:
+        return [(packed[0], packed[1], packed[2]) for packed in self._packed]
 
 
 _NEWLINE, _SPACE, _EQUALS = ord(EOL), ord(" "), ord("=")
@@ -395,7 +409,7 @@ def _free_text(scan: _Scan, entries: _Entries) -> list[str]:
     return [line.decode() for line in value_texts(scan.body, scan.starts[free], scan.ends[free])]
 
 
-class _Filled:
+class _Filled(_KeyedColumns):
     """A story's tree and typed columns before they are packed: what ``star_rows``
     reads to build the hot section."""
 
@@ -403,14 +417,12 @@ class _Filled:
         self.kinds, self.node_kind = tree.kinds, tree.kind
         self.node_parent = parents_from_depth(tree.depth)
         self.keys, self.columns = keys, columns
-        self._index = {key: index for index, key in enumerate(keys)}
 
-    def widths(self, kind: str, key: str) -> list[int]:
-        return sorted(width for (k, name, width) in self._index if k == kind and name == key)
+    def _keys(self) -> list[tuple[str, str, int]]:
+        return self.keys
 
-    def column(self, kind: str, key: str, width: int) -> tuple[Column, np.ndarray] | None:
-        index = self._index.get((kind, key, width))
-        return None if index is None else self.columns[index]
+    def column_at(self, index: int) -> tuple[Column, np.ndarray]:
+        return self.columns[index]
 
 
 def _filled_columns(body: bytes, columns: _Columns) -> list[tuple[Column, np.ndarray]]:
@@ -620,9 +632,6 @@ def bytes_from_layout(structure: Layout) -> bytes:
                                structure.final_newline)
     except (ValueError, TypeError) as exc:
         raise CorruptRecordError(f"record cannot be decoded: {exc}") from None
-
-
-_COLUMN_TYPES = {"s": 0, "i": 1, "f": 2}
 
 
 def _render_column(column: Column) -> tuple:

@@ -62,9 +62,14 @@ def particle_nodes(structure: Structure) -> tuple[np.ndarray, np.ndarray]:
     nodes that are not Particles, and at index -1 for the root's parent)."""
     nodes = np.flatnonzero(structure.node_kind == structure.kinds.index("Particle")) \
         if "Particle" in structure.kinds else np.zeros(0, dtype=np.int64)
+    return nodes, _rows_of(structure, nodes)
+
+
+def _rows_of(structure: Structure, nodes: np.ndarray) -> np.ndarray:
+    """Row k for ``nodes[k]``, -1 for every other node (and at index -1, the root's parent)."""
     row_of = np.full(structure.node_kind.size + 1, -1, dtype=np.int64)
     row_of[nodes] = np.arange(nodes.size)
-    return nodes, row_of
+    return row_of
 
 
 def owner_rows(structure: Structure, row_of: np.ndarray, kind: str, owners: np.ndarray) -> np.ndarray:
@@ -118,9 +123,7 @@ def _reshaped(values: list[str], width: int) -> np.ndarray:
 def node_values(structure: Structure, nodes: np.ndarray, kind: str, key: str, width: int) -> np.ndarray:
     """The ``(len(nodes), width)`` values of ``key`` for each of ``nodes`` (Particle
     nodes), in its own story (kind Particle) or its ``Dynamics``; NaN where absent."""
-    row_of = np.full(structure.node_kind.size + 1, -1, dtype=np.int64)
-    row_of[nodes] = np.arange(nodes.size)
-    return _row_values(structure, row_of, nodes.size, kind, key, width)
+    return _row_values(structure, _rows_of(structure, nodes), nodes.size, kind, key, width)
 
 
 def star_rows(structure: Structure) -> StarRows:

@@ -10,6 +10,7 @@ import numpy as np
 
 from snapstore.codec.particles import root_values_from_layout
 from snapstore.codec.record import Layout
+from snapstore.codec.stars import particle_nodes
 
 # An extended-precision (--enable-xreal) Starlab prints a time as its integer part
 # and its 64-bit binary fraction: "1 0x8000000000000000" is 1.5.
@@ -50,12 +51,10 @@ def system_time(values: dict[str, object]) -> float | None:
 def particle_tree(structure: Layout) -> tuple[np.ndarray, np.ndarray, int]:
     """A layout's Particle nodes, each one's parent node, and the number of leaf stars
     (all empty or 0 for a story without Particles)."""
-    if "Particle" not in structure.kinds:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), 0
-    particle = np.flatnonzero(structure.node_kind == structure.kinds.index("Particle"))
+    particle, _ = particle_nodes(structure)
     parents = structure.node_parent[particle]
     # every Particle but a leaf is some Particle's parent; the root's own parent is -1
-    return particle, parents, particle.size - (np.unique(parents).size - 1)
+    return particle, parents, particle.size - (np.unique(parents).size - 1) if particle.size else 0
 
 
 def summarize(structure: Layout) -> Summary:
