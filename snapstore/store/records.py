@@ -56,20 +56,18 @@ def fetch_record(connection: Connection, record_hash: str) -> bytes:
 
 
 def run_records(connection: Connection, run_id: str, seqs: list[int]) -> Iterator[tuple[int, bytes]]:
-    """``(seq, record bytes)`` of a run's stories ``seqs`` (sorted), in sequence order:
-    one query, its rows streamed a batch at a time so a long run is never all in memory."""
+    """``(seq, record bytes)`` of a run's stories ``seqs`` (sorted, distinct), in sequence
+    order: one query, its rows streamed a batch at a time so a long run is never all in memory."""
     if not seqs:
         return
     query = (select(snapshot.c.seq, snapshot.c.record_hash, record.c.hash, record.c.data, record.c.location)
              .select_from(snapshot.outerjoin(record, record.c.hash == snapshot.c.record_hash))
              .where(snapshot.c.run_id == run_id).order_by(snapshot.c.seq))
-    if seqs and seqs[-1] - seqs[0] + 1 == len(seqs):  # a contiguous range: no list of numbers to send
+    if seqs[-1] - seqs[0] + 1 == len(seqs):  # a contiguous range: no list of numbers to send
         query = query.where(snapshot.c.seq.between(seqs[0], seqs[-1]))
     else:
         query = query.where(snapshot.c.seq.in_(seqs))
-    wanted = set(seqs)
-    for row in connection.execution_options(yield_per=64).execute(query):
-        if row.seq in wanted:
-            if row.hash is None:
-                raise _missing(row.record_hash)
-            yield row.seq, _payload(row)
+    for row in connection.execution_options(yield_per=64).execute(query):  # (run_id, seq) is the key: all wanted
+        if row.hash is None:
+            raise _missing(row.record_hash)
+        yield row.seq, _payload(row)
