@@ -9,6 +9,10 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 
+def _not_built(exc: Exception) -> None:
+    print(f"WARNING: snapstore's C kernel was not built ({exc}); the pure Python codec will be used")
+
+
 class OptionalBuildExt(build_ext):
     """A failed compile of the kernel is a warning, not a failed install."""
 
@@ -16,13 +20,13 @@ class OptionalBuildExt(build_ext):
         try:
             super().run()
         except Exception as exc:  # no compiler at all
-            print(f"WARNING: snapstore's C kernel was not built ({exc}); the pure Python codec will be used")
+            _not_built(exc)
 
     def build_extension(self, ext: Extension) -> None:
         try:
             super().build_extension(ext)
         except Exception as exc:
-            print(f"WARNING: snapstore's C kernel was not built ({exc}); the pure Python codec will be used")
+            _not_built(exc)
 
 
 setup(

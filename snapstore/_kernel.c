@@ -601,14 +601,22 @@ static int format_number(double x, int code, char *out) {
 
 /* ---- typing a value column ------------------------------------------------------------- */
 
-static int read_int64s(PyObject *object, Py_buffer *view) {
+/* A C-contiguous array of 8-byte numbers whose buffer format is `format` or `alias` (NULL
+ * for none); else a TypeError saying it should be an array of `what`. */
+static int read_8byte_numbers(PyObject *object, Py_buffer *view, const char *format, const char *alias,
+                              const char *what) {
     if (PyObject_GetBuffer(object, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return -1;
-    if (view->itemsize != 8 || (view->format && strcmp(view->format, "q") && strcmp(view->format, "l"))) {
+    if (view->itemsize != 8 ||
+        (view->format && strcmp(view->format, format) && (!alias || strcmp(view->format, alias)))) {
         PyBuffer_Release(view);
-        PyErr_SetString(PyExc_TypeError, "expected an int64 array");
+        PyErr_Format(PyExc_TypeError, "expected an %s array", what);
         return -1;
     }
     return 0;
+}
+
+static int read_int64s(PyObject *object, Py_buffer *view) {
+    return read_8byte_numbers(object, view, "q", "l", "int64");
 }
 
 static int is_fractional(const char *s, Py_ssize_t n) {
@@ -1130,8 +1138,8 @@ static int sort_dense_ids(Star *stars, Py_ssize_t count) {
 }
 
 static int read_float64s(PyObject *object, Py_buffer *view, Py_ssize_t count) {
-    if (PyObject_GetBuffer(object, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return -1;
-    if (view->itemsize != 8 || (view->format && strcmp(view->format, "d")) || view->len != count * 8) {
+    if (read_8byte_numbers(object, view, "d", NULL, "float64") < 0) return -1;
+    if (view->len != count * 8) {
         PyBuffer_Release(view);
         PyErr_SetString(PyExc_ValueError, "expected float64 arrays of one value per row (three for r and v)");
         return -1;

@@ -13,8 +13,12 @@ import os
 from types import ModuleType
 
 
+def _pure_asked() -> bool:
+    return os.environ.get("SNAPSTORE_PURE", "") not in ("", "0")
+
+
 def _load() -> ModuleType | None:
-    if os.environ.get("SNAPSTORE_PURE", "") not in ("", "0"):
+    if _pure_asked():
         return None
     try:
         # By name: the extension imports nothing of snapstore, and a static import would
@@ -31,6 +35,6 @@ def description() -> str:
     """One line for ``snapstore --version``: which codec implementation this process runs."""
     if COMPILED is not None:
         return "codec: compiled kernel"
-    if os.environ.get("SNAPSTORE_PURE", "") not in ("", "0"):
+    if _pure_asked():
         return "codec: pure Python (SNAPSTORE_PURE is set)"
     return "codec: pure Python, slower (the C kernel was not built at install: no compiler?)"
