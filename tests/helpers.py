@@ -5,9 +5,12 @@ from __future__ import annotations
 import gzip
 import os
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from snapstore.story import RootText, iter_root_texts, open_source
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "examples" / "n100-w3-s1"
@@ -45,6 +48,12 @@ def story_files() -> list[Path]:
     """Every story stream of the corpus: kira output and initial conditions."""
     root = corpus_dir()
     return sorted(list(root.rglob("kira.out.gz")) + list(root.rglob("initial.story.gz")))
+
+
+def roots_of(path: Path) -> Iterator[RootText]:
+    """The root stories of a (gzipped) story file, streamed."""
+    with open_source(path) as stream:
+        yield from iter_root_texts(stream, str(path))
 
 
 def read_text(path: Path) -> str:

@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 from corpus_baselines import baseline_sizes
 
-from helpers import UNDER_CI, corpus_dir, read_text, story_files
+from helpers import UNDER_CI, corpus_dir, read_text, roots_of, story_files
 from snapstore import CorruptRecordError, Story, codec, kernel, parse_story, read_stories
-from snapstore.story import iter_root_texts, open_source
 
 
 @pytest.fixture(autouse=True, params=["compiled", "pure"])
@@ -44,11 +43,6 @@ ODD = """(Particle
 )Particle
 )Particle
 """
-
-
-def roots_of(path):
-    with open_source(path) as stream:
-        yield from iter_root_texts(stream, str(path))
 
 
 def test_values_that_cannot_print_back_stay_exact() -> None:

@@ -14,10 +14,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helpers import SAMPLE, UNDER_CI, corpus_dir, story_files, variants_dir
+from helpers import SAMPLE, UNDER_CI, corpus_dir, roots_of, story_files, variants_dir
 from snapstore import CorruptRecordError, codec, kernel
 from snapstore.codec.numbers import FORMATS, format_codes
-from snapstore.story import iter_root_texts, open_source
+from snapstore.story import iter_root_texts
 
 COMPILED = kernel.COMPILED
 
@@ -39,11 +39,6 @@ def both(action, *args):
     finally:
         kernel.COMPILED = COMPILED
     return compiled, reference
-
-
-def roots_of(path):
-    with open_source(path) as stream:
-        yield from iter_root_texts(stream, str(path))
 
 
 @pytest.mark.corpus

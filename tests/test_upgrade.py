@@ -5,6 +5,7 @@ byte-identically, its arrays equal those of the same text in format 2, and new r
 from __future__ import annotations
 
 import gzip
+import itertools
 import shutil
 import sqlite3
 from pathlib import Path
@@ -13,14 +14,12 @@ import numpy as np
 import pytest
 
 import snapstore
-from helpers import SAMPLE, corpus_dir
+from helpers import SAMPLE, corpus_dir, roots_of
 from snapstore import operations
-from snapstore.story import iter_root_texts, open_source
 
 
 def _head(path: Path, count: int) -> list[str]:
-    with open_source(path) as stream:
-        return [root.text for _, root in zip(range(count), iter_root_texts(stream, str(path)))]
+    return [root.text for root in itertools.islice(roots_of(path), count)]
 
 
 def _codecs(path: Path) -> dict[str, int]:
