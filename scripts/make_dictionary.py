@@ -5,6 +5,9 @@ spacing, column headers, Log lines), never numeric data.  It is part of the
 record format: records of format v1 need exactly this dictionary to decode, so
 it is built once, committed as ``snapstore/codec/starlab-v1.zdict`` and pinned
 by its sha256 in ``snapstore/codec/dictionary.py``.  Never rebuild it for v1.
+Format 2 compresses its full frame with the same file.  The pinned bytes come from
+this script at commit a37bfa6 (format 1); today it builds from format 2's full
+document, which differs from format 1's in its version field.
 
     python scripts/make_dictionary.py ../shared/starlab snapstore/codec/starlab-v1.zdict
 """
@@ -16,7 +19,7 @@ from pathlib import Path
 
 import msgpack
 
-from snapstore.codec.record import _layout_doc
+from snapstore.codec.record import _documents
 from snapstore.story import iter_root_texts, open_source
 
 # (file, snapshot index): a kira snapshot with binaries and a triple, the
@@ -26,7 +29,7 @@ SAMPLES = [("binaries/kira.out.gz", 5), ("binaries/initial.story.gz", 0), ("seed
 
 def skeleton(text: str) -> bytes:
     """The record document of one story with every column's data left out."""
-    doc = _layout_doc(text.encode())
+    doc = _documents(text.encode())[0]
     doc["cols"] = [column[:4] for column in doc["cols"]]
     return msgpack.packb(doc, use_bin_type=True)
 

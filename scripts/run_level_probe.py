@@ -3,10 +3,10 @@
     python scripts/run_level_probe.py [--corpus ../shared/starlab] [--every 8]
 
 For each kira stream it prints gzip -6 over the stored bytes of
-- today's self-contained records;
-- keyframes every ``--every`` snapshots, each other snapshot compressed with its
-  keyframe's record document as a zstd raw-content dictionary (a read costs two
-  record decodes: the keyframe's and its own);
+- today's self-contained records (format 2: hot and full frame);
+- keyframes every ``--every`` snapshots, each other snapshot's hot and full document
+  compressed with its keyframe's two documents as a zstd raw-content dictionary (a
+  read costs two record decodes: the keyframe's and its own);
 - the whole run's documents as one zstd -19 stream: the bound for anything that
   only lets zstd match across snapshots (reading one snapshot would decode all).
 """
@@ -20,26 +20,28 @@ from pathlib import Path
 import msgpack
 import zstandard
 
-from snapstore.codec.record import ZSTD_LEVEL, _compressor, _layout_doc
+from snapstore.codec.framing import ZSTD_LEVEL, frame
+from snapstore.codec.record import _documents
 from snapstore.story import iter_root_texts, open_source
 
 
 def measure(path: Path, every: int) -> dict[str, int]:
     gz = len(gzip.compress(gzip.open(path).read(), 6))
     with open_source(path) as stream:
-        docs = [msgpack.packb(_layout_doc(root.text.encode()), use_bin_type=True)
-                for root in iter_root_texts(stream, str(path))]
-    records = sum(len(_compressor(ZSTD_LEVEL).compress(doc)) for doc in docs)
+        docs = [_documents(root.text.encode()) for root in iter_root_texts(stream, str(path))]
+    records = [len(frame(hot, full)) for full, hot in docs]
+    packed = [(msgpack.packb(full, use_bin_type=True), msgpack.packb(hot, use_bin_type=True)) for full, hot in docs]
     keyed = 0
-    for index, doc in enumerate(docs):
+    for index, (full, hot) in enumerate(packed):
         if index % every == 0:
-            keyframe = doc
-            keyed += len(_compressor(ZSTD_LEVEL).compress(doc))
+            keyframe = full + hot
+            keyed += records[index]
         else:
             reference = zstandard.ZstdCompressionDict(keyframe, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
-            keyed += len(zstandard.ZstdCompressor(level=ZSTD_LEVEL, dict_data=reference).compress(doc))
-    whole = len(zstandard.ZstdCompressor(level=19).compress(b"".join(docs)))
-    return {"gzip6": gz, "records": records, "keyframes": keyed, "one_stream": whole}
+            compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, dict_data=reference)
+            keyed += len(compressor.compress(full)) + len(compressor.compress(hot))
+    whole = len(zstandard.ZstdCompressor(level=19).compress(b"".join(full + hot for full, hot in packed)))
+    return {"gzip6": gz, "records": sum(records), "keyframes": keyed, "one_stream": whole}
 
 
 def main() -> None:
