@@ -153,7 +153,7 @@ def _run_reads(results: dict, store, name: str) -> None:
     theirs = best(lambda: _baseline_dynamics(CORPUS / name), 1)
     blobs = [item.record() for item in run_.snapshots()]
     inflater = zstandard.ZstdDecompressor(dict_data=dictionary())
-    inflate = best(lambda: [inflater.decompress(b[17 + int.from_bytes(b[5:9], "little"):]) for b in blobs])
+    inflate = best(lambda: [inflater.decompress(b[49 + int.from_bytes(b[5:9], "little"):]) for b in blobs])  # format 3
     results[f"{name}_dynamics_ms"] = ours * 1e3
     results[f"{name}_decompress_ms"] = inflate * 1e3
     report(f"{name} run.dynamics() vs baseline parse of .gz + array", ours * 1e3, theirs * 1e3, "ms",

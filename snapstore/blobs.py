@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import uuid
 from pathlib import Path
 
@@ -60,13 +61,28 @@ class PosixStorage:
 
     def get(self, key: str) -> bytes:
         try:
-            return self._path(key).read_bytes()
+            return read_regular_file(self._path(key))
         except FileNotFoundError:
             raise BlobNotFoundError(f"no object {key!r} under {self.root}") from None
 
     def keys(self, prefix: str = "") -> list[str]:
         return sorted(str(p.relative_to(self.root)) for p in self.root.rglob("*") if p.is_file()
                       and not _unfinished(p) and str(p.relative_to(self.root)).startswith(prefix))
+
+
+def read_regular_file(path: Path) -> bytes:
+    """The bytes of ``path`` if it is a regular file: a FIFO or a device put in a payload's
+    place must not hang or flood a reader, so the file is opened without blocking and
+    checked before it is read."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise OSError(f"{path} is not a regular file")
+        os.set_blocking(descriptor, True)
+        with os.fdopen(descriptor, "rb", closefd=False) as handle:
+            return handle.read()
+    finally:
+        os.close(descriptor)
 
 
 def _unfinished(path: Path) -> bool:

@@ -1,20 +1,36 @@
 """Which implementation runs snapstore's hot loops (cutting a stream into root stories,
-the codec's scan, number typing and printing): the compiled kernel (``_kernel.c``,
+the codec's scan, number typing and printing, stars): the compiled kernel (``csrc/``,
 built by ``pip install``) or the pure Python/numpy reference.
 
-Both give the same roots, records and texts byte for byte.  ``SNAPSTORE_PURE=1`` forces the
-reference; an installation built without a compiler has only the reference.
+Every compiled call goes through a function here, and all follow one rule: it returns
+None where the reference must answer (no kernel, or a case the kernel leaves to it), and
+the reference is the function of the same name with ``_reference`` in the codec or story
+module that calls it.  A record the kernel cannot print or place is CorruptRecordError.
+Both give the same roots, records, texts and stars byte for byte.  ``SNAPSTORE_PURE=1``
+forces the reference; an installation built without a compiler has only the reference.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Sequence
 from types import ModuleType
+
+import numpy as np
+
+from snapstore.errors import CorruptRecordError
 
 
 def _pure_asked() -> bool:
     return os.environ.get("SNAPSTORE_PURE", "") not in ("", "0")
+
+
+def _built_in_place_missing() -> bool:
+    """A source checkout whose kernel was never built (``python -m pytest`` in the repo)."""
+    folder = os.path.dirname(__file__)
+    return os.path.isdir(os.path.join(folder, "csrc")) and not any(
+        name.startswith("_kernel.") for name in os.listdir(folder))
 
 
 def _load() -> ModuleType | None:
@@ -37,4 +53,74 @@ def description() -> str:
         return "codec: compiled kernel"
     if _pure_asked():
         return "codec: pure Python (SNAPSTORE_PURE is set)"
+    if _built_in_place_missing():
+        return "codec: pure Python, slower (a source checkout without a built kernel: run pip install -e .)"
     return "codec: pure Python, slower (the C kernel was not built at install: no compiler?)"
+
+
+def _corrupt(exc: Exception) -> CorruptRecordError:
+    return CorruptRecordError(f"record cannot be decoded: {exc}")
+
+
+def split_roots(text: str, start: int) -> tuple[list[int], int, bool] | None:
+    """Where the whole, regular root stories from ``start`` end, where that stops, and
+    whether a root is left unfinished; None: the reader's own loop decides."""
+    return None if COMPILED is None else COMPILED.split_roots(text, start)
+
+
+def scan(body: bytes) -> dict | None:
+    """The lines, nesting and entry candidates of one root story; None: no kernel, or
+    not a well-formed story, which the reference reports."""
+    if COMPILED is None:
+        return None
+    try:
+        return COMPILED.scan(body)
+    except ValueError:
+        return None
+
+
+def type_column(body: bytes, starts: np.ndarray, ends: np.ndarray, width: int) -> tuple | None:
+    """A value column typed with the print-back proof; None: Python types it."""
+    return None if COMPILED is None else COMPILED.type_column(body, starts, ends, width)
+
+
+def intern_templates(items: np.ndarray, owner: np.ndarray, closed: np.ndarray,
+                     node_kind: np.ndarray) -> tuple[bytes, list[tuple[int, bytes]]] | None:
+    """Each node's template id, and the distinct (kind, items) in closing order."""
+    return None if COMPILED is None else COMPILED.intern_templates(items, owner, closed, node_kind)
+
+
+def render(node_template: np.ndarray, kinds: list[bytes], items: list[bytes], entry_column: np.ndarray,
+           entry_prefix: list[bytes], columns: list[tuple], lines: Sequence[str],
+           final_newline: bool) -> bytes | None:
+    """A record's layout printed back to its exact UTF-8 text."""
+    if COMPILED is None:
+        return None
+    try:
+        return COMPILED.render(node_template, kinds, items, entry_column, entry_prefix, columns, list(lines),
+                               final_newline)
+    except (ValueError, TypeError) as exc:
+        raise _corrupt(exc) from None
+
+
+def format_floats(values: np.ndarray, codes: np.ndarray) -> list[str] | None:
+    """Floats printed with their format codes."""
+    if COMPILED is None:
+        return None
+    return COMPILED.format_floats(np.ascontiguousarray(values, np.float64), np.ascontiguousarray(codes, np.uint8))
+
+
+def unshuffle(data: bytes, itemsize: int) -> bytearray | None:
+    """intpack's byte shuffle undone."""
+    return None if COMPILED is None else COMPILED.unshuffle(data, itemsize)
+
+
+def stars(parent: np.ndarray, index: np.ndarray, name: np.ndarray | None, mass: np.ndarray,
+          pos_by_component: np.ndarray, vel_by_component: np.ndarray) -> bytearray | None:
+    """Leaf stars (PARTICLE_DTYPE records), absolute and sorted by id, from star rows."""
+    if COMPILED is None:
+        return None
+    try:
+        return COMPILED.stars(parent, index, name, mass, pos_by_component, vel_by_component)
+    except ValueError as exc:
+        raise _corrupt(exc) from None

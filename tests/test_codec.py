@@ -277,10 +277,11 @@ def _reframed(text: str, change) -> bytes:
 
     from snapstore.codec import framing
 
-    full, hot = framing.documents(codec.encode_text(text))
+    record = codec.encode_text(text)
+    full, hot = framing.documents(record)
     full, hot = msgpack.unpackb(msgpack.packb(full), raw=False), msgpack.unpackb(msgpack.packb(hot), raw=False)
     change(full, hot)
-    return framing.frame(hot, full)
+    return framing.frame(hot, full, framing.key(record))
 
 
 def test_inconsistent_format_2_records_are_refused_not_misread() -> None:
@@ -289,7 +290,7 @@ def test_inconsistent_format_2_records_are_refused_not_misread() -> None:
     text = EDGES.format(chain=_chain(2))
     record = codec.encode_text(text)
     with pytest.raises(CorruptRecordError, match="cut short"):
-        codec.particles(record[:30])
+        codec.particles(record[:60])
 
     def cycle(full, hot):
         hot["up"] = pack_ints([-1, 2, 1, 0, 0, 0])

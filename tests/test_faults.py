@@ -188,9 +188,9 @@ def test_a_record_that_would_not_decode_to_its_text_is_refused(store_url, monkey
 
     real = codec.encode_text_with_layout
 
-    def buggy(text, *args):  # an encoder bug that changes one digit of the third kira snapshot
+    def buggy(text, *args, **kwargs):  # an encoder bug that changes one digit of the third kira snapshot
         data = text.encode() if isinstance(text, str) else text
-        return real(data.replace(b"system_time  =  6\n", b"system_time  =  7\n"), *args)
+        return real(data.replace(b"system_time  =  6\n", b"system_time  =  7\n"), *args, **kwargs)
 
     monkeypatch.setattr(ingest_module.codec, "encode_text_with_layout", buggy)
     with snapstore.open(store_url) as store:

@@ -1,5 +1,5 @@
 """docs/record-format.md is enough to read a record: a decoder written from that page
-alone, importing nothing of snapstore.codec, prints every corpus snapshot exactly (format 2,
+alone, importing nothing of snapstore.codec, prints every corpus snapshot exactly (formats 2 and 3,
 what snapstore writes) and every record of a store the format-1 release wrote, and reads the
 stars of every corpus snapshot from the hot section alone."""
 
@@ -126,18 +126,22 @@ def _column_values(columns: list, index: int, cache: dict, doc: dict) -> tuple[l
     return cache[index]
 
 
-def _frames(record: bytes) -> tuple[bytes, bytes | None]:
-    """The full frame and the hot frame (None in format 1), their CRCs checked."""
+def _frames(record: bytes) -> tuple[bytes, bytes | None, bytes | None]:
+    """The full frame, the hot frame (None in format 1) and the key (format 3), CRCs checked."""
     magic, version = struct.unpack_from("<4sB", record)
-    assert magic == b"SNPS" and version in (1, 2)
+    assert magic == b"SNPS" and version in (1, 2, 3)
     if version == 1:
         (crc,) = struct.unpack_from("<I", record, 5)
         assert zlib.crc32(record[9:]) == crc
-        return record[9:], None
-    hot_length, hot_crc, full_crc = struct.unpack_from("<III", record, 5)
-    hot, full = record[17:17 + hot_length], record[17 + hot_length:]
-    assert zlib.crc32(hot) == hot_crc and zlib.crc32(full) == full_crc
-    return full, hot
+        return record[9:], None, None
+    if version == 2:
+        (hot_length, hot_crc, full_crc), key, start = struct.unpack_from("<III", record, 5), b"", 17
+    else:
+        hot_length, key, hot_crc, full_crc = struct.unpack_from("<I32sII", record, 5)
+        start = 49
+    hot, full = record[start:start + hot_length], record[start + hot_length:]
+    assert zlib.crc32(key + hot) == hot_crc and zlib.crc32(full) == full_crc
+    return full, hot, key or None
 
 
 def _hot(frame: bytes) -> dict:
@@ -145,7 +149,7 @@ def _hot(frame: bytes) -> dict:
 
 
 def decode(record: bytes) -> str:
-    full, hot = _frames(record)
+    full, hot, key = _frames(record)
     data = DICTIONARY.read_bytes()
     assert hashlib.sha256(data).hexdigest() == DICTIONARY_SHA256
     dictionary = zstandard.ZstdCompressionDict(data, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
@@ -170,15 +174,15 @@ def decode(record: bytes) -> str:
         lines.append(")" + kind)
 
     print_node(0)
-    return "\n".join(lines) + ("\n" if doc["eol"] else "")
+    text = "\n".join(lines) + ("\n" if doc["eol"] else "")
+    assert key is None or hashlib.sha256(text.encode()).digest() == key
+    return text
 
 
 def stars(record: bytes) -> list[tuple]:
     """(id, mass, x, y, z, vx, vy, vz) of each leaf star, sorted by id, from the hot frame alone."""
-    magic, version, hot_length, hot_crc = struct.unpack_from("<4sBII", record)
-    assert magic == b"SNPS" and version == 2
-    hot = record[17:17 + hot_length]
-    assert zlib.crc32(hot) == hot_crc
+    _, hot, _ = _frames(record)
+    assert hot is not None
     rows = _hot(hot)
     up = rows["up"].tolist()
     absolute: list[list[float]] = []
@@ -222,7 +226,7 @@ def test_a_decoder_written_from_the_spec_reads_every_corpus_record() -> None:
         with open_source(path) as stream:
             for root in iter_root_texts(stream, str(path)):
                 record = snapstore.codec.encode_text(root.text)
-                assert record[4] == 2
+                assert record[4] == 3
                 assert decode(record) == root.text, (path, root.first_line)
                 expected = snapstore.codec.particles(record)
                 found = stars(record)

@@ -267,10 +267,10 @@ def test_stored_data_is_msgpack_and_json_only(store_url) -> None:
     assert all(isinstance(json.loads(p), dict) for p in payloads)
     full = zstandard.ZstdDecompressor(dict_data=snapstore.codec.dictionary.dictionary())
     for data in map(bytes, records):
-        hot_end = 17 + int.from_bytes(data[5:9], "little")  # format 2: the hot frame, then the full one
+        hot_end = 49 + int.from_bytes(data[5:9], "little")  # format 3: the hot frame, then the full one
         document = msgpack.unpackb(full.decompress(data[hot_end:]), raw=False, ext_hook=_no_ext)
-        hot = msgpack.unpackb(zstandard.ZstdDecompressor().decompress(data[17:hot_end]), raw=False, ext_hook=_no_ext)
-        assert document["v"] == 2 and hot["n"] == 101  # the root and 100 stars
+        hot = msgpack.unpackb(zstandard.ZstdDecompressor().decompress(data[49:hot_end]), raw=False, ext_hook=_no_ext)
+        assert document["v"] == 3 and hot["n"] == 101  # the root and 100 stars
 
 
 def _no_ext(code, data):

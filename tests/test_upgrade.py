@@ -1,6 +1,6 @@
 """A store the format-1 release wrote keeps working: it reads, verifies and exports
-byte-identically, its arrays equal those of the same text in format 2, and new runs
-(format 2) join it without breaking verify."""
+byte-identically, its arrays equal those of the same text in the current format, and new runs
+(format 3) join it without breaking verify."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def test_a_format_1_store_reads_verifies_and_exports_byte_identically(v1_store, 
 def test_format_1_arrays_equal_those_of_the_same_text_in_format_2(v1_store, tmp_path) -> None:
     with snapstore.open(str(v1_store)) as old, snapstore.open(str(tmp_path / "new.db")) as new:
         fresh = new.ingest(_cut_run(SAMPLE, tmp_path / "n100-w3-s1", 4), name="n100-w3-s1")
-        assert _codecs(tmp_path / "new.db") == {"snapstore-columnar-v2": 5}
+        assert _codecs(tmp_path / "new.db") == {snapstore.codec.CODEC_NAME: 5}
         before, after = old.run("n100-w3-s1").dynamics(), fresh.dynamics()
         assert before.ids.tolist() == after.ids.tolist() and before.seqs.tolist() == after.seqs.tolist()
         for field in ("mass", "pos", "vel"):
@@ -80,7 +80,7 @@ def test_binaries_in_a_format_1_store_export_and_place_their_stars_as_in_format_
 def test_a_store_of_both_formats_verifies_and_reads_each(v1_store, tmp_path) -> None:
     with snapstore.open(str(v1_store)) as store:
         added = store.ingest(SAMPLE, name="added")
-        assert set(_codecs(v1_store)) == {"snapstore-columnar-v1", "snapstore-columnar-v2"}
+        assert set(_codecs(v1_store)) == {"snapstore-columnar-v1", snapstore.codec.CODEC_NAME}
         assert store.verify() == []
         assert added.snapshots()[0].text_bytes() == store.run("n100-w3-s1").snapshots()[0].text_bytes()
         assert store.run("n100-w3-s1").dynamics(snapshots=slice(1, None))["pos"].shape == (100, 4, 3)

@@ -1,8 +1,12 @@
-"""The bytes around a record's documents: magic, version, checksums, zstd frames.
+"""The bytes around a record's documents: magic, version, key, checksums, zstd frames.
 
 Format 1 is one frame; format 2 puts a small hot frame (the star rows) before the
 full one, each with its own CRC-32, so the hot frame is read and checked alone.
-Every read checks the CRC of what it decompresses and zstd's content checksum.
+Format 3 is format 2 with the record's key in its header: the sha256 of the text it
+holds, covered by the hot frame's CRC, so a read that asks for one text can tell a
+misplaced record (a payload file swapped for another) from the one it wanted.
+Every read checks the CRC of what it decompresses and zstd's content checksum, and
+refuses a frame that claims more content than any frame of its size can hold.
 """
 
 from __future__ import annotations
@@ -18,11 +22,15 @@ from snapstore.codec.dictionary import dictionary
 from snapstore.errors import CorruptRecordError
 
 MAGIC = b"SNPS"
-FORMAT_VERSION = 2  # what this code writes; it reads every version in KNOWN_VERSIONS
-KNOWN_VERSIONS = (1, 2)
-_V1 = struct.Struct("<4sBI")     # magic, version, CRC-32 of the frame
-_V2 = struct.Struct("<4sBIII")   # magic, version, hot frame length, CRC-32 of each frame
+FORMAT_VERSION = 3  # what this code writes; it reads every version in KNOWN_VERSIONS
+KNOWN_VERSIONS = (1, 2, 3)
+_V1 = struct.Struct("<4sBI")       # magic, version, CRC-32 of the frame
+_V2 = struct.Struct("<4sBIII")     # magic, version, hot frame length, CRC-32 of each frame
+_V3 = struct.Struct("<4sBI32sII")  # magic, version, hot frame length, key, CRC-32 of key + hot frame, of full frame
 ZSTD_LEVEL = 15
+# A zstd block of at most 128 KiB takes at least 4 bytes: no frame expands by more than this.
+_MAX_EXPANSION = 1 << 15
+_SMALL = 1 << 20
 
 
 @lru_cache(maxsize=4)
@@ -36,11 +44,14 @@ def _decompressor(with_dictionary: bool) -> zstandard.ZstdDecompressor:
     return zstandard.ZstdDecompressor(dict_data=dictionary() if with_dictionary else None)
 
 
-def frame(hot: dict, full: dict, level: int = ZSTD_LEVEL) -> bytes:
-    """A format-2 record of the hot and the full document."""
+def frame(hot: dict, full: dict, key: bytes, level: int = ZSTD_LEVEL) -> bytes:
+    """A format-3 record of the hot and the full document, under ``key`` (the raw sha256
+    of the text it holds)."""
+    if len(key) != 32:
+        raise ValueError("a record's key is a 32-byte sha256")
     hot_frame = _compressor(level, False).compress(msgpack.packb(hot, use_bin_type=True))
     full_frame = _compressor(level, True).compress(msgpack.packb(full, use_bin_type=True))
-    return (_V2.pack(MAGIC, 2, len(hot_frame), zlib.crc32(hot_frame), zlib.crc32(full_frame))
+    return (_V3.pack(MAGIC, 3, len(hot_frame), key, zlib.crc32(hot_frame, zlib.crc32(key)), zlib.crc32(full_frame))
             + hot_frame + full_frame)
 
 
@@ -57,33 +68,69 @@ def version(record: bytes) -> int:
     return found
 
 
-def _v2_bounds(record: bytes) -> tuple[int, int, int]:
-    """Where format 2's hot frame ends, and the two CRCs."""
-    if len(record) < _V2.size:
-        raise CorruptRecordError(f"record is {len(record)} bytes, too short to be a format-2 record")
-    _, _, hot_length, hot_crc, full_crc = _V2.unpack_from(record)
-    end = _V2.size + hot_length
+def key(record: bytes) -> bytes | None:
+    """The key in a record's header (format 3 on), None for the formats before it."""
+    if version(record) < 3:
+        return None
+    if len(record) < _V3.size:
+        raise CorruptRecordError(f"record is {len(record)} bytes, too short to be a format-3 record")
+    return _V3.unpack_from(record)[3]
+
+
+def require_key(record: bytes, text_sha256: str) -> bytes:
+    """``record`` when it is the one stored under ``text_sha256`` (hex).  A record of an
+    older format names no key and is checked by its text; bytes that are not a snapstore
+    record at all (a run's attached log) are left to their own reader."""
+    if record[:4] != MAGIC:
+        return record
+    found = key(record)
+    if found is None or found.hex() == text_sha256:
+        return record
+    end, header_key, hot_crc, _ = _bounds(record, _V3)
+    if zlib.crc32(memoryview(record)[_V3.size:end], zlib.crc32(header_key)) != hot_crc:
+        raise CorruptRecordError("record checksum mismatch: the stored bytes are corrupt")
+    raise CorruptRecordError(f"record stored under {text_sha256[:16]} is the record of another text "
+                             f"({found.hex()[:16]}): misplaced or forged")
+
+
+def _bounds(record: bytes, layout: struct.Struct) -> tuple[int, bytes, int, int]:
+    """Where the hot frame ends, the key (b"" before format 3), and the two CRCs."""
+    if len(record) < layout.size:
+        raise CorruptRecordError(f"record is {len(record)} bytes, too short to be a format-{record[4]} record")
+    fields = layout.unpack_from(record)
+    hot_length, hot_crc, full_crc = fields[2], fields[-2], fields[-1]
+    end = layout.size + hot_length
     if end > len(record):
         raise CorruptRecordError("record is cut short: its hot section runs past its end")
-    return end, hot_crc, full_crc
+    return end, fields[3] if layout is _V3 else b"", hot_crc, full_crc
 
 
-def _unpacked(data: memoryview, crc: int, with_dictionary: bool) -> dict:
-    if zlib.crc32(data) != crc:
+def _unpacked(data: memoryview, crc: int, with_dictionary: bool, covered: bytes = b"") -> dict:
+    if zlib.crc32(data, zlib.crc32(covered)) != crc:
         raise CorruptRecordError("record checksum mismatch: the stored bytes are corrupt")
     try:
+        claimed = zstandard.frame_content_size(data)
+        if claimed < 0 or claimed > _SMALL + _MAX_EXPANSION * len(data):
+            raise CorruptRecordError("record cannot be decoded: a frame claims more content than it can hold")
         # tuples, not lists: cheaper to build
         return msgpack.unpackb(_decompressor(with_dictionary).decompress(data), raw=False, use_list=False)
-    except (zstandard.ZstdError, ValueError, msgpack.UnpackException) as exc:
+    except (zstandard.ZstdError, ValueError, msgpack.UnpackException, RecursionError) as exc:
+        if isinstance(exc, CorruptRecordError):
+            raise
         raise CorruptRecordError(f"record cannot be decoded: {exc}") from None
 
 
+def _layout(record: bytes) -> struct.Struct:
+    return _V3 if version(record) == 3 else _V2
+
+
 def hot_document(record: bytes) -> dict | None:
-    """The checked hot document of a format-2 record; None for format 1, which has none."""
+    """The checked hot document of a format-2 or -3 record; None for format 1, which has none."""
     if version(record) == 1:
         return None
-    end, hot_crc, _ = _v2_bounds(record)
-    return _unpacked(memoryview(record)[_V2.size:end], hot_crc, False)
+    end, header_key, hot_crc, _ = _bounds(record, _layout(record))
+    size = _layout(record).size
+    return _unpacked(memoryview(record)[size:end], hot_crc, False, header_key)
 
 
 def documents(record: bytes) -> tuple[dict, dict | None]:
@@ -91,5 +138,6 @@ def documents(record: bytes) -> tuple[dict, dict | None]:
     view = memoryview(record)
     if version(record) == 1:
         return _unpacked(view[_V1.size:], _V1.unpack_from(record)[2], True), None
-    end, hot_crc, full_crc = _v2_bounds(record)
-    return _unpacked(view[end:], full_crc, True), _unpacked(view[_V2.size:end], hot_crc, False)
+    layout = _layout(record)
+    end, header_key, hot_crc, full_crc = _bounds(record, layout)
+    return _unpacked(view[end:], full_crc, True), _unpacked(view[layout.size:end], hot_crc, False, header_key)

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from snapstore.codec import validate
 from snapstore.codec.intpack import pack_floats, pack_ints, unpack_floats, unpack_ints
 from snapstore.codec.numbers import EXACT_INT, Column, as_whole
 from snapstore.codec.stars import StarRows
-from snapstore.errors import CorruptRecordError
 
 # (story kind, key, width) of the columns the hot section can hold, and their field
 HELD = {("Particle", "i", 1): "i", ("Dynamics", "m", 1): "m", ("Dynamics", "r", 3): "r", ("Dynamics", "v", 3): "v"}
@@ -29,18 +29,12 @@ def hot_document(rows: StarRows) -> dict:
 
 
 def star_rows_from_hot(doc: dict) -> StarRows:
-    """Inverse of ``hot_document``."""
-    count = doc["n"]
+    """Inverse of ``hot_document``, for a hot section that ``validate.hot`` accepts."""
+    count = validate.hot(doc)
     name = doc.get("name")
-    parent = unpack_ints(doc["up"])
-    if parent.size != count:
-        raise CorruptRecordError("record cannot be decoded: its star rows disagree on their number")
-    try:
-        return StarRows(parent, _unpack_index(doc["i"]), None if name is None else unpack_floats(name),
-                        unpack_floats(doc["m"]), unpack_floats(doc["r"]).reshape(3, count).T,
-                        unpack_floats(doc["v"]).reshape(3, count).T)
-    except (ValueError, IndexError) as exc:
-        raise CorruptRecordError(f"record cannot be decoded: {exc}") from None
+    return StarRows(unpack_ints(doc["up"]), _unpack_index(doc["i"], count),
+                    None if name is None else unpack_floats(name), unpack_floats(doc["m"]),
+                    unpack_floats(doc["r"]).reshape(3, count).T, unpack_floats(doc["v"]).reshape(3, count).T)
 
 
 def _pack_index(index: np.ndarray) -> list:
@@ -52,11 +46,11 @@ def _pack_index(index: np.ndarray) -> list:
     return ["f", pack_floats(index)]
 
 
-def _unpack_index(packed: list) -> np.ndarray:
+def _unpack_index(packed: list, count: int) -> np.ndarray:
     if packed[0] == "f":
         return unpack_floats(packed[1])
     index = unpack_ints(packed[1]).astype(np.float64)
-    index[unpack_ints(packed[2])] = np.nan
+    index[validate.in_range(unpack_ints(packed[2]), "hot i missing", 0, count - 1)] = np.nan
     return index
 
 

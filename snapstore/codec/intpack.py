@@ -8,6 +8,8 @@ second bytes...) so zstd sees the slowly varying sign/exponent bytes together.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from snapstore import kernel
@@ -24,9 +26,10 @@ def _shuffle(values: np.ndarray) -> bytes:
 def _unshuffle(data: bytes, dtype: np.dtype, count: int) -> np.ndarray:
     if dtype.itemsize == 1:
         return np.frombuffer(data, np.uint8).view(dtype)
-    compiled = kernel.COMPILED
-    if compiled is not None and len(data) == dtype.itemsize * count:
-        return np.frombuffer(compiled.unshuffle(data, dtype.itemsize), dtype)
+    if len(data) == dtype.itemsize * count:
+        unshuffled = kernel.unshuffle(data, dtype.itemsize)
+        if unshuffled is not None:
+            return np.frombuffer(unshuffled, dtype)
     return unshuffle_reference(data, dtype, count)
 
 
@@ -60,7 +63,7 @@ def pack_ints(values: np.ndarray) -> list:
     return [mode, dtype.str, count, _shuffle(chosen.astype(dtype))]
 
 
-def unpack_ints(packed: list) -> np.ndarray:
+def unpack_ints(packed: Sequence) -> np.ndarray:
     """Inverse of ``pack_ints``: an int64 array."""
     if packed[0] == "c":
         return np.full(packed[2], packed[1], dtype=np.int64)
@@ -81,7 +84,7 @@ def pack_floats(values: np.ndarray) -> list:
     return ["r", _shuffle(values)]
 
 
-def unpack_floats(packed: list) -> np.ndarray:
+def unpack_floats(packed: Sequence) -> np.ndarray:
     """Inverse of ``pack_floats``."""
     if packed[0] == "c":
         return np.repeat(np.frombuffer(packed[1], np.float64), packed[2])

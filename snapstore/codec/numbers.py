@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 
 import numpy as np
 
 from snapstore import kernel
 from snapstore.codec.intpack import pack_floats, pack_ints, unpack_floats, unpack_ints
+from snapstore.codec.validate import in_range
 
 _EXPONENT = 128  # codes >= this are exponent style with (code - 128) decimals
 _FRACTIONAL = re.compile(rb"[.eE]")
@@ -37,9 +39,12 @@ def format_codes(tokens: np.ndarray) -> np.ndarray:
 
 def format_floats(values: np.ndarray, codes: np.ndarray) -> list[str]:
     """Print float tokens with their format codes."""
-    if kernel.COMPILED is not None:
-        return kernel.COMPILED.format_floats(np.ascontiguousarray(values, np.float64),
-                                             np.ascontiguousarray(codes, np.uint8))
+    printed = kernel.format_floats(values, codes)
+    return format_floats_reference(values, codes) if printed is None else printed
+
+
+def format_floats_reference(values: np.ndarray, codes: np.ndarray) -> list[str]:
+    """The reference for the compiled ``format_floats``: Python's own formatting."""
     formats = FORMATS
     return [formats[c] % x for c, x in zip(codes.tolist(), values.tolist())]
 
@@ -118,7 +123,7 @@ class Column:
     def fill_from(self, body: bytes, starts: np.ndarray, ends: np.ndarray) -> None:
         """Type the column from the values ``body[starts[k]:ends[k]]``: the compiled kernel
         when it is there and sure of the answer, else ``fill``."""
-        typed = None if kernel.COMPILED is None else kernel.COMPILED.type_column(body, starts, ends, self.width)
+        typed = kernel.type_column(body, starts, ends, self.width)
         if typed is None:
             self.fill(value_texts(body, starts, ends))
             return
@@ -169,7 +174,7 @@ class Column:
     def codes(self) -> np.ndarray | None:
         """Each float token's format code; decoded on first use, as numbers() needs none."""
         if self._codes is None and self._packed_codes is not None:
-            self._codes = self._by_token(unpack_ints(self._packed_codes))
+            self._codes = self._by_token(in_range(unpack_ints(self._packed_codes), "format codes", 0, 255))
         return self._codes
 
     def integral(self) -> np.ndarray | None:
@@ -213,7 +218,7 @@ class Column:
 
     # -- decoding -----------------------------------------------------------------
     @classmethod
-    def unpack(cls, packed: list, reference: np.ndarray | None = None, held: np.ndarray | None = None) -> Column:
+    def unpack(cls, packed: Sequence, reference: np.ndarray | None = None, held: np.ndarray | None = None) -> Column:
         """Inverse of ``pack``; ``reference`` as given to ``pack``, ``held`` the tokens a
         hot section holds for a column packed with ``held``."""
         column = cls(packed[0], packed[1], packed[2])

@@ -26,7 +26,7 @@ from functools import cached_property
 import numpy as np
 
 from snapstore import kernel
-from snapstore.codec import framing
+from snapstore.codec import framing, validate
 from snapstore.codec.framing import FORMAT_VERSION, ZSTD_LEVEL
 from snapstore.codec.hot import HELD, can_hold, held_tokens, hot_document, star_rows_from_hot
 from snapstore.codec.intpack import pack_ints, unpack_ints
@@ -71,12 +71,22 @@ class Layout(_KeyedColumns):
     so reading four columns of a snapshot does not pay for the other hundred."""
 
     def __init__(self, doc: dict, hot: dict | None = None) -> None:
+        # Validated whole before use (validate.py): every decoder then sees a consistent layout.
+        n_nodes = validate.full(doc)
+        self._packed: list = doc["cols"]
         self._templates: list = doc["tpl"]
-        self.node_template = unpack_ints(doc["nt"])
-        self.node_parent = parents_from_depth(unpack_ints(doc["nd"]))
+        children, lines, entries = validate.templates(self._templates, len(self._packed))
+        self.node_template = validate.in_range(unpack_ints(doc["nt"]), "nt", 0, len(self._templates) - 1)
+        self.node_parent = parents_from_depth(validate.depths(unpack_ints(doc["nd"])))
+        validate.children(self.node_parent, self.node_template, children)
+        uses = np.bincount(self.node_template, minlength=len(self._templates))
+        if int(uses @ lines) != len(doc["lines"]):
+            raise validate.corrupt("lines", f"the templates use {int(uses @ lines)} free lines, the record holds "
+                                            f"{len(doc['lines'])}")
+        self._occurrences: list[int] = (uses @ entries).tolist()
+        self._n_nodes = n_nodes
         self.lines: Sequence[str] = doc["lines"]
         self.final_newline: bool = doc["eol"]
-        self._packed: list = doc["cols"]
         self._decoded: dict[int, tuple[Column, np.ndarray]] = {}
         self._hot = None if hot is None else star_rows_from_hot(hot)
 
@@ -85,18 +95,35 @@ class Layout(_KeyedColumns):
         """The star rows: a format-2 record's hot section, else read from the columns."""
         return self._hot if self._hot is not None else star_rows(self)
 
+    def check_hot_section(self) -> None:
+        """CorruptRecordError unless the hot section holds exactly the star rows the full
+        document gives (arrays read only the hot section, so ``verify`` compares the two)."""
+        if self._hot is None:
+            return
+        full = star_rows(self)
+        for field in ("parent", "index", "name", "mass", "pos", "vel"):
+            hot_values, full_values = getattr(self._hot, field), getattr(full, field)
+            same = (hot_values is None and full_values is None) or (
+                hot_values is not None and full_values is not None and hot_values.shape == full_values.shape
+                and np.array_equal(np.ascontiguousarray(hot_values).view(np.uint8),
+                                   np.ascontiguousarray(full_values).view(np.uint8)))
+            if not same:
+                raise CorruptRecordError(f"record's hot section disagrees with its text in the stars' {field}")
+
     def column_at(self, index: int) -> tuple[Column, np.ndarray]:
         """Column ``index`` and the node owning each occurrence, decoding it (and the
         column it is predicted from) on first use."""
         found = self._decoded.get(index)
         if found is None:
-            packed = self._packed[index]
+            packed = validate.column(self._packed[index], index, self._occurrences[index])
             owners = self.owners_at(index)
             reference, prediction, held = packed[-2], None, None
             if reference is not None:
                 ref, ref_owners = self.column_at(reference)
                 ref_whole = ref.integral()
-                assert ref_whole is not None  # only whole-number columns are chosen as references
+                if ref_whole is None or ref.width != packed[2]:
+                    raise validate.corrupt(f"column {index}", "its reference is not a whole-number column "
+                                                              "of its width")
                 prediction = _predict(owners, ref_owners, ref_whole, ref.width)
             if packed[3] != "s" and packed[4][0] == "h":
                 held = self._held(packed, owners)
@@ -107,9 +134,9 @@ class Layout(_KeyedColumns):
     def _row_of(self) -> np.ndarray:
         return particle_nodes(self)[1]
 
-    def _held(self, packed: list, owners: np.ndarray) -> np.ndarray:
+    def _held(self, packed: Sequence, owners: np.ndarray) -> np.ndarray:
         """The tokens of a column whose numbers the hot section holds."""
-        if self._hot is None or packed[4][1] not in HELD.values():
+        if self._hot is None or HELD.get((packed[0], packed[1], packed[2])) != packed[4][1]:
             raise CorruptRecordError("record cannot be decoded: a column refers to a hot section it lacks")
         target = owner_rows(self, self._row_of, packed[0], owners)
         if (target < 0).any() or (target.size and target.max() >= self._hot.parent.size):
@@ -145,11 +172,17 @@ class Layout(_KeyedColumns):
         found = self._decoded.get(index)
         if found is not None:
             return found[1]
-        owners = self._packed[index][-1]
-        if not isinstance(owners, int):
-            return unpack_ints(owners)
+        packed = validate.sequence(self._packed[index], f"column {index}")
+        owners = packed[-1] if packed else None
+        count = self._occurrences[index]
+        if type(owners) is not int:
+            validate.packed_ints(owners, f"column {index} owners", count)
+            return validate.in_range(unpack_ints(validate.sequence(owners, "owners")), f"column {index} owners", 0,
+                                     self._n_nodes - 1)
         if not 0 <= owners < index:  # an earlier column's owners, or the record is corrupt
             raise CorruptRecordError(f"record cannot be decoded: column {index} takes its owners from column {owners}")
+        if self._occurrences[owners] != count:
+            raise validate.corrupt(f"column {index}", f"takes its owners from column {owners}, of another size")
         return self.owners_at(owners)
 
     @property
@@ -247,7 +280,7 @@ class _Scan:
     prefixes: list[bytes]
 
 
-def _scan_reference(body: bytes) -> _Scan:
+def scan_reference(body: bytes) -> _Scan:
     """The scan in whole-array numpy passes: the reference for the compiled ``scan``."""
     lines = _Lines(body)
     opens, closes, level = lines.opens, lines.closes, lines.level
@@ -280,8 +313,10 @@ def _scan_reference(body: bytes) -> _Scan:
                  line_ends, width, list(prefix_ids))
 
 
-def _scan_compiled(body: bytes, compiled) -> _Scan:
-    found = compiled.scan(body)
+def _scan(body: bytes) -> _Scan:
+    found = kernel.scan(body)
+    if found is None:  # no kernel, or not a well-formed story: the reference decides what to make of it
+        return scan_reference(body)
     arrays = {name: np.frombuffer(value, np.int64) for name, value in found.items()
               if name not in ("content", "kinds", "prefixes")}
     tree = _Tree(arrays["depth"], arrays["kind"], [name.decode() for name in found["kinds"]], arrays["owner"],
@@ -289,16 +324,6 @@ def _scan_compiled(body: bytes, compiled) -> _Scan:
     return _Scan(body, arrays["line_start"], arrays["line_end"], arrays["opens"], arrays["closed"], tree,
                  arrays["entry_line"], arrays["entry_prefix"], arrays["entry_start"], arrays["entry_end"],
                  arrays["entry_width"], found["prefixes"])
-
-
-def _scan(body: bytes) -> _Scan:
-    compiled = kernel.COMPILED
-    if compiled is not None:
-        try:
-            return _scan_compiled(body, compiled)
-        except ValueError:  # not a well-formed story: the reference decides what to make of it
-            pass
-    return _scan_reference(body)
 
 
 @dataclass
@@ -371,12 +396,11 @@ def _templates(scan: _Scan, entries: _Entries, columns: _Columns) -> tuple[list,
     item = np.full(scan.starts.size, _LINE, dtype=np.int32)
     item[scan.opens] = _CHILD
     item[entries.line] = pair_of.ravel()
-    compiled = kernel.COMPILED
-    if compiled is not None:
-        node_bytes, distinct = compiled.intern_templates(item, tree.owner, scan.closed, tree.kind)
-        node_template = np.frombuffer(node_bytes, np.int64)
+    interned = kernel.intern_templates(item, tree.owner, scan.closed, tree.kind)
+    if interned is not None:
+        node_template, distinct = np.frombuffer(interned[0], np.int64), interned[1]
     else:
-        distinct, node_template = _intern_templates(item, tree.owner, scan.closed, tree.kind)
+        distinct, node_template = intern_templates_reference(item, tree.owner, scan.closed, tree.kind)
     pair_items = [[p // n_prefixes, entries.prefixes[p % n_prefixes]] for p in pairs.tolist()]
     stored = [[tree.kinds[kind], [code if code < 0 else pair_items[code]
                                   for code in np.frombuffer(items, np.int32).tolist()]]
@@ -384,7 +408,7 @@ def _templates(scan: _Scan, entries: _Entries, columns: _Columns) -> tuple[list,
     return stored, node_template
 
 
-def _intern_templates(item: np.ndarray, owner: np.ndarray, closed: np.ndarray,
+def intern_templates_reference(item: np.ndarray, owner: np.ndarray, closed: np.ndarray,
                       node_kind: np.ndarray) -> tuple[list[tuple[int, bytes]], np.ndarray]:
     """The reference for the compiled ``intern_templates``: each node's items (its lines'
     codes in line order) keyed with its kind, numbered in the order the nodes close."""
@@ -546,16 +570,24 @@ def _utf8(text: str | bytes) -> bytes:
     return text.encode("utf-8") if isinstance(text, str) else text
 
 
-def encode_text(text: str | bytes, level: int = ZSTD_LEVEL) -> bytes:
-    """Encode the exact text (str or UTF-8 bytes) of one well-formed root story."""
-    full, hot = _documents(_utf8(text))
-    return framing.frame(hot, full, level)
+def _key(data: bytes, text_sha256: str | None) -> bytes:
+    return hashlib.sha256(data).digest() if text_sha256 is None else bytes.fromhex(text_sha256)
 
 
-def encode_text_with_layout(text: str | bytes, level: int = ZSTD_LEVEL) -> tuple[bytes, Layout]:
-    """As ``encode_text``, also giving the record's layout without decoding the record."""
-    full, hot = _documents(_utf8(text))
-    return framing.frame(hot, full, level), Layout(full, hot)
+def encode_text(text: str | bytes, level: int = ZSTD_LEVEL, text_sha256: str | None = None) -> bytes:
+    """Encode the exact text (str or UTF-8 bytes) of one well-formed root story; the
+    record carries the text's sha256 (``text_sha256`` when the caller has it already)."""
+    return encode_text_with_layout(text, level, text_sha256)[0]
+
+
+def encode_text_with_layout(text: str | bytes, level: int = ZSTD_LEVEL,
+                            text_sha256: str | None = None) -> tuple[bytes, Layout]:
+    """As ``encode_text``, also giving the record's layout without decoding the record.
+    The layout is validated as a reader would: a story no reader could take is refused."""
+    data = _utf8(text)
+    full, hot = _documents(data)
+    structure = Layout(full, hot)
+    return framing.frame(hot, full, _key(data, text_sha256), level), structure
 
 
 def encode(story: Story, level: int = ZSTD_LEVEL) -> bytes:
@@ -616,22 +648,24 @@ def text_from_layout(structure: Layout) -> str:
     other readers of the same layout)."""
     if kernel.COMPILED is not None:
         return bytes_from_layout(structure).decode("utf-8")
+    return render_reference(structure)
+
+
+def render_reference(structure: Layout) -> str:
+    """The reference for the compiled ``render``: the layout's lines joined."""
     text = EOL.join(iter_decoded_lines(structure))
     return text + EOL if structure.final_newline else text
 
 
 def bytes_from_layout(structure: Layout) -> bytes:
     """The exact story text of a layout as UTF-8 bytes (what an export writes)."""
-    compiled = kernel.COMPILED
-    if compiled is None:
-        return text_from_layout(structure).encode("utf-8")
+    if kernel.COMPILED is None:
+        return render_reference(structure).encode("utf-8")
     kinds, items, entry_column, entry_prefix = structure.render_templates
-    try:
-        return compiled.render(structure.node_template, kinds, items, entry_column, entry_prefix,
-                               [_render_column(column) for column in structure.columns], structure.lines,
-                               structure.final_newline)
-    except (ValueError, TypeError) as exc:
-        raise CorruptRecordError(f"record cannot be decoded: {exc}") from None
+    rendered = kernel.render(structure.node_template, kinds, items, entry_column, entry_prefix,
+                             [_render_column(column) for column in structure.columns], structure.lines,
+                             structure.final_newline)
+    return render_reference(structure).encode("utf-8") if rendered is None else rendered
 
 
 def _render_column(column: Column) -> tuple:

@@ -212,17 +212,11 @@ def _identities(index: np.ndarray, names: np.ndarray | None) -> np.ndarray:
 def star_table(rows: StarRows) -> np.ndarray:
     """The leaf stars as a structured array sorted by ``id`` (see ``particles``): the
     compiled kernel when it is there, else ``star_table_reference``."""
-    compiled = kernel.COMPILED
-    if compiled is None:
-        return star_table_reference(rows)
     by_component = [np.ascontiguousarray(values.T) for values in (rows.pos, rows.vel)]  # a view's base: no copy
-    try:
-        data = compiled.stars(np.ascontiguousarray(rows.parent, np.int64), np.ascontiguousarray(rows.index),
-                              None if rows.name is None else np.ascontiguousarray(rows.name),
-                              np.ascontiguousarray(rows.mass), *by_component)
-    except ValueError as exc:
-        raise CorruptRecordError(f"record cannot be decoded: {exc}") from None
-    return np.frombuffer(data, PARTICLE_DTYPE)
+    data = kernel.stars(np.ascontiguousarray(rows.parent, np.int64), np.ascontiguousarray(rows.index),
+                        None if rows.name is None else np.ascontiguousarray(rows.name),
+                        np.ascontiguousarray(rows.mass), *by_component)
+    return star_table_reference(rows) if data is None else np.frombuffer(data, PARTICLE_DTYPE)
 
 
 def star_table_reference(rows: StarRows) -> np.ndarray:

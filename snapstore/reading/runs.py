@@ -238,11 +238,15 @@ class Run:
         ``Snapshot.particles``), in sequence order, from one streamed query."""
         items = {item.seq: item for item in (self.snapshots() if chosen is None else chosen)}
         with self.engine.connect() as connection:
-            for seq, data in run_records(connection, self.id, sorted(items)):
-                try:
-                    yield items[seq], codec.particles(data)
-                except CorruptRecordError as exc:
-                    raise CorruptRecordError(f"run {self.name!r} snapshot #{seq}: {exc}") from None
+            try:
+                for seq, data in run_records(connection, self.id, sorted(items)):  # its errors name the snapshot
+                    try:
+                        table = codec.particles(data)
+                    except CorruptRecordError as exc:
+                        raise CorruptRecordError(f"snapshot #{seq}: {exc}") from None
+                    yield items[seq], table
+            except CorruptRecordError as exc:
+                raise CorruptRecordError(f"run {self.name!r} {exc}") from None
 
     def timeseries(self, keys: str | Iterable[str] | None = None) -> Timeseries:
         """Observables over the run's whole snapshots as numpy arrays: each root entry

@@ -44,7 +44,7 @@ class Encoded:
 
 def encode(data: bytes, digest: str, check: bool) -> Encoded:
     """Encode one story's UTF-8 text; with ``check``, decode the record and compare."""
-    blob, structure = codec.encode_text_with_layout(data)
+    blob, structure = codec.encode_text_with_layout(data, text_sha256=digest)
     faithful = True
     if check:
         try:  # the summary then reads the checked layout, whose columns the check has decoded

@@ -29,11 +29,18 @@ def _snapshot_rows(connection: Connection, run_ids: list[str] | None) -> list:
     return list(connection.execute(query))
 
 
+# What a decoder bug looks like; verify reports it against the record and checks the rest.
+_DECODER_FAULTS = (ValueError, TypeError, IndexError, KeyError, OverflowError, RecursionError, MemoryError)
+
+
 def _problem(connection: Connection, record_hash: str) -> str | None:
     try:
-        codec.checked_bytes(fetch_record(connection, record_hash), record_hash)  # the bytes are what is hashed
+        structure, _ = codec.checked_bytes(fetch_record(connection, record_hash), record_hash)  # bytes are hashed
+        structure.check_hot_section()
     except CorruptRecordError as exc:
         return str(exc)
+    except _DECODER_FAULTS as exc:
+        return f"record cannot be checked ({type(exc).__name__}: {exc})"
     return None
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
-from snapstore.blobs import PosixStorage, S3Storage
+from snapstore.blobs import PosixStorage, S3Storage, read_regular_file
 from snapstore.errors import BlobNotFoundError, CorruptRecordError, StoreURLError
 
 
@@ -69,7 +69,7 @@ def fetch_location(location: str) -> bytes:
     parsed = urlparse(location)
     try:
         if parsed.scheme == "file":
-            return _local_path(parsed.path).read_bytes()
+            return read_regular_file(_local_path(parsed.path))
         if parsed.scheme == "s3":
             return _bucket(parsed.netloc).get(parsed.path.lstrip("/"))
     except (OSError, BlobNotFoundError) as exc:

@@ -1,4 +1,8 @@
-"""Record rows: content-addressed snapshot bytes, in the database or at an external location."""
+"""Record rows: content-addressed snapshot bytes, in the database or at an external location.
+
+Every read hands back a record only after checking that it is the one stored under the
+hash asked for (``framing.require_key``): a swapped payload file is an error, never
+another snapshot's data."""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from collections.abc import Iterator
 from sqlalchemy import Connection, Engine, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from snapstore.codec.framing import require_key
 from snapstore.errors import CorruptRecordError
 from snapstore.store.backend import SINGLE_STATEMENT
 from snapstore.store.payloads import fetch_location
@@ -21,8 +26,8 @@ def insert_record(connection: Connection, values: dict) -> None:
     connection.execute(dialect.insert(record).values(**values).on_conflict_do_nothing(index_elements=["hash"]))
 
 
-def _payload(row) -> bytes:
-    return fetch_location(row.location) if row.location else bytes(row.data)
+def _payload(row, record_hash: str) -> bytes:
+    return require_key(fetch_location(row.location) if row.location else bytes(row.data), record_hash)
 
 
 def _missing(record_hash: str) -> CorruptRecordError:
@@ -37,7 +42,7 @@ def fetch_records(connection: Connection, hashes: list[str]) -> dict[str, bytes]
     missing = set(hashes) - set(rows)
     if missing:
         raise _missing(sorted(missing)[0])
-    return {key: _payload(row) for key, row in rows.items()}
+    return {key: _payload(row, key) for key, row in rows.items()}
 
 
 def read_record(engine: Engine, record_hash: str) -> bytes:
@@ -52,12 +57,13 @@ def fetch_record(connection: Connection, record_hash: str) -> bytes:
     row = connection.execute(_ONE_RECORD, {"hash": record_hash}).first()
     if row is None:
         raise _missing(record_hash)
-    return _payload(row)
+    return _payload(row, record_hash)
 
 
 def run_records(connection: Connection, run_id: str, seqs: list[int]) -> Iterator[tuple[int, bytes]]:
     """``(seq, record bytes)`` of a run's stories ``seqs`` (sorted, distinct), in sequence
-    order: one query, its rows streamed a batch at a time so a long run is never all in memory."""
+    order: one query, its rows streamed a batch at a time so a long run is never all in memory.
+    A record that cannot be had is a CorruptRecordError naming its snapshot."""
     if not seqs:
         return
     query = (select(snapshot.c.seq, snapshot.c.record_hash, record.c.hash, record.c.data, record.c.location)
@@ -68,6 +74,10 @@ def run_records(connection: Connection, run_id: str, seqs: list[int]) -> Iterato
     else:
         query = query.where(snapshot.c.seq.in_(seqs))
     for row in connection.execution_options(yield_per=64).execute(query):  # (run_id, seq) is the key: all wanted
-        if row.hash is None:
-            raise _missing(row.record_hash)
-        yield row.seq, _payload(row)
+        try:
+            if row.hash is None:
+                raise _missing(row.record_hash)
+            data = _payload(row, row.hash)
+        except CorruptRecordError as exc:
+            raise CorruptRecordError(f"snapshot #{row.seq}: {exc}") from None
+        yield row.seq, data

@@ -202,8 +202,7 @@ class _Splitter:
         self._unscanned = False
         start = 0  # where the current root (or the gap before it) begins
         expect = 0 if not self.stack else -1  # offset where the next root must open
-        compiled = kernel.COMPILED
-        found = compiled.split_roots(self.buffer, 0) if compiled is not None and not self.stack else None
+        found = kernel.split_roots(self.buffer, 0) if not self.stack else None
         if found is not None:  # whole, regular roots at C speed; the loop below takes what is left
             ends, stop, unfinished = found
             for end in ends:

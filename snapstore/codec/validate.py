@@ -1,0 +1,256 @@
+"""One validation of a decoded record, before anything uses it.
+
+A record read back may have been written by anyone with access to a shared store, payload
+folder or bucket, with checksums that match.  So every count, width, index, template item,
+override position, format code and array length of its documents is checked here against
+the record's own sizes, before numpy allocates or the compiled kernel walks anything:
+both decoders then only ever see consistent layouts, and agree.  A violation is one
+``CorruptRecordError`` naming the field.
+
+Counts are checked before any array is built from them (a forged ``["c", 0, 2**40]``
+must not allocate), by division rather than multiplication, and under ``MAX_TOKENS``:
+the encoder refuses a story beyond that too, so every record written is readable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from snapstore.errors import CorruptRecordError
+
+MAX_TOKENS = 1 << 27  # per array: 1 GiB of float64, ~40x a million-star snapshot's column
+_INT_DTYPES = {np.dtype(t).str: np.dtype(t).itemsize for t in ("u1", "i1", "u2", "i2", "u4", "i4", "i8")}
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+_SEQUENCE = (list, tuple)
+
+
+def corrupt(field: str, why: str) -> CorruptRecordError:
+    """The error for a record whose ``field`` is inconsistent."""
+    return CorruptRecordError(f"record cannot be decoded: {field}: {why}")
+
+
+def integer(value: object, field: str, low: int, high: int) -> int:
+    """``value`` as an int in [low, high] (bool is not a number here)."""
+    if type(value) is not int or not low <= value <= high:
+        raise corrupt(field, f"expected a whole number from {low} to {high}, found {_shown(value)}")
+    return value
+
+
+def sequence(value: object, field: str, length: int | None = None) -> Sequence:
+    """``value`` as a list or tuple (of ``length`` items when given)."""
+    if not isinstance(value, _SEQUENCE) or (length is not None and len(value) != length):
+        want = "a list" if length is None else f"a list of {length}"
+        raise corrupt(field, f"expected {want}, found {_shown(value)}")
+    return value
+
+
+def texts(value: object, field: str, length: int | None = None) -> Sequence[str]:
+    """A list of str."""
+    items = sequence(value, field, length)
+    if not all(type(item) is str for item in items):
+        raise corrupt(field, "expected a list of texts")
+    return items
+
+
+def head(value: object) -> object:
+    """The first item of a packed list (its mode), None for anything else."""
+    return value[0] if isinstance(value, _SEQUENCE) and value else None
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _count(found: int, field: str, count: int | None, limit: int) -> int:
+    if count is not None and found != count:
+        raise corrupt(field, f"holds {found} values where {count} are needed")
+    if found > limit:
+        raise corrupt(field, f"claims {found} values, more than {limit}")
+    return found
+
+
+def packed_ints(packed: object, field: str, count: int | None = None, limit: int = MAX_TOKENS) -> int:
+    """Check a ``pack_ints`` list before it is unpacked; its number of values, which is
+    ``count`` when given and at most ``limit``."""
+    packed = sequence(packed, field)
+    mode = packed[0] if packed else None
+    if mode == "c":
+        sequence(packed, field, 3)
+        integer(packed[1], field, *_INT64)
+        return _count(integer(packed[2], field, 0, MAX_TOKENS), field, count, limit)
+    if mode in ("r", "d"):
+        sequence(packed, field, 4)
+        itemsize = _INT_DTYPES.get(packed[1]) if isinstance(packed[1], str) else None
+        if itemsize is None:
+            raise corrupt(field, f"not an integer type: {_shown(packed[1])}")
+        found = integer(packed[2], field, 0, MAX_TOKENS)
+        data = packed[3]
+        if type(data) is not bytes or len(data) % itemsize or len(data) // itemsize != found:
+            raise corrupt(field, f"its bytes do not hold {found} values")
+        return _count(found, field, count, limit)
+    raise corrupt(field, f"unknown packing {_shown(mode)}")
+
+
+def packed_floats(packed: object, field: str, count: int | None = None, limit: int = MAX_TOKENS) -> int:
+    """Check a ``pack_floats`` list before it is unpacked; its number of values."""
+    packed = sequence(packed, field)
+    mode = packed[0] if packed else None
+    if mode == "c":
+        sequence(packed, field, 3)
+        if type(packed[1]) is not bytes or len(packed[1]) != 8:
+            raise corrupt(field, "a constant float is not 8 bytes")
+        return _count(integer(packed[2], field, 0, MAX_TOKENS), field, count, limit)
+    if mode == "r":
+        sequence(packed, field, 2)
+        if type(packed[1]) is not bytes or len(packed[1]) % 8:
+            raise corrupt(field, "its bytes are not a whole number of floats")
+        return _count(len(packed[1]) // 8, field, count, limit)
+    raise corrupt(field, f"unknown packing {_shown(mode)}")
+
+
+def in_range(values: np.ndarray, field: str, low: int, high: int) -> np.ndarray:
+    """``values`` when every one lies in [low, high]."""
+    if values.size and (int(values.min()) < low or int(values.max()) > high):
+        raise corrupt(field, f"values outside {low}..{high}")
+    return values
+
+
+def templates(raw: object, n_columns: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Check the templates; per template its number of sub-stories and of free lines, and
+    a (templates, columns) count of the entries it holds of each column."""
+    raw = sequence(raw, "tpl")
+    children = np.zeros(len(raw), dtype=np.int64)
+    lines = np.zeros(len(raw), dtype=np.int64)
+    entries = np.zeros((len(raw), n_columns), dtype=np.int64)
+    for index, template in enumerate(raw):
+        field = f"template {index}"
+        kind, items = sequence(template, field, 2)
+        if type(kind) is not str:
+            raise corrupt(field, "its kind is not a text")
+        for item in sequence(items, field):
+            if type(item) is int and item in (-1, -2):
+                (children if item == -1 else lines)[index] += 1
+                continue
+            pair = sequence(item, field, 2)
+            column = integer(pair[0], field, 0, n_columns - 1)
+            if type(pair[1]) is not str:
+                raise corrupt(field, "an entry's prefix is not a text")
+            entries[index, column] += 1
+    return children, lines, entries
+
+
+def depths(depth: np.ndarray) -> np.ndarray:
+    """Depths of one tree's nodes in pre-order: one root, each node at most one below the last."""
+    if depth.size == 0:
+        raise corrupt("nd", "a record with no story")
+    if depth[0] != 0 or (depth[1:] < 1).any() or (np.diff(depth) > 1).any():
+        raise corrupt("nd", "the depths are not those of one tree in pre-order")
+    return depth
+
+
+def children(parent: np.ndarray, node_template: np.ndarray, children: np.ndarray) -> None:
+    """Every node has the sub-stories its template names."""
+    found = np.bincount(parent[1:], minlength=parent.size)
+    if not np.array_equal(found, children[node_template]):
+        raise corrupt("nt", "a node's template names another number of sub-stories than it has")
+
+
+# Where a column's numbers may be stored, by its type
+_STORAGE = {"i": ("i", "d", "h"), "f": ("i", "d", "h", "f", "p")}
+
+
+def column(packed: object, index: int, occurrences: int) -> Sequence:
+    """Check column ``index`` (packed) before it is unpacked, ``occurrences`` being how many
+    values its templates use; its overrides and strings, its storage, codes and reference."""
+    field = f"column {index}"
+    packed = sequence(packed, field)
+    if len(packed) < 7:
+        raise corrupt(field, "too few parts")
+    if type(packed[0]) is not str or type(packed[1]) is not str:
+        raise corrupt(field, "its story kind or key is not a text")
+    width = integer(packed[2], f"{field} width", 1, MAX_TOKENS)
+    if occurrences > MAX_TOKENS // width:
+        raise corrupt(field, f"{occurrences} values of {width} tokens are more than a record may hold")
+    kind = packed[3]
+    if kind == "s":
+        sequence(packed, field, 7)
+        texts(packed[4], f"{field} strings", occurrences)
+        if packed[5] is not None:
+            raise corrupt(field, "a text column is predicted from another")
+        return packed
+    if kind not in _STORAGE:
+        raise corrupt(field, f"unknown type {_shown(kind)}")
+    sequence(packed, field, 9 if kind == "f" else 8)
+    storage = sequence(packed[4], f"{field} storage", 2)
+    if storage[0] not in _STORAGE[kind]:
+        raise corrupt(field, f"a type {kind} column cannot be stored as {_shown(storage[0])}")
+    tokens = occurrences * width
+    if storage[0] == "f":
+        packed_floats(storage[1], f"{field} values", tokens)
+    elif storage[0] != "h":
+        packed_ints(storage[1], f"{field} values", tokens)
+    if kind == "f":
+        packed_ints(packed[5], f"{field} format codes", tokens)
+    at, replaced = sequence(packed[-3], f"{field} overrides", 2)
+    texts(replaced, f"{field} overrides", len(sequence(at, f"{field} overrides")))
+    previous = -1
+    for position in at:
+        previous = integer(position, f"{field} overrides", previous + 1, occurrences - 1)
+    reference = packed[-2]
+    if (reference is None) != (storage[0] != "d"):
+        raise corrupt(field, "only a column stored as differences names a reference, and it must")
+    if reference is not None:
+        integer(reference, f"{field} reference", 0, index - 1)
+    return packed
+
+
+def format_codes(codes: np.ndarray, field: str) -> np.ndarray:
+    """Format codes, one byte each."""
+    return in_range(codes, field, 0, 255)
+
+
+HOT_FIELDS = frozenset(("n", "up", "i", "m", "r", "v", "name"))
+
+
+def hot(doc: object) -> int:
+    """Check a hot section before it is unpacked; its number of rows."""
+    if not isinstance(doc, dict) or not HOT_FIELDS.issuperset(doc) or not HOT_FIELDS - {"name"} <= doc.keys():
+        raise corrupt("hot section", f"expected the fields {sorted(HOT_FIELDS)}")
+    # A constant parent array is legitimate only for a lone row (the root's parent is -1,
+    # every other row's is a row), so the stored parents bound the rows by their bytes.
+    n = packed_ints(doc["up"], "hot up", limit=1 if head(doc["up"]) == "c" else MAX_TOKENS)
+    if integer(doc["n"], "hot n", 0, MAX_TOKENS) != n:
+        raise corrupt("hot n", f"says {doc['n']} rows where the parents give {n}")
+    index = sequence(doc["i"], "hot i")
+    if head(index) == "w":
+        sequence(index, "hot i", 3)
+        packed_ints(index[1], "hot i", n)
+        packed_ints(index[2], "hot i missing", limit=n)
+    elif head(index) == "f":
+        sequence(index, "hot i", 2)
+        packed_floats(index[1], "hot i", n)
+    else:
+        raise corrupt("hot i", f"unknown packing {_shown(head(index))}")
+    packed_floats(doc["m"], "hot m", n)
+    packed_floats(doc["r"], "hot r", 3 * n)
+    packed_floats(doc["v"], "hot v", 3 * n)
+    if "name" in doc:
+        packed_floats(doc["name"], "hot name", n)
+    return n
+
+
+def full(doc: object) -> int:
+    """Check the outline of a full document (its parts' types); its number of nodes."""
+    if not isinstance(doc, dict) or not {"tpl", "nt", "nd", "cols", "lines", "eol"} <= doc.keys():
+        raise corrupt("document", "a part is missing")
+    if type(doc["eol"]) is not bool:
+        raise corrupt("eol", "expected true or false")
+    texts(doc["lines"], "lines")
+    sequence(doc["cols"], "cols")
+    # As for hot parents: constant depths hold for a lone node only.
+    n = packed_ints(doc["nd"], "nd", limit=1 if head(doc["nd"]) == "c" else MAX_TOKENS)
+    packed_ints(doc["nt"], "nt", n)
+    return n

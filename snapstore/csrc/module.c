@@ -1,0 +1,499 @@
+/* snapstore._kernel: the Python face of the plain-C hot loops in this folder.  It only
+ * converts and checks arguments, calls kernel.h, and turns results into Python objects;
+ * SK_NOMEM becomes MemoryError and SK_INVALID a ValueError carrying the reason.
+ * snapstore/kernel.py is the one caller: it routes each call and its fallback. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "kernel.h"
+
+static PyObject *failed(int status, const char *why) {
+    if (status == SK_NOMEM) return PyErr_NoMemory();
+    PyErr_SetString(PyExc_ValueError, why ? why : "invalid arguments");
+    return NULL;
+}
+
+/* A C-contiguous array of 8-byte numbers of buffer format `format` or `alias`. */
+static int get_8byte(PyObject *object, Py_buffer *view, const char *format, const char *alias, const char *what) {
+    if (PyObject_GetBuffer(object, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return -1;
+    if (view->itemsize != 8 || view->len % 8 ||
+        (view->format && strcmp(view->format, format) && (!alias || strcmp(view->format, alias)))) {
+        PyBuffer_Release(view);
+        PyErr_Format(PyExc_TypeError, "expected an %s array", what);
+        return -1;
+    }
+    return 0;
+}
+
+static int get_int64s(PyObject *object, Py_buffer *view) { return get_8byte(object, view, "q", "l", "int64"); }
+
+static int get_float64s(PyObject *object, Py_buffer *view, Py_ssize_t count) {
+    if (get_8byte(object, view, "d", NULL, "float64") < 0) return -1;
+    if (view->len / 8 != count) {
+        PyBuffer_Release(view);
+        PyErr_SetString(PyExc_ValueError, "expected float64 arrays of one value per row (three for r and v)");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *bytes_of(sk_buffer *b) {
+    PyObject *out = PyBytes_FromStringAndSize(b->data ? b->data : "", (Py_ssize_t)b->size);
+    sk_buffer_free(b);
+    return out;
+}
+
+static PyObject *slices_of(const sk_interner *t) {
+    PyObject *list = PyList_New((Py_ssize_t)t->count);
+    for (size_t i = 0; list && i < t->count; i++) {
+        PyObject *item = PyBytes_FromStringAndSize(t->base + t->start[i], (Py_ssize_t)t->length[i]);
+        if (!item) Py_CLEAR(list);
+        else PyList_SET_ITEM(list, (Py_ssize_t)i, item);
+    }
+    return list;
+}
+
+/* split_roots(text, start) -> (ends, stop, unfinished) | None (text not one byte a character). */
+static PyObject *split_roots(PyObject *Py_UNUSED(self), PyObject *args) {
+    PyObject *text;
+    Py_ssize_t start;
+    if (!PyArg_ParseTuple(args, "Un", &text, &start)) return NULL;
+    if (PyUnicode_KIND(text) != PyUnicode_1BYTE_KIND) Py_RETURN_NONE;
+    if (start < 0) return failed(SK_INVALID, "the start lies outside the text");
+    sk_buffer ends = {0};
+    size_t stop;
+    int unfinished;
+    const char *why = NULL;
+    int status = sk_split_roots(PyUnicode_1BYTE_DATA(text), (size_t)PyUnicode_GET_LENGTH(text), (size_t)start,
+                                &ends, &stop, &unfinished, &why);
+    if (status < 0) {
+        sk_buffer_free(&ends);
+        return failed(status, why);
+    }
+    size_t count = ends.size / 8;
+    PyObject *list = PyList_New((Py_ssize_t)count);
+    for (size_t i = 0; list && i < count; i++) {
+        PyObject *offset = PyLong_FromLongLong(((int64_t *)ends.data)[i]);
+        if (!offset) Py_CLEAR(list);
+        else PyList_SET_ITEM(list, (Py_ssize_t)i, offset);
+    }
+    sk_buffer_free(&ends);
+    return list ? Py_BuildValue("(Nni)", list, (Py_ssize_t)stop, unfinished) : NULL;
+}
+
+static const char *SCAN_NAMES[SK_SCAN_ARRAYS] = {"line_start", "line_end", "owner", "opens", "closes", "closed",
+                                                 "depth", "kind", "entry_line", "entry_prefix", "entry_start",
+                                                 "entry_end", "entry_width"};
+
+static int set_item(PyObject *dict, const char *name, PyObject *value) {
+    if (!value) return -1;
+    int status = PyDict_SetItemString(dict, name, value);
+    Py_DECREF(value);
+    return status;
+}
+
+/* scan(body) -> dict of int64 arrays (as bytes), content flags, kinds and prefixes;
+ * ValueError for a body that is not one well-formed story. */
+static PyObject *scan(PyObject *Py_UNUSED(self), PyObject *args) {
+    Py_buffer view;
+    if (!PyArg_ParseTuple(args, "y*", &view)) return NULL;
+    sk_scan_result r;
+    const char *why = NULL;
+    int status = sk_scan(view.buf, (size_t)view.len, &r, &why);
+    PyObject *result = NULL;
+    if (status < 0) {
+        failed(status, why);
+        goto done;
+    }
+    result = PyDict_New();
+    for (int i = 0; result && i < SK_SCAN_ARRAYS; i++)
+        if (set_item(result, SCAN_NAMES[i], bytes_of(&r.arrays[i])) < 0) Py_CLEAR(result);
+    if (result && (set_item(result, "content", bytes_of(&r.content)) < 0 ||
+                   set_item(result, "kinds", slices_of(&r.kinds)) < 0 ||
+                   set_item(result, "prefixes", slices_of(&r.prefixes)) < 0))
+        Py_CLEAR(result);
+    sk_scan_free(&r);
+done:
+    PyBuffer_Release(&view);
+    return result;
+}
+
+/* type_column(body, starts, ends, width) -> ("i", int64 bytes) | ("f", float64 bytes, code
+ * bytes, bad-token bytes) | None, as Column.fill types body[starts[k]:ends[k]]. */
+static PyObject *type_column(PyObject *Py_UNUSED(self), PyObject *args) {
+    Py_buffer body, starts, ends;
+    PyObject *starts_object, *ends_object, *result = NULL;
+    Py_ssize_t width;
+    if (!PyArg_ParseTuple(args, "y*OOn", &body, &starts_object, &ends_object, &width)) return NULL;
+    if (get_int64s(starts_object, &starts) < 0) goto release_body;
+    if (get_int64s(ends_object, &ends) < 0) goto release_starts;
+    if (starts.len != ends.len || width < 1) {
+        failed(SK_INVALID, "starts and ends differ in length, or the width is below 1");
+        goto release_ends;
+    }
+    sk_typed typed;
+    const char *why = NULL;
+    int status = sk_type_column(body.buf, (size_t)body.len, starts.buf, ends.buf, (size_t)starts.len / 8,
+                                (size_t)width, &typed, &why);
+    if (status == SK_DECLINED) {
+        result = Py_NewRef(Py_None);
+    } else if (status < 0) {
+        failed(status, why);
+    } else {
+        Py_ssize_t count = (Py_ssize_t)typed.count;
+        result = typed.type == 'i' ? Py_BuildValue("(sy#)", "i", (char *)typed.numbers, count * 8)
+                                   : Py_BuildValue("(sy#y#y#)", "f", (char *)typed.numbers, count * 8,
+                                                   (char *)typed.codes, count, (char *)typed.bad, count);
+        sk_typed_free(&typed);
+    }
+release_ends:
+    PyBuffer_Release(&ends);
+release_starts:
+    PyBuffer_Release(&starts);
+release_body:
+    PyBuffer_Release(&body);
+    return result;
+}
+
+/* intern_templates(items int32, owner, closed, node_kind) -> (node_template int64 bytes,
+ * [(kind, items int32 bytes)]), numbered in the order the nodes close. */
+static PyObject *intern_templates(PyObject *Py_UNUSED(self), PyObject *args) {
+    PyObject *objects[4], *result = NULL;
+    Py_buffer views[4];
+    int held = 0;
+    if (!PyArg_ParseTuple(args, "OOOO", &objects[0], &objects[1], &objects[2], &objects[3])) return NULL;
+    if (PyObject_GetBuffer(objects[0], &views[0], PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return NULL;
+    held = 1;
+    if (views[0].itemsize != 4 || (views[0].format && strcmp(views[0].format, "i") && strcmp(views[0].format, "l"))) {
+        PyErr_SetString(PyExc_TypeError, "expected an int32 array of items");
+        goto done;
+    }
+    for (; held < 4; held++)
+        if (get_int64s(objects[held], &views[held]) < 0) goto done;
+    size_t n_lines = (size_t)views[0].len / 4, n_nodes = (size_t)views[3].len / 8;
+    if (views[1].len / 8 != (Py_ssize_t)n_lines) {
+        failed(SK_INVALID, "items and owners do not line up");
+        goto done;
+    }
+    int64_t *node_template = PyMem_RawMalloc(n_nodes * 8 + 1);
+    if (!node_template) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    int32_t *grouped = NULL;
+    sk_interner distinct;
+    const char *why = NULL;
+    int status = sk_intern_templates(views[0].buf, n_lines, views[1].buf, views[2].buf, (size_t)views[2].len / 8,
+                                     views[3].buf, n_nodes, node_template, &grouped, &distinct, &why);
+    if (status < 0) {
+        failed(status, why);
+    } else {
+        PyObject *list = PyList_New((Py_ssize_t)distinct.count);
+        for (size_t i = 0; list && i < distinct.count; i++) {
+            const int32_t *start = (const int32_t *)(distinct.base + distinct.start[i]);
+            PyObject *entry = Py_BuildValue("(iy#)", (int)start[0], (const char *)(start + 1),
+                                            (Py_ssize_t)distinct.length[i] - 4);
+            if (!entry) Py_CLEAR(list);
+            else PyList_SET_ITEM(list, (Py_ssize_t)i, entry);
+        }
+        if (list) result = Py_BuildValue("(y#N)", (const char *)node_template, (Py_ssize_t)n_nodes * 8, list);
+        sk_interner_free(&distinct);
+        sk_free(grouped);
+    }
+    PyMem_RawFree(node_template);
+done:
+    for (int k = 0; k < held; k++) PyBuffer_Release(&views[k]);
+    return result;
+}
+
+/* ---- render ------------------------------------------------------------------------------- */
+
+/* The UTF-8 of every item of a list of str or bytes, borrowed from the items. */
+static int texts_of(PyObject *list, sk_texts *out, const char *what) {
+    out->text = NULL;
+    out->length = NULL;
+    out->count = 0;
+    if (!PyList_Check(list)) {
+        PyErr_Format(PyExc_TypeError, "%s must be a list", what);
+        return -1;
+    }
+    size_t count = (size_t)PyList_GET_SIZE(list);
+    out->text = PyMem_RawMalloc(count * sizeof(char *) + 1);
+    out->length = PyMem_RawMalloc(count * sizeof(size_t) + 1);
+    if (!out->text || !out->length) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (size_t i = 0; i < count; i++) {
+        PyObject *item = PyList_GET_ITEM(list, (Py_ssize_t)i);
+        Py_ssize_t n;
+        if (PyBytes_Check(item)) {
+            out->text[i] = PyBytes_AS_STRING(item);
+            n = PyBytes_GET_SIZE(item);
+        } else if (PyUnicode_Check(item)) {
+            out->text[i] = PyUnicode_AsUTF8AndSize(item, &n);
+            if (!out->text[i]) return -1;
+        } else {
+            PyErr_Format(PyExc_TypeError, "%s must hold str or bytes", what);
+            return -1;
+        }
+        out->length[i] = (size_t)n;
+        out->count = i + 1;
+    }
+    out->count = count;
+    return 0;
+}
+
+static void texts_free(sk_texts *t) {
+    PyMem_RawFree(t->text);
+    PyMem_RawFree(t->length);
+}
+
+typedef struct {
+    Py_buffer numbers, codes, override_at;
+    int has_numbers, has_codes, has_overrides;
+} column_views;
+
+/* One column spec (type, width, data, codes, strings, override occurrences, override texts). */
+static int column_of(PyObject *spec, sk_column *c, column_views *v) {
+    PyObject *data, *codes, *strings, *override_at, *override_text;
+    Py_ssize_t width;
+    if (!PyArg_ParseTuple(spec, "inOOOOO", &c->type, &width, &data, &codes, &strings, &override_at, &override_text))
+        return -1;
+    if (width < 1) {
+        failed(SK_INVALID, "a column's width must be at least 1");
+        return -1;
+    }
+    c->width = (size_t)width;
+    if (c->type == SK_STRINGS) {
+        if (texts_of(strings, &c->strings, "a string column") < 0) return -1;
+        c->occurrences = c->strings.count;
+    } else if (c->type == SK_INTS || c->type == SK_FLOATS) {
+        if (get_8byte(data, &v->numbers, c->type == SK_INTS ? "q" : "d", c->type == SK_INTS ? "l" : NULL,
+                      c->type == SK_INTS ? "int64" : "float64") < 0)
+            return -1;
+        v->has_numbers = 1;
+        c->numbers = v->numbers.buf;
+        c->occurrences = (size_t)v->numbers.len / 8 / c->width;
+        if (c->type == SK_FLOATS) {
+            if (PyObject_GetBuffer(codes, &v->codes, PyBUF_C_CONTIGUOUS) < 0) return -1;
+            v->has_codes = 1;
+            c->codes = v->codes.buf;
+        }
+    } else {
+        failed(SK_INVALID, "a column of an unknown type");
+        return -1;
+    }
+    if (get_int64s(override_at, &v->override_at) < 0) return -1;
+    v->has_overrides = 1;
+    c->override_at = v->override_at.buf;
+    if (texts_of(override_text, &c->override_text, "override texts") < 0) return -1;
+    if ((size_t)v->override_at.len / 8 != c->override_text.count) {
+        failed(SK_INVALID, "override occurrences and texts differ in number");
+        return -1;
+    }
+    const char *why = NULL;
+    int status = sk_column_check(c, v->has_numbers ? (size_t)v->numbers.len : 0,
+                                 v->has_codes ? (size_t)v->codes.len : 0, &why);
+    if (status < 0) {
+        failed(status, why);
+        return -1;
+    }
+    return 0;
+}
+
+/* render(node_template, template_kinds, template_items, entry_column, entry_prefix, columns,
+ *        lines, final_newline) -> bytes: the story text as iter_decoded_lines gives it. */
+static PyObject *render(PyObject *Py_UNUSED(self), PyObject *args) {
+    PyObject *node_template_object, *kinds, *items, *entry_column_object, *entry_prefix, *columns, *lines;
+    int final_newline;
+    if (!PyArg_ParseTuple(args, "OOO!OOO!Op", &node_template_object, &kinds, &PyList_Type, &items,
+                          &entry_column_object, &entry_prefix, &PyList_Type, &columns, &lines, &final_newline))
+        return NULL;
+    PyObject *result = NULL;
+    Py_buffer node_template, entry_column;
+    int have_node_template = 0, have_entry_column = 0;
+    sk_layout L;
+    memset(&L, 0, sizeof L);
+    size_t n_columns = (size_t)PyList_GET_SIZE(columns), n_templates = (size_t)PyList_GET_SIZE(items);
+    column_views *views = PyMem_RawCalloc(n_columns + 1, sizeof(column_views));
+    L.columns = PyMem_RawCalloc(n_columns + 1, sizeof(sk_column));
+    const int32_t **item_arrays = PyMem_RawCalloc(n_templates + 1, sizeof(int32_t *));
+    size_t *n_items = PyMem_RawCalloc(n_templates + 1, sizeof(size_t));
+    sk_buffer out = {0};
+    if (!views || !L.columns || !item_arrays || !n_items) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (get_int64s(node_template_object, &node_template) < 0) goto done;
+    have_node_template = 1;
+    if (get_int64s(entry_column_object, &entry_column) < 0) goto done;
+    have_entry_column = 1;
+    if (texts_of(kinds, &L.kinds, "template kinds") < 0 || texts_of(entry_prefix, &L.entry_prefix, "prefixes") < 0 ||
+        texts_of(lines, &L.lines, "lines") < 0)
+        goto done;
+    if (L.kinds.count != n_templates || L.entry_prefix.count != (size_t)entry_column.len / 8) {
+        failed(SK_INVALID, "templates or entries differ in number from their kinds or prefixes");
+        goto done;
+    }
+    for (size_t t = 0; t < n_templates; t++) {
+        PyObject *item = PyList_GET_ITEM(items, (Py_ssize_t)t);
+        if (!PyBytes_Check(item) || PyBytes_GET_SIZE(item) % 4) {
+            PyErr_SetString(PyExc_TypeError, "template items must be int32 bytes");
+            goto done;
+        }
+        item_arrays[t] = (const int32_t *)PyBytes_AS_STRING(item);
+        n_items[t] = (size_t)PyBytes_GET_SIZE(item) / 4;
+    }
+    for (size_t i = 0; i < n_columns; i++)
+        if (column_of(PyList_GET_ITEM(columns, (Py_ssize_t)i), &L.columns[i], &views[i]) < 0) goto done;
+    L.node_template = node_template.buf;
+    L.n_nodes = (size_t)node_template.len / 8;
+    L.items = item_arrays;
+    L.n_items = n_items;
+    L.entry_column = entry_column.buf;
+    L.n_entries = (size_t)entry_column.len / 8;
+    L.n_columns = n_columns;
+    L.final_newline = final_newline;
+    const char *why = NULL;
+    int status = sk_render(&L, &out, &why);
+    if (status < 0) failed(status, why);
+    else result = PyBytes_FromStringAndSize(out.data, (Py_ssize_t)out.size);
+done:
+    sk_buffer_free(&out);
+    for (size_t i = 0; views && L.columns && i < n_columns; i++) {
+        if (views[i].has_numbers) PyBuffer_Release(&views[i].numbers);
+        if (views[i].has_codes) PyBuffer_Release(&views[i].codes);
+        if (views[i].has_overrides) PyBuffer_Release(&views[i].override_at);
+        texts_free(&L.columns[i].strings);
+        texts_free(&L.columns[i].override_text);
+    }
+    texts_free(&L.kinds);
+    texts_free(&L.entry_prefix);
+    texts_free(&L.lines);
+    if (have_entry_column) PyBuffer_Release(&entry_column);
+    if (have_node_template) PyBuffer_Release(&node_template);
+    PyMem_RawFree(views);
+    PyMem_RawFree(L.columns);
+    PyMem_RawFree(item_arrays);
+    PyMem_RawFree(n_items);
+    return result;
+}
+
+/* format_floats(values, codes) -> list[str], as numbers.format_floats_reference. */
+static PyObject *format_floats(PyObject *Py_UNUSED(self), PyObject *args) {
+    Py_buffer values, codes;
+    if (!PyArg_ParseTuple(args, "y*y*", &values, &codes)) return NULL;
+    PyObject *list = NULL;
+    if (values.len != codes.len * 8) {
+        failed(SK_INVALID, "one code per value");
+        goto done;
+    }
+    Py_ssize_t n = codes.len;
+    list = PyList_New(n);
+    char buffer[SK_NUMBER_MAX];
+    for (Py_ssize_t i = 0; list && i < n; i++) {
+        double x;
+        memcpy(&x, (const char *)values.buf + 8 * i, 8);
+        int length = sk_format_number(x, ((const unsigned char *)codes.buf)[i], buffer);
+        PyObject *text = length < 0 ? NULL : PyUnicode_FromStringAndSize(buffer, length);
+        if (!text) {
+            if (length < 0) failed(SK_INVALID, "a number cannot be printed with its format code");
+            Py_CLEAR(list);
+        } else {
+            PyList_SET_ITEM(list, i, text);
+        }
+    }
+done:
+    PyBuffer_Release(&values);
+    PyBuffer_Release(&codes);
+    return list;
+}
+
+/* unshuffle(data, itemsize) -> bytearray: intpack's byte shuffle undone. */
+static PyObject *unshuffle(PyObject *Py_UNUSED(self), PyObject *args) {
+    Py_buffer data;
+    Py_ssize_t width;
+    if (!PyArg_ParseTuple(args, "y*n", &data, &width)) return NULL;
+    PyObject *result = NULL;
+    const char *why = NULL;
+    if (width < 1 || data.len % width) {
+        failed(SK_INVALID, "shuffled data is not a whole number of values");
+    } else if ((result = PyByteArray_FromStringAndSize(NULL, data.len))) {
+        int status = sk_unshuffle(data.buf, (size_t)data.len, (size_t)width,
+                                  (unsigned char *)PyByteArray_AS_STRING(result), &why);
+        if (status < 0) {
+            Py_CLEAR(result);
+            failed(status, why);
+        }
+    }
+    PyBuffer_Release(&data);
+    return result;
+}
+
+/* stars(parent, index, name or None, mass, pos, vel) -> bytearray of PARTICLE_DTYPE records;
+ * pos and vel component by component (all x, all y, all z). */
+static PyObject *stars(PyObject *Py_UNUSED(self), PyObject *args) {
+    PyObject *objects[6], *result = NULL;
+    if (!PyArg_ParseTuple(args, "OOOOOO", &objects[0], &objects[1], &objects[2], &objects[3], &objects[4],
+                          &objects[5]))
+        return NULL;
+    Py_buffer parent, views[5];
+    int held[5] = {0};
+    if (get_int64s(objects[0], &parent) < 0) return NULL;
+    Py_ssize_t n = parent.len / 8, counts[5] = {n, n, n, 3 * n, 3 * n};
+    for (int k = 0; k < 5; k++) {
+        if (k == 1 && objects[2] == Py_None) continue;
+        if (get_float64s(objects[k + 1], &views[k], counts[k]) < 0) goto done;
+        held[k] = 1;
+    }
+    unsigned char *out = NULL;
+    size_t count = 0;
+    const char *why = NULL;
+    int status = sk_stars(parent.buf, views[0].buf, held[1] ? views[1].buf : NULL, views[2].buf, views[3].buf,
+                          views[4].buf, (size_t)n, &out, &count, &why);
+    if (status < 0) failed(status, why);
+    else result = PyByteArray_FromStringAndSize((const char *)out, (Py_ssize_t)count * 64);
+    sk_free(out);
+done:
+    for (int k = 0; k < 5; k++)
+        if (held[k]) PyBuffer_Release(&views[k]);
+    PyBuffer_Release(&parent);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"split_roots", split_roots, METH_VARARGS, "Offsets where whole, well-formed root stories end."},
+    {"scan", scan, METH_VARARGS, "Lines, nesting and entry candidates of one root story's UTF-8 bytes."},
+    {"type_column", type_column, METH_VARARGS, "Type one value column, with the print-back proof."},
+    {"intern_templates", intern_templates, METH_VARARGS, "Each node's template, interned in closing order."},
+    {"render", render, METH_VARARGS, "Print a record's layout back to its exact UTF-8 text."},
+    {"format_floats", format_floats, METH_VARARGS, "Print floats with their format codes."},
+    {"unshuffle", unshuffle, METH_VARARGS, "Undo intpack's byte shuffle."},
+    {"stars", stars, METH_VARARGS, "Leaf stars, absolute and sorted by id, from star rows."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_kernel", "The codec's compiled hot loops.", -1,
+                                    methods, NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__kernel(void) {
+    sk_malloc = PyMem_RawMalloc;
+    sk_calloc = PyMem_RawCalloc;
+    sk_realloc = PyMem_RawRealloc;
+    sk_free = PyMem_RawFree;
+    if (sk_numbers_init() < 0) return PyErr_NoMemory();
+    /* the interner's hash key: fresh for every process, so no one can choose colliding keys */
+    PyObject *os = PyImport_ImportModule("os");
+    PyObject *key = os ? PyObject_CallMethod(os, "urandom", "i", 16) : NULL;
+    Py_XDECREF(os);
+    if (!key) return NULL;
+    if (!PyBytes_Check(key) || PyBytes_GET_SIZE(key) != 16) {
+        Py_DECREF(key);
+        PyErr_SetString(PyExc_RuntimeError, "os.urandom gave no 16-byte key");
+        return NULL;
+    }
+    sk_hash_seed((const uint8_t *)PyBytes_AS_STRING(key));
+    Py_DECREF(key);
+    return PyModule_Create(&module);
+}

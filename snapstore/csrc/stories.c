@@ -1,0 +1,284 @@
+/* Reading story text: cutting a stream into root stories, scanning a story's lines and
+ * entries, typing a value column, and grouping each node's items into templates.
+ * The pure Python/numpy twins (story/reader.py, codec/record.py, codec/numbers.py) are the
+ * reference; each function here gives their answer, or SK_DECLINED so that they decide. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernel.h"
+
+#define FAIL(message)           \
+    do {                        \
+        *why = (message);       \
+        status = SK_INVALID;    \
+        goto done;              \
+    } while (0)
+
+/* ---- cutting a stream into root stories -------------------------------------------- */
+
+static int is_kind_char(uint8_t c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+}
+
+#define MAX_SPLIT_DEPTH 256
+
+int sk_split_roots(const uint8_t *data, size_t size, size_t start, sk_buffer *ends, size_t *stop,
+                   int *unfinished, const char **why) {
+    if (start > size) {
+        *why = "the start lies outside the text";
+        return SK_INVALID;
+    }
+    /* the open kinds of the current root, as (offset, length) into data */
+    size_t stack_kind[MAX_SPLIT_DEPTH], stack_length[MAX_SPLIT_DEPTH];
+    int depth = 0;
+    size_t root_start = start, line = start;
+    *unfinished = 0;
+    while (line < size) {
+        const uint8_t *newline = memchr(data + line, '\n', size - line);
+        size_t end = newline ? (size_t)(newline - data) : size;
+        uint8_t first = data[line];
+        if (first == '(') {
+            size_t length = end - line - 1;
+            if (length == 0 || depth == MAX_SPLIT_DEPTH) break;
+            for (size_t i = line + 1; i < end; i++)
+                if (!is_kind_char(data[i])) goto irregular;
+            if (depth == 0) root_start = line;
+            stack_kind[depth] = line + 1;
+            stack_length[depth++] = length;
+        } else if (first == ')') {
+            size_t length = end - line - 1;
+            if (!depth || stack_length[depth - 1] != length ||
+                memcmp(data + stack_kind[depth - 1], data + line + 1, length) != 0)
+                break;
+            if (--depth == 0) {
+                size_t root_end = newline ? end + 1 : end;
+                if (sk_put_int64(ends, (int64_t)root_end) < 0) return SK_NOMEM;
+                root_start = root_end;
+            }
+        } else if (!depth) {
+            break; /* text between roots: the reader says what is wrong */
+        }
+        if (!newline) {
+            line = size;
+            break;
+        }
+        line = end + 1;
+    }
+    if (line >= size && depth) *unfinished = 1;
+irregular:
+    *stop = root_start;
+    return SK_OK;
+}
+
+/* ---- scan: lines, nesting and entries of one root story ------------------------------ */
+
+void sk_scan_free(sk_scan_result *r) {
+    for (int i = 0; i < SK_SCAN_ARRAYS; i++) sk_buffer_free(&r->arrays[i]);
+    sk_buffer_free(&r->content);
+    if (r->ready) {
+        sk_interner_free(&r->kinds);
+        sk_interner_free(&r->prefixes);
+    }
+    r->ready = 0;
+}
+
+int sk_scan(const char *body, size_t size, sk_scan_result *r, const char **why) {
+    memset(r, 0, sizeof *r);
+    int status = SK_NOMEM;
+    int64_t *stack = NULL;
+    size_t depth = 0, stack_capacity = 64, line = 0;
+    int64_t nodes = 0;
+    if (sk_interner_init(&r->kinds, body) < 0) return SK_NOMEM;
+    if (sk_interner_init(&r->prefixes, body) < 0) {
+        sk_interner_free(&r->kinds);
+        return SK_NOMEM;
+    }
+    r->ready = 1;
+    sk_buffer *a = r->arrays;
+    stack = sk_malloc(stack_capacity * sizeof(int64_t));
+    if (!stack) goto done;
+    for (size_t start = 0;; line++) {
+        const char *nl = memchr(body + start, '\n', size - start);
+        size_t end = nl ? (size_t)(nl - body) : size;
+        char first = start < end ? body[start] : '\n';
+        int64_t owner = -1;
+        unsigned char is_content = 0;
+        if (first == '(') {
+            int64_t kind = sk_intern(&r->kinds, start + 1, end - start - 1);
+            if (kind < 0) goto done;
+            owner = depth ? stack[depth - 1] : -1;
+            if (sk_put_int64(&a[SK_OPENS], (int64_t)line) < 0 || sk_put_int64(&a[SK_N_DEPTH], (int64_t)depth) < 0 ||
+                sk_put_int64(&a[SK_N_KIND], kind) < 0)
+                goto done;
+            if (depth == stack_capacity) {
+                int64_t *grown = sk_realloc(stack, 2 * stack_capacity * sizeof(int64_t));
+                if (!grown) goto done;
+                stack = grown;
+                stack_capacity *= 2;
+            }
+            stack[depth++] = nodes++;
+        } else if (first == ')') {
+            if (!depth) FAIL("a story closes that was not open");
+            depth--;
+            if (sk_put_int64(&a[SK_CLOSES], (int64_t)line) < 0 || sk_put_int64(&a[SK_CLOSED], stack[depth]) < 0)
+                goto done;
+        } else {
+            if (!depth) FAIL("text outside any story");
+            owner = stack[depth - 1];
+            is_content = 1;
+            const char *equals = memchr(body + start, '=', end - start);
+            if (equals) {
+                size_t value = (size_t)(equals - body) + 1, width = 1;
+                while (value < end && body[value] == ' ') value++;
+                for (const char *p = body + value; (p = memchr(p, ' ', (size_t)(body + end - p))); p++) width++;
+                int64_t prefix = sk_intern(&r->prefixes, start, value - start);
+                if (prefix < 0 || sk_put_int64(&a[SK_E_LINE], (int64_t)line) < 0 ||
+                    sk_put_int64(&a[SK_E_PREFIX], prefix) < 0 || sk_put_int64(&a[SK_E_START], (int64_t)value) < 0 ||
+                    sk_put_int64(&a[SK_E_END], (int64_t)end) < 0 || sk_put_int64(&a[SK_E_WIDTH], (int64_t)width) < 0)
+                    goto done;
+            }
+        }
+        if (sk_put_int64(&a[SK_L_START], (int64_t)start) < 0 || sk_put_int64(&a[SK_L_END], (int64_t)end) < 0 ||
+            sk_put_int64(&a[SK_L_OWNER], owner) < 0 || sk_put(&r->content, &is_content, 1) < 0)
+            goto done;
+        if (!nl) break;
+        start = end + 1;
+    }
+    if (depth) FAIL("a story is not closed");
+    status = SK_OK;
+done:
+    sk_free(stack);
+    if (status != SK_OK) sk_scan_free(r);
+    return status;
+}
+
+/* ---- typing a value column ------------------------------------------------------------- */
+
+void sk_typed_free(sk_typed *t) {
+    sk_free(t->numbers);
+    sk_free(t->codes);
+    sk_free(t->bad);
+    t->numbers = NULL;
+    t->codes = t->bad = NULL;
+}
+
+/* Where a value's token that starts at `position` ends: at the next space, or at the
+ * value's end for its last token. */
+static size_t token_end(const char *body, size_t position, size_t end, int last) {
+    const char *space = last ? NULL : memchr(body + position, ' ', end - position);
+    return space ? (size_t)(space - body) : end;
+}
+
+int sk_type_column(const char *body, size_t size, const int64_t *starts, const int64_t *ends, size_t values,
+                   size_t width, sk_typed *out, const char **why) {
+    memset(out, 0, sizeof *out);
+    int status = SK_NOMEM;
+    if (width == 0) FAIL("a column's width must be at least 1");
+    if (values > SIZE_MAX / 8 / width - 1) FAIL("a column too large to type");
+    for (size_t v = 0; v < values; v++)
+        if (starts[v] < 0 || starts[v] > ends[v] || (uint64_t)ends[v] > size) FAIL("a value lies outside the text");
+    size_t count = values * width;
+    out->count = count;
+    out->numbers = sk_malloc(count * 8 + 1);
+    out->codes = sk_malloc(count + 1);
+    out->bad = sk_calloc(count + 1, 1);
+    if (!out->numbers || !out->codes || !out->bad) goto done;
+    int fractional = -1, floats = 0;
+    size_t token = 0;
+    /* Pass 1: integers, when the first token allows them (as Column.fill decides). */
+    for (size_t v = 0; v < values && !floats; v++) {
+        size_t position = (size_t)starts[v], end = (size_t)ends[v];
+        for (size_t k = 0; k < width; k++, token++) {
+            if (position > end) FAIL("a value holds fewer tokens than its width");
+            size_t stop = token_end(body, position, end, k + 1 == width);
+            const char *s = body + position;
+            size_t n = stop - position;
+            if (fractional < 0) fractional = sk_is_fractional(s, n);
+            if (fractional || sk_is_fractional(s, n)) {
+                floats = 1; /* int() refuses every such token, so the column is read as floats */
+                break;
+            }
+            if (!sk_canonical_int(s, n, (int64_t *)out->numbers + token)) {
+                status = SK_DECLINED;
+                goto done;
+            }
+            position = stop + 1;
+        }
+    }
+    if (!floats && values) {
+        out->type = 'i';
+        status = SK_OK;
+        goto done;
+    }
+    token = 0;
+    double *numbers = out->numbers;
+    for (size_t v = 0; v < values; v++) {
+        size_t position = (size_t)starts[v], end = (size_t)ends[v];
+        for (size_t k = 0; k < width; k++, token++) {
+            if (position > end) FAIL("a value holds fewer tokens than its width");
+            size_t stop = token_end(body, position, end, k + 1 == width);
+            const char *s = body + position;
+            size_t n = stop - position;
+            position = stop + 1;
+            double x;
+            if (!sk_parse_decimal(s, n, &x)) {
+                status = SK_DECLINED;
+                goto done;
+            }
+            int code = sk_format_code(s, n);
+            numbers[token] = x;
+            out->codes[token] = (unsigned char)code;
+            out->bad[token] = !sk_prints_back(s, n, x, code);
+        }
+    }
+    out->type = 'f';
+    status = SK_OK;
+done:
+    if (status != SK_OK) sk_typed_free(out);
+    return status;
+}
+
+/* ---- templates: each node's item sequence, interned ------------------------------------ */
+
+int sk_intern_templates(const int32_t *items, size_t n_lines, const int64_t *owner, const int64_t *closed,
+                        size_t n_closed, const int64_t *kind, size_t n_nodes, int64_t *node_template,
+                        int32_t **grouped_out, sk_interner *distinct, const char **why) {
+    int status = SK_NOMEM, interner_ready = 0;
+    size_t *offsets = sk_calloc(n_nodes + 1, sizeof(size_t)), *fill = sk_calloc(n_nodes + 1, sizeof(size_t));
+    int32_t *grouped = sk_malloc((n_lines + n_nodes + 1) * sizeof(int32_t));
+    if (!offsets || !fill || !grouped) goto done;
+    if (n_closed != n_nodes) FAIL("every node must close once");
+    for (size_t line = 0; line < n_lines; line++) {
+        if (owner[line] < -1 || owner[line] >= (int64_t)n_nodes) FAIL("a line names a node that does not exist");
+        if (owner[line] >= 0) offsets[owner[line] + 1]++;
+    }
+    for (size_t node = 0; node < n_nodes; node++) {
+        offsets[node + 1] += offsets[node] + 1; /* one slot for the kind */
+        grouped[offsets[node]] = (int32_t)kind[node];
+        fill[node] = offsets[node] + 1;
+        node_template[node] = -1;
+    }
+    for (size_t line = 0; line < n_lines; line++)
+        if (owner[line] >= 0) grouped[fill[owner[line]]++] = items[line];
+    if (sk_interner_init(distinct, (const char *)grouped) < 0) goto done;
+    interner_ready = 1;
+    for (size_t k = 0; k < n_closed; k++) {
+        int64_t node = closed[k];
+        if (node < 0 || node >= (int64_t)n_nodes) FAIL("a closed story names a node that does not exist");
+        if (node_template[node] >= 0) FAIL("a node closes twice");
+        int64_t id = sk_intern(distinct, offsets[node] * 4, (offsets[node + 1] - offsets[node]) * 4);
+        if (id < 0) goto done;
+        node_template[node] = id;
+    }
+    status = SK_OK;
+done:
+    sk_free(offsets);
+    sk_free(fill);
+    if (status == SK_OK) {
+        *grouped_out = grouped;
+    } else {
+        sk_free(grouped);
+        if (interner_ready) sk_interner_free(distinct);
+    }
+    return status;
+}
