@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fuzz import base_stories, mutate_story
 from helpers import SAMPLE, UNDER_CI, corpus_dir, roots_of, story_files, variants_dir
 from snapstore import CorruptRecordError, codec, kernel
 from snapstore.codec.numbers import FORMATS, format_codes
@@ -28,6 +29,13 @@ def _needs_kernel() -> None:
         if UNDER_CI and not os.environ.get("SNAPSTORE_PURE"):
             pytest.fail("CI installs with a compiler: the C kernel must have been built")
         pytest.skip("the C kernel is not built here (no compiler at install, or SNAPSTORE_PURE is set)")
+
+
+def test_the_kernel_under_test_is_the_one_ci_built() -> None:
+    expected = os.environ.get("SNAPSTORE_KERNEL_UNDER")  # set by .ci/run for its sanitizer build
+    if expected is None:
+        pytest.skip("no particular kernel build asked for")
+    assert COMPILED is not None and COMPILED.__file__.startswith(expected)
 
 
 def both(action, *args):
@@ -66,80 +74,14 @@ def test_variant_streams_give_the_same_records(run: str) -> None:
         assert codec.decode_text(compiled) == root.text
 
 
-# Tokens a mutation puts in place of a number: Starlab's own forms, near misses that
-# must be kept as text, and values at the edges of what a double holds.
-TRICKY = [
-    "1", "-1", "0", "-0", "007", "+5", "1.", ".5", "1.5E+03", "1.5e+3", "1.5e+003", "1e5", "1e+05", "0.0e+00",
-    "-0.00e+00", "0.00e+01", "1.000e+00", "9.9999999999999999e-01", "1.0000000000000000e+00", "inf", "-inf",
-    "nan", "NaN", "0x10", "1_000", "\t1", "1.5\r", "123456789012345678901234", "9223372036854775807",
-    "9223372036854775808", "-9223372036854775808", "4.9406564584124654e-324", "2.2250738585072014e-308",
-    "1.79769313486231571e+308", "1e309", "0.125", "0.375", "2.5", "0.1000000000000000055511151231257827",
-    "0.30000000000000004", "1e-300", "ÿ", "", "1.23456789012345678e-30", "12345678901234567890.5",
-    "100000000000000000000", "0.000000000000000000000000000001",
-]
-
-
-def _random_token(rng: random.Random) -> str:
-    choice = rng.random()
-    if choice < 0.35:
-        return rng.choice(TRICKY)
-    magnitude = 10.0 ** rng.uniform(-40, 40) if rng.random() < 0.3 else rng.uniform(-10, 10)
-    value = magnitude * (2 * rng.random() - 1)
-    code = rng.choice([rng.randrange(0, 20), 128 + rng.randrange(0, 19), 128 + 17, 128 + 14, 5])
-    token = FORMATS[code] % value
-    if choice < 0.5 and len(token) > 2:  # a near miss: one digit changed or cut
-        at = rng.randrange(len(token))
-        token = token[:at] + rng.choice("0123456789") + token[at + 1:] if rng.random() < 0.7 else token[:at]
-    return token
-
-
-def _mutate(text: str, rng: random.Random) -> str:
-    lines = text.split("\n")
-    last = max(i for i, line in enumerate(lines) if line.startswith(")"))
-    for _ in range(rng.randrange(1, 6)):
-        at = rng.randrange(1, last)  # inside the root story
-        line = lines[at]
-        kind = rng.random()
-        if "=" in line and kind < 0.7:
-            head, _, value = line.partition("=")
-            tokens = value.split(" ")
-            slot = rng.randrange(len(tokens))
-            tokens[slot] = _random_token(rng)
-            lines[at] = head + "=" + " ".join(tokens)
-        elif kind < 0.8:
-            lines[at] = line.replace(" = ", rng.choice(["  =  ", "=", " =", " = \r", "= "]), 1)
-        elif kind < 0.9 and not line.startswith(("(", ")")):
-            lines.insert(at, rng.choice(["free text = with spaces", "  x = é ü", "", "  k =", "  =  1"]))
-        else:
-            lines[at] = line + rng.choice([" ", " 1", "\r"]) if not line.startswith(("(", ")")) else line
-    return "\n".join(lines)
-
-
-def _small_story() -> str:
-    """The sample's first snapshot cut to its root and four stars: a real story, small
-    enough that thousands of mutations of it take seconds."""
-    text = next(roots_of(SAMPLE / "kira.out.gz")).text
-    lines = text.split("\n")
-    kept, depth, stars = [], 0, 0
-    for line in lines:
-        if line.startswith("(Particle") and depth == 1:
-            stars += 1
-        if depth >= 1 and stars > 4 and not (line.startswith(")Particle") and depth == 1):
-            depth += line.startswith("(") - line.startswith(")")
-            continue
-        depth += line.startswith("(") - line.startswith(")")
-        kept.append(line)
-    return "\n".join(kept)
-
-
 @pytest.mark.parametrize("seed", range(4))  # 4 x 500 stories, in chunks that the test workers share
 def test_thousands_of_mutated_stories_give_the_same_records(seed: int) -> None:
-    base = _small_story()
+    base = base_stories()[0]
     assert base.count("(Particle") == 5 and codec.decode_text(codec.encode_text(base)) == base
     rng = random.Random(seed)
     kept_as_text = 0
     for case in range(500):
-        story = _mutate(base, rng)
+        story = mutate_story(base, rng)
         compiled, reference = both(codec.encode_text, story)
         assert compiled == reference, (case, story)
         assert codec.decode_text(compiled) == story, case

@@ -67,7 +67,10 @@ def held_tokens(rows: StarRows, field: str, target: np.ndarray, overridden: list
     tokens = _field_values(rows, field)[target]
     tokens[overridden] = 0
     tokens = tokens.ravel()
-    return tokens.astype(np.int64) if whole else tokens
+    if not whole:
+        return tokens
+    with np.errstate(invalid="ignore"):  # a forged NaN becomes some integer; the text check refuses it
+        return tokens.astype(np.int64)
 
 
 def can_hold(column: Column, rows: StarRows, field: str, target: np.ndarray) -> bool:

@@ -15,6 +15,8 @@ the encoder refuses a story beyond that too, so every record written is readable
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import pairwise
+from typing import Any
 
 import numpy as np
 
@@ -46,11 +48,16 @@ def sequence(value: object, field: str, length: int | None = None) -> Sequence:
     return value
 
 
-def texts(value: object, field: str, length: int | None = None) -> Sequence[str]:
-    """A list of str."""
+def texts(value: object, field: str, length: int | None = None, line_start: bool = False) -> Sequence[str]:
+    """A list of str, each part of one line (no newline); ``line_start``: each begins a
+    content line, so it cannot open or close a story."""
     items = sequence(value, field, length)
     if not all(type(item) is str for item in items):
         raise corrupt(field, "expected a list of texts")
+    if "\n" in "".join(items):
+        raise corrupt(field, "a text holds a newline")
+    if line_start and any(item.startswith(("(", ")")) for item in items):
+        raise corrupt(field, "a text line would open or close a story")
     return items
 
 
@@ -65,6 +72,8 @@ def _shown(value: object) -> str:
 
 
 def _count(found: int, field: str, count: int | None, limit: int) -> int:
+    if found > MAX_TOKENS:
+        raise corrupt(field, f"claims {found} values, more than a record may hold")
     if count is not None and found != count:
         raise corrupt(field, f"holds {found} values where {count} are needed")
     if found > limit:
@@ -72,43 +81,40 @@ def _count(found: int, field: str, count: int | None, limit: int) -> int:
     return found
 
 
-def packed_ints(packed: object, field: str, count: int | None = None, limit: int = MAX_TOKENS) -> int:
+def packed_ints(packed: Any, field: str, count: int | None = None, limit: int = MAX_TOKENS) -> int:
     """Check a ``pack_ints`` list before it is unpacked; its number of values, which is
     ``count`` when given and at most ``limit``."""
-    packed = sequence(packed, field)
-    mode = packed[0] if packed else None
-    if mode == "c":
-        sequence(packed, field, 3)
+    mode = packed[0] if isinstance(packed, _SEQUENCE) and packed else None
+    if mode == "c" and len(packed) == 3:
         integer(packed[1], field, *_INT64)
-        return _count(integer(packed[2], field, 0, MAX_TOKENS), field, count, limit)
-    if mode in ("r", "d"):
-        sequence(packed, field, 4)
-        itemsize = _INT_DTYPES.get(packed[1]) if isinstance(packed[1], str) else None
-        if itemsize is None:
-            raise corrupt(field, f"not an integer type: {_shown(packed[1])}")
         found = integer(packed[2], field, 0, MAX_TOKENS)
-        data = packed[3]
-        if type(data) is not bytes or len(data) % itemsize or len(data) // itemsize != found:
-            raise corrupt(field, f"its bytes do not hold {found} values")
-        return _count(found, field, count, limit)
-    raise corrupt(field, f"unknown packing {_shown(mode)}")
+    elif (mode == "r" or mode == "d") and len(packed) == 4:
+        _, dtype, found, data = packed
+        itemsize = _INT_DTYPES.get(dtype) if type(dtype) is str else None
+        if itemsize is None:
+            raise corrupt(field, f"not an integer type: {_shown(dtype)}")
+        if type(found) is not int or type(data) is not bytes or len(data) != found * itemsize:
+            raise corrupt(field, f"its bytes do not hold {_shown(found)} values")
+    else:
+        raise corrupt(field, f"not packed integers: {_shown(packed)}")
+    return _count(found, field, count, limit)
 
 
-def packed_floats(packed: object, field: str, count: int | None = None, limit: int = MAX_TOKENS) -> int:
+def packed_floats(packed: Any, field: str, count: int | None = None, limit: int = MAX_TOKENS) -> int:
     """Check a ``pack_floats`` list before it is unpacked; its number of values."""
-    packed = sequence(packed, field)
-    mode = packed[0] if packed else None
-    if mode == "c":
-        sequence(packed, field, 3)
+    mode = packed[0] if isinstance(packed, _SEQUENCE) and packed else None
+    if mode == "c" and len(packed) == 3:
         if type(packed[1]) is not bytes or len(packed[1]) != 8:
             raise corrupt(field, "a constant float is not 8 bytes")
-        return _count(integer(packed[2], field, 0, MAX_TOKENS), field, count, limit)
-    if mode == "r":
-        sequence(packed, field, 2)
-        if type(packed[1]) is not bytes or len(packed[1]) % 8:
+        found = integer(packed[2], field, 0, MAX_TOKENS)
+    elif mode == "r" and len(packed) == 2:
+        data = packed[1]
+        if type(data) is not bytes or len(data) % 8:
             raise corrupt(field, "its bytes are not a whole number of floats")
-        return _count(len(packed[1]) // 8, field, count, limit)
-    raise corrupt(field, f"unknown packing {_shown(mode)}")
+        found = len(data) // 8
+    else:
+        raise corrupt(field, f"not packed floats: {_shown(packed)}")
+    return _count(found, field, count, limit)
 
 
 def in_range(values: np.ndarray, field: str, low: int, high: int) -> np.ndarray:
@@ -128,16 +134,16 @@ def templates(raw: object, n_columns: int) -> tuple[np.ndarray, np.ndarray, np.n
     for index, template in enumerate(raw):
         field = f"template {index}"
         kind, items = sequence(template, field, 2)
-        if type(kind) is not str:
-            raise corrupt(field, "its kind is not a text")
+        if type(kind) is not str or "\n" in kind:
+            raise corrupt(field, "its kind is not a one-line text")
         for item in sequence(items, field):
             if type(item) is int and item in (-1, -2):
                 (children if item == -1 else lines)[index] += 1
                 continue
             pair = sequence(item, field, 2)
             column = integer(pair[0], field, 0, n_columns - 1)
-            if type(pair[1]) is not str:
-                raise corrupt(field, "an entry's prefix is not a text")
+            if type(pair[1]) is not str or "\n" in pair[1] or pair[1].startswith(("(", ")")):
+                raise corrupt(field, "an entry's prefix is not the start of a text line")
             entries[index, column] += 1
     return children, lines, entries
 
@@ -162,48 +168,51 @@ def children(parent: np.ndarray, node_template: np.ndarray, children: np.ndarray
 _STORAGE = {"i": ("i", "d", "h"), "f": ("i", "d", "h", "f", "p")}
 
 
-def column(packed: object, index: int, occurrences: int) -> Sequence:
+def column(packed: Any, index: int, occurrences: int) -> Sequence:
     """Check column ``index`` (packed) before it is unpacked, ``occurrences`` being how many
-    values its templates use; its overrides and strings, its storage, codes and reference."""
-    field = f"column {index}"
-    packed = sequence(packed, field)
-    if len(packed) < 7:
-        raise corrupt(field, "too few parts")
+    values its templates use; its overrides and strings, its storage, codes and reference.
+    (Every read of a column's text passes here: the checks are inline, and a field's name
+    is only built for an error.)"""
+    kind: Any = packed[3] if isinstance(packed, _SEQUENCE) and len(packed) >= 7 else None
+    parts = {"s": 7, "i": 8, "f": 9}.get(kind) if type(kind) is str else None
+    if parts is None or len(packed) != parts:
+        raise corrupt(f"column {index}", "not the parts of a text, integer or float column")
     if type(packed[0]) is not str or type(packed[1]) is not str:
-        raise corrupt(field, "its story kind or key is not a text")
-    width = integer(packed[2], f"{field} width", 1, MAX_TOKENS)
+        raise corrupt(f"column {index}", "its story kind or key is not a text")
+    width = integer(packed[2], f"column {index} width", 1, MAX_TOKENS)
     if occurrences > MAX_TOKENS // width:
-        raise corrupt(field, f"{occurrences} values of {width} tokens are more than a record may hold")
-    kind = packed[3]
+        raise corrupt(f"column {index}", f"{occurrences} values of {width} tokens are more than a record may hold")
     if kind == "s":
-        sequence(packed, field, 7)
-        texts(packed[4], f"{field} strings", occurrences)
+        texts(packed[4], f"column {index} strings", occurrences)
         if packed[5] is not None:
-            raise corrupt(field, "a text column is predicted from another")
+            raise corrupt(f"column {index}", "a text column is predicted from another")
         return packed
-    if kind not in _STORAGE:
-        raise corrupt(field, f"unknown type {_shown(kind)}")
-    sequence(packed, field, 9 if kind == "f" else 8)
-    storage = sequence(packed[4], f"{field} storage", 2)
-    if storage[0] not in _STORAGE[kind]:
-        raise corrupt(field, f"a type {kind} column cannot be stored as {_shown(storage[0])}")
+    storage = packed[4]
+    if not isinstance(storage, _SEQUENCE) or len(storage) != 2 or storage[0] not in _STORAGE[kind]:
+        raise corrupt(f"column {index}", f"a type {kind} column cannot be stored as {_shown(storage)}")
     tokens = occurrences * width
     if storage[0] == "f":
-        packed_floats(storage[1], f"{field} values", tokens)
+        packed_floats(storage[1], f"column {index} values", tokens)
     elif storage[0] != "h":
-        packed_ints(storage[1], f"{field} values", tokens)
+        packed_ints(storage[1], f"column {index} values", tokens)
     if kind == "f":
-        packed_ints(packed[5], f"{field} format codes", tokens)
-    at, replaced = sequence(packed[-3], f"{field} overrides", 2)
-    texts(replaced, f"{field} overrides", len(sequence(at, f"{field} overrides")))
-    previous = -1
-    for position in at:
-        previous = integer(position, f"{field} overrides", previous + 1, occurrences - 1)
+        packed_ints(packed[5], f"column {index} format codes", tokens)
+    overrides = packed[-3]
+    if not isinstance(overrides, _SEQUENCE) or len(overrides) != 2 or not isinstance(overrides[0], _SEQUENCE):
+        raise corrupt(f"column {index}", "its overrides are not a list of places and a list of texts")
+    at = overrides[0]
+    if at:
+        texts(overrides[1], f"column {index} overrides", len(at))
+        if not all(type(position) is int for position in at) or not 0 <= at[0] <= at[-1] < occurrences or any(
+                later <= earlier for earlier, later in pairwise(at)):
+            raise corrupt(f"column {index}", "its overrides are not rising places among its values")
+    elif overrides[1]:
+        raise corrupt(f"column {index}", "override texts without places")
     reference = packed[-2]
     if (reference is None) != (storage[0] != "d"):
-        raise corrupt(field, "only a column stored as differences names a reference, and it must")
+        raise corrupt(f"column {index}", "only a column stored as differences names a reference, and it must")
     if reference is not None:
-        integer(reference, f"{field} reference", 0, index - 1)
+        integer(reference, f"column {index} reference", 0, index - 1)
     return packed
 
 
@@ -248,7 +257,7 @@ def full(doc: object) -> int:
         raise corrupt("document", "a part is missing")
     if type(doc["eol"]) is not bool:
         raise corrupt("eol", "expected true or false")
-    texts(doc["lines"], "lines")
+    texts(doc["lines"], "lines", line_start=True)
     sequence(doc["cols"], "cols")
     # As for hot parents: constant depths hold for a lone node only.
     n = packed_ints(doc["nd"], "nd", limit=1 if head(doc["nd"]) == "c" else MAX_TOKENS)

@@ -174,7 +174,9 @@ int sk_type_column(const char *body, size_t size, const int64_t *starts, const i
     memset(out, 0, sizeof *out);
     int status = SK_NOMEM;
     if (width == 0) FAIL("a column's width must be at least 1");
-    if (values > SIZE_MAX / 8 / width - 1) FAIL("a column too large to type");
+    /* width tokens need width - 1 spaces of the text; no product below can overflow */
+    if (width - 1 > size) FAIL("a value holds fewer tokens than its width");
+    if (values > (SIZE_MAX / 16) / width) FAIL("a column too large to type");
     for (size_t v = 0; v < values; v++)
         if (starts[v] < 0 || starts[v] > ends[v] || (uint64_t)ends[v] > size) FAIL("a value lies outside the text");
     size_t count = values * width;
