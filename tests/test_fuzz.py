@@ -7,8 +7,8 @@ import os
 import random
 
 import pytest
-from fuzz import REGRESSIONS, SURFACES, fuzz, replay
 
+from fuzz import REGRESSIONS, SURFACES, fuzz, replay
 from snapstore import kernel
 
 KEPT = sorted(REGRESSIONS.glob("*.bin"))

@@ -17,9 +17,9 @@ import time
 
 import numpy as np
 import pytest
-from fuzz import base_stories, documents_of, on_both, reframed, same_on_both
 
 import snapstore
+from fuzz import base_stories, documents_of, on_both, reframed, same_on_both
 from helpers import SAMPLE, UNDER_CI, roots_of
 from snapstore import CorruptRecordError, codec, kernel
 from snapstore.codec import framing
@@ -250,14 +250,12 @@ def _bare_integer_item(full, hot):
 
 def _int_with_float_storage(full, hot):
     column = _first(full, "i", "i")
-    column[4] = ["f", pack_floats(np.full(len(column[4][1][-1]) if column[4][1][0] != "c" else column[4][1][2],
-                                          7.46252))]
+    column[4] = ["f", pack_floats(np.full(column[4][1][2], 7.46252))]  # [2]: the count, in every packing
 
 
 def _code_above_255(full, hot):
     column = _first(full, "f", "f")
-    count = column[5][2] if column[5][0] == "c" else column[5][2]
-    column[5] = pack_ints(np.full(count, 300))
+    column[5] = pack_ints(np.full(column[5][2], 300))
 
 
 def _long_hot_array(full, hot):
