@@ -3,9 +3,16 @@ the codec's scan, number typing and printing, stars): the compiled kernel (``csr
 built by ``pip install``) or the pure Python/numpy reference.
 
 Every compiled call goes through a function here, and all follow one rule: it returns
-None where the reference must answer (no kernel, or a case the kernel leaves to it), and
-the reference is the function of the same name with ``_reference`` in the codec or story
-module that calls it.  A record the kernel cannot print or place is CorruptRecordError.
+None where the pure reference must answer (no kernel, or a case the kernel leaves to it).
+The references, each the tested twin of one function here:
+
+- ``split_roots``: ``story.reader.RootReader``'s own line loop
+- ``scan``, ``intern_templates``, ``render``: ``scan_reference``, ``intern_templates_reference``,
+  ``render_reference`` in ``codec.record``
+- ``type_column``, ``format_floats``: ``Column.fill`` and ``format_floats_reference`` in ``codec.numbers``
+- ``unshuffle``: ``codec.intpack.unshuffle_reference``; ``stars``: ``codec.stars.star_table_reference``
+
+A record the kernel cannot print or place is CorruptRecordError, as from the reference.
 Both give the same roots, records, texts and stars byte for byte.  ``SNAPSTORE_PURE=1``
 forces the reference; an installation built without a compiler has only the reference.
 """

@@ -308,5 +308,8 @@ def test_inconsistent_format_2_records_are_refused_not_misread() -> None:
     def shared_owners_forward(full, hot):
         full["cols"][0][-1] = 3
 
-    with pytest.raises(CorruptRecordError, match="takes its owners from column 3"):
-        codec.decode_text(_reframed(text, shared_owners_forward))
+    forged = _reframed(text, shared_owners_forward)
+    assert codec.decode_text(forged) == text  # printing reads no owners; every reader of them refuses
+    for read in (codec.root_values, lambda record: codec.layout(record).check_whole()):
+        with pytest.raises(CorruptRecordError, match="takes its owners from column 3"):
+            read(forged)

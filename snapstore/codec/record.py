@@ -74,20 +74,21 @@ class Layout(_KeyedColumns):
         # Validated whole before use (validate.py): every decoder then sees a consistent layout.
         n_nodes = validate.full(doc)
         self._packed: list = doc["cols"]
-        self._templates: list = doc["tpl"]
-        children, lines, entries = validate.templates(self._templates, len(self._packed))
-        self.node_template = validate.in_range(unpack_ints(doc["nt"]), "nt", 0, len(self._templates) - 1)
+        self._checked = validate.Templates(doc["tpl"], len(self._packed))
+        n_templates = len(self._checked.kinds)
+        self.node_template = validate.in_range(unpack_ints(doc["nt"]), "nt", 0, n_templates - 1)
         self.node_parent = parents_from_depth(validate.depths(unpack_ints(doc["nd"])))
-        validate.children(self.node_parent, self.node_template, children)
-        uses = np.bincount(self.node_template, minlength=len(self._templates))
-        if int(uses @ lines) != len(doc["lines"]):
-            raise validate.corrupt("lines", f"the templates use {int(uses @ lines)} free lines, the record holds "
-                                            f"{len(doc['lines'])}")
-        self._occurrences: list[int] = (uses @ entries).tolist()
+        validate.children(self.node_parent, self.node_template, self._checked.children)
+        uses = np.bincount(self.node_template, minlength=n_templates)
+        if int(uses @ self._checked.lines) != len(doc["lines"]):
+            raise validate.corrupt("lines", f"the templates use {int(uses @ self._checked.lines)} free lines, "
+                                            f"the record holds {len(doc['lines'])}")
+        self._occurrences: list[int] = (uses @ self._checked.columns).tolist()
         self._n_nodes = n_nodes
         self.lines: Sequence[str] = doc["lines"]
         self.final_newline: bool = doc["eol"]
-        self._decoded: dict[int, tuple[Column, np.ndarray]] = {}
+        self._columns: dict[int, Column] = {}
+        self._owners: dict[int, np.ndarray] = {}
         self._hot = None if hot is None else star_rows_from_hot(hot)
 
     @cached_property
@@ -95,9 +96,12 @@ class Layout(_KeyedColumns):
         """The star rows: a format-2 record's hot section, else read from the columns."""
         return self._hot if self._hot is not None else star_rows(self)
 
-    def check_hot_section(self) -> None:
-        """CorruptRecordError unless the hot section holds exactly the star rows the full
-        document gives (arrays read only the hot section, so ``verify`` compares the two)."""
+    def check_whole(self) -> None:
+        """CorruptRecordError unless every part is consistent, those that printing skips (the
+        columns' owners) included, and the hot section holds exactly the star rows the full
+        document gives (arrays read only the hot section): what ``verify`` asks of a record."""
+        for index in range(self.n_columns):
+            self.column_at(index)
         if self._hot is None:
             return
         full = star_rows(self)
@@ -111,12 +115,15 @@ class Layout(_KeyedColumns):
                 raise CorruptRecordError(f"record's hot section disagrees with its text in the stars' {field}")
 
     def column_at(self, index: int) -> tuple[Column, np.ndarray]:
-        """Column ``index`` and the node owning each occurrence, decoding it (and the
-        column it is predicted from) on first use."""
-        found = self._decoded.get(index)
+        """Column ``index`` and the node owning each occurrence, decoding them on first use."""
+        return self.column_values(index), self.owners_at(index)
+
+    def column_values(self, index: int) -> Column:
+        """Column ``index`` (and the column it is predicted from), decoded on first use;
+        its owners are decoded only when its numbers need them (printing does not)."""
+        found = self._columns.get(index)
         if found is None:
             packed = validate.column(self._packed[index], index, self._occurrences[index])
-            owners = self.owners_at(index)
             reference, prediction, held = packed[-2], None, None
             if reference is not None:
                 ref, ref_owners = self.column_at(reference)
@@ -124,10 +131,10 @@ class Layout(_KeyedColumns):
                 if ref_whole is None or ref.width != packed[2]:
                     raise validate.corrupt(f"column {index}", "its reference is not a whole-number column "
                                                               "of its width")
-                prediction = _predict(owners, ref_owners, ref_whole, ref.width)
+                prediction = _predict(self.owners_at(index), ref_owners, ref_whole, ref.width)
             if packed[3] != "s" and packed[4][0] == "h":
-                held = self._held(packed, owners)
-            found = self._decoded[index] = (Column.unpack(packed[:-2], prediction, held), owners)
+                held = self._held(packed, self.owners_at(index))
+            found = self._columns[index] = Column.unpack(packed[:-2], prediction, held)
         return found
 
     @cached_property
@@ -146,22 +153,19 @@ class Layout(_KeyedColumns):
     @cached_property
     def templates(self) -> list[tuple[str, list]]:
         """Each template's kind and items (entries as ``(column, prefix)`` tuples)."""
-        return [(kind, [tuple(item) if isinstance(item, list) else item for item in items])
-                for kind, items in self._templates]
+        entries = self._checked.entries
+        return [(kind, [code if code < 0 else entries[code] for code in codes])
+                for kind, codes in zip(self._checked.kinds, self._checked.codes)]
 
     @cached_property
     def render_templates(self) -> tuple[list[bytes], list[bytes], np.ndarray, list[bytes]]:
         """The templates as the compiled printer takes them: kinds, items (int32: -1 a
         sub-story, -2 a free-text line, else an entry id) and each entry's column and prefix."""
-        entries: dict[tuple[int, str], int] = {}
-        items = []
-        for _, template in self.templates:
-            codes = [item if isinstance(item, int) else entries.setdefault((item[0], item[1]), len(entries))
-                     for item in template]
-            items.append(np.array(codes, dtype=np.int32).tobytes())
-        return ([kind.encode() for kind, _ in self.templates], items,
-                np.array([column for column, _ in entries], dtype=np.int64),
-                [prefix.encode() for _, prefix in entries])
+        checked = self._checked
+        return ([kind.encode() for kind in checked.kinds],
+                [np.array(codes, dtype=np.int32).tobytes() for codes in checked.codes],
+                np.array([column for column, _ in checked.entries], dtype=np.int64),
+                [prefix.encode() for _, prefix in checked.entries])
 
     @property
     def n_columns(self) -> int:
@@ -169,35 +173,38 @@ class Layout(_KeyedColumns):
 
     def owners_at(self, index: int) -> np.ndarray:
         """The owning nodes of column ``index``, without decoding its values."""
-        found = self._decoded.get(index)
+        found = self._owners.get(index)
         if found is not None:
-            return found[1]
+            return found
         packed = validate.sequence(self._packed[index], f"column {index}")
         owners = packed[-1] if packed else None
         count = self._occurrences[index]
         if type(owners) is not int:
             validate.packed_ints(owners, f"column {index} owners", count)
-            return validate.in_range(unpack_ints(validate.sequence(owners, "owners")), f"column {index} owners", 0,
-                                     self._n_nodes - 1)
-        if not 0 <= owners < index:  # an earlier column's owners, or the record is corrupt
+            found = validate.in_range(unpack_ints(validate.sequence(owners, "owners")), f"column {index} owners", 0,
+                                      self._n_nodes - 1)
+        elif not 0 <= owners < index:  # an earlier column's owners, or the record is corrupt
             raise CorruptRecordError(f"record cannot be decoded: column {index} takes its owners from column {owners}")
-        if self._occurrences[owners] != count:
+        elif self._occurrences[owners] != count:
             raise validate.corrupt(f"column {index}", f"takes its owners from column {owners}, of another size")
-        return self.owners_at(owners)
+        else:
+            found = self.owners_at(owners)
+        self._owners[index] = found
+        return found
 
     @property
     def columns(self) -> list[Column]:
-        return [self.column_at(index)[0] for index in range(self.n_columns)]
+        return [self.column_values(index) for index in range(self.n_columns)]
 
     @cached_property
     def kinds(self) -> list[str]:
-        return sorted({kind for kind, _ in self._templates})
+        return sorted(set(self._checked.kinds))
 
     @cached_property
     def node_kind(self) -> np.ndarray:
         """Each node's story kind as an index into ``kinds``."""
         kinds = {kind: index for index, kind in enumerate(self.kinds)}
-        return np.array([kinds[kind] for kind, _ in self._templates], dtype=np.int64)[self.node_template]
+        return np.array([kinds[kind] for kind in self._checked.kinds], dtype=np.int64)[self.node_template]
 
     def _keys(self) -> list[tuple[str, str, int]]:
         return [(packed[0], packed[1], packed[2]) for packed in self._packed]

@@ -124,28 +124,60 @@ def in_range(values: np.ndarray, field: str, low: int, high: int) -> np.ndarray:
     return values
 
 
-def templates(raw: object, n_columns: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Check the templates; per template its number of sub-stories and of free lines, and
-    a (templates, columns) count of the entries it holds of each column."""
-    raw = sequence(raw, "tpl")
-    children = np.zeros(len(raw), dtype=np.int64)
-    lines = np.zeros(len(raw), dtype=np.int64)
-    entries = np.zeros((len(raw), n_columns), dtype=np.int64)
-    for index, template in enumerate(raw):
-        field = f"template {index}"
-        kind, items = sequence(template, field, 2)
-        if type(kind) is not str or "\n" in kind:
-            raise corrupt(field, "its kind is not a one-line text")
-        for item in sequence(items, field):
-            if type(item) is int and item in (-1, -2):
-                (children if item == -1 else lines)[index] += 1
-                continue
-            pair = sequence(item, field, 2)
-            column = integer(pair[0], field, 0, n_columns - 1)
-            if type(pair[1]) is not str or "\n" in pair[1] or pair[1].startswith(("(", ")")):
-                raise corrupt(field, "an entry's prefix is not the start of a text line")
-            entries[index, column] += 1
-    return children, lines, entries
+class Templates:
+    """The checked templates, in the form every reader takes: each template's kind, its items
+    as codes (-1 a sub-story, -2 a free line, else an entry id), each entry's column and
+    prefix, and per template its number of sub-stories, of free lines and of each column's
+    entries."""
+
+    @staticmethod
+    def _entry(item: object, index: int, n_columns: int) -> tuple[int, str]:
+        if not isinstance(item, tuple) or len(item) != 2:
+            raise corrupt(f"template {index}", f"an item is not an entry: {_shown(item)}")
+        column, prefix = item
+        if type(column) is not int or type(prefix) is not str or not 0 <= column < n_columns or "\n" in prefix \
+                or prefix.startswith(("(", ")")):
+            raise corrupt(f"template {index}", f"an entry is not a column and the start of a line: {_shown(item)}")
+        return item
+
+    def __init__(self, raw: object, n_columns: int) -> None:
+        raw = sequence(raw, "tpl")
+        entry_ids: dict[tuple[int, str], int] = {}
+        self.kinds: list[str] = []
+        self.codes: list[list[int]] = []
+        for index, template in enumerate(raw):
+            if not isinstance(template, _SEQUENCE) or len(template) != 2:
+                raise corrupt(f"template {index}", "expected a kind and its items")
+            kind, items = template
+            if type(kind) is not str or "\n" in kind or not isinstance(items, _SEQUENCE):
+                raise corrupt(f"template {index}", "its kind is not a one-line text, or its items not a list")
+            codes: list[int] = []
+            append = codes.append
+            for item in items:
+                if item.__class__ is int:
+                    if item != -1 and item != -2:
+                        raise corrupt(f"template {index}", f"a bare {item} is neither a sub-story nor a line")
+                    append(item)
+                    continue
+                # An entry is keyed by itself: each distinct one is checked once, when first seen.
+                key = item if item.__class__ is tuple else tuple(item) if isinstance(item, list) else item
+                try:
+                    entry = entry_ids.get(key)
+                except TypeError:  # unhashable parts: not an entry, as _entry says
+                    entry = None
+                if entry is None:
+                    entry = entry_ids[self._entry(key, index, n_columns)] = len(entry_ids)
+                append(entry)
+            self.kinds.append(kind)
+            self.codes.append(codes)
+        self.entries: list[tuple[int, str]] = list(entry_ids)
+        self.children = np.array([codes.count(-1) for codes in self.codes], dtype=np.int64)
+        self.lines = np.array([codes.count(-2) for codes in self.codes], dtype=np.int64)
+        entry_column = np.array([column for column, _ in self.entries] + [0], dtype=np.int64)
+        self.columns = np.zeros((len(self.codes), n_columns), dtype=np.int64)  # entries of each column
+        for index, codes in enumerate(self.codes):
+            found = np.array(codes, dtype=np.int64)
+            self.columns[index] = np.bincount(entry_column[found[found >= 0]], minlength=n_columns)
 
 
 def depths(depth: np.ndarray) -> np.ndarray:
@@ -200,14 +232,14 @@ def column(packed: Any, index: int, occurrences: int) -> Sequence:
     overrides = packed[-3]
     if not isinstance(overrides, _SEQUENCE) or len(overrides) != 2 or not isinstance(overrides[0], _SEQUENCE):
         raise corrupt(f"column {index}", "its overrides are not a list of places and a list of texts")
-    at = overrides[0]
+    at, replaced = overrides
+    if not isinstance(replaced, _SEQUENCE) or len(replaced) != len(at):
+        raise corrupt(f"column {index}", "its override places and texts differ in number")
     if at:
-        texts(overrides[1], f"column {index} overrides", len(at))
+        texts(replaced, f"column {index} overrides")
         if not all(type(position) is int for position in at) or not 0 <= at[0] <= at[-1] < occurrences or any(
                 later <= earlier for earlier, later in pairwise(at)):
             raise corrupt(f"column {index}", "its overrides are not rising places among its values")
-    elif overrides[1]:
-        raise corrupt(f"column {index}", "override texts without places")
     reference = packed[-2]
     if (reference is None) != (storage[0] != "d"):
         raise corrupt(f"column {index}", "only a column stored as differences names a reference, and it must")

@@ -36,7 +36,7 @@ _DECODER_FAULTS = (ValueError, TypeError, IndexError, KeyError, OverflowError, R
 def _problem(connection: Connection, record_hash: str) -> str | None:
     try:
         structure, _ = codec.checked_bytes(fetch_record(connection, record_hash), record_hash)  # bytes are hashed
-        structure.check_hot_section()
+        structure.check_whole()
     except CorruptRecordError as exc:
         return str(exc)
     except _DECODER_FAULTS as exc:
