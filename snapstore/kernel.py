@@ -23,6 +23,7 @@ import importlib
 import os
 from collections.abc import Sequence
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -41,17 +42,22 @@ def _built_in_place_missing() -> bool:
 
 
 def _load() -> ModuleType | None:
-    if _pure_asked():
-        return None
     try:
-        # By name: the extension imports nothing of snapstore, and a static import would
-        # show the import-layer check the package itself in its place.
+        # By name: a static import would show the import-layer check the package itself
+        # (snapstore/__init__.py and all it loads) in its place.
         return importlib.import_module("snapstore._kernel")
     except ImportError:
         return None
 
 
-COMPILED: ModuleType | None = _load()
+if TYPE_CHECKING:  # mypy types every call through _kernel.pyi
+    import snapstore._kernel as _built
+else:
+    _built = _load()
+
+# The switch every call below reads (tests set it to None to run the references); the
+# calls themselves name _built, so that mypy checks each against the stub.
+COMPILED: ModuleType | None = None if _pure_asked() else _built
 
 
 def description() -> str:
@@ -72,7 +78,7 @@ def _corrupt(exc: Exception) -> CorruptRecordError:
 def split_roots(text: str, start: int) -> tuple[list[int], int, bool] | None:
     """Where the whole, regular root stories from ``start`` end, where that stops, and
     whether a root is left unfinished; None: the reader's own loop decides."""
-    return None if COMPILED is None else COMPILED.split_roots(text, start)
+    return None if COMPILED is None else _built.split_roots(text, start)
 
 
 def scan(body: bytes) -> dict | None:
@@ -81,20 +87,20 @@ def scan(body: bytes) -> dict | None:
     if COMPILED is None:
         return None
     try:
-        return COMPILED.scan(body)
+        return _built.scan(body)
     except ValueError:
         return None
 
 
 def type_column(body: bytes, starts: np.ndarray, ends: np.ndarray, width: int) -> tuple | None:
     """A value column typed with the print-back proof; None: Python types it."""
-    return None if COMPILED is None else COMPILED.type_column(body, starts, ends, width)
+    return None if COMPILED is None else _built.type_column(body, starts, ends, width)
 
 
 def intern_templates(items: np.ndarray, owner: np.ndarray, closed: np.ndarray,
                      node_kind: np.ndarray) -> tuple[bytes, list[tuple[int, bytes]]] | None:
     """Each node's template id, and the distinct (kind, items) in closing order."""
-    return None if COMPILED is None else COMPILED.intern_templates(items, owner, closed, node_kind)
+    return None if COMPILED is None else _built.intern_templates(items, owner, closed, node_kind)
 
 
 def render(node_template: np.ndarray, kinds: list[bytes], items: list[bytes], entry_column: np.ndarray,
@@ -104,7 +110,7 @@ def render(node_template: np.ndarray, kinds: list[bytes], items: list[bytes], en
     if COMPILED is None:
         return None
     try:
-        return COMPILED.render(node_template, kinds, items, entry_column, entry_prefix, columns, list(lines),
+        return _built.render(node_template, kinds, items, entry_column, entry_prefix, columns, list(lines),
                                final_newline)
     except (ValueError, TypeError) as exc:
         raise _corrupt(exc) from None
@@ -114,12 +120,12 @@ def format_floats(values: np.ndarray, codes: np.ndarray) -> list[str] | None:
     """Floats printed with their format codes."""
     if COMPILED is None:
         return None
-    return COMPILED.format_floats(np.ascontiguousarray(values, np.float64), np.ascontiguousarray(codes, np.uint8))
+    return _built.format_floats(np.ascontiguousarray(values, np.float64), np.ascontiguousarray(codes, np.uint8))
 
 
 def unshuffle(data: bytes, itemsize: int) -> bytearray | None:
     """intpack's byte shuffle undone."""
-    return None if COMPILED is None else COMPILED.unshuffle(data, itemsize)
+    return None if COMPILED is None else _built.unshuffle(data, itemsize)
 
 
 def stars(parent: np.ndarray, index: np.ndarray, name: np.ndarray | None, mass: np.ndarray,
@@ -128,6 +134,6 @@ def stars(parent: np.ndarray, index: np.ndarray, name: np.ndarray | None, mass: 
     if COMPILED is None:
         return None
     try:
-        return COMPILED.stars(parent, index, name, mass, pos_by_component, vel_by_component)
+        return _built.stars(parent, index, name, mass, pos_by_component, vel_by_component)
     except ValueError as exc:
         raise _corrupt(exc) from None

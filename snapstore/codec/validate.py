@@ -135,8 +135,9 @@ class Templates:
         if not isinstance(item, tuple) or len(item) != 2:
             raise corrupt(f"template {index}", f"an item is not an entry: {_shown(item)}")
         column, prefix = item
+        # A prefix is a line's start up to its value: it holds the "=", so the value never begins the line.
         if type(column) is not int or type(prefix) is not str or not 0 <= column < n_columns or "\n" in prefix \
-                or prefix.startswith(("(", ")")):
+                or "=" not in prefix or prefix.startswith(("(", ")")):
             raise corrupt(f"template {index}", f"an entry is not a column and the start of a line: {_shown(item)}")
         return item
 
