@@ -32,7 +32,7 @@ from snapstore.codec.hot import HELD, can_hold, held_tokens, hot_document, star_
 from snapstore.codec.intpack import pack_ints, unpack_ints
 from snapstore.codec.numbers import Column, value_texts
 from snapstore.codec.stars import StarRows, owner_rows, particle_nodes, star_rows
-from snapstore.errors import CorruptRecordError
+from snapstore.errors import CorruptRecordError, InvalidArgumentError
 from snapstore.story.model import Story
 from snapstore.story.syntax import CLOSE, ENTRY, EOL, OPEN
 
@@ -70,26 +70,45 @@ class Layout(_KeyedColumns):
     """The structure of a record, unpacked; value columns are decoded only when asked for,
     so reading four columns of a snapshot does not pay for the other hundred."""
 
-    def __init__(self, doc: dict, hot: dict | None = None) -> None:
-        # Validated whole before use (validate.py): every decoder then sees a consistent layout.
-        n_nodes = validate.full(doc)
+    def __init__(self, doc: dict, hot: dict | None = None, trusted: bool = False) -> None:
+        """``trusted``: documents this process's encoder just made, not yet a record; every
+        record read back is validated whole before use (validate.py), so every decoder
+        sees a consistent layout."""
+        self._trusted = trusted
         self._packed: list = doc["cols"]
-        self._checked = validate.Templates(doc["tpl"], len(self._packed))
-        n_templates = len(self._checked.kinds)
-        self.node_template = validate.in_range(unpack_ints(doc["nt"]), "nt", 0, n_templates - 1)
-        self.node_parent = parents_from_depth(validate.depths(unpack_ints(doc["nd"])))
-        validate.children(self.node_parent, self.node_template, self._checked.children)
-        uses = np.bincount(self.node_template, minlength=n_templates)
-        if int(uses @ self._checked.lines) != len(doc["lines"]):
-            raise validate.corrupt("lines", f"the templates use {int(uses @ self._checked.lines)} free lines, "
-                                            f"the record holds {len(doc['lines'])}")
-        self._occurrences: list[int] = (uses @ self._checked.columns).tolist()
-        self._n_nodes = n_nodes
+        self._tpl: list = doc["tpl"]
+        if trusted:
+            self.node_template = unpack_ints(doc["nt"])
+            self.node_parent = parents_from_depth(unpack_ints(doc["nd"]))
+        else:
+            validate.full(doc)
+            n_templates = len(self._checked.kinds)
+            self.node_template = validate.in_range(unpack_ints(doc["nt"]), "nt", 0, n_templates - 1)
+            self.node_parent = parents_from_depth(validate.depths(unpack_ints(doc["nd"])))
+            validate.children(self.node_parent, self.node_template, self._checked.children)
+            used = int(self._uses @ self._checked.lines)
+            if used != len(doc["lines"]):
+                raise validate.corrupt("lines", f"the templates use {used} free lines, the record holds "
+                                                f"{len(doc['lines'])}")
         self.lines: Sequence[str] = doc["lines"]
         self.final_newline: bool = doc["eol"]
         self._columns: dict[int, Column] = {}
         self._owners: dict[int, np.ndarray] = {}
         self._hot = None if hot is None else star_rows_from_hot(hot)
+
+    @cached_property
+    def _checked(self) -> validate.Templates:
+        return validate.Templates(self._tpl, len(self._packed))
+
+    @cached_property
+    def _uses(self) -> np.ndarray:
+        """How many nodes use each template."""
+        return np.bincount(self.node_template, minlength=len(self._tpl))
+
+    @cached_property
+    def _occurrences(self) -> list[int]:
+        """How many values each column's templates use."""
+        return (self._uses @ self._checked.columns).tolist()
 
     @cached_property
     def star_rows(self) -> StarRows:
@@ -123,7 +142,9 @@ class Layout(_KeyedColumns):
         its owners are decoded only when its numbers need them (printing does not)."""
         found = self._columns.get(index)
         if found is None:
-            packed = validate.column(self._packed[index], index, self._occurrences[index])
+            packed = self._packed[index]
+            if not self._trusted:
+                packed = validate.column(packed, index, self._occurrences[index])
             reference, prediction, held = packed[-2], None, None
             if reference is not None:
                 ref, ref_owners = self.column_at(reference)
@@ -176,13 +197,17 @@ class Layout(_KeyedColumns):
         found = self._owners.get(index)
         if found is not None:
             return found
+        if self._trusted:
+            owners = self._packed[index][-1]
+            found = self._owners[index] = self.owners_at(owners) if isinstance(owners, int) else unpack_ints(owners)
+            return found
         packed = validate.sequence(self._packed[index], f"column {index}")
         owners = packed[-1] if packed else None
         count = self._occurrences[index]
         if type(owners) is not int:
             validate.packed_ints(owners, f"column {index} owners", count)
             found = validate.in_range(unpack_ints(validate.sequence(owners, "owners")), f"column {index} owners", 0,
-                                      self._n_nodes - 1)
+                                      self.node_template.size - 1)
         elif not 0 <= owners < index:  # an earlier column's owners, or the record is corrupt
             raise CorruptRecordError(f"record cannot be decoded: column {index} takes its owners from column {owners}")
         elif self._occurrences[owners] != count:
@@ -198,13 +223,13 @@ class Layout(_KeyedColumns):
 
     @cached_property
     def kinds(self) -> list[str]:
-        return sorted(set(self._checked.kinds))
+        return sorted({kind for kind, _ in self._tpl})
 
     @cached_property
     def node_kind(self) -> np.ndarray:
         """Each node's story kind as an index into ``kinds``."""
         kinds = {kind: index for index, kind in enumerate(self.kinds)}
-        return np.array([kinds[kind] for kind in self._checked.kinds], dtype=np.int64)[self.node_template]
+        return np.array([kinds[kind] for kind, _ in self._tpl], dtype=np.int64)[self.node_template]
 
     def _keys(self) -> list[tuple[str, str, int]]:
         return [(packed[0], packed[1], packed[2]) for packed in self._packed]
@@ -496,6 +521,7 @@ def _documents(text: bytes) -> tuple[dict, dict]:
     entries = _entries(scan)
     columns = _columns(scan.tree, entries)
     templates, node_template = _templates(scan, entries, columns)
+    _within_limits(columns, scan.opens.size)
     story = _Filled(scan.tree, columns.keys, _filled_columns(scan.body, columns))
     rows = star_rows(story)
     full = {
@@ -508,6 +534,14 @@ def _documents(text: bytes) -> tuple[dict, dict]:
         "lines": _free_text(scan, entries),
     }
     return full, hot_document(rows)
+
+
+def _within_limits(columns: _Columns, nodes: int) -> None:
+    """Refuse a story whose record no reader would take (validate.MAX_TOKENS an array)."""
+    sizes = [(high - low) * width for low, high, (_, _, width) in zip(columns.bounds, columns.bounds[1:], columns.keys)]
+    if max(sizes + [3 * nodes]) > validate.MAX_TOKENS:
+        raise InvalidArgumentError(f"a story of more than {validate.MAX_TOKENS:,} numbers in one column (or a third "
+                                   "of that in stars) is beyond what one record holds")
 
 
 _LEVEL_BY_LEVEL = 64  # deeper trees take the O(n log n) path below
@@ -593,7 +627,7 @@ def encode_text_with_layout(text: str | bytes, level: int = ZSTD_LEVEL,
     The layout is validated as a reader would: a story no reader could take is refused."""
     data = _utf8(text)
     full, hot = _documents(data)
-    structure = Layout(full, hot)
+    structure = Layout(full, hot, trusted=True)
     return framing.frame(hot, full, _key(data, text_sha256), level), structure
 
 

@@ -16,8 +16,7 @@ void *(*sk_calloc)(size_t, size_t) = calloc;
 void *(*sk_realloc)(void *, size_t) = realloc;
 void (*sk_free)(void *) = free;
 
-int sk_reserve(sk_buffer *b, size_t extra) {
-    if (extra <= b->capacity - b->size) return SK_OK;
+int sk_grow(sk_buffer *b, size_t extra) {
     if (extra > SIZE_MAX / 2 - b->size) return SK_NOMEM;
     size_t capacity = b->capacity ? b->capacity : 4096;
     while (capacity < b->size + extra) capacity *= 2;
@@ -27,15 +26,6 @@ int sk_reserve(sk_buffer *b, size_t extra) {
     b->capacity = capacity;
     return SK_OK;
 }
-
-int sk_put(sk_buffer *b, const void *data, size_t n) {
-    if (sk_reserve(b, n) < 0) return SK_NOMEM;
-    if (n) memcpy(b->data + b->size, data, n);
-    b->size += n;
-    return SK_OK;
-}
-
-int sk_put_int64(sk_buffer *b, int64_t value) { return sk_put(b, &value, sizeof value); }
 
 void sk_buffer_free(sk_buffer *b) {
     sk_free(b->data);

@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 enum { SK_OK = 0, SK_NOMEM = -1, SK_INVALID = -2, SK_DECLINED = -3 };
 
@@ -26,10 +27,22 @@ typedef struct {
     size_t size, capacity;
 } sk_buffer;
 
-int sk_reserve(sk_buffer *b, size_t extra);
-int sk_put(sk_buffer *b, const void *data, size_t n);
-int sk_put_int64(sk_buffer *b, int64_t value);
+int sk_grow(sk_buffer *b, size_t extra);
 void sk_buffer_free(sk_buffer *b);
+
+/* Inline: the scan and the printer call these once a line or a token. */
+static inline int sk_reserve(sk_buffer *b, size_t extra) {
+    return extra <= b->capacity - b->size ? SK_OK : sk_grow(b, extra);
+}
+
+static inline int sk_put(sk_buffer *b, const void *data, size_t n) {
+    if (sk_reserve(b, n) < 0) return SK_NOMEM;
+    if (n) memcpy(b->data + b->size, data, n);
+    b->size += n;
+    return SK_OK;
+}
+
+static inline int sk_put_int64(sk_buffer *b, int64_t value) { return sk_put(b, &value, sizeof value); }
 
 /* ---- numbers (numbers.c) -------------------------------------------------------------- */
 /* The longest text sk_format_number writes: "%.127f" of the largest double is 438 bytes. */
