@@ -162,11 +162,35 @@ void sk_typed_free(sk_typed *t) {
     t->codes = t->bad = NULL;
 }
 
-/* Where a value's token that starts at `position` ends: at the next space, or at the
- * value's end for its last token. */
-static size_t token_end(const char *body, size_t position, size_t end, int last) {
-    const char *space = last ? NULL : memchr(body + position, ' ', end - position);
-    return space ? (size_t)(space - body) : end;
+/* The tokens of a column's values in order: each value body[starts[v]:ends[v]] holds `width`
+ * space-separated tokens, its last token running to the value's end. */
+typedef struct {
+    const char *body;
+    const int64_t *starts, *ends;
+    size_t values, width, v, k, position;
+} token_walk;
+
+static token_walk walk_tokens(const char *body, const int64_t *starts, const int64_t *ends, size_t values,
+                              size_t width) {
+    token_walk w = {body, starts, ends, values, width, 0, 0, values ? (size_t)starts[0] : 0};
+    return w;
+}
+
+/* The next token in *s, *n: 1; 0 after the last; SK_INVALID for a value with too few tokens. */
+static int next_token(token_walk *w, const char **s, size_t *n) {
+    if (w->v == w->values) return 0;
+    size_t end = (size_t)w->ends[w->v];
+    if (w->position > end) return SK_INVALID;
+    const char *space = w->k + 1 == w->width ? NULL : memchr(w->body + w->position, ' ', end - w->position);
+    size_t stop = space ? (size_t)(space - w->body) : end;
+    *s = w->body + w->position;
+    *n = stop - w->position;
+    w->position = stop + 1;
+    if (++w->k == w->width) {
+        w->k = 0;
+        if (++w->v < w->values) w->position = (size_t)w->starts[w->v];
+    }
+    return 1;
 }
 
 int sk_type_column(const char *body, size_t size, const int64_t *starts, const int64_t *ends, size_t values,
@@ -185,54 +209,41 @@ int sk_type_column(const char *body, size_t size, const int64_t *starts, const i
     out->codes = sk_malloc(count + 1);
     out->bad = sk_calloc(count + 1, 1);
     if (!out->numbers || !out->codes || !out->bad) goto done;
-    int fractional = -1, floats = 0;
-    size_t token = 0;
-    /* Pass 1: integers, when the first token allows them (as Column.fill decides). */
-    for (size_t v = 0; v < values && !floats; v++) {
-        size_t position = (size_t)starts[v], end = (size_t)ends[v];
-        for (size_t k = 0; k < width; k++, token++) {
-            if (position > end) FAIL("a value holds fewer tokens than its width");
-            size_t stop = token_end(body, position, end, k + 1 == width);
-            const char *s = body + position;
-            size_t n = stop - position;
-            if (fractional < 0) fractional = sk_is_fractional(s, n);
-            if (fractional || sk_is_fractional(s, n)) {
-                floats = 1; /* int() refuses every such token, so the column is read as floats */
-                break;
-            }
-            if (!sk_canonical_int(s, n, (int64_t *)out->numbers + token)) {
-                status = SK_DECLINED;
-                goto done;
-            }
-            position = stop + 1;
+    const char *s;
+    size_t n, token = 0;
+    int found, fractional = -1;
+    /* Pass 1: integers, when the first token allows them (as Column.fill decides); int()
+     * refuses every token with a point or an exponent, so one makes the column floats. */
+    token_walk w = walk_tokens(body, starts, ends, values, width);
+    while ((found = next_token(&w, &s, &n)) > 0) {
+        if (fractional < 0) fractional = sk_is_fractional(s, n);
+        if (fractional || sk_is_fractional(s, n)) break;
+        if (!sk_canonical_int(s, n, (int64_t *)out->numbers + token++)) {
+            status = SK_DECLINED;
+            goto done;
         }
     }
-    if (!floats && values) {
+    if (found < 0) FAIL("a value holds fewer tokens than its width");
+    if (found == 0 && values) {
         out->type = 'i';
         status = SK_OK;
         goto done;
     }
     token = 0;
     double *numbers = out->numbers;
-    for (size_t v = 0; v < values; v++) {
-        size_t position = (size_t)starts[v], end = (size_t)ends[v];
-        for (size_t k = 0; k < width; k++, token++) {
-            if (position > end) FAIL("a value holds fewer tokens than its width");
-            size_t stop = token_end(body, position, end, k + 1 == width);
-            const char *s = body + position;
-            size_t n = stop - position;
-            position = stop + 1;
-            double x;
-            if (!sk_parse_decimal(s, n, &x)) {
-                status = SK_DECLINED;
-                goto done;
-            }
-            int code = sk_format_code(s, n);
-            numbers[token] = x;
-            out->codes[token] = (unsigned char)code;
-            out->bad[token] = !sk_prints_back(s, n, x, code);
+    w = walk_tokens(body, starts, ends, values, width);
+    while ((found = next_token(&w, &s, &n)) > 0) {
+        double x;
+        if (!sk_parse_decimal(s, n, &x)) {
+            status = SK_DECLINED;
+            goto done;
         }
+        int code = sk_format_code(s, n);
+        numbers[token] = x;
+        out->codes[token] = (unsigned char)code;
+        out->bad[token++] = !sk_prints_back(s, n, x, code);
     }
+    if (found < 0) FAIL("a value holds fewer tokens than its width");
     out->type = 'f';
     status = SK_OK;
 done:
