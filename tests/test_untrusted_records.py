@@ -262,6 +262,11 @@ def _long_hot_array(full, hot):
     hot["m"] = pack_floats(np.ones(hot["n"] + 3))
 
 
+def _owners_past_the_nodes(full, hot):
+    column = next(c for c in full["cols"] if not isinstance(c[-1], int) and c[-1][0] == "d")
+    column[-1] = pack_ints(np.arange(column[-1][2]) + 10**6)  # rising, delta-coded, beyond every node
+
+
 def _hot_claims_rows(full, hot):
     hot["n"] = 2**40
     hot["up"] = ["c", -1, 2**40]
@@ -269,10 +274,11 @@ def _hot_claims_rows(full, hot):
 
 @pytest.mark.parametrize("change", [_width(0), _width(-1), _width(2**61), _huge_count, _negative_override,
                                     _late_override, _bare_integer_item, _int_with_float_storage, _code_above_255,
-                                    _long_hot_array, _hot_claims_rows],
+                                    _long_hot_array, _hot_claims_rows, _owners_past_the_nodes],
                          ids=["width 0", "width -1", "width 2**61", "count 2**40", "override at -1",
                               "override past the end", "bare integer item", "integer column stored as floats",
-                              "format code 300", "hot array longer than n", "hot claims 2**40 rows"])
+                              "format code 300", "hot array longer than n", "hot claims 2**40 rows",
+                              "owners past the nodes"])
 def test_inconsistent_records_are_refused_alike_by_every_read(change) -> None:
     record = _forged(change)
     outcomes = [same_on_both(lambda read=read: read(record), "read")  # a Finding if the paths differ

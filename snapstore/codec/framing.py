@@ -106,7 +106,7 @@ def _bounds(record: bytes, layout: struct.Struct) -> tuple[int, bytes, int, int]
 
 
 def _unpacked(data: memoryview, crc: int, with_dictionary: bool, covered: bytes = b"") -> dict:
-    if zlib.crc32(data, zlib.crc32(covered)) != crc:
+    if zlib.crc32(data, zlib.crc32(covered) if covered else 0) != crc:
         raise CorruptRecordError("record checksum mismatch: the stored bytes are corrupt")
     try:
         claimed = zstandard.frame_content_size(data)
@@ -120,24 +120,23 @@ def _unpacked(data: memoryview, crc: int, with_dictionary: bool, covered: bytes 
         raise CorruptRecordError(f"record cannot be decoded: {exc}") from None
 
 
-def _layout(record: bytes) -> struct.Struct:
-    return _V3 if version(record) == 3 else _V2
+_HEADERS = {2: _V2, 3: _V3}
 
 
 def hot_document(record: bytes) -> dict | None:
     """The checked hot document of a format-2 or -3 record; None for format 1, which has none."""
-    if version(record) == 1:
+    layout = _HEADERS.get(version(record))
+    if layout is None:
         return None
-    end, header_key, hot_crc, _ = _bounds(record, _layout(record))
-    size = _layout(record).size
-    return _unpacked(memoryview(record)[size:end], hot_crc, False, header_key)
+    end, header_key, hot_crc, _ = _bounds(record, layout)
+    return _unpacked(memoryview(record)[layout.size:end], hot_crc, False, header_key)
 
 
 def documents(record: bytes) -> tuple[dict, dict | None]:
     """The checked full document of a record, and its hot document (None for format 1)."""
     view = memoryview(record)
-    if version(record) == 1:
+    layout = _HEADERS.get(version(record))
+    if layout is None:
         return _unpacked(view[_V1.size:], _V1.unpack_from(record)[2], True), None
-    layout = _layout(record)
     end, header_key, hot_crc, full_crc = _bounds(record, layout)
     return _unpacked(view[end:], full_crc, True), _unpacked(view[layout.size:end], hot_crc, False, header_key)

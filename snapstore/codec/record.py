@@ -22,6 +22,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 
@@ -197,17 +198,16 @@ class Layout(_KeyedColumns):
         found = self._owners.get(index)
         if found is not None:
             return found
+        packed = validate.sequence(self._packed[index], f"column {index}")
+        owners: Any = packed[-1] if packed else None
         if self._trusted:
-            owners = self._packed[index][-1]
             found = self._owners[index] = self.owners_at(owners) if isinstance(owners, int) else unpack_ints(owners)
             return found
-        packed = validate.sequence(self._packed[index], f"column {index}")
-        owners = packed[-1] if packed else None
         count = self._occurrences[index]
         if type(owners) is not int:
             validate.packed_ints(owners, f"column {index} owners", count)
-            found = validate.in_range(unpack_ints(validate.sequence(owners, "owners")), f"column {index} owners", 0,
-                                      self.node_template.size - 1)
+            found = validate.rising_in_range(owners, unpack_ints(owners), f"column {index} owners",
+                                             self.node_template.size - 1)
         elif not 0 <= owners < index:  # an earlier column's owners, or the record is corrupt
             raise CorruptRecordError(f"record cannot be decoded: column {index} takes its owners from column {owners}")
         elif self._occurrences[owners] != count:

@@ -119,9 +119,29 @@ def packed_floats(packed: Any, field: str, count: int | None = None, limit: int 
 
 def in_range(values: np.ndarray, field: str, low: int, high: int) -> np.ndarray:
     """``values`` when every one lies in [low, high]."""
-    if values.size and (int(values.min()) < low or int(values.max()) > high):
+    if values.size > 16:
+        lowest, highest = int(values.min()), int(values.max())
+    elif values.size:  # two numpy reductions cost more than a short list
+        items = values.tolist()
+        lowest, highest = min(items), max(items)
+    else:
+        return values
+    if lowest < low or highest > high:
         raise corrupt(field, f"values outside {low}..{high}")
     return values
+
+
+_UNSIGNED = frozenset(np.dtype(t).str for t in ("u1", "u2", "u4"))
+
+
+def rising_in_range(packed: Sequence, values: np.ndarray, field: str, high: int) -> np.ndarray:
+    """``values`` unpacked from ``packed`` when all lie in [0, high]; delta-coded unsigned
+    (as the owners of a column are) they rise, so the last one tells."""
+    if packed[0] == "d" and packed[1] in _UNSIGNED:
+        if values.size and int(values[-1]) > high:
+            raise corrupt(field, f"values outside 0..{high}")
+        return values
+    return in_range(values, field, 0, high)
 
 
 class Templates:
