@@ -198,16 +198,16 @@ class Layout(_KeyedColumns):
         found = self._owners.get(index)
         if found is not None:
             return found
-        packed = validate.sequence(self._packed[index], f"column {index}")
+        packed = validate.sequence(self._packed[index], (index, ""))
         owners: Any = packed[-1] if packed else None
         if self._trusted:
             found = self._owners[index] = self.owners_at(owners) if isinstance(owners, int) else unpack_ints(owners)
             return found
         count = self._occurrences[index]
         if type(owners) is not int:
-            validate.packed_ints(owners, f"column {index} owners", count)
-            found = validate.rising_in_range(owners, unpack_ints(owners), f"column {index} owners",
-                                             self.node_template.size - 1)
+            validate.packed_ints(owners, (index, "owners"), count)
+            last_node = self.node_template.size - 1
+            found = validate.rising_in_range(owners, unpack_ints(owners), (index, "owners"), last_node)
         elif not 0 <= owners < index:  # an earlier column's owners, or the record is corrupt
             raise CorruptRecordError(f"record cannot be decoded: column {index} takes its owners from column {owners}")
         elif self._occurrences[owners] != count:

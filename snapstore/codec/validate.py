@@ -28,19 +28,24 @@ _INT64 = (-(1 << 63), (1 << 63) - 1)
 _SEQUENCE = (list, tuple)
 
 
-def corrupt(field: str, why: str) -> CorruptRecordError:
+Field = str | tuple[int, str]  # a part's name; (column, part) is only formatted for an error
+
+
+def corrupt(field: Field, why: str) -> CorruptRecordError:
     """The error for a record whose ``field`` is inconsistent."""
+    if isinstance(field, tuple):
+        field = f"column {field[0]} {field[1]}".rstrip()
     return CorruptRecordError(f"record cannot be decoded: {field}: {why}")
 
 
-def integer(value: object, field: str, low: int, high: int) -> int:
+def integer(value: object, field: Field, low: int, high: int) -> int:
     """``value`` as an int in [low, high] (bool is not a number here)."""
     if type(value) is not int or not low <= value <= high:
         raise corrupt(field, f"expected a whole number from {low} to {high}, found {_shown(value)}")
     return value
 
 
-def sequence(value: object, field: str, length: int | None = None) -> Sequence:
+def sequence(value: object, field: Field, length: int | None = None) -> Sequence:
     """``value`` as a list or tuple (of ``length`` items when given)."""
     if not isinstance(value, _SEQUENCE) or (length is not None and len(value) != length):
         want = "a list" if length is None else f"a list of {length}"
@@ -48,7 +53,7 @@ def sequence(value: object, field: str, length: int | None = None) -> Sequence:
     return value
 
 
-def texts(value: object, field: str, length: int | None = None, line_start: bool = False) -> Sequence[str]:
+def texts(value: object, field: Field, length: int | None = None, line_start: bool = False) -> Sequence[str]:
     """A list of str, each part of one line (no newline); ``line_start``: each begins a
     content line, so it cannot open or close a story."""
     items = sequence(value, field, length)
@@ -71,7 +76,7 @@ def _shown(value: object) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _count(found: int, field: str, count: int | None, limit: int) -> int:
+def _count(found: int, field: Field, count: int | None, limit: int) -> int:
     if found > MAX_TOKENS:
         raise corrupt(field, f"claims {found} values, more than a record may hold")
     if count is not None and found != count:
@@ -81,7 +86,7 @@ def _count(found: int, field: str, count: int | None, limit: int) -> int:
     return found
 
 
-def packed_ints(packed: Any, field: str, count: int | None = None, limit: int = MAX_TOKENS) -> int:
+def packed_ints(packed: Any, field: Field, count: int | None = None, limit: int = MAX_TOKENS) -> int:
     """Check a ``pack_ints`` list before it is unpacked; its number of values, which is
     ``count`` when given and at most ``limit``."""
     mode = packed[0] if isinstance(packed, _SEQUENCE) and packed else None
@@ -100,7 +105,7 @@ def packed_ints(packed: Any, field: str, count: int | None = None, limit: int = 
     return _count(found, field, count, limit)
 
 
-def packed_floats(packed: Any, field: str, count: int | None = None, limit: int = MAX_TOKENS) -> int:
+def packed_floats(packed: Any, field: Field, count: int | None = None, limit: int = MAX_TOKENS) -> int:
     """Check a ``pack_floats`` list before it is unpacked; its number of values."""
     mode = packed[0] if isinstance(packed, _SEQUENCE) and packed else None
     if mode == "c" and len(packed) == 3:
@@ -117,7 +122,7 @@ def packed_floats(packed: Any, field: str, count: int | None = None, limit: int 
     return _count(found, field, count, limit)
 
 
-def in_range(values: np.ndarray, field: str, low: int, high: int) -> np.ndarray:
+def in_range(values: np.ndarray, field: Field, low: int, high: int) -> np.ndarray:
     """``values`` when every one lies in [low, high]."""
     if values.size > 16:
         lowest, highest = int(values.min()), int(values.max())
@@ -134,7 +139,7 @@ def in_range(values: np.ndarray, field: str, low: int, high: int) -> np.ndarray:
 _UNSIGNED = frozenset(np.dtype(t).str for t in ("u1", "u2", "u4"))
 
 
-def rising_in_range(packed: Sequence, values: np.ndarray, field: str, high: int) -> np.ndarray:
+def rising_in_range(packed: Sequence, values: np.ndarray, field: Field, high: int) -> np.ndarray:
     """``values`` unpacked from ``packed`` when all lie in [0, high]; delta-coded unsigned
     (as the owners of a column are) they rise, so the last one tells."""
     if packed[0] == "d" and packed[1] in _UNSIGNED:
@@ -232,11 +237,11 @@ def column(packed: Any, index: int, occurrences: int) -> Sequence:
         raise corrupt(f"column {index}", "not the parts of a text, integer or float column")
     if type(packed[0]) is not str or type(packed[1]) is not str:
         raise corrupt(f"column {index}", "its story kind or key is not a text")
-    width = integer(packed[2], f"column {index} width", 1, MAX_TOKENS)
+    width = integer(packed[2], (index, "width"), 1, MAX_TOKENS)
     if occurrences > MAX_TOKENS // width:
         raise corrupt(f"column {index}", f"{occurrences} values of {width} tokens are more than a record may hold")
     if kind == "s":
-        texts(packed[4], f"column {index} strings", occurrences)
+        texts(packed[4], (index, "strings"), occurrences)
         if packed[5] is not None:
             raise corrupt(f"column {index}", "a text column is predicted from another")
         return packed
@@ -245,11 +250,11 @@ def column(packed: Any, index: int, occurrences: int) -> Sequence:
         raise corrupt(f"column {index}", f"a type {kind} column cannot be stored as {_shown(storage)}")
     tokens = occurrences * width
     if storage[0] == "f":
-        packed_floats(storage[1], f"column {index} values", tokens)
+        packed_floats(storage[1], (index, "values"), tokens)
     elif storage[0] != "h":
-        packed_ints(storage[1], f"column {index} values", tokens)
+        packed_ints(storage[1], (index, "values"), tokens)
     if kind == "f":
-        packed_ints(packed[5], f"column {index} format codes", tokens)
+        packed_ints(packed[5], (index, "format codes"), tokens)
     overrides = packed[-3]
     if not isinstance(overrides, _SEQUENCE) or len(overrides) != 2 or not isinstance(overrides[0], _SEQUENCE):
         raise corrupt(f"column {index}", "its overrides are not a list of places and a list of texts")
@@ -257,7 +262,7 @@ def column(packed: Any, index: int, occurrences: int) -> Sequence:
     if not isinstance(replaced, _SEQUENCE) or len(replaced) != len(at):
         raise corrupt(f"column {index}", "its override places and texts differ in number")
     if at:
-        texts(replaced, f"column {index} overrides")
+        texts(replaced, (index, "overrides"))
         if not all(type(position) is int for position in at) or not 0 <= at[0] <= at[-1] < occurrences or any(
                 later <= earlier for earlier, later in pairwise(at)):
             raise corrupt(f"column {index}", "its overrides are not rising places among its values")
@@ -265,7 +270,7 @@ def column(packed: Any, index: int, occurrences: int) -> Sequence:
     if (reference is None) != (storage[0] != "d"):
         raise corrupt(f"column {index}", "only a column stored as differences names a reference, and it must")
     if reference is not None:
-        integer(reference, f"column {index} reference", 0, index - 1)
+        integer(reference, (index, "reference"), 0, index - 1)
     return packed
 
 
@@ -275,11 +280,12 @@ def format_codes(codes: np.ndarray, field: str) -> np.ndarray:
 
 
 HOT_FIELDS = frozenset(("n", "up", "i", "m", "r", "v", "name"))
+_HOT_NEEDED = HOT_FIELDS - {"name"}
 
 
 def hot(doc: object) -> int:
     """Check a hot section before it is unpacked; its number of rows."""
-    if not isinstance(doc, dict) or not HOT_FIELDS.issuperset(doc) or not HOT_FIELDS - {"name"} <= doc.keys():
+    if not isinstance(doc, dict) or not HOT_FIELDS.issuperset(doc) or not doc.keys() >= _HOT_NEEDED:
         raise corrupt("hot section", f"expected the fields {sorted(HOT_FIELDS)}")
     # A constant parent array is legitimate only for a lone row (the root's parent is -1,
     # every other row's is a row), so the stored parents bound the rows by their bytes.
@@ -287,15 +293,16 @@ def hot(doc: object) -> int:
     if integer(doc["n"], "hot n", 0, MAX_TOKENS) != n:
         raise corrupt("hot n", f"says {doc['n']} rows where the parents give {n}")
     index = sequence(doc["i"], "hot i")
-    if head(index) == "w":
+    packing = head(index)
+    if packing == "w":
         sequence(index, "hot i", 3)
         packed_ints(index[1], "hot i", n)
         packed_ints(index[2], "hot i missing", limit=n)
-    elif head(index) == "f":
+    elif packing == "f":
         sequence(index, "hot i", 2)
         packed_floats(index[1], "hot i", n)
     else:
-        raise corrupt("hot i", f"unknown packing {_shown(head(index))}")
+        raise corrupt("hot i", f"unknown packing {_shown(packing)}")
     packed_floats(doc["m"], "hot m", n)
     packed_floats(doc["r"], "hot r", 3 * n)
     packed_floats(doc["v"], "hot v", 3 * n)
