@@ -222,22 +222,23 @@ def children(parent: np.ndarray, node_template: np.ndarray, children: np.ndarray
         raise corrupt("nt", "a node's template names another number of sub-stories than it has")
 
 
-# Where a column's numbers may be stored, by its type
+# Where a column's numbers may be stored, by its type; how many parts a column of each type has
 _STORAGE = {"i": ("i", "d", "h"), "f": ("i", "d", "h", "f", "p")}
+_PARTS = {"s": 7, "i": 8, "f": 9}
 
 
 def column(packed: Any, index: int, occurrences: int) -> Sequence:
     """Check column ``index`` (packed) before it is unpacked, ``occurrences`` being how many
     values its templates use; its overrides and strings, its storage, codes and reference.
-    (Every read of a column's text passes here: the checks are inline, and a field's name
-    is only built for an error.)"""
+    (Every read of a column passes here, so the common checks are inline.)"""
     kind: Any = packed[3] if isinstance(packed, _SEQUENCE) and len(packed) >= 7 else None
-    parts = {"s": 7, "i": 8, "f": 9}.get(kind) if type(kind) is str else None
-    if parts is None or len(packed) != parts:
+    if kind.__class__ is not str or _PARTS.get(kind) != len(packed):
         raise corrupt(f"column {index}", "not the parts of a text, integer or float column")
-    if type(packed[0]) is not str or type(packed[1]) is not str:
-        raise corrupt(f"column {index}", "its story kind or key is not a text")
-    width = integer(packed[2], (index, "width"), 1, MAX_TOKENS)
+    width = packed[2]
+    if packed[0].__class__ is not str or packed[1].__class__ is not str or width.__class__ is not int \
+            or not 1 <= width <= MAX_TOKENS:
+        raise corrupt(f"column {index}", "its story kind or key is not a text, or its width not from 1 to "
+                                         f"{MAX_TOKENS}")
     if occurrences > MAX_TOKENS // width:
         raise corrupt(f"column {index}", f"{occurrences} values of {width} tokens are more than a record may hold")
     if kind == "s":
