@@ -215,10 +215,10 @@ def depths(depth: np.ndarray) -> np.ndarray:
     return depth
 
 
-def children(parent: np.ndarray, node_template: np.ndarray, children: np.ndarray) -> None:
+def children(parent: np.ndarray, node_template: np.ndarray, expected: np.ndarray) -> None:
     """Every node has the sub-stories its template names."""
     found = np.bincount(parent[1:], minlength=parent.size)
-    if not np.array_equal(found, children[node_template]):
+    if not np.array_equal(found, expected[node_template]):
         raise corrupt("nt", "a node's template names another number of sub-stories than it has")
 
 
@@ -273,11 +273,6 @@ def column(packed: Any, index: int, occurrences: int) -> Sequence:
     if reference is not None:
         integer(reference, (index, "reference"), 0, index - 1)
     return packed
-
-
-def format_codes(codes: np.ndarray, field: str) -> np.ndarray:
-    """Format codes, one byte each."""
-    return in_range(codes, field, 0, 255)
 
 
 HOT_FIELDS = frozenset(("n", "up", "i", "m", "r", "v", "name"))
