@@ -6,7 +6,7 @@ Every compiled call goes through a function here, and all follow one rule: it re
 None where the pure reference must answer (no kernel, or a case the kernel leaves to it).
 The references, each the tested twin of one function here:
 
-- ``split_roots``: ``story.reader.RootReader``'s own line loop
+- ``split_roots``: the line loop of ``story.reader._Splitter.feed``
 - ``scan``, ``intern_templates``, ``render``: ``scan_reference``, ``intern_templates_reference``,
   ``render_reference`` in ``codec.record``
 - ``type_column``, ``format_floats``: ``Column.fill`` and ``format_floats_reference`` in ``codec.numbers``

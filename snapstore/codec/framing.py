@@ -44,6 +44,11 @@ def _decompressor(with_dictionary: bool) -> zstandard.ZstdDecompressor:
     return zstandard.ZstdDecompressor(dict_data=dictionary() if with_dictionary else None)
 
 
+def _crc(data: bytes | memoryview, covered: bytes = b"") -> int:
+    """CRC-32 of ``covered`` followed by ``data``: format 3's hot CRC covers the key too."""
+    return zlib.crc32(data, zlib.crc32(covered)) if covered else zlib.crc32(data)
+
+
 def frame(hot: dict, full: dict, key: bytes, level: int = ZSTD_LEVEL) -> bytes:
     """A format-3 record of the hot and the full document, under ``key`` (the raw sha256
     of the text it holds)."""
@@ -51,8 +56,7 @@ def frame(hot: dict, full: dict, key: bytes, level: int = ZSTD_LEVEL) -> bytes:
         raise ValueError("a record's key is a 32-byte sha256")
     hot_frame = _compressor(level, False).compress(msgpack.packb(hot, use_bin_type=True))
     full_frame = _compressor(level, True).compress(msgpack.packb(full, use_bin_type=True))
-    return (_V3.pack(MAGIC, 3, len(hot_frame), key, zlib.crc32(hot_frame, zlib.crc32(key)), zlib.crc32(full_frame))
-            + hot_frame + full_frame)
+    return _V3.pack(MAGIC, 3, len(hot_frame), key, _crc(hot_frame, key), _crc(full_frame)) + hot_frame + full_frame
 
 
 def version(record: bytes) -> int:
@@ -87,7 +91,7 @@ def require_key(record: bytes, text_sha256: str) -> bytes:
     if found is None or found.hex() == text_sha256:
         return record
     end, header_key, hot_crc, _ = _bounds(record, _V3)
-    if zlib.crc32(memoryview(record)[_V3.size:end], zlib.crc32(header_key)) != hot_crc:
+    if _crc(memoryview(record)[_V3.size:end], header_key) != hot_crc:
         raise CorruptRecordError("record checksum mismatch: the stored bytes are corrupt")
     raise CorruptRecordError(f"record stored under {text_sha256[:16]} is the record of another text "
                              f"({found.hex()[:16]}): misplaced or forged")
@@ -106,7 +110,7 @@ def _bounds(record: bytes, layout: struct.Struct) -> tuple[int, bytes, int, int]
 
 
 def _unpacked(data: memoryview, crc: int, with_dictionary: bool, covered: bytes = b"") -> dict:
-    if zlib.crc32(data, zlib.crc32(covered) if covered else 0) != crc:
+    if _crc(data, covered) != crc:
         raise CorruptRecordError("record checksum mismatch: the stored bytes are corrupt")
     try:
         claimed = zstandard.frame_content_size(data)
@@ -114,9 +118,9 @@ def _unpacked(data: memoryview, crc: int, with_dictionary: bool, covered: bytes 
             raise CorruptRecordError("record cannot be decoded: a frame claims more content than it can hold")
         # tuples, not lists: cheaper to build
         return msgpack.unpackb(_decompressor(with_dictionary).decompress(data), raw=False, use_list=False)
+    except CorruptRecordError:
+        raise
     except (zstandard.ZstdError, ValueError, msgpack.UnpackException, RecursionError) as exc:
-        if isinstance(exc, CorruptRecordError):
-            raise
         raise CorruptRecordError(f"record cannot be decoded: {exc}") from None
 
 

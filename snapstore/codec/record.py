@@ -521,9 +521,9 @@ def _documents(text: bytes) -> tuple[dict, dict]:
     entries = _entries(scan)
     columns = _columns(scan.tree, entries)
     templates, node_template = _templates(scan, entries, columns)
-    _within_limits(columns, scan.opens.size)
     story = _Filled(scan.tree, columns.keys, _filled_columns(scan.body, columns))
     rows = star_rows(story)
+    _within_limits(columns, rows.parent.size)
     full = {
         "v": FORMAT_VERSION,
         "eol": final_newline,
@@ -536,10 +536,11 @@ def _documents(text: bytes) -> tuple[dict, dict]:
     return full, hot_document(rows)
 
 
-def _within_limits(columns: _Columns, nodes: int) -> None:
-    """Refuse a story whose record no reader would take (validate.MAX_TOKENS an array)."""
+def _within_limits(columns: _Columns, star_rows: int) -> None:
+    """Refuse a story whose record no reader would take: an array over validate.MAX_TOKENS,
+    a value column's tokens or the hot section's positions (three a star row)."""
     sizes = [(high - low) * width for low, high, (_, _, width) in zip(columns.bounds, columns.bounds[1:], columns.keys)]
-    if max(sizes + [3 * nodes]) > validate.MAX_TOKENS:
+    if max(sizes + [3 * star_rows]) > validate.MAX_TOKENS:
         raise InvalidArgumentError(f"a story of more than {validate.MAX_TOKENS:,} numbers in one column (or a third "
                                    "of that in stars) is beyond what one record holds")
 
@@ -624,7 +625,7 @@ def encode_text(text: str | bytes, level: int = ZSTD_LEVEL, text_sha256: str | N
 def encode_text_with_layout(text: str | bytes, level: int = ZSTD_LEVEL,
                             text_sha256: str | None = None) -> tuple[bytes, Layout]:
     """As ``encode_text``, also giving the record's layout without decoding the record.
-    The layout is validated as a reader would: a story no reader could take is refused."""
+    A story whose record no reader would take is refused (``_within_limits``)."""
     data = _utf8(text)
     full, hot = _documents(data)
     structure = Layout(full, hot, trusted=True)
