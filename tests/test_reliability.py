@@ -135,6 +135,7 @@ def test_mutated_real_stories_parse_exactly_or_fail_cleanly(mutation) -> None:
 @pytest.mark.parametrize("data", [
     b"", b"\n", b"(Particle\n" + b"x" * 10_000_000 + b"\n", b"(Particle\n" + b"x" * 10_000_000,
     b"\xff\xfe\x00garbage", (b"(A\n" * 100_000) + (b")A\n" * 99_999),
+    b"(\xb5/\xfd" + b"(Particle\n)Particle\n", b"\x1f\x8b" + b"(Particle\n)Particle\n",  # compression magic, then none
 ])
 def test_pathological_inputs(data: bytes) -> None:
     with pytest.raises(StoryFormatError):

@@ -8,6 +8,7 @@ import hashlib
 import io
 import os
 import sys
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import BinaryIO, NoReturn, cast
@@ -287,6 +288,9 @@ class _Splitter:
             raise StoryFormatError(self.name, 1, "no story found (empty input)")
 
 
+_CORRUPT_COMPRESSION = (gzip.BadGzipFile, EOFError, zlib.error, zstandard.ZstdError)
+
+
 def iter_root_texts(stream: BinaryIO, name: str) -> Iterator[RootText]:
     """Split a byte stream into root stories, checking their structure.
 
@@ -299,7 +303,11 @@ def iter_root_texts(stream: BinaryIO, name: str) -> Iterator[RootText]:
     splitter = _Splitter(name)
     pending = ""
     while True:
-        chunk = stream.read(_CHUNK)
+        try:
+            chunk = stream.read(_CHUNK)
+        except _CORRUPT_COMPRESSION as exc:  # gzip or zstd magic bytes, then no valid stream
+            raise StoryFormatError(name, splitter.line_of(len(splitter.buffer)),
+                                   f"the compressed stream is corrupt ({exc})") from None
         final = not chunk
         try:
             text = pending + decoder.decode(chunk, final)
