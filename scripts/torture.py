@@ -42,12 +42,13 @@ INGEST_TO_FOLDER = ("import sys, snapstore; "
                     "snapstore.open(sys.argv[1], payloads=sys.argv[4]).ingest(sys.argv[2], name=sys.argv[3])")
 HOLD_LOCK = """
 import sys, time, snapstore
-from snapstore.store import events
+from snapstore.store import log
+from snapstore.store.events import RunStarted
 from snapstore.store.backend import write_transaction
 from snapstore.store.ingest import run_id_for
 store = snapstore.open(sys.argv[1])
 with write_transaction(store.engine) as connection:
-    events.append(connection, run_id_for("hung writer"), [events.Event(events.RUN_STARTED, {"name": "hung writer"})])
+    log.append(connection, run_id_for("hung writer"), [RunStarted(name="hung writer")])
     print("holding", flush=True)
     time.sleep(600)
 """

@@ -25,10 +25,8 @@ from snapstore.errors import InvalidArgumentError, SnapstoreError
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
 
-    from sqlalchemy import Engine
-
     from snapstore.facade import Store
-    from snapstore.store.ingest import IngestReport
+    from snapstore.operations import IngestReport, SchemaState
 
 app = typer.Typer(help="Archive, query and export Starlab N-body snapshots.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -207,7 +205,7 @@ def _summary(report: IngestReport, seconds: float) -> str:
 
 def _ingest_in_parallel(url: str, paths: list[str], jobs: int, payloads: str | None, initial: Path | None,
                         commands: Path | None, tags: dict[str, str], check: bool) -> None:
-    from snapstore.store.parallel import ingest_many
+    from snapstore.operations import ingest_many
 
     if "-" in paths:
         raise InvalidArgumentError("stdin (-) is one stream: ingest it without --jobs")
@@ -259,7 +257,7 @@ def runs(where: str | None = typer.Option(None, "--where", "-w", help="Filter, e
     json and csv fields: name, pipeline, N, snapshots, t_first, t_last, status,
     stored_bytes, starlab_version, id (rows are streamed as they are read).
     """
-    from snapstore.store.catalog import LISTING_FIELDS
+    from snapstore.operations import LISTING_FIELDS
 
     columns = list(LISTING_FIELDS) if format is not Table.table else \
         ["name", "pipeline", "N", "snapshots", "t_first", "t_last", "status", "stored_bytes"]
@@ -348,10 +346,9 @@ def plot(
 def sql(query: str = typer.Argument(..., help="A SELECT over event, record, run, command, parameter, snapshot, tag"),
         format: Table = FORMAT, db: str | None = DB) -> None:
     """Read-only SQL; writes are refused by the connection.  Example: snapstore sql "select name from run" """
-    from snapstore.store.backend import resolve_url
-    from snapstore.store.readonly import read_only_query
+    from snapstore.operations import sql as read_only
 
-    columns, rows = read_only_query(resolve_url(db), query)
+    columns, rows = read_only(db, query)
     _emit([dict(zip(columns, row)) for row in rows], format, columns)
 
 
@@ -403,57 +400,41 @@ def tag_run(run: str = typer.Argument(..., help="Run name or id"),
             store.tag(run, key, value)
 
 
-@contextmanager
-def _schema_engine(db: str | None) -> Iterator[Engine]:
-    """An engine on the store, without the schema check that opening a store does."""
-    from snapstore.store.backend import make_engine, resolve_url
-
-    engine = make_engine(resolve_url(db))
-    try:
-        yield engine
-    finally:
-        engine.dispose()
+def _say_schema(state: SchemaState) -> None:
+    typer.echo(f"{state.url}: revision {state.revision} (this snapstore: {state.head})")
 
 
 @db_app.command("upgrade")
 def db_upgrade(revision: str = typer.Argument("head"), db: str | None = DB) -> None:
     """Upgrade the schema.  Example: snapstore db upgrade"""
-    from snapstore.store.migrate import run_alembic
+    from snapstore.operations import migrate_schema
 
-    with _schema_engine(db) as engine:
-        run_alembic(engine, "upgrade", revision)
-    db_current(db)
+    _say_schema(migrate_schema(db, "upgrade", revision))
 
 
 @db_app.command("downgrade")
 def db_downgrade(revision: str = typer.Argument(..., help="Target revision, e.g. 0001"), db: str | None = DB) -> None:
     """Downgrade the schema.  Example: snapstore db downgrade 0001"""
-    from snapstore.store.migrate import run_alembic
+    from snapstore.operations import migrate_schema
 
-    with _schema_engine(db) as engine:
-        run_alembic(engine, "downgrade", revision)
-    db_current(db)
+    _say_schema(migrate_schema(db, "downgrade", revision))
 
 
 @db_app.command("current")
 def db_current(db: str | None = DB) -> None:
     """The store's schema revision and the code's.  Example: snapstore db current"""
-    from snapstore.store.backend import masked
-    from snapstore.store.migrate import current_revision, head_revision
+    from snapstore.operations import schema_state
 
-    with _schema_engine(db) as engine:
-        revision, head = current_revision(engine), head_revision(engine)
-        typer.echo(f"{masked(engine.url)}: revision {revision} (this snapstore: {head})")
+    _say_schema(schema_state(db))
 
 
 @db_app.command("history")
 def db_history(db: str | None = DB) -> None:
     """The migrations this snapstore knows.  Example: snapstore db history"""
-    from snapstore.store.migrate import history
+    from snapstore.operations import schema_history
 
-    with _schema_engine(db) as engine:
-        for down, revision, doc in history(engine):
-            typer.echo(f"{down or 'base'} -> {revision}: {doc}")
+    for down, revision, doc in schema_history(db):
+        typer.echo(f"{down or 'base'} -> {revision}: {doc}")
 
 
 def _one_line(exc: BaseException) -> str:

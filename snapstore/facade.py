@@ -12,11 +12,13 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from snapstore.errors import StoreAccessError
-from snapstore.store import catalog, diagnostics, events, projections
+from snapstore.store import catalog, diagnostics, projections
 from snapstore.store.backend import describe_db_error, make_engine, masked, resolve_url, with_retries
+from snapstore.store.events import RunTagged
+from snapstore.store.log import append
 from snapstore.store.migrate import ensure_current
 from snapstore.store.payloads import payloads_for
-from snapstore.store.records import fetch_records, read_record
+from snapstore.store.records import fetch_records, insert_record, read_record
 
 if TYPE_CHECKING:
     from snapstore.reading import Run
@@ -103,8 +105,7 @@ class Store:
     def tag(self, name_or_id: str, key: str, value: str) -> None:
         """Tag a run (a ``run_tagged`` event; the latest value of a key wins)."""
         target = self.run(name_or_id)
-        with_retries(self.engine, lambda connection: events.append(
-            connection, target.id, [events.Event(events.RUN_TAGGED, {"key": key, "value": value})]))
+        with_retries(self.engine, lambda connection: append(connection, target.id, [RunTagged(key=key, value=value)]))
 
     @_database_errors
     def attach_diagnostics(self, name_or_id: str, text_log: str, argv: list[str]) -> None:
@@ -152,6 +153,18 @@ class Store:
     def record_bytes(self, record_hash: str) -> bytes:
         """One stored record, as it is stored."""
         return read_record(self.engine, record_hash)
+
+    @_database_errors
+    def put_record(self, record_hash: str, text_size: int, data: bytes, codec_name: str) -> None:
+        """Keep a record in the store's ``record`` table under ``record_hash`` (the sha256 of
+        its text) unless one is there already; no run refers to it until an event does.
+        A snapstore record that names another key is refused (``CorruptRecordError``)."""
+        from snapstore.codec.framing import require_key
+
+        require_key(data, record_hash)
+        with_retries(self.engine, lambda connection: insert_record(connection, {
+            "hash": record_hash, "codec": codec_name, "text_size": text_size, "stored_size": len(data),
+            "data": data}))
 
     @_database_errors
     def records(self, hashes: list[str]) -> dict[str, bytes]:

@@ -1,7 +1,8 @@
 """What the command line's verbs do, as plain functions a notebook can call too.
 
-The CLI parses arguments and prints; everything else happens here: a live
-capture of a running simulation, exports in every format, the summary of a run.
+The CLI parses arguments and prints; everything else happens here or in the
+facade: a live capture of a running simulation, exports in every format, the
+summary of a run, read-only SQL, the schema's revision and its migrations.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import os
 import shlex
 import subprocess
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
@@ -20,7 +21,14 @@ from typing import Any, BinaryIO, TextIO
 from snapstore.errors import InvalidArgumentError, RunNotFoundError
 from snapstore.facade import Store
 from snapstore.reading import Run
+from snapstore.store.backend import make_engine, masked, resolve_url
+from snapstore.store.catalog import LISTING_FIELDS
 from snapstore.store.ingest import IngestReport
+from snapstore.store.parallel import Outcome, ingest_many
+
+__all__ = ["LISTING_FIELDS", "Capture", "IngestReport", "Outcome", "SchemaState", "describe", "export", "ingest_many",
+           "migrate_schema", "parse_pairs", "parse_selection", "parse_times", "pipe", "schema_history", "schema_state",
+           "sql"]
 
 EXPORT_FORMATS = ("story", "npz", "hdf5", "parquet")
 
@@ -166,3 +174,58 @@ def _write_texts(items, handle: TextIO | BinaryIO) -> None:
     for item in items:
         handle.write(item.text_bytes() if binary else item.text())
         handle.flush()
+
+
+def sql(url: str | None, query: str) -> tuple[list[str], list[tuple]]:
+    """One read-only statement on the store at ``url`` (default: ``$SNAPSTORE_URL`` or
+    ./snapstore.db): its column names and rows; a write is refused by the connection."""
+    from snapstore.store.readonly import read_only_query
+
+    return read_only_query(resolve_url(url), query)
+
+
+@dataclass(frozen=True)
+class SchemaState:
+    """A store's schema revision (None: no snapstore schema) and the newest this snapstore knows."""
+
+    url: str  # with the password hidden
+    revision: str | None
+    head: str
+
+
+@contextlib.contextmanager
+def _schema_engine(url: str | None) -> Iterator[Any]:
+    """An engine on the store, without the schema check that opening a store does."""
+    engine = make_engine(resolve_url(url))
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def schema_state(url: str | None = None) -> SchemaState:
+    """The schema revision of the store at ``url`` and this snapstore's."""
+    from snapstore.store.migrate import current_revision, head_revision
+
+    with _schema_engine(url) as engine:
+        return SchemaState(masked(engine.url), current_revision(engine), head_revision(engine))
+
+
+def migrate_schema(url: str | None, operation: str, revision: str = "head") -> SchemaState:
+    """``upgrade`` or ``downgrade`` the store at ``url`` to ``revision`` in one transaction;
+    returns the state it is left in."""
+    from snapstore.store.migrate import run_alembic
+
+    if operation not in ("upgrade", "downgrade"):
+        raise InvalidArgumentError(f"schema operation {operation!r}: use upgrade or downgrade")
+    with _schema_engine(url) as engine:
+        run_alembic(engine, operation, revision)
+    return schema_state(url)
+
+
+def schema_history(url: str | None = None) -> list[tuple[str | None, str, str]]:
+    """The migrations this snapstore knows: (previous revision, revision, what it does)."""
+    from snapstore.store.migrate import history
+
+    with _schema_engine(url) as engine:
+        return history(engine)

@@ -16,8 +16,9 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 import snapstore
 from helpers import SAMPLE, read_text
-from snapstore.store import events
+from snapstore.store import log
 from snapstore.store.backend import classify, with_retries, write_transaction
+from snapstore.store.events import RunTagged
 from snapstore.store.schema import event, tag
 
 
@@ -52,8 +53,8 @@ def test_a_lost_race_for_the_next_event_version_is_retried(store_url) -> None:
         run = store.ingest(SAMPLE)
 
         def duplicate_version(connection) -> None:  # what a concurrent writer's commit looks like
-            connection.execute(insert(event).values(run_id=run.id, version=1, type=events.RUN_TAGGED,
-                                                    recorded_at=events.now(), payload="{}"))
+            connection.execute(insert(event).values(run_id=run.id, version=1, type=RunTagged.type,
+                                                    recorded_at=log.now(), payload="{}"))
 
         attempts, result = _failing_first(store, duplicate_version)
         assert (attempts, result) == ([1, 2], "done")
@@ -96,7 +97,7 @@ def test_a_hung_writer_times_out_with_a_message_naming_it(store_url, monkeypatch
 
         def hung_writer() -> None:  # appends to the run, then hangs inside its transaction
             with write_transaction(store.engine) as connection:
-                events.append(connection, run.id, [events.Event(events.RUN_TAGGED, {"key": "a", "value": "b"})])
+                log.append(connection, run.id, [RunTagged(key="a", value="b")])
                 holding.set()
                 release.wait(30)
 
@@ -122,7 +123,7 @@ def test_verify_only_reads_so_a_writer_holding_the_lock_does_not_stop_it(store_u
     with snapstore.open(store_url) as store:
         run = store.ingest(SAMPLE)
         with write_transaction(store.engine) as connection:  # an ingest mid-commit
-            events.append(connection, run.id, [events.Event(events.RUN_TAGGED, {"key": "a", "value": "b"})])
+            log.append(connection, run.id, [RunTagged(key="a", value="b")])
             assert store.verify() == []
 
 

@@ -18,11 +18,7 @@ class SqlStorage:
         self.store = store
 
     def put_record(self, key: str, text_size: int, record: bytes, codec_name: str) -> None:
-        from snapstore.store.backend import with_retries
-        from snapstore.store.records import insert_record
-
-        with_retries(self.store.engine, lambda connection: insert_record(connection, {
-            "hash": key, "codec": codec_name, "text_size": text_size, "stored_size": len(record), "data": record}))
+        self.store.put_record(key, text_size, record, codec_name)
 
     def get(self, key: str) -> bytes:
         return self.store.record_bytes(key)

@@ -198,7 +198,7 @@ def with_retries(engine: Engine, work: Callable[[Connection], T], attempts: int 
                 if connection.dialect.name == "postgresql":
                     # One writer at a time, as SQLite's BEGIN IMMEDIATE gives: what the work
                     # reads to decide (is this snapshot stored yet?) is then what it commits
-                    # against.  See events.append for why the lock is on the event table.
+                    # against.  See log.append for why the lock is on the event table.
                     connection.exec_driver_sql("LOCK TABLE event IN EXCLUSIVE MODE")
                 return work(connection)
         except DBAPIError as exc:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import json
 
 import zstandard
 from sqlalchemy import Engine, select
 
-from snapstore.store import events
 from snapstore.store.backend import with_retries
+from snapstore.store.events import DiagnosticsAttached, from_row
+from snapstore.store.log import append
 from snapstore.store.records import fetch_record, insert_record
 from snapstore.store.schema import event
 
@@ -25,8 +25,7 @@ def attach(engine: Engine, run_id: str, text_log: str, argv: list[str]) -> None:
     def work(connection) -> None:
         insert_record(connection, {"hash": digest, "codec": CODEC, "text_size": len(data),
                                    "stored_size": len(blob), "data": blob})
-        events.append(connection, run_id, [events.Event(events.DIAGNOSTICS_ATTACHED, {
-            "record": digest, "argv": argv, "text_size": len(data)})])
+        append(connection, run_id, [DiagnosticsAttached(record=digest, argv=argv, text_size=len(data))])
 
     with_retries(engine, work)
 
@@ -34,8 +33,8 @@ def attach(engine: Engine, run_id: str, text_log: str, argv: list[str]) -> None:
 def logs(engine: Engine, run_id: str) -> list[str]:
     """The logs attached to a run, oldest first."""
     with engine.connect() as connection:
-        payloads = connection.execute(select(event.c.payload).where(
-            event.c.run_id == run_id, event.c.type == events.DIAGNOSTICS_ATTACHED)
-            .order_by(event.c.position)).scalars().all()
-        blobs = [fetch_record(connection, json.loads(p)["record"]) for p in payloads]
+        rows = connection.execute(select(event).where(
+            event.c.run_id == run_id, event.c.type == DiagnosticsAttached.type).order_by(event.c.position)).all()
+        attached = [from_row(row) for row in rows]
+        blobs = [fetch_record(connection, item.record) for item in attached if isinstance(item, DiagnosticsAttached)]
     return [zstandard.ZstdDecompressor().decompress(b).decode("utf-8") for b in blobs]

@@ -1,76 +1,207 @@
-"""The append-only event log: the store's source of truth.
+"""The event types of the append-only log, declared once: what each holds, its version,
+and how an older version of it is read (``docs/events.md`` is their written schema).
 
-Every change is an event (run started, pipeline recorded, snapshot appended,
-ingest finished, run tagged...) with a global position, a per-run version, a
-timestamp and a JSON payload.  Projections are applied in the same transaction,
-so the queryable tables never lag behind the log.
+An event is a frozen dataclass.  It is stored as its type name and a JSON payload of
+its fields with ``class_version``; reading one back upcasts it to the version declared
+here, one step at a time, as eventsourcing's ``class_version`` and ``upcast_vN_vN+1``
+do.  This module knows no database: ``store.log`` appends events and replays them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import os
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
 
-from sqlalchemy import Connection, func, insert, select
+from snapstore.errors import SchemaError
 
-from snapstore.store import projections
-from snapstore.store.schema import event
 
-RUN_STARTED = "run_started"
-INGEST_STARTED = "ingest_started"
-PIPELINE_RECORDED = "pipeline_recorded"
-SNAPSHOT_APPENDED = "snapshot_appended"
-DIAGNOSTICS_ATTACHED = "diagnostics_attached"
-INGEST_FINISHED = "ingest_finished"
-RUN_TAGGED = "run_tagged"
-TYPES = (RUN_STARTED, INGEST_STARTED, PIPELINE_RECORDED, SNAPSHOT_APPENDED,
-         DIAGNOSTICS_ATTACHED, INGEST_FINISHED, RUN_TAGGED)
+@dataclass(frozen=True)
+class InputFile:
+    """One input of an ingest: its role (``stream``, ``initial``, ``commands``), absolute
+    path (or the command line of a capture), and the sha256 and size of its text."""
+
+    role: str
+    location: str
+    sha256: str | None = None
+    size: int | None = None
+
+
+@dataclass(frozen=True)
+class Step:
+    """One program of a run's pipeline: its command line, its flags, the Starlab version
+    that ran it, where snapstore learned of it (``log``, ``commands`` or ``both``), the
+    first snapshot whose Log holds it, and where the commands file disagrees with the Log."""
+
+    program: str
+    argv: list[str]
+    parameters: dict[str, str]
+    starlab_version: str | None = None
+    origin: str | None = None
+    first_seq: int | None = None
+    conflict: str | None = None
 
 
 @dataclass(frozen=True)
 class Event:
-    """One event before it is stored."""
+    """The base of every event type; ``type`` is its name in the log."""
 
+    type: ClassVar[str]
+    class_version: ClassVar[int] = 1
+    # upcasts[n] turns a version-n payload into a version-(n + 1) one
+    upcasts: ClassVar[dict[int, Callable[[dict[str, Any]], dict[str, Any]]]] = {}
+
+    def payload(self) -> str:
+        """The JSON text the log stores for this event."""
+        return json.dumps({**dataclasses.asdict(self), "class_version": self.class_version}, sort_keys=True)
+
+
+@dataclass(frozen=True)
+class RunStarted(Event):
+    """A run's first event: its name (its id is derived from it)."""
+
+    type: ClassVar[str] = "run_started"
+    name: str
+
+
+@dataclass(frozen=True)
+class IngestStarted(Event):
+    """An ingest began: where its stream comes from, who ran it where, and its other inputs."""
+
+    type: ClassVar[str] = "ingest_started"
+    class_version: ClassVar[int] = 2
+    upcasts: ClassVar[dict[int, Callable[[dict[str, Any]], dict[str, Any]]]] = {
+        1: lambda data: {"inputs": [], **data},  # version 1 recorded the stream only
+    }
+    source: str
+    user: str
+    host: str
+    python: str
+    snapstore_version: str
+    pid: int
+    inputs: list[InputFile] = field(default_factory=list)
+
+
+def _steps_know_their_origin(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 gave the pipeline one origin; version 2 gives one per step, with the
+    first snapshot that logs it and its conflicts (unknown for pipelines of version 1)."""
+    origin = data.get("origin")
+    commands = [{"origin": origin, "first_seq": None, "conflict": None, **step} for step in data["commands"]]
+    return {"conflicts": [], **data, "commands": commands}
+
+
+@dataclass(frozen=True)
+class PipelineRecorded(Event):
+    """The run's pipeline as now known: every step, from the Logs, a commands file or both."""
+
+    type: ClassVar[str] = "pipeline_recorded"
+    class_version: ClassVar[int] = 2
+    upcasts: ClassVar[dict[int, Callable[[dict[str, Any]], dict[str, Any]]]] = {1: _steps_know_their_origin}
+    origin: str
+    commands: list[Step]
+    conflicts: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SnapshotAppended(Event):
+    """A story stored at ``seq``: its record (the sha256 of its text), kind, time, N and sizes."""
+
+    type: ClassVar[str] = "snapshot_appended"
+    class_version: ClassVar[int] = 2
+    upcasts: ClassVar[dict[int, Callable[[dict[str, Any]], dict[str, Any]]]] = {
+        1: lambda data: {"kind": "snapshot", **data},  # before partial stories, every story was a snapshot
+    }
+    seq: int
+    record: str
+    kind: str  # "snapshot" (a whole system) or "partial" (kira -D b / -D x1)
+    time: float | None
+    n_particles: int | None
+    text_size: int
+    stored_size: int
+
+
+@dataclass(frozen=True)
+class DiagnosticsAttached(Event):
+    """A run's stderr kept with it: the record holding the text, the command, the size."""
+
+    type: ClassVar[str] = "diagnostics_attached"
+    record: str
+    argv: list[str]
+    text_size: int
+
+
+@dataclass(frozen=True)
+class IngestFinished(Event):
+    """An ingest ended: complete (with the stream's sha256 and size) or not (with the error)."""
+
+    type: ClassVar[str] = "ingest_finished"
+    class_version: ClassVar[int] = 2
+    upcasts: ClassVar[dict[int, Callable[[dict[str, Any]], dict[str, Any]]]] = {
+        1: lambda data: {"size": None, **data},  # version 1 did not record the stream's size
+    }
+    source: str
+    sha256: str | None
+    complete: bool
+    error: str | None
+    added: int
+    skipped: int
+    size: int | None = None
+
+
+@dataclass(frozen=True)
+class RunTagged(Event):
+    """A tag set on a run; the latest value of a key wins."""
+
+    type: ClassVar[str] = "run_tagged"
+    key: str
+    value: str
+
+
+TYPES: dict[str, type[Event]] = {kind.type: kind for kind in (
+    RunStarted, IngestStarted, PipelineRecorded, SnapshotAppended, DiagnosticsAttached, IngestFinished, RunTagged)}
+_NESTED: dict[tuple[type[Event], str], type] = {
+    (IngestStarted, "inputs"): InputFile, (PipelineRecorded, "commands"): Step}
+
+
+def load(type_name: str, payload: str, where: str) -> Event:
+    """The event a log row holds, upcast to the version declared here; a type or version
+    this snapstore does not know, or a payload that does not match its declaration, is a
+    ``SchemaError`` naming ``where`` (the row)."""
+    kind = TYPES.get(type_name)
+    if kind is None:
+        raise SchemaError(f"{where}: event type {type_name!r} is unknown to this snapstore; upgrade snapstore")
+    try:
+        data = json.loads(payload)
+        version = data.pop("class_version", 1) if isinstance(data, dict) else None
+    except ValueError as exc:
+        raise SchemaError(f"{where}: {type_name} payload is not JSON ({exc})") from None
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise SchemaError(f"{where}: {type_name} payload has no valid class_version")
+    if version > kind.class_version:
+        raise SchemaError(f"{where}: {type_name} version {version} is newer than this snapstore reads "
+                          f"({kind.class_version}); upgrade snapstore")
+    try:
+        for step in range(version, kind.class_version):
+            data = kind.upcasts[step](data)
+        for (owner, name), item in _NESTED.items():
+            if owner is kind:
+                data[name] = [item(**entry) for entry in data[name]]
+        return kind(**data)
+    except (KeyError, TypeError) as exc:
+        raise SchemaError(f"{where}: {type_name} payload does not match its declaration ({exc})") from None
+
+
+class LogRow(Protocol):
+    """A row of the ``event`` table, as far as reading its event goes."""
+
+    position: int
+    run_id: str
     type: str
-    payload: dict
-
-    def __post_init__(self) -> None:
-        if self.type not in TYPES:
-            raise ValueError(f"unknown event type {self.type!r}")
+    payload: str
 
 
-def now() -> str:
-    """UTC timestamp as stored in events (ISO 8601, microseconds)."""
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
-
-
-def append(connection: Connection, run_id: str, events: list[Event]) -> None:
-    """Append events to a run's stream and apply them to the projections.
-
-    The per-run version is the next free number; the unique (run_id, version)
-    key makes a concurrent writer that computed the same number fail, and the
-    caller retries with fresh state (see ``backend.with_retries``).
-    """
-    if connection.dialect.name == "postgresql":
-        # Sequence values are handed out before commit, so without this lock a
-        # later position could commit first and a reader following positions
-        # would skip it for good.  The lock makes position order commit order.
-        # Write transactions are short (encoding happens before them), and
-        # with_retries takes the lock at their start already; taking it again is
-        # free.  The session says which run it appends to, so a writer that
-        # times out waiting can name the holder.
-        connection.exec_driver_sql("SELECT set_config('application_name', %(name)s, true)",
-                                   {"name": f"snapstore pid {os.getpid()} run {run_id}"})
-        connection.exec_driver_sql("LOCK TABLE event IN EXCLUSIVE MODE")
-    version = connection.execute(
-        select(func.coalesce(func.max(event.c.version), 0)).where(event.c.run_id == run_id)
-    ).scalar_one()
-    for item in events:
-        version += 1
-        payload = json.dumps(item.payload, sort_keys=True)
-        recorded = now()
-        connection.execute(insert(event).values(
-            run_id=run_id, version=version, type=item.type, recorded_at=recorded, payload=payload))
-        projections.apply(connection, run_id, item.type, item.payload, recorded)
+def from_row(row: LogRow) -> Event:
+    """The event a row of the log holds (a ``SchemaError`` naming its position if it cannot be read)."""
+    return load(row.type, row.payload, f"event #{row.position} (run {row.run_id})")

@@ -29,8 +29,20 @@ from snapstore.errors import (
     SnapstoreError,
     StoryFormatError,
 )
-from snapstore.store import encoding, events, observations
+from snapstore.store import encoding, observations
 from snapstore.store.backend import with_retries
+from snapstore.store.events import (
+    Event,
+    IngestFinished,
+    IngestStarted,
+    InputFile,
+    PipelineRecorded,
+    RunStarted,
+    RunTagged,
+    SnapshotAppended,
+    Step,
+)
+from snapstore.store.log import append
 from snapstore.store.payloads import ExternalPayloads
 from snapstore.store.provenance import (
     extend_pipeline,
@@ -108,16 +120,17 @@ class Ingest:
         """Record the ingest's start: where the stream comes from, who runs it, its tags,
         and the other inputs (initial conditions, commands file) with their hashes."""
         run_id = self.report.run_id
-        started = {"source": source, **who_and_where(), "pid": os.getpid(), "inputs": inputs or []}
+        started = IngestStarted(source=source, **who_and_where(), pid=os.getpid(),
+                                inputs=[InputFile(**entry) for entry in inputs or []])
 
         def work(connection: Connection) -> None:
             existing = connection.execute(select(run.c.name).where(run.c.id == run_id)).scalar()
-            batch = []
+            batch: list[Event] = []
             if existing is None:
-                batch.append(events.Event(events.RUN_STARTED, {"name": self.report.name}))
-            batch.append(events.Event(events.INGEST_STARTED, started))
-            batch += [events.Event(events.RUN_TAGGED, {"key": k, "value": v}) for k, v in tags.items()]
-            events.append(connection, run_id, batch)
+                batch.append(RunStarted(name=self.report.name))
+            batch.append(started)
+            batch += [RunTagged(key=k, value=v) for k, v in tags.items()]
+            append(connection, run_id, batch)
 
         with_retries(self.engine, work)
         self._given = pipeline_from_commands(commands_text) if commands_text is not None else None
@@ -171,17 +184,17 @@ class Ingest:
         summary = encoded.summary
         kind = self._kind(summary)
         measured = {**pending.numbers, **encoded.counts} if kind == "snapshot" else None
-        batch = [pending.pipeline] if pending.pipeline is not None else []
-        batch.append(events.Event(events.SNAPSHOT_APPENDED, {
-            "seq": seq, "record": digest, "kind": kind, "time": summary.time, "n_particles": summary.n_particles,
-            "text_size": text_size, "stored_size": len(encoded.blob)}))
+        batch: list[Event] = [pending.pipeline] if pending.pipeline is not None else []
+        batch.append(SnapshotAppended(seq=seq, record=digest, kind=kind, time=summary.time,
+                                      n_particles=summary.n_particles, text_size=text_size,
+                                      stored_size=len(encoded.blob)))
 
         def work(connection: Connection) -> bool:
             if self._stored(connection, seq, digest) is not None:  # another writer got here first
                 return True
             if row is not None:
                 insert_record(connection, row)
-            events.append(connection, self.report.run_id, batch)
+            append(connection, self.report.run_id, batch)
             if measured is not None:
                 observations.record(connection, self.report.run_id, seq, summary.time, measured)
             return False
@@ -209,7 +222,7 @@ class Ingest:
         self._timed = self._timed or timed
         return "snapshot" if whole else "partial"
 
-    def _pipeline(self, header: Story, seq: int) -> events.Event | None:
+    def _pipeline(self, header: Story, seq: int) -> PipelineRecorded | None:
         """A ``pipeline_recorded`` event when this story's Log (in its root ``header``)
         adds commands or a conflict, or for the first story when there is any pipeline at all."""
         logged, conflict = extend_pipeline(self._logged, pipeline_from_log(header), seq)
@@ -221,18 +234,18 @@ class Ingest:
         if not changed and (self._recorded or not self._given):
             return None
         self._recorded = True
-        steps = self._logged if self._given is None else merge_pipelines(self._logged, self._given)
-        return events.Event(events.PIPELINE_RECORDED, {
-            "origin": "log" if self._given is None else "merged", "commands": steps,
-            "conflicts": [step["conflict"] for step in steps if step.get("conflict")] + self._log_conflicts})
+        steps = ([{**step, "origin": "log"} for step in self._logged] if self._given is None
+                 else merge_pipelines(self._logged, self._given))
+        return PipelineRecorded(
+            origin="log" if self._given is None else "merged", commands=[Step(**step) for step in steps],
+            conflicts=[step["conflict"] for step in steps if step.get("conflict")] + self._log_conflicts)
 
     def finish(self, source: str, complete: bool, sha256: str | None, error: str | None,
                size: int | None = None) -> None:
         self.report.complete, self.report.error, self.report.source_sha256 = complete, error, sha256
-        payload = {"source": source, "sha256": sha256, "size": size, "complete": complete, "error": error,
-                   "added": self.report.added, "skipped": self.report.skipped}
-        with_retries(self.engine, lambda connection: events.append(
-            connection, self.report.run_id, [events.Event(events.INGEST_FINISHED, payload)]))
+        finished = IngestFinished(source=source, sha256=sha256, size=size, complete=complete, error=error,
+                                  added=self.report.added, skipped=self.report.skipped)
+        with_retries(self.engine, lambda connection: append(connection, self.report.run_id, [finished]))
 
 
 @dataclass
@@ -242,7 +255,7 @@ class _Pending:
     seq: int
     digest: str
     text_size: int
-    pipeline: events.Event | None
+    pipeline: PipelineRecorded | None
     numbers: dict = field(default_factory=dict)  # the root's own numeric entries
     encoded: encoding.Done | encoding.Answer | None = None
     new: bool = True  # its record is not in the store yet

@@ -7,7 +7,6 @@ database, so ``verify`` holds no write lock and live ingests carry on beside it.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 
 from sqlalchemy import Connection, Engine, create_engine, select
@@ -15,6 +14,7 @@ from sqlalchemy import Connection, Engine, create_engine, select
 from snapstore import codec
 from snapstore.errors import CorruptRecordError
 from snapstore.store import projections
+from snapstore.store.events import from_row
 from snapstore.store.records import fetch_record
 from snapstore.store.schema import PROJECTIONS, event, metadata, run, snapshot
 
@@ -72,7 +72,7 @@ def projection_drift(engine: Engine) -> list[str]:
         with replay.begin() as scratch:
             metadata.create_all(scratch, tables=list(PROJECTIONS))
             for row in log:
-                projections.apply(scratch, row.run_id, row.type, json.loads(row.payload), row.recorded_at)
+                projections.apply(scratch, row.run_id, from_row(row), row.recorded_at)
             replayed = _tables(scratch)
     finally:
         replay.dispose()

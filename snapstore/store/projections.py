@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, update
 
+from snapstore.store.events import (
+    Event,
+    IngestFinished,
+    IngestStarted,
+    PipelineRecorded,
+    RunStarted,
+    RunTagged,
+    SnapshotAppended,
+    from_row,
+)
 from snapstore.store.schema import (
     PROJECTIONS,
     command,
@@ -19,24 +31,24 @@ from snapstore.store.schema import (
 )
 
 
-def apply(connection: Connection, run_id: str, kind: str, payload: dict, recorded_at: str) -> None:
-    """Fold one event into the projection tables."""
-    handler = _HANDLERS.get(kind)
+def apply(connection: Connection, run_id: str, item: Event, recorded_at: str) -> None:
+    """Fold one event into the projection tables (``DiagnosticsAttached`` changes none)."""
+    handler = _HANDLERS.get(type(item))
     if handler is not None:
-        handler(connection, run_id, payload, recorded_at)
+        handler(connection, run_id, item, recorded_at)
 
 
-def _run_started(connection: Connection, run_id: str, payload: dict, recorded_at: str) -> None:
+def _run_started(connection: Connection, run_id: str, item: RunStarted, recorded_at: str) -> None:
     connection.execute(insert(run).values(
-        id=run_id, name=payload["name"], status="open", started_at=recorded_at,
+        id=run_id, name=item.name, status="open", started_at=recorded_at,
         n_snapshots=0, text_bytes=0, stored_bytes=0))
 
 
-def _ingest_started(connection: Connection, run_id: str, payload: dict, recorded_at: str) -> None:
+def _ingest_started(connection: Connection, run_id: str, item: IngestStarted, recorded_at: str) -> None:
     connection.execute(update(run).where(run.c.id == run_id).values(
-        status="open", source=payload.get("source"), error=None, finished_at=None))
-    for item in payload.get("inputs", []):
-        _record_input(connection, run_id, item["role"], item["location"], item.get("sha256"), item.get("size"))
+        status="open", source=item.source, error=None, finished_at=None))
+    for entry in item.inputs:
+        _record_input(connection, run_id, entry.role, entry.location, entry.sha256, entry.size)
 
 
 def _record_input(connection: Connection, run_id: str, role: str, location: str, sha256: str | None,
@@ -46,20 +58,19 @@ def _record_input(connection: Connection, run_id: str, role: str, location: str,
                                                  size=size))
 
 
-def _pipeline_recorded(connection: Connection, run_id: str, payload: dict, recorded_at: str) -> None:
+def _pipeline_recorded(connection: Connection, run_id: str, item: PipelineRecorded, recorded_at: str) -> None:
     connection.execute(delete(parameter).where(parameter.c.run_id == run_id))
     connection.execute(delete(command).where(command.c.run_id == run_id))
-    for position, item in enumerate(payload["commands"]):
+    for position, step in enumerate(item.commands):
         connection.execute(insert(command).values(
-            run_id=run_id, position=position, program=item["program"],
-            argv=json.dumps(item["argv"]), starlab_version=item.get("starlab_version"),
-            origin=item.get("origin", payload.get("origin")), first_seq=item.get("first_seq"),
-            conflict=item.get("conflict")))
-        for flag, value in item["parameters"].items():
+            run_id=run_id, position=position, program=step.program, argv=json.dumps(step.argv),
+            starlab_version=step.starlab_version, origin=step.origin, first_seq=step.first_seq,
+            conflict=step.conflict))
+        for flag, value in step.parameters.items():
             connection.execute(insert(parameter).values(
-                run_id=run_id, position=position, program=item["program"], flag=flag,
+                run_id=run_id, position=position, program=step.program, flag=flag,
                 value=value, num_value=_number(value)))
-    versions = [item.get("starlab_version") for item in payload["commands"] if item.get("starlab_version")]
+    versions = [step.starlab_version for step in item.commands if step.starlab_version]
     connection.execute(update(run).where(run.c.id == run_id).values(starlab_version=versions[-1] if versions else None))
 
 
@@ -72,23 +83,22 @@ def _number(value: str) -> float | None:
         return None
 
 
-def _snapshot_appended(connection: Connection, run_id: str, payload: dict, recorded_at: str) -> None:
-    kind = payload.get("kind", "snapshot")  # events before revision 0004 were all whole snapshots
+def _snapshot_appended(connection: Connection, run_id: str, item: SnapshotAppended, recorded_at: str) -> None:
     connection.execute(insert(snapshot).values(
-        run_id=run_id, seq=payload["seq"], time=payload["time"], n_particles=payload["n_particles"],
-        record_hash=payload["record"], text_size=payload["text_size"], kind=kind))
+        run_id=run_id, seq=item.seq, time=item.time, n_particles=item.n_particles,
+        record_hash=item.record, text_size=item.text_size, kind=item.kind))
     current = connection.execute(select(run).where(run.c.id == run_id)).one()
-    values = {"text_bytes": current.text_bytes + payload["text_size"],
-              "stored_bytes": current.stored_bytes + payload["stored_size"]}
-    if kind == "snapshot":  # partial stories count for the bytes only
-        time, first = payload["time"], payload["seq"] < _first_seq(connection, run_id, payload["seq"])
+    values = {"text_bytes": current.text_bytes + item.text_size,
+              "stored_bytes": current.stored_bytes + item.stored_size}
+    if item.kind == "snapshot":  # partial stories count for the bytes only
+        time, first = item.time, item.seq < _first_seq(connection, run_id, item.seq)
         values.update(
             n_snapshots=current.n_snapshots + 1,
             t_first=time if current.t_first is None or first else current.t_first,
             t_last=time if current.t_last is None or (time is not None and time > current.t_last)
             else current.t_last)
         if current.n_particles is None or first:
-            values["n_particles"] = payload["n_particles"]
+            values["n_particles"] = item.n_particles
     connection.execute(update(run).where(run.c.id == run_id).values(**values))
 
 
@@ -101,43 +111,42 @@ def _first_seq(connection: Connection, run_id: str, seq: int) -> int:
     return seq + 1 if lowest is None else lowest
 
 
-def _ingest_finished(connection: Connection, run_id: str, payload: dict, recorded_at: str) -> None:
-    values = {"finished_at": recorded_at, "status": "complete" if payload["complete"] else "incomplete",
-              "error": payload.get("error")}
-    if payload["complete"]:
-        values.update(source=payload.get("source"), source_sha256=payload.get("sha256"))
-        _record_input(connection, run_id, "stream", payload["source"], payload.get("sha256"), payload.get("size"))
+def _ingest_finished(connection: Connection, run_id: str, item: IngestFinished, recorded_at: str) -> None:
+    values = {"finished_at": recorded_at, "status": "complete" if item.complete else "incomplete",
+              "error": item.error}
+    if item.complete:
+        values.update(source=item.source, source_sha256=item.sha256)
+        _record_input(connection, run_id, "stream", item.source, item.sha256, item.size)
     connection.execute(update(run).where(run.c.id == run_id).values(**values))
 
 
-def _run_tagged(connection: Connection, run_id: str, payload: dict, recorded_at: str) -> None:
-    connection.execute(delete(tag).where(tag.c.run_id == run_id, tag.c.key == payload["key"]))
-    connection.execute(insert(tag).values(run_id=run_id, key=payload["key"], value=payload["value"]))
+def _run_tagged(connection: Connection, run_id: str, item: RunTagged, recorded_at: str) -> None:
+    connection.execute(delete(tag).where(tag.c.run_id == run_id, tag.c.key == item.key))
+    connection.execute(insert(tag).values(run_id=run_id, key=item.key, value=item.value))
 
 
-_HANDLERS = {
-    "run_started": _run_started,
-    "ingest_started": _ingest_started,
-    "pipeline_recorded": _pipeline_recorded,
-    "snapshot_appended": _snapshot_appended,
-    "ingest_finished": _ingest_finished,
-    "run_tagged": _run_tagged,
+_HANDLERS: dict[type[Event], Callable[[Connection, str, Any, str], None]] = {
+    RunStarted: _run_started,
+    IngestStarted: _ingest_started,
+    PipelineRecorded: _pipeline_recorded,
+    SnapshotAppended: _snapshot_appended,
+    IngestFinished: _ingest_finished,
+    RunTagged: _run_tagged,
 }
 
 
 def rebuild(connection: Connection) -> int:
     """Empty the projections and replay every event in log order, then measure the
     snapshots' records for ``observable``; returns the count of events."""
+    # every event is read before anything is emptied: a log this snapstore cannot read changes nothing
+    log = [(row, from_row(row)) for row in connection.execute(select(event).order_by(event.c.position))]
     connection.execute(delete(observable))  # it refers to runs: emptied first
     for table in PROJECTIONS:
         connection.execute(delete(table))
-    count = 0
-    rows = connection.execute(select(event).order_by(event.c.position))
-    for row in rows.all():
-        apply(connection, row.run_id, row.type, json.loads(row.payload), row.recorded_at)
-        count += 1
+    for row, item in log:
+        apply(connection, row.run_id, item, row.recorded_at)
     # here, not at the top: measuring needs the codec (numpy), which read-only commands never load
     from snapstore.store import observations
 
     observations.rebuild(connection)
-    return count
+    return len(log)
