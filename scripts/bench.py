@@ -294,7 +294,7 @@ while written < limit:
 INGEST = "import sys, snapstore; snapstore.open(sys.argv[1]).ingest('-', name=sys.argv[2])"
 # The peaks in kB of the ingest and of its encoding worker (still alive until exit).  Not
 # ru_maxrss: Linux keeps that across exec, so a child would report the benchmark's own peak.
-PEAK = ("\nfrom snapstore.store import encoding\n"
+PEAK = ("\nfrom snapstore import encoding\n"
         "def peak(pid):\n    return open(f'/proc/{pid}/status').read().split('VmHWM:')[1].split()[0]\n"
         "print(peak('self'), peak(encoding._worker.process.pid) if encoding._worker else 0)")
 

@@ -105,7 +105,7 @@ def s3_endpoint():
 def _encode_in_order(monkeypatch):
     """Tests encode in their own process unless they ask for the worker (test_encoding):
     whether a test process had encoded enough to start one would depend on test order."""
-    from snapstore.store import encoding
+    from snapstore import encoding
 
     monkeypatch.setattr(encoding, "AHEAD_AFTER", float("inf"))
     monkeypatch.setattr(encoding, "WARM_AFTER", float("inf"))

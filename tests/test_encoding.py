@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 import snapstore
 from helpers import seed500_or_sample
-from snapstore.store import encoding
+from snapstore import encoding
 from snapstore.store.ingest import ingest
 from snapstore.store.schema import event, observable, record, snapshot
 from snapstore.story import iter_root_texts, open_source
@@ -86,7 +86,7 @@ def test_a_dead_worker_costs_speed_not_snapshots(tmp_path, worker_at_once) -> No
 def test_a_killed_ingest_leaves_no_worker_behind(tmp_path) -> None:
     """The worker ends when the ingest that started it dies (its stdin closes)."""
     source = seed500_or_sample() / "kira.out.gz"
-    script = ("import os, sys, snapstore\nfrom snapstore.store import encoding\n"
+    script = ("import os, sys, snapstore\nfrom snapstore import encoding\n"
               "encoding.WARM_AFTER = encoding.AHEAD_AFTER = 0\nos.cpu_count = lambda: 2\n"
               "def stop(report):\n    if report.added == 2:\n"
               "        print(encoding._worker.process.pid, flush=True); os.kill(os.getpid(), 9)\n"

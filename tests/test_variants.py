@@ -20,8 +20,8 @@ import snapstore
 from helpers import read_text, variants_dir
 from snapstore import StarIdentityError, StoryFormatError, codec
 from snapstore.cli import app
-from snapstore.codec.summary import number
-from snapstore.store.provenance import split_command_line
+from snapstore.physics.summary import number
+from snapstore.provenance import split_command_line
 from snapstore.story import iter_root_texts, open_source, parse_story
 
 

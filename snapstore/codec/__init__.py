@@ -22,14 +22,12 @@ from snapstore.codec.record import (
     text_from_layout,
 )
 from snapstore.codec.stars import PARTICLE_DTYPE
-from snapstore.codec.summary import Summary, summarize, system_time
 
 __all__ = [
     "CODEC_NAME",
     "FORMAT_VERSION",
     "PARTICLE_DTYPE",
     "Layout",
-    "Summary",
     "bytes_from_layout",
     "checked_bytes",
     "checked_text",
@@ -43,7 +41,5 @@ __all__ = [
     "particles_from_layout",
     "root_values",
     "root_values_from_layout",
-    "summarize",
-    "system_time",
     "text_from_layout",
 ]

@@ -14,22 +14,26 @@ import itertools
 import os
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from sqlalchemy import Connection, Engine, Row, select
 
-from snapstore import codec
-from snapstore.codec.observables import root_numbers
+from snapstore import codec, encoding
 from snapstore.errors import (
     CorruptRecordError,
-    InvalidArgumentError,
     RunConflictError,
     SnapstoreError,
-    StoryFormatError,
 )
-from snapstore.store import encoding, observations
+from snapstore.physics.observables import root_numbers
+from snapstore.physics.summary import Summary
+from snapstore.provenance import (
+    extend_pipeline,
+    merge_pipelines,
+    pipeline_from_commands,
+    pipeline_from_log,
+)
+from snapstore.store import observations
 from snapstore.store.backend import with_retries
 from snapstore.store.events import (
     Event,
@@ -42,18 +46,12 @@ from snapstore.store.events import (
     SnapshotAppended,
     Step,
 )
+from snapstore.store.inputs import resolve, who_and_where
 from snapstore.store.log import append
 from snapstore.store.payloads import ExternalPayloads
-from snapstore.store.provenance import (
-    extend_pipeline,
-    merge_pipelines,
-    pipeline_from_commands,
-    pipeline_from_log,
-    who_and_where,
-)
 from snapstore.store.records import fetch_record, insert_record
 from snapstore.store.schema import record, run, snapshot
-from snapstore.story import RootText, Story, iter_root_texts, open_source, source_location, source_name
+from snapstore.story import RootText, Story, iter_root_texts, open_source
 
 _NAMESPACE = uuid.UUID("6f1c3c1e-7a57-4e43-9a8f-5a7b0e1d2c33")
 
@@ -61,21 +59,6 @@ _NAMESPACE = uuid.UUID("6f1c3c1e-7a57-4e43-9a8f-5a7b0e1d2c33")
 def run_id_for(name: str) -> str:
     """A run's id follows from its name, so every machine agrees on it without asking."""
     return uuid.uuid5(_NAMESPACE, name).hex
-
-
-def default_name(source) -> str:
-    """The run name a source suggests: the folder of a ``kira.out``, else the file's stem."""
-    if isinstance(source, (str, os.PathLike)) and str(source) != "-":
-        path = Path(source)
-        if path.is_dir():
-            return path.resolve().name
-        if path.name.split(".")[0] in ("kira", "initial"):
-            return path.resolve().parent.name
-        return path.name.split(".")[0]
-    name = getattr(source, "name", None)
-    if isinstance(name, str) and not name.startswith("<"):
-        return default_name(name)
-    raise InvalidArgumentError("reading from a stream: give the run a name (--name)")
 
 
 @dataclass
@@ -213,7 +196,7 @@ class Ingest:
         if self.on_snapshot:
             self.on_snapshot(self.report)
 
-    def _kind(self, summary: codec.Summary) -> str:
+    def _kind(self, summary: Summary) -> str:
         """``snapshot`` for a whole system; ``partial`` for what kira's ``-D b`` and
         ``-D x1`` streams hold: a story with no time after a timed one, or a timed
         story with no stars (the time stamp such a stream puts before its stories)."""
@@ -281,84 +264,44 @@ def ingest(engine: Engine, source, *, name: str | None = None, initial=None, tag
     ``check`` decodes each new record and compares it with its text before storing it;
     ``ahead`` lets a worker process encode the stories of a large stream while this
     process commits (see ``encoding``)."""
-    folder = Path(source) if isinstance(source, (str, os.PathLike)) and Path(source).is_dir() else None
-    if folder is not None:
-        stream = folder / "kira.out.gz" if (folder / "kira.out.gz").exists() else folder / "kira.out"
-        name = name or folder.resolve().name
-        if initial is None:
-            initial = next((p for p in (folder / "initial.story.gz", folder / "initial.story") if p.exists()), None)
-        if commands is None and (folder / "commands.txt").exists():
-            commands = folder / "commands.txt"
-        source = stream
-    name = name or default_name(source)
-    commands_text, inputs = None, []
-    if commands is not None:
-        commands_text, entry = _commands_file(commands)
-        inputs.append(entry)
-    job = Ingest(engine, name, on_snapshot, payloads, check, ahead)
-    location = label or source_location(source)
-    label = label or source_name(source)
-    initial_root = None
-    if initial is not None:
-        initial_root, entry = _single_story(initial)
-        inputs.append(entry)
-    with open_source(source) as reader:
-        roots = iter_root_texts(reader, label)  # type: ignore[arg-type]
+    inputs = resolve(source, name, initial, commands, label)
+    job = Ingest(engine, inputs.name, on_snapshot, payloads, check, ahead)
+    with open_source(inputs.stream) as reader:  # type: ignore[arg-type]
+        roots = iter_root_texts(reader, inputs.label)  # type: ignore[arg-type]
         first = next(roots)  # bad input fails here, before anything is written
-        job.start(location, dict(tags or {}), commands_text, inputs)
+        job.start(inputs.location, dict(tags or {}), inputs.commands_text, inputs.entries)
+        stories = itertools.chain([(0, inputs.initial)] if inputs.initial is not None else [], [(1, first)],
+                                  enumerate(roots, start=2))
         try:
-            pending: deque[_Pending] = deque()
-
-            def settle(everything: bool) -> None:
-                """Commit, in order, what is encoded; hold at most a few stories back."""
-                while pending and (everything or pending[0].encoded is None or pending[0].encoded.done()
-                                   or len(pending) > encoding.AHEAD + 1):
-                    job.commit(pending.popleft())
-
-            stories = itertools.chain([(0, initial_root)] if initial_root is not None else [], [(1, first)],
-                                      enumerate(roots, start=2))
-            while True:
-                try:
-                    seq, root = next(stories)
-                except StopIteration:
-                    break
-                except BaseException:
-                    settle(True)  # the stories read before bad input are whole: they are kept
-                    raise
-                pending.append(job.prepare(root, seq))
-                settle(False)
-            settle(True)
+            _commit_in_order(job, stories)
         except BaseException as exc:
             message = str(exc) if isinstance(exc, SnapstoreError) else f"{type(exc).__name__}: {exc}"
             with contextlib.suppress(Exception):  # the original error is the one to report
-                job.finish(location, False, None, message or type(exc).__name__)
+                job.finish(inputs.location, False, None, message or type(exc).__name__)
             raise
         digest = reader.sha256.hexdigest()
-    job.finish(location, True, digest, None, reader.size)
+    job.finish(inputs.location, True, digest, None, reader.size)
     return job.report
 
 
-def _commands_file(path: str | os.PathLike) -> tuple[str, dict]:
-    """A commands file's text and its ``input`` entry (absolute path, sha256, size)."""
-    data = Path(path).read_bytes()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[:exc.start].count(b"\n") + 1
-        raise StoryFormatError(os.fspath(path), line, "a commands file must be UTF-8 text") from None
-    return text, {"role": "commands", "location": source_location(path),
-                  "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+def _commit_in_order(job: Ingest, stories: Iterator[tuple[int, RootText]]) -> None:
+    """Prepare each story as it is read and commit them in order, holding at most a few
+    back while the encoder works ahead; the stories read before bad input are kept."""
+    pending: deque[_Pending] = deque()
 
+    def settle(everything: bool) -> None:
+        while pending and (everything or pending[0].encoded is None or pending[0].encoded.done()
+                           or len(pending) > encoding.AHEAD + 1):
+            job.commit(pending.popleft())
 
-def _single_story(path) -> tuple[RootText, dict]:
-    """The one root story of an initial-conditions file, and its ``input`` entry
-    (absolute path, sha256 and size of its text, decompressed)."""
-    label = source_name(path)
-    with open_source(path) as stream:
-        roots = iter_root_texts(stream, label)  # type: ignore[arg-type]
-        first = next(roots)
-        for extra in roots:
-            raise StoryFormatError(label, extra.first_line, "initial conditions hold more than one root story")
-        entry = {"role": "initial", "location": source_location(path), "sha256": stream.sha256.hexdigest(),
-                 "size": stream.size}
-    return first, entry
+    while True:
+        try:
+            seq, root = next(stories)
+        except StopIteration:
+            break
+        except BaseException:
+            settle(True)  # the stories read before bad input are whole: they are kept
+            raise
+        pending.append(job.prepare(root, seq))
+        settle(False)
+    settle(True)

@@ -14,8 +14,8 @@ from collections.abc import Iterable, Iterator
 from sqlalchemy import Connection, Engine, insert, select
 
 from snapstore import codec
-from snapstore.codec.observables import Value, observables
 from snapstore.errors import CorruptRecordError
+from snapstore.physics.observables import Value, observables
 from snapstore.store.records import fetch_record
 from snapstore.store.schema import observable, snapshot
 from snapstore.story import RootText

@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from snapstore import codec
-from snapstore.codec.observables import tree_counts
 from snapstore.errors import CorruptRecordError
+from snapstore.physics.observables import tree_counts
+from snapstore.physics.summary import Summary, summarize
 
 WARM_AFTER = 1 << 20  # bytes this process encodes before it starts the worker...
 AHEAD_AFTER = 4 << 20  # ...and before it uses it (a spawned worker takes ~0.4 s to be ready)
@@ -37,7 +38,7 @@ class Encoded:
     """One story's record and what the projections need from it."""
 
     blob: bytes
-    summary: codec.Summary
+    summary: Summary
     counts: dict  # the tree counts among its observables
     faithful: bool  # the record decodes to the text (True when not checked)
 
@@ -51,12 +52,12 @@ def encode(data: bytes, digest: str, check: bool) -> Encoded:
             structure = codec.checked_bytes(blob, digest)[0]
         except CorruptRecordError:
             faithful = False
-    return Encoded(blob, codec.summarize(structure), tree_counts(structure), faithful)
+    return Encoded(blob, summarize(structure), tree_counts(structure), faithful)
 
 
 def from_layout(blob: bytes, structure: codec.Layout) -> Encoded:
     """The same for a record the store already holds."""
-    return Encoded(blob, codec.summarize(structure), tree_counts(structure), True)
+    return Encoded(blob, summarize(structure), tree_counts(structure), True)
 
 
 class _Worker:
@@ -71,8 +72,8 @@ class _Worker:
     def __init__(self) -> None:
         # The child imports the snapstore this process runs, not one that ``python -c``
         # would find first in the working folder (a source checkout, say).
-        here = str(Path(__file__).resolve().parents[2])
-        start = f"import sys; sys.path.insert(0, {here!r}); from snapstore.store.encoding import serve; serve()"
+        here = str(Path(__file__).resolve().parents[1])
+        start = f"import sys; sys.path.insert(0, {here!r}); from snapstore.encoding import serve; serve()"
         self.process = subprocess.Popen([sys.executable, "-c", start], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self.waiting: deque[Answer] = deque()
 

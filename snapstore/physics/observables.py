@@ -16,7 +16,7 @@ import numpy as np
 
 from snapstore.codec.record import Layout
 from snapstore.codec.stars import node_values
-from snapstore.codec.summary import number, particle_tree
+from snapstore.physics.summary import number, particle_tree
 from snapstore.story import Story
 
 Value = float | list[float]

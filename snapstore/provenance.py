@@ -1,5 +1,4 @@
-"""Who ran what: the Starlab pipeline from the stories' Logs and a commands file,
-and the user, host and software of each ingest.
+"""What ran: the Starlab pipeline from the stories' Logs and a commands file.
 
 The Log is what actually ran: every Starlab program appends its command line
 (and the seed it drew) to the root Log.  A ``commands.txt`` adds what the Log
@@ -9,13 +8,9 @@ two disagree the Log is kept and the disagreement is recorded beside the step.
 
 from __future__ import annotations
 
-import getpass
 import os
-import platform
 import re
-import sys
 
-from snapstore._version import __version__
 from snapstore.story import Story
 
 _COMMAND = re.compile(r"\s*Starlab (?P<version>\S+) : (?P<command>.*\S)\s*$")
@@ -236,13 +231,3 @@ def _conflict(logged: dict, given: dict) -> str | None:
         return None
     return (f"commands file: {' '.join(given['argv'])}; Log: {' '.join(logged['argv'])} "
             "(the Log's is kept)")
-
-
-def who_and_where() -> dict[str, str]:
-    """The user, host and software behind an ingest."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
-    return {"user": user, "host": platform.node(), "snapstore_version": __version__,
-            "python": sys.version.split()[0]}

@@ -1,0 +1,106 @@
+"""What an ingest reads and records about where it came from: the run-folder rules
+(``kira.out[.gz]``, ``initial.story[.gz]``, ``commands.txt``), each input's path,
+sha256 and size, and the user, host and software that ran it."""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import os
+import platform
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from snapstore._version import __version__
+from snapstore.errors import InvalidArgumentError, StoryFormatError
+from snapstore.story import RootText, iter_root_texts, open_source, source_location, source_name
+
+
+def default_name(source) -> str:
+    """The run name a source suggests: the folder of a ``kira.out``, else the file's stem."""
+    if isinstance(source, (str, os.PathLike)) and str(source) != "-":
+        path = Path(source)
+        if path.is_dir():
+            return path.resolve().name
+        if path.name.split(".")[0] in ("kira", "initial"):
+            return path.resolve().parent.name
+        return path.name.split(".")[0]
+    name = getattr(source, "name", None)
+    if isinstance(name, str) and not name.startswith("<"):
+        return default_name(name)
+    raise InvalidArgumentError("reading from a stream: give the run a name (--name)")
+
+
+@dataclass
+class RunInputs:
+    """Everything one ingest reads besides kira's stream itself, resolved."""
+
+    stream: object  # a path, "-", or a binary stream
+    name: str
+    location: str  # the stream's absolute path (or ``label``), as provenance records it
+    label: str  # how messages name the stream
+    commands_text: str | None = None
+    initial: RootText | None = None
+    entries: list[dict] = field(default_factory=list)  # each input's role, location, sha256, size
+
+
+def resolve(source, name: str | None = None, initial=None, commands: str | os.PathLike | None = None,
+            label: str | None = None) -> RunInputs:
+    """A source's inputs: a run folder gives its ``kira.out[.gz]`` as the stream, and its
+    ``initial.story[.gz]`` and ``commands.txt`` where not given; its name is the run's
+    unless ``name`` is given.  The initial conditions and commands file are read here,
+    so that a bad one fails before anything is written."""
+    folder = Path(source) if isinstance(source, (str, os.PathLike)) and Path(source).is_dir() else None
+    if folder is not None:
+        source = folder / "kira.out.gz" if (folder / "kira.out.gz").exists() else folder / "kira.out"
+        name = name or folder.resolve().name
+        if initial is None:
+            initial = next((p for p in (folder / "initial.story.gz", folder / "initial.story") if p.exists()), None)
+        if commands is None and (folder / "commands.txt").exists():
+            commands = folder / "commands.txt"
+    found = RunInputs(source, name or default_name(source), label or source_location(source),
+                      label or source_name(source))
+    if commands is not None:
+        found.commands_text, entry = _commands_file(commands)
+        found.entries.append(entry)
+    if initial is not None:
+        found.initial, entry = _single_story(initial)
+        found.entries.append(entry)
+    return found
+
+
+def _commands_file(path: str | os.PathLike) -> tuple[str, dict]:
+    """A commands file's text and its ``input`` entry (absolute path, sha256, size)."""
+    data = Path(path).read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise StoryFormatError(os.fspath(path), line, "a commands file must be UTF-8 text") from None
+    return text, {"role": "commands", "location": source_location(path),
+                  "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+
+
+def _single_story(path) -> tuple[RootText, dict]:
+    """The one root story of an initial-conditions file, and its ``input`` entry
+    (absolute path, sha256 and size of its text, decompressed)."""
+    label = source_name(path)
+    with open_source(path) as stream:
+        roots = iter_root_texts(stream, label)  # type: ignore[arg-type]
+        first = next(roots)
+        for extra in roots:
+            raise StoryFormatError(label, extra.first_line, "initial conditions hold more than one root story")
+        entry = {"role": "initial", "location": source_location(path), "sha256": stream.sha256.hexdigest(),
+                 "size": stream.size}
+    return first, entry
+
+
+def who_and_where() -> dict[str, str]:
+    """The user, host and software behind an ingest."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return {"user": user, "host": platform.node(), "snapstore_version": __version__,
+            "python": sys.version.split()[0]}
