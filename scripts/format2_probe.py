@@ -77,7 +77,7 @@ def dictionary() -> None:
 
     from snapstore.codec.dictionary import dictionary as static
     from snapstore.codec.framing import ZSTD_LEVEL
-    from snapstore.codec.record import _documents
+    from snapstore.codec.record import documents
     from snapstore.story import iter_root_texts, open_source
 
     now = per_run = stored = 0
@@ -86,7 +86,7 @@ def dictionary() -> None:
         for name in ("initial.story.gz", "kira.out.gz"):
             with open_source(run / name) as stream:
                 for root in iter_root_texts(stream, str(run / name)):
-                    full, hot = _documents(root.text.encode())
+                    full, hot = documents(root.text.encode())
                     packed.append((msgpack.packb(hot, use_bin_type=True), msgpack.packb(full, use_bin_type=True)))
         plain = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
         with_static = zstandard.ZstdCompressor(level=ZSTD_LEVEL, dict_data=static())

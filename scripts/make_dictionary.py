@@ -19,7 +19,7 @@ from pathlib import Path
 
 import msgpack
 
-from snapstore.codec.record import _documents
+from snapstore.codec.record import documents
 from snapstore.story import iter_root_texts, open_source
 
 # (file, snapshot index): a kira snapshot with binaries and a triple, the
@@ -29,7 +29,7 @@ SAMPLES = [("binaries/kira.out.gz", 5), ("binaries/initial.story.gz", 0), ("seed
 
 def skeleton(text: str) -> bytes:
     """The record document of one story with every column's data left out."""
-    doc = _documents(text.encode())[0]
+    doc = documents(text.encode())[0]
     doc["cols"] = [column[:4] for column in doc["cols"]]
     return msgpack.packb(doc, use_bin_type=True)
 

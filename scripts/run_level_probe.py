@@ -21,14 +21,14 @@ import msgpack
 import zstandard
 
 from snapstore.codec.framing import ZSTD_LEVEL, frame
-from snapstore.codec.record import _documents
+from snapstore.codec.record import documents
 from snapstore.story import iter_root_texts, open_source
 
 
 def measure(path: Path, every: int) -> dict[str, int]:
     gz = len(gzip.compress(gzip.open(path).read(), 6))
     with open_source(path) as stream:
-        docs = [_documents(root.text.encode()) for root in iter_root_texts(stream, str(path))]
+        docs = [documents(root.text.encode()) for root in iter_root_texts(stream, str(path))]
     records = [len(frame(hot, full)) for full, hot in docs]
     packed = [(msgpack.packb(full, use_bin_type=True), msgpack.packb(hot, use_bin_type=True)) for full, hot in docs]
     keyed = 0

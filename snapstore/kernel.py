@@ -7,8 +7,8 @@ None where the pure reference must answer (no kernel, or a case the kernel leave
 The references, each the tested twin of one function here:
 
 - ``split_roots``: the line loop of ``story.reader._Splitter.feed``
-- ``scan``, ``intern_templates``, ``render``: ``scan_reference``, ``intern_templates_reference``,
-  ``render_reference`` in ``codec.record``
+- ``scan``, ``intern_templates``, ``render``: ``scan_reference`` in ``codec.scan``,
+  ``intern_templates_reference`` in ``codec.columns``, ``render_reference`` in ``codec.render``
 - ``type_column``, ``format_floats``: ``Column.fill`` and ``format_floats_reference`` in ``codec.numbers``
 - ``unshuffle``: ``codec.intpack.unshuffle_reference``; ``stars``: ``codec.stars.star_table_reference``
 

@@ -170,7 +170,7 @@ def _parents_by_stack(depth: list[int]) -> list[int]:
 
 @pytest.mark.parametrize("deepest", [3, 70, 500])  # Starlab-shallow, and past the level-by-level limit
 def test_parents_from_depth_matches_a_stack_walk(deepest: int) -> None:
-    from snapstore.codec.record import parents_from_depth
+    from snapstore.codec.columns import parents_from_depth
 
     rng = np.random.default_rng(deepest)
     for _ in range(50):

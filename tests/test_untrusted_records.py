@@ -165,13 +165,13 @@ def test_out_of_memory_in_the_kernel_is_a_memory_error_not_a_crash(tmp_path) -> 
         import numpy as np
         from fuzz import base_stories
         from snapstore import codec, kernel
-        from snapstore.codec.record import _render_column
+        from snapstore.codec.render import render_column
         compiled = kernel.COMPILED
         story = base_stories()[0]
         body = story.rstrip(chr(10)).encode()
         structure = codec.layout(codec.encode_text(story))
         kinds, items, entry_column, entry_prefix = structure.render_templates
-        columns = [_render_column(column) for column in structure.columns]
+        columns = [render_column(column) for column in structure.columns]
         rows = structure.star_rows
         found = compiled.scan(body)
         calls = {{

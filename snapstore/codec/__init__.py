@@ -1,5 +1,6 @@
 """The snapshot codec: story text <-> one self-contained, compressed, columnar record."""
 
+from snapstore.codec.layout import Layout
 from snapstore.codec.particles import (
     particles,
     particles_from_layout,
@@ -9,8 +10,6 @@ from snapstore.codec.particles import (
 from snapstore.codec.record import (
     CODEC_NAME,
     FORMAT_VERSION,
-    Layout,
-    bytes_from_layout,
     checked_bytes,
     checked_text,
     decode,
@@ -19,8 +18,8 @@ from snapstore.codec.record import (
     encode_text,
     encode_text_with_layout,
     layout,
-    text_from_layout,
 )
+from snapstore.codec.render import bytes_from_layout, text_from_layout
 from snapstore.codec.stars import PARTICLE_DTYPE
 
 __all__ = [

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from snapstore.codec.record import Layout, layout, record_star_rows
+from snapstore.codec.layout import Layout
+from snapstore.codec.record import layout, record_star_rows
 from snapstore.codec.stars import star_table
 
 

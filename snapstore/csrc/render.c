@@ -1,4 +1,4 @@
-/* Printing a record's layout back to its exact text, as codec.record.iter_decoded_lines
+/* Printing a record's layout back to its exact text, as codec.render.iter_decoded_lines
  * does.  The caller hands in a layout that codec/validate.py has checked; this file checks
  * again every index and count it follows, so no record, however forged, reads or writes
  * outside the arrays it was given. */

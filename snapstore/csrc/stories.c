@@ -1,7 +1,8 @@
 /* Reading story text: cutting a stream into root stories, scanning a story's lines and
  * entries, typing a value column, and grouping each node's items into templates.
- * The pure Python/numpy twins (story/reader.py, codec/record.py, codec/numbers.py) are the
- * reference; each function here gives their answer, or SK_DECLINED so that they decide. */
+ * The pure Python/numpy twins (story/reader.py, codec/scan.py, codec/columns.py,
+ * codec/numbers.py) are the reference; each function here gives their answer, or
+ * SK_DECLINED so that they decide. */
 #include <stdlib.h>
 #include <string.h>
 

@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from snapstore.codec.record import Layout
+from snapstore.codec.layout import Layout
 from snapstore.codec.stars import node_values
 from snapstore.physics.summary import number, particle_tree
 from snapstore.story import Story

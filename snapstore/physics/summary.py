@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from snapstore.codec.layout import Layout
 from snapstore.codec.particles import root_values_from_layout
-from snapstore.codec.record import Layout
 from snapstore.codec.stars import particle_nodes
 
 # An extended-precision (--enable-xreal) Starlab prints a time as its integer part
