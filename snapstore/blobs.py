@@ -10,6 +10,7 @@ import contextlib
 import os
 import stat
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 
 from snapstore.errors import BlobNotFoundError, InvalidArgumentError
@@ -39,9 +40,10 @@ class PosixStorage:
             raise InvalidArgumentError(f"key {key!r} leaves the storage root {self.root}")
         return path
 
-    def put(self, key: str, data: bytes) -> None:
-        """Write ``data`` under ``key`` durably: when this returns, the bytes and the
-        name survive a crash.  A failed write leaves no temporary file behind."""
+    def put(self, key: str, data: bytes | Iterable[bytes]) -> None:
+        """Write ``data`` (bytes, or chunks written as they come) under ``key`` durably:
+        when this returns, the bytes and the name survive a crash.  A failed write leaves
+        no temporary file behind, and nothing under ``key``."""
         path = self._path(key)
         _make_folders(path.parent)
         temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
@@ -49,7 +51,8 @@ class PosixStorage:
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         try:
             with os.fdopen(descriptor, "wb") as handle:
-                handle.write(data)
+                for chunk in _chunks(data):
+                    handle.write(chunk)
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(temporary, path)
@@ -68,6 +71,10 @@ class PosixStorage:
     def keys(self, prefix: str = "") -> list[str]:
         return sorted(str(p.relative_to(self.root)) for p in self.root.rglob("*") if p.is_file()
                       and not _unfinished(p) and str(p.relative_to(self.root)).startswith(prefix))
+
+
+def _chunks(data: bytes | Iterable[bytes]) -> Iterable[bytes]:
+    return (data,) if isinstance(data, bytes) else data
 
 
 def read_regular_file(path: Path) -> bytes:
@@ -120,8 +127,9 @@ class S3Storage:
         self.bucket, self.prefix = bucket, prefix
         self.client = client or boto3.client("s3", **client_options)
 
-    def put(self, key: str, data: bytes) -> None:
-        self.client.put_object(Bucket=self.bucket, Key=self.prefix + key, Body=data)
+    def put(self, key: str, data: bytes | Iterable[bytes]) -> None:
+        """One object; chunks are joined first (one PUT, never a partial object)."""
+        self.client.put_object(Bucket=self.bucket, Key=self.prefix + key, Body=b"".join(_chunks(data)))
 
     def get(self, key: str) -> bytes:
         try:

@@ -42,15 +42,6 @@ class Table(str, Enum):
     csv = "csv"
 
 
-class ExportFormat(str, Enum):
-    """What ``export`` writes."""
-
-    story = "story"
-    npz = "npz"
-    hdf5 = "hdf5"
-    parquet = "parquet"
-
-
 DB = typer.Option(None, "--db", help="Store URL or SQLite path [default: $SNAPSTORE_URL or ./snapstore.db]")
 PAYLOADS = typer.Option(None, "--payloads", help="Folder or s3://bucket/prefix for record bytes "
                                                   "[default: $SNAPSTORE_PAYLOADS, else in the database]")
@@ -299,7 +290,9 @@ def show(run: str = typer.Argument(..., help="Run name or id"), db: str | None =
 @app.command()
 def export(
     run: str = typer.Argument(..., help="Run name or id"),
-    format: ExportFormat = typer.Option(ExportFormat.story, "--format", "-f", help="What to write"),
+    format: str = typer.Option("story", "--format", "-f",
+                               help="story, or another format the serializer registry has for snapshots "
+                                    "(an unknown one lists them)"),
     snapshots: str | None = typer.Option(None, "--snapshots", "-s",
                                          help="Snapshot numbers: 3, 2:5 (5 excluded), 10:, -1 (the last); "
                                               "0 is the initial conditions [default: kira's, 1 on]"),
@@ -314,16 +307,13 @@ def export(
     npz holds one particle table per snapshot (seq<N>); hdf5 a group per snapshot;
     parquet a dataset folder partitioned by run, one row per star per snapshot.
     """
+    from snapstore.operations import check_export, parse_selection, parse_times
     from snapstore.operations import export as write
-    from snapstore.operations import parse_selection, parse_times
 
     numbers, times = parse_selection(snapshots), parse_times(time)  # checked before the store is opened
-    if format is not ExportFormat.story and output is None:
-        wanted = "FOLDER" if format is ExportFormat.parquet else "FILE"
-        raise InvalidArgumentError(f"{format.value} export needs -o {wanted}")
+    check_export(format, output, to_stream=True)
     with _open(db) as store:
-        write(store.run(run), format.value, output, numbers=numbers, times=times, initial=initial,
-              stream=sys.stdout)
+        write(store.run(run), format, output, numbers=numbers, times=times, initial=initial, stream=sys.stdout)
 
 
 @app.command()

@@ -26,12 +26,9 @@ from snapstore.store.catalog import LISTING_FIELDS
 from snapstore.store.ingest import IngestReport
 from snapstore.store.parallel import Outcome, ingest_many
 
-__all__ = ["LISTING_FIELDS", "Capture", "IngestReport", "Outcome", "SchemaState", "describe", "export", "ingest_many",
-           "migrate_schema", "parse_pairs", "parse_selection", "parse_times", "pipe", "schema_history", "schema_state",
-           "sql"]
-
-EXPORT_FORMATS = ("story", "npz", "hdf5", "parquet")
-
+__all__ = ["LISTING_FIELDS", "Capture", "IngestReport", "Outcome", "SchemaState", "check_export", "describe", "export",
+           "export_formats", "ingest_many", "migrate_schema", "parse_pairs", "parse_selection", "parse_times", "pipe",
+           "schema_history", "schema_state", "sql"]
 
 def parse_pairs(items: list[str]) -> dict[str, str]:
     """``["KEY=VALUE", ...]`` as a dict; anything else is an error naming the item."""
@@ -125,48 +122,49 @@ def describe(store: Store, name_or_id: str) -> dict[str, Any]:
             "snapshots": rows}
 
 
+def export_formats() -> list[str]:
+    """What ``export`` writes: the formats the serializer registry has for a run's snapshots."""
+    from snapstore.serializers import Snapshots, registry
+
+    return registry.formats(Snapshots, "posix")
+
+
+def check_export(format: str, output: str | os.PathLike | None, to_stream: bool = False) -> None:
+    """Refuse an export before anything is opened: a format the registry does not have, or
+    no output where one is needed (only ``story`` text goes to a stream)."""
+    known = export_formats()
+    if format not in known:
+        raise InvalidArgumentError(f"unknown export format {format!r}: use {', '.join(known)}")
+    if output is None and not (format == "story" and to_stream):
+        raise InvalidArgumentError(f"{format} export needs an output {'folder' if format == 'parquet' else 'file'}")
+
+
 def export(run: Run, format: str = "story", output: str | os.PathLike | None = None, *,
            numbers: slice | None = None, times: tuple[float, float] | None = None, initial: bool = False,
            stream: TextIO | None = None) -> None:
-    """Write a run as Starlab text, an npz of particle tables, one HDF5 file, or a
-    Parquet dataset folder.  By default, text is kira's stream exactly as kira
-    wrote it, and arrays hold every stored snapshot (the initial conditions too);
-    ``numbers``, ``times`` and ``initial`` choose others (see ``Run.select``).
+    """Write a run in one of ``export_formats()``: Starlab text, an npz of particle tables,
+    one HDF5 file, a Parquet dataset folder, or any format registered for ``Snapshots``.
+    By default, text is kira's stream exactly as kira wrote it, and arrays hold every
+    stored snapshot (the initial conditions too); ``numbers``, ``times`` and ``initial``
+    choose others (see ``Run.select``).
 
     Story text goes to ``output`` or, without one, to ``stream``, one snapshot at
     a time, so the first text is out before the last record is decoded."""
-    if format not in EXPORT_FORMATS:
-        raise InvalidArgumentError(f"unknown export format {format!r}: use {', '.join(EXPORT_FORMATS)}")
-    chosen = numbers is not None or times is not None or initial
-    items = run.select(numbers, times, initial) if chosen or format == "story" else run.snapshots()
-    if format == "story":
-        if output is None and stream is None:
-            raise InvalidArgumentError("story export needs an output file or a stream")
-        if output is not None:
-            with open(output, "wb") as binary:
-                _write_texts(items, binary)
-        else:
-            assert stream is not None
-            stream.flush()  # what the text layer holds goes first; then bytes straight to its buffer
-            _write_texts(items, getattr(stream, "buffer", stream))
-        return
-    if output is None:
-        raise InvalidArgumentError(f"{format} export needs an output {'folder' if format == 'parquet' else 'file'}")
-    if format == "npz":
-        import numpy as np
-
-        tables: dict[str, Any] = {f"seq{item.seq}": table for item, table in run.particle_tables(items)}
-        np.savez_compressed(output, **tables)
-        return
-    if chosen:
-        raise InvalidArgumentError(f"{format} export writes the whole run; a snapshot selection is for story and npz")
     from snapstore.serializers import Location, PosixStorage, registry
 
+    check_export(format, output, stream is not None)
+    chosen = numbers is not None or times is not None or initial
+    items = run.select(numbers, times, initial) if chosen or format == "story" else run.snapshots()
+    if output is None:
+        assert stream is not None  # check_export
+        stream.flush()  # what the text layer holds goes first; then bytes straight to its buffer
+        _write_texts(items, getattr(stream, "buffer", stream))
+        return
     path = Path(output)
-    if format == "parquet":
-        registry.write(run, "parquet", Location(PosixStorage(path), "."))
+    if format == "parquet":  # a dataset is a folder
+        registry.write(items, format, Location(PosixStorage(path), "."))
     else:
-        registry.write(run, "hdf5", Location(PosixStorage(path.parent), path.name))
+        registry.write(items, format, Location(PosixStorage(path.parent), path.name))
 
 
 def _write_texts(items, handle: TextIO | BinaryIO) -> None:

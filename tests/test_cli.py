@@ -208,6 +208,30 @@ def test_export_takes_snapshot_numbers_and_times_however_the_run_was_ingested(db
     assert cli("export", "full", "-s", "0", db=db).stdout == read_text(SAMPLE / "initial.story.gz")
 
 
+def test_export_formats_are_the_registry_s_and_take_a_selection(db, tmp_path, monkeypatch, capsys) -> None:
+    import h5py
+    import numpy as np
+
+    from snapstore.serializers import Snapshots, registry
+
+    cli("ingest", str(SAMPLE), db=db)
+    code, stderr = _main("export", "n100-w3-s1", "-f", "xls", "-o", str(tmp_path / "x"), "--db", db, capsys=capsys)
+    assert code != 0 and "unknown export format 'xls': use hdf5, npz, parquet, story" in stderr
+    for format_name, target in (("npz", "x.npz"), ("hdf5", "x.h5"), ("story", "x.story")):
+        assert cli("export", "n100-w3-s1", "-f", format_name, "-s", "2:4", "-o", str(tmp_path / target),
+                   db=db).exit_code == 0
+    assert sorted(np.load(tmp_path / "x.npz").files) == ["seq2", "seq3"]
+    with h5py.File(tmp_path / "x.h5") as handle:
+        assert sorted(handle) == ["seq000002", "seq000003"]
+    assert (tmp_path / "x.story").read_text() == "".join(_stories(read_text(SAMPLE / "kira.out.gz"))[1:3])
+    # a format registered for snapshots is one that export writes, by that one list
+    monkeypatch.setattr(registry, "_entries", dict(registry._entries))
+    registry.register(Snapshots, "seqs", "posix", lambda items, location: location.storage.put(
+        location.key, " ".join(str(item.seq) for item in items).encode()), lambda location: None)
+    assert cli("export", "n100-w3-s1", "-f", "seqs", "-o", str(tmp_path / "x.seqs"), db=db).exit_code == 0
+    assert (tmp_path / "x.seqs").read_text() == "0 1 2 3 4 5"  # as arrays: every stored snapshot
+
+
 def test_every_command_with_bad_input_prints_one_line_and_no_traceback(db, tmp_path, capsys) -> None:
     cli("ingest", str(SAMPLE), db=db)
     # refused before the store is asked anything: the backend cannot matter, so SQLite only
@@ -216,13 +240,12 @@ def test_every_command_with_bad_input_prints_one_line_and_no_traceback(db, tmp_p
         ("ingest", "-", str(SAMPLE), "--jobs", "2"), ("runs", "--where", "makeking.n = = 5"),
         ("runs", "--format", "xml"), ("runs", "--limit", "-3"), ("export", "n100-w3-s1", "-s", " "),
         ("export", "n100-w3-s1", "-s", "1:2:0"), ("export", "n100-w3-s1", "--time", "abc"),
-        ("export", "n100-w3-s1", "-f", "xls"), ("tag", "n100-w3-s1", "novalue"),
+        ("export", "n100-w3-s1", "-f", "xls"), ("export", "n100-w3-s1", "-f", "npz"),
+        ("tag", "n100-w3-s1", "novalue"),
     ]
     bad = [
         ("ingest", str(tmp_path / "missing.out")), ("pipe", "--name", "p", "--", str(tmp_path / "no-such-program")),
         ("runs", "--where", "n_particles = abc"), ("show", "nope"), ("export", "nope"),
-        ("export", "n100-w3-s1", "-f", "npz"),
-        ("export", "n100-w3-s1", "-f", "hdf5", "-s", "1", "-o", str(tmp_path / "x.h5")),
         ("sql", "select nothing from nowhere"), ("sql", "delete from run"), ("verify", "nope"),
         ("tag", "nope", "a=b"), ("db", "downgrade", "0007"), ("db", "upgrade", "9999"),
         ("plot", "nope"), ("plot", "n100-w3-s1", "--snapshot", "99", "-o", str(tmp_path / "x.png")),

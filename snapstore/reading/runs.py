@@ -70,10 +70,11 @@ class Snapshot:
 
 
 class Snapshots(Sequence):
-    """A run's snapshots in sequence order: indexable, sliceable, iterable, lazy."""
+    """Snapshots of one run (``run``) in sequence order: indexable, sliceable, iterable,
+    lazy; what an export writes."""
 
-    def __init__(self, items: list[Snapshot]) -> None:
-        self._items = items
+    def __init__(self, run: Run, items: list[Snapshot]) -> None:
+        self.run, self._items = run, items
 
     @overload
     def __getitem__(self, index: int) -> Snapshot: ...
@@ -82,7 +83,7 @@ class Snapshots(Sequence):
 
     def __getitem__(self, index):
         if isinstance(index, slice):
-            return Snapshots(self._items[index])
+            return Snapshots(self.run, self._items[index])
         return self._items[index]
 
     def __len__(self) -> int:
@@ -124,13 +125,13 @@ class Run:
     def stories(self) -> Snapshots:
         """Every stored story in stream order: the whole snapshots and, for kira's
         ``-D b`` / ``-D x1`` streams, the partial stories between them."""
-        return Snapshots([Snapshot(self, row.seq, row.time, row.n_particles, row.record_hash, row.kind)
-                          for row in self._snapshot_rows])
+        return Snapshots(self, [Snapshot(self, row.seq, row.time, row.n_particles, row.record_hash, row.kind)
+                                for row in self._snapshot_rows])
 
     def snapshots(self) -> Snapshots:
         """The whole-system snapshots in sequence order (seq 0 is the initial conditions,
         if stored); these are what ``times``, ``dynamics`` and array exports read."""
-        return Snapshots([item for item in self.stories() if item.kind == "snapshot"])
+        return Snapshots(self, [item for item in self.stories() if item.kind == "snapshot"])
 
     def select(self, numbers: slice | None = None, times: tuple[float, float] | None = None,
                initial: bool = False) -> Snapshots:
@@ -152,7 +153,7 @@ class Run:
             picked = [item for item in picked if item.time is not None and low <= item.time <= high]
         if initial and items and items[0].seq == 0 and (not picked or picked[0].seq != 0):
             picked.insert(0, items[0])
-        return Snapshots(picked)
+        return Snapshots(self, picked)
 
     def __len__(self) -> int:
         return len(self.snapshots())
@@ -229,7 +230,7 @@ class Run:
             chosen = chosen[times]
         elif times is not None:
             low, high = times
-            chosen = Snapshots([item for item in chosen if item.time is not None and low <= item.time <= high])
+            chosen = Snapshots(self, [item for item in chosen if item.time is not None and low <= item.time <= high])
         return assemble((table for _, table in self.particle_tables(chosen)), chosen.times,
                         np.array([item.seq for item in chosen]), tuple(fields), ids, f"run {self.name!r}")
 

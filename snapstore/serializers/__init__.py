@@ -7,23 +7,28 @@
 Built in: ``Story`` as ``story`` (Starlab text) or ``snapstore`` (a record) on
 ``posix``, ``s3`` and ``sql`` (the store's record table, keyed by the text's
 sha256); particle tables (``numpy.ndarray``) as ``npz``, ``hdf5`` and
-``parquet``; ``Dynamics`` as ``npz``; a whole ``Run`` as one ``hdf5`` file
-(a group per snapshot) or as a ``parquet`` dataset partitioned by run
-(``<key>/run=<name>/seq=<n>.parquet``), readable by DuckDB, Polars or Spark
-without snapstore.
+``parquet``; ``Dynamics`` as ``npz``; a ``Run``, or some of its ``Snapshots``
+(``Run.select``), as ``story`` (kira's text), ``npz`` (a particle table per
+snapshot), one ``hdf5`` file (a group per snapshot) or a ``parquet`` dataset
+partitioned by run (``<key>/run=<name>/seq=<n>.parquet``), readable by DuckDB,
+Polars or Spark without snapstore: ``snapstore export`` writes these formats.
 """
 
 from __future__ import annotations
 
+import io
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 
 from snapstore import codec
-from snapstore.reading import Run
+from snapstore.reading import Run, Snapshots
 from snapstore.reading.dynamics import Dynamics
 from snapstore.serializers import formats
 from snapstore.serializers.registry import Location, Registry
 from snapstore.serializers.storages import PosixStorage, S3Storage, SqlStorage, require
-from snapstore.story import Story
+from snapstore.story import Story, read_stories
 
 registry = Registry()
 register = registry.register
@@ -64,9 +69,32 @@ def _sql_read(location: Location) -> Story:
     return formats.story_from_record(location.storage.get(location.key), location.python_type)
 
 
-def _run_parquet_write(run: Run, location: Location) -> None:
-    for item, table in run.particle_tables():
-        key = f"{location.key}/run={run.name}/seq={item.seq:06d}.parquet"
+def _stream_write(items: Snapshots, location: Location) -> None:
+    """Snapshots as Starlab text, one after the other: kira's stream, written as it is decoded."""
+    location.storage.put(location.key, (item.text_bytes() for item in items))
+
+
+def _stream_read(location: Location) -> list[Story]:
+    return list(read_stories(io.BytesIO(location.storage.get(location.key))))
+
+
+def _tables_npz_write(items: Snapshots, location: Location) -> None:
+    """One particle table per snapshot (``seq<N>``) in one npz."""
+    buffer = io.BytesIO()
+    tables: dict[str, Any] = {f"seq{item.seq}": table for item, table in items.run.particle_tables(items)}
+    np.savez_compressed(buffer, **tables)
+    location.storage.put(location.key, buffer.getvalue())
+
+
+def _tables_npz_read(location: Location) -> dict[int, np.ndarray]:
+    """``{seq: particle table}`` from an npz of snapshots."""
+    with np.load(io.BytesIO(location.storage.get(location.key)), allow_pickle=False) as arrays:
+        return {int(name[3:]): arrays[name] for name in arrays.files}
+
+
+def _run_parquet_write(items: Snapshots, location: Location) -> None:
+    for item, table in items.run.particle_tables(items):
+        key = f"{location.key}/run={items.run.name}/seq={item.seq:06d}.parquet"
         location.storage.put(key, formats.particles_to_parquet(table, {"seq": item.seq, "time": item.time}))
 
 
@@ -74,7 +102,6 @@ def _run_parquet_read(location: Location):
     """The dataset under ``location.key`` as one pyarrow Table with a ``run`` column."""
     pa = require("pyarrow", "parquet")
     pq = require("pyarrow.parquet", "parquet")
-    import io
 
     tables = []
     for key in location.storage.keys(location.key + "/run="):
@@ -84,15 +111,14 @@ def _run_parquet_read(location: Location):
     return pa.concat_tables(tables) if tables else pa.table({})
 
 
-def _run_hdf5_write(run: Run, location: Location) -> None:
-    """A whole run as one HDF5 file: a group per snapshot with its particle columns."""
+def _run_hdf5_write(items: Snapshots, location: Location) -> None:
+    """Snapshots of a run as one HDF5 file: a group per snapshot with its particle columns."""
     h5py = require("h5py", "hdf5")
-    import io
 
     buffer = io.BytesIO()
     with h5py.File(buffer, "w") as handle:
-        handle.attrs["run"] = run.name
-        for item, table in run.particle_tables():
+        handle.attrs["run"] = items.run.name
+        for item, table in items.run.particle_tables(items):
             group = handle.create_group(f"seq{item.seq:06d}")
             group.attrs["time"] = np.nan if item.time is None else item.time
             for name, column in formats._columns(table).items():
@@ -103,11 +129,25 @@ def _run_hdf5_write(run: Run, location: Location) -> None:
 def _run_hdf5_read(location: Location) -> dict[int, np.ndarray]:
     """``{seq: particle table}`` from a run's HDF5 file."""
     h5py = require("h5py", "hdf5")
-    import io
 
     with h5py.File(io.BytesIO(location.storage.get(location.key)), "r") as handle:
         return {int(name[3:]): formats._particles({k: group[k][()] for k in group})
                 for name, group in handle.items()}
+
+
+def _whole(write: Callable[[Snapshots, Location], None], stories: bool) -> Callable[[Run, Location], None]:
+    """A run's writer from its snapshots' writer: kira's stories (partial ones included) as
+    text, its whole snapshots as arrays."""
+    return lambda run, location: write(run.select() if stories else run.snapshots(), location)
+
+
+# What a run or a selection of its snapshots is written as (``snapstore export --format``).
+_SNAPSHOT_FORMATS = {
+    "story": (_stream_write, _stream_read),
+    "npz": (_tables_npz_write, _tables_npz_read),
+    "hdf5": (_run_hdf5_write, _run_hdf5_read),
+    "parquet": (_run_parquet_write, _run_parquet_read),
+}
 
 
 for (python_type, format_name), (writer, reader) in _PAIRS.items():
@@ -116,7 +156,8 @@ for (python_type, format_name), (writer, reader) in _PAIRS.items():
 for format_name in ("story", "snapstore"):
     register(Story, format_name, "sql", _sql_write, _sql_read)
 for storage_kind in BLOB_STORAGES:
-    register(Run, "parquet", storage_kind, _run_parquet_write, _run_parquet_read)
-    register(Run, "hdf5", storage_kind, _run_hdf5_write, _run_hdf5_read)
+    for format_name, (writer, reader) in _SNAPSHOT_FORMATS.items():
+        register(Snapshots, format_name, storage_kind, writer, reader)
+        register(Run, format_name, storage_kind, _whole(writer, format_name == "story"), reader)
 
 __all__ = ["Location", "PosixStorage", "Registry", "S3Storage", "SqlStorage", "register", "registry"]

@@ -84,5 +84,9 @@ class Registry:
         _, reader = self.lookup(python_type, format, location.storage.kind)
         return reader(replace(location, python_type=python_type))
 
+    def formats(self, python_type: type, storage: str) -> list[str]:
+        """The formats ``python_type`` can be written as on ``storage``, its bases' included."""
+        return sorted({f for t, f, s in self._entries if s == storage and issubclass(python_type, t)})
+
     def keys(self) -> list[tuple[type, str, str]]:
         return list(self._entries)
