@@ -39,15 +39,22 @@ def variants_dir() -> Path:
     return VARIANTS
 
 
+def _found(paths: list[Path], what: str) -> list[Path]:
+    """A test that walks the corpus must walk something: an emptied corpus fails it."""
+    if not paths:
+        pytest.fail(f"the Starlab corpus at {CORPUS} holds no {what}")
+    return paths
+
+
 def corpus_runs() -> list[Path]:
     """Every run folder of the corpus (those holding a kira.out.gz)."""
-    return sorted(path.parent for path in corpus_dir().rglob("kira.out.gz"))
+    return _found(sorted(path.parent for path in corpus_dir().rglob("kira.out.gz")), "run folders")
 
 
 def story_files() -> list[Path]:
     """Every story stream of the corpus: kira output and initial conditions."""
     root = corpus_dir()
-    return sorted(list(root.rglob("kira.out.gz")) + list(root.rglob("initial.story.gz")))
+    return _found(sorted(list(root.rglob("kira.out.gz")) + list(root.rglob("initial.story.gz"))), "story files")
 
 
 def roots_of(path: Path) -> Iterator[RootText]:

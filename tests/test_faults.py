@@ -8,7 +8,6 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 from sqlalchemy import insert
@@ -16,7 +15,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 import snapstore
 from helpers import SAMPLE, read_text
-from snapstore.store import log
+from snapstore.store import backend, log
 from snapstore.store.backend import classify, with_retries, write_transaction
 from snapstore.store.events import RunTagged
 from snapstore.store.schema import event, tag
@@ -60,19 +59,20 @@ def test_a_lost_race_for_the_next_event_version_is_retried(store_url) -> None:
         assert (attempts, result) == ([1, 2], "done")
 
 
-def test_other_integrity_violations_fail_at_once(store_url) -> None:
+def test_other_integrity_violations_fail_at_once(store_url, monkeypatch) -> None:
     with snapstore.open(store_url) as store:
         run = store.ingest(SAMPLE, tags={"k": "v"})
         attempts: list[int] = []
+        slept: list[float] = []
+        monkeypatch.setattr(backend.time, "sleep", slept.append)
 
         def duplicate_tag(connection) -> None:
             attempts.append(1)
             connection.execute(insert(tag).values(run_id=run.id, key="k", value="again"))
 
-        started = time.perf_counter()
         with pytest.raises(IntegrityError):
             with_retries(store.engine, duplicate_tag)
-        assert attempts == [1] and time.perf_counter() - started < 1.0  # no back-off for a real bug
+        assert attempts == [1] and slept == []  # no back-off for a real bug
 
 
 @pytest.mark.parametrize(("code", "expected"), [
@@ -105,10 +105,8 @@ def test_a_hung_writer_times_out_with_a_message_naming_it(store_url, monkeypatch
         writer.start()
         try:
             assert holding.wait(30)
-            started = time.perf_counter()
             with pytest.raises(snapstore.LockTimeoutError, match="gave up waiting 1 s") as caught:
                 store.tag("n100-w3-s1", "quality", "good")
-            assert time.perf_counter() - started < 10
             if _postgres(store):
                 assert "appending to run 'n100-w3-s1'" in str(caught.value)
         finally:

@@ -8,7 +8,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import msgpack
@@ -36,12 +35,12 @@ def test_sigkill_at_random_moments_loses_nothing(store_url, tmp_path) -> None:
     expected = len(list(snapstore.read_stories(source / "kira.out.gz"))) + 1
     with snapstore.open(store_url):
         pass
-    rng = random.Random(7)
     partial = []
-    for _ in range(5):
-        process = start_ingest(store_url, source, "crashy", tmp_path)
-        wait_for_commits(process, 1)  # the run exists and holds something: now kill at a random moment
-        time.sleep(rng.uniform(0.0, 0.6))
+    # Kills land at commits chosen at random, each past the last one's: in even rounds the child
+    # waits there (between two commits), in odd ones it is already working on the next story.
+    for round_, at in enumerate(sorted(random.Random(7).sample(range(1, expected - 3), 5))):
+        process = start_ingest(store_url, source, "crashy", tmp_path, pause_after=at if round_ % 2 == 0 else -1)
+        assert wait_for_commits(process, at) == at
         process.send_signal(signal.SIGKILL)
         process.wait()
         with snapstore.open(store_url) as store:
@@ -51,7 +50,7 @@ def test_sigkill_at_random_moments_loses_nothing(store_url, tmp_path) -> None:
             kept = "".join(item.text() for item in store.run("crashy").snapshots()[1:])
             assert kira.startswith(kept)  # whole snapshots, in order, exactly as kira wrote them
             partial.append(len(seqs))
-    assert any(0 < n < expected for n in partial), partial  # some kill did land mid-run
+    assert all(0 < n < expected for n in partial) and partial == sorted(partial), partial
     with snapstore.open(store_url) as store:
         store.ingest(source, name="crashy")
         run = store.run("crashy")
