@@ -1,8 +1,13 @@
-"""Fixtures; the tests import the installed snapstore, never the source tree."""
+"""Fixtures.  The tests import snapstore as this environment has it installed, however they
+are started: ``pip install -e '.[test]'`` installs the checkout itself (its kernel built in
+place), CI's ``pip install '.[test]'`` a copy.  ``python -m pytest`` puts the working folder
+first on the import path, where the checkout's unbuilt source would shadow a copy, so the
+checkout's root is taken off it here, before anything imports snapstore."""
 
 from __future__ import annotations
 
 import gzip
+import os
 import socket
 import subprocess
 import sys
@@ -11,7 +16,15 @@ from pathlib import Path
 
 import pytest
 
-from helpers import SAMPLE, corpus_dir, drop_pg, fresh_pg_url, pg_admin_engine
+_CHECKOUT = Path(__file__).resolve().parent.parent
+sys.path[:] = [entry for entry in sys.path if Path(entry or os.curdir).resolve() != _CHECKOUT]
+try:
+    import snapstore  # noqa: F401 - here, so that a missing install is one clear line
+except ImportError as exc:
+    raise pytest.UsageError(f"snapstore is not installed in this environment ({exc}): "
+                            "run pip install -e '.[test]' (or the README's test command)") from None
+
+from helpers import SAMPLE, corpus_dir, drop_pg, fresh_pg_url, pg_admin_engine  # noqa: E402 - after the path
 
 
 @pytest.fixture(scope="session")
