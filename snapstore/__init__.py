@@ -39,7 +39,7 @@ _LAZY = {
 }
 
 
-_SUBPACKAGES = {"codec", "story", "store", "reading", "facade", "serializers", "operations"}
+_SUBPACKAGES = {"codec", "story", "store", "reading", "facade", "serializers", "operations", "physics"}
 
 
 def __getattr__(name: str) -> Any:

@@ -16,19 +16,33 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, TextIO
+from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 from snapstore.errors import InvalidArgumentError, RunNotFoundError
-from snapstore.facade import Store
-from snapstore.reading import Run
 from snapstore.store.backend import make_engine, masked, resolve_url
 from snapstore.store.catalog import LISTING_FIELDS
-from snapstore.store.ingest import IngestReport
-from snapstore.store.parallel import Outcome, ingest_many
 
-__all__ = ["LISTING_FIELDS", "Capture", "IngestReport", "Outcome", "SchemaState", "check_export", "describe", "export",
-           "export_formats", "ingest_many", "migrate_schema", "parse_pairs", "parse_selection", "parse_times", "pipe",
-           "schema_history", "schema_state", "sql"]
+if TYPE_CHECKING:  # what the read side and ingest load (numpy, the codec) waits for a verb that needs it
+    from snapstore.facade import Store
+    from snapstore.reading import Run
+    from snapstore.store.ingest import IngestReport
+    from snapstore.store.parallel import Outcome
+
+__all__ = ["LISTING_FIELDS", "Capture", "SchemaState", "check_export", "describe", "export", "export_formats",
+           "ingest_many", "migrate_schema", "parse_pairs", "parse_selection", "parse_times", "pipe", "schema_history",
+           "schema_state", "sql"]
+
+
+def ingest_many(url: str, sources: list[str], jobs: int, payloads: str | None = None, initial: str | None = None,
+                commands: str | None = None, tags: dict[str, str] | None = None,
+                check: bool = True) -> Iterator[Outcome]:
+    """Ingest each source as its own run, ``jobs`` processes at a time, into the existing
+    store at ``url``; yields each run's outcome as it finishes.  A run that fails (bad
+    input, a name conflict) does not stop the others."""
+    from snapstore.store.parallel import ingest_many as in_processes
+
+    return in_processes(url, sources, jobs, payloads, initial, commands, tags, check)
+
 
 def parse_pairs(items: list[str]) -> dict[str, str]:
     """``["KEY=VALUE", ...]`` as a dict; anything else is an error naming the item."""

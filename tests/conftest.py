@@ -24,7 +24,20 @@ except ImportError as exc:
     raise pytest.UsageError(f"snapstore is not installed in this environment ({exc}): "
                             "run pip install -e '.[test]' (or the README's test command)") from None
 
-from helpers import SAMPLE, corpus_dir, drop_pg, fresh_pg_url, pg_admin_engine  # noqa: E402 - after the path
+import contextlib  # noqa: E402 - after the path
+import hashlib  # noqa: E402
+
+from helpers import (  # noqa: E402
+    PG_ADMIN_URL,
+    SAMPLE,
+    corpus_dir,
+    corpus_runs,
+    drop_pg,
+    exclusive,
+    fresh_pg_url,
+    pg_admin_engine,
+    session_folder,
+)
 
 
 @pytest.fixture(scope="session")
@@ -72,6 +85,56 @@ def pg_url(pg_admin):
     url = fresh_pg_url(pg_admin)
     yield url
     drop_pg(pg_admin, url)
+
+
+def _corpus_database(folder: Path) -> str:
+    """The name of this session's shared corpus database on PostgreSQL."""
+    return "snapstore_corpus_" + hashlib.sha256(str(folder).encode()).hexdigest()[:12]
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def corpus_store(request, tmp_path_factory):
+    """Every corpus run folder ingested once per backend and session, tagged with its family
+    (the folder above it: ``grid`` ...), shared by the tests that only read it (xdist workers
+    included: the first to come builds it under a lock)."""
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+
+    import snapstore
+
+    folders = corpus_runs()
+    shared = session_folder(tmp_path_factory)
+    if request.param == "sqlite":
+        url = f"sqlite:///{shared / 'corpus-store.db'}"
+    else:
+        admin = request.getfixturevalue("pg_admin")
+        url = make_url(PG_ADMIN_URL).set(database=_corpus_database(shared)).render_as_string(hide_password=False)
+    with exclusive(shared / f"corpus-{request.param}.lock"):
+        done = shared / f"corpus-{request.param}.done"
+        if not done.exists():
+            if request.param == "postgresql":
+                with admin.connect() as connection:
+                    connection.execute(text(f'CREATE DATABASE "{_corpus_database(shared)}"'))
+            with snapstore.open(url) as store:
+                for folder in folders:  # records are checked where records are tested
+                    store.ingest(folder, tags={"family": folder.parent.name}, check=False)
+            done.touch()
+    with snapstore.open(url) as store:
+        yield store
+
+
+def pytest_sessionfinish(session) -> None:
+    """The controller (or a run without xdist) drops the shared corpus database, if one was made."""
+    if hasattr(session.config, "workerinput") or not (factory := getattr(session.config, "_tmp_path_factory", None)):
+        return
+    name = _corpus_database(factory.getbasetemp())
+    with contextlib.suppress(Exception):  # no server, or no such database: nothing to drop
+        from sqlalchemy import create_engine, text
+
+        admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 @pytest.fixture(params=BACKENDS)

@@ -12,6 +12,7 @@ import pytest
 from helpers import REPO, corpus_dir
 
 
+@pytest.mark.heavy
 @pytest.mark.corpus
 def test_bench_smoke_runs_and_writes_its_table(tmp_path) -> None:
     small = tmp_path / "corpus"  # the one run the smoke scales read: enough to show it works end to end

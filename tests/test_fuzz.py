@@ -26,6 +26,7 @@ def test_every_kept_finding_is_handled_alike_on_both_paths(path) -> None:
     assert replay(path) in ("ok", "refused")
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("surface", SURFACES)
 @pytest.mark.parametrize("seed", [20261202, None], ids=["fixed", "fresh"])
 def test_a_bounded_fuzz_finds_nothing(surface: str, seed: int | None) -> None:

@@ -51,6 +51,7 @@ def both(action, *args):
     return compiled, reference
 
 
+@pytest.mark.heavy
 @pytest.mark.corpus
 def test_every_corpus_snapshot_gives_the_same_record_and_text() -> None:
     corpus_dir()
@@ -76,6 +77,7 @@ def test_variant_streams_give_the_same_records(run: str) -> None:
         assert codec.decode_text(compiled) == root.text
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("seed", range(4))  # 4 x 500 stories, in chunks that the test workers share
 def test_thousands_of_mutated_stories_give_the_same_records(seed: int) -> None:
     base = base_stories()[0]
@@ -98,6 +100,7 @@ finite_floats = st.floats(allow_nan=False, allow_infinity=False)
 codes = st.one_of(st.integers(0, 25), st.integers(128, 128 + 25))
 
 
+@pytest.mark.heavy
 @settings(max_examples=3000, deadline=None)
 @given(st.lists(st.tuples(finite_floats, codes), min_size=1, max_size=20))
 def test_floats_print_as_python_prints_them(pairs: list[tuple[float, int]]) -> None:
@@ -107,6 +110,7 @@ def test_floats_print_as_python_prints_them(pairs: list[tuple[float, int]]) -> N
     assert printed == [FORMATS[code] % value for value, code in pairs]
 
 
+@pytest.mark.heavy
 @settings(max_examples=2000, deadline=None)
 @given(finite_floats, codes, st.integers(0, 40), st.sampled_from("0123456789"))
 def test_the_print_back_proof_agrees_with_printing(value: float, code: int, at: int, digit: str) -> None:

@@ -86,6 +86,7 @@ def test_append_only_triggers_survive_a_downgrade_and_upgrade(store_url) -> None
 CREATE = "import sys, snapstore; snapstore.open(sys.argv[1]).close()"
 
 
+@pytest.mark.heavy
 def test_eight_processes_creating_one_store_at_once(store_url, tmp_path) -> None:
     processes = [subprocess.Popen([sys.executable, "-c", CREATE, store_url], stderr=subprocess.PIPE, cwd=tmp_path)
                  for _ in range(8)]

@@ -92,14 +92,6 @@ def _stored(store, run_id: str) -> dict[int, dict[tuple[str, int], float]]:
     return rows
 
 
-@pytest.fixture(scope="module")
-def corpus_store(module_store_url):
-    with snapstore.open(module_store_url) as store:
-        for folder in corpus_runs():
-            store.ingest(folder, check=False)  # records are checked where records are tested
-        yield store
-
-
 @pytest.mark.corpus
 def test_the_projection_equals_a_plain_parse_of_every_corpus_snapshot(corpus_store) -> None:
     compared = snapshots = 0

@@ -216,6 +216,7 @@ def test_the_decoder_uses_nothing_of_snapstore() -> None:
     assert "snapstore" not in names and not any(name.startswith("codec") for name in names)
 
 
+@pytest.mark.heavy
 @pytest.mark.corpus
 def test_a_decoder_written_from_the_spec_reads_every_corpus_record() -> None:
     import snapstore

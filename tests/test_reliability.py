@@ -29,6 +29,7 @@ REAL_LINES = REAL.split("\n")[:-1]
 FIRST_STORY = REAL[: REAL.index("(Particle\n  name = root", 10)]
 
 
+@pytest.mark.heavy
 def test_sigkill_at_random_moments_loses_nothing(store_url, tmp_path) -> None:
     source = seed500_or_sample()
     kira = read_text(source / "kira.out.gz")
@@ -59,6 +60,7 @@ def test_sigkill_at_random_moments_loses_nothing(store_url, tmp_path) -> None:
         assert run.status == "complete" and store.verify() == []
 
 
+@pytest.mark.heavy
 def test_eight_writers_and_two_racing_on_one_run(store_url, tmp_path) -> None:
     with snapstore.open(store_url):
         pass

@@ -145,6 +145,7 @@ def test_header_is_the_root_without_its_stars() -> None:
     assert str(lone.header()) == lone.text
 
 
+@pytest.mark.heavy
 @pytest.mark.corpus
 def test_header_matches_the_full_tree_on_the_corpus() -> None:
     for path in story_files():

@@ -261,6 +261,7 @@ def test_every_input_is_recorded_with_its_absolute_path_and_hash(store_url, tmp_
     assert inputs["commands"]["sha256"] == hashlib.sha256(data).hexdigest()
 
 
+@pytest.mark.heavy
 @pytest.mark.variants
 def test_every_variant_stream_round_trips_through_the_codec() -> None:
     """Every story of every variant stream snapstore accepts comes back byte for byte

@@ -1,26 +1,66 @@
-"""The snapshot codec: story text <-> one self-contained, compressed, columnar record."""
+"""The snapshot codec: story text <-> one self-contained, compressed, columnar record.
 
-from snapstore.codec.layout import Layout
-from snapstore.codec.particles import (
-    particles,
-    particles_from_layout,
-    root_values,
-    root_values_from_layout,
-)
-from snapstore.codec.record import (
-    CODEC_NAME,
-    FORMAT_VERSION,
-    checked_bytes,
-    checked_text,
-    decode,
-    decode_text,
-    encode,
-    encode_text,
-    encode_text_with_layout,
-    layout,
-)
-from snapstore.codec.render import bytes_from_layout, text_from_layout
-from snapstore.codec.stars import PARTICLE_DTYPE
+Names are imported on first use (PEP 562): a reader that needs only ``codec.framing``
+(the store checking a record's key) does not load numpy and the whole codec."""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from snapstore.codec.layout import Layout
+    from snapstore.codec.particles import (
+        particles,
+        particles_from_layout,
+        root_values,
+        root_values_from_layout,
+    )
+    from snapstore.codec.record import (
+        CODEC_NAME,
+        FORMAT_VERSION,
+        checked_bytes,
+        checked_text,
+        decode,
+        decode_text,
+        encode,
+        encode_text,
+        encode_text_with_layout,
+        layout,
+    )
+    from snapstore.codec.render import bytes_from_layout, text_from_layout
+    from snapstore.codec.stars import PARTICLE_DTYPE
+
+_LAZY = {
+    "Layout": "snapstore.codec.layout",
+    "particles": "snapstore.codec.particles",
+    "particles_from_layout": "snapstore.codec.particles",
+    "root_values": "snapstore.codec.particles",
+    "root_values_from_layout": "snapstore.codec.particles",
+    "CODEC_NAME": "snapstore.codec.record",
+    "FORMAT_VERSION": "snapstore.codec.record",
+    "checked_bytes": "snapstore.codec.record",
+    "checked_text": "snapstore.codec.record",
+    "decode": "snapstore.codec.record",
+    "decode_text": "snapstore.codec.record",
+    "encode": "snapstore.codec.record",
+    "encode_text": "snapstore.codec.record",
+    "encode_text_with_layout": "snapstore.codec.record",
+    "layout": "snapstore.codec.record",
+    "bytes_from_layout": "snapstore.codec.render",
+    "text_from_layout": "snapstore.codec.render",
+    "PARTICLE_DTYPE": "snapstore.codec.stars",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'snapstore.codec' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "CODEC_NAME",
