@@ -79,3 +79,26 @@ def test_declared_schema_revision_is_the_migrations_head(tmp_path) -> None:
     engine = make_engine(resolve_url(str(tmp_path / "s.db")))
     assert head_revision(engine) == SCHEMA_REVISION
     engine.dispose()
+
+
+def test_the_codec_s_names_are_what_they_say_after_every_submodule_loaded() -> None:
+    """``snapstore.codec`` loads its names on first use; a submodule of the same name as one of
+    them would take its place once imported, so none may share one."""
+    import importlib
+    import pkgutil
+    import types
+
+    from snapstore import codec
+
+    for module in pkgutil.iter_modules(codec.__path__):
+        importlib.import_module(f"snapstore.codec.{module.name}")
+    shadowed = [name for name in codec.__all__ if isinstance(getattr(codec, name), types.ModuleType)]
+    assert shadowed == [] and len(codec.__all__) > 10
+
+
+def test_a_read_only_command_loads_neither_numpy_nor_the_codec(tmp_path) -> None:
+    store = tmp_path / "s.db"
+    snapstore.open(f"sqlite:///{store}").close()
+    loaded = _loaded_after("import sys; sys.argv = ['snapstore', 'runs', '--db', " + repr(str(store)) + "]\n"
+                           "from snapstore.cli import main\ntry: main()\nexcept SystemExit: pass")
+    assert "sqlalchemy" in loaded and not {"numpy", "snapstore.codec.record", "alembic"} & loaded

@@ -23,8 +23,15 @@ def cli(*args: str, db: str):
 
 @pytest.fixture
 def db(store_url) -> str:
-    """Every CLI test runs on a new SQLite file and a new PostgreSQL database."""
+    """A CLI test runs on a new SQLite file and a new PostgreSQL database..."""
     return store_url
+
+
+@pytest.fixture
+def sqlite_db(tmp_path) -> str:
+    """... unless what it tests is the process and its streams (a subprocess, stdin, a pipe,
+    files written), which the store behind it does not change: those run on SQLite alone."""
+    return f"sqlite:///{tmp_path / 'store.db'}"
 
 
 def test_ingest_list_export_round_trip(db, tmp_path) -> None:
@@ -114,26 +121,26 @@ def _main(*args: str, capsys) -> tuple[int, str]:
     return code, capsys.readouterr().err
 
 
-def test_errors_are_one_line_with_nonzero_exit(db, tmp_path) -> None:
+def test_errors_are_one_line_with_nonzero_exit(sqlite_db, tmp_path) -> None:
     garbage = tmp_path / "garbage.out"
     garbage.write_bytes(b"\x00\xff garbage\n")
     for args in (("ingest", str(tmp_path / "missing.out")), ("ingest", str(garbage)),
                  ("runs", "--where", "makeking.n = = 5"), ("show", "nope"),
                  ("runs", "--db", "postgresql+psycopg://me:hunter2@127.0.0.1:1/x")):
-        full = list(args) if "--db" in args else [*args, "--db", db]
+        full = list(args) if "--db" in args else [*args, "--db", sqlite_db]
         done = _run(*full)
         assert done.returncode != 0, args
         lines = done.stderr.decode().strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("snapstore: error:"), done.stderr
         assert "hunter2" not in lines[0]
-    assert _run("runs", "--db", db, "-f", "json").stdout.strip() == b"[]"  # nothing half-written
+    assert _run("runs", "--db", sqlite_db, "-f", "json").stdout.strip() == b"[]"  # nothing half-written
 
 
-def test_stdin_ingest_in_a_real_subprocess(db) -> None:
+def test_stdin_ingest_in_a_real_subprocess(sqlite_db) -> None:
     stream = gzip.decompress((SAMPLE / "kira.out.gz").read_bytes())
-    done = _run("ingest", "-", "--name", "piped", "--db", db, stdin=stream)
+    done = _run("ingest", "-", "--name", "piped", "--db", sqlite_db, stdin=stream)
     assert done.returncode == 0, done.stderr
-    exported = _run("export", "piped", "--db", db)
+    exported = _run("export", "piped", "--db", sqlite_db)
     assert exported.stdout == stream
 
 
@@ -147,38 +154,39 @@ sys.stderr.write("kira: done\\n")
 """
 
 
-def test_pipe_stores_snapshots_and_stderr(db, tmp_path) -> None:
+def test_pipe_stores_snapshots_and_stderr(sqlite_db, tmp_path) -> None:
     script = tmp_path / "fake_kira.py"
     script.write_text(REPLAY)
-    done = _run("pipe", "--name", "live", "--db", db, "--", sys.executable, str(script), str(SAMPLE / "kira.out.gz"))
+    done = _run("pipe", "--name", "live", "--db", sqlite_db, "--", sys.executable, str(script),
+                str(SAMPLE / "kira.out.gz"))
     assert done.returncode == 0, done.stderr
     import snapstore
 
-    with snapstore.open(db) as store:
+    with snapstore.open(sqlite_db) as store:
         run = store.run("live")
         assert "".join(item.text() for item in run.snapshots()) == read_text(SAMPLE / "kira.out.gz")
         assert store.diagnostics("live") == ["kira: starting\nkira: done\n"]
 
 
 @pytest.mark.corpus
-def test_shared_run_folder_round_trips(db, tmp_path) -> None:
+def test_shared_run_folder_round_trips(sqlite_db, tmp_path) -> None:
     folder = corpus_dir() / "seed500"
-    assert cli("ingest", str(folder), db=db).exit_code == 0
+    assert cli("ingest", str(folder), db=sqlite_db).exit_code == 0
     out = tmp_path / "kira.out"
-    cli("export", "seed500", "-s", "1:", "-o", str(out), db=db)
+    cli("export", "seed500", "-s", "1:", "-o", str(out), db=sqlite_db)
     assert out.read_text() == read_text(folder / "kira.out.gz")
     npz = tmp_path / "s.npz"
-    assert cli("export", "seed500", "-f", "npz", "-o", str(npz), db=db).exit_code == 0
+    assert cli("export", "seed500", "-f", "npz", "-o", str(npz), db=sqlite_db).exit_code == 0
     import h5py
     import numpy as np
     import pyarrow.dataset as ds
 
     assert len(np.load(npz).files) == 21
-    assert cli("export", "seed500", "-f", "hdf5", "-o", str(tmp_path / "s.h5"), db=db).exit_code == 0
+    assert cli("export", "seed500", "-f", "hdf5", "-o", str(tmp_path / "s.h5"), db=sqlite_db).exit_code == 0
     with h5py.File(tmp_path / "s.h5") as handle:
         assert len(handle) == 21 and handle["seq000020"].attrs["time"] == 100.0
         assert handle["seq000000"]["id"].shape == (500,)
-    assert cli("export", "seed500", "-f", "parquet", "-o", str(tmp_path / "pq"), db=db).exit_code == 0
+    assert cli("export", "seed500", "-f", "parquet", "-o", str(tmp_path / "pq"), db=sqlite_db).exit_code == 0
     table = ds.dataset(tmp_path / "pq", format="parquet", partitioning="hive").to_table()
     assert table.num_rows == sum(np.load(npz)[name].size for name in np.load(npz).files)
 
@@ -201,18 +209,18 @@ def _stories(text: str) -> list[str]:
     return ["(Particle\n  name = root" + part for part in parts[1:]]
 
 
-def test_export_takes_snapshot_numbers_and_times_however_the_run_was_ingested(db) -> None:
+def test_export_takes_snapshot_numbers_and_times_however_the_run_was_ingested(sqlite_db) -> None:
     kira = read_text(SAMPLE / "kira.out.gz")
-    cli("ingest", str(SAMPLE / "kira.out.gz"), "--name", "bare", db=db)  # no initial conditions
-    cli("ingest", str(SAMPLE), "--name", "full", db=db)
+    cli("ingest", str(SAMPLE / "kira.out.gz"), "--name", "bare", db=sqlite_db)  # no initial conditions
+    cli("ingest", str(SAMPLE), "--name", "full", db=sqlite_db)
     for run in ("bare", "full"):
-        assert cli("export", run, db=db).stdout == kira  # kira's stream exactly, by default
-        assert cli("export", run, "-s", "1", db=db).stdout == _stories(kira)[0]
-        assert cli("export", run, "-s", "-1", db=db).stdout == _stories(kira)[-1]
-        assert cli("export", run, "--time", "4:6", db=db).stdout == "".join(_stories(kira)[1:3])
-    assert cli("export", "bare", "--initial", db=db).stdout == kira  # nothing stored at 0
-    assert cli("export", "full", "--initial", db=db).stdout == read_text(SAMPLE / "initial.story.gz") + kira
-    assert cli("export", "full", "-s", "0", db=db).stdout == read_text(SAMPLE / "initial.story.gz")
+        assert cli("export", run, db=sqlite_db).stdout == kira  # kira's stream exactly, by default
+        assert cli("export", run, "-s", "1", db=sqlite_db).stdout == _stories(kira)[0]
+        assert cli("export", run, "-s", "-1", db=sqlite_db).stdout == _stories(kira)[-1]
+        assert cli("export", run, "--time", "4:6", db=sqlite_db).stdout == "".join(_stories(kira)[1:3])
+    assert cli("export", "bare", "--initial", db=sqlite_db).stdout == kira  # nothing stored at 0
+    assert cli("export", "full", "--initial", db=sqlite_db).stdout == read_text(SAMPLE / "initial.story.gz") + kira
+    assert cli("export", "full", "-s", "0", db=sqlite_db).stdout == read_text(SAMPLE / "initial.story.gz")
 
 
 def test_export_formats_are_the_registry_s_and_take_a_selection(db, tmp_path, monkeypatch, capsys) -> None:
@@ -292,14 +300,15 @@ sys.exit(3)
 """
 
 
-def test_pipe_keeps_the_stderr_of_a_failing_run_and_its_exit_code(db, tmp_path) -> None:
+def test_pipe_keeps_the_stderr_of_a_failing_run_and_its_exit_code(sqlite_db, tmp_path) -> None:
     script = tmp_path / "failing_kira.py"
     script.write_text(FAILING)
-    done = _run("pipe", "--name", "failed", "--db", db, "--", sys.executable, str(script), str(SAMPLE / "kira.out.gz"))
+    done = _run("pipe", "--name", "failed", "--db", sqlite_db, "--", sys.executable, str(script),
+                str(SAMPLE / "kira.out.gz"))
     assert done.returncode == 3, done.stderr
     import snapstore
 
-    with snapstore.open(db) as store:
+    with snapstore.open(sqlite_db) as store:
         run = store.run("failed")
         assert len(run) == 1 and run.source.startswith("pipe: ") and str(script) in run.source
         assert store.diagnostics("failed") == ["kira: step size too small, giving up\n"]

@@ -53,11 +53,10 @@ def test_snapshots_are_lazy_and_sliceable(store_url) -> None:
 
 @pytest.mark.corpus
 @pytest.mark.parametrize("name", ["seed500", "binaries"])
-def test_dynamics_agrees_with_the_text(store_url, name: str) -> None:
+def test_dynamics_agrees_with_the_text(corpus_store, name: str) -> None:
     folder = corpus_dir() / name
-    with snapstore.open(store_url) as store:
-        run = store.ingest(folder)
-        dyn = run.dynamics()
+    run = corpus_store.run(name)
+    dyn = run.dynamics()
     ids, mass, pos = _text_arrays(folder)
     assert dyn.ids.tolist() == ids.tolist()
     np.testing.assert_array_equal(np.isnan(dyn["mass"]), np.isnan(mass))  # NaN exactly where absent

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -67,8 +69,7 @@ class MyStory(Story):
 
 
 def _stories(name: str, limit: int = 3) -> list[Story]:
-    stories = list(snapstore.read_stories(corpus_dir() / name / "kira.out.gz"))
-    return stories[:limit]
+    return list(itertools.islice(snapstore.read_stories(corpus_dir() / name / "kira.out.gz"), limit))
 
 
 @pytest.mark.corpus
@@ -84,29 +85,28 @@ def test_story_formats_on_posix_with_subclass(tmp_path, format_name: str) -> Non
 
 
 @pytest.mark.corpus
-def test_particle_formats_round_trip(tmp_path, store_url) -> None:
+def test_particle_formats_round_trip(tmp_path, corpus_store) -> None:
     storage = PosixStorage(tmp_path)
-    with snapstore.open(store_url) as store:
-        for run_name in ("seed500", "binaries"):
-            run = store.ingest(corpus_dir() / run_name, name=run_name)
-            for item in run.snapshots():
-                particles = item.particles()
-                for format_name in ("npz", "hdf5", "parquet"):
-                    location = Location(storage, f"{run_name}/{item.seq}.{format_name}")
-                    registry.write(particles, format_name, location)
-                    back = registry.read(np.ndarray, format_name, location)
-                    np.testing.assert_array_equal(back, particles)
-            dyn = run.dynamics()
-            registry.write(dyn, "npz", Location(storage, f"{run_name}/dyn.npz"))
-            back = registry.read(type(dyn), "npz", Location(storage, f"{run_name}/dyn.npz"))
-            np.testing.assert_array_equal(back["pos"], dyn["pos"])
-            registry.write(run, "parquet", Location(storage, "dataset"))
-        import pyarrow.dataset as ds
+    for run_name in ("seed500", "binaries"):
+        run = corpus_store.run(run_name)
+        for item in run.snapshots():
+            particles = item.particles()
+            for format_name in ("npz", "hdf5", "parquet"):
+                location = Location(storage, f"{run_name}/{item.seq}.{format_name}")
+                registry.write(particles, format_name, location)
+                back = registry.read(np.ndarray, format_name, location)
+                np.testing.assert_array_equal(back, particles)
+        dyn = run.dynamics()
+        registry.write(dyn, "npz", Location(storage, f"{run_name}/dyn.npz"))
+        back = registry.read(type(dyn), "npz", Location(storage, f"{run_name}/dyn.npz"))
+        np.testing.assert_array_equal(back["pos"], dyn["pos"])
+        registry.write(run, "parquet", Location(storage, "dataset"))
+    import pyarrow.dataset as ds
 
-        table = ds.dataset(tmp_path / "dataset", format="parquet", partitioning="hive").to_table()
-        seed = table.filter(ds.field("run") == "seed500")
-        assert seed.num_rows == sum(item.n_particles for item in store.run("seed500").snapshots())
-        assert set(table.column_names) >= {"run", "seq", "time", "id", "mass", "x", "vz"}
+    table = ds.dataset(tmp_path / "dataset", format="parquet", partitioning="hive").to_table()
+    seed = table.filter(ds.field("run") == "seed500")
+    assert seed.num_rows == sum(item.n_particles for item in corpus_store.run("seed500").snapshots())
+    assert set(table.column_names) >= {"run", "seq", "time", "id", "mass", "x", "vz"}
 
 
 def test_sql_storage_is_the_record_table(store_url) -> None:
@@ -120,22 +120,21 @@ def test_sql_storage_is_the_record_table(store_url) -> None:
 
 
 @pytest.mark.corpus
-def test_s3_storage_against_a_server_on_loopback(s3_endpoint, store_url) -> None:
+def test_s3_storage_against_a_server_on_loopback(s3_endpoint, corpus_store) -> None:
     options = {"endpoint_url": s3_endpoint, "aws_access_key_id": "test", "aws_secret_access_key": "test",
                "region_name": "us-east-1"}
-    bucket = f"snapshots-{store_url.split(':')[0].split('+')[0]}"  # one bucket per backend on the one server
+    bucket = f"snapshots-{corpus_store.engine.dialect.name}"  # one bucket per backend on the one server
     storage = S3Storage(bucket, prefix="team/", **options)
     storage.client.create_bucket(Bucket=bucket)
-    with snapstore.open(store_url) as store:
-        run_name = "binaries"  # bound pairs: the tree the formats must keep
-        run = store.ingest(corpus_dir() / run_name, name=run_name, check=False)
-        for item in run.snapshots():
-            story = item.story()
-            registry.write(story, "snapstore", Location(storage, f"{run_name}/{item.seq}.snap"))
-            assert registry.read(Story, "snapstore", Location(storage, f"{run_name}/{item.seq}.snap")) == story
-            registry.write(item.particles(), "npz", Location(storage, f"{run_name}/{item.seq}.npz"))
-            np.testing.assert_array_equal(
-                registry.read(np.ndarray, "npz", Location(storage, f"{run_name}/{item.seq}.npz")), item.particles())
-        text = "".join(registry.read(Story, "snapstore", Location(storage, f"{run_name}/{i}.snap")).__str__()
-                       for i in range(1, len(run)))
-        assert text == read_text(corpus_dir() / run_name / "kira.out.gz")
+    run_name = "binaries"  # bound pairs: the tree the formats must keep
+    run = corpus_store.run(run_name)
+    for item in run.snapshots():
+        story = item.story()
+        registry.write(story, "snapstore", Location(storage, f"{run_name}/{item.seq}.snap"))
+        assert registry.read(Story, "snapstore", Location(storage, f"{run_name}/{item.seq}.snap")) == story
+        registry.write(item.particles(), "npz", Location(storage, f"{run_name}/{item.seq}.npz"))
+        np.testing.assert_array_equal(
+            registry.read(np.ndarray, "npz", Location(storage, f"{run_name}/{item.seq}.npz")), item.particles())
+    text = "".join(registry.read(Story, "snapstore", Location(storage, f"{run_name}/{i}.snap")).__str__()
+                   for i in range(1, len(run)))
+    assert text == read_text(corpus_dir() / run_name / "kira.out.gz")

@@ -9,8 +9,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from snapstore.codec.layout import Layout
-    from snapstore.codec.particles import (
+    from snapstore.codec.arrays import (
         particles,
         particles_from_layout,
         root_values,
@@ -30,13 +29,14 @@ if TYPE_CHECKING:
     )
     from snapstore.codec.render import bytes_from_layout, text_from_layout
     from snapstore.codec.stars import PARTICLE_DTYPE
+    from snapstore.codec.structure import Layout
 
 _LAZY = {
-    "Layout": "snapstore.codec.layout",
-    "particles": "snapstore.codec.particles",
-    "particles_from_layout": "snapstore.codec.particles",
-    "root_values": "snapstore.codec.particles",
-    "root_values_from_layout": "snapstore.codec.particles",
+    "Layout": "snapstore.codec.structure",
+    "particles": "snapstore.codec.arrays",
+    "particles_from_layout": "snapstore.codec.arrays",
+    "root_values": "snapstore.codec.arrays",
+    "root_values_from_layout": "snapstore.codec.arrays",
     "CODEC_NAME": "snapstore.codec.record",
     "FORMAT_VERSION": "snapstore.codec.record",
     "checked_bytes": "snapstore.codec.record",

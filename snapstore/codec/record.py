@@ -16,7 +16,7 @@ which also hold the numbers of the columns they repeat.  ``framing.py`` has the
 bytes around both; ``docs/record-format.md`` the whole format.
 
 The stages, one a module: ``scan`` (bytes to lines, tree and entries), ``columns``
-(typed columns and templates), ``layout`` (a record unpacked), ``render`` (a layout
+(typed columns and templates), ``structure`` (a record unpacked: ``Layout``), ``render`` (a layout
 printed back).  This module is the record API over them.
 """
 
@@ -29,10 +29,10 @@ from snapstore.codec.columns import Filled, filled_columns, group_columns, node_
 from snapstore.codec.framing import FORMAT_VERSION, ZSTD_LEVEL
 from snapstore.codec.hot import hot_document, star_rows_from_hot
 from snapstore.codec.intpack import pack_ints
-from snapstore.codec.layout import Layout
 from snapstore.codec.render import bytes_from_layout, iter_decoded_lines, text_from_layout
 from snapstore.codec.scan import find_entries, free_text, scan_story
 from snapstore.codec.stars import StarRows, star_rows
+from snapstore.codec.structure import Layout
 from snapstore.errors import CorruptRecordError
 from snapstore.story.model import Story
 

@@ -7,8 +7,8 @@ import numpy as np
 
 from snapstore import kernel
 from snapstore.codec.columns import CHILD, LINE
-from snapstore.codec.layout import Layout
 from snapstore.codec.numbers import Column
+from snapstore.codec.structure import Layout
 from snapstore.story.syntax import CLOSE, EOL, OPEN
 
 

@@ -14,8 +14,8 @@ import math
 
 import numpy as np
 
-from snapstore.codec.layout import Layout
 from snapstore.codec.stars import node_values
+from snapstore.codec.structure import Layout
 from snapstore.physics.summary import number, particle_tree
 from snapstore.story import Story
 

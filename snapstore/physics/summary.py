@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from snapstore.codec.layout import Layout
-from snapstore.codec.particles import root_values_from_layout
+from snapstore.codec.arrays import root_values_from_layout
 from snapstore.codec.stars import particle_nodes
+from snapstore.codec.structure import Layout
 
 # An extended-precision (--enable-xreal) Starlab prints a time as its integer part
 # and its 64-bit binary fraction: "1 0x8000000000000000" is 1.5.

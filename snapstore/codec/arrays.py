@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from snapstore.codec.layout import Layout
 from snapstore.codec.record import layout, record_star_rows
 from snapstore.codec.stars import star_table
+from snapstore.codec.structure import Layout
 
 
 def particles_from_layout(structure: Layout) -> np.ndarray:
