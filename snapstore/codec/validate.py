@@ -256,7 +256,17 @@ def column(packed: Any, index: int, occurrences: int) -> Sequence:
         packed_ints(storage[1], (index, "values"), tokens)
     if kind == "f":
         packed_ints(packed[5], (index, "format codes"), tokens)
-    overrides = packed[-3]
+    _overrides(packed[-3], index, occurrences)
+    reference = packed[-2]
+    if (reference is None) != (storage[0] != "d"):
+        raise corrupt(f"column {index}", "only a column stored as differences names a reference, and it must")
+    if reference is not None:
+        integer(reference, (index, "reference"), 0, index - 1)
+    return packed
+
+
+def _overrides(overrides: Any, index: int, occurrences: int) -> None:
+    """A column's overrides: rising places among its ``occurrences`` values, each with its text."""
     if not isinstance(overrides, _SEQUENCE) or len(overrides) != 2 or not isinstance(overrides[0], _SEQUENCE):
         raise corrupt(f"column {index}", "its overrides are not a list of places and a list of texts")
     at, replaced = overrides
@@ -267,12 +277,6 @@ def column(packed: Any, index: int, occurrences: int) -> Sequence:
         if not all(type(position) is int for position in at) or not 0 <= at[0] <= at[-1] < occurrences or any(
                 later <= earlier for earlier, later in pairwise(at)):
             raise corrupt(f"column {index}", "its overrides are not rising places among its values")
-    reference = packed[-2]
-    if (reference is None) != (storage[0] != "d"):
-        raise corrupt(f"column {index}", "only a column stored as differences names a reference, and it must")
-    if reference is not None:
-        integer(reference, (index, "reference"), 0, index - 1)
-    return packed
 
 
 HOT_FIELDS = frozenset(("n", "up", "i", "m", "r", "v", "name"))

@@ -47,12 +47,24 @@ def timeseries(connection: Connection, run_id: str, keys: Iterable[str] | None =
         .order_by(snapshot.c.seq)).all()
     seqs = np.array([row.seq for row in frames], dtype=np.int64)
     times = np.array([np.nan if row.time is None else row.time for row in frames], dtype=np.float64)
+    wanted = None if keys is None else list(dict.fromkeys(keys))
+    found, width = _values(connection, run_id, wanted)
+    position = {int(seq): index for index, seq in enumerate(seqs)}
+    arrays = {key: np.full((seqs.size, width[key]), np.nan) for key in (wanted or sorted(width))}
+    for row in found:
+        if row.seq in position:  # rows of a snapshot committed after the first query wait for the next call
+            arrays[row.key][position[row.seq], row.idx] = row.value
+    return Timeseries(seqs, times, {key: array if width[key] > 1 else array[:, 0] for key, array in arrays.items()})
+
+
+def _values(connection: Connection, run_id: str, wanted: list[str] | None) -> tuple[list, dict[str, int]]:
+    """The run's observable rows for ``wanted`` (all when None) and each key's width; a key
+    the run lacks is a KeyError naming those it has."""
     query = select(observable.c.seq, observable.c.key, observable.c.idx, observable.c.value) \
         .where(observable.c.run_id == run_id)
-    wanted = None if keys is None else list(dict.fromkeys(keys))
     if wanted is not None:
         query = query.where(observable.c.key.in_(wanted))
-    found = connection.execute(query).all()
+    found = list(connection.execute(query).all())
     width: dict[str, int] = {}
     for row in found:
         width[row.key] = max(width.get(row.key, 0), row.idx + 1)
@@ -61,10 +73,4 @@ def timeseries(connection: Connection, run_id: str, keys: Iterable[str] | None =
         known = sorted(key for (key,) in connection.execute(
             select(observable.c.key).where(observable.c.run_id == run_id).distinct()))
         raise KeyError(f"no observable {missing[0]!r} in this run; it has: {', '.join(known) or 'none'}")
-    position = {int(seq): index for index, seq in enumerate(seqs)}
-    arrays = {key: np.full((seqs.size, width[key]), np.nan) for key in (wanted or sorted(width))}
-    for row in found:
-        if row.seq in position:  # rows of a snapshot committed after the first query wait for the next call
-            arrays[row.key][position[row.seq], row.idx] = row.value
-    vectors = {key for key, size in width.items() if size > 1}
-    return Timeseries(seqs, times, {key: array if key in vectors else array[:, 0] for key, array in arrays.items()})
+    return found, width
