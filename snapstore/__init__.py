@@ -6,9 +6,9 @@ Names are imported on first use (PEP 562), so ``import snapstore.codec`` or
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from snapstore._lazy import loader
 from snapstore._version import __version__
 from snapstore.errors import (
     BlobNotFoundError,
@@ -39,18 +39,9 @@ _LAZY = {
 }
 
 
-_SUBPACKAGES = {"codec", "story", "store", "reading", "facade", "serializers", "operations", "physics"}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _SUBPACKAGES:  # snapstore.codec.encode(...) after a plain `import snapstore`
-        return importlib.import_module(f"snapstore.{name}")
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'snapstore' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+_SUBPACKAGES = frozenset({"codec", "story", "store", "reading", "facade", "serializers", "operations", "physics"})
+# snapstore.codec.encode(...) works after a plain `import snapstore`
+__getattr__ = loader("snapstore", _LAZY, globals(), _SUBPACKAGES)
 
 
 __all__ = [

@@ -5,8 +5,9 @@ Names are imported on first use (PEP 562): a reader that needs only ``codec.fram
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from snapstore._lazy import loader
 
 if TYPE_CHECKING:
     from snapstore.codec.arrays import (
@@ -53,13 +54,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'snapstore.codec' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = loader("snapstore.codec", _LAZY, globals())
 
 
 __all__ = [
