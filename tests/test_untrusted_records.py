@@ -145,14 +145,17 @@ def test_keys_made_to_collide_cost_no_more_than_random_ones() -> None:
     def cost(keys: list[bytes]) -> float:
         data = body(keys)
         best = float("inf")
-        for _ in range(3):
+        for _ in range(5):
             started = time.perf_counter()
             found = COMPILED.scan(data)
             best = min(best, time.perf_counter() - started)
         assert len(found["prefixes"]) == count
         return best
 
-    assert cost(colliding) <= 3 * cost(plain)
+    # Not a speed target but a complexity bound: 2**14 keys in one hash chain cost some 10**8
+    # comparisons, hundreds of times the random keys' time; 20x leaves a busy machine its noise
+    # (3x failed once under CI at 3.1x, the two sets' memory traffic differing).
+    assert cost(colliding) <= 20 * cost(plain)
 
 
 def test_out_of_memory_in_the_kernel_is_a_memory_error_not_a_crash(tmp_path) -> None:
