@@ -229,7 +229,7 @@ def test_a_decoder_written_from_the_spec_reads_every_corpus_record() -> None:
                 record = snapstore.codec.encode_text(root.text)
                 assert record[4] == 3
                 assert decode(record) == root.text, (path, root.first_line)
-                expected = snapstore.codec.arrays(record)
+                expected = snapstore.codec.particles(record)
                 found = stars(record)
                 assert [star[0] for star in found] == expected["id"].tolist()
                 np.testing.assert_array_equal(np.array([star[1:] for star in found]).reshape(-1, 7),
