@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import gzip
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,7 +39,9 @@ from helpers import (  # noqa: E402
     exclusive,
     fresh_pg_url,
     pg_admin_engine,
+    roots_of,
     session_folder,
+    variants_dir,
 )
 
 
@@ -87,53 +92,96 @@ def pg_url(pg_admin):
     drop_pg(pg_admin, url)
 
 
-def _corpus_database(folder: Path) -> str:
-    """The name of this session's shared corpus database on PostgreSQL."""
-    return "snapstore_corpus_" + hashlib.sha256(str(folder).encode()).hexdigest()[:12]
+SHARED_STORES = ("corpus", "variants")
 
 
-@pytest.fixture(scope="session", params=BACKENDS)
-def corpus_store(request, tmp_path_factory):
-    """Every corpus run folder ingested once per backend and session, tagged with its family
-    (the folder above it: ``grid`` ...), shared by the tests that only read it (xdist workers
-    included: the first to come builds it under a lock)."""
+def _shared_database(folder: Path, label: str) -> str:
+    """The name of this session's shared ``label`` database on PostgreSQL."""
+    return f"snapstore_{label}_" + hashlib.sha256(str(folder).encode()).hexdigest()[:12]
+
+
+def shared_store(request, tmp_path_factory, label: str, fill: Callable[[Any, Path], None]):
+    """A store built once per backend and session by ``fill(store, folder)`` (``folder``: a
+    session folder for its inputs), shared by the tests that only read it, xdist workers
+    included: the first to come builds it under a lock.  Yields it open."""
     from sqlalchemy import text
     from sqlalchemy.engine import make_url
 
     import snapstore
 
-    folders = corpus_runs()
+    assert label in SHARED_STORES  # the session's end drops these
     shared = session_folder(tmp_path_factory)
     if request.param == "sqlite":
-        url = f"sqlite:///{shared / 'corpus-store.db'}"
+        url = f"sqlite:///{shared / f'{label}-store.db'}"
     else:
         admin = request.getfixturevalue("pg_admin")
-        url = make_url(PG_ADMIN_URL).set(database=_corpus_database(shared)).render_as_string(hide_password=False)
-    with exclusive(shared / f"corpus-{request.param}.lock"):
-        done = shared / f"corpus-{request.param}.done"
+        name = _shared_database(shared, label)
+        url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    with exclusive(shared / f"{label}-{request.param}.lock"):
+        done = shared / f"{label}-{request.param}.done"
         if not done.exists():
             if request.param == "postgresql":
                 with admin.connect() as connection:
-                    connection.execute(text(f'CREATE DATABASE "{_corpus_database(shared)}"'))
+                    connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))  # a build that failed half-way
+                    connection.execute(text(f'CREATE DATABASE "{name}"'))
+            inputs = shared / f"{label}-{request.param}-inputs"
+            shutil.rmtree(inputs, ignore_errors=True)
+            inputs.mkdir()
             with snapstore.open(url) as store:
-                for folder in folders:  # records are checked where records are tested
-                    store.ingest(folder, tags={"family": folder.parent.name}, check=False)
+                fill(store, inputs)
             done.touch()
     with snapstore.open(url) as store:
         yield store
 
 
+@pytest.fixture(scope="session", params=BACKENDS)
+def corpus_store(request, tmp_path_factory):
+    """Every corpus run folder ingested once per backend and session (records are checked where
+    records are tested), tagged with its family (the folder above it: ``grid`` ...)."""
+    folders = corpus_runs()
+
+    def fill(store, inputs: Path) -> None:
+        for folder in folders:
+            store.ingest(folder, tags={"family": folder.parent.name}, check=False)
+
+    yield from shared_store(request, tmp_path_factory, "corpus", fill)
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def variants_store(request, tmp_path_factory):
+    """The variant runs the tests of test_variants.py read: r3_king5000 cut to its first snapshot
+    (a one-line pipeline with tee in its commands.txt) as ``king5000``, three whole runs, and two
+    streams of other Starlab tools."""
+    variants = variants_dir()
+
+    def fill(store, inputs: Path) -> None:
+        king5000 = inputs / "king5000"
+        king5000.mkdir()
+        source = variants / "r3_king5000"
+        (king5000 / "kira.out").write_text(next(roots_of(source / "kira.out.gz")).text, encoding="utf-8")
+        for name in ("commands.txt", "initial.story.gz"):
+            shutil.copy(source / name, king5000 / name)
+        store.ingest(king5000)
+        for name in ("v01_x_toggle", "r7_binchanges_b", "r13_xreal"):
+            store.ingest(variants / name)
+        store.ingest(variants / "tools" / "continued.story.gz", name="continued")
+        store.ingest(variants / "tools" / "plummer_noi.story.gz", name="plummer_noi")
+
+    yield from shared_store(request, tmp_path_factory, "variants", fill)
+
+
 def pytest_sessionfinish(session) -> None:
-    """The controller (or a run without xdist) drops the shared corpus database, if one was made."""
+    """The controller (or a run without xdist) drops the shared databases, if any were made."""
     if hasattr(session.config, "workerinput") or not (factory := getattr(session.config, "_tmp_path_factory", None)):
         return
-    name = _corpus_database(factory.getbasetemp())
     with contextlib.suppress(Exception):  # no server, or no such database: nothing to drop
         from sqlalchemy import create_engine, text
 
         admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
         with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            for label in SHARED_STORES:
+                name = _shared_database(factory.getbasetemp(), label)
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
 
 

@@ -117,6 +117,7 @@ def test_binaries_run_holds_a_hierarchical_triple() -> None:
     assert deepest >= 3  # root -> binary -> binary -> star
 
 
+@pytest.mark.heavy
 @pytest.mark.corpus
 @pytest.mark.parametrize("implementation", ["compiled"], indirect=True)  # test_kernel holds the reference to it
 def test_corpus_round_trips_and_meets_size_targets(implementation: str) -> None:
@@ -243,6 +244,7 @@ def test_the_hot_section_gives_the_stars_the_columns_give(depth: int) -> None:
     np.testing.assert_allclose(deepest["pos"], [0.5 + 0.1 * depth, 1, 2 - 0.1 * depth])
 
 
+@pytest.mark.heavy
 @pytest.mark.corpus
 @pytest.mark.parametrize("implementation", ["compiled"], indirect=True)  # test_kernel holds the reference to it
 def test_the_hot_section_holds_the_star_columns_once_and_gives_their_stars(implementation: str) -> None:

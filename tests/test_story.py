@@ -117,6 +117,7 @@ def test_reader_is_lazy() -> None:
         next(stream)
 
 
+@pytest.mark.heavy
 @pytest.mark.corpus
 def test_every_corpus_file_reads_back_byte_identical() -> None:
     files = story_files()

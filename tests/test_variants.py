@@ -10,59 +10,18 @@ import re
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 import snapstore
-from helpers import read_text, variants_dir
+from helpers import read_text, roots_of, variants_dir
 from snapstore import StarIdentityError, StoryFormatError, codec
 from snapstore.cli import app
 from snapstore.physics.summary import number
 from snapstore.provenance import split_command_line
-from snapstore.story import iter_root_texts, open_source, parse_story
-
-
-def iter_root_texts_of(path: Path):
-    with open_source(path) as stream:
-        yield from iter_root_texts(stream, str(path))  # type: ignore[arg-type]
-
-
-def first_stories(path: Path, count: int) -> str:
-    """The first ``count`` root stories of a real stream, as text: a small real run."""
-    texts = []
-    for root in iter_root_texts_of(path):
-        texts.append(root.text)
-        if len(texts) == count:
-            break
-    return "".join(texts)
-
-
-@pytest.fixture(scope="module")
-def king5000(tmp_path_factory) -> Path:
-    """r3_king5000 (a one-line pipeline with tee in commands.txt) cut to its first snapshot."""
-    source = variants_dir() / "r3_king5000"
-    folder = tmp_path_factory.mktemp("runs") / "king5000"
-    folder.mkdir()
-    (folder / "kira.out").write_text(first_stories(source / "kira.out.gz", 1), encoding="utf-8")
-    shutil.copy(source / "commands.txt", folder / "commands.txt")
-    shutil.copy(source / "initial.story.gz", folder / "initial.story.gz")
-    return folder
-
-
-@pytest.fixture(scope="module")
-def store(module_store_url, king5000):
-    """One store holding the variant runs the tests below read."""
-    variants = variants_dir()
-    with snapstore.open(module_store_url) as opened:
-        opened.ingest(king5000)
-        for name in ("v01_x_toggle", "r7_binchanges_b", "r13_xreal"):
-            opened.ingest(variants / name)
-        opened.ingest(variants / "tools" / "continued.story.gz", name="continued")
-        opened.ingest(variants / "tools" / "plummer_noi.story.gz", name="plummer_noi")
-        yield opened
+from snapstore.story import parse_story
 
 
 @pytest.mark.parametrize(("line", "expected"), [
@@ -80,8 +39,13 @@ def test_a_command_line_splits_as_a_shell_reads_it(line: str, expected: list[lis
     assert split_command_line(line) == expected
 
 
+@pytest.fixture
+def store(variants_store):
+    return variants_store
+
+
 @pytest.mark.variants
-def test_a_one_line_pipeline_gives_each_program_its_own_flags(store, king5000) -> None:
+def test_a_one_line_pipeline_gives_each_program_its_own_flags(store) -> None:
     run = store.run("king5000")
     assert [step["program"] for step in run.commands] == ["makeking", "makemass", "scale", "kira"]
     assert run.parameters["makeking"]["n"] == "5000" and run.parameters["makemass"]["u"] == "20"
@@ -93,8 +57,8 @@ def test_a_one_line_pipeline_gives_each_program_its_own_flags(store, king5000) -
 
 
 @pytest.mark.variants
-def test_show_lists_each_program_with_its_own_flags(module_store_url, store) -> None:
-    result = CliRunner().invoke(app, ["show", "king5000", "--db", module_store_url])
+def test_show_lists_each_program_with_its_own_flags(store) -> None:
+    result = CliRunner().invoke(app, ["show", "king5000", "--db", store.url.render_as_string(hide_password=False)])
     assert result.exit_code == 0
     shown = result.stdout
     steps = re.findall(r"^  \d\. (\S+) (.*?)   \[", shown, re.MULTILINE)
@@ -274,5 +238,5 @@ def test_every_variant_stream_round_trips_through_the_codec() -> None:
                      if not p.name.startswith("kira.err") and f"{p.parent.name}/{p.name}" not in skipped)
     assert len(sources) > 30
     for path in sources:
-        for root in iter_root_texts_of(path):
+        for root in roots_of(path):
             assert codec.decode_text(codec.encode_text(root.text)) == root.text, (path, root.first_line)
