@@ -334,11 +334,13 @@ def plot(
 
 @app.command()
 def sql(query: str = typer.Argument(..., help="A SELECT over event, record, run, command, parameter, snapshot, tag"),
-        format: Table = FORMAT, db: str | None = DB) -> None:
+        format: Table = FORMAT,
+        timeout: float = typer.Option(60.0, "--timeout", help="Seconds the query may run", min=0.001),
+        db: str | None = DB) -> None:
     """Read-only SQL; writes are refused by the connection.  Example: snapstore sql "select name from run" """
     from snapstore.operations import sql as read_only
 
-    columns, rows = read_only(db, query)
+    columns, rows = read_only(db, query, timeout)
     _emit([dict(zip(columns, row)) for row in rows], format, columns)
 
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 from snapstore.errors import InvalidArgumentError, RunNotFoundError
 from snapstore.store.backend import make_engine, masked, resolve_url
 from snapstore.store.catalog import LISTING_FIELDS
+from snapstore.store.readonly import TIMEOUT, read_only_query
 
 if TYPE_CHECKING:  # what the read side and ingest load (numpy, the codec) waits for a verb that needs it
     from snapstore.facade import Store
@@ -188,12 +189,27 @@ def _write_texts(items, handle: TextIO | BinaryIO) -> None:
         handle.flush()
 
 
-def sql(url: str | None, query: str) -> tuple[list[str], list[tuple]]:
+def sql(url: str | None, query: str, timeout: float = TIMEOUT) -> tuple[list[str], list[tuple]]:
     """One read-only statement on the store at ``url`` (default: ``$SNAPSTORE_URL`` or
-    ./snapstore.db): its column names and rows; a write is refused by the connection."""
-    from snapstore.store.readonly import read_only_query
+    ./snapstore.db), stopped after ``timeout`` seconds: its column names, each kept even
+    where two are alike (``a``, ``a (2)``), and its rows; a write is refused by the connection."""
+    columns, rows = read_only_query(resolve_url(url), query, timeout)
+    return distinct_names(columns), rows
 
-    return read_only_query(resolve_url(url), query)
+
+def distinct_names(columns: list[str]) -> list[str]:
+    """Column names made distinct, so that no column hides another in a row keyed by name:
+    the second ``count`` is ``count (2)``."""
+    taken: set[str] = set()
+    named = []
+    for name in columns:
+        label, number = name, 1
+        while label in taken:
+            number += 1
+            label = f"{name} ({number})"
+        taken.add(label)
+        named.append(label)
+    return named
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,21 @@
-"""Read-only SQL for users: the database connection itself refuses writes.
+"""Read-only SQL for users: the database connection itself refuses writes, and every
+query has a time limit and a cap on the rows it returns.
 
 SQLite: the file is opened read-only (``mode=ro``) and an authorizer allows only
-reading (no ATTACH, no PRAGMA, no writes, one statement).  PostgreSQL: the
-statement runs in a READ ONLY transaction through the extended query protocol,
-which takes a single statement, so ``COMMIT; DELETE ...`` cannot slip through.
+reading (no ATTACH, no PRAGMA, no writes, one statement) and only the functions of
+``SQLITE_FUNCTIONS`` (no ``fts3_tokenizer``, ``load_extension``, ``zeroblob``...); a
+progress handler stops a query at its time limit, and no text or blob may pass
+``MAX_VALUE_BYTES``.  PostgreSQL: the statement runs in a READ ONLY transaction with
+a ``statement_timeout``, through the extended query protocol, which takes a single
+statement, so ``COMMIT; DELETE ...`` cannot slip through.  It runs with the rights of
+the role the URL names, and a superuser's query can take them all back (``set_config``
+changes the role inside a SELECT), so point ``snapstore sql`` at a role that may only read.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 from sqlalchemy import create_engine
@@ -18,19 +25,45 @@ from sqlalchemy.exc import DBAPIError
 from snapstore.errors import QueryError, StoreAccessError
 from snapstore.store.backend import masked
 
-_ALLOWED = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION,
-            getattr(sqlite3, "SQLITE_RECURSIVE", 33)}
+TIMEOUT = 60.0  # seconds a query may run unless the caller says otherwise
+MAX_ROWS = 1_000_000  # rows a query may return: more is a mistake, or wants a LIMIT
+MAX_VALUE_BYTES = 10_000_000  # the longest text or blob a SQLite query may build
+
+_ALLOWED = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, getattr(sqlite3, "SQLITE_RECURSIVE", 33)}
+# The functions a query over numbers, names and times needs; nothing that reaches the
+# process, the file system or extension loading, or builds a huge value on request.
+_FUNCTION_GROUPS = (
+    "abs char coalesce concat concat_ws format glob hex ifnull iif instr length like likelihood likely lower",
+    "ltrim max min nullif octet_length printf quote random replace round rtrim sign soundex substr substring",
+    "trim typeof unhex unicode unlikely upper",
+    "avg count group_concat string_agg sum total",
+    "row_number rank dense_rank percent_rank cume_dist ntile lag lead first_value last_value nth_value",
+    "acos acosh asin asinh atan atan2 atanh ceil ceiling cos cosh degrees exp floor ln log log10 log2 mod pi",
+    "pow power radians sin sinh sqrt tan tanh trunc",
+    "date time datetime julianday unixepoch strftime timediff",
+    "json json_array json_array_length json_extract json_insert json_object json_patch json_quote json_remove",
+    "json_replace json_set json_type json_valid json_group_array json_group_object json_each json_tree",
+)
+SQLITE_FUNCTIONS = frozenset(name for group in _FUNCTION_GROUPS for name in group.split())
 
 
-def _authorize(action: int, *_args) -> int:
-    return sqlite3.SQLITE_OK if action in _ALLOWED else sqlite3.SQLITE_DENY
+def _authorize(action: int, first: str | None, second: str | None, *_rest) -> int:
+    if action in _ALLOWED:
+        return sqlite3.SQLITE_OK
+    if action == sqlite3.SQLITE_FUNCTION and (second or "").lower() in SQLITE_FUNCTIONS:
+        return sqlite3.SQLITE_OK
+    return sqlite3.SQLITE_DENY
 
 
-def read_only_query(url: URL, query: str) -> tuple[list[str], list[tuple]]:
-    """Run one read-only statement; returns column names and rows."""
+def read_only_query(url: URL, query: str, timeout: float = TIMEOUT,
+                    max_rows: int = MAX_ROWS) -> tuple[list[str], list[tuple]]:
+    """Run one read-only statement for at most ``timeout`` seconds; returns column names
+    and at most ``max_rows`` rows (more is a ``QueryError`` asking for a LIMIT)."""
+    if not timeout > 0:
+        raise QueryError(f"a query's time limit must be more than 0 seconds, not {timeout}")
     if url.get_backend_name() == "sqlite":
-        return _sqlite(url, query)
-    return _postgresql(url, query)
+        return _sqlite(url, query, timeout, max_rows)
+    return _postgresql(url, query, timeout, max_rows)
 
 
 def _read_only_uri(database: str) -> str:
@@ -43,35 +76,56 @@ def _read_only_uri(database: str) -> str:
     return Path(database).resolve().as_uri() + "?mode=ro"
 
 
-def _sqlite(url: URL, query: str) -> tuple[list[str], list[tuple]]:
+def _capped(cursor, max_rows: int) -> list[tuple]:
+    rows = cursor.fetchmany(max_rows + 1)
+    if len(rows) > max_rows:
+        raise QueryError(f"the query returns more than {max_rows:,} rows: add a LIMIT, or aggregate")
+    return rows
+
+
+def _sqlite(url: URL, query: str, timeout: float, max_rows: int) -> tuple[list[str], list[tuple]]:
     try:
         connection = sqlite3.connect(_read_only_uri(url.database or ""), uri=True)
     except sqlite3.Error as exc:
         raise StoreAccessError(f"{masked(url)}: {exc}") from None
+    deadline = time.monotonic() + timeout
     try:
+        connection.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)
         connection.set_authorizer(_authorize)
+        connection.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
         cursor = connection.execute(query)
-        return [d[0] for d in cursor.description or []], cursor.fetchall()
+        return [d[0] for d in cursor.description or []], _capped(cursor, max_rows)
     except sqlite3.Error as exc:
+        if time.monotonic() > deadline:
+            raise QueryError(f"the query was stopped at its time limit of {timeout:g} s (--timeout)") from None
         raise QueryError(f"query refused or failed: {exc}") from None
     finally:
         connection.close()
 
 
-def _postgresql(url: URL, query: str) -> tuple[list[str], list[tuple]]:
+def _postgresql(url: URL, query: str, timeout: float, max_rows: int) -> tuple[list[str], list[tuple]]:
     engine = create_engine(url)
     try:
         with engine.connect() as connection:
             with connection.begin():
                 connection.exec_driver_sql("SET TRANSACTION READ ONLY")
+                connection.exec_driver_sql(f"SET LOCAL statement_timeout = {max(1, round(timeout * 1000))}")
                 raw = connection.connection.driver_connection
                 assert raw is not None  # an open connection has its driver's connection
                 with raw.cursor() as cursor:
                     cursor.execute(query, prepare=True)  # extended protocol: one statement only
-                    return [d.name for d in cursor.description or []], cursor.fetchall()
+                    return [d.name for d in cursor.description or []], _capped(cursor, max_rows)
     except DBAPIError as exc:
-        raise QueryError(f"query refused or failed: {str(exc.orig).strip().splitlines()[0]}") from None
+        raise QueryError(_pg_failure(exc.orig, timeout)) from None
+    except QueryError:
+        raise
     except Exception as exc:  # psycopg errors raised on the raw cursor
-        raise QueryError(f"query refused or failed: {str(exc).strip().splitlines()[0]}") from None
+        raise QueryError(_pg_failure(exc, timeout)) from None
     finally:
         engine.dispose()
+
+
+def _pg_failure(exc: object, timeout: float) -> str:
+    if getattr(exc, "sqlstate", None) == "57014":  # query_canceled: statement_timeout
+        return f"the query was stopped at its time limit of {timeout:g} s (--timeout)"
+    return f"query refused or failed: {str(exc).strip().splitlines()[0]}"
