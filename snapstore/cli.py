@@ -67,10 +67,11 @@ def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks on 
     _debug["on"] = debug
 
 
-def _open(db: str | None, payloads: str | None = None) -> Store:
+def _open(db: str | None, payloads: str | None = None, create: bool = False) -> Store:
+    """The store at ``db``; only the verbs that store runs (ingest, pipe) may create one."""
     from snapstore.facade import Store
 
-    return Store(db, payloads=payloads)
+    return Store(db, create=create, payloads=payloads)
 
 
 TABLE_ROWS = 100  # a table longer than a screenful or two is for a pager or a file: say how to get it
@@ -174,7 +175,7 @@ def ingest(
     if name and len(paths) > 1:
         raise InvalidArgumentError("--name names one run: give one path with it")
     tags = parse_pairs(tag)
-    with _open(db, payloads=payloads) as store:  # creates or checks the schema once, before any worker
+    with _open(db, payloads=payloads, create=True) as store:  # creates or checks the schema once, before any worker
         if jobs > 1 and len(paths) > 1:
             _ingest_in_parallel(store.url.render_as_string(hide_password=False), paths, jobs, payloads, initial,
                                 commands, tags, check)
@@ -228,7 +229,7 @@ def pipe(
     from snapstore.operations import pipe as capture
 
     tags = parse_pairs(tag)
-    with _open(db, payloads=payloads) as store:
+    with _open(db, payloads=payloads, create=True) as store:
         with _progress(name) as show:
             outcome = capture(store, command, name, tags, show)
     typer.echo(f"{name}: {outcome.report.added} snapshots stored; {command[0]} exited with {outcome.exit_code}")
@@ -337,7 +338,11 @@ def sql(query: str = typer.Argument(..., help="A SELECT over event, record, run,
         format: Table = FORMAT,
         timeout: float = typer.Option(60.0, "--timeout", help="Seconds the query may run", min=0.001),
         db: str | None = DB) -> None:
-    """Read-only SQL; writes are refused by the connection.  Example: snapstore sql "select name from run" """
+    """One SELECT, in a read-only transaction that is rolled back, for at most --timeout seconds.
+
+    On PostgreSQL it runs with the rights of the role in the URL: give it one that may only read.
+    Example: snapstore sql "select name from run"
+    """
     from snapstore.operations import sql as read_only
 
     columns, rows = read_only(db, query, timeout)
@@ -405,11 +410,17 @@ def db_upgrade(revision: str = typer.Argument("head"), db: str | None = DB) -> N
 
 
 @db_app.command("downgrade")
-def db_downgrade(revision: str = typer.Argument(..., help="Target revision, e.g. 0001"), db: str | None = DB) -> None:
+def db_downgrade(revision: str = typer.Argument(..., help="Target revision, e.g. 0001"),
+                 yes_drop_data: bool = typer.Option(False, "--yes-drop-data",
+                                                    help="Allow a downgrade that deletes the event log and records"),
+                 db: str | None = DB) -> None:
     """Downgrade the schema.  Example: snapstore db downgrade 0001"""
     from snapstore.operations import migrate_schema
 
-    _say_schema(migrate_schema(db, "downgrade", revision))
+    state = migrate_schema(db, "downgrade", revision, drop_data=yes_drop_data)
+    if state.backup:
+        typer.echo(f"kept a copy of the store as it was at {state.backup}")
+    _say_schema(state)
 
 
 @db_app.command("current")

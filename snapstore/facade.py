@@ -16,7 +16,7 @@ from snapstore.store import catalog, diagnostics, projections
 from snapstore.store.backend import describe_db_error, make_engine, masked, resolve_url, with_retries
 from snapstore.store.events import RunTagged
 from snapstore.store.log import append
-from snapstore.store.migrate import ensure_current
+from snapstore.store.migrate import ensure_current, require_existing
 from snapstore.store.payloads import payloads_for
 from snapstore.store.records import fetch_records, insert_record, read_record
 
@@ -47,7 +47,11 @@ class Store:
     """A snapstore archive in SQLite (default) or PostgreSQL."""
 
     def __init__(self, url: str | None = None, create: bool = True, payloads: str | None = None) -> None:
+        """Open the store at ``url``; ``create=False`` refuses to make one where there is none
+        (what the command line's reading verbs do, so that a mistyped ``--db`` creates nothing)."""
         self.url = resolve_url(url)
+        if not create:
+            require_existing(self.url)
         self.payloads = payloads_for(payloads)
         self.engine: Engine = make_engine(self.url)
         try:
@@ -198,9 +202,9 @@ class Store:
             return catalog.totals(connection)
 
 
-def open(url: str | None = None, payloads: str | None = None) -> Store:
-    """Open (creating if new) the store at ``url``: any SQLAlchemy URL or a SQLite path.
-    Default: ``$SNAPSTORE_URL``, else ./snapstore.db.  ``payloads`` (or
-    ``$SNAPSTORE_PAYLOADS``): a folder or ``s3://bucket/prefix`` for the record
-    bytes of new snapshots, shared by every machine; default: in the database."""
-    return Store(url, payloads=payloads)
+def open(url: str | None = None, payloads: str | None = None, create: bool = True) -> Store:
+    """Open (creating if new, unless ``create=False``) the store at ``url``: any SQLAlchemy
+    URL or a SQLite path.  Default: ``$SNAPSTORE_URL``, else ./snapstore.db.  ``payloads``
+    (or ``$SNAPSTORE_PAYLOADS``): a folder or ``s3://bucket/prefix`` for the record bytes
+    of new snapshots, shared by every machine; default: in the database."""
+    return Store(url, create=create, payloads=payloads)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
-from snapstore.errors import InvalidArgumentError, RunNotFoundError
+from snapstore.errors import InvalidArgumentError, RunNotFoundError, SchemaError
 from snapstore.store.backend import make_engine, masked, resolve_url
 from snapstore.store.catalog import LISTING_FIELDS
 from snapstore.store.readonly import TIMEOUT, read_only_query
@@ -214,17 +214,25 @@ def distinct_names(columns: list[str]) -> list[str]:
 
 @dataclass(frozen=True)
 class SchemaState:
-    """A store's schema revision (None: no snapstore schema) and the newest this snapstore knows."""
+    """A store's schema revision (None: no snapstore schema) and the newest this snapstore knows;
+    ``backup``: the copy a destructive downgrade kept first (SQLite)."""
 
     url: str  # with the password hidden
     revision: str | None
     head: str
+    backup: str | None = None
 
 
 @contextlib.contextmanager
-def _schema_engine(url: str | None) -> Iterator[Any]:
-    """An engine on the store, without the schema check that opening a store does."""
-    engine = make_engine(resolve_url(url))
+def _schema_engine(url: str | None, create: bool = False) -> Iterator[Any]:
+    """An engine on the store, without the schema check that opening a store does; a
+    missing SQLite file is refused unless ``create`` (an upgrade may make a new store)."""
+    from snapstore.store.migrate import require_existing
+
+    resolved = resolve_url(url)
+    if not create:
+        require_existing(resolved)
+    engine = make_engine(resolved)
     try:
         yield engine
     finally:
@@ -239,16 +247,40 @@ def schema_state(url: str | None = None) -> SchemaState:
         return SchemaState(masked(engine.url), current_revision(engine), head_revision(engine))
 
 
-def migrate_schema(url: str | None, operation: str, revision: str = "head") -> SchemaState:
+def migrate_schema(url: str | None, operation: str, revision: str = "head", drop_data: bool = False) -> SchemaState:
     """``upgrade`` or ``downgrade`` the store at ``url`` to ``revision`` in one transaction;
-    returns the state it is left in."""
-    from snapstore.store.migrate import run_alembic
+    returns the state it is left in.  A downgrade that would delete the event log and the
+    records is refused unless ``drop_data``; then a SQLite store is first copied beside
+    itself (``VACUUM INTO``), and the state names the copy."""
+    from snapstore.store.migrate import data_lost_by_downgrade, run_alembic
 
     if operation not in ("upgrade", "downgrade"):
         raise InvalidArgumentError(f"schema operation {operation!r}: use upgrade or downgrade")
-    with _schema_engine(url) as engine:
+    backup = None
+    with _schema_engine(url, create=operation == "upgrade") as engine:
+        lost = data_lost_by_downgrade(engine, revision) if operation == "downgrade" else None
+        if lost and not drop_data:
+            raise SchemaError(f"downgrading {masked(engine.url)} to {revision} would delete its {lost}: refused, "
+                              "nothing was changed (--yes-drop-data does it, after a copy of a SQLite store)")
+        if lost and engine.url.get_backend_name() == "sqlite":
+            backup = _copy_beside(engine, revision)
         run_alembic(engine, operation, revision)
-    return schema_state(url)
+    state = schema_state(url)
+    return SchemaState(state.url, state.revision, state.head, backup)
+
+
+def _copy_beside(engine: Any, revision: str) -> str:
+    """A consistent copy of a SQLite store in a new file beside it."""
+    import sqlite3
+    import time
+
+    target = Path(f"{engine.url.database}.before-downgrade-to-{revision}-{time.strftime('%Y%m%dT%H%M%S')}")
+    source = sqlite3.connect(engine.url.database)  # VACUUM runs outside a transaction, which the engine opens
+    try:
+        source.execute("VACUUM INTO ?", (str(target),))
+    finally:
+        source.close()
+    return str(target)
 
 
 def schema_history(url: str | None = None) -> list[tuple[str | None, str, str]]:

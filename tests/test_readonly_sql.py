@@ -77,3 +77,11 @@ def test_columns_that_share_a_name_are_all_kept(url) -> None:
 def test_distinct_names_never_takes_a_name_a_later_column_has() -> None:
     assert operations.distinct_names(["a", "a", "a (2)"]) == ["a", "a (2)", "a (2) (2)"]
     assert operations.distinct_names(["x", "y"]) == ["x", "y"]
+
+
+def test_what_a_query_s_functions_did_on_postgresql_is_rolled_back(pg_url) -> None:
+    snapstore.open(pg_url).close()
+    operations.sql(pg_url, "select lo_from_bytea(0, 'kept?'::bytea)")  # a function that writes
+    assert operations.sql(pg_url, "select count(*) from pg_largeobject_metadata")[1] == [(0,)]
+    with pytest.raises(QueryError, match="not a query"):
+        operations.sql(pg_url, "set work_mem = '64MB'")

@@ -8,13 +8,15 @@ is loaded only to create, upgrade or downgrade a store, or to name revisions.
 
 from __future__ import annotations
 
+import os
 from importlib.resources import files
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, inspect, text
+from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
-from snapstore.errors import SchemaError
+from snapstore.errors import SchemaError, StoreAccessError
 from snapstore.store.backend import masked, write_transaction
 from snapstore.store.schema import SCHEMA_REVISION
 
@@ -48,6 +50,25 @@ def history(engine: Engine) -> list[tuple[str | None, str, str]]:
     """``(down revision, revision, first line of its description)`` of every migration, newest first."""
     return [(script.down_revision, script.revision, (script.doc or "").splitlines()[0])  # type: ignore[misc]
             for script in _scripts(engine).walk_revisions()]
+
+
+def data_lost_by_downgrade(engine: Engine, revision: str) -> str | None:
+    """What a downgrade to ``revision`` would delete for good, if anything: below 0001 the
+    tables themselves go, the event log and the records with them (other downgrades drop
+    projections, which are rebuilt from the log, or refuse on their own)."""
+    current = current_revision(engine)
+    if current is None:
+        return None
+    try:
+        passed = {script.revision for script in _scripts(engine).iterate_revisions(current, revision)}
+    except Exception:  # a revision alembic resolves only while running (-1 ...): assume the worst
+        passed = {"0001"}
+    if "0001" not in passed:
+        return None
+    with engine.connect() as connection:
+        events = connection.execute(text("select count(*) from event")).scalar_one()
+        records = connection.execute(text("select count(*) from record")).scalar_one()
+    return f"{events:,} events and {records:,} records" if events or records else None
 
 
 def current_revision(engine: Engine) -> str | None:
@@ -93,13 +114,23 @@ def ensure_current(engine: Engine, create: bool = True) -> None:
     )
 
 
+def require_existing(url: URL) -> None:
+    """Refuse, before any connection could create it, a SQLite store whose file is missing."""
+    database = url.database or ""
+    if url.get_backend_name() == "sqlite" and database not in ("", ":memory:") and not database.startswith("file:") \
+            and not os.path.exists(database):
+        raise StoreAccessError(f"no snapstore store at {masked(url)}: only ingest and pipe create one "
+                               "(and db upgrade, on purpose)")
+
+
 def _create(engine: Engine, create: bool) -> None:
     with engine.connect() as connection:
         tables = set(inspect(connection).get_table_names())
     if tables - {"alembic_version"}:
         raise SchemaError(f"{masked(engine.url)} holds tables but is not a snapstore store")
     if not create:
-        raise SchemaError(f"{masked(engine.url)} is not a snapstore store yet")
+        raise SchemaError(f"{masked(engine.url)} is not a snapstore store: only ingest and pipe create one "
+                          "(and db upgrade, on purpose); nothing was written")
     try:
         run_alembic(engine, "upgrade")
     except (SchemaError, DBAPIError):

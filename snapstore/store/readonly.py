@@ -107,14 +107,19 @@ def _postgresql(url: URL, query: str, timeout: float, max_rows: int) -> tuple[li
     engine = create_engine(url)
     try:
         with engine.connect() as connection:
-            with connection.begin():
+            transaction = connection.begin()
+            try:
                 connection.exec_driver_sql("SET TRANSACTION READ ONLY")
                 connection.exec_driver_sql(f"SET LOCAL statement_timeout = {max(1, round(timeout * 1000))}")
                 raw = connection.connection.driver_connection
                 assert raw is not None  # an open connection has its driver's connection
                 with raw.cursor() as cursor:
                     cursor.execute(query, prepare=True)  # extended protocol: one statement only
-                    return [d.name for d in cursor.description or []], _capped(cursor, max_rows)
+                    if cursor.description is None:  # it ran, but it is no query: nothing of it is kept
+                        raise QueryError("not a query: snapstore sql runs one SELECT (the statement was rolled back)")
+                    return [d.name for d in cursor.description], _capped(cursor, max_rows)
+            finally:
+                transaction.rollback()  # a read keeps nothing, whatever a function it called did
     except DBAPIError as exc:
         raise QueryError(_pg_failure(exc.orig, timeout)) from None
     except QueryError:

@@ -1,0 +1,78 @@
+"""Refusals change nothing and no command destroys a store unasked: reading verbs create no
+store where there is none, and a downgrade that would delete the log is refused unless asked
+for, and then a SQLite store is copied first."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+from sqlalchemy import create_engine, inspect, text
+from typer.testing import CliRunner
+
+import snapstore
+from helpers import SAMPLE
+from snapstore.cli import app
+
+READING_VERBS = [["runs"], ["show", "x"], ["stats"], ["export", "x"], ["verify"], ["rebuild"], ["tag", "x", "a=b"],
+                 ["plot", "x"], ["db", "current"], ["db", "history"], ["db", "downgrade", "0001"]]
+
+
+def _invoke(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, str(result.exception or "")
+
+
+@pytest.mark.parametrize("verb", READING_VERBS, ids=[" ".join(verb) for verb in READING_VERBS])
+def test_a_reading_verb_creates_no_sqlite_store(tmp_path, verb) -> None:
+    typo = tmp_path / "typo.db"
+    code, error = _invoke(*verb, "--db", str(typo))
+    assert code != 0 and "no snapstore store at" in error and "only ingest and pipe create one" in error
+    assert not typo.exists()
+
+
+def test_a_reading_verb_creates_no_schema_in_an_empty_postgresql_database(pg_url) -> None:
+    for verb in (["runs"], ["stats"], ["show", "x"], ["verify"]):
+        code, error = _invoke(*verb, "--db", pg_url)
+        assert code != 0 and "is not a snapstore store" in error, (verb, error)
+    engine = create_engine(pg_url)
+    with engine.connect() as connection:
+        assert inspect(connection).get_table_names() == []
+    engine.dispose()
+
+
+def _counts(url: str) -> tuple[int, int, str]:
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        counted = (connection.execute(text("select count(*) from event")).scalar_one(),
+                   connection.execute(text("select count(*) from record")).scalar_one(),
+                   connection.execute(text("select version_num from alembic_version")).scalar_one())
+    engine.dispose()
+    return counted
+
+
+def test_a_downgrade_that_would_delete_the_log_is_refused_and_changes_nothing(store_url) -> None:
+    with snapstore.open(store_url) as store:
+        store.ingest(SAMPLE)
+    before = _counts(store_url)
+    code, error = _invoke("db", "downgrade", "base", "--db", store_url)
+    assert code != 0 and "would delete its" in error and "refused, nothing was changed" in error
+    assert _counts(store_url) == before
+    assert _invoke("db", "downgrade", "0004", "--db", store_url)[0] == 0  # projections only: allowed
+    assert _counts(store_url)[:2] == before[:2]
+
+
+def test_asked_to_drop_data_a_sqlite_store_is_copied_first(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    with snapstore.open(url) as store:
+        store.ingest(SAMPLE)
+    events, records, _ = _counts(url)
+    result = CliRunner().invoke(app, ["db", "downgrade", "base", "--yes-drop-data", "--db", url])
+    assert result.exit_code == 0, result.output
+    copies = list(tmp_path.glob("store.db.before-downgrade-to-base-*"))
+    assert len(copies) == 1 and str(copies[0]) in result.stdout
+    with sqlite3.connect(copies[0]) as copy:
+        assert copy.execute("select count(*) from event").fetchone()[0] == events
+        assert copy.execute("select count(*) from record").fetchone()[0] == records
+    with snapstore.open(f"sqlite:///{copies[0]}") as kept:
+        assert len(kept.run("n100-w3-s1").snapshots()) == 6
