@@ -4,6 +4,7 @@ for, and then a SQLite store is copied first."""
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 
 import pytest
@@ -76,3 +77,31 @@ def test_asked_to_drop_data_a_sqlite_store_is_copied_first(tmp_path) -> None:
         assert copy.execute("select count(*) from record").fetchone()[0] == records
     with snapstore.open(f"sqlite:///{copies[0]}") as kept:
         assert len(kept.run("n100-w3-s1").snapshots()) == 6
+
+
+def _state(url: str, name: str) -> tuple:
+    """All a run's projections say, and the size of the log."""
+    with snapstore.open(url) as store:
+        run = store.run(name)
+        stored = [item.record_hash for item in run.stories()]
+        state = (run.status, run.source, run.tags, run.inputs, run.commands, stored)
+    return state + (_counts(url)[0],)
+
+
+def test_a_refused_ingest_leaves_the_run_it_collides_with_as_it_was(store_url, tmp_path) -> None:
+    from helpers import corpus_dir
+
+    grid = corpus_dir() / "grid"
+    with snapstore.open(store_url) as store:
+        store.ingest(grid / "n100-w3-s1", name="A")
+    before = _state(store_url, "A")
+    code, error = _invoke("ingest", str(grid / "n100-w5-s1"), "--name", "A", "--tag", "oops=1", "--db", store_url)
+    assert code != 0 and "already holds a different snapshot #0" in error
+    assert _state(store_url, "A") == before  # no tag, no source, no inputs of the other stream, no event
+    # two ensembles' run1: the second is refused with a name to use instead
+    for family in ("ensA", "ensB"):
+        shutil.copytree(grid / ("n100-w3-s1" if family == "ensA" else "n100-w5-s1"), tmp_path / family / "run1")
+    assert _invoke("ingest", str(tmp_path / "ensA" / "run1"), "--db", store_url)[0] == 0
+    code, error = _invoke("ingest", str(tmp_path / "ensB" / "run1"), "--db", store_url)
+    assert code != 0 and error.endswith("such as --name ensB-run1")
+    assert _invoke("ingest", str(tmp_path / "ensB" / "run1"), "--name", "ensB-run1", "--db", store_url)[0] == 0

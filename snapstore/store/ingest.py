@@ -16,6 +16,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from sqlalchemy import Connection, Engine, Row, select
 
@@ -126,6 +127,14 @@ class Ingest:
             raise RunConflictError(f"run {self.report.name!r} already holds a different snapshot #{seq}; "
                              "ingest under another --name")
         return stored
+
+    def refuse_another_stream(self, opening: list[tuple[int, RootText]]) -> None:
+        """Before anything is written: the stories that open this ingest must be new to the
+        run or the very ones it holds (a resume), else the run is another stream's and this
+        ingest is refused (``RunConflictError``), leaving it as it was."""
+        with self.engine.connect() as connection:
+            for seq, root in opening:
+                self._stored(connection, seq, hashlib.sha256(root.text.encode("utf-8")).hexdigest())
 
     def prepare(self, root: RootText, seq: int) -> _Pending:
         """Storing one story at ``seq``, in order, first half: hash it, look it up, read
@@ -269,9 +278,13 @@ def ingest(engine: Engine, source, *, name: str | None = None, initial=None, tag
     with open_source(inputs.stream) as reader:  # type: ignore[arg-type]
         roots = iter_root_texts(reader, inputs.label)  # type: ignore[arg-type]
         first = next(roots)  # bad input fails here, before anything is written
+        opening = ([(0, inputs.initial)] if inputs.initial is not None else []) + [(1, first)]
+        try:
+            job.refuse_another_stream(opening)  # and a run of another stream's name, here too
+        except RunConflictError as exc:
+            raise RunConflictError(f"{exc}{_suggested_name(inputs.stream, name, inputs.name)}") from None
         job.start(inputs.location, dict(tags or {}), inputs.commands_text, inputs.entries)
-        stories = itertools.chain([(0, inputs.initial)] if inputs.initial is not None else [], [(1, first)],
-                                  enumerate(roots, start=2))
+        stories = itertools.chain(opening, enumerate(roots, start=2))
         try:
             _commit_in_order(job, stories)
         except BaseException as exc:
@@ -282,6 +295,15 @@ def ingest(engine: Engine, source, *, name: str | None = None, initial=None, tag
         digest = reader.sha256.hexdigest()
     job.finish(inputs.location, True, digest, None, reader.size)
     return job.report
+
+
+def _suggested_name(stream, given: str | None, name: str) -> str:
+    """For a run named after its folder by default (ensA/run1 and ensB/run1 are both run1),
+    a name that joins the folder above it."""
+    folder = Path(stream).resolve().parent if isinstance(stream, (str, os.PathLike)) else None
+    if given is not None or folder is None or folder.name != name:
+        return ""
+    return f", such as --name {folder.parent.name}-{folder.name}"
 
 
 def _commit_in_order(job: Ingest, stories: Iterator[tuple[int, RootText]]) -> None:
