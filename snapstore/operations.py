@@ -170,6 +170,8 @@ def export(run: Run, format: str = "story", output: str | os.PathLike | None = N
     check_export(format, output, stream is not None)
     chosen = numbers is not None or times is not None or initial
     items = run.select(numbers, times, initial) if chosen or format == "story" else run.snapshots()
+    if not items:
+        raise InvalidArgumentError(f"the selection holds no snapshot of run {run.name!r}, {_extent(run)}")
     if output is None:
         assert stream is not None  # check_export
         stream.flush()  # what the text layer holds goes first; then bytes straight to its buffer
@@ -180,6 +182,16 @@ def export(run: Run, format: str = "story", output: str | os.PathLike | None = N
         registry.write(items, format, Location(PosixStorage(path), "."))
     else:
         registry.write(items, format, Location(PosixStorage(path.parent), path.name))
+
+
+def _extent(run: Run) -> str:
+    """What a run holds, for a selection that found nothing in it."""
+    stories = run.stories()
+    if not stories:
+        return "which holds none"
+    times = [item.time for item in stories if item.time is not None]
+    span = f", times {min(times):g} to {max(times):g}" if times else ""
+    return f"which holds {stories[0].seq} to {stories[-1].seq}{span}"
 
 
 def _write_texts(items, handle: TextIO | BinaryIO) -> None:

@@ -105,3 +105,14 @@ def test_a_refused_ingest_leaves_the_run_it_collides_with_as_it_was(store_url, t
     code, error = _invoke("ingest", str(tmp_path / "ensB" / "run1"), "--db", store_url)
     assert code != 0 and error.endswith("such as --name ensB-run1")
     assert _invoke("ingest", str(tmp_path / "ensB" / "run1"), "--name", "ensB-run1", "--db", store_url)[0] == 0
+
+
+@pytest.mark.parametrize("selection", [["-s", "99"], ["--time", "200:300"], ["-s", "5:2"]])
+def test_a_selection_of_nothing_says_what_the_run_holds(store_url, tmp_path, selection) -> None:
+    with snapstore.open(store_url) as store:
+        store.ingest(SAMPLE)
+    out = tmp_path / "out.story"
+    code, error = _invoke("export", "n100-w3-s1", *selection, "-o", str(out), "--db", store_url)
+    assert code != 0
+    assert error == "the selection holds no snapshot of run 'n100-w3-s1', which holds 0 to 5, times 0 to 10"
+    assert not out.exists()
