@@ -4,15 +4,19 @@ for, and then a SQLite store is copied first."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, inspect, text
 from typer.testing import CliRunner
 
 import snapstore
-from helpers import SAMPLE
+from helpers import SAMPLE, read_text
 from snapstore.cli import app
 
 READING_VERBS = [["runs"], ["show", "x"], ["stats"], ["export", "x"], ["verify"], ["rebuild"], ["tag", "x", "a=b"],
@@ -116,3 +120,24 @@ def test_a_selection_of_nothing_says_what_the_run_holds(store_url, tmp_path, sel
     assert code != 0
     assert error == "the selection holds no snapshot of run 'n100-w3-s1', which holds 0 to 5, times 0 to 10"
     assert not out.exists()
+
+
+def test_a_gz_cut_short_keeps_its_whole_stories_as_the_same_stream_piped_would(store_url, tmp_path) -> None:
+    data = (SAMPLE / "kira.out.gz").read_bytes()
+    cut = tmp_path / "cut.out.gz"
+    cut.write_bytes(data[:len(data) // 2])
+    code, error = _invoke("ingest", str(cut), "--name", "cut", "--db", store_url)
+    assert code != 0 and "the compressed stream is corrupt or cut short" in error
+    with snapstore.open(store_url) as store:
+        run = store.run("cut")
+        kept = [item.record_hash for item in run.stories()]
+        text = "".join(item.text() for item in run.stories())
+        assert len(kept) >= 2 and run.status == "incomplete" and read_text(SAMPLE / "kira.out.gz").startswith(text)
+    # the same bytes through zcat and stdin keep the same stories
+    piped = f"sqlite:///{tmp_path / 'piped.db'}"
+    environment = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    done = subprocess.run(f"zcat {cut} 2>/dev/null | snapstore ingest - --name cut --db {piped}", shell=True,
+                          capture_output=True, env=environment)
+    assert done.returncode != 0
+    with snapstore.open(piped) as store:
+        assert [item.record_hash for item in store.run("cut").stories()] == kept

@@ -31,6 +31,10 @@ class _HashingReader(io.RawIOBase):
 
     def __init__(self, raw: BinaryIO) -> None:
         self._raw = raw
+        # read1: what one step of decompression gives, so that a stream cut short or corrupt
+        # further on fails only after every good byte before it was passed on (read() would
+        # drop the whole request's bytes with the error)
+        self._read = getattr(raw, "read1", raw.read)
         self.sha256 = hashlib.sha256()
         self.size = 0
 
@@ -38,7 +42,7 @@ class _HashingReader(io.RawIOBase):
         return True
 
     def readinto(self, buffer) -> int:
-        data = self._raw.read(len(buffer))
+        data = self._read(len(buffer))
         n = len(data)
         buffer[:n] = data
         self.sha256.update(data)
@@ -305,9 +309,10 @@ def iter_root_texts(stream: BinaryIO, name: str) -> Iterator[RootText]:
     while True:
         try:
             chunk = stream.read(_CHUNK)
-        except _CORRUPT_COMPRESSION as exc:  # gzip or zstd magic bytes, then no valid stream
-            raise StoryFormatError(name, splitter.line_of(len(splitter.buffer)),
-                                   f"the compressed stream is corrupt ({exc})") from None
+        except _CORRUPT_COMPRESSION as exc:  # gzip or zstd magic bytes, then no valid stream (or not to its end)
+            kept = f"; the {splitter.roots} whole stories before it were read" if splitter.roots else ""
+            raise StoryFormatError(name, splitter.line_of(len(splitter.buffer + pending)),
+                                   f"the compressed stream is corrupt or cut short ({exc}){kept}") from None
         final = not chunk
         try:
             text = pending + decoder.decode(chunk, final)
