@@ -11,6 +11,7 @@ import itertools
 import json
 import os
 import re
+import shlex
 import sys
 import time
 from contextlib import contextmanager
@@ -267,6 +268,8 @@ def show(run: str = typer.Argument(..., help="Run name or id"), db: str | None =
     with _open(db) as store:
         summary = describe(store, run)
     typer.echo(f"run {summary['name']}  id {summary['id']}  status {summary['status']}")
+    if summary["error"]:
+        typer.echo(f"stopped on: {summary['error']}  (stream {summary['source']})")
     typer.echo(f"Starlab {summary['starlab_version']}")
     for item in summary["inputs"]:
         size = "" if item["size"] is None else f"  {_size(item['size'])}"
@@ -279,7 +282,8 @@ def show(run: str = typer.Argument(..., help="Run name or id"), db: str | None =
             notes.append(f"seed={item['parameters']['seed']}")
         if (item["first_seq"] or 0) > 1:  # a restart: its kira is in the Logs from there on
             notes.append(f"from snapshot #{item['first_seq']}")
-        typer.echo(f"  {position}. {' '.join(item['argv'])}" + (f"   [{'; '.join(notes)}]" if notes else ""))
+        line = shlex.join(item["argv"])  # pasted back into a shell, it runs as written
+        typer.echo(f"  {position}. {line}" + (f"   [{'; '.join(notes)}]" if notes else ""))
         if item["conflict"]:
             typer.echo(f"     conflict: {item['conflict']}")
     for key, value in summary["tags"].items():
@@ -375,6 +379,11 @@ def stats(format: Table = FORMAT, db: str | None = DB) -> None:
         totals = store.stats()
     if format is Table.json:
         typer.echo(json.dumps(totals, indent=2))
+        return
+    if format is Table.csv:  # for tools: the rows alone, sizes in bytes
+        _emit([{"name": r["name"], "snapshots": r["n_snapshots"], "text_bytes": r["text_bytes"],
+                "stored_bytes": r["stored_bytes"]} for r in totals["by_run"]], format,
+              ["name", "snapshots", "text_bytes", "stored_bytes"])
         return
     ratio = totals["record_text_bytes"] / totals["record_bytes"] if totals["record_bytes"] else float("nan")
     typer.echo(f"{totals['runs']} runs, {totals['snapshots']} snapshots, {totals['events']} events; "

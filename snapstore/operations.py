@@ -122,8 +122,9 @@ def pipe(store: Store, command: list[str], name: str, tags: dict[str, str] | Non
 
 
 def describe(store: Store, name_or_id: str) -> dict[str, Any]:
-    """A run's provenance, inputs, pipeline, tags and one row per stored story (seq,
-    kind, time, N, total energy, stored bytes): what ``snapstore show`` prints."""
+    """A run's provenance, inputs, pipeline, tags, the error its last ingest stopped on (if it
+    did), and one row per stored story (seq, kind, time, N, total energy, stored bytes): what
+    ``snapstore show`` prints."""
     target = store.run(name_or_id)
     sizes = store.snapshot_sizes(target.id)
     rows = []
@@ -133,6 +134,7 @@ def describe(store: Store, name_or_id: str) -> dict[str, Any]:
                      "total_energy": energy, "stored": sizes[item.seq]})
     return {"name": target.name, "id": target.id, "status": target.status, "source": target.source,
             "source_sha256": target.source_sha256, "starlab_version": target.starlab_version,
+            "error": target.error,
             "inputs": target.inputs, "commands": target.commands, "tags": target.tags,
             "snapshots": rows}
 

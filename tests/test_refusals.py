@@ -141,3 +141,34 @@ def test_a_gz_cut_short_keeps_its_whole_stories_as_the_same_stream_piped_would(s
     assert done.returncode != 0
     with snapstore.open(piped) as store:
         assert [item.record_hash for item in store.run("cut").stories()] == kept
+
+
+def test_show_quotes_each_command_as_a_shell_takes_it_and_says_where_an_ingest_stopped(store_url, tmp_path) -> None:
+    import shlex
+
+    run = tmp_path / "quoted"
+    shutil.copytree(SAMPLE, run)
+    with open(run / "commands.txt", "a") as commands:
+        commands.write('makesecondary -f 0.1 -c "a comment; with = signs"\n')
+    assert _invoke("ingest", str(run), "--db", store_url)[0] == 0
+    shown = CliRunner().invoke(app, ["show", "quoted", "--db", store_url]).stdout
+    line = next(text for text in shown.splitlines() if "makesecondary" in text)
+    assert shlex.split(line.split(". ", 1)[1].split("   [")[0]) == ["makesecondary", "-f", "0.1", "-c",
+                                                                   "a comment; with = signs"]
+    data = (SAMPLE / "kira.out.gz").read_bytes()
+    (tmp_path / "cut.out.gz").write_bytes(data[:len(data) // 2])
+    assert _invoke("ingest", str(tmp_path / "cut.out.gz"), "--name", "cut", "--db", store_url)[0] != 0
+    shown = CliRunner().invoke(app, ["show", "cut", "--db", store_url]).stdout
+    assert "stopped on: " in shown and "cut short" in shown and str(tmp_path / "cut.out.gz") in shown
+
+
+def test_stats_as_csv_is_rows_alone_with_sizes_in_bytes(store_url) -> None:
+    import csv
+
+    with snapstore.open(store_url) as store:
+        store.ingest(SAMPLE)
+        stored = store.run("n100-w3-s1").stored_bytes
+    out = CliRunner().invoke(app, ["stats", "--format", "csv", "--db", store_url]).stdout
+    rows = list(csv.DictReader(out.splitlines()))
+    assert rows == [{"name": "n100-w3-s1", "snapshots": "6", "text_bytes": rows[0]["text_bytes"],
+                     "stored_bytes": str(stored)}] and int(rows[0]["text_bytes"]) > stored
