@@ -166,9 +166,8 @@ class Store:
         from snapstore.codec.framing import require_key
 
         require_key(data, record_hash)
-        with_retries(self.engine, lambda connection: insert_record(connection, {
-            "hash": record_hash, "codec": codec_name, "text_size": text_size, "stored_size": len(data),
-            "data": data}))
+        with_retries(self.engine, lambda connection: insert_record(connection, record_hash, codec_name, text_size,
+                                                                   data))
 
     @_database_errors
     def records(self, hashes: list[str]) -> dict[str, bytes]:

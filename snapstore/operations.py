@@ -266,7 +266,7 @@ def migrate_schema(url: str | None, operation: str, revision: str = "head", drop
     returns the state it is left in.  A downgrade that would delete the event log and the
     records is refused unless ``drop_data``; then a SQLite store is first copied beside
     itself (``VACUUM INTO``), and the state names the copy."""
-    from snapstore.store.migrate import data_lost_by_downgrade, run_alembic
+    from snapstore.store.migrate import current_revision, data_lost_by_downgrade, head_revision, run_alembic
 
     if operation not in ("upgrade", "downgrade"):
         raise InvalidArgumentError(f"schema operation {operation!r}: use upgrade or downgrade")
@@ -279,8 +279,7 @@ def migrate_schema(url: str | None, operation: str, revision: str = "head", drop
         if lost and engine.url.get_backend_name() == "sqlite":
             backup = _copy_beside(engine, revision)
         run_alembic(engine, operation, revision)
-    state = schema_state(url)
-    return SchemaState(state.url, state.revision, state.head, backup)
+        return SchemaState(masked(engine.url), current_revision(engine), head_revision(engine), backup)
 
 
 def _copy_beside(engine: Any, revision: str) -> str:

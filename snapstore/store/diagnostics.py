@@ -23,8 +23,7 @@ def attach(engine: Engine, run_id: str, text_log: str, argv: list[str]) -> None:
     blob = zstandard.ZstdCompressor(level=9, write_checksum=True).compress(data)
 
     def work(connection) -> None:
-        insert_record(connection, {"hash": digest, "codec": CODEC, "text_size": len(data),
-                                   "stored_size": len(blob), "data": blob})
+        insert_record(connection, digest, CODEC, len(data), blob)
         append(connection, run_id, [DiagnosticsAttached(record=digest, argv=argv, text_size=len(data))])
 
     with_retries(engine, work)

@@ -167,12 +167,9 @@ class Ingest:
             raise CorruptRecordError(
                 f"run {self.report.name!r} snapshot #{seq}: its record would not decode to its text, so it was not "
                 "stored (a snapstore bug: please report it with the input)")
-        row = None
-        if pending.new:  # its bytes go to the payload storage now, before the row that names them is committed
-            location = self.payloads.put(digest, encoded.blob) if self.payloads else None
-            row = {"hash": digest, "codec": codec.CODEC_NAME, "text_size": text_size,
-                   "stored_size": len(encoded.blob), "location": location,
-                   "data": b"" if location else encoded.blob}
+        location = None
+        if pending.new and self.payloads:  # its bytes go to the payload storage now, before the row naming them
+            location = self.payloads.put(digest, encoded.blob)
         summary = encoded.summary
         kind = self._kind(summary)
         measured = {**pending.numbers, **encoded.counts} if kind == "snapshot" else None
@@ -184,8 +181,8 @@ class Ingest:
         def work(connection: Connection) -> bool:
             if self._stored(connection, seq, digest) is not None:  # another writer got here first
                 return True
-            if row is not None:
-                insert_record(connection, row)
+            if pending.new:
+                insert_record(connection, digest, codec.CODEC_NAME, text_size, encoded.blob, location)
             append(connection, self.report.run_id, batch)
             if measured is not None:
                 observations.record(connection, self.report.run_id, seq, summary.time, measured)

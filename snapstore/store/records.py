@@ -20,9 +20,13 @@ from snapstore.store.schema import record, snapshot
 _ONE_RECORD = select(record.c.data, record.c.location).where(record.c.hash == bindparam("hash"))
 
 
-def insert_record(connection: Connection, values: dict) -> None:
-    """Add a record row; one already stored under the same hash is left as it is."""
+def insert_record(connection: Connection, record_hash: str, codec_name: str, text_size: int, data: bytes,
+                  location: str | None = None) -> None:
+    """Add a record row for ``data`` (kept at ``location`` instead of in the row, when given);
+    one already stored under the same hash is left as it is."""
     dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    values = {"hash": record_hash, "codec": codec_name, "text_size": text_size, "stored_size": len(data),
+              "location": location, "data": b"" if location else data}
     connection.execute(dialect.insert(record).values(**values).on_conflict_do_nothing(index_elements=["hash"]))
 
 
