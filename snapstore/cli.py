@@ -344,7 +344,7 @@ def sql(query: str = typer.Argument(..., help="A SELECT over event, record, run,
         db: str | None = DB) -> None:
     """One SELECT, in a read-only transaction that is rolled back, for at most --timeout seconds.
 
-    On PostgreSQL it runs with the rights of the role in the URL: give it one that may only read.
+    On PostgreSQL it logs in as snapstore_reader (or SNAPSTORE_READER_URL's role), which may only read.
     Example: snapstore sql "select name from run"
     """
     from snapstore.operations import sql as read_only

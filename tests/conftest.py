@@ -57,10 +57,14 @@ def sample() -> Path:
 
 @pytest.fixture
 def v1_store(tmp_path) -> Path:
-    """A copy of the SQLite store the format-1 release wrote (tests/data/README.md)."""
+    """A copy of the SQLite store the format-1 release wrote (tests/data/README.md), brought
+    to the current schema by ``snapstore db upgrade`` as its refusal to open tells a user to."""
+    from snapstore import operations
+
     target = tmp_path / "v1-store.db"
     with gzip.open(Path(__file__).parent / "data" / "v1-store.db.gz") as source:
         target.write_bytes(source.read())
+    operations.migrate_schema(f"sqlite:///{target}", "upgrade")
     return target
 
 

@@ -5,22 +5,24 @@ SQLite: the file is opened read-only (``mode=ro``) and an authorizer allows only
 reading (no ATTACH, no PRAGMA, no writes, one statement) and only the functions of
 ``SQLITE_FUNCTIONS`` (no ``fts3_tokenizer``, ``load_extension``, ``zeroblob``...); a
 progress handler stops a query at its time limit, and no text or blob may pass
-``MAX_VALUE_BYTES``.  PostgreSQL: the statement runs in a READ ONLY transaction with
-a ``statement_timeout``, through the extended query protocol, which takes a single
-statement, so ``COMMIT; DELETE ...`` cannot slip through.  It runs with the rights of
-the role the URL names, and a superuser's query can take them all back (``set_config``
-changes the role inside a SELECT), so point ``snapstore sql`` at a role that may only read.
+``MAX_VALUE_BYTES``.  PostgreSQL: the query logs in as a role that may only read the
+store's tables (a role that may write cannot be made read-only from inside its own
+session: a superuser's SELECT can ``set_config('role', ...)`` back), runs in a READ
+ONLY transaction that is always rolled back, with a ``statement_timeout``, through the
+extended query protocol, which takes a single statement.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from pathlib import Path
 
-from sqlalchemy import create_engine
-from sqlalchemy.engine import URL
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import NullPool
 
 from snapstore.errors import QueryError, StoreAccessError
 from snapstore.store.backend import masked
@@ -28,6 +30,7 @@ from snapstore.store.backend import masked
 TIMEOUT = 60.0  # seconds a query may run unless the caller says otherwise
 MAX_ROWS = 1_000_000  # rows a query may return: more is a mistake, or wants a LIMIT
 MAX_VALUE_BYTES = 10_000_000  # the longest text or blob a SQLite query may build
+READER = "snapstore_reader"  # the PostgreSQL role migration 0006 creates to run queries as
 
 _ALLOWED = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, getattr(sqlite3, "SQLITE_RECURSIVE", 33)}
 # The functions a query over numbers, names and times needs; nothing that reaches the
@@ -104,7 +107,7 @@ def _sqlite(url: URL, query: str, timeout: float, max_rows: int) -> tuple[list[s
 
 
 def _postgresql(url: URL, query: str, timeout: float, max_rows: int) -> tuple[list[str], list[tuple]]:
-    engine = create_engine(url)
+    engine = _reader_engine(url)
     try:
         with engine.connect() as connection:
             transaction = connection.begin()
@@ -130,7 +133,89 @@ def _postgresql(url: URL, query: str, timeout: float, max_rows: int) -> tuple[li
         engine.dispose()
 
 
+def _reader_engine(url: URL) -> Engine:
+    """An engine whose role may only read the store: ``$SNAPSTORE_READER_URL``'s, else the
+    URL's own role if it may only read, else ``snapstore_reader`` on the same server and
+    database (its password, if it has one, from ``~/.pgpass``).  Anything else is refused."""
+    named = os.environ.get("SNAPSTORE_READER_URL")
+    try:
+        if named:
+            return _checked(make_url(named), "SNAPSTORE_READER_URL")
+        try:
+            return _checked(url, masked(url))
+        except _MayWrite as own:
+            try:
+                return _checked(url.set(username=READER, password=None), READER)
+            except _MayWrite as reader:
+                raise QueryError(f"snapstore sql will not run as {own}, nor as {reader}") from None
+            except _CannotLogIn as reader:
+                raise QueryError(f"snapstore sql will not run as {own}; it logs in as {READER} instead, "
+                                 f"but {reader}: {_GRANT}") from None
+    except _MayWrite as only:
+        raise QueryError(f"snapstore sql will not run as {only}: it runs as a role that may only read") from None
+    except _CannotLogIn as exc:
+        raise StoreAccessError(str(exc)) from None
+
+
+_GRANT = (f"ask an administrator to run CREATE ROLE {READER} LOGIN PASSWORD '...'; "
+          f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {READER} (the password goes in ~/.pgpass, "
+          "or name the role in SNAPSTORE_READER_URL)")
+
+
+class _MayWrite(Exception):
+    """The role may do more than read the store's tables: says which role and why."""
+
+
+class _CannotLogIn(Exception):
+    """The role could not connect."""
+
+
+# The built-in roles whose members reach the server's files and programs, other
+# sessions, or data beyond the store.
+_SERVER_ROLES = ("pg_execute_server_program", "pg_read_server_files", "pg_write_server_files",
+                 "pg_signal_backend", "pg_read_all_data", "pg_write_all_data")
+_ROLE_RIGHTS = text("""
+    SELECT current_user,
+           r.rolsuper OR r.rolcreaterole OR r.rolbypassrls OR r.rolreplication,
+           ARRAY(SELECT b.rolname FROM pg_roles b
+                 WHERE b.rolname = ANY(:server_roles) AND pg_has_role(current_user, b.oid, 'MEMBER')),
+           ARRAY(SELECT t.tablename FROM pg_tables t WHERE t.schemaname = current_schema()
+                 AND (t.tableowner = current_user OR has_table_privilege(
+                      format('%I.%I', t.schemaname, t.tablename), 'INSERT,UPDATE,DELETE,TRUNCATE,TRIGGER'))),
+           to_regclass('event') IS NOT NULL,
+           to_regclass('event') IS NOT NULL AND has_table_privilege('event', 'SELECT')
+    FROM pg_roles r WHERE r.rolname = current_user""")
+
+
+def _checked(url: URL, source: str) -> Engine:
+    engine = create_engine(url, poolclass=NullPool)  # a session lock a query took ends with it
+    try:
+        with engine.connect() as connection:
+            role, privileged, server_roles, writable, store, readable = connection.execute(
+                _ROLE_RIGHTS, {"server_roles": list(_SERVER_ROLES)}).one()
+    except DBAPIError as exc:
+        engine.dispose()
+        raise _CannotLogIn(f"{source} cannot log in ({_first_line(exc.orig)})") from None
+    if not store:
+        engine.dispose()
+        raise StoreAccessError(f"no snapstore store at {masked(url)}")
+    why = ("is a superuser or may manage roles" if privileged
+           else f"is a member of {', '.join(server_roles)}" if server_roles
+           else f"may change the tables {', '.join(writable)}" if writable
+           else None if readable else "may not read the store's tables")
+    if why is None:
+        return engine
+    engine.dispose()
+    if not readable:
+        raise QueryError(f"{role} may not read the store's tables: {_GRANT}")
+    raise _MayWrite(f"{role}, which {why}")
+
+
+def _first_line(exc: object) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
 def _pg_failure(exc: object, timeout: float) -> str:
     if getattr(exc, "sqlstate", None) == "57014":  # query_canceled: statement_timeout
         return f"the query was stopped at its time limit of {timeout:g} s (--timeout)"
-    return f"query refused or failed: {str(exc).strip().splitlines()[0]}"
+    return f"query refused or failed: {_first_line(exc)}"
