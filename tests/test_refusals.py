@@ -12,11 +12,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import zstandard
 from sqlalchemy import create_engine, inspect, text
 from typer.testing import CliRunner
 
 import snapstore
-from helpers import SAMPLE, read_text
+from helpers import SAMPLE, read_text, roots_of
 from snapstore.cli import app
 
 READING_VERBS = [["runs"], ["show", "x"], ["stats"], ["export", "x"], ["verify"], ["rebuild"], ["tag", "x", "a=b"],
@@ -122,22 +123,45 @@ def test_a_selection_of_nothing_says_what_the_run_holds(store_url, tmp_path, sel
     assert not out.exists()
 
 
-def test_a_gz_cut_short_keeps_its_whole_stories_as_the_same_stream_piped_would(store_url, tmp_path) -> None:
+def _compressed(kind: str) -> bytes:
+    """kira's sample stream as gzip, or as zstd in three frames (as ``zstd`` writes a
+    stream appended to, and as ``cat a.zst b.zst`` makes)."""
     data = (SAMPLE / "kira.out.gz").read_bytes()
-    cut = tmp_path / "cut.out.gz"
+    if kind == "gz":
+        return data
+    text = read_text(SAMPLE / "kira.out.gz").encode()
+    third = len(text) // 3
+    compressor = zstandard.ZstdCompressor(level=3)
+    return b"".join(compressor.compress(text[i:i + third]) for i in range(0, len(text), third))
+
+
+_PIPED = {"gz": "zcat", "zst": "zstd -dc" if shutil.which("zstd") else
+          f"{sys.executable} -c 'import sys, zstandard; sys.stdout.buffer.write(zstandard.ZstdDecompressor()"
+          ".stream_reader(sys.stdin.buffer, read_across_frames=True).read())'"}
+
+
+@pytest.mark.parametrize("kind", ["gz", "zst"])
+def test_a_compressed_stream_cut_short_keeps_its_whole_stories_as_the_same_stream_piped_would(
+        store_url, tmp_path, kind) -> None:
+    data = _compressed(kind)
+    whole = tmp_path / f"whole.out.{kind}"
+    whole.write_bytes(data)
+    assert _invoke("ingest", str(whole), "--name", "whole", "--db", store_url)[0] == 0
+    cut = tmp_path / f"cut.out.{kind}"
     cut.write_bytes(data[:len(data) // 2])
     code, error = _invoke("ingest", str(cut), "--name", "cut", "--db", store_url)
     assert code != 0 and "the compressed stream is corrupt or cut short" in error
     with snapstore.open(store_url) as store:
+        assert len(store.run("whole").stories()) == len(list(roots_of(SAMPLE / "kira.out.gz")))  # every frame
         run = store.run("cut")
         kept = [item.record_hash for item in run.stories()]
         text = "".join(item.text() for item in run.stories())
-        assert len(kept) >= 2 and run.status == "incomplete" and read_text(SAMPLE / "kira.out.gz").startswith(text)
-    # the same bytes through zcat and stdin keep the same stories
+        assert kept and run.status == "incomplete" and read_text(SAMPLE / "kira.out.gz").startswith(text)
+    # the same bytes decompressed and piped to stdin keep the same stories
     piped = f"sqlite:///{tmp_path / 'piped.db'}"
     environment = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    done = subprocess.run(f"zcat {cut} 2>/dev/null | snapstore ingest - --name cut --db {piped}", shell=True,
-                          capture_output=True, env=environment)
+    done = subprocess.run(f"{_PIPED[kind]} < {cut} 2>/dev/null | snapstore ingest - --name cut --db {piped}",
+                          shell=True, capture_output=True, env=environment)
     assert done.returncode != 0
     with snapstore.open(piped) as store:
         assert [item.record_hash for item in store.run("cut").stories()] == kept

@@ -72,6 +72,44 @@ class _TextAsBytes(io.RawIOBase):
         return n
 
 
+class _ZstdFrames(io.RawIOBase):
+    """The frames of a zstd stream one after another, as ``zstd -d`` reads them; a stream
+    that ends inside a frame is an ``EOFError`` (zstandard's stream_reader ends silently)."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self._decompressor = zstandard.ZstdDecompressor()
+        self._frame = None  # the frame being read, if one has begun
+        self._pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not self._pending:
+            data = self._raw.read(65536)
+            if not data:
+                if self._frame is not None:
+                    raise EOFError("the zstd stream ends inside a frame")
+                return 0
+            self._pending = self._decompress(data)
+        n = min(len(buffer), len(self._pending))
+        buffer[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+    def _decompress(self, data: bytes) -> bytes:
+        out = []
+        while data:
+            if self._frame is None:
+                self._frame = self._decompressor.decompressobj()
+            out.append(self._frame.decompress(data))
+            data = b""
+            if self._frame.eof:
+                data, self._frame = self._frame.unused_data, None
+        return b"".join(out)
+
+
 def source_name(source: Source) -> str:
     """How a source is named in messages: as the user gave it."""
     if isinstance(source, (str, os.PathLike)):
@@ -95,7 +133,7 @@ def _decompressing(stream: BinaryIO) -> BinaryIO:
     if head.startswith(_GZIP_MAGIC):
         return gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[return-value]
     if head.startswith(_ZSTD_MAGIC):
-        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(stream))
+        return io.BufferedReader(_ZstdFrames(stream))
     return stream
 
 
