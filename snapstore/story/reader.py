@@ -79,7 +79,7 @@ class _ZstdFrames(io.RawIOBase):
     def __init__(self, raw: BinaryIO) -> None:
         self._raw = raw
         self._decompressor = zstandard.ZstdDecompressor()
-        self._frame = None  # the frame being read, if one has begun
+        self._frame: zstandard.ZstdDecompressionObj | None = None  # the frame being read, if begun
         self._pending = b""
 
     def readable(self) -> bool:
@@ -101,12 +101,9 @@ class _ZstdFrames(io.RawIOBase):
     def _decompress(self, data: bytes) -> bytes:
         out = []
         while data:
-            if self._frame is None:
-                self._frame = self._decompressor.decompressobj()
-            out.append(self._frame.decompress(data))
-            data = b""
-            if self._frame.eof:
-                data, self._frame = self._frame.unused_data, None
+            frame = self._frame or self._decompressor.decompressobj()
+            out.append(frame.decompress(data))
+            data, self._frame = (frame.unused_data, None) if frame.eof else (b"", frame)
         return b"".join(out)
 
 
