@@ -45,7 +45,7 @@ import sys, time, snapstore
 from snapstore.store import log
 from snapstore.store.events import RunStarted
 from snapstore.store.backend import write_transaction
-from snapstore.store.ingest import run_id_for
+from snapstore.store.names import run_id_for
 store = snapstore.open(sys.argv[1])
 with write_transaction(store.engine) as connection:
     log.append(connection, run_id_for("hung writer"), [RunStarted(name="hung writer")])

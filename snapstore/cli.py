@@ -181,11 +181,20 @@ def ingest(
             _ingest_in_parallel(store.url.render_as_string(hide_password=False), paths, jobs, payloads, initial,
                                 commands, tags, check)
             return
+        failed = 0
         for path in paths:
             started = time.perf_counter()
-            with _progress(path) as show:
-                report = store.ingest_report(path, name, initial, tags, commands, show, check=check)
+            try:
+                with _progress(path) as show:
+                    report = store.ingest_report(path, name, initial, tags, commands, show, check=check)
+            except (SnapstoreError, OSError) as exc:  # one bad source among several: the others go on
+                if len(paths) == 1:
+                    raise
+                failed += 1
+                typer.echo(f"{path}: failed: {exc}", err=True)
+                continue
             typer.echo(_summary(report, time.perf_counter() - started))
+    _say_failures(failed, len(paths))
 
 
 def _summary(report: IngestReport, seconds: float) -> str:
@@ -210,8 +219,12 @@ def _ingest_in_parallel(url: str, paths: list[str], jobs: int, payloads: str | N
         else:
             failed += 1
             typer.echo(f"{outcome.source}: failed: {outcome.error}", err=True)
+    _say_failures(failed, len(paths))
+
+
+def _say_failures(failed: int, sources: int) -> None:
     if failed:
-        raise SnapstoreError(f"{failed} of {len(paths)} runs failed (see above); the others are stored")
+        raise SnapstoreError(f"{failed} of {sources} runs failed (see above); the others are stored")
 
 
 @app.command()
@@ -244,6 +257,7 @@ def runs(where: str | None = typer.Option(None, "--where", "-w", help="Filter, e
          limit: int | None = typer.Option(None, "--limit", "-l", min=0,
                                           help=f"At most this many runs; 0 for all "
                                                f"[default: {TABLE_ROWS} in a table, all in json and csv]"),
+         every: bool = typer.Option(False, "--all", help="Retired runs too (their status: retired)"),
          db: str | None = DB) -> None:
     """List runs.  Example: snapstore runs --where 'makeking.n = 500 and makeking.w >= 5'
 
@@ -255,7 +269,7 @@ def runs(where: str | None = typer.Option(None, "--where", "-w", help="Filter, e
     columns = list(LISTING_FIELDS) if format is not Table.table else \
         ["name", "pipeline", "N", "snapshots", "t_first", "t_last", "status", "stored_bytes"]
     with _open(db) as store:
-        _emit(store.listing(where), format, columns, limit,
+        _emit(store.listing(where, retired=every), format, columns, limit,
               lambda row: {**row, "stored_bytes": _size(row["stored_bytes"])})
 
 
@@ -270,6 +284,9 @@ def show(run: str = typer.Argument(..., help="Run name or id"), db: str | None =
     typer.echo(f"run {summary['name']}  id {summary['id']}  status {summary['status']}")
     if summary["error"]:
         typer.echo(f"stopped on: {summary['error']}  (stream {summary['source']})")
+    if summary["retired_at"]:
+        reason = f": {summary['retired_reason']}" if summary["retired_reason"] else ""
+        typer.echo(f"retired {summary['retired_at']}{reason}  (listed with --all; snapstore restore brings it back)")
     typer.echo(f"Starlab {summary['starlab_version']}")
     for item in summary["inputs"]:
         size = "" if item["size"] is None else f"  {_size(item['size'])}"
@@ -402,8 +419,41 @@ def tag_run(run: str = typer.Argument(..., help="Run name or id"),
 
     tags = parse_pairs(pairs)
     with _open(db) as store:
-        for key, value in tags.items():
-            store.tag(run, key, value)
+        store.set_tags(run, tags)
+
+
+@app.command()
+def untag(run: str = typer.Argument(..., help="Run name or id"),
+          keys: list[str] = typer.Argument(..., help="KEY ..."), db: str | None = DB) -> None:
+    """Take tags off a run (the log keeps that they were set).  Example: snapstore untag seed500 paper"""
+    with _open(db) as store:
+        store.untag(run, keys)
+
+
+@app.command()
+def rename(run: str = typer.Argument(..., help="Run name or id"),
+           new: str = typer.Argument(..., help="Its new name"), db: str | None = DB) -> None:
+    """Give a run another name; its id, records and history stay.  Example: snapstore rename run1 ensB-run1"""
+    with _open(db) as store:
+        store.rename(run, new)
+
+
+@app.command()
+def retire(run: str = typer.Argument(..., help="Run name or id"),
+           reason: str = typer.Option("", "--reason", help="Why, kept with the run"), db: str | None = DB) -> None:
+    """Hide a run from runs, filters and ensembles; nothing is deleted, and restore brings it back.
+    Example: snapstore retire run7 --reason 'wrong seed'"""
+    with _open(db) as store:
+        if not store.retire(run, reason):
+            typer.echo(f"run {run} was retired already", err=True)
+
+
+@app.command()
+def restore(run: str = typer.Argument(..., help="Run name or id"), db: str | None = DB) -> None:
+    """Show a retired run again.  Example: snapstore restore run7"""
+    with _open(db) as store:
+        if not store.restore(run):
+            typer.echo(f"run {run} is not retired", err=True)
 
 
 def _say_schema(state: SchemaState) -> None:

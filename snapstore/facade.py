@@ -12,10 +12,8 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from snapstore.errors import StoreAccessError
-from snapstore.store import catalog, diagnostics, projections
+from snapstore.store import catalog, diagnostics, lifecycle, projections
 from snapstore.store.backend import describe_db_error, make_engine, masked, resolve_url, with_retries
-from snapstore.store.events import RunTagged
-from snapstore.store.log import append
 from snapstore.store.migrate import ensure_current, require_existing
 from snapstore.store.payloads import payloads_for
 from snapstore.store.records import fetch_records, insert_record, read_record
@@ -108,8 +106,39 @@ class Store:
     @_database_errors
     def tag(self, name_or_id: str, key: str, value: str) -> None:
         """Tag a run (a ``run_tagged`` event; the latest value of a key wins)."""
-        target = self.run(name_or_id)
-        with_retries(self.engine, lambda connection: append(connection, target.id, [RunTagged(key=key, value=value)]))
+        self.set_tags(name_or_id, {key: value})
+
+    @_database_errors
+    def set_tags(self, name_or_id: str, tags: dict[str, str]) -> int:
+        """Tag a run with each key and value, in one transaction; returns how many changed."""
+        return self._mend(lifecycle.set_tags, name_or_id, tags)
+
+    @_database_errors
+    def untag(self, name_or_id: str, keys: list[str]) -> int:
+        """Take tags off a run (``run_untagged`` events); a key it does not have is refused,
+        and then nothing is taken off."""
+        return self._mend(lifecycle.untag, name_or_id, keys)
+
+    @_database_errors
+    def rename(self, name_or_id: str, new: str) -> bool:
+        """Give a run another name (a ``run_renamed`` event; its id and history stay);
+        False if it has that name already."""
+        return self._mend(lifecycle.rename, name_or_id, new)
+
+    @_database_errors
+    def retire(self, name_or_id: str, reason: str = "") -> bool:
+        """Hide a run from listings and filters unless they ask for every run (a
+        ``run_retired`` event; nothing is deleted); False if it was retired already."""
+        return self._mend(lifecycle.retire, name_or_id, reason)
+
+    @_database_errors
+    def restore(self, name_or_id: str) -> bool:
+        """Show a retired run again (``run_restored``); False if it was not retired."""
+        return self._mend(lifecycle.restore, name_or_id)
+
+    def _mend(self, change: Callable[..., Any], name_or_id: str, *args: Any) -> Any:
+        where = masked(self.url)
+        return with_retries(self.engine, lambda connection: change(connection, name_or_id, *args, where))
 
     @_database_errors
     def attach_diagnostics(self, name_or_id: str, text_log: str, argv: list[str]) -> None:
@@ -137,19 +166,21 @@ class Store:
             return Run(self.engine, catalog.find_run(connection, name_or_id, masked(self.url)))
 
     @_database_errors
-    def runs(self, where: str | None = None) -> list[Run]:
-        """Runs matching a filter (see ``snapstore.store.filters``), by name."""
+    def runs(self, where: str | None = None, retired: bool = False) -> list[Run]:
+        """Runs matching a filter (see ``snapstore.store.filters``), by name; retired runs
+        only if ``retired``."""
         from snapstore.reading import Run
 
         with self.engine.connect() as connection:
-            return [Run(self.engine, row) for row in catalog.matching_runs(connection, where)]
+            return [Run(self.engine, row) for row in catalog.matching_runs(connection, where, retired)]
 
-    def listing(self, where: str | None = None) -> Iterator[dict[str, Any]]:
+    def listing(self, where: str | None = None, retired: bool = False) -> Iterator[dict[str, Any]]:
         """One dict per matching run (name, pipeline, N, snapshots, t_first, t_last,
-        status, stored_bytes, starlab_version, id), streamed from one query."""
+        status, stored_bytes, starlab_version, id), streamed from one query; retired runs
+        (their status ``retired``) only if ``retired``."""
         try:
             with self.engine.connect() as connection:
-                yield from catalog.listing(connection, where)
+                yield from catalog.listing(connection, where, retired)
         except DBAPIError as exc:
             raise StoreAccessError(describe_db_error(exc, self.url)) from None
 

@@ -134,7 +134,7 @@ def describe(store: Store, name_or_id: str) -> dict[str, Any]:
                      "total_energy": energy, "stored": sizes[item.seq]})
     return {"name": target.name, "id": target.id, "status": target.status, "source": target.source,
             "source_sha256": target.source_sha256, "starlab_version": target.starlab_version,
-            "error": target.error,
+            "error": target.error, "retired_at": target.retired_at, "retired_reason": target.retired_reason,
             "inputs": target.inputs, "commands": target.commands, "tags": target.tags,
             "snapshots": rows}
 

@@ -262,7 +262,7 @@ def test_every_command_with_bad_input_prints_one_line_and_no_traceback(db, tmp_p
         ("ingest", str(tmp_path / "missing.out")), ("pipe", "--name", "p", "--", str(tmp_path / "no-such-program")),
         ("runs", "--where", "n_particles = abc"), ("show", "nope"), ("export", "nope"),
         ("sql", "select nothing from nowhere"), ("sql", "delete from run"), ("verify", "nope"),
-        ("tag", "nope", "a=b"), ("db", "downgrade", "0007"), ("db", "upgrade", "9999"),
+        ("tag", "nope", "a=b"), ("db", "downgrade", "0099"), ("db", "upgrade", "9999"),
         ("plot", "nope"), ("plot", "n100-w3-s1", "--snapshot", "99", "-o", str(tmp_path / "x.png")),
         ("plot", "n100-w3-s1", "--snapshot", "1", "--compare", "n100-w3-s1"),
     ] + (refused_early if db.startswith("sqlite") else [])

@@ -98,7 +98,7 @@ def test_an_event_round_trips_with_its_nested_types() -> None:
 
 
 @pytest.mark.parametrize(("kind", "payload", "message"), [
-    ("run_renamed", '{"name": "x"}', "event type 'run_renamed' is unknown to this snapstore"),
+    ("run_archived", '{"name": "x"}', "event type 'run_archived' is unknown to this snapstore"),
     ("run_tagged", '{"key": "a", "value": "b", "class_version": 2}', "run_tagged version 2 is newer"),
     ("run_tagged", '{"key": "a", "value": "b", "class_version": "1"}', "no valid class_version"),
     ("run_tagged", '{"key": "a"}', "does not match its declaration"),

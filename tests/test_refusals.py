@@ -196,3 +196,21 @@ def test_stats_as_csv_is_rows_alone_with_sizes_in_bytes(store_url) -> None:
     rows = list(csv.DictReader(out.splitlines()))
     assert rows == [{"name": "n100-w3-s1", "snapshots": "6", "text_bytes": rows[0]["text_bytes"],
                      "stored_bytes": str(stored)}] and int(rows[0]["text_bytes"]) > stored
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_folder_that_is_not_a_run_folder_says_what_it_holds_and_the_others_go_on(store_url, tmp_path, jobs) -> None:
+    grid = tmp_path / "grid"
+    for member in ("a", "b"):
+        shutil.copytree(SAMPLE, grid / member)
+    result = CliRunner().invoke(app, ["ingest", str(grid), str(grid / "a"), str(tmp_path / "missing"),
+                                      str(grid / "b"), "--jobs", jobs, "--db", store_url])
+    assert result.exit_code != 0 and str(result.exception) == "2 of 4 runs failed (see above); the others are stored"
+    assert (f"{grid}: failed: {grid} is not a run folder (no kira.out or kira.out.gz); "
+            f"it holds 2 run folders: {grid}/*/") in result.stderr
+    assert f"{tmp_path / 'missing'}: failed:" in result.stderr
+    with snapstore.open(store_url) as store:
+        assert sorted(run.name for run in store.runs()) == ["a", "b"]
+    (tmp_path / "empty").mkdir()
+    code, error = _invoke("ingest", str(tmp_path / "empty"), "--db", store_url)
+    assert error == f"{tmp_path / 'empty'} is not a run folder (no kira.out or kira.out.gz); it holds nothing"

@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote, unquote
 
 import numpy as np
 
@@ -94,7 +95,8 @@ def _tables_npz_read(location: Location) -> dict[int, np.ndarray]:
 
 def _run_parquet_write(items: Snapshots, location: Location) -> None:
     for item, table in items.run.particle_tables(items):
-        key = f"{location.key}/run={items.run.name}/seq={item.seq:06d}.parquet"
+        # a name is one path segment, %-encoded as Hive partitioning (pyarrow, DuckDB, Spark) decodes it
+        key = f"{location.key}/run={quote(items.run.name, safe='')}/seq={item.seq:06d}.parquet"
         location.storage.put(key, formats.particles_to_parquet(table, {"seq": item.seq, "time": item.time}))
 
 
@@ -106,7 +108,7 @@ def _run_parquet_read(location: Location):
     tables = []
     for key in location.storage.keys(location.key + "/run="):
         table = pq.read_table(io.BytesIO(location.storage.get(key)))
-        name = key[len(location.key) + len("/run="):].split("/")[0]
+        name = unquote(key[len(location.key) + len("/run="):].split("/")[0])
         tables.append(table.append_column("run", pa.array([name] * table.num_rows)))
     return pa.concat_tables(tables) if tables else pa.table({})
 

@@ -6,7 +6,7 @@ import itertools
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import Connection, Row, func, select
+from sqlalchemy import Connection, Row, Select, func, select
 
 from snapstore.errors import RunNotFoundError
 from snapstore.store.filters import compile_filter
@@ -29,36 +29,40 @@ def find_run(connection: Connection, name_or_id: str, where: str) -> Row[Any]:
     return row
 
 
-def matching_runs(connection: Connection, where: str | None = None) -> list[Row[Any]]:
-    """Run rows matching a filter (see ``snapstore.store.filters``), by name."""
-    query = select(run).order_by(run.c.name)
+def matching_runs(connection: Connection, where: str | None = None, retired: bool = False) -> list[Row[Any]]:
+    """Run rows matching a filter (see ``snapstore.store.filters``), by name; retired
+    runs only if ``retired``."""
+    return list(connection.execute(_chosen(select(run).order_by(run.c.name), where, retired)))
+
+
+def _chosen(query: Select, where: str | None, retired: bool) -> Select:
     if where:
         query = query.where(compile_filter(where))
-    return list(connection.execute(query))
+    return query if retired else query.where(run.c.retired_at.is_(None))
 
 
 LISTING_FIELDS = ("name", "pipeline", "N", "snapshots", "t_first", "t_last", "status", "stored_bytes",
                   "starlab_version", "id")
 
 
-def listing(connection: Connection, where: str | None = None) -> Iterator[dict[str, Any]]:
-    """One dict per matching run, by name, with its pipeline (``LISTING_FIELDS``).
+def listing(connection: Connection, where: str | None = None, retired: bool = False) -> Iterator[dict[str, Any]]:
+    """One dict per matching run, by name, with its pipeline (``LISTING_FIELDS``); retired
+    runs (status ``retired``) only if ``retired``.
 
     One query, read as it streams: runs joined to their commands in order, so a
     listing of 10,000 runs starts at once and never asks once per run."""
     query = (select(run.c.id, run.c.name, run.c.n_particles, run.c.n_snapshots, run.c.t_first, run.c.t_last,
-                    run.c.status, run.c.stored_bytes, run.c.starlab_version, command.c.program)
+                    run.c.status, run.c.retired_at, run.c.stored_bytes, run.c.starlab_version, command.c.program)
              .outerjoin(command, command.c.run_id == run.c.id)
              .order_by(run.c.name, command.c.position))
-    if where:
-        query = query.where(compile_filter(where))
-    rows = connection.execution_options(yield_per=1000).execute(query)
+    rows = connection.execution_options(yield_per=1000).execute(_chosen(query, where, retired))
     for _, group in itertools.groupby(rows, key=lambda row: row.id):
         steps = list(group)
         first = steps[0]
         yield {"name": first.name, "pipeline": " | ".join(step.program for step in steps if step.program),
                "N": first.n_particles, "snapshots": first.n_snapshots, "t_first": first.t_first,
-               "t_last": first.t_last, "status": first.status, "stored_bytes": first.stored_bytes,
+               "t_last": first.t_last, "status": "retired" if first.retired_at else first.status,
+               "stored_bytes": first.stored_bytes,
                "starlab_version": first.starlab_version, "id": first.id}
 
 

@@ -159,8 +159,42 @@ class RunTagged(Event):
     value: str
 
 
+@dataclass(frozen=True)
+class RunUntagged(Event):
+    """A tag taken off a run."""
+
+    type: ClassVar[str] = "run_untagged"
+    key: str
+
+
+@dataclass(frozen=True)
+class RunRenamed(Event):
+    """A run's new name; its id, records and history stay as they were."""
+
+    type: ClassVar[str] = "run_renamed"
+    name: str
+    previous: str
+
+
+@dataclass(frozen=True)
+class RunRetired(Event):
+    """A run hidden from listings and filters unless they ask for every run; its events
+    and records stay, and ``run_restored`` brings it back."""
+
+    type: ClassVar[str] = "run_retired"
+    reason: str
+
+
+@dataclass(frozen=True)
+class RunRestored(Event):
+    """A retired run shown again."""
+
+    type: ClassVar[str] = "run_restored"
+
+
 TYPES: dict[str, type[Event]] = {kind.type: kind for kind in (
-    RunStarted, IngestStarted, PipelineRecorded, SnapshotAppended, DiagnosticsAttached, IngestFinished, RunTagged)}
+    RunStarted, IngestStarted, PipelineRecorded, SnapshotAppended, DiagnosticsAttached, IngestFinished, RunTagged,
+    RunUntagged, RunRenamed, RunRetired, RunRestored)}
 _NESTED: dict[tuple[type[Event], str], type] = {
     (IngestStarted, "inputs"): InputFile, (PipelineRecorded, "commands"): Step}
 

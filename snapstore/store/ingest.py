@@ -12,7 +12,6 @@ import contextlib
 import hashlib
 import itertools
 import os
-import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -49,17 +48,11 @@ from snapstore.store.events import (
 )
 from snapstore.store.inputs import resolve, who_and_where
 from snapstore.store.log import append
+from snapstore.store.names import check_name, run_id_of
 from snapstore.store.payloads import ExternalPayloads
 from snapstore.store.records import fetch_record, insert_record
 from snapstore.store.schema import record, run, snapshot
 from snapstore.story import RootText, Story, iter_root_texts, open_source
-
-_NAMESPACE = uuid.UUID("6f1c3c1e-7a57-4e43-9a8f-5a7b0e1d2c33")
-
-
-def run_id_for(name: str) -> str:
-    """A run's id follows from its name, so every machine agrees on it without asking."""
-    return uuid.uuid5(_NAMESPACE, name).hex
 
 
 @dataclass
@@ -91,7 +84,8 @@ class Ingest:
         self.engine = engine
         self.payloads = payloads
         self.encoder = encoding.Encoder(check, ahead)
-        self.report = IngestReport(run_id_for(name), name)
+        with engine.connect() as connection:
+            self.report = IngestReport(run_id_of(connection, check_name(name)), name)
         self.on_snapshot = on_snapshot
         self._given: list[dict] | None = None  # the commands file's steps
         self._logged: list[dict] = []  # every command the Logs read so far hold, in order

@@ -45,6 +45,23 @@ class RunInputs:
     entries: list[dict] = field(default_factory=list)  # each input's role, location, sha256, size
 
 
+_STREAMS = ("kira.out.gz", "kira.out")
+
+
+def _stream_of(folder: Path) -> Path:
+    """A run folder's kira stream; a folder without one is an ``InvalidArgumentError``
+    saying what it holds instead (run folders below it, or its first entries)."""
+    stream = next((folder / name for name in _STREAMS if (folder / name).exists()), None)
+    if stream is not None:
+        return stream
+    entries = sorted(folder.iterdir())
+    runs = [entry for entry in entries if entry.is_dir() and any((entry / name).exists() for name in _STREAMS)]
+    holds = (f"{len(runs)} run folder{'s' if len(runs) > 1 else ''}: {folder / '*'}{os.sep}" if runs
+             else "nothing" if not entries
+             else ", ".join(entry.name for entry in entries[:5]) + (", ..." if len(entries) > 5 else ""))
+    raise InvalidArgumentError(f"{folder} is not a run folder (no kira.out or kira.out.gz); it holds {holds}")
+
+
 def resolve(source, name: str | None = None, initial=None, commands: str | os.PathLike | None = None,
             label: str | None = None) -> RunInputs:
     """A source's inputs: a run folder gives its ``kira.out[.gz]`` as the stream, and its
@@ -53,13 +70,13 @@ def resolve(source, name: str | None = None, initial=None, commands: str | os.Pa
     so that a bad one fails before anything is written."""
     folder = Path(source) if isinstance(source, (str, os.PathLike)) and Path(source).is_dir() else None
     if folder is not None:
-        source = folder / "kira.out.gz" if (folder / "kira.out.gz").exists() else folder / "kira.out"
-        name = name or folder.resolve().name
+        source = _stream_of(folder)
+        name = folder.resolve().name if name is None else name
         if initial is None:
             initial = next((p for p in (folder / "initial.story.gz", folder / "initial.story") if p.exists()), None)
         if commands is None and (folder / "commands.txt").exists():
             commands = folder / "commands.txt"
-    found = RunInputs(source, name or default_name(source), label or source_location(source),
+    found = RunInputs(source, default_name(source) if name is None else name, label or source_location(source),
                       label or source_name(source))
     if commands is not None:
         found.commands_text, entry = _commands_file(commands)

@@ -13,8 +13,12 @@ from snapstore.store.events import (
     IngestFinished,
     IngestStarted,
     PipelineRecorded,
+    RunRenamed,
+    RunRestored,
+    RunRetired,
     RunStarted,
     RunTagged,
+    RunUntagged,
     SnapshotAppended,
     from_row,
 )
@@ -125,6 +129,22 @@ def _run_tagged(connection: Connection, run_id: str, item: RunTagged, recorded_a
     connection.execute(insert(tag).values(run_id=run_id, key=item.key, value=item.value))
 
 
+def _run_untagged(connection: Connection, run_id: str, item: RunUntagged, recorded_at: str) -> None:
+    connection.execute(delete(tag).where(tag.c.run_id == run_id, tag.c.key == item.key))
+
+
+def _run_renamed(connection: Connection, run_id: str, item: RunRenamed, recorded_at: str) -> None:
+    connection.execute(update(run).where(run.c.id == run_id).values(name=item.name))
+
+
+def _run_retired(connection: Connection, run_id: str, item: RunRetired, recorded_at: str) -> None:
+    connection.execute(update(run).where(run.c.id == run_id).values(retired_at=recorded_at, retired_reason=item.reason))
+
+
+def _run_restored(connection: Connection, run_id: str, item: RunRestored, recorded_at: str) -> None:
+    connection.execute(update(run).where(run.c.id == run_id).values(retired_at=None, retired_reason=None))
+
+
 _HANDLERS: dict[type[Event], Callable[[Connection, str, Any, str], None]] = {
     RunStarted: _run_started,
     IngestStarted: _ingest_started,
@@ -132,6 +152,10 @@ _HANDLERS: dict[type[Event], Callable[[Connection, str, Any, str], None]] = {
     SnapshotAppended: _snapshot_appended,
     IngestFinished: _ingest_finished,
     RunTagged: _run_tagged,
+    RunUntagged: _run_untagged,
+    RunRenamed: _run_renamed,
+    RunRetired: _run_retired,
+    RunRestored: _run_restored,
 }
 
 

@@ -27,7 +27,7 @@ from sqlalchemy import (
 metadata = MetaData()
 
 # The migration these definitions correspond to; a test checks it is the head of migrations/.
-SCHEMA_REVISION = "0006"
+SCHEMA_REVISION = "0007"
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
 Position = BigInteger().with_variant(Integer(), "sqlite")
@@ -70,6 +70,8 @@ run = Table(
     Column("source", Text),
     Column("source_sha256", String(64)),
     Column("error", Text),
+    Column("retired_at", String(32)),  # revision 0007: set while the run is retired
+    Column("retired_reason", Text),
 )
 
 command = Table(
