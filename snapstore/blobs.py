@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
-from snapstore.errors import BlobNotFoundError, InvalidArgumentError
+from snapstore.errors import BlobNotFoundError, InvalidArgumentError, StoreAccessError, StoreURLError
 
 
 def require(module: str, extra: str):
@@ -118,25 +118,64 @@ def _make_folders(folder: Path) -> None:
 
 
 class S3Storage:
-    """Objects in an S3-compatible bucket (AWS, MinIO, Ceph...) through boto3."""
+    """Objects in an S3-compatible bucket (AWS, MinIO, Ceph...) through boto3.  What the
+    service or its settings refuse is one-line ``StoreURLError`` (a missing bucket, no
+    credentials, an endpoint that does not answer) or ``StoreAccessError``."""
 
     kind = "s3"
 
     def __init__(self, bucket: str, prefix: str = "", client=None, **client_options) -> None:
         boto3 = require("boto3", "s3")
         self.bucket, self.prefix = bucket, prefix
-        self.client = client or boto3.client("s3", **client_options)
+        with self._errors():
+            self.client = client or boto3.client("s3", **client_options)
+        self.endpoint: str = self.client.meta.endpoint_url
+
+    @contextlib.contextmanager
+    def _errors(self, key: str | None = None):
+        import botocore.exceptions as failures
+
+        where = f"s3://{self.bucket}/{self.prefix}{key or ''}"
+        try:
+            yield
+        except failures.ClientError as exc:
+            error = exc.response.get("Error", {})
+            code = str(error.get("Code", ""))
+            if code in ("NoSuchKey", "404") and key is not None:
+                raise BlobNotFoundError(f"no object {key!r} in s3://{self.bucket}/{self.prefix}") from None
+            if code in ("NoSuchBucket", "404"):
+                raise StoreURLError(f"{where}: no bucket {self.bucket!r} at {self._endpoint()}") from None
+            if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+                raise StoreURLError(f"{where}: access denied at {self._endpoint()} ({code}): "
+                                    "check the credentials (AWS_ACCESS_KEY_ID, AWS_PROFILE)") from None
+            raise StoreAccessError(f"{where}: {code or 'error'}: {error.get('Message', exc)}") from None
+        except failures.NoCredentialsError:
+            raise StoreURLError(f"{where}: no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+                                "or AWS_PROFILE") from None
+        except (failures.EndpointConnectionError, failures.ConnectTimeoutError) as exc:
+            raise StoreURLError(f"{where}: cannot reach the S3 endpoint ({exc})") from None
+        except failures.BotoCoreError as exc:
+            raise StoreAccessError(f"{where}: {exc}") from None
+
+    def _endpoint(self) -> str:
+        return getattr(self, "endpoint", None) or "the configured endpoint"
+
+    def check(self) -> None:
+        """Fail now, before anything is written, if the bucket cannot be reached."""
+        with self._errors():
+            self.client.head_bucket(Bucket=self.bucket)
 
     def put(self, key: str, data: bytes | Iterable[bytes]) -> None:
         """One object; chunks are joined first (one PUT, never a partial object)."""
-        self.client.put_object(Bucket=self.bucket, Key=self.prefix + key, Body=b"".join(_chunks(data)))
+        with self._errors(key):
+            self.client.put_object(Bucket=self.bucket, Key=self.prefix + key, Body=b"".join(_chunks(data)))
 
     def get(self, key: str) -> bytes:
-        try:
+        with self._errors(key):
             return self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)["Body"].read()
-        except self.client.exceptions.NoSuchKey:
-            raise BlobNotFoundError(f"no object {key!r} in s3://{self.bucket}/{self.prefix}") from None
 
     def keys(self, prefix: str = "") -> list[str]:
-        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix + prefix)
-        return sorted(item["Key"][len(self.prefix):] for page in pages for item in page.get("Contents", []))
+        with self._errors():
+            pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket,
+                                                                          Prefix=self.prefix + prefix)
+            return sorted(item["Key"][len(self.prefix):] for page in pages for item in page.get("Contents", []))

@@ -213,4 +213,5 @@ def test_a_folder_that_is_not_a_run_folder_says_what_it_holds_and_the_others_go_
         assert sorted(run.name for run in store.runs()) == ["a", "b"]
     (tmp_path / "empty").mkdir()
     code, error = _invoke("ingest", str(tmp_path / "empty"), "--db", store_url)
+    assert code != 0
     assert error == f"{tmp_path / 'empty'} is not a run folder (no kira.out or kira.out.gz); it holds nothing"

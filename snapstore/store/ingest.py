@@ -92,26 +92,25 @@ class Ingest:
         self._log_conflicts: list[str] = []
         self._recorded = False  # whether a pipeline event was written (or found, on a resume)
         self._timed = False  # whether a story with a system time came before
+        self._opening: list[Event] = []  # events start() prepared that are not appended yet
 
     def start(self, source: str, tags: dict[str, str], commands_text: str | None = None,
               inputs: list[dict] | None = None) -> None:
-        """Record the ingest's start: where the stream comes from, who runs it, its tags,
-        and the other inputs (initial conditions, commands file) with their hashes."""
-        run_id = self.report.run_id
+        """Prepare the ingest's opening events: where the stream comes from, who runs it, its
+        tags, and the other inputs (initial conditions, commands file) with their hashes.
+        They are appended with the first story stored, or with the end of an ingest of a run
+        that exists: an ingest that stores nothing leaves no run behind."""
         started = IngestStarted(source=source, **who_and_where(), pid=os.getpid(),
                                 inputs=[InputFile(**entry) for entry in inputs or []])
-
-        def work(connection: Connection) -> None:
-            existing = connection.execute(select(run.c.name).where(run.c.id == run_id)).scalar()
-            batch: list[Event] = []
-            if existing is None:
-                batch.append(RunStarted(name=self.report.name))
-            batch.append(started)
-            batch += [RunTagged(key=k, value=v) for k, v in tags.items()]
-            append(connection, run_id, batch)
-
-        with_retries(self.engine, work)
+        self._opening = [started, *(RunTagged(key=k, value=v) for k, v in tags.items())]
         self._given = pipeline_from_commands(commands_text) if commands_text is not None else None
+
+    def _opened(self, connection: Connection) -> list[Event]:
+        """The opening events still to append, led by ``run_started`` for a new run."""
+        if not self._opening:
+            return []
+        exists = connection.execute(select(run.c.id).where(run.c.id == self.report.run_id)).first() is not None
+        return ([] if exists else [RunStarted(name=self.report.name)]) + self._opening
 
     def _stored(self, connection: Connection, seq: int, digest: str) -> Row | None:
         """The row already at ``seq`` if it holds this text; a different text there is a conflict."""
@@ -177,12 +176,14 @@ class Ingest:
                 return True
             if pending.new:
                 insert_record(connection, digest, codec.CODEC_NAME, text_size, encoded.blob, location)
-            append(connection, self.report.run_id, batch)
+            append(connection, self.report.run_id, self._opened(connection) + batch)
             if measured is not None:
                 observations.record(connection, self.report.run_id, seq, summary.time, measured)
             return False
 
         skipped = with_retries(self.engine, work)
+        if not skipped:
+            self._opening = []
         self.report.partial += kind == "partial" and not skipped
         self._count(skipped, text_size, len(encoded.blob))
 
@@ -228,7 +229,15 @@ class Ingest:
         self.report.complete, self.report.error, self.report.source_sha256 = complete, error, sha256
         finished = IngestFinished(source=source, sha256=sha256, size=size, complete=complete, error=error,
                                   added=self.report.added, skipped=self.report.skipped)
-        with_retries(self.engine, lambda connection: append(connection, self.report.run_id, [finished]))
+
+        def work(connection: Connection) -> None:
+            opening = self._opened(connection)
+            if opening and isinstance(opening[0], RunStarted):
+                return  # this ingest stored nothing and no run holds its name: nothing to record
+            append(connection, self.report.run_id, opening + [finished])
+
+        with_retries(self.engine, work)
+        self._opening = []
 
 
 @dataclass
