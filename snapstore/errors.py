@@ -77,4 +77,10 @@ class FilterError(SnapstoreError, ValueError):
     def __init__(self, text: str, position: int, message: str) -> None:
         self.text = text
         self.position = position
-        super().__init__(f"{message} at position {position}: {text[:position]}<HERE>{text[position:]}")
+        # the filter around the position, on one line: a long filter still gives a line a person reads
+        start, end = max(0, position - 60), position + 60
+        shown = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in (
+            ("..." if start else "") + text[start:position] + "<HERE>" + text[position:end]
+            + ("..." if len(text) > end else "")))
+        brief = message if len(message) <= 300 else message[:300] + "..."
+        super().__init__(f"{brief} at position {position}: {shown}")

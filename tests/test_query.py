@@ -68,3 +68,40 @@ def test_values_keep_their_text(store_url) -> None:
         assert names(store, "makeking.w>=3 and n_particles>=100") == ["007"]
         with pytest.raises(FilterError, match="n_particles is a number"):
             store.runs("n_particles = abc")
+
+
+@pytest.fixture(scope="module")
+def sample_store(module_store_url):
+    from helpers import SAMPLE
+
+    with snapstore.open(module_store_url) as store:
+        store.ingest(SAMPLE)
+        yield store
+
+
+@pytest.mark.parametrize(("text", "message", "position"), [
+    ("max(energy_error[99999999999999999999]) > 0", "larger than any vector holds", 4),
+    ("(" * 200 + "name = 'a'" + ")" * 200, "more than 50 deep", 50),
+    ("not " * 10_000 + "name = 'a'", "more than 50 deep", 200),
+    ("name = '\ud800'", "not Unicode text", 8),
+    (" and ".join(["name = 'a'"] * 20_000), "more than 200 terms", 200 * len("name = 'a' and ")),
+    ("foo.n = 500", "no program 'foo' in this store; programs: kira, makeking, makemass, scale", 0),
+    ("max(energy_eror) > 1", "no observable 'energy_eror' in this store (did you mean energy_error", 4),
+], ids=["huge index", "deep parentheses", "10,000 nots", "lone surrogate", "20,000 terms", "unknown program",
+        "unknown observable"])
+def test_filters_past_what_a_database_takes_are_one_line_filter_errors(sample_store, text, message,
+                                                                       position) -> None:
+    with pytest.raises(FilterError) as caught:
+        sample_store.runs(text)
+    assert message in str(caught.value) and caught.value.position == position
+    assert "\n" not in str(caught.value) and len(str(caught.value)) < 600
+
+
+def test_long_value_lists_and_long_values_are_one_query(sample_store) -> None:
+    many = ", ".join(f"'run{i}'" for i in range(2_000))
+    assert names(sample_store, f"name in ({many}, 'n100-w3-s1')") == ["n100-w3-s1"]
+    assert names(sample_store, f"makeking.n in ({', '.join(str(i) for i in range(1, 600))}, yes)") == \
+        ["n100-w3-s1"]
+    assert names(sample_store, "name = '" + "x" * 1_000_000 + "'") == []
+    deep = "(" * 49 + "makeking.n = 100" + ")" * 49
+    assert names(sample_store, f"{deep} and max(abs(energy_error)) < 1") == ["n100-w3-s1"]

@@ -32,12 +32,12 @@ def find_run(connection: Connection, name_or_id: str, where: str) -> Row[Any]:
 def matching_runs(connection: Connection, where: str | None = None, retired: bool = False) -> list[Row[Any]]:
     """Run rows matching a filter (see ``snapstore.store.filters``), by name; retired
     runs only if ``retired``."""
-    return list(connection.execute(_chosen(select(run).order_by(run.c.name), where, retired)))
+    return list(connection.execute(_chosen(connection, select(run).order_by(run.c.name), where, retired)))
 
 
-def _chosen(query: Select, where: str | None, retired: bool) -> Select:
+def _chosen(connection: Connection, query: Select, where: str | None, retired: bool) -> Select:
     if where:
-        query = query.where(compile_filter(where))
+        query = query.where(compile_filter(where, connection))
     return query if retired else query.where(run.c.retired_at.is_(None))
 
 
@@ -55,7 +55,7 @@ def listing(connection: Connection, where: str | None = None, retired: bool = Fa
                     run.c.status, run.c.retired_at, run.c.stored_bytes, run.c.starlab_version, command.c.program)
              .outerjoin(command, command.c.run_id == run.c.id)
              .order_by(run.c.name, command.c.position))
-    rows = connection.execution_options(yield_per=1000).execute(_chosen(query, where, retired))
+    rows = connection.execution_options(yield_per=1000).execute(_chosen(connection, query, where, retired))
     for _, group in itertools.groupby(rows, key=lambda row: row.id):
         steps = list(group)
         first = steps[0]

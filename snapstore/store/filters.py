@@ -24,21 +24,23 @@ into SQL.
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
 from typing import NoReturn
 
-from sqlalchemy import CompoundSelect, Select, except_, func, intersect, select, union
+from sqlalchemy import CompoundSelect, Connection, Select, except_, exists, func, intersect, or_, select, union
+from sqlalchemy import text as sql_text
 from sqlalchemy.sql import ColumnElement
 
 from snapstore.errors import FilterError
-from snapstore.store.schema import observable, parameter, run, tag
+from snapstore.store.schema import command, observable, parameter, run, tag
 
 _TOKEN = re.compile(r"""
     (?P<space>\s+)
   | (?P<op><=|>=|!=|==|=|<|>)
   | (?P<punct>[(),])
-  | (?P<string>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")
+  | (?P<string>'(?:[^'\\]++|\\.)*+'|"(?:[^"\\]++|\\.)*+")
   | (?P<bare>[\w.+\-]+(?:\[\d+\])?)
 """, re.VERBOSE)
 _KEYWORDS = {"and", "or", "not", "in"}
@@ -49,6 +51,14 @@ RUN_COLUMNS = TEXT_COLUMNS | NUMBER_COLUMNS
 _FIELD = re.compile(r"[A-Za-z_][\w.\-]*")
 _OBSERVABLE = re.compile(r"(?P<key>[A-Za-z_][\w.\-]*)(?:\[(?P<idx>\d+)\])?")
 AGGREGATES = ("max", "min", "first", "last")
+# Bounds that keep a filter's SQL within what both databases take (SQLite: 500 terms in a
+# compound SELECT, an expression depth of 1,000) and its parsing within Python's stack;
+# a filter past them is refused, in time linear in its length.
+MAX_TERMS = 200
+MAX_DEPTH = 50
+MAX_VALUES = 10_000  # in one ``in (...)``
+MAX_INDEX = 2**31 - 1
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass
@@ -67,6 +77,10 @@ class Literal:
 
 
 def tokenize(text: str) -> list[Token]:
+    """The filter's tokens, in one pass; a character that is not Unicode text is refused."""
+    bad = _SURROGATE.search(text)
+    if bad:
+        raise FilterError(text, bad.start(), "a character that is not Unicode text (a lone surrogate)")
     tokens = []
     position = 0
     while position < len(text):
@@ -91,6 +105,10 @@ class _Parser:
         self.text = text
         self.tokens = tokenize(text)
         self.index = 0
+        self.depth = 0  # parentheses and nots around the current token
+        self.terms = 0
+        self.programs: dict[str, Token] = {}  # each program and observable named, at its first place
+        self.observables: dict[str, Token] = {}
 
     @property
     def current(self) -> Token:
@@ -127,15 +145,26 @@ class _Parser:
         return self._chain("and", self.not_, intersect)
 
     def not_(self) -> Ids:
-        if self.current.kind == "not":
-            self.index += 1
-            return except_(select(run.c.id), _operand(self.not_()))
-        if self.current.kind == "punct" and self.current.text == "(":
-            self.index += 1
-            inner = self.or_()
-            self.take("punct", ")")
-            return inner
+        if self.current.kind == "not" or (self.current.kind == "punct" and self.current.text == "("):
+            if self.depth >= MAX_DEPTH:
+                self.fail(f"the filter nests parentheses and nots more than {MAX_DEPTH} deep")
+            self.depth += 1
+            try:
+                if self.current.kind == "not":
+                    self.index += 1
+                    return except_(select(run.c.id), _operand(self.not_()))
+                self.index += 1
+                inner = self.or_()
+                self.take("punct", ")")
+                return inner
+            finally:
+                self.depth -= 1
         return self.term()
+
+    def count_term(self) -> None:
+        self.terms += 1
+        if self.terms > MAX_TERMS:
+            self.fail(f"the filter has more than {MAX_TERMS} terms: use in (...) for many values of one field")
 
     def value(self) -> Literal:
         token = self.current
@@ -154,6 +183,7 @@ class _Parser:
             return self.aggregate()
         if field.kind != "bare" or not _FIELD.fullmatch(field.text):
             self.fail(f"expected a field such as makeking.n or name, found {field.text or 'end of filter'!r}")
+        self.count_term()
         self.index += 1
         if self.current.kind == "in":
             self.index += 1
@@ -162,15 +192,17 @@ class _Parser:
             while self.current.kind == "punct" and self.current.text == ",":
                 self.index += 1
                 values.append(self.value())
+                if len(values) > MAX_VALUES:
+                    self.fail(f"more than {MAX_VALUES:,} values in one in (...)")
             self.take("punct", ")")
-            matches = [self.compare(field, "=", value) for value in values]
-            return matches[0] if len(matches) == 1 else union(*matches)
+            return self.compare(field, "in", values)
         op = self.take("op").text
-        return self.compare(field, "=" if op == "==" else op, self.value())
+        return self.compare(field, "=" if op == "==" else op, [self.value()])
 
     def aggregate(self) -> Ids:
         """``AGG ( [abs (] KEY[i] [)] ) OP number``: runs whose observable, taken over
         their whole snapshots, compares true."""
+        self.count_term()
         function = self.take("bare").text
         self.take("punct", "(")
         magnitude = self.current.kind == "bare" and self.current.text == "abs" \
@@ -182,6 +214,9 @@ class _Parser:
         if found is None:
             self.fail("expected an observable such as energy_error or r_lagr[4], "
                       f"found {field.text or 'end of filter'!r}")
+        if found["idx"] and (len(found["idx"]) > 10 or int(found["idx"]) > MAX_INDEX):
+            self.fail(f"component index {found['idx'][:20]} is larger than any vector holds", field)
+        self.observables.setdefault(found["key"], field)
         self.index += 1
         for _ in range(1 + magnitude):
             self.take("punct", ")")
@@ -192,24 +227,30 @@ class _Parser:
         return observed(function, found["key"], int(found["idx"] or 0), magnitude, "=" if op == "==" else op,
                         value.number)
 
-    def compare(self, field: Token, op: str, value: Literal) -> Select:
-        """The ids of the runs for which one comparison holds."""
+    def compare(self, field: Token, op: str, values: list[Literal]) -> Select:
+        """The ids of the runs for which a comparison holds (``in``: equal to one of ``values``)."""
         name = field.text
+        texts = [value.text for value in values]
         if name in TEXT_COLUMNS:
-            return select(run.c.id).where(_apply(run.c[name], op, value.text))
+            return select(run.c.id).where(_apply(run.c[name], op, texts))
         if name in NUMBER_COLUMNS:
-            if value.number is None:
-                self.fail(f"{name} is a number: {value.text!r} is not one", field)
-            return select(run.c.id).where(_apply(run.c[name], op, value.number))
+            wrong = next((value for value in values if value.number is None), None)
+            if wrong is not None:
+                self.fail(f"{name} is a number: {wrong.text!r} is not one", field)
+            return select(run.c.id).where(_apply(run.c[name], op, [value.number for value in values]))
         head, _, rest = name.partition(".")
         if not rest:
             self.fail(f"unknown field {name!r}: use program.flag, tag.KEY or one of {sorted(RUN_COLUMNS)}", field)
         if head == "tag":
-            return select(tag.c.run_id).where(tag.c.key == rest, _apply(tag.c.value, op, value.text))
-        number = 1.0 if value == Literal("true", None) else value.number
-        condition = _apply(parameter.c.num_value, op, number) if number is not None \
-            else _apply(parameter.c.value, op, value.text)
-        return select(parameter.c.run_id).where(parameter.c.program == head, parameter.c.flag == rest, condition)
+            return select(tag.c.run_id).where(tag.c.key == rest, _apply(tag.c.value, op, texts))
+        self.programs.setdefault(head, field)
+        numbers = [1.0 if value == Literal("true", None) else value.number for value in values]
+        by_number = [number for number in numbers if number is not None]
+        by_text = [value.text for value, number in zip(values, numbers) if number is None]
+        conditions = ([_apply(parameter.c.num_value, op, by_number)] if by_number else []) + \
+                     ([_apply(parameter.c.value, op, by_text)] if by_text else [])
+        return select(parameter.c.run_id).where(parameter.c.program == head, parameter.c.flag == rest,
+                                                or_(*conditions))
 
 
 def observed(function: str, key: str, idx: int, magnitude: bool, op: str, number: float) -> Select:
@@ -245,12 +286,20 @@ def _operand(ids: Ids) -> Select:
 
 
 def _apply(column, op: str, value: object) -> ColumnElement:
+    """``column OP value``; ``value`` may be a list: of one value for an operator, of any
+    number for ``in``."""
+    if isinstance(value, list):
+        if op == "in":
+            return column.in_(value)
+        (value,) = value
     return {"=": column.__eq__, "!=": column.__ne__, "<": column.__lt__, "<=": column.__le__,
             ">": column.__gt__, ">=": column.__ge__}[op](value)
 
 
-def compile_filter(text: str) -> ColumnElement:
-    """A SQLAlchemy condition on the ``run`` table for a filter string.
+def compile_filter(text: str, connection: Connection | None = None) -> ColumnElement:
+    """A SQLAlchemy condition on the ``run`` table for a filter string; given the store's
+    ``connection``, a program or observable that no run in it has is a ``FilterError``
+    listing those it has (a misspelling would otherwise match nothing, silently).
 
     Each term selects the ids of the runs it holds for, through an index; and,
     or and not become INTERSECT, UNION and EXCEPT of those id sets.  So the work
@@ -260,4 +309,31 @@ def compile_filter(text: str) -> ColumnElement:
     """
     if not text or not text.strip():
         raise FilterError(text or "", 0, "empty filter")
-    return run.c.id.in_(_Parser(text).parse())
+    parser = _Parser(text)
+    ids = parser.parse()
+    if connection is not None:
+        _known(connection, parser, "program", command.c.program, parser.programs)
+        _known(connection, parser, "observable", observable.c.key, parser.observables)
+    return run.c.id.in_(ids)
+
+
+def _known(connection: Connection, parser: _Parser, what: str, column, named: dict[str, Token]) -> None:
+    for name, token in named.items():
+        if not connection.execute(select(exists().where(column == name))).scalar():
+            everything = _distinct(connection, column)
+            close = difflib.get_close_matches(name, everything, n=3)
+            hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+            listed = ", ".join(everything[:12]) + (f", ... ({len(everything)} in all)" if len(everything) > 12 else "")
+            parser.fail(f"no {what} {name!r} in this store{hint}; {what}s: {listed or 'none yet'}", token)
+
+
+def _distinct(connection: Connection, column) -> list[str]:
+    """The distinct values of a column, in order: for ``observable.key``, one index step
+    each (a loose index scan: a plain DISTINCT would read every row of that large table)."""
+    if column is not observable.c.key:
+        return list(connection.execute(select(column).distinct().order_by(column)).scalars())
+    table, name = column.table.name, column.name
+    query = sql_text(f"WITH RECURSIVE k(v) AS (SELECT min({name}) FROM {table} UNION ALL "
+                     f"SELECT (SELECT min({name}) FROM {table} WHERE {name} > k.v) FROM k WHERE k.v IS NOT NULL) "
+                     "SELECT v FROM k WHERE v IS NOT NULL")
+    return list(connection.execute(query).scalars())
