@@ -318,7 +318,8 @@ def export(
     snapshots: str | None = typer.Option(None, "--snapshots", "-s",
                                          help="Snapshot numbers: 3, 2:5 (5 excluded), 10:, -1 (the last); "
                                               "0 is the initial conditions [default: kira's, 1 on]"),
-    time: str | None = typer.Option(None, "--time", help="System times LOW:HIGH, both kept, e.g. 2:5 or 10:"),
+    time: str | None = typer.Option(None, "--time", help="System times LOW:HIGH, both kept, e.g. 2:5 or 10:; "
+                                                         "or T, the snapshot nearest T"),
     initial: bool = typer.Option(False, "--initial", help="Put the initial conditions (snapshot 0) in front"),
     output: Path | None = typer.Option(None, "-o", "--output",
                                        help="File (a folder for parquet) [default: stdout for story]"),

@@ -77,17 +77,24 @@ def parse_selection(text: str | None) -> slice | None:
     return slice(*numbers)
 
 
-def parse_times(text: str | None) -> tuple[float, float] | None:
-    """A time range ``LOW:HIGH`` (both kept; either may be left out) as a pair."""
+def parse_times(text: str | None) -> tuple[float, float] | float | None:
+    """A time range ``LOW:HIGH`` (both kept; either may be left out) as a pair, or one
+    time ``T`` (the snapshot nearest it) as a number."""
     if text is None:
         return None
     low, sep, high = text.partition(":")
     try:
         if not sep:
-            raise ValueError
+            return _finite(float(low))
         return (float(low) if low.strip() else float("-inf"), float(high) if high.strip() else float("inf"))
     except ValueError:
-        raise InvalidArgumentError(f"time range {text!r} is not LOW:HIGH, such as 2:5 or 10:") from None
+        raise InvalidArgumentError(f"time {text!r} is not T or LOW:HIGH, such as 4.5, 2:5 or 10:") from None
+
+
+def _finite(number: float) -> float:
+    if number != number or number in (float("inf"), float("-inf")):
+        raise ValueError
+    return number
 
 
 @dataclass
@@ -157,7 +164,7 @@ def check_export(format: str, output: str | os.PathLike | None, to_stream: bool 
 
 
 def export(run: Run, format: str = "story", output: str | os.PathLike | None = None, *,
-           numbers: slice | None = None, times: tuple[float, float] | None = None, initial: bool = False,
+           numbers: slice | None = None, times: tuple[float, float] | float | None = None, initial: bool = False,
            stream: TextIO | None = None) -> None:
     """Write a run in one of ``export_formats()``: Starlab text, an npz of particle tables,
     one HDF5 file, a Parquet dataset folder, or any format registered for ``Snapshots``.

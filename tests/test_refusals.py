@@ -123,6 +123,18 @@ def test_a_selection_of_nothing_says_what_the_run_holds(store_url, tmp_path, sel
     assert not out.exists()
 
 
+@pytest.mark.parametrize(("time", "expected"), [("3", 2.0), ("4.9", 4.0), ("5.0", 4.0), ("99", 10.0)])
+def test_one_time_picks_the_snapshot_nearest_it(store_url, tmp_path, time, expected) -> None:
+    with snapstore.open(store_url) as store:
+        store.ingest(SAMPLE)
+        chosen = store.run("n100-w3-s1").select(times=float(time))
+        assert [item.time for item in chosen] == [expected]
+    out = tmp_path / "one.story"
+    assert _invoke("export", "n100-w3-s1", "--time", time, "-o", str(out), "--db", store_url)[0] == 0
+    assert out.read_text() == chosen[0].text()
+    assert "not T or LOW:HIGH" in _invoke("export", "n100-w3-s1", "--time", "nan", "--db", store_url)[1]
+
+
 def _compressed(kind: str) -> bytes:
     """kira's sample stream as gzip, or as zstd in three frames (as ``zstd`` writes a
     stream appended to, and as ``cat a.zst b.zst`` makes)."""

@@ -133,7 +133,7 @@ class Run:
         if stored); these are what ``times``, ``dynamics`` and array exports read."""
         return Snapshots(self, [item for item in self.stories() if item.kind == "snapshot"])
 
-    def select(self, numbers: slice | None = None, times: tuple[float, float] | None = None,
+    def select(self, numbers: slice | None = None, times: tuple[float, float] | float | None = None,
                initial: bool = False) -> Snapshots:
         """Stories by number and time, partial ones included (they are part of kira's
         stream).  Numbers are fixed however the run was ingested: 0 is the initial
@@ -141,16 +141,21 @@ class Run:
 
         Without ``numbers``, kira's snapshots (1 on); ``numbers`` is a slice over snapshot
         numbers (stop excluded, negatives count back from the last: ``slice(-1, None)``
-        is the last one); ``times`` keeps those with ``low <= time <= high``;
+        is the last one); ``times`` keeps those with ``low <= time <= high``, or, as one
+        number, the one whose time is nearest it (the earlier of two as near);
         ``initial`` puts snapshot 0 in front when it is stored.
         """
         items = self.stories()
         last = max((item.seq for item in items), default=0)
         chosen = range(1, last + 1) if numbers is None else range(*numbers.indices(last + 1))
         picked = [item for item in items if item.seq in chosen]
-        if times is not None:
+        timed = [(item.time, item) for item in picked if item.time is not None]
+        if isinstance(times, tuple):
             low, high = times
-            picked = [item for item in picked if item.time is not None and low <= item.time <= high]
+            picked = [item for time, item in timed if low <= time <= high]
+        elif times is not None:
+            target = times
+            picked = [min(timed, key=lambda pair: abs(pair[0] - target))[1]] if timed else []
         if initial and items and items[0].seq == 0 and (not picked or picked[0].seq != 0):
             picked.insert(0, items[0])
         return Snapshots(self, picked)
