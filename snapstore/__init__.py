@@ -12,6 +12,7 @@ from snapstore._lazy import loader
 from snapstore._version import __version__
 from snapstore.errors import (
     BlobNotFoundError,
+    CaptureError,
     CorruptRecordError,
     FilterError,
     InvalidArgumentError,
@@ -46,6 +47,7 @@ __getattr__ = loader("snapstore", _LAZY, globals(), _SUBPACKAGES)
 
 __all__ = [
     "BlobNotFoundError",
+    "CaptureError",
     "CorruptRecordError",
     "Entry",
     "FilterError",

@@ -23,6 +23,15 @@ class StoryFormatError(SnapstoreError, ValueError):
         super().__init__(f"{source}:{line}: {message}")
 
 
+class CaptureError(SnapstoreError):
+    """A live capture (``pipe``) whose stream could not be stored to its end; says how the
+    command ended (``exit_code``), and its cause is the ingest's error."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        self.exit_code = exit_code
+        super().__init__(message)
+
+
 class CorruptRecordError(SnapstoreError, ValueError):
     """A stored record that is missing, fails its checksum, or does not decode to the text it was stored for."""
 

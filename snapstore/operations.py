@@ -11,6 +11,7 @@ import contextlib
 import io
 import os
 import shlex
+import signal
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
-from snapstore.errors import InvalidArgumentError, RunNotFoundError, SchemaError
+from snapstore.errors import CaptureError, InvalidArgumentError, RunNotFoundError, SchemaError, SnapstoreError
 from snapstore.store.backend import make_engine, masked, resolve_url
 from snapstore.store.catalog import LISTING_FIELDS
 from snapstore.store.readonly import TIMEOUT, read_only_query
@@ -109,23 +110,54 @@ def pipe(store: Store, command: list[str], name: str, tags: dict[str, str] | Non
          on_snapshot: Callable[[IngestReport], None] | None = None) -> Capture:
     """Run ``command`` and store the snapshots of its stdout as they arrive, as run
     ``name``.  Its stderr goes to a temporary file (not memory) and is kept with
-    the run however the capture ends, since a failed run is when it matters."""
+    the run however the capture ends, since a failed run is when it matters.  When the
+    stream cannot be stored to its end (cut short, bad text), the error says how the
+    command ended too; a command still running then is stopped, its output having
+    nowhere to go."""
     label = "pipe: " + shlex.join(command)
     with tempfile.TemporaryFile() as errors:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors)
         assert process.stdout is not None  # stdout=PIPE
         report: IngestReport | None = None
+        failure: SnapstoreError | None = None
         try:
             report = store.ingest_report(process.stdout, name, tags=tags, on_snapshot=on_snapshot, label=label)
+        except SnapstoreError as exc:
+            failure = exc
         finally:
             process.stdout.close()
-            code = process.wait()
+            code = _ended(process, stopped=report is None)
             errors.seek(0)
             # When nothing arrived no run exists to keep it with; the ingest error says why.
             with contextlib.suppress(RunNotFoundError):
                 store.attach_diagnostics(name, errors.read().decode("utf-8", "replace"), command)
+    if failure is not None:
+        raise CaptureError(f"{failure}; {command[0]} {exit_status(code)}", code) from failure
     assert report is not None  # the ingest raised otherwise
     return Capture(report, code)
+
+
+STOP_AFTER = 5.0  # seconds a command whose stream failed has to end before it is stopped
+
+
+def _ended(process: subprocess.Popen, stopped: bool) -> int:
+    """The command's exit code; one whose stream failed is given ``STOP_AFTER``, then stopped."""
+    if stopped:
+        try:
+            return process.wait(timeout=STOP_AFTER)
+        except subprocess.TimeoutExpired:
+            process.terminate()
+    return process.wait()
+
+
+def exit_status(code: int) -> str:
+    """How a process ended, as a person says it."""
+    if code >= 0:
+        return f"exited with {code}"
+    try:
+        return f"was killed by signal {-code} ({signal.Signals(-code).name})"
+    except ValueError:
+        return f"was killed by signal {-code}"
 
 
 def describe(store: Store, name_or_id: str) -> dict[str, Any]:

@@ -339,3 +339,35 @@ def test_runs_limits_and_says_what_it_left_out(db) -> None:
     assert " a " in table.stdout and " b " not in table.stdout and "and 2 more" in table.stderr
     rows = cli("runs", "-f", "csv", db=db).stdout.strip().splitlines()
     assert rows[0].startswith("name,pipeline,N") and len(rows) == 4
+
+
+CUT = """\
+import gzip, os, signal, sys, time
+data = gzip.open(sys.argv[1]).read().split(b"(Particle\\n  name = root")
+sys.stdout.buffer.write(b"(Particle\\n  name = root" + data[1])
+sys.stderr.write("kira: killed\\n"); sys.stderr.flush()
+if sys.argv[2] == "dies":  # a story cut short by a kill
+    sys.stdout.buffer.write(b"(Particle\\n  name = root" + data[2][:200]); sys.stdout.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+sys.stdout.buffer.write(b"text outside any story\\n"); sys.stdout.flush()
+time.sleep(60)  # a command that goes on computing after its stream went bad
+"""
+
+
+@pytest.mark.parametrize(("how", "status"), [("dies", "was killed by signal 9 (SIGKILL)"),
+                                             ("hangs", "was killed by signal 15 (SIGTERM)")])
+def test_pipe_says_how_the_command_ended_when_its_stream_is_cut(sqlite_db, tmp_path, capsys, monkeypatch,
+                                                                how, status) -> None:
+    from snapstore import operations
+
+    monkeypatch.setattr(operations, "STOP_AFTER", 0.5)
+    script = tmp_path / "cut_kira.py"
+    script.write_text(CUT)
+    code, error = _main("pipe", "--name", "cut", "--db", sqlite_db, "--", sys.executable, str(script),
+                        str(SAMPLE / "kira.out.gz"), how, capsys=capsys)
+    last = error.rstrip().splitlines()[-1]
+    assert code == 2 and last.startswith("snapstore: error: ") and last.endswith(f"{sys.executable} {status}")
+    import snapstore
+
+    with snapstore.open(sqlite_db) as store:
+        assert len(store.run("cut")) == 1 and store.diagnostics("cut") == ["kira: killed\n"]
