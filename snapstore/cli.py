@@ -30,8 +30,9 @@ if TYPE_CHECKING:
     from snapstore.operations import IngestReport, SchemaState
 
 app = typer.Typer(help="Archive, query and export Starlab N-body snapshots.", no_args_is_help=True,
+                  rich_markup_mode=None,  # help texts are plain: [default: ...] and snapstore[plot] stay as written
                   pretty_exceptions_enable=False)
-db_app = typer.Typer(help="Schema migrations of a store (alembic).", no_args_is_help=True)
+db_app = typer.Typer(help="Schema migrations of a store (alembic).", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(db_app, name="db")
 
 
@@ -48,6 +49,13 @@ PAYLOADS = typer.Option(None, "--payloads", help="Folder or s3://bucket/prefix f
                                                   "[default: $SNAPSTORE_PAYLOADS, else in the database]")
 FORMAT = typer.Option(Table.table, "--format", "-f", help="How to print the rows")
 _debug = {"on": False}
+_quiet = {"on": False}
+
+
+def _note(text: str, err: bool = False) -> None:
+    """A line that reports what was done (not what was asked for); --quiet leaves it out."""
+    if not _quiet["on"]:
+        typer.echo(text, err=err)
 
 
 def _version(asked: bool) -> None:
@@ -63,9 +71,13 @@ def _version(asked: bool) -> None:
 
 @app.callback()
 def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
+          quiet: bool = typer.Option(False, "--quiet", "-q",
+                                     help="Print only what a command is asked for, and errors: no progress or "
+                                          "summaries."),
           version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                        help="Print the version and which codec implementation runs.")) -> None:
     _debug["on"] = debug
+    _quiet["on"] = quiet
 
 
 def _open(db: str | None, payloads: str | None = None, create: bool = False) -> Store:
@@ -139,13 +151,14 @@ def _size(n: float) -> str:
 
 @contextmanager
 def _progress(label: str) -> Iterator[Callable[[IngestReport], None]]:
-    """A per-snapshot callback: a rich live display on a terminal, plain lines otherwise."""
+    """A per-snapshot callback: a rich live display on a terminal; elsewhere (a log file, a
+    batch job) nothing, since the run's summary line says what was done."""
     def line(report: IngestReport) -> str:
         return (f"{report.name}: {report.added} added, {report.skipped} already stored, "
                 f"{_size(report.text_bytes)} text -> {_size(report.stored_bytes)}")
 
-    if not sys.stderr.isatty():
-        yield lambda report: typer.echo(line(report), err=True)
+    if not sys.stderr.isatty() or _quiet["on"]:
+        yield lambda report: None
         return
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -193,7 +206,7 @@ def ingest(
                 failed += 1
                 typer.echo(f"{path}: failed: {exc}", err=True)
                 continue
-            typer.echo(_summary(report, time.perf_counter() - started))
+            _note(_summary(report, time.perf_counter() - started))
     _say_failures(failed, len(paths))
 
 
@@ -215,7 +228,7 @@ def _ingest_in_parallel(url: str, paths: list[str], jobs: int, payloads: str | N
     for outcome in ingest_many(url, paths, jobs, payloads, str(initial) if initial else None,
                                str(commands) if commands else None, tags, check):
         if outcome.report is not None:
-            typer.echo(_summary(outcome.report, outcome.seconds))
+            _note(_summary(outcome.report, outcome.seconds))
         else:
             failed += 1
             typer.echo(f"{outcome.source}: failed: {outcome.error}", err=True)
@@ -246,7 +259,7 @@ def pipe(
     with _open(db, payloads=payloads, create=True) as store:
         with _progress(name) as show:
             outcome = capture(store, command, name, tags, show)
-    typer.echo(f"{name}: {outcome.report.added} snapshots stored; {command[0]} exited with {outcome.exit_code}")
+    _note(f"{name}: {outcome.report.added} snapshots stored; {command[0]} exited with {outcome.exit_code}")
     if outcome.exit_code != 0:
         raise typer.Exit(outcome.exit_code)
 
@@ -380,14 +393,14 @@ def verify(run: str | None = typer.Argument(None, help="Run to check [default: a
         typer.echo(problem, err=True)
     if problems:
         raise typer.Exit(1)
-    typer.echo("ok: every record decodes to its hashed text and the projections match the log")
+    _note("ok: every record decodes to its hashed text and the projections match the log")
 
 
 @app.command()
 def rebuild(db: str | None = DB) -> None:
     """Rebuild the projections from the event log.  Example: snapstore rebuild"""
     with _open(db) as store:
-        typer.echo(f"replayed {store.rebuild_projections()} events")
+        _note(f"replayed {store.rebuild_projections()} events")
 
 
 @app.command()
@@ -446,7 +459,7 @@ def retire(run: str = typer.Argument(..., help="Run name or id"),
     Example: snapstore retire run7 --reason 'wrong seed'"""
     with _open(db) as store:
         if not store.retire(run, reason):
-            typer.echo(f"run {run} was retired already", err=True)
+            _note(f"run {run} was retired already", err=True)
 
 
 @app.command()
@@ -454,7 +467,7 @@ def restore(run: str = typer.Argument(..., help="Run name or id"), db: str | Non
     """Show a retired run again.  Example: snapstore restore run7"""
     with _open(db) as store:
         if not store.restore(run):
-            typer.echo(f"run {run} is not retired", err=True)
+            _note(f"run {run} is not retired", err=True)
 
 
 def _say_schema(state: SchemaState) -> None:
@@ -479,7 +492,7 @@ def db_downgrade(revision: str = typer.Argument(..., help="Target revision, e.g.
 
     state = migrate_schema(db, "downgrade", revision, drop_data=yes_drop_data)
     if state.backup:
-        typer.echo(f"kept a copy of the store as it was at {state.backup}")
+        _note(f"kept a copy of the store as it was at {state.backup}")
     _say_schema(state)
 
 

@@ -37,8 +37,8 @@ def sqlite_db(tmp_path) -> str:
 def test_ingest_list_export_round_trip(db, tmp_path) -> None:
     result = cli("ingest", str(SAMPLE), "--tag", "grid=yes", db=db)
     assert result.exit_code == 0, result.output
-    assert "6 snapshots added" in result.stdout
-    assert "n100-w3-s1: 6 added, 0 already stored" in result.stderr  # plain progress lines off a terminal
+    assert result.stdout.count("\n") == 1 and "n100-w3-s1: 6 snapshots added" in result.stdout
+    assert result.stderr == ""  # off a terminal no line per snapshot: the run's summary says it
     listed = json.loads(cli("runs", "--format", "json", db=db).stdout)
     assert [(r["name"], r["snapshots"], r["N"]) for r in listed] == [("n100-w3-s1", 6, 100)]
     out = tmp_path / "kira.out"
@@ -46,6 +46,9 @@ def test_ingest_list_export_round_trip(db, tmp_path) -> None:
     assert out.read_text() == read_text(SAMPLE / "kira.out.gz")
     again = cli("ingest", str(SAMPLE), db=db)
     assert "0 snapshots added, 6 already stored" in again.output
+    quiet = runner.invoke(app, ["--quiet", "ingest", str(SAMPLE), "--name", "twin", "--db", db])
+    assert (quiet.exit_code, quiet.stdout, quiet.stderr) == (0, "", "")
+    assert runner.invoke(app, ["-q", "runs", "--format", "csv", "--db", db]).stdout.count("\n") == 3  # asked for
 
 
 def test_ingest_many_runs_in_parallel_processes(db, tmp_path) -> None:
@@ -371,3 +374,12 @@ def test_pipe_says_how_the_command_ended_when_its_stream_is_cut(sqlite_db, tmp_p
 
     with snapstore.open(sqlite_db) as store:
         assert len(store.run("cut")) == 1 and store.diagnostics("cut") == ["kira: killed\n"]
+
+
+def test_help_keeps_the_defaults_and_extras_as_written() -> None:
+    def shown(*verb: str) -> str:
+        return " ".join(runner.invoke(app, [*verb, "--help"]).stdout.split())  # however the terminal wraps it
+
+    plot = shown("plot")
+    assert "(needs snapstore[plot])" in plot and "[default: $SNAPSTORE_URL or ./snapstore.db]" in plot
+    assert "[default: run.png]" in plot and "[default: 60.0;" in shown("sql")
