@@ -50,53 +50,60 @@ class _HashingReader(io.RawIOBase):
         return n
 
 
-class _TextAsBytes(io.RawIOBase):
-    """Presents a text stream as UTF-8 bytes, so one reader serves both kinds."""
+class _ChunkReader(io.RawIOBase):
+    """A raw reader over the byte chunks ``_next_chunk`` makes (``b""`` at the end)."""
 
-    def __init__(self, text: io.TextIOBase) -> None:
-        self._text = text
+    def __init__(self) -> None:
         self._pending = b""
 
     def readable(self) -> bool:
         return True
 
+    def _next_chunk(self) -> bytes:
+        raise NotImplementedError
+
     def readinto(self, buffer) -> int:
         while not self._pending:
-            chunk = self._text.read(65536)
-            if not chunk:
+            self._pending = self._next_chunk()
+            if not self._pending:
                 return 0
-            self._pending = chunk.encode("utf-8", "surrogateescape")
         n = min(len(buffer), len(self._pending))
         buffer[:n] = self._pending[:n]
         self._pending = self._pending[n:]
         return n
 
 
-class _ZstdFrames(io.RawIOBase):
+class _TextAsBytes(_ChunkReader):
+    """Presents a text stream as UTF-8 bytes, so one reader serves both kinds."""
+
+    def __init__(self, text: io.TextIOBase) -> None:
+        super().__init__()
+        self._text = text
+
+    def _next_chunk(self) -> bytes:
+        return self._text.read(65536).encode("utf-8", "surrogateescape")
+
+
+class _ZstdFrames(_ChunkReader):
     """The frames of a zstd stream one after another, as ``zstd -d`` reads them; a stream
     that ends inside a frame is an ``EOFError`` (zstandard's stream_reader ends silently)."""
 
     def __init__(self, raw: BinaryIO) -> None:
+        super().__init__()
         self._raw = raw
         self._decompressor = zstandard.ZstdDecompressor()
         self._frame: zstandard.ZstdDecompressionObj | None = None  # the frame being read, if begun
-        self._pending = b""
 
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        while not self._pending:
+    def _next_chunk(self) -> bytes:
+        out = b""
+        while not out:  # a chunk may hold only a frame's header: read on until bytes come out
             data = self._raw.read(65536)
             if not data:
                 if self._frame is not None:
                     raise EOFError("the zstd stream ends inside a frame")
-                return 0
-            self._pending = self._decompress(data)
-        n = min(len(buffer), len(self._pending))
-        buffer[:n] = self._pending[:n]
-        self._pending = self._pending[n:]
-        return n
+                return b""
+            out = self._decompress(data)
+        return out
 
     def _decompress(self, data: bytes) -> bytes:
         out = []
