@@ -47,6 +47,10 @@ class Table(str, Enum):
 DB = typer.Option(None, "--db", help="Store URL or SQLite path [default: $SNAPSTORE_URL or ./snapstore.db]")
 PAYLOADS = typer.Option(None, "--payloads", help="Folder or s3://bucket/prefix for record bytes "
                                                   "[default: $SNAPSTORE_PAYLOADS, else in the database]")
+DURABLE_EACH = typer.Option(False, "--durable-each",
+                            help="Commit each story alone (slower); by default stories are committed in groups, "
+                                 "within 50 ms of arriving, and a killed ingest loses only the last group, which "
+                                 "running it again reads from the source")
 FORMAT = typer.Option(Table.table, "--format", "-f", help="How to print the rows")
 _debug = {"on": False}
 _quiet = {"on": False}
@@ -180,6 +184,7 @@ def ingest(
     check: bool = typer.Option(True, "--check/--no-check",
                                help="Decode each new record and compare it with its text before storing it "
                                     "(about a quarter of the ingest time)"),
+    durable_each: bool = DURABLE_EACH,
     db: str | None = DB,
     payloads: str | None = PAYLOADS,
 ) -> None:
@@ -188,6 +193,8 @@ def ingest(
 
     if name and len(paths) > 1:
         raise InvalidArgumentError("--name names one run: give one path with it")
+    if durable_each and jobs > 1 and len(paths) > 1:
+        raise InvalidArgumentError("--durable-each is for one ingest at a time: leave out --jobs")
     tags = parse_pairs(tag)
     with _open(db, payloads=payloads, create=True) as store:  # creates or checks the schema once, before any worker
         if jobs > 1 and len(paths) > 1:
@@ -199,7 +206,8 @@ def ingest(
             started = time.perf_counter()
             try:
                 with _progress(path) as show:
-                    report = store.ingest_report(path, name, initial, tags, commands, show, check=check)
+                    report = store.ingest_report(path, name, initial, tags, commands, show, check=check,
+                                                 durable_each=durable_each)
             except (SnapstoreError, OSError) as exc:  # one bad source among several: the others go on
                 if len(paths) == 1:
                     raise
@@ -245,6 +253,7 @@ def pipe(
     command: list[str] = typer.Argument(..., help="The command to run; its stdout is the snapshot stream"),
     name: str = typer.Option(..., "--name", "-n", help="Run name"),
     tag: list[str] = typer.Option([], "--tag", "-t", help="KEY=VALUE, repeatable"),
+    durable_each: bool = DURABLE_EACH,
     db: str | None = DB,
     payloads: str | None = PAYLOADS,
 ) -> None:
@@ -252,16 +261,16 @@ def pipe(
 
     Example: snapstore pipe --name run1 -- sh -c 'kira -t 10 < initial.story'
     """
-    from snapstore.operations import parse_pairs
+    from snapstore.operations import exit_status, parse_pairs
     from snapstore.operations import pipe as capture
 
     tags = parse_pairs(tag)
     with _open(db, payloads=payloads, create=True) as store:
         with _progress(name) as show:
-            outcome = capture(store, command, name, tags, show)
-    _note(f"{name}: {outcome.report.added} snapshots stored; {command[0]} exited with {outcome.exit_code}")
-    if outcome.exit_code != 0:
-        raise typer.Exit(outcome.exit_code)
+            outcome = capture(store, command, name, tags, show, durable_each)
+    _note(f"{name}: {outcome.report.added} snapshots stored; {command[0]} {exit_status(outcome.exit_code)}")
+    if outcome.exit_code != 0:  # as a shell reports it: 128 + N for a command killed by signal N
+        raise typer.Exit(outcome.exit_code if outcome.exit_code > 0 else 128 - outcome.exit_code)
 
 
 @app.command()

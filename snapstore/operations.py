@@ -30,7 +30,8 @@ if TYPE_CHECKING:  # what the read side and ingest load (numpy, the codec) waits
     from snapstore.store.ingest import IngestReport
     from snapstore.store.parallel import Outcome
 
-__all__ = ["LISTING_FIELDS", "Capture", "SchemaState", "check_export", "describe", "export", "export_formats",
+__all__ = ["LISTING_FIELDS", "Capture", "SchemaState", "check_export", "describe", "exit_status", "export",
+           "export_formats",
            "ingest_many", "migrate_schema", "parse_pairs", "parse_selection", "parse_times", "pipe", "schema_history",
            "schema_state", "sql"]
 
@@ -107,7 +108,7 @@ class Capture:
 
 
 def pipe(store: Store, command: list[str], name: str, tags: dict[str, str] | None = None,
-         on_snapshot: Callable[[IngestReport], None] | None = None) -> Capture:
+         on_snapshot: Callable[[IngestReport], None] | None = None, durable_each: bool = False) -> Capture:
     """Run ``command`` and store the snapshots of its stdout as they arrive, as run
     ``name``.  Its stderr goes to a temporary file (not memory) and is kept with
     the run however the capture ends, since a failed run is when it matters.  When the
@@ -121,7 +122,8 @@ def pipe(store: Store, command: list[str], name: str, tags: dict[str, str] | Non
         report: IngestReport | None = None
         failure: SnapstoreError | None = None
         try:
-            report = store.ingest_report(process.stdout, name, tags=tags, on_snapshot=on_snapshot, label=label)
+            report = store.ingest_report(process.stdout, name, tags=tags, on_snapshot=on_snapshot, label=label,
+                                         durable_each=durable_each)
         except SnapstoreError as exc:
             failure = exc
         finally:

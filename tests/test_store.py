@@ -156,15 +156,16 @@ def test_sigkill_midway_then_reingest_completes(store_url, tmp_path) -> None:
         pass
     process = start_ingest(store_url, SAMPLE, "killed", tmp_path, pause_after=3)
     assert wait_for_commits(process, 3) == 3
-    process.send_signal(signal.SIGKILL)  # three snapshots committed, the fourth not begun
+    process.send_signal(signal.SIGKILL)  # three snapshots reported committed (their group may hold more)
     process.wait()
     with snapstore.open(store_url) as store:
         run = store.run("killed")
-        assert run.status == "open" and [item.seq for item in run.snapshots()] == [0, 1, 2]
+        kept = [item.seq for item in run.snapshots()]
+        assert run.status == "open" and kept == list(range(len(kept))) and 3 <= len(kept) <= 6
         assert store.verify() == []
         report = store.ingest_report(SAMPLE, name="killed")
         run = store.run("killed")
-        assert (report.added, report.skipped) == (3, 3)
+        assert (report.added, report.skipped) == (6 - len(kept), len(kept))
         assert [item.seq for item in run.snapshots()] == list(range(6))
         assert "".join(snapshot_texts(run)[1:]) == read_text(SAMPLE / "kira.out.gz")
         assert run.status == "complete"

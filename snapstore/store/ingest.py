@@ -12,12 +12,15 @@ import contextlib
 import hashlib
 import itertools
 import os
+import queue
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, Row, select
+from sqlalchemy import Connection, Engine, Row, exists, select
 
 from snapstore import codec, encoding
 from snapstore.errors import (
@@ -50,7 +53,7 @@ from snapstore.store.inputs import resolve, who_and_where
 from snapstore.store.log import append
 from snapstore.store.names import check_name, run_id_of
 from snapstore.store.payloads import ExternalPayloads
-from snapstore.store.records import fetch_record, insert_record
+from snapstore.store.records import fetch_record, insert_records, record_row
 from snapstore.store.schema import record, run, snapshot
 from snapstore.story import RootText, Story, iter_root_texts, open_source
 
@@ -93,6 +96,7 @@ class Ingest:
         self._recorded = False  # whether a pipeline event was written (or found, on a resume)
         self._timed = False  # whether a story with a system time came before
         self._opening: list[Event] = []  # events start() prepared that are not appended yet
+        self._resuming = True  # whether the run held stories when this ingest began
 
     def start(self, source: str, tags: dict[str, str], commands_text: str | None = None,
               inputs: list[dict] | None = None) -> None:
@@ -117,9 +121,12 @@ class Ingest:
         stored = connection.execute(select(snapshot.c.record_hash, snapshot.c.time).where(
             snapshot.c.run_id == self.report.run_id, snapshot.c.seq == seq)).first()
         if stored is not None and stored.record_hash != digest:
-            raise RunConflictError(f"run {self.report.name!r} already holds a different snapshot #{seq}; "
-                             "ingest under another --name")
+            raise self._conflict(seq)
         return stored
+
+    def _conflict(self, seq: int) -> RunConflictError:
+        return RunConflictError(f"run {self.report.name!r} already holds a different snapshot #{seq}; "
+                                "ingest under another --name")
 
     def refuse_another_stream(self, opening: list[tuple[int, RootText]]) -> None:
         """Before anything is written: the stories that open this ingest must be new to the
@@ -128,6 +135,8 @@ class Ingest:
         with self.engine.connect() as connection:
             for seq, root in opening:
                 self._stored(connection, seq, hashlib.sha256(root.text.encode("utf-8")).hexdigest())
+            self._resuming = connection.execute(select(exists().where(
+                snapshot.c.run_id == self.report.run_id))).scalar()
 
     def prepare(self, root: RootText, seq: int) -> _Pending:
         """Storing one story at ``seq``, in order, first half: hash it, look it up, read
@@ -135,7 +144,9 @@ class Ingest:
         data = root.text.encode("utf-8")
         digest = hashlib.sha256(data).hexdigest()
         with self.engine.connect() as connection:
-            stored = self._stored(connection, seq, digest)
+            # a run that held nothing at the start holds nothing of this stream yet (commit
+            # checks again, for a writer that raced this one)
+            stored = self._stored(connection, seq, digest) if self._resuming else None
             known = None if stored is not None else _known_record(connection, digest)
         # Every Log is read: a restarted kira adds its command to the Logs that follow.
         header = root.header()
@@ -146,46 +157,87 @@ class Ingest:
             return _Pending(seq, digest, len(data), pipeline, root_numbers(header), encoding.Done(known), new=False)
         return _Pending(seq, digest, len(data), pipeline, root_numbers(header), self.encoder.submit(data, digest))
 
-    def commit(self, pending: _Pending) -> None:
-        """Second half, in order: store the record and append the events, unless the
-        same text is at ``seq`` already."""
-        seq, digest, text_size = pending.seq, pending.digest, pending.text_size
+    def commit(self, pendings: list[_Pending]) -> None:
+        """Second half, in order and in one transaction: store the records and append the
+        events of the stories not at their ``seq`` already.  A story another stream holds
+        at its ``seq`` is a ``RunConflictError`` raised after the stories before it are
+        committed, as are those before a story whose record or payload fails."""
+        items: list[_Ready] = []
+        failure: BaseException | None = None
+        for pending in pendings:
+            try:
+                items.append(self._ready(pending))
+            except BaseException as exc:  # the stories before it are whole: they are kept
+                failure = exc
+                break
+        if items:
+            self._commit_ready(items)
+        if failure is not None:
+            raise failure
+
+    def _commit_ready(self, items: list[_Ready]) -> None:
+
+        def work(connection: Connection) -> tuple[list[bool], RunConflictError | None]:
+            held = dict(connection.execute(select(snapshot.c.seq, snapshot.c.record_hash).where(
+                snapshot.c.run_id == self.report.run_id,
+                snapshot.c.seq.in_([item.pending.seq for item in items]))).all())
+            skipped: list[bool] = []
+            events: list[Event] = []
+            for item in items:
+                seq = item.pending.seq
+                if seq in held and held[seq] != item.pending.digest:
+                    return self._store(connection, items[:len(skipped)], skipped, events), self._conflict(seq)
+                skipped.append(seq in held)  # resumed, or another writer got here first
+                if seq not in held:
+                    events += item.events
+            return self._store(connection, items, skipped, events), None
+
+        skipped, conflict = with_retries(self.engine, work)
+        if not all(skipped):
+            self._opening = []
+        for item, skip in zip(items, skipped):
+            self.report.partial += item.kind == "partial" and not skip
+            self._count(skip, item.pending.text_size, 0 if item.encoded is None else len(item.encoded.blob))
+        if conflict is not None:
+            raise conflict
+
+    def _ready(self, pending: _Pending) -> _Ready:
+        """A story's record checked and its payload written (before the row naming it), and
+        its events, outside any transaction."""
         if pending.stored is not None:
             self._timed = self._timed or pending.stored.time is not None
-            self._count(True, text_size, 0)
-            return
+            return _Ready(pending, None, [], None, None, "stored")
         assert pending.encoded is not None  # every story not stored yet has an encoding under way
         encoded: encoding.Encoded = pending.encoded.result()
         if not encoded.faithful:
             raise CorruptRecordError(
-                f"run {self.report.name!r} snapshot #{seq}: its record would not decode to its text, so it was not "
-                "stored (a snapstore bug: please report it with the input)")
+                f"run {self.report.name!r} snapshot #{pending.seq}: its record would not decode to its text, so it "
+                "was not stored (a snapstore bug: please report it with the input)")
         location = None
-        if pending.new and self.payloads:  # its bytes go to the payload storage now, before the row naming them
-            location = self.payloads.put(digest, encoded.blob)
+        if pending.new and self.payloads:
+            location = self.payloads.put(pending.digest, encoded.blob)
         summary = encoded.summary
         kind = self._kind(summary)
+        events: list[Event] = [pending.pipeline] if pending.pipeline is not None else []
+        events.append(SnapshotAppended(seq=pending.seq, record=pending.digest, kind=kind, time=summary.time,
+                                       n_particles=summary.n_particles, text_size=pending.text_size,
+                                       stored_size=len(encoded.blob)))
         measured = {**pending.numbers, **encoded.counts} if kind == "snapshot" else None
-        batch: list[Event] = [pending.pipeline] if pending.pipeline is not None else []
-        batch.append(SnapshotAppended(seq=seq, record=digest, kind=kind, time=summary.time,
-                                      n_particles=summary.n_particles, text_size=text_size,
-                                      stored_size=len(encoded.blob)))
+        return _Ready(pending, encoded, events, location, measured, kind)
 
-        def work(connection: Connection) -> bool:
-            if self._stored(connection, seq, digest) is not None:  # another writer got here first
-                return True
-            if pending.new:
-                insert_record(connection, digest, codec.CODEC_NAME, text_size, encoded.blob, location)
-            append(connection, self.report.run_id, self._opened(connection) + batch)
-            if measured is not None:
-                observations.record(connection, self.report.run_id, seq, summary.time, measured)
-            return False
-
-        skipped = with_retries(self.engine, work)
-        if not skipped:
-            self._opening = []
-        self.report.partial += kind == "partial" and not skipped
-        self._count(skipped, text_size, len(encoded.blob))
+    def _store(self, connection: Connection, items: list[_Ready], skipped: list[bool],
+               events: list[Event]) -> list[bool]:
+        """Write what ``items`` hold that is not ``skipped``: records, events, observables."""
+        new = [item for item, skip in zip(items, skipped) if not skip]
+        insert_records(connection, [record_row(item.pending.digest, codec.CODEC_NAME, item.pending.text_size,
+                                               item.encoded.blob, item.location)
+                                    for item in new if item.pending.new and item.encoded is not None])
+        if events:
+            append(connection, self.report.run_id, self._opened(connection) + events)
+        observations.record(connection, self.report.run_id, [
+            (item.pending.seq, item.encoded.summary.time, item.measured)
+            for item in new if item.measured is not None and item.encoded is not None])
+        return skipped
 
     def _count(self, skipped: bool, text_size: int, stored_size: int) -> None:
         if skipped:
@@ -254,6 +306,19 @@ class _Pending:
     stored: Row | None = None  # the row already at seq (a resumed ingest)
 
 
+@dataclass
+class _Ready:
+    """A story between its encoding and its transaction: its events, where its payload
+    went, its measured numbers (whole snapshots) and its kind (``stored`` when resumed)."""
+
+    pending: _Pending
+    encoded: encoding.Encoded | None
+    events: list[Event]
+    location: str | None
+    measured: dict | None
+    kind: str
+
+
 def _known_record(connection: Connection, digest: str) -> encoding.Encoded | None:
     """A record the store already holds under ``digest`` (the same text in another run,
     such as shared initial conditions): it is reused, not encoded or written again."""
@@ -267,12 +332,13 @@ def ingest(engine: Engine, source, *, name: str | None = None, initial=None, tag
            commands: str | os.PathLike | None = None,
            on_snapshot: Callable[[IngestReport], None] | None = None,
            payloads: ExternalPayloads | None = None, label: str | None = None, check: bool = True,
-           ahead: bool = True) -> IngestReport:
+           ahead: bool = True, durable_each: bool = False) -> IngestReport:
     """Stream ``source`` into the store as run ``name``; see ``Store.ingest``.
     ``label`` names the source in messages and provenance (default: its path);
     ``check`` decodes each new record and compares it with its text before storing it;
     ``ahead`` lets a worker process encode the stories of a large stream while this
-    process commits (see ``encoding``)."""
+    process commits (see ``encoding``); ``durable_each`` commits each story alone, where
+    by default they are committed in groups (``BATCH_SECONDS``)."""
     inputs = resolve(source, name, initial, commands, label)
     job = Ingest(engine, inputs.name, on_snapshot, payloads, check, ahead)
     with open_source(inputs.stream) as reader:  # type: ignore[arg-type]
@@ -286,7 +352,7 @@ def ingest(engine: Engine, source, *, name: str | None = None, initial=None, tag
         job.start(inputs.location, dict(tags or {}), inputs.commands_text, inputs.entries)
         stories = itertools.chain(opening, enumerate(roots, start=2))
         try:
-            _commit_in_order(job, stories)
+            _commit_in_order(job, stories, live=not _regular_file(inputs.stream), durable_each=durable_each)
         except BaseException as exc:
             message = str(exc) if isinstance(exc, SnapstoreError) else f"{type(exc).__name__}: {exc}"
             with contextlib.suppress(Exception):  # the original error is the one to report
@@ -295,6 +361,11 @@ def ingest(engine: Engine, source, *, name: str | None = None, initial=None, tag
         digest = reader.sha256.hexdigest()
     job.finish(inputs.location, True, digest, None, reader.size)
     return job.report
+
+
+def _regular_file(stream) -> bool:
+    """Whether a stream is a file on disk (read as fast as it can be), not a pipe or stdin."""
+    return isinstance(stream, (str, os.PathLike)) and str(stream) != "-" and Path(stream).is_file()
 
 
 def _suggested_name(stream, given: str | None, name: str) -> str:
@@ -306,19 +377,55 @@ def _suggested_name(stream, given: str | None, name: str) -> str:
     return f", such as --name {folder.parent.name}-{folder.name}"
 
 
-def _commit_in_order(job: Ingest, stories: Iterator[tuple[int, RootText]]) -> None:
-    """Prepare each story as it is read and commit them in order, holding at most a few
-    back while the encoder works ahead; the stories read before bad input are kept."""
+# Group commit: stories are committed together, at most this many, this much text, or
+# this long after the first of them was ready, whichever comes first.  A killed ingest loses
+# at most its uncommitted stories, which a resume reads again from the source.
+BATCH_STORIES = 256
+BATCH_BYTES = 16 << 20
+BATCH_SECONDS = 0.05
+
+
+def _commit_in_order(job: Ingest, stories: Iterator[tuple[int, RootText]], live: bool = False,
+                     durable_each: bool = False) -> None:
+    """Prepare each story as it is read and commit them in order and in groups, holding a
+    few back while the encoder works ahead; the stories read before bad input are kept.
+    A ``live`` source (a pipe, stdin) is read in a thread, so that stories waiting for
+    the next one are committed at ``BATCH_SECONDS`` however long the source is silent;
+    ``durable_each`` commits each story alone."""
     pending: deque[_Pending] = deque()
+    ready: list[_Pending] = []
+    since = 0.0  # when the first of ``ready`` was
 
     def settle(everything: bool) -> None:
+        nonlocal since
         while pending and (everything or pending[0].encoded is None or pending[0].encoded.done()
                            or len(pending) > encoding.AHEAD + 1):
-            job.commit(pending.popleft())
+            if not ready:
+                since = time.monotonic()
+            ready.append(pending.popleft())
+        if ready and (everything or durable_each or len(ready) >= BATCH_STORIES
+                      or sum(item.text_size for item in ready) >= BATCH_BYTES
+                      or time.monotonic() - since >= BATCH_SECONDS):
+            batch = ready[:1] if durable_each else list(ready)
+            del ready[:len(batch)]
+            job.commit(batch)
+            if ready:
+                settle(everything)
 
+    def wait() -> float | None:
+        """How long the next story may take before what is held is committed."""
+        if not pending and not ready:
+            return None
+        return max(0.0, BATCH_SECONDS - (time.monotonic() - since)) if ready else BATCH_SECONDS
+
+    source = _ReadAhead(stories) if live else None
     while True:
         try:
-            seq, root = next(stories)
+            story = next(stories) if source is None else source.next(wait())
+            if story is None:  # the source is quiet: what is held goes in now
+                settle(True)
+                continue
+            seq, root = story
         except StopIteration:
             break
         except BaseException:
@@ -327,3 +434,35 @@ def _commit_in_order(job: Ingest, stories: Iterator[tuple[int, RootText]]) -> No
         pending.append(job.prepare(root, seq))
         settle(False)
     settle(True)
+
+
+class _ReadAhead:
+    """Stories read by a thread into a short queue, so that waiting for the next has a timeout."""
+
+    _END = object()
+
+    def __init__(self, stories: Iterator[tuple[int, RootText]]) -> None:
+        self._queue: queue.Queue = queue.Queue(maxsize=16)
+        threading.Thread(target=self._read, args=(stories,), daemon=True).start()
+
+    def _read(self, stories: Iterator[tuple[int, RootText]]) -> None:
+        try:
+            for item in stories:
+                self._queue.put(item)
+        except BaseException as exc:  # the reader's error is the ingest's, raised where it reads
+            self._queue.put(exc)
+            return
+        self._queue.put(self._END)
+
+    def next(self, timeout: float | None) -> tuple[int, RootText] | None:
+        """The next story; None if none came within ``timeout`` seconds."""
+        try:
+            item = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if item is self._END:
+            self._queue.put(item)
+            raise StopIteration
+        if isinstance(item, BaseException):
+            raise item
+        return item

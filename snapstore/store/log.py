@@ -43,9 +43,7 @@ def append(connection: Connection, run_id: str, events: list[Event]) -> None:
     version = connection.execute(
         select(func.coalesce(func.max(event.c.version), 0)).where(event.c.run_id == run_id)
     ).scalar_one()
-    for item in events:
-        version += 1
-        recorded = now()
-        connection.execute(insert(event).values(
-            run_id=run_id, version=version, type=item.type, recorded_at=recorded, payload=item.payload()))
-        projections.apply(connection, run_id, item, recorded)
+    rows = [{"run_id": run_id, "version": version + number, "type": item.type, "recorded_at": now(),
+             "payload": item.payload()} for number, item in enumerate(events, start=1)]
+    connection.execute(insert(event), rows)  # one multi-row insert
+    projections.apply_all(connection, run_id, [(item, row["recorded_at"]) for item, row in zip(events, rows)])

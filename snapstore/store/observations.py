@@ -55,19 +55,32 @@ def _by_kira(values: dict[str, Value]) -> bool:
     return "initial_etot" in values
 
 
-def first_energy(connection: Connection, run_id: str, before: int) -> float | None:
-    """The total energy of the run's first snapshot kira wrote, before ``before``."""
+def first_energy(connection: Connection, run_id: str, before: int) -> tuple[int, float] | None:
+    """The seq and total energy of the run's first snapshot kira wrote, before ``before``."""
     kira = select(observable.c.seq).where(observable.c.run_id == run_id, observable.c.key == "initial_etot")
-    return connection.execute(
-        select(observable.c.value).where(observable.c.run_id == run_id, observable.c.key == "total_energy",
-                                         observable.c.idx == 0, observable.c.seq < before,
-                                         observable.c.seq.in_(kira))
-        .order_by(observable.c.seq).limit(1)).scalar()
+    first = connection.execute(
+        select(observable.c.seq, observable.c.value).where(
+            observable.c.run_id == run_id, observable.c.key == "total_energy", observable.c.idx == 0,
+            observable.c.seq < before, observable.c.seq.in_(kira))
+        .order_by(observable.c.seq).limit(1)).first()
+    return None if first is None else (first.seq, first.value)
 
 
-def record(connection: Connection, run_id: str, seq: int, time: float | None, values: dict[str, Value]) -> None:
-    """Write the rows of a snapshot appended in this transaction."""
-    found = rows(run_id, seq, time, values, first_energy(connection, run_id, seq))
+def record(connection: Connection, run_id: str, snapshots: list[tuple[int, float | None, dict[str, Value]]]) -> None:
+    """Write the rows of snapshots (seq, time, values) appended in this transaction, in
+    seq order, in one multi-row insert.  Each error is measured from the run's first
+    snapshot kira wrote before it, stored already or in this group."""
+    if not snapshots:
+        return
+    stored = first_energy(connection, run_id, snapshots[-1][0])  # (seq, energy), or None
+    ours: tuple[int, float] | None = None  # the first of this group's
+    found = []
+    for seq, time, values in snapshots:
+        earlier = [first for first in (stored, ours) if first is not None and first[0] < seq]
+        found += rows(run_id, seq, time, values, min(earlier)[1] if earlier else None)
+        total = values.get("total_energy")
+        if ours is None and _by_kira(values) and isinstance(total, float):
+            ours = (seq, total)
     if found:
         connection.execute(insert(observable), found)
 

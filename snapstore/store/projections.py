@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 
 from snapstore.store.events import (
     Event,
@@ -40,6 +41,18 @@ def apply(connection: Connection, run_id: str, item: Event, recorded_at: str) ->
     handler = _HANDLERS.get(type(item))
     if handler is not None:
         handler(connection, run_id, item, recorded_at)
+
+
+def apply_all(connection: Connection, run_id: str, items: list[tuple[Event, str]]) -> None:
+    """Fold events of one run in order, each with its time; a run of ``snapshot_appended``
+    goes in together."""
+    for appended, group in itertools.groupby(items, key=lambda pair: isinstance(pair[0], SnapshotAppended)):
+        events = list(group)
+        if appended:
+            snapshots_appended(connection, run_id, [item for item, _ in events])  # type: ignore[misc]
+        else:
+            for item, recorded_at in events:
+                apply(connection, run_id, item, recorded_at)
 
 
 def _run_started(connection: Connection, run_id: str, item: RunStarted, recorded_at: str) -> None:
@@ -88,31 +101,35 @@ def _number(value: str) -> float | None:
 
 
 def _snapshot_appended(connection: Connection, run_id: str, item: SnapshotAppended, recorded_at: str) -> None:
-    connection.execute(insert(snapshot).values(
-        run_id=run_id, seq=item.seq, time=item.time, n_particles=item.n_particles,
-        record_hash=item.record, text_size=item.text_size, kind=item.kind))
+    snapshots_appended(connection, run_id, [item])
+
+
+def snapshots_appended(connection: Connection, run_id: str, items: list[SnapshotAppended]) -> None:
+    """Fold stories appended in order into ``snapshot`` (one multi-row insert) and the
+    run's counts, bytes and times (one update)."""
+    lowest = connection.execute(select(func.min(snapshot.c.seq)).where(
+        snapshot.c.run_id == run_id, snapshot.c.kind == "snapshot")).scalar()  # the first whole snapshot so far
+    connection.execute(insert(snapshot), [
+        {"run_id": run_id, "seq": item.seq, "time": item.time, "n_particles": item.n_particles,
+         "record_hash": item.record, "text_size": item.text_size, "kind": item.kind} for item in items])
     current = connection.execute(select(run).where(run.c.id == run_id)).one()
-    values = {"text_bytes": current.text_bytes + item.text_size,
-              "stored_bytes": current.stored_bytes + item.stored_size}
-    if item.kind == "snapshot":  # partial stories count for the bytes only
-        time, first = item.time, item.seq < _first_seq(connection, run_id, item.seq)
-        values.update(
-            n_snapshots=current.n_snapshots + 1,
-            t_first=time if current.t_first is None or first else current.t_first,
-            t_last=time if current.t_last is None or (time is not None and time > current.t_last)
-            else current.t_last)
-        if current.n_particles is None or first:
+    values = {name: getattr(current, name) for name in
+              ("text_bytes", "stored_bytes", "n_snapshots", "t_first", "t_last", "n_particles")}
+    for item in items:
+        values["text_bytes"] += item.text_size
+        values["stored_bytes"] += item.stored_size
+        if item.kind != "snapshot":  # partial stories count for the bytes only
+            continue
+        time, first = item.time, lowest is None or item.seq < lowest
+        values["n_snapshots"] += 1
+        if values["t_first"] is None or first:
+            values["t_first"] = time
+        if values["t_last"] is None or (time is not None and time > values["t_last"]):
+            values["t_last"] = time
+        if values["n_particles"] is None or first:
             values["n_particles"] = item.n_particles
+        lowest = item.seq if lowest is None else min(lowest, item.seq)
     connection.execute(update(run).where(run.c.id == run_id).values(**values))
-
-
-def _first_seq(connection: Connection, run_id: str, seq: int) -> int:
-    """The lowest sequence number of the run's other whole snapshots."""
-    lowest = connection.execute(
-        select(snapshot.c.seq).where(snapshot.c.run_id == run_id, snapshot.c.seq != seq,
-                                     snapshot.c.kind == "snapshot")
-        .order_by(snapshot.c.seq).limit(1)).scalar()
-    return seq + 1 if lowest is None else lowest
 
 
 def _ingest_finished(connection: Connection, run_id: str, item: IngestFinished, recorded_at: str) -> None:

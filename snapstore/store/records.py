@@ -24,10 +24,21 @@ def insert_record(connection: Connection, record_hash: str, codec_name: str, tex
                   location: str | None = None) -> None:
     """Add a record row for ``data`` (kept at ``location`` instead of in the row, when given);
     one already stored under the same hash is left as it is."""
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    values = {"hash": record_hash, "codec": codec_name, "text_size": text_size, "stored_size": len(data),
-              "location": location, "data": b"" if location else data}
-    connection.execute(dialect.insert(record).values(**values).on_conflict_do_nothing(index_elements=["hash"]))
+    insert_records(connection, [record_row(record_hash, codec_name, text_size, data, location)])
+
+
+def record_row(record_hash: str, codec_name: str, text_size: int, data: bytes, location: str | None = None) -> dict:
+    """The row ``insert_records`` writes for a record (its bytes at ``location`` when given)."""
+    return {"hash": record_hash, "codec": codec_name, "text_size": text_size, "stored_size": len(data),
+            "location": location, "data": b"" if location else data}
+
+
+def insert_records(connection: Connection, rows: list[dict]) -> None:
+    """Add record rows (``record_row``) in one multi-row insert; a hash stored already is
+    left as it is."""
+    if rows:
+        dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+        connection.execute(dialect.insert(record).on_conflict_do_nothing(index_elements=["hash"]), rows)
 
 
 def _payload(row, record_hash: str) -> bytes:
