@@ -135,6 +135,41 @@ def ingest_speed(results: dict, workdir: Path) -> None:
     results["ingest_profile"] = out.getvalue().splitlines()[-14:]
 
 
+def small_stories(results: dict, workdir: Path, big: bool) -> None:
+    """kira -D x1 and -D b streams: thousands of small stories, where each story's fixed
+    price (its commit, statements, record) shows.  Ingest speed and store size against
+    gzip -6 of the same text (best of 3)."""
+    variants = CORPUS.parent / "starlab-variants"
+    streams = [variants / "x1_formatted" / "kira.out.gz", variants / "Db_stream" / "kira.out.gz"]
+    if big:
+        streams.append(CORPUS.parent / "starlab-scale" / "x1_formatted_big")
+    for path in [p for p in streams if p.exists()]:
+        _small_stream(results, workdir, path, 1 if big else 3)
+
+
+def _small_stream(results: dict, workdir: Path, path: Path, repeat: int) -> None:
+    label = path.parent.name if path.name.startswith("kira") else path.name
+    data = gzip.open(path).read() if path.suffix == ".gz" else path.read_bytes()
+    stories = sum(1 for _ in roots_of(path))
+    gzip_seconds = best(lambda: gzip.compress(data, 6), repeat)
+    gzipped = len(gzip.compress(data, 6))
+    entry = {"stories": stories, "text_bytes": len(data), "gzip6_bytes": gzipped, "gzip6_seconds": gzip_seconds}
+
+    def ingest_once() -> None:
+        store_path = workdir / f"{label}-{uuid.uuid4().hex[:6]}.db"
+        with snapstore.open(str(store_path)) as store:
+            store.ingest(path, name=label)
+            entry["record_bytes"] = store.stats()["record_bytes"]
+        entry["file_bytes"] = store_path.stat().st_size
+
+    entry["seconds"] = best(ingest_once, repeat)
+    results.setdefault("small_stories", {})[label] = entry
+    report(f"{label}: ingest, stories/s vs gzip -6 (same text)", stories / entry["seconds"], stories / gzip_seconds,
+           "story/s", ">= 4000/s")
+    report(f"{label}: records vs gzip -6", entry["record_bytes"], gzipped, "bytes", "<= 1x", False)
+    report(f"{label}: SQLite file vs gzip -6", entry["file_bytes"], gzipped, "bytes", "<= 1x", False)
+
+
 def _baseline_dynamics(folder: Path) -> np.ndarray:
     """What a user does without snapstore: parse the gzipped run, then place each snapshot's stars."""
     frames = [baseline.particle_array(s) for s in baseline.from_buf(
@@ -357,6 +392,9 @@ def main() -> None:
     parser.add_argument("--json", default="bench-results.json", help="where to write the results")
     parser.add_argument("--pg", default=None, help="PostgreSQL admin URL (creates and drops its own databases)")
     parser.add_argument("--corpus", type=Path, default=CORPUS)
+    parser.add_argument("--small-stories", action="store_true",
+                        help="only the kira -D x1 / -D b streams (with --big, starlab-scale's 232,083 stories too)")
+    parser.add_argument("--big", action="store_true", help="with --small-stories: the stream of starlab-scale")
     args = parser.parse_args()
     globals()["CORPUS"] = args.corpus
     if not CORPUS.is_dir():
@@ -366,7 +404,12 @@ def main() -> None:
     print(f"{'figure':58s} {'snapstore':>12s} {'baseline':>12s} {'unit':8s} {'ratio':>9s}")
     with tempfile.TemporaryDirectory() as folder:
         workdir = Path(folder)
+        if args.small_stories:
+            small_stories(results, workdir, args.big)
+            Path(args.json).write_text(json.dumps({**results, "table": ROWS}, indent=2, default=float))
+            return
         sizes(results)
+        small_stories(results, workdir, False) if not args.smoke else None
         ingest_speed(results, workdir) if not args.quick else None
         reads(results, workdir)
         text_speed(results, workdir) if not args.smoke else None
