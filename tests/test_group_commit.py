@@ -101,3 +101,22 @@ def test_a_resume_that_adds_the_initial_conditions_measures_errors_from_the_firs
         assert store.verify() == []
         errors = store.run("run").timeseries(["energy_error"])["energy_error"]
         assert errors[1] == 0 and all(abs(value) < 1e-3 for value in errors[2:])
+
+
+def test_a_live_ingest_that_stops_early_lets_its_reading_thread_go(store_url) -> None:
+    import io
+    import threading
+
+    stories = [root.text for root in roots_of(SAMPLE / "kira.out.gz")]
+    with snapstore.open(store_url) as store:
+        store.ingest(SAMPLE / "kira.out.gz", name="run")
+        before = threading.active_count()
+        # the same stream, then another story at the last place, then many more: a conflict mid-stream
+        other = stories[:-1] + [stories[0]] + stories * 10
+        with pytest.raises(snapstore.RunConflictError, match="already holds a different snapshot"):
+            store.ingest(io.BytesIO("".join(other).encode()), name="run")  # a file object: read in a thread
+        deadline = time.monotonic() + 30
+        while threading.active_count() > before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert threading.active_count() == before
+        assert len(store.run("run").stories()) == len(stories) and store.verify() == []

@@ -419,21 +419,25 @@ def _commit_in_order(job: Ingest, stories: Iterator[tuple[int, RootText]], live:
         return max(0.0, BATCH_SECONDS - (time.monotonic() - since)) if ready else BATCH_SECONDS
 
     source = _ReadAhead(stories) if live else None
-    while True:
-        try:
-            story = next(stories) if source is None else source.next(wait())
-            if story is None:  # the source is quiet: what is held goes in now
-                settle(True)
-                continue
-            seq, root = story
-        except StopIteration:
-            break
-        except BaseException:
-            settle(True)  # the stories read before bad input are whole: they are kept
-            raise
-        pending.append(job.prepare(root, seq))
-        settle(False)
-    settle(True)
+    try:
+        while True:
+            try:
+                story = next(stories) if source is None else source.next(wait())
+                if story is None:  # the source is quiet: what is held goes in now
+                    settle(True)
+                    continue
+                seq, root = story
+            except StopIteration:
+                break
+            except BaseException:
+                settle(True)  # the stories read before bad input are whole: they are kept
+                raise
+            pending.append(job.prepare(root, seq))
+            settle(False)
+        settle(True)
+    finally:
+        if source is not None:
+            source.close()
 
 
 class _ReadAhead:
@@ -443,16 +447,28 @@ class _ReadAhead:
 
     def __init__(self, stories: Iterator[tuple[int, RootText]]) -> None:
         self._queue: queue.Queue = queue.Queue(maxsize=16)
+        self._closed = threading.Event()
         threading.Thread(target=self._read, args=(stories,), daemon=True).start()
 
     def _read(self, stories: Iterator[tuple[int, RootText]]) -> None:
         try:
             for item in stories:
                 self._queue.put(item)
+                if self._closed.is_set():
+                    return
         except BaseException as exc:  # the reader's error is the ingest's, raised where it reads
             self._queue.put(exc)
             return
         self._queue.put(self._END)
+
+    def close(self) -> None:
+        """Let the thread go: an ingest that stopped early reads no further."""
+        self._closed.set()
+        while True:  # a put waiting on a full queue returns, and the thread sees it is closed
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                return
 
     def next(self, timeout: float | None) -> tuple[int, RootText] | None:
         """The next story; None if none came within ``timeout`` seconds."""
