@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from snapstore.errors import InvalidArgumentError, SnapstoreError
+from snapstore.errors import InvalidArgumentError, SnapstoreError, first_line
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
@@ -525,9 +525,8 @@ def db_history(db: str | None = DB) -> None:
 def _one_line(exc: BaseException) -> str:
     dbapi = sys.modules.get("sqlalchemy.exc")
     if dbapi is not None and isinstance(exc, dbapi.DBAPIError) and exc.orig is not None:
-        return f"database error: {str(exc.orig).strip().splitlines()[0]}"
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+        return f"database error: {first_line(exc.orig)}"
+    return first_line(exc)
 
 
 def main() -> None:

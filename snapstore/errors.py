@@ -9,6 +9,12 @@ or ``SnapstoreError`` for anything snapstore raised on purpose.
 from __future__ import annotations
 
 
+def first_line(exc: object) -> str:
+    """An error's message as one line: its first, or its type's name when it says nothing."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class SnapstoreError(Exception):
     """Base class for every error snapstore raises on purpose."""
 

@@ -16,7 +16,7 @@ from sqlalchemy import Engine, inspect, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
-from snapstore.errors import SchemaError, StoreAccessError
+from snapstore.errors import SchemaError, StoreAccessError, first_line
 from snapstore.store.backend import masked, write_transaction
 from snapstore.store.schema import SCHEMA_REVISION
 
@@ -90,8 +90,7 @@ def run_alembic(engine: Engine, operation: str, revision: str = "head") -> None:
             config.attributes["connection"] = connection
             getattr(command, operation)(config, revision)
     except CommandError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SchemaError(f"{masked(engine.url)}: cannot {operation} to {revision!r}: {first}") from None
+        raise SchemaError(f"{masked(engine.url)}: cannot {operation} to {revision!r}: {first_line(exc)}") from None
 
 
 def ensure_current(engine: Engine, create: bool = True) -> None:

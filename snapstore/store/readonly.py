@@ -24,7 +24,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
-from snapstore.errors import QueryError, StoreAccessError
+from snapstore.errors import QueryError, StoreAccessError, first_line
 from snapstore.store.backend import masked
 
 TIMEOUT = 60.0  # seconds a query may run unless the caller says otherwise
@@ -195,7 +195,7 @@ def _checked(url: URL, source: str) -> Engine:
                 _ROLE_RIGHTS, {"server_roles": list(_SERVER_ROLES)}).one()
     except DBAPIError as exc:
         engine.dispose()
-        raise _CannotLogIn(f"{source} cannot log in ({_first_line(exc.orig)})") from None
+        raise _CannotLogIn(f"{source} cannot log in ({first_line(exc.orig)})") from None
     if not store:
         engine.dispose()
         raise StoreAccessError(f"no snapstore store at {masked(url)}")
@@ -211,11 +211,7 @@ def _checked(url: URL, source: str) -> Engine:
     raise _MayWrite(f"{role}, which {why}")
 
 
-def _first_line(exc: object) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-
-
 def _pg_failure(exc: object, timeout: float) -> str:
     if getattr(exc, "sqlstate", None) == "57014":  # query_canceled: statement_timeout
         return f"the query was stopped at its time limit of {timeout:g} s (--timeout)"
-    return f"query refused or failed: {_first_line(exc)}"
+    return f"query refused or failed: {first_line(exc)}"
