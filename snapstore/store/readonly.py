@@ -196,16 +196,15 @@ def _checked(url: URL, source: str) -> Engine:
     except DBAPIError as exc:
         engine.dispose()
         raise _CannotLogIn(f"{source} cannot log in ({first_line(exc.orig)})") from None
-    if not store:
-        engine.dispose()
-        raise StoreAccessError(f"no snapstore store at {masked(url)}")
     why = ("is a superuser or may manage roles" if privileged
            else f"is a member of {', '.join(server_roles)}" if server_roles
            else f"may change the tables {', '.join(writable)}" if writable
-           else None if readable else "may not read the store's tables")
-    if why is None:
+           else None)
+    if store and readable and why is None:
         return engine
     engine.dispose()
+    if not store:
+        raise StoreAccessError(f"no snapstore store at {masked(url)}")
     if not readable:
         raise QueryError(f"{role} may not read the store's tables: {_GRANT}")
     raise _MayWrite(f"{role}, which {why}")
