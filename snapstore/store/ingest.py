@@ -113,8 +113,8 @@ class Ingest:
         """The opening events still to append, led by ``run_started`` for a new run."""
         if not self._opening:
             return []
-        exists = connection.execute(select(run.c.id).where(run.c.id == self.report.run_id)).first() is not None
-        return ([] if exists else [RunStarted(name=self.report.name)]) + self._opening
+        known = connection.execute(select(exists().where(run.c.id == self.report.run_id))).scalar()
+        return ([] if known else [RunStarted(name=self.report.name)]) + self._opening
 
     def _stored(self, connection: Connection, seq: int, digest: str) -> Row | None:
         """The row already at ``seq`` if it holds this text; a different text there is a conflict."""
@@ -186,11 +186,13 @@ class Ingest:
             for item in items:
                 seq = item.pending.seq
                 if seq in held and held[seq] != item.pending.digest:
-                    return self._store(connection, items[:len(skipped)], skipped, events), self._conflict(seq)
+                    self._store(connection, items[:len(skipped)], skipped, events)
+                    return skipped, self._conflict(seq)
                 skipped.append(seq in held)  # resumed, or another writer got here first
                 if seq not in held:
                     events += item.events
-            return self._store(connection, items, skipped, events), None
+            self._store(connection, items, skipped, events)
+            return skipped, None
 
         skipped, conflict = with_retries(self.engine, work)
         if not all(skipped):
@@ -226,7 +228,7 @@ class Ingest:
         return _Ready(pending, encoded, events, location, measured, kind)
 
     def _store(self, connection: Connection, items: list[_Ready], skipped: list[bool],
-               events: list[Event]) -> list[bool]:
+               events: list[Event]) -> None:
         """Write what ``items`` hold that is not ``skipped``: records, events, observables."""
         new = [item for item, skip in zip(items, skipped) if not skip]
         insert_records(connection, [record_row(item.pending.digest, codec.CODEC_NAME, item.pending.text_size,
@@ -237,7 +239,6 @@ class Ingest:
         observations.record(connection, self.report.run_id, [
             (item.pending.seq, item.encoded.summary.time, item.measured)
             for item in new if item.measured is not None and item.encoded is not None])
-        return skipped
 
     def _count(self, skipped: bool, text_size: int, stored_size: int) -> None:
         if skipped:
@@ -395,22 +396,22 @@ def _commit_in_order(job: Ingest, stories: Iterator[tuple[int, RootText]], live:
     pending: deque[_Pending] = deque()
     ready: list[_Pending] = []
     since = 0.0  # when the first of ``ready`` was
+    held = 0  # the text bytes of ``ready``
 
     def settle(everything: bool) -> None:
-        nonlocal since
+        nonlocal since, held
         while pending and (everything or pending[0].encoded is None or pending[0].encoded.done()
                            or len(pending) > encoding.AHEAD + 1):
             if not ready:
                 since = time.monotonic()
             ready.append(pending.popleft())
-        if ready and (everything or durable_each or len(ready) >= BATCH_STORIES
-                      or sum(item.text_size for item in ready) >= BATCH_BYTES
-                      or time.monotonic() - since >= BATCH_SECONDS):
+            held += ready[-1].text_size
+        while ready and (everything or durable_each or len(ready) >= BATCH_STORIES or held >= BATCH_BYTES
+                         or time.monotonic() - since >= BATCH_SECONDS):
             batch = ready[:1] if durable_each else list(ready)
             del ready[:len(batch)]
+            held -= sum(item.text_size for item in batch)
             job.commit(batch)
-            if ready:
-                settle(everything)
 
     def wait() -> float | None:
         """How long the next story may take before what is held is committed."""
