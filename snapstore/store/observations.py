@@ -55,6 +55,12 @@ def _by_kira(values: dict[str, Value]) -> bool:
     return "initial_etot" in values
 
 
+def _kira_energy(values: dict[str, Value]) -> float | None:
+    """The total energy of a snapshot kira wrote, the one a run's errors are measured from."""
+    total = values.get("total_energy")
+    return total if _by_kira(values) and isinstance(total, float) else None
+
+
 def first_energy(connection: Connection, run_id: str, before: int) -> tuple[int, float] | None:
     """The seq and total energy of the run's first snapshot kira wrote, before ``before``."""
     kira = select(observable.c.seq).where(observable.c.run_id == run_id, observable.c.key == "initial_etot")
@@ -78,9 +84,9 @@ def record(connection: Connection, run_id: str, snapshots: list[tuple[int, float
     for seq, time, values in snapshots:
         earlier = [first for first in (stored, ours) if first is not None and first[0] < seq]
         found += rows(run_id, seq, time, values, min(earlier)[1] if earlier else None)
-        total = values.get("total_energy")
-        if ours is None and _by_kira(values) and isinstance(total, float):
-            ours = (seq, total)
+        energy = _kira_energy(values)
+        if ours is None and energy is not None:
+            ours = (seq, energy)
     if found:
         connection.execute(insert(observable), found)
 
@@ -98,9 +104,7 @@ def measured(connection: Connection, snapshots: Iterable) -> Iterator[list[dict]
             yield None
             continue
         found = rows(item.run_id, item.seq, item.time, values, energy)
-        total = values.get("total_energy")
-        if energy is None and _by_kira(values) and isinstance(total, float):
-            energy = total
+        energy = energy if energy is not None else _kira_energy(values)
         yield found
 
 
