@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import os
 import shlex
 import signal
@@ -87,16 +88,13 @@ def parse_times(text: str | None) -> tuple[float, float] | float | None:
     low, sep, high = text.partition(":")
     try:
         if not sep:
-            return _finite(float(low))
+            if not math.isfinite(float(low)):
+                raise ValueError
+            return float(low)
         return (float(low) if low.strip() else float("-inf"), float(high) if high.strip() else float("inf"))
     except ValueError:
         raise InvalidArgumentError(f"time {text!r} is not T or LOW:HIGH, such as 4.5, 2:5 or 10:") from None
 
-
-def _finite(number: float) -> float:
-    if number != number or number in (float("inf"), float("-inf")):
-        raise ValueError
-    return number
 
 
 @dataclass

@@ -48,14 +48,18 @@ class RunInputs:
 _STREAMS = ("kira.out.gz", "kira.out")
 
 
+def _stream_in(folder: Path) -> Path | None:
+    return next((folder / name for name in _STREAMS if (folder / name).exists()), None)
+
+
 def _stream_of(folder: Path) -> Path:
     """A run folder's kira stream; a folder without one is an ``InvalidArgumentError``
     saying what it holds instead (run folders below it, or its first entries)."""
-    stream = next((folder / name for name in _STREAMS if (folder / name).exists()), None)
+    stream = _stream_in(folder)
     if stream is not None:
         return stream
     entries = sorted(folder.iterdir())
-    runs = [entry for entry in entries if entry.is_dir() and any((entry / name).exists() for name in _STREAMS)]
+    runs = [entry for entry in entries if entry.is_dir() and _stream_in(entry) is not None]
     holds = (f"{len(runs)} run folder{'s' if len(runs) > 1 else ''}: {folder / '*'}{os.sep}" if runs
              else "nothing" if not entries
              else ", ".join(entry.name for entry in entries[:5]) + (", ..." if len(entries) > 5 else ""))
