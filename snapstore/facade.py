@@ -11,6 +11,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
+from snapstore.codec.pack import Stored
 from snapstore.errors import StoreAccessError
 from snapstore.store import catalog, diagnostics, lifecycle, projections
 from snapstore.store.backend import describe_db_error, make_engine, masked, resolve_url, with_retries
@@ -192,8 +193,8 @@ class Store:
             raise StoreAccessError(describe_db_error(exc, self.url)) from None
 
     @_database_errors
-    def record_bytes(self, record_hash: str) -> bytes:
-        """One stored record, as it is stored."""
+    def record_bytes(self, record_hash: str) -> Stored:
+        """One stored record, as it is stored (a story kept in a pack: its place in the pack's record)."""
         return read_record(self.engine, record_hash)
 
     @_database_errors
@@ -208,7 +209,7 @@ class Store:
                                                                    data))
 
     @_database_errors
-    def records(self, hashes: list[str]) -> dict[str, bytes]:
+    def records(self, hashes: list[str]) -> dict[str, Stored]:
         """Several records by hash, in one query."""
         with self.engine.connect() as connection:
             return fetch_records(connection, hashes)

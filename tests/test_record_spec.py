@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import zstandard
 
-from helpers import REPO, corpus_dir, story_files
+from helpers import REPO, corpus_dir, read_text, story_files, variants_dir
 from snapstore.story import iter_root_texts, open_source
 
 DICTIONARY = REPO / "snapstore" / "codec" / "starlab-v1.zdict"
@@ -202,7 +202,7 @@ def stars(record: bytes) -> list[tuple]:
 
 
 DECODER = ["_unshuffle", "_ints", "_floats", "_by_occurrence", "_owners", "_hot_rows", "_node_rows",
-           "_column_values", "_frames", "_hot", "decode", "stars"]
+           "_column_values", "_frames", "_hot", "decode", "stars", "member_text"]
 
 
 def test_the_decoder_uses_nothing_of_snapstore() -> None:
@@ -247,3 +247,37 @@ def test_the_decoder_reads_every_record_of_a_store_the_format_1_release_wrote(v1
     for text_hash, _, data in rows:
         assert data[4] == 1
         assert hashlib.sha256(decode(data).encode()).hexdigest() == text_hash
+
+
+def member_text(connection, text_hash: str) -> str:
+    """A story's text from a store, by the page's section on packs: its own record, or its
+    bytes in the text of the pack its row names."""
+    data, pack, offset, size = connection.execute(
+        "select data, pack, pack_offset, text_size from record where hash = ?", (text_hash,)).fetchone()
+    if pack is None:
+        return decode(data)
+    (pack_data,) = connection.execute("select data from record where hash = ? and pack is null", (pack,)).fetchone()
+    text = decode(pack_data).encode()
+    assert hashlib.sha256(text).hexdigest() == pack
+    opening, closing = b"(snapstore-pack\n", b")snapstore-pack\n"
+    assert text.startswith(opening) and text.endswith(closing)
+    assert len(opening) <= offset and offset + size <= len(text) - len(closing)
+    return text[offset:offset + size].decode()
+
+
+@pytest.mark.variants
+def test_the_decoder_reads_the_stories_kept_in_packs(tmp_path) -> None:
+    import sqlite3
+
+    import snapstore
+
+    source = variants_dir() / "r7_binchanges_b"
+    with snapstore.open(f"sqlite:///{tmp_path / 'store.db'}") as store:
+        store.ingest(source)
+    with sqlite3.connect(tmp_path / "store.db") as connection:
+        hashes = [row[0] for row in connection.execute("select record_hash from snapshot order by seq")]
+        packed = connection.execute("select count(*) from record where pack is not null").fetchone()[0]
+        texts = [member_text(connection, text_hash) for text_hash in hashes]
+    assert packed > 100  # the partial stories between whole snapshots
+    assert all(hashlib.sha256(text.encode()).hexdigest() == text_hash for text, text_hash in zip(texts, hashes))
+    assert "".join(texts[1:]) == read_text(source / "kira.out.gz")

@@ -16,6 +16,18 @@ if TYPE_CHECKING:
         root_values,
         root_values_from_layout,
     )
+    from snapstore.codec.pack import (
+        Pack,
+        Packed,
+        Stored,
+        checked_stored,
+        pack_text,
+        packable,
+        stored_layout,
+        stored_story,
+        story_bytes,
+        verify_stored,
+    )
     from snapstore.codec.record import (
         CODEC_NAME,
         FORMAT_VERSION,
@@ -27,6 +39,7 @@ if TYPE_CHECKING:
         encode_text,
         encode_text_with_layout,
         layout,
+        layout_of_text,
     )
     from snapstore.codec.render import bytes_from_layout, text_from_layout
     from snapstore.codec.stars import PARTICLE_DTYPE
@@ -38,6 +51,8 @@ _LAZY = {
     "particles_from_layout": "snapstore.codec.arrays",
     "root_values": "snapstore.codec.arrays",
     "root_values_from_layout": "snapstore.codec.arrays",
+    **dict.fromkeys(("Pack", "Packed", "Stored", "checked_stored", "pack_text", "packable", "share", "story_bytes",
+                     "stored_layout", "stored_story", "verify_stored"), "snapstore.codec.pack"),
     "CODEC_NAME": "snapstore.codec.record",
     "FORMAT_VERSION": "snapstore.codec.record",
     "checked_bytes": "snapstore.codec.record",
@@ -48,6 +63,7 @@ _LAZY = {
     "encode_text": "snapstore.codec.record",
     "encode_text_with_layout": "snapstore.codec.record",
     "layout": "snapstore.codec.record",
+    "layout_of_text": "snapstore.codec.record",
     "bytes_from_layout": "snapstore.codec.render",
     "text_from_layout": "snapstore.codec.render",
     "PARTICLE_DTYPE": "snapstore.codec.stars",
@@ -62,8 +78,12 @@ __all__ = [
     "FORMAT_VERSION",
     "PARTICLE_DTYPE",
     "Layout",
+    "Pack",
+    "Packed",
+    "Stored",
     "bytes_from_layout",
     "checked_bytes",
+    "checked_stored",
     "checked_text",
     "decode",
     "decode_text",
@@ -71,9 +91,16 @@ __all__ = [
     "encode_text",
     "encode_text_with_layout",
     "layout",
+    "layout_of_text",
+    "pack_text",
+    "packable",
     "particles",
     "particles_from_layout",
     "root_values",
     "root_values_from_layout",
+    "stored_layout",
+    "stored_story",
+    "story_bytes",
     "text_from_layout",
+    "verify_stored",
 ]

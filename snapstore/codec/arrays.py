@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from snapstore.codec.record import layout, record_star_rows
+from snapstore.codec.pack import Packed, Stored, stored_layout
+from snapstore.codec.record import record_star_rows
 from snapstore.codec.stars import star_table
 from snapstore.codec.structure import Layout
 
@@ -19,7 +20,7 @@ def particles_from_layout(structure: Layout) -> np.ndarray:
     return star_table(structure.star_rows)
 
 
-def particles(record: bytes) -> np.ndarray:
+def particles(record: Stored) -> np.ndarray:
     """The leaf stars of a snapshot record as a structured array sorted by ``id``.
 
     Fields: ``id`` (Starlab's ``i``, else a whole-number ``name``, else -1),
@@ -28,13 +29,13 @@ def particles(record: bytes) -> np.ndarray:
     they are absolute.  A value that is missing, not a number or of the wrong
     shape is NaN, and so is every absolute value built on it.
     """
-    return star_table(record_star_rows(record))
+    return star_table(record.layout.star_rows if isinstance(record, Packed) else record_star_rows(record))
 
 
-def root_values(record: bytes) -> dict[str, object]:
+def root_values(record: Stored) -> dict[str, object]:
     """The root ``Particle`` and root ``Dynamics`` values: floats, float arrays for
     vectors, strings where the text is not numeric.  The first occurrence wins."""
-    return root_values_from_layout(layout(record))
+    return root_values_from_layout(stored_layout(record))
 
 
 def root_values_from_layout(structure: Layout) -> dict[str, object]:

@@ -136,9 +136,10 @@ def star_rows(structure: Structure) -> StarRows:
 
     pos, vel = values("Dynamics", "r", 3), values("Dynamics", "v", 3)
     # The root is the frame itself: Starlab puts a root that gives no r or v at rest at
-    # the origin.  Any other node without them has no known place: NaN, never 0.
+    # the origin.  Any other node without them has no known place: NaN, never 0 (the
+    # members of a pack, whose root is no Particle, included).
     for block, key in ((pos, "r"), (vel, "v")):
-        if nodes.size and not _root_has(structure, key):
+        if nodes.size and nodes[0] == 0 and not _root_has(structure, key):
             block[0] = 0.0
     index = values("Particle", "i", 1)[:, 0]
     rows = StarRows(parent, index, None, values("Dynamics", "m", 1)[:, 0], pos, vel)

@@ -287,12 +287,15 @@ def hot(doc: object) -> int:
     """Check a hot section before it is unpacked; its number of rows."""
     if not isinstance(doc, dict) or not HOT_FIELDS.issuperset(doc) or not doc.keys() >= _HOT_NEEDED:
         raise corrupt("hot section", f"expected the fields {sorted(HOT_FIELDS)}")
-    # A constant parent array is legitimate only for a lone row (the root's parent is -1,
-    # every other row's is a row), so the stored parents bound the rows by their bytes.
-    n = packed_ints(doc["up"], "hot up", limit=1 if head(doc["up"]) == "c" else MAX_TOKENS)
+    n = packed_ints(doc["up"], "hot up")
     if integer(doc["n"], "hot n", 0, MAX_TOKENS) != n:
         raise corrupt("hot n", f"says {doc['n']} rows where the parents give {n}")
     index = sequence(doc["i"], "hot i")
+    # A constant array claims any number of values in a few bytes: more than one row must
+    # be backed by a field stored value by value (a pack's rows all have parent -1).
+    backing = (doc["up"], doc["m"], doc["r"], doc["v"], index[1] if len(index) > 1 else None)
+    if n > 1 and all(head(field) == "c" for field in backing):
+        raise corrupt("hot up", f"claims {n} rows that no field stores")
     packing = head(index)
     if packing == "w":
         sequence(index, "hot i", 3)

@@ -27,6 +27,19 @@ class Summary:
     systems: int
 
 
+# What can make a story's summary other than "no time, no N, no stars below the root".
+_SUMMARIZED = re.compile(rb"\n\(Particle|\n\(Log|system_time|^[ \t]*N[ \t]*=", re.MULTILINE)
+NOTHING = Summary(None, None, 0)
+
+
+def evident_summary(text: bytes) -> Summary | None:
+    """The summary of a story known from its text alone, without encoding it: ``NOTHING``
+    for a story with no Particle below its root, no Log, no ``system_time`` and no ``N``
+    entry (what kira's ``-D x1`` and ``-D b`` streams write for each changed single star);
+    None for any other story, whose summary needs its layout (``summarize``)."""
+    return None if _SUMMARIZED.search(text) else NOTHING
+
+
 def number(value: object) -> float | None:
     """A root value as a float: plain numbers, and xreal's ``integer 0xfraction``."""
     if isinstance(value, float):

@@ -30,11 +30,11 @@ class Snapshot:
         self.run, self.seq, self.time, self.n_particles, self.record_hash = run, seq, time, n_particles, record_hash
         self.kind = kind
 
-    def record(self) -> bytes:
-        """The stored, compressed record."""
+    def record(self) -> codec.Stored:
+        """The stored, compressed record (for a story kept in a pack, its place in the pack's record)."""
         return self._checked(lambda record: record)
 
-    def _checked(self, action: Callable[[bytes], T], record: bytes | None = None) -> T:
+    def _checked(self, action: Callable[[codec.Stored], T], record: codec.Stored | None = None) -> T:
         """``action(record)``, with corrupt-record errors naming the run and sequence;
         the record is fetched unless the caller already has it."""
         try:
@@ -46,15 +46,15 @@ class Snapshot:
 
     def text(self) -> str:
         """The exact Starlab text, checked against the hash it was stored under."""
-        return self._checked(lambda record: codec.checked_text(record, self.record_hash))[1]
+        return self.text_bytes().decode("utf-8")
 
     def text_bytes(self) -> bytes:
         """As ``text``, UTF-8 encoded (what a file or pipe takes, without a round trip through str)."""
-        return self._checked(lambda record: codec.checked_bytes(record, self.record_hash))[1]
+        return self._checked(lambda record: codec.story_bytes(record, self.record_hash))
 
     def story(self) -> Story:
         """The snapshot as a story tree."""
-        return self._checked(codec.decode)
+        return self._checked(codec.stored_story)
 
     def particles(self) -> np.ndarray:
         """Leaf stars (id, mass, pos, vel), absolute coordinates, sorted by id."""
@@ -242,15 +242,26 @@ class Run:
     def particle_tables(self, chosen: Sequence[Snapshot] | None = None) -> Iterator[tuple[Snapshot, np.ndarray]]:
         """Each of ``chosen`` (default: every whole snapshot) with its particle table (see
         ``Snapshot.particles``), in sequence order, from one streamed query."""
-        items = {item.seq: item for item in (self.snapshots() if chosen is None else chosen)}
+        return self._read_each(self.snapshots() if chosen is None else chosen, lambda data, _: codec.particles(data))
+
+    def texts(self, chosen: Sequence[Snapshot] | None = None) -> Iterator[bytes]:
+        """The exact text of each of ``chosen`` (default: every story), UTF-8 encoded, in
+        sequence order, from one streamed query (each pack decoded once): what an export writes."""
+        for _, text in self._read_each(self.stories() if chosen is None else chosen, codec.story_bytes):
+            yield text
+
+    def _read_each(self, chosen: Sequence[Snapshot],
+                   read: Callable[[codec.Stored, str], T]) -> Iterator[tuple[Snapshot, T]]:
+        """``read(record, hash)`` of each of ``chosen``, in sequence order; errors name the snapshot."""
+        items = {item.seq: item for item in chosen}
         with self.engine.connect() as connection:
             try:
                 for seq, data in run_records(connection, self.id, sorted(items)):  # its errors name the snapshot
                     try:
-                        table = codec.particles(data)
+                        found = read(data, items[seq].record_hash)
                     except CorruptRecordError as exc:
                         raise CorruptRecordError(f"snapshot #{seq}: {exc}") from None
-                    yield items[seq], table
+                    yield items[seq], found
             except CorruptRecordError as exc:
                 raise CorruptRecordError(f"run {self.name!r} {exc}") from None
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, Select, func, select
 
+from snapstore import codec
 from snapstore.errors import RunNotFoundError
 from snapstore.store.filters import compile_filter
 from snapstore.store.schema import command, event, record, run, snapshot
@@ -68,10 +69,14 @@ def listing(connection: Connection, where: str | None = None, retired: bool = Fa
 
 def snapshot_sizes(connection: Connection, run_id: str) -> dict[int, int]:
     """Stored bytes of each of a run's snapshots, by sequence number."""
-    rows = connection.execute(select(snapshot.c.seq, record.c.stored_size)
-                              .join(record, record.c.hash == snapshot.c.record_hash)
-                              .where(snapshot.c.run_id == run_id))
-    return {seq: size for seq, size in rows}
+    pack = record.alias("pack")
+    rows = connection.execute(
+        select(snapshot.c.seq, record.c.stored_size, record.c.pack_offset, record.c.text_size,
+               pack.c.stored_size.label("pack_size"), pack.c.text_size.label("pack_text_size"))
+        .join(record, record.c.hash == snapshot.c.record_hash).outerjoin(pack, pack.c.hash == record.c.pack)
+        .where(snapshot.c.run_id == run_id))
+    return {row.seq: row.stored_size if row.pack_size is None
+            else codec.share(row.pack_size, row.pack_text_size, row.pack_offset, row.text_size) for row in rows}
 
 
 def totals(connection: Connection) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, Row, exists, select
@@ -29,7 +29,7 @@ from snapstore.errors import (
     SnapstoreError,
 )
 from snapstore.physics.observables import root_numbers
-from snapstore.physics.summary import Summary
+from snapstore.physics.summary import Summary, evident_summary
 from snapstore.provenance import (
     extend_pipeline,
     merge_pipelines,
@@ -53,9 +53,9 @@ from snapstore.store.inputs import resolve, who_and_where
 from snapstore.store.log import append
 from snapstore.store.names import check_name, run_id_of
 from snapstore.store.payloads import ExternalPayloads
-from snapstore.store.records import fetch_record, insert_records, record_row
+from snapstore.store.records import fetch_record, insert_records, member_row, record_row
 from snapstore.store.schema import record, run, snapshot
-from snapstore.story import RootText, Story, iter_root_texts, open_source
+from snapstore.story import RootText, iter_root_texts, open_source
 
 
 @dataclass
@@ -116,10 +116,11 @@ class Ingest:
         known = connection.execute(select(exists().where(run.c.id == self.report.run_id))).scalar()
         return ([] if known else [RunStarted(name=self.report.name)]) + self._opening
 
-    def _stored(self, connection: Connection, seq: int, digest: str) -> Row | None:
+    def _stored(self, seq: int, digest: str) -> Row | None:
         """The row already at ``seq`` if it holds this text; a different text there is a conflict."""
-        stored = connection.execute(select(snapshot.c.record_hash, snapshot.c.time).where(
-            snapshot.c.run_id == self.report.run_id, snapshot.c.seq == seq)).first()
+        with self.engine.connect() as connection:
+            stored = connection.execute(select(snapshot.c.record_hash, snapshot.c.time).where(
+                snapshot.c.run_id == self.report.run_id, snapshot.c.seq == seq)).first()
         if stored is not None and stored.record_hash != digest:
             raise self._conflict(seq)
         return stored
@@ -132,9 +133,9 @@ class Ingest:
         """Before anything is written: the stories that open this ingest must be new to the
         run or the very ones it holds (a resume), else the run is another stream's and this
         ingest is refused (``RunConflictError``), leaving it as it was."""
+        for seq, root in opening:
+            self._stored(seq, hashlib.sha256(root.text.encode("utf-8")).hexdigest())
         with self.engine.connect() as connection:
-            for seq, root in opening:
-                self._stored(connection, seq, hashlib.sha256(root.text.encode("utf-8")).hexdigest())
             self._resuming = connection.execute(select(exists().where(
                 snapshot.c.run_id == self.report.run_id))).scalar()
 
@@ -143,19 +144,25 @@ class Ingest:
         its Log, and start its encoding unless the store holds it already."""
         data = root.text.encode("utf-8")
         digest = hashlib.sha256(data).hexdigest()
+        evident = evident_summary(data)
+        # a run that held nothing at the start holds nothing of this stream yet (commit
+        # checks again, for a writer that raced this one)
+        stored = self._stored(seq, digest) if self._resuming else None
+        if evident is not None and stored is None:
+            # a small story, for a pack: it is looked up, encoded and checked with its pack
+            # (``_pack``); it has no Log to read
+            return _Pending(seq, digest, data, self._pipeline([], seq), {},
+                            encoding.Done(encoding.Encoded(b"", evident, {}, True)), evident=True)
         with self.engine.connect() as connection:
-            # a run that held nothing at the start holds nothing of this stream yet (commit
-            # checks again, for a writer that raced this one)
-            stored = self._stored(connection, seq, digest) if self._resuming else None
             known = None if stored is not None else _known_record(connection, digest)
         # Every Log is read: a restarted kira adds its command to the Logs that follow.
         header = root.header()
-        pipeline = self._pipeline(header, seq)
+        pipeline = self._pipeline(pipeline_from_log(header), seq)
         if stored is not None:  # a resumed ingest: this story and its events are in already
-            return _Pending(seq, digest, len(data), pipeline, stored=stored)
+            return _Pending(seq, digest, data, pipeline, stored=stored)
         if known is not None:
-            return _Pending(seq, digest, len(data), pipeline, root_numbers(header), encoding.Done(known), new=False)
-        return _Pending(seq, digest, len(data), pipeline, root_numbers(header), self.encoder.submit(data, digest))
+            return _Pending(seq, digest, data, pipeline, root_numbers(header), encoding.Done(known), new=False)
+        return _Pending(seq, digest, data, pipeline, root_numbers(header), self.encoder.submit(data, digest))
 
     def commit(self, pendings: list[_Pending]) -> None:
         """Second half, in order and in one transaction: store the records and append the
@@ -170,6 +177,12 @@ class Ingest:
             except BaseException as exc:  # the stories before it are whole: they are kept
                 failure = exc
                 break
+        self._pack(items)
+        try:
+            self._put_payloads(items)
+        except _PayloadFailed as stop:  # the stories before the one it stopped at are kept
+            del items[stop.at:]
+            failure = stop.error
         if items:
             self._commit_ready(items)
         if failure is not None:
@@ -199,7 +212,7 @@ class Ingest:
             self._opening = []
         for item, skip in zip(items, skipped):
             self.report.partial += item.kind == "partial" and not skip
-            self._count(skip, item.pending.text_size, 0 if item.encoded is None else len(item.encoded.blob))
+            self._count(skip, item.pending.text_size, item.stored_size)
         if conflict is not None:
             raise conflict
 
@@ -208,16 +221,13 @@ class Ingest:
         its events, outside any transaction."""
         if pending.stored is not None:
             self._timed = self._timed or pending.stored.time is not None
-            return _Ready(pending, None, [], None, None, "stored")
+            return _Ready(pending, None, [], [], None, "stored", 0)
         assert pending.encoded is not None  # every story not stored yet has an encoding under way
         encoded: encoding.Encoded = pending.encoded.result()
         if not encoded.faithful:
             raise CorruptRecordError(
                 f"run {self.report.name!r} snapshot #{pending.seq}: its record would not decode to its text, so it "
                 "was not stored (a snapstore bug: please report it with the input)")
-        location = None
-        if pending.new and self.payloads:
-            location = self.payloads.put(pending.digest, encoded.blob)
         summary = encoded.summary
         kind = self._kind(summary)
         events: list[Event] = [pending.pipeline] if pending.pipeline is not None else []
@@ -225,15 +235,102 @@ class Ingest:
                                        n_particles=summary.n_particles, text_size=pending.text_size,
                                        stored_size=len(encoded.blob)))
         measured = {**pending.numbers, **encoded.counts} if kind == "snapshot" else None
-        return _Ready(pending, encoded, events, location, measured, kind)
+        own = pending.new and not pending.evident  # an evident story's record is made with its pack
+        rows = [record_row(pending.digest, codec.CODEC_NAME, pending.text_size, encoded.blob)] if own else []
+        return _Ready(pending, encoded, events, rows, measured, kind, len(encoded.blob))
+
+    def _pack(self, items: list[_Ready]) -> None:
+        """Keep each run of consecutive new partial stories in one pack instead of a
+        record each (``codec.pack``): their size and cost are then per byte.  An evident
+        story (``prepare``) is looked up here, with the others of its batch; one that is
+        new and finds no pack gets its record of its own."""
+        evident = [item for item in items if item.pending.evident]
+        if evident:
+            with self.engine.connect() as connection:
+                known = set(connection.execute(select(record.c.hash).where(
+                    record.c.hash.in_({item.pending.digest for item in evident}))).scalars())
+            for item in evident:
+                item.pending.new = item.pending.digest not in known
+        run: list[_Ready] = []
+        for item in items:
+            if item.kind == "partial" and item.pending.new and codec.packable(item.pending.data):
+                run.append(item)
+                continue
+            self._pack_or_own(run)
+            run = []
+            if item.pending.evident and item.pending.new:
+                self._own_record(item)
+        self._pack_or_own(run)
+
+    def _pack_or_own(self, run: list[_Ready]) -> None:
+        """``run`` (consecutive new partial stories) in a pack if it holds two or more; its
+        evident stories get records of their own if it does not make one."""
+        if len(run) < 2 or not self._pack_run(run):
+            for item in run:
+                if item.pending.evident:
+                    self._own_record(item)
+
+    def _own_record(self, item: _Ready) -> None:
+        """An evident story that is not in a pack: its record is made now."""
+        pending = item.pending
+        encoded = encoding.encode(pending.data, pending.digest, self.encoder.check)
+        if not encoded.faithful:
+            raise CorruptRecordError(
+                f"run {self.report.name!r} snapshot #{pending.seq}: its record would not decode to its text, so it "
+                "was not stored (a snapstore bug: please report it with the input)")
+        item.rows = [record_row(pending.digest, codec.CODEC_NAME, pending.text_size, encoded.blob)]
+        self._resize(item, len(encoded.blob))
+
+    @staticmethod
+    def _resize(item: _Ready, stored_size: int) -> None:
+        """Give a story the stored size its record turned out to have, in its event too."""
+        item.stored_size = stored_size
+        appended = item.events[-1]
+        assert isinstance(appended, SnapshotAppended)  # _ready puts it last
+        item.events[-1] = replace(appended, stored_size=stored_size)
+
+    def _pack_run(self, members: list[_Ready]) -> bool:
+        """One pack of ``members``; each member's record row becomes its place in the pack
+        and its stored size its share of the pack's (the shares add up to the pack's size).
+        A pack that would not decode to its text is not made (False): the members keep
+        their own records."""
+        text, offsets = codec.pack_text([item.pending.data for item in members])
+        digest = hashlib.sha256(text).hexdigest()
+        blob = codec.encode_text(text, text_sha256=digest)
+        if self.encoder.check:
+            try:
+                codec.checked_bytes(blob, digest)
+            except CorruptRecordError:
+                return False
+        pack_row = record_row(digest, codec.CODEC_NAME, len(text), blob)
+        for item, offset in zip(members, offsets):
+            item.rows = [pack_row, member_row(item.pending.digest, codec.CODEC_NAME, item.pending.text_size,
+                                              digest, offset)]
+            self._resize(item, codec.share(len(blob), len(text), offset, item.pending.text_size))
+        return True
+
+    def _put_payloads(self, items: list[_Ready]) -> None:
+        """Write the bytes of the new records to the external payload storage, if the store
+        has one, before the rows that name them; each pack once."""
+        if not self.payloads:
+            return
+        put: dict[str, str] = {}
+        for at, item in enumerate(items):
+            for row in item.rows:
+                if row["pack"] is None and row["data"]:
+                    if row["hash"] not in put:
+                        try:
+                            put[row["hash"]] = self.payloads.put(row["hash"], row["data"])
+                        except BaseException as exc:
+                            raise _PayloadFailed(at, exc) from exc
+                    row["location"], row["data"] = put[row["hash"]], b""
 
     def _store(self, connection: Connection, items: list[_Ready], skipped: list[bool],
                events: list[Event]) -> None:
         """Write what ``items`` hold that is not ``skipped``: records, events, observables."""
         new = [item for item, skip in zip(items, skipped) if not skip]
-        insert_records(connection, [record_row(item.pending.digest, codec.CODEC_NAME, item.pending.text_size,
-                                               item.encoded.blob, item.location)
-                                    for item in new if item.pending.new and item.encoded is not None])
+        rows = {row["hash"]: row for item in new for row in item.rows}  # a pack's row once
+        insert_records(connection, list(rows.values()))
         if events:
             append(connection, self.report.run_id, self._opened(connection) + events)
         observations.record(connection, self.report.run_id, [
@@ -259,10 +356,11 @@ class Ingest:
         self._timed = self._timed or timed
         return "snapshot" if whole else "partial"
 
-    def _pipeline(self, header: Story, seq: int) -> PipelineRecorded | None:
-        """A ``pipeline_recorded`` event when this story's Log (in its root ``header``)
-        adds commands or a conflict, or for the first story when there is any pipeline at all."""
-        logged, conflict = extend_pipeline(self._logged, pipeline_from_log(header), seq)
+    def _pipeline(self, steps: list[dict], seq: int) -> PipelineRecorded | None:
+        """A ``pipeline_recorded`` event when this story's Log (its ``steps``, read from its
+        root's header) adds commands or a conflict, or for the first story when there is any
+        pipeline at all."""
+        logged, conflict = extend_pipeline(self._logged, steps, seq)
         new_conflict = conflict is not None and conflict not in self._log_conflicts
         if new_conflict:
             self._log_conflicts.append(conflict)  # type: ignore[arg-type]
@@ -299,25 +397,39 @@ class _Pending:
 
     seq: int
     digest: str
-    text_size: int
+    data: bytes
     pipeline: PipelineRecorded | None
     numbers: dict = field(default_factory=dict)  # the root's own numeric entries
     encoded: encoding.Done | encoding.Answer | None = None
     new: bool = True  # its record is not in the store yet
     stored: Row | None = None  # the row already at seq (a resumed ingest)
+    evident: bool = False  # its summary is known from its text (``evident_summary``): it is not encoded alone
+
+    @property
+    def text_size(self) -> int:
+        return len(self.data)
+
+
+class _PayloadFailed(Exception):
+    """A payload could not be written: ``error``, at the ``at``-th story of a batch."""
+
+    def __init__(self, at: int, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.at, self.error = at, error
 
 
 @dataclass
 class _Ready:
-    """A story between its encoding and its transaction: its events, where its payload
-    went, its measured numbers (whole snapshots) and its kind (``stored`` when resumed)."""
+    """A story between its encoding and its transaction: its events, its record rows, its
+    measured numbers (whole snapshots), its kind (``stored`` when resumed) and stored size."""
 
     pending: _Pending
     encoded: encoding.Encoded | None
     events: list[Event]
-    location: str | None
+    rows: list[dict]  # the record rows it needs (``records.record_row``, ``member_row``)
     measured: dict | None
     kind: str
+    stored_size: int
 
 
 def _known_record(connection: Connection, digest: str) -> encoding.Encoded | None:
@@ -325,8 +437,8 @@ def _known_record(connection: Connection, digest: str) -> encoding.Encoded | Non
     such as shared initial conditions): it is reused, not encoded or written again."""
     if connection.execute(select(record.c.stored_size).where(record.c.hash == digest)).scalar() is None:
         return None
-    blob = fetch_record(connection, digest)
-    return encoding.from_layout(blob, codec.layout(blob))
+    stored = fetch_record(connection, digest)
+    return encoding.from_layout(stored if isinstance(stored, bytes) else b"", codec.stored_layout(stored))
 
 
 def ingest(engine: Engine, source, *, name: str | None = None, initial=None, tags: dict[str, str] | None = None,

@@ -15,7 +15,7 @@ from snapstore import codec
 from snapstore.errors import CorruptRecordError
 from snapstore.store import projections
 from snapstore.store.events import from_row
-from snapstore.store.records import fetch_record
+from snapstore.store.records import Packs, fetch_record
 from snapstore.store.schema import PROJECTIONS, event, metadata, run, snapshot
 
 _BATCH = 64
@@ -33,10 +33,9 @@ def _snapshot_rows(connection: Connection, run_ids: list[str] | None) -> list:
 _DECODER_FAULTS = (ValueError, TypeError, IndexError, KeyError, OverflowError, RecursionError, MemoryError)
 
 
-def _problem(connection: Connection, record_hash: str) -> str | None:
+def _problem(connection: Connection, record_hash: str, packs: Packs) -> str | None:
     try:
-        structure, _ = codec.checked_bytes(fetch_record(connection, record_hash), record_hash)  # bytes are hashed
-        structure.check_whole()
+        codec.verify_stored(fetch_record(connection, record_hash, packs), record_hash)  # bytes are hashed
     except CorruptRecordError as exc:
         return str(exc)
     except _DECODER_FAULTS as exc:
@@ -50,8 +49,9 @@ def record_problems(engine: Engine, run_ids: list[str] | None = None) -> Iterato
         rows = _snapshot_rows(connection, run_ids)
     for start in range(0, len(rows), _BATCH):  # short read transactions, so WAL checkpoints go on
         with engine.connect() as connection:
+            packs = Packs()  # each pack is checked once, for all its stories
             for row in rows[start:start + _BATCH]:
-                problem = _problem(connection, row.record_hash)
+                problem = _problem(connection, row.record_hash, packs)
                 if problem:
                     yield f"run {row.name!r} snapshot #{row.seq}: {problem}"
 

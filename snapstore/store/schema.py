@@ -27,7 +27,7 @@ from sqlalchemy import (
 metadata = MetaData()
 
 # The migration these definitions correspond to; a test checks it is the head of migrations/.
-SCHEMA_REVISION = "0007"
+SCHEMA_REVISION = "0008"
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
 Position = BigInteger().with_variant(Integer(), "sqlite")
@@ -51,6 +51,10 @@ record = Table(
     Column("stored_size", BigInteger, nullable=False),
     Column("data", LargeBinary, nullable=False),  # empty when the payload is at ``location``
     Column("location", Text),  # revision 0003: "file:///..." or "s3://bucket/key", else NULL
+    # revision 0008: a story kept in a pack (codec/pack.py) names the pack's record and
+    # where its text begins in the pack's text; its own data is empty, its location NULL
+    Column("pack", String(64)),
+    Column("pack_offset", BigInteger),
 )
 
 run = Table(
