@@ -236,10 +236,14 @@ def _extent(run: Run) -> str:
 
 
 def _write_texts(items, handle: TextIO | BinaryIO) -> None:
+    """Each story's text as it is read (the first flushed at once, the rest as the buffer
+    fills: a stream of small stories is not a system call each)."""
     binary = not isinstance(handle, io.TextIOBase)
-    for item in items:
-        handle.write(item.text_bytes() if binary else item.text())
-        handle.flush()
+    for count, text in enumerate(items.run.texts(items)):
+        handle.write(text if binary else text.decode("utf-8"))
+        if count == 0:
+            handle.flush()
+    handle.flush()
 
 
 def sql(url: str | None, query: str, timeout: float = TIMEOUT) -> tuple[list[str], list[tuple]]:

@@ -72,7 +72,7 @@ def _sql_read(location: Location) -> Story:
 
 def _stream_write(items: Snapshots, location: Location) -> None:
     """Snapshots as Starlab text, one after the other: kira's stream, written as it is decoded."""
-    location.storage.put(location.key, (item.text_bytes() for item in items))
+    location.storage.put(location.key, items.run.texts(items))
 
 
 def _stream_read(location: Location) -> list[Story]:
