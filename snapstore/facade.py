@@ -11,7 +11,6 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
-from snapstore.codec.pack import Stored
 from snapstore.errors import StoreAccessError
 from snapstore.store import catalog, diagnostics, lifecycle, projections
 from snapstore.store.backend import describe_db_error, make_engine, masked, resolve_url, with_retries
@@ -193,8 +192,8 @@ class Store:
             raise StoreAccessError(describe_db_error(exc, self.url)) from None
 
     @_database_errors
-    def record_bytes(self, record_hash: str) -> Stored:
-        """One stored record, as it is stored (a story kept in a pack: its place in the pack's record)."""
+    def record_bytes(self, record_hash: str) -> bytes:
+        """One stored record, as it is stored."""
         return read_record(self.engine, record_hash)
 
     @_database_errors
@@ -209,7 +208,7 @@ class Store:
                                                                    data))
 
     @_database_errors
-    def records(self, hashes: list[str]) -> dict[str, Stored]:
+    def records(self, hashes: list[str]) -> dict[str, bytes]:
         """Several records by hash, in one query."""
         with self.engine.connect() as connection:
             return fetch_records(connection, hashes)

@@ -162,13 +162,15 @@ def exit_status(code: int) -> str:
 
 def describe(store: Store, name_or_id: str) -> dict[str, Any]:
     """A run's provenance, inputs, pipeline, tags, the error its last ingest stopped on (if it
-    did), and one row per stored story (seq, kind, time, N, total energy, stored bytes): what
-    ``snapstore show`` prints."""
+    did), and one row per stored story (seq, kind, time, N, total energy of a whole snapshot,
+    stored bytes): what ``snapstore show`` prints."""
     target = store.run(name_or_id)
     sizes = store.snapshot_sizes(target.id)
     rows = []
     for item in target.stories():
-        energy = item.root().get("total_energy")
+        # a partial story is one changed system: it holds no energy of the whole (and a pack's
+        # stories would each be read out of their pack)
+        energy = item.root().get("total_energy") if item.kind == "snapshot" else None
         rows.append({"seq": item.seq, "kind": item.kind, "time": item.time, "N": item.n_particles,
                      "total_energy": energy, "stored": sizes[item.seq]})
     return {"name": target.name, "id": target.id, "status": target.status, "source": target.source,

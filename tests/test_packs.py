@@ -1,10 +1,12 @@
 """Packs: the partial stories of kira's -D b / -D x1 streams are kept together in one record
-(codec/pack.py, docs/record-format.md), each still read back exactly, counted, sized, verified,
-and refused when its pack or its place in it is damaged."""
+(codec/pack.py, docs/record-format.md), appended by one event, each still read back exactly,
+counted, sized, verified, resumed, and refused when its pack or the sizes naming its stories
+are damaged."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import sqlite3
 
 import numpy as np
@@ -13,148 +15,158 @@ from sqlalchemy import select
 
 import snapstore
 from fuzz import base_stories, documents_of, reframed
-from helpers import SAMPLE, roots_of, variants_dir
+from helpers import SAMPLE, read_text, roots_of, variants_dir
 from snapstore import CorruptRecordError, codec
 from snapstore.codec import framing
 from snapstore.codec.intpack import pack_floats, pack_ints
-from snapstore.store.schema import record, run, snapshot
+from snapstore.physics.summary import summarize
+from snapstore.store.schema import event, record, story_pack
 
-STREAM = "r7_binchanges_b"  # 3 whole snapshots, 117 binary-change stories between them
-
-
-def _record_rows(store, run_name: str) -> list[tuple]:
-    """(hash, pack, stored_size) of the records a run's stories name, in story order."""
-    query = (select(record.c.hash, record.c.pack, record.c.stored_size)
-             .join(snapshot, snapshot.c.record_hash == record.c.hash).join(run, run.c.id == snapshot.c.run_id)
-             .where(run.c.name == run_name).order_by(snapshot.c.seq))
-    with store.engine.connect() as connection:
-        return [tuple(row) for row in connection.execute(query)]
+STREAM = "r7_binchanges_b"  # 2 whole snapshots after the initial conditions, 117 binary-change stories
 
 
 @pytest.mark.variants
 def test_partial_stories_are_packed_and_each_reads_back_as_its_own_story(variants_store) -> None:
     run = variants_store.run(STREAM)
     texts = [root.text for root in roots_of(variants_dir() / STREAM / "kira.out.gz")]
-    rows = _record_rows(variants_store, STREAM)
     stories = run.stories()
-    packed = [item for item, row in zip(stories, rows) if row[1] is not None]
-    partial = [item for item in stories if item.kind == "partial"]
-    assert packed == partial and len(partial) == 117  # every partial story, no whole one
-    assert len({row[1] for row in rows if row[1]}) < len(packed) / 10  # many stories to a pack
+    packed = [item for item in stories if item.place is not None]
+    assert packed == [item for item in stories if item.kind == "partial"] and len(packed) == 117
+    assert len({item.place.pack for item in packed}) < 10 and all(item.record_hash is None for item in packed)
     for item in packed[::7]:
         text = texts[item.seq - 1]
         assert item.text() == text and str(item.story()) == text
         alone = codec.encode_text(text)  # what the story's own record would give
         np.testing.assert_array_equal(item.particles(), codec.particles(alone))
         assert item.root().keys() == codec.root_values(alone).keys()
+        summary = summarize(codec.layout(alone))
+        assert (item.time, item.n_particles) == (summary.time, summary.n_particles)
+    assert b"".join(run.texts(run.select())) == read_text(variants_dir() / STREAM / "kira.out.gz").encode()
     assert variants_store.verify() == []
 
 
 @pytest.mark.variants
-def test_a_packed_run_still_adds_up_its_sizes(store_url) -> None:
+def test_a_pack_is_one_record_and_one_event_and_the_sizes_still_add_up(store_url) -> None:
     with snapstore.open(store_url) as store:
         run = store.ingest(variants_dir() / STREAM)
-        rows = _record_rows(store, STREAM)
-        packs = {row[1] for row in rows if row[1]}
         with store.engine.connect() as connection:
-            query = select(record.c.stored_size).where(record.c.hash.in_(packs))
-            pack_sizes = connection.execute(query).scalars().all()
-    own = sum(size for _, pack, size in rows if pack is None)
-    assert sum(pack is not None for _, pack, _ in rows) == 117
-    assert run.stored_bytes == own + sum(pack_sizes)  # every byte once, none lost
-    assert sum(store.snapshot_sizes(STREAM).values()) == run.stored_bytes
-
-
-def _forged(tmp_path) -> tuple[str, list]:
-    url = f"sqlite:///{tmp_path / 'store.db'}"
-    with snapstore.open(url) as store:
-        stories = store.ingest(variants_dir() / STREAM).stories()
-    connection = sqlite3.connect(tmp_path / "store.db")
-    for (name,) in connection.execute("select name from sqlite_master where type = 'trigger' and tbl_name = 'record'"):
-        connection.execute(f"drop trigger {name}")
-    return url, [(item.seq, item.record_hash) for item in stories if item.kind == "partial"], connection
+            packs = connection.execute(select(story_pack)).all()
+            kinds = connection.execute(select(event.c.type)).scalars().all()
+            pack_sizes = connection.execute(select(record.c.stored_size).where(
+                record.c.hash.in_([pack.record_hash for pack in packs]))).scalars().all()
+        sizes = store.snapshot_sizes(STREAM)
+    assert sum(pack.stories for pack in packs) == 117 and kinds.count("pack_appended") == len(packs)
+    assert kinds.count("snapshot_appended") == 3  # the initial conditions and the two whole snapshots
+    assert sum(pack_sizes) == sum(pack.stored_size for pack in packs)
+    assert sum(sizes.values()) == run.stored_bytes and len(sizes) == 120  # every byte once, none lost
+    texts = [root.text for root in roots_of(variants_dir() / STREAM / "kira.out.gz")]
+    initial = read_text(variants_dir() / STREAM / "initial.story.gz")
+    assert run.text_bytes == sum(len(text.encode()) for text in [initial, *texts])
 
 
 @pytest.mark.variants
-def test_a_story_whose_place_in_its_pack_is_forged_is_refused(tmp_path) -> None:
-    url, partial, connection = _forged(tmp_path)
-    (seq, victim), (_, neighbour) = partial[3], partial[4]
-    with connection:  # the victim points at its neighbour's bytes, then outside the pack
-        connection.execute("update record set pack_offset = (select pack_offset from record where hash = ?), "
-                           "text_size = (select text_size from record where hash = ?) where hash = ?",
-                           (neighbour, neighbour, victim))
+def test_a_resumed_ingest_finds_its_packed_stories_and_a_different_one_is_a_conflict(store_url, tmp_path) -> None:
+    source = variants_dir() / STREAM
+    with snapstore.open(store_url) as store:
+        store.ingest(source)
+        again = store.ingest_report(source)
+        assert (again.added, again.skipped) == (0, 120)
+        changed = tmp_path / "changed" / "kira.out"
+        changed.parent.mkdir()
+        texts = [root.text for root in roots_of(source / "kira.out.gz")]
+        texts[10] = texts[10].replace("kep", "kap", 1)  # a story in a pack, told differently
+        changed.write_text("".join(texts))
+        with pytest.raises(snapstore.RunConflictError, match="different snapshot #11"):
+            store.ingest(changed, name=STREAM)
+        assert store.verify() == []
+
+
+def _forged(tmp_path) -> tuple[str, sqlite3.Connection]:
+    """A store of the stream whose record table a forger may change (its triggers dropped)."""
+    url = f"sqlite:///{tmp_path / 'store.db'}"
     with snapstore.open(url) as store:
-        item = store.run(STREAM).stories()[seq]
+        store.ingest(variants_dir() / STREAM)
+    connection = sqlite3.connect(tmp_path / "store.db")
+    for (name,) in connection.execute("select name from sqlite_master where type = 'trigger' and tbl_name = 'record'"):
+        connection.execute(f"drop trigger {name}")
+    return url, connection
+
+
+@pytest.mark.variants
+def test_sizes_that_do_not_split_the_pack_into_its_stories_are_refused(tmp_path) -> None:
+    url, connection = _forged(tmp_path)
+    first, sizes = connection.execute("select first_seq, sizes from story_pack order by first_seq").fetchone()
+    sizes = json.loads(sizes)
+    moved = [sizes[0] + sizes[1], *sizes[2:], 0]  # two stories read as one, the same bytes in all
+    with connection:
+        connection.execute("update story_pack set sizes = ? where first_seq = ?", (json.dumps(moved), first))
+    with snapstore.open(url) as store:
+        item = store.run(STREAM).stories()[first]
         for read in (item.text, item.particles, item.story):
-            with pytest.raises(CorruptRecordError, match=f"snapshot #{seq}: text does not match its hash"):
+            with pytest.raises(CorruptRecordError, match=f"snapshot #{first}: pack .* other sizes"):
                 read()
-        assert store.run(STREAM).stories()[seq + 1].text_bytes()  # its neighbour reads as before
-        with connection:
-            connection.execute("update record set pack_offset = 1000000000 where hash = ?", (victim,))
-        with pytest.raises(CorruptRecordError, match="lies outside its pack"):
-            item.text()
         problems = [problem for problem in store.verify() if problem.startswith("run ")]
-        assert [problem.split(":")[0] for problem in problems] == [f"run {STREAM!r} snapshot #{seq}"]
+        assert problems[0].startswith(f"run {STREAM!r} stories #{first}-#{first + len(sizes) - 1} (one pack): pack")
 
 
 @pytest.mark.variants
 def test_a_damaged_or_missing_pack_is_refused_for_each_of_its_stories(tmp_path) -> None:
-    url, partial, connection = _forged(tmp_path)
-    seq, victim = partial[0]
-    (pack,) = connection.execute("select pack from record where hash = ?", (victim,)).fetchone()
-    members = [seq for seq, text_hash in partial
-               if connection.execute("select pack from record where hash = ?", (text_hash,)).fetchone()[0] == pack]
-    own = next(row[0] for row in connection.execute("select data from record where pack is null and length(data) > 0"))
+    url, connection = _forged(tmp_path)
+    first, pack = connection.execute("select first_seq, record_hash from story_pack order by first_seq").fetchone()
+    own = connection.execute("select data from record where hash in (select record_hash from snapshot)").fetchone()[0]
     with connection:  # another record in the pack's place
         connection.execute("update record set data = ? where hash = ?", (own, pack))
     with snapstore.open(url) as store:
-        with pytest.raises(CorruptRecordError, match=f"snapshot #{seq}: record stored under .* misplaced or forged"):
-            store.run(STREAM).stories()[seq].text()
-        problems = [problem.split(":")[0] for problem in store.verify() if problem.startswith("run ")]
-        assert problems == [f"run {STREAM!r} snapshot #{number}" for number in members]
+        with pytest.raises(CorruptRecordError, match=f"snapshot #{first + 1}: record stored under .* misplaced"):
+            store.run(STREAM).stories()[first + 1].text()
+        with pytest.raises(CorruptRecordError, match=f"snapshot #{first}: record stored under .* misplaced"):
+            list(store.run(STREAM).texts())
+        assert sum("(one pack)" in problem for problem in store.verify()) == 1
         with connection:
             connection.execute("delete from record where hash = ?", (pack,))
-        with pytest.raises(CorruptRecordError, match=r"the pack \w+ of a story is missing"):
-            store.run(STREAM).stories()[seq].text()
+        with pytest.raises(CorruptRecordError, match=rf"record {pack[:12]} is missing"):
+            store.run(STREAM).stories()[first].text()
 
 
 def test_a_record_that_holds_no_pack_is_no_pack() -> None:
     text = base_stories()[0].encode()
     digest = hashlib.sha256(text).hexdigest()
-    story = codec.Packed(codec.Pack(codec.encode_text(text), digest), 0, len(text), digest)
     with pytest.raises(CorruptRecordError, match="holds no pack"):
-        story.text  # noqa: B018
+        codec.Packed(codec.Pack(codec.encode_text(text), digest), 0, [len(text)]).text  # noqa: B018
     with pytest.raises(CorruptRecordError, match="another text"):
         codec.Pack(codec.encode_text(text), hashlib.sha256(b"other").hexdigest())
 
 
-def test_members_are_placed_by_offset_and_a_story_without_its_newline_is_not_packed() -> None:
-    members = [story.encode() for story in base_stories()[:3]]
-    text, offsets = codec.pack_text(members)
-    assert [text[at:at + len(member)] for at, member in zip(offsets, members)] == members
+def test_a_pack_gives_back_each_story_and_takes_only_whole_stories_that_end_their_lines() -> None:
+    members = [story.encode() for story in base_stories()] * 2
+    text = codec.pack_text(members)
     pack = codec.Pack(codec.encode_text(text), hashlib.sha256(text).hexdigest())
-    for at, member in zip(offsets, members):
-        assert codec.Packed(pack, at, len(member), hashlib.sha256(member).hexdigest()).text == member
+    sizes = [len(member) for member in members]
+    assert [codec.Packed(pack, index, sizes).text for index in range(len(members))] == members
+    with pytest.raises(CorruptRecordError, match=f"has no story #{len(members)}"):
+        codec.Packed(pack, len(members), sizes).text  # noqa: B018
     assert not codec.packable(members[0].rstrip(b"\n"))
     with pytest.raises(ValueError, match="ends with a newline"):
         codec.pack_text([members[0].rstrip(b"\n")])
+    assert codec.shares(1000, sizes) == [1000 * sum(sizes[:k + 1]) // sum(sizes) - 1000 * sum(sizes[:k]) // sum(sizes)
+                                         for k in range(len(sizes))]
+    assert sum(codec.shares(7, [1, 1, 1])) == 7
 
 
 def test_a_packs_rows_keep_their_places_and_constant_rows_must_be_backed_by_bytes() -> None:
-    members = [story.encode() for story in base_stories()[:3]]
-    text, _ = codec.pack_text(members)
-    record = codec.encode_text(text)
+    members = [story.encode() for story in base_stories()] * 2
+    record_bytes = codec.encode_text(codec.pack_text(members))
     first = codec.layout_of_text(members[0]).star_rows
-    rows = codec.layout(record).star_rows
-    # the first member's root row keeps its own place: the pack's root is no Particle, no frame
+    rows = codec.layout(record_bytes).star_rows
+    # the first story's root row keeps its own place: the pack's root is no Particle, no frame
     np.testing.assert_array_equal(rows.pos[:first.parent.size], first.pos)
     assert (rows.parent == -1).sum() == len(members)
-    full, hot = documents_of(record)
+    full, hot = documents_of(record_bytes)
     constant = pack_floats(np.full(hot["n"], 0.5))
     hot.update(m=constant, r=pack_floats(np.full(3 * hot["n"], 0.5)), v=pack_floats(np.full(3 * hot["n"], 0.5)),
                up=pack_ints(np.full(hot["n"], -1)), i=["f", constant])
     with pytest.raises(CorruptRecordError, match=f"claims {hot['n']} rows that no field stores"):
-        codec.particles(reframed(full, hot, framing.key(record), 3))
+        codec.particles(reframed(full, hot, framing.key(record_bytes), 3))
 
 
 def _streams_with_partial_stories() -> list:
@@ -167,7 +179,7 @@ def _streams_with_partial_stories() -> list:
 def test_an_evident_summary_is_the_one_the_story_s_layout_gives(limit: int | None) -> None:
     """The stories an ingest packs without encoding them alone (``evident_summary``) would be
     summarized the same from their own layouts; every other story is left to its layout."""
-    from snapstore.physics.summary import NOTHING, evident_summary, summarize
+    from snapstore.physics.summary import NOTHING, evident_summary
 
     evident = other = 0
     for path in [SAMPLE / "kira.out.gz", *_streams_with_partial_stories()]:

@@ -202,7 +202,7 @@ def stars(record: bytes) -> list[tuple]:
 
 
 DECODER = ["_unshuffle", "_ints", "_floats", "_by_occurrence", "_owners", "_hot_rows", "_node_rows",
-           "_column_values", "_frames", "_hot", "decode", "stars", "member_text"]
+           "_column_values", "_frames", "_hot", "decode", "stars", "pack_stories"]
 
 
 def test_the_decoder_uses_nothing_of_snapstore() -> None:
@@ -249,24 +249,28 @@ def test_the_decoder_reads_every_record_of_a_store_the_format_1_release_wrote(v1
         assert hashlib.sha256(decode(data).encode()).hexdigest() == text_hash
 
 
-def member_text(connection, text_hash: str) -> str:
-    """A story's text from a store, by the page's section on packs: its own record, or its
-    bytes in the text of the pack its row names."""
-    data, pack, offset, size = connection.execute(
-        "select data, pack, pack_offset, text_size from record where hash = ?", (text_hash,)).fetchone()
-    if pack is None:
-        return decode(data)
-    (pack_data,) = connection.execute("select data from record where hash = ? and pack is null", (pack,)).fetchone()
-    text = decode(pack_data).encode()
-    assert hashlib.sha256(text).hexdigest() == pack
+def pack_stories(connection, pack_hash: str, sizes: list[int]) -> list[str]:
+    """The stories of a pack, by the page's section on packs: the root stories between its
+    opening and closing lines (split as a stream is: a story ends where its root closes)."""
+    (data,) = connection.execute("select data from record where hash = ?", (pack_hash,)).fetchone()
+    text = decode(data).encode()
+    assert hashlib.sha256(text).hexdigest() == pack_hash
     opening, closing = b"(snapstore-pack\n", b")snapstore-pack\n"
     assert text.startswith(opening) and text.endswith(closing)
-    assert len(opening) <= offset and offset + size <= len(text) - len(closing)
-    return text[offset:offset + size].decode()
+    stories, depth, start, at = [], 0, len(opening), len(opening)
+    for line in text[len(opening):-len(closing)].splitlines(keepends=True):
+        at += len(line)
+        depth += 1 if line.startswith(b"(") else -1 if line.startswith(b")") else 0
+        if depth == 0:
+            stories.append(text[start:at])
+            start = at
+    assert [len(story) for story in stories] == sizes
+    return [story.decode() for story in stories]
 
 
 @pytest.mark.variants
 def test_the_decoder_reads_the_stories_kept_in_packs(tmp_path) -> None:
+    import json
     import sqlite3
 
     import snapstore
@@ -275,9 +279,10 @@ def test_the_decoder_reads_the_stories_kept_in_packs(tmp_path) -> None:
     with snapstore.open(f"sqlite:///{tmp_path / 'store.db'}") as store:
         store.ingest(source)
     with sqlite3.connect(tmp_path / "store.db") as connection:
-        hashes = [row[0] for row in connection.execute("select record_hash from snapshot order by seq")]
-        packed = connection.execute("select count(*) from record where pack is not null").fetchone()[0]
-        texts = [member_text(connection, text_hash) for text_hash in hashes]
-    assert packed > 100  # the partial stories between whole snapshots
-    assert all(hashlib.sha256(text.encode()).hexdigest() == text_hash for text, text_hash in zip(texts, hashes))
-    assert "".join(texts[1:]) == read_text(source / "kira.out.gz")
+        texts = {seq: decode(data) for seq, data in connection.execute(
+            "select seq, data from snapshot join record on record.hash = snapshot.record_hash")}
+        packs = connection.execute("select first_seq, record_hash, sizes from story_pack").fetchall()
+        for first, pack_hash, sizes in packs:
+            texts.update(enumerate(pack_stories(connection, pack_hash, json.loads(sizes)), start=first))
+    assert len(packs) < 10 and len(texts) == 120  # the initial conditions, 2 whole snapshots, 117 changes in packs
+    assert "".join(texts[seq] for seq in range(1, len(texts))) == read_text(source / "kira.out.gz")

@@ -42,11 +42,10 @@ def upgrade() -> None:
 
 def _backfill(bind, observable: sa.Table) -> None:
     from snapstore.store.observations import measured  # measuring is the codec's, as the note says
-    from snapstore.store.records import fetch_before_packs  # the record table as it is at 0005
 
     snapshots = bind.execute(sa.text(
         "SELECT run_id, seq, time, record_hash FROM snapshot WHERE kind = 'snapshot' ORDER BY run_id, seq")).all()
-    for rows in measured(bind, snapshots, fetch_before_packs):
+    for rows in measured(bind, snapshots):
         if rows:  # a bad record gets none: verify names it
             bind.execute(observable.insert(), rows)
 

@@ -51,8 +51,9 @@ _LAZY = {
     "particles_from_layout": "snapstore.codec.arrays",
     "root_values": "snapstore.codec.arrays",
     "root_values_from_layout": "snapstore.codec.arrays",
-    **dict.fromkeys(("Pack", "Packed", "Stored", "checked_stored", "pack_text", "packable", "share", "story_bytes",
-                     "stored_layout", "stored_story", "verify_stored"), "snapstore.codec.pack"),
+    **dict.fromkeys(("Pack", "Packed", "Stored", "checked_stored", "pack_text", "packable", "shares",
+                     "story_bytes", "stored_layout", "stored_story", "verify_pack", "verify_stored"),
+                    "snapstore.codec.pack"),
     "CODEC_NAME": "snapstore.codec.record",
     "FORMAT_VERSION": "snapstore.codec.record",
     "checked_bytes": "snapstore.codec.record",
@@ -102,5 +103,6 @@ __all__ = [
     "stored_story",
     "story_bytes",
     "text_from_layout",
+    "verify_pack",
     "verify_stored",
 ]

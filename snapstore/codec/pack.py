@@ -4,22 +4,22 @@ kira's ``-D b`` and ``-D x1`` streams write one short story per changed system,
 hundreds of thousands of them.  Alone, each would pay a record's fixed price (a header,
 two zstd frames, a document's keys); together, their size and cost are per byte.  A
 pack is an ordinary record of one story: the member stories, in stream order, as the
-children of a root of kind ``PACK_KIND`` (``docs/record-format.md``).  A member is
-found by where its text begins in the pack's text and how long it is, and is given
-back only after the pack's text is checked against the pack's key and the member's
-against its own sha256.
+children of a root of kind ``PACK_KIND`` (``docs/record-format.md``).  Member ``k`` is
+the ``k``-th root story of the pack's text between its opening and closing lines, given
+back only after the pack's text is checked against the pack's key and the members'
+sizes against the sizes the store holds for them.
 """
 
 from __future__ import annotations
 
-import hashlib
+import io
 from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING
 
 from snapstore import codec
 from snapstore.codec.framing import require_key
-from snapstore.errors import CorruptRecordError
+from snapstore.errors import CorruptRecordError, StoryFormatError
 
 if TYPE_CHECKING:
     from snapstore.codec.structure import Layout
@@ -39,31 +39,26 @@ def packable(text: bytes) -> bool:
     return text.endswith(b"\n")
 
 
-def pack_text(members: Sequence[bytes]) -> tuple[bytes, list[int]]:
-    """The text of a pack of ``members`` (whole root stories, each ``packable``) and
-    where each member's text begins in it."""
-    offsets, at = [], len(_OPEN)
-    for member in members:
-        if not packable(member):
-            raise ValueError("a pack's member ends with a newline")
-        offsets.append(at)
-        at += len(member)
-    return _OPEN + b"".join(members) + _CLOSE, offsets
+def pack_text(members: Sequence[bytes]) -> bytes:
+    """The text of a pack of ``members`` (whole root stories, each ``packable``)."""
+    if not all(packable(member) for member in members):
+        raise ValueError("a pack's member ends with a newline")
+    return _OPEN + b"".join(members) + _CLOSE
 
 
-def share(pack_size: int, pack_text_size: int, offset: int, size: int) -> int:
-    """A member's share of its pack's ``pack_size`` stored bytes, in proportion to its text
-    (``size`` bytes at ``offset``): the shares of all members add up to ``pack_size`` exactly,
-    and each is known from the member's place alone."""
-    total = max(pack_text_size - len(_OPEN) - len(_CLOSE), 1)
-    start = min(max(offset - len(_OPEN), 0), total)
-    end = min(start + size, total)
-    return pack_size * end // total - pack_size * start // total
+def shares(pack_size: int, sizes: Sequence[int]) -> list[int]:
+    """Each member's share of its pack's ``pack_size`` stored bytes, in proportion to its
+    text (the members' text sizes are ``sizes``): the shares add up to ``pack_size``."""
+    total, start, found = max(sum(sizes), 1), 0, []
+    for size in sizes:
+        found.append(pack_size * (start + size) // total - pack_size * start // total)
+        start += size
+    return found
 
 
 class Pack:
-    """A pack record as read back: its bytes and the sha256 it is stored under; its
-    text is decoded and checked once, however many members are read from it."""
+    """A pack record as read back: its bytes and the sha256 it is stored under; its text
+    is decoded and checked once, however many members are read from it."""
 
     def __init__(self, record: bytes, text_sha256: str) -> None:
         self.record, self.text_sha256 = require_key(record, text_sha256), text_sha256
@@ -77,6 +72,28 @@ class Pack:
         return structure, text
 
     @cached_property
+    def members(self) -> list[bytes]:
+        """The members' texts: the root stories between the pack's opening and closing lines."""
+        from snapstore.story import iter_root_texts  # the story reader loads with the codec, on first use
+
+        body = self.checked[1][len(_OPEN):-len(_CLOSE)]
+        try:
+            return [root.text.encode("utf-8") for root in iter_root_texts(io.BytesIO(body), "pack")]
+        except StoryFormatError as exc:
+            raise CorruptRecordError(f"pack {self.text_sha256[:12]} holds no whole stories: {exc}") from None
+
+    def member(self, index: int, sizes: Sequence[int]) -> bytes:
+        """Member ``index``'s text, when the pack's members have exactly ``sizes`` (what the
+        store says of them); CorruptRecordError otherwise."""
+        members = self.members
+        if [len(member) for member in members] != list(sizes):
+            raise CorruptRecordError(f"pack {self.text_sha256[:12]} holds {len(members)} stories of other sizes "
+                                     f"than the {len(sizes)} the store names")
+        if not 0 <= index < len(members):
+            raise CorruptRecordError(f"pack {self.text_sha256[:12]} has no story #{index}")
+        return members[index]
+
+    @cached_property
     def whole(self) -> bool:
         """True, once the pack's record is checked whole (``Layout.check_whole``)."""
         self.checked[0].check_whole()
@@ -84,24 +101,16 @@ class Pack:
 
 
 class Packed:
-    """One member of a pack, stored under the sha256 of its text: what the store hands
-    back for a story kept in a pack, and what the codec's readers take beside a record."""
+    """One member of a pack: what the store hands back for a story kept in a pack, and
+    what the codec's readers take beside a record."""
 
-    def __init__(self, pack: Pack, offset: int, size: int, text_sha256: str) -> None:
-        self.pack, self.offset, self.size, self.text_sha256 = pack, offset, size, text_sha256
+    def __init__(self, pack: Pack, index: int, sizes: Sequence[int]) -> None:
+        self.pack, self.index, self.sizes = pack, index, sizes
 
     @cached_property
     def text(self) -> bytes:
-        """The member's text, checked: the pack's against its key, this one against its sha256."""
-        text = self.pack.checked[1]
-        end = self.offset + self.size
-        if not (len(_OPEN) <= self.offset and self.size > 0 and end <= len(text) - len(_CLOSE)):
-            raise CorruptRecordError(f"a story's place ({self.offset}, {self.size} bytes) lies outside its pack "
-                                     f"({len(text)} bytes)")
-        data = text[self.offset:end]
-        if hashlib.sha256(data).hexdigest() != self.text_sha256:
-            raise CorruptRecordError("text does not match its hash (its place in its pack is wrong)")
-        return data
+        """The member's text, checked (``Pack.member``)."""
+        return self.pack.member(self.index, self.sizes)
 
     @cached_property
     def layout(self) -> Layout:
@@ -113,20 +122,21 @@ class Packed:
 Stored = bytes | Packed
 
 
-def story_bytes(stored: Stored, text_sha256: str) -> bytes:
-    """A stored story's UTF-8 text, checked against the sha256 it is stored under."""
+def story_bytes(stored: Stored, text_sha256: str | None) -> bytes:
+    """A stored story's UTF-8 text, checked: against the sha256 it is stored under, or, in
+    a pack (whose stories have no hash of their own, ``None``), by its pack."""
     if isinstance(stored, Packed):
-        if stored.text_sha256 != text_sha256:
-            raise CorruptRecordError("text does not match its hash")
         return stored.text
+    if text_sha256 is None:
+        raise CorruptRecordError("a story kept in a record of its own names no hash")
     return codec.checked_bytes(stored, text_sha256)[1]
 
 
-def checked_stored(stored: Stored, text_sha256: str) -> tuple[Layout, bytes]:
+def checked_stored(stored: Stored, text_sha256: str | None) -> tuple[Layout, bytes]:
     """As ``record.checked_bytes``, for a story in a record of its own or in a pack."""
     if isinstance(stored, Packed):
-        return stored.layout, story_bytes(stored, text_sha256)
-    return codec.checked_bytes(stored, text_sha256)
+        return stored.layout, stored.text
+    return codec.checked_bytes(stored, text_sha256 or "")
 
 
 def stored_layout(stored: Stored) -> Layout:
@@ -143,11 +153,14 @@ def stored_story(stored: Stored) -> Story:
     return codec.decode(stored)
 
 
-def verify_stored(stored: Stored, text_sha256: str) -> None:
-    """CorruptRecordError unless the record holding a story is whole and consistent
-    (``Layout.check_whole``) and gives back the story's text; a pack is checked once."""
-    if isinstance(stored, Packed):
-        stored.pack.whole  # noqa: B018 (checks, once per pack)
-        story_bytes(stored, text_sha256)
-    else:
-        codec.checked_bytes(stored, text_sha256)[0].check_whole()
+def verify_pack(pack: Pack, sizes: Sequence[int]) -> None:
+    """CorruptRecordError unless a pack's record is whole and consistent and holds
+    exactly stories of ``sizes``."""
+    pack.whole  # noqa: B018 (checks, once per pack)
+    pack.member(0, sizes)
+
+
+def verify_stored(stored: bytes, text_sha256: str) -> None:
+    """CorruptRecordError unless a story's own record is whole and consistent
+    (``Layout.check_whole``) and gives back the story's text."""
+    codec.checked_bytes(stored, text_sha256)[0].check_whole()

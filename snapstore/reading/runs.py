@@ -2,47 +2,68 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, TypeVar, overload
 
 import numpy as np
-from sqlalchemy import Engine, Row, select
+from sqlalchemy import Connection, Engine, Row, select
 
 from snapstore import codec
 from snapstore.errors import CorruptRecordError
 from snapstore.reading.dynamics import FIELDS, Dynamics, assemble
 from snapstore.reading.timeseries import Timeseries, timeseries
-from snapstore.store.records import read_record, run_records
-from snapstore.store.schema import command, input_file, parameter, snapshot, tag
+from snapstore.store.records import Packs, read_record, run_records
+from snapstore.store.schema import command, input_file, parameter, snapshot, story_pack, tag
 from snapstore.story import Story
 
 T = TypeVar("T")
 
 
+@dataclass(frozen=True)
+class Place:
+    """Where a story kept in a pack is: the pack's record, the story's index in it, and
+    the text sizes of all the pack's stories (what the store says of them)."""
+
+    pack: str
+    index: int
+    sizes: list[int]
+
+
 class Snapshot:
     """One stored story: a whole snapshot (``kind == "snapshot"``) or a partial one
-    from kira's ``-D b`` / ``-D x1`` streams.  Nothing is fetched or decompressed until asked."""
+    from kira's ``-D b`` / ``-D x1`` streams, in a record of its own (``record_hash``, the
+    sha256 of its text) or in a pack with the partial stories next to it (``place``).
+    Nothing is fetched or decompressed until asked."""
 
-    def __init__(self, run: Run, seq: int, time: float | None, n_particles: int | None, record_hash: str,
-                 kind: str = "snapshot") -> None:
+    def __init__(self, run: Run, seq: int, time: float | None, n_particles: int | None, record_hash: str | None,
+                 kind: str = "snapshot", place: Place | None = None) -> None:
         self.run, self.seq, self.time, self.n_particles, self.record_hash = run, seq, time, n_particles, record_hash
-        self.kind = kind
+        self.kind, self.place = kind, place
 
-    def record(self) -> codec.Stored:
-        """The stored, compressed record (for a story kept in a pack, its place in the pack's record)."""
-        return self._checked(lambda record: record)
+    def record(self) -> bytes:
+        """The stored, compressed record (for a story kept in a pack, the pack's)."""
+        return self._checked(lambda stored: stored.pack.record if isinstance(stored, codec.Packed) else stored)
 
     def _checked(self, action: Callable[[codec.Stored], T], record: codec.Stored | None = None) -> T:
         """``action(record)``, with corrupt-record errors naming the run and sequence;
-        the record is fetched unless the caller already has it."""
+        the record (or the pack) is fetched unless the caller already has it."""
         try:
             if record is None:
-                record = read_record(self.run.engine, self.record_hash)
+                record = self._fetch()
             return action(record)
         except CorruptRecordError as exc:
             raise CorruptRecordError(f"run {self.run.name!r} snapshot #{self.seq}: {exc}") from None
+
+    def _fetch(self) -> codec.Stored:
+        if self.place is None:
+            assert self.record_hash is not None  # a story in no pack has a record of its own
+            return read_record(self.run.engine, self.record_hash)
+        pack = codec.Pack(read_record(self.run.engine, self.place.pack), self.place.pack)
+        return codec.Packed(pack, self.place.index, self.place.sizes)
 
     def text(self) -> str:
         """The exact Starlab text, checked against the hash it was stored under."""
@@ -115,18 +136,25 @@ class Run:
         raise AttributeError(item)
 
     @cached_property
-    def _snapshot_rows(self) -> list[Row[Any]]:
+    def _stories(self) -> list[Snapshot]:
         with self.engine.connect() as connection:
-            return list(connection.execute(
+            rows = connection.execute(
                 select(snapshot.c.seq, snapshot.c.time, snapshot.c.n_particles, snapshot.c.record_hash,
                        snapshot.c.kind)
-                .where(snapshot.c.run_id == self.id).order_by(snapshot.c.seq)))
+                .where(snapshot.c.run_id == self.id))
+            found = [Snapshot(self, row.seq, row.time, row.n_particles, row.record_hash, row.kind) for row in rows]
+            for pack in connection.execute(select(story_pack).where(story_pack.c.run_id == self.id)):
+                sizes = json.loads(pack.sizes)
+                times, counts = json.loads(pack.times) or [None] * len(sizes), json.loads(pack.n_particles)
+                found += [Snapshot(self, pack.first_seq + index, times[index], counts[index] if counts else None,
+                                   None, "partial", Place(pack.record_hash, index, sizes))
+                          for index in range(len(sizes))]
+        return sorted(found, key=lambda item: item.seq)
 
     def stories(self) -> Snapshots:
         """Every stored story in stream order: the whole snapshots and, for kira's
         ``-D b`` / ``-D x1`` streams, the partial stories between them."""
-        return Snapshots(self, [Snapshot(self, row.seq, row.time, row.n_particles, row.record_hash, row.kind)
-                                for row in self._snapshot_rows])
+        return Snapshots(self, list(self._stories))
 
     def snapshots(self) -> Snapshots:
         """The whole-system snapshots in sequence order (seq 0 is the initial conditions,
@@ -251,19 +279,41 @@ class Run:
             yield text
 
     def _read_each(self, chosen: Sequence[Snapshot],
-                   read: Callable[[codec.Stored, str], T]) -> Iterator[tuple[Snapshot, T]]:
-        """``read(record, hash)`` of each of ``chosen``, in sequence order; errors name the snapshot."""
-        items = {item.seq: item for item in chosen}
+                   read: Callable[[codec.Stored, str | None], T]) -> Iterator[tuple[Snapshot, T]]:
+        """``read(record, hash)`` of each of ``chosen``, in sequence order: the records of
+        consecutive stories of their own from one streamed query, each pack fetched once;
+        errors name the snapshot."""
+        items = sorted(chosen, key=lambda item: item.seq)
         with self.engine.connect() as connection:
+            packs = Packs()
             try:
-                for seq, data in run_records(connection, self.id, sorted(items)):  # its errors name the snapshot
-                    try:
-                        found = read(data, items[seq].record_hash)
-                    except CorruptRecordError as exc:
-                        raise CorruptRecordError(f"snapshot #{seq}: {exc}") from None
-                    yield items[seq], found
+                for packed, group in itertools.groupby(items, key=lambda item: item.place is not None):
+                    stories = list(group)
+                    for item, data in zip(stories, self._stored_of(connection, stories, packed, packs)):
+                        try:
+                            found = read(data, item.record_hash)
+                        except CorruptRecordError as exc:
+                            raise CorruptRecordError(f"snapshot #{item.seq}: {exc}") from None
+                        yield item, found
             except CorruptRecordError as exc:
                 raise CorruptRecordError(f"run {self.name!r} {exc}") from None
+
+    def _stored_of(self, connection: Connection, stories: list[Snapshot], packed: bool,
+                   packs: Packs) -> Iterator[codec.Stored]:
+        """What holds each of ``stories`` (all in packs, or all with records of their own)."""
+        if not packed:
+            for item, (seq, data) in zip(stories, run_records(connection, self.id, [item.seq for item in stories])):
+                if seq != item.seq:  # the rows come from the same table: only a store changed meanwhile
+                    raise CorruptRecordError(f"snapshot #{item.seq} is missing from the store")
+                yield data
+            return
+        for item in stories:
+            assert item.place is not None
+            try:
+                pack = packs.get(connection, item.place.pack)
+            except CorruptRecordError as exc:
+                raise CorruptRecordError(f"snapshot #{item.seq}: {exc}") from None
+            yield codec.Packed(pack, item.place.index, item.place.sizes)
 
     def timeseries(self, keys: str | Iterable[str] | None = None) -> Timeseries:
         """Observables over the run's whole snapshots as numpy arrays: each root entry

@@ -39,8 +39,8 @@ def story_to_record(story: Story) -> bytes:
     return codec.encode(story)
 
 
-def story_from_record(data: codec.Stored, python_type: type | None) -> Story:
-    return _as(python_type, codec.stored_story(data))
+def story_from_record(data: bytes, python_type: type | None) -> Story:
+    return _as(python_type, codec.decode(data))
 
 
 _AXES = ("x", "y", "z")

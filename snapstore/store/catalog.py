@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,7 +12,7 @@ from sqlalchemy import Connection, Row, Select, func, select
 from snapstore import codec
 from snapstore.errors import RunNotFoundError
 from snapstore.store.filters import compile_filter
-from snapstore.store.schema import command, event, record, run, snapshot
+from snapstore.store.schema import command, event, record, run, snapshot, story_pack
 
 _PREFIX_MIN = 4  # shorter prefixes of a 32-digit id would match too much to be meant
 
@@ -68,15 +69,17 @@ def listing(connection: Connection, where: str | None = None, retired: bool = Fa
 
 
 def snapshot_sizes(connection: Connection, run_id: str) -> dict[int, int]:
-    """Stored bytes of each of a run's snapshots, by sequence number."""
-    pack = record.alias("pack")
-    rows = connection.execute(
-        select(snapshot.c.seq, record.c.stored_size, record.c.pack_offset, record.c.text_size,
-               pack.c.stored_size.label("pack_size"), pack.c.text_size.label("pack_text_size"))
-        .join(record, record.c.hash == snapshot.c.record_hash).outerjoin(pack, pack.c.hash == record.c.pack)
-        .where(snapshot.c.run_id == run_id))
-    return {row.seq: row.stored_size if row.pack_size is None
-            else codec.share(row.pack_size, row.pack_text_size, row.pack_offset, row.text_size) for row in rows}
+    """Stored bytes of each of a run's stories, by sequence number (a story in a pack: its
+    share of the pack's bytes)."""
+    rows = connection.execute(select(snapshot.c.seq, record.c.stored_size)
+                              .join(record, record.c.hash == snapshot.c.record_hash)
+                              .where(snapshot.c.run_id == run_id))
+    sizes = {seq: size for seq, size in rows}
+    for pack in connection.execute(select(story_pack.c.first_seq, story_pack.c.stored_size, story_pack.c.sizes)
+                                   .where(story_pack.c.run_id == run_id)):
+        for index, share in enumerate(codec.shares(pack.stored_size, json.loads(pack.sizes))):
+            sizes[pack.first_seq + index] = share
+    return sizes
 
 
 def totals(connection: Connection) -> dict[str, Any]:

@@ -123,6 +123,21 @@ class SnapshotAppended(Event):
 
 
 @dataclass(frozen=True)
+class PackAppended(Event):
+    """Partial stories stored together at ``first_seq``, ``first_seq + 1``, ... in one pack
+    record (``codec.pack``): each one's text size, time and N (the lists are empty when no
+    story has one), and the pack's stored size."""
+
+    type: ClassVar[str] = "pack_appended"
+    first_seq: int
+    record: str
+    sizes: list[int]
+    stored_size: int
+    times: list[float | None]
+    n_particles: list[int | None]
+
+
+@dataclass(frozen=True)
 class DiagnosticsAttached(Event):
     """A run's stderr kept with it: the record holding the text, the command, the size."""
 
@@ -193,8 +208,8 @@ class RunRestored(Event):
 
 
 TYPES: dict[str, type[Event]] = {kind.type: kind for kind in (
-    RunStarted, IngestStarted, PipelineRecorded, SnapshotAppended, DiagnosticsAttached, IngestFinished, RunTagged,
-    RunUntagged, RunRenamed, RunRetired, RunRestored)}
+    RunStarted, IngestStarted, PipelineRecorded, SnapshotAppended, PackAppended, DiagnosticsAttached, IngestFinished,
+    RunTagged, RunUntagged, RunRenamed, RunRetired, RunRestored)}
 _NESTED: dict[tuple[type[Event], str], type] = {
     (IngestStarted, "inputs"): InputFile, (PipelineRecorded, "commands"): Step}
 

@@ -11,16 +11,17 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import itertools
+import json
 import os
 import queue
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, Row, exists, select
+from sqlalchemy import Connection, Engine, exists, select
 
 from snapstore import codec, encoding
 from snapstore.errors import (
@@ -43,6 +44,7 @@ from snapstore.store.events import (
     IngestFinished,
     IngestStarted,
     InputFile,
+    PackAppended,
     PipelineRecorded,
     RunStarted,
     RunTagged,
@@ -53,8 +55,8 @@ from snapstore.store.inputs import resolve, who_and_where
 from snapstore.store.log import append
 from snapstore.store.names import check_name, run_id_of
 from snapstore.store.payloads import ExternalPayloads
-from snapstore.store.records import fetch_record, insert_records, member_row, record_row
-from snapstore.store.schema import record, run, snapshot
+from snapstore.store.records import Packs, fetch_record, insert_records, record_row
+from snapstore.store.schema import record, run, snapshot, story_pack
 from snapstore.story import RootText, iter_root_texts, open_source
 
 
@@ -97,6 +99,7 @@ class Ingest:
         self._timed = False  # whether a story with a system time came before
         self._opening: list[Event] = []  # events start() prepared that are not appended yet
         self._resuming = True  # whether the run held stories when this ingest began
+        self._packs = Packs()  # the run's packs a resumed ingest reads its stories from
 
     def start(self, source: str, tags: dict[str, str], commands_text: str | None = None,
               inputs: list[dict] | None = None) -> None:
@@ -116,12 +119,11 @@ class Ingest:
         known = connection.execute(select(exists().where(run.c.id == self.report.run_id))).scalar()
         return ([] if known else [RunStarted(name=self.report.name)]) + self._opening
 
-    def _stored(self, seq: int, digest: str) -> Row | None:
-        """The row already at ``seq`` if it holds this text; a different text there is a conflict."""
+    def _stored(self, seq: int, digest: str) -> _Held | None:
+        """The story already at ``seq`` if it is this text; a different text there is a conflict."""
         with self.engine.connect() as connection:
-            stored = connection.execute(select(snapshot.c.record_hash, snapshot.c.time).where(
-                snapshot.c.run_id == self.report.run_id, snapshot.c.seq == seq)).first()
-        if stored is not None and stored.record_hash != digest:
+            stored = self._held(connection, [seq]).get(seq)
+        if stored is not None and stored.digest != digest:
             raise self._conflict(seq)
         return stored
 
@@ -191,20 +193,17 @@ class Ingest:
     def _commit_ready(self, items: list[_Ready]) -> None:
 
         def work(connection: Connection) -> tuple[list[bool], RunConflictError | None]:
-            held = dict(connection.execute(select(snapshot.c.seq, snapshot.c.record_hash).where(
-                snapshot.c.run_id == self.report.run_id,
-                snapshot.c.seq.in_([item.pending.seq for item in items]))).all())
+            held = self._held(connection, [item.pending.seq for item in items])
+            self._unpack_where_held(items, held)
             skipped: list[bool] = []
-            events: list[Event] = []
             for item in items:
                 seq = item.pending.seq
-                if seq in held and held[seq] != item.pending.digest:
-                    self._store(connection, items[:len(skipped)], skipped, events)
-                    return skipped, self._conflict(seq)
+                if seq in held and held[seq].digest != item.pending.digest:
+                    kept = _pack_start(items, len(skipped))  # a pack goes in whole or not at all
+                    self._store(connection, items[:kept], skipped[:kept])
+                    return skipped[:kept], self._conflict(seq)
                 skipped.append(seq in held)  # resumed, or another writer got here first
-                if seq not in held:
-                    events += item.events
-            self._store(connection, items, skipped, events)
+            self._store(connection, items, skipped)
             return skipped, None
 
         skipped, conflict = with_retries(self.engine, work)
@@ -216,12 +215,47 @@ class Ingest:
         if conflict is not None:
             raise conflict
 
+    def _held(self, connection: Connection, seqs: list[int]) -> dict[int, _Held]:
+        """The stories at ``seqs`` that the run holds already: the sha256 of each one's text
+        (a story in a pack is hashed from its pack) and its time."""
+        held = {row.seq: _Held(row.record_hash, row.time) for row in connection.execute(
+            select(snapshot.c.seq, snapshot.c.record_hash, snapshot.c.time).where(
+                snapshot.c.run_id == self.report.run_id, snapshot.c.seq.in_(seqs)))}
+        wanted = set(seqs)
+        for row in connection.execute(select(story_pack).where(
+                story_pack.c.run_id == self.report.run_id, story_pack.c.first_seq <= max(seqs),
+                story_pack.c.first_seq + story_pack.c.stories > min(seqs))):
+            pack = self._packs.get(connection, row.record_hash)
+            sizes, times = json.loads(row.sizes), json.loads(row.times) or [None] * row.stories
+            for index in range(row.stories):
+                if row.first_seq + index in wanted:
+                    text = pack.member(index, sizes)
+                    held[row.first_seq + index] = _Held(hashlib.sha256(text).hexdigest(), times[index])
+        return held
+
+    def _unpack_where_held(self, items: list[_Ready], held: dict[int, _Held]) -> None:
+        """A pack some of whose stories another writer stored first, and some not, is
+        unmade: its stories get records of their own, each then stored or skipped alone."""
+        start = 0
+        while start < len(items):
+            length = _pack_length(items, start)
+            members = items[start:start + length]
+            found = [member.pending.seq in held for member in members]
+            if length > 1 and any(found) and not all(found):
+                for member in members:
+                    self._own_record(member)
+                try:
+                    self._put_payloads(members)
+                except _PayloadFailed as stop:
+                    raise stop.error from None
+            start += length
+
     def _ready(self, pending: _Pending) -> _Ready:
         """A story's record checked and its payload written (before the row naming it), and
         its events, outside any transaction."""
         if pending.stored is not None:
             self._timed = self._timed or pending.stored.time is not None
-            return _Ready(pending, None, [], [], None, "stored", 0)
+            return _Ready(pending, None, [], [], [], None, "stored", 0)
         assert pending.encoded is not None  # every story not stored yet has an encoding under way
         encoded: encoding.Encoded = pending.encoded.result()
         if not encoded.faithful:
@@ -230,27 +264,19 @@ class Ingest:
                 "was not stored (a snapstore bug: please report it with the input)")
         summary = encoded.summary
         kind = self._kind(summary)
-        events: list[Event] = [pending.pipeline] if pending.pipeline is not None else []
-        events.append(SnapshotAppended(seq=pending.seq, record=pending.digest, kind=kind, time=summary.time,
-                                       n_particles=summary.n_particles, text_size=pending.text_size,
-                                       stored_size=len(encoded.blob)))
+        leading: list[Event] = [pending.pipeline] if pending.pipeline is not None else []
+        events = [*leading, SnapshotAppended(seq=pending.seq, record=pending.digest, kind=kind, time=summary.time,
+                                             n_particles=summary.n_particles, text_size=pending.text_size,
+                                             stored_size=len(encoded.blob))]
         measured = {**pending.numbers, **encoded.counts} if kind == "snapshot" else None
-        own = pending.new and not pending.evident  # an evident story's record is made with its pack
+        own = pending.new and not pending.evident  # an evident story's record is made with its pack, or alone
         rows = [record_row(pending.digest, codec.CODEC_NAME, pending.text_size, encoded.blob)] if own else []
-        return _Ready(pending, encoded, events, rows, measured, kind, len(encoded.blob))
+        return _Ready(pending, encoded, leading, events, rows, measured, kind, len(encoded.blob) if own else 0)
 
     def _pack(self, items: list[_Ready]) -> None:
         """Keep each run of consecutive new partial stories in one pack instead of a
         record each (``codec.pack``): their size and cost are then per byte.  An evident
-        story (``prepare``) is looked up here, with the others of its batch; one that is
-        new and finds no pack gets its record of its own."""
-        evident = [item for item in items if item.pending.evident]
-        if evident:
-            with self.engine.connect() as connection:
-                known = set(connection.execute(select(record.c.hash).where(
-                    record.c.hash.in_({item.pending.digest for item in evident}))).scalars())
-            for item in evident:
-                item.pending.new = item.pending.digest not in known
+        story (``prepare``) that finds no pack gets its record of its own."""
         run: list[_Ready] = []
         for item in items:
             if item.kind == "partial" and item.pending.new and codec.packable(item.pending.data):
@@ -271,30 +297,28 @@ class Ingest:
                     self._own_record(item)
 
     def _own_record(self, item: _Ready) -> None:
-        """An evident story that is not in a pack: its record is made now."""
+        """A story that is in no pack: its own record (made now for an evident one) and its
+        own ``snapshot_appended`` event."""
         pending = item.pending
-        encoded = encoding.encode(pending.data, pending.digest, self.encoder.check)
-        if not encoded.faithful:
-            raise CorruptRecordError(
-                f"run {self.report.name!r} snapshot #{pending.seq}: its record would not decode to its text, so it "
-                "was not stored (a snapstore bug: please report it with the input)")
+        encoded = item.encoded
+        if pending.evident or encoded is None:
+            encoded = encoding.encode(pending.data, pending.digest, self.encoder.check)
+            if not encoded.faithful:
+                raise CorruptRecordError(
+                    f"run {self.report.name!r} snapshot #{pending.seq}: its record would not decode to its text, so "
+                    "it was not stored (a snapstore bug: please report it with the input)")
+        summary = encoded.summary
         item.rows = [record_row(pending.digest, codec.CODEC_NAME, pending.text_size, encoded.blob)]
-        self._resize(item, len(encoded.blob))
-
-    @staticmethod
-    def _resize(item: _Ready, stored_size: int) -> None:
-        """Give a story the stored size its record turned out to have, in its event too."""
-        item.stored_size = stored_size
-        appended = item.events[-1]
-        assert isinstance(appended, SnapshotAppended)  # _ready puts it last
-        item.events[-1] = replace(appended, stored_size=stored_size)
+        item.events = [*item.leading, SnapshotAppended(
+            seq=pending.seq, record=pending.digest, kind=item.kind, time=summary.time,
+            n_particles=summary.n_particles, text_size=pending.text_size, stored_size=len(encoded.blob))]
+        item.stored_size, item.pack = len(encoded.blob), None
 
     def _pack_run(self, members: list[_Ready]) -> bool:
-        """One pack of ``members``; each member's record row becomes its place in the pack
-        and its stored size its share of the pack's (the shares add up to the pack's size).
-        A pack that would not decode to its text is not made (False): the members keep
-        their own records."""
-        text, offsets = codec.pack_text([item.pending.data for item in members])
+        """One pack of ``members`` and its ``pack_appended`` event (with the last of them);
+        each member's stored size is its share of the pack's (the shares add up to the
+        pack's size).  A pack that would not decode to its text is not made (False)."""
+        text = codec.pack_text([item.pending.data for item in members])
         digest = hashlib.sha256(text).hexdigest()
         blob = codec.encode_text(text, text_sha256=digest)
         if self.encoder.check:
@@ -302,22 +326,28 @@ class Ingest:
                 codec.checked_bytes(blob, digest)
             except CorruptRecordError:
                 return False
-        pack_row = record_row(digest, codec.CODEC_NAME, len(text), blob)
-        for item, offset in zip(members, offsets):
-            item.rows = [pack_row, member_row(item.pending.digest, codec.CODEC_NAME, item.pending.text_size,
-                                              digest, offset)]
-            self._resize(item, codec.share(len(blob), len(text), offset, item.pending.text_size))
+        summaries = [item.encoded.summary for item in members if item.encoded is not None]
+        times = [summary.time for summary in summaries]
+        counts = [summary.n_particles for summary in summaries]
+        sizes = [item.pending.text_size for item in members]
+        appended = PackAppended(first_seq=members[0].pending.seq, record=digest, sizes=sizes, stored_size=len(blob),
+                                times=times if any(time is not None for time in times) else [],
+                                n_particles=counts if any(count is not None for count in counts) else [])
+        for index, (item, share) in enumerate(zip(members, codec.shares(len(blob), sizes))):
+            item.rows = [record_row(digest, codec.CODEC_NAME, len(text), blob)] if index == 0 else []
+            item.events = [*item.leading, *([appended] if index == len(members) - 1 else [])]
+            item.stored_size, item.pack = share, digest
         return True
 
     def _put_payloads(self, items: list[_Ready]) -> None:
         """Write the bytes of the new records to the external payload storage, if the store
-        has one, before the rows that name them; each pack once."""
+        has one, before the rows that name them; the same record once."""
         if not self.payloads:
             return
         put: dict[str, str] = {}
         for at, item in enumerate(items):
             for row in item.rows:
-                if row["pack"] is None and row["data"]:
+                if row["data"]:
                     if row["hash"] not in put:
                         try:
                             put[row["hash"]] = self.payloads.put(row["hash"], row["data"])
@@ -325,12 +355,12 @@ class Ingest:
                             raise _PayloadFailed(at, exc) from exc
                     row["location"], row["data"] = put[row["hash"]], b""
 
-    def _store(self, connection: Connection, items: list[_Ready], skipped: list[bool],
-               events: list[Event]) -> None:
+    def _store(self, connection: Connection, items: list[_Ready], skipped: list[bool]) -> None:
         """Write what ``items`` hold that is not ``skipped``: records, events, observables."""
         new = [item for item, skip in zip(items, skipped) if not skip]
-        rows = {row["hash"]: row for item in new for row in item.rows}  # a pack's row once
+        rows = {row["hash"]: row for item in new for row in item.rows}  # the same text once
         insert_records(connection, list(rows.values()))
+        events = [event for item in new for event in item.events]
         if events:
             append(connection, self.report.run_id, self._opened(connection) + events)
         observations.record(connection, self.report.run_id, [
@@ -391,6 +421,14 @@ class Ingest:
         self._opening = []
 
 
+@dataclass(frozen=True)
+class _Held:
+    """A story a run holds already: the sha256 of its text and its time."""
+
+    digest: str
+    time: float | None
+
+
 @dataclass
 class _Pending:
     """A story between ``prepare`` and ``commit``."""
@@ -402,7 +440,7 @@ class _Pending:
     numbers: dict = field(default_factory=dict)  # the root's own numeric entries
     encoded: encoding.Done | encoding.Answer | None = None
     new: bool = True  # its record is not in the store yet
-    stored: Row | None = None  # the row already at seq (a resumed ingest)
+    stored: _Held | None = None  # the story already at seq (a resumed ingest)
     evident: bool = False  # its summary is known from its text (``evident_summary``): it is not encoded alone
 
     @property
@@ -425,11 +463,28 @@ class _Ready:
 
     pending: _Pending
     encoded: encoding.Encoded | None
-    events: list[Event]
-    rows: list[dict]  # the record rows it needs (``records.record_row``, ``member_row``)
+    leading: list[Event]  # the events before the story's own (a pipeline its Log adds)
+    events: list[Event]  # those and its ``snapshot_appended`` (the last of a pack: its ``pack_appended``)
+    rows: list[dict]  # the record rows it needs (``records.record_row``; a pack's with its first story)
     measured: dict | None
     kind: str
     stored_size: int
+    pack: str | None = None  # the pack it is in, if any
+
+
+def _pack_length(items: list[_Ready], start: int) -> int:
+    """How many stories from ``start`` are in one pack with it (1 when it is in none)."""
+    end = start + 1
+    while items[start].pack is not None and end < len(items) and items[end].pack == items[start].pack:
+        end += 1
+    return end - start
+
+
+def _pack_start(items: list[_Ready], at: int) -> int:
+    """Where the pack holding ``items[at]`` begins (``at`` when it is in none)."""
+    while at < len(items) and at > 0 and items[at].pack is not None and items[at - 1].pack == items[at].pack:
+        at -= 1
+    return at
 
 
 def _known_record(connection: Connection, digest: str) -> encoding.Encoded | None:

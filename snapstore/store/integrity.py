@@ -7,7 +7,9 @@ database, so ``verify`` holds no write lock and live ingests carry on beside it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, select
 
@@ -15,8 +17,8 @@ from snapstore import codec
 from snapstore.errors import CorruptRecordError
 from snapstore.store import projections
 from snapstore.store.events import from_row
-from snapstore.store.records import Packs, fetch_record
-from snapstore.store.schema import PROJECTIONS, event, metadata, run, snapshot
+from snapstore.store.records import fetch_record
+from snapstore.store.schema import PROJECTIONS, event, metadata, run, snapshot, story_pack
 
 _BATCH = 64
 
@@ -29,13 +31,22 @@ def _snapshot_rows(connection: Connection, run_ids: list[str] | None) -> list:
     return list(connection.execute(query))
 
 
+def _pack_rows(connection: Connection, run_ids: list[str] | None) -> list:
+    query = (select(run.c.name, story_pack.c.first_seq, story_pack.c.stories, story_pack.c.record_hash,
+                    story_pack.c.sizes)
+             .join(run, run.c.id == story_pack.c.run_id).order_by(run.c.name, story_pack.c.first_seq))
+    if run_ids is not None:
+        query = query.where(story_pack.c.run_id.in_(run_ids))
+    return list(connection.execute(query))
+
+
 # What a decoder bug looks like; verify reports it against the record and checks the rest.
 _DECODER_FAULTS = (ValueError, TypeError, IndexError, KeyError, OverflowError, RecursionError, MemoryError)
 
 
-def _problem(connection: Connection, record_hash: str, packs: Packs) -> str | None:
+def _problem(check: Callable[..., None], *args: Any) -> str | None:
     try:
-        codec.verify_stored(fetch_record(connection, record_hash, packs), record_hash)  # bytes are hashed
+        check(*args)
     except CorruptRecordError as exc:
         return str(exc)
     except _DECODER_FAULTS as exc:
@@ -43,17 +54,31 @@ def _problem(connection: Connection, record_hash: str, packs: Packs) -> str | No
     return None
 
 
+def _check_story(connection: Connection, record_hash: str) -> None:
+    codec.verify_stored(fetch_record(connection, record_hash), record_hash)  # the bytes are hashed
+
+
+def _check_pack(connection: Connection, record_hash: str, sizes: str) -> None:
+    codec.verify_pack(codec.Pack(fetch_record(connection, record_hash), record_hash), json.loads(sizes))
+
+
 def record_problems(engine: Engine, run_ids: list[str] | None = None) -> Iterator[str]:
-    """One line per snapshot whose record is missing, corrupt, or decodes to another text."""
+    """One line per snapshot whose record is missing, corrupt, or decodes to another text,
+    and per pack of partial stories that does not hold exactly its stories."""
     with engine.connect() as connection:
-        rows = _snapshot_rows(connection, run_ids)
+        rows, packs = _snapshot_rows(connection, run_ids), _pack_rows(connection, run_ids)
     for start in range(0, len(rows), _BATCH):  # short read transactions, so WAL checkpoints go on
         with engine.connect() as connection:
-            packs = Packs()  # each pack is checked once, for all its stories
             for row in rows[start:start + _BATCH]:
-                problem = _problem(connection, row.record_hash, packs)
+                problem = _problem(_check_story, connection, row.record_hash)
                 if problem:
                     yield f"run {row.name!r} snapshot #{row.seq}: {problem}"
+    for row in packs:
+        with engine.connect() as connection:
+            problem = _problem(_check_pack, connection, row.record_hash, row.sizes)
+        if problem:
+            yield (f"run {row.name!r} stories #{row.first_seq}-#{row.first_seq + row.stories - 1} "
+                   f"(one pack): {problem}")
 
 
 def _tables(connection: Connection) -> dict[str, list]:

@@ -9,7 +9,7 @@ code.  Ingest writes the rows in the transaction that appends the snapshot.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from sqlalchemy import Connection, Engine, insert, select
 
@@ -23,11 +23,11 @@ from snapstore.story import RootText
 ENERGY_ERROR = "energy_error"
 
 
-def measure(stored: codec.Stored, record_hash: str) -> dict[str, Value]:
-    """The observables of a stored story (its root header and tree counts);
+def measure(blob: bytes, record_hash: str) -> dict[str, Value]:
+    """The observables of a stored record (its root header and tree counts);
     CorruptRecordError for a record that is corrupt or does not decode to its text."""
-    structure, text = codec.checked_stored(stored, record_hash)
-    return observables(RootText(text.decode("utf-8"), 1).header(), structure)
+    structure, text = codec.checked_text(blob, record_hash)
+    return observables(RootText(text, 1).header(), structure)
 
 
 def rows(run_id: str, seq: int, time: float | None, values: dict[str, Value],
@@ -91,17 +91,15 @@ def record(connection: Connection, run_id: str, snapshots: list[tuple[int, float
         connection.execute(insert(observable), found)
 
 
-def measured(connection: Connection, snapshots: Iterable,
-             fetch: Callable[[Connection, str], codec.Stored] = fetch_record) -> Iterator[list[dict] | None]:
+def measured(connection: Connection, snapshots: Iterable) -> Iterator[list[dict] | None]:
     """Rows for each ``(run_id, seq, time, record_hash)`` given in run and seq order,
-    measured from the records (E0 carried along each run; ``fetch`` reads one, as the
-    store's schema allows); None for a bad record."""
+    measured from the records (E0 carried along each run); None for a bad record."""
     run_id, energy = None, None
     for item in snapshots:
         if item.run_id != run_id:
             run_id, energy = item.run_id, None
         try:
-            values = measure(fetch(connection, item.record_hash), item.record_hash)
+            values = measure(fetch_record(connection, item.record_hash), item.record_hash)
         except CorruptRecordError:  # verify reports the record itself: its numbers would be no one's
             yield None
             continue

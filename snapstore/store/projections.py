@@ -13,6 +13,7 @@ from snapstore.store.events import (
     Event,
     IngestFinished,
     IngestStarted,
+    PackAppended,
     PipelineRecorded,
     RunRenamed,
     RunRestored,
@@ -32,6 +33,7 @@ from snapstore.store.schema import (
     parameter,
     run,
     snapshot,
+    story_pack,
     tag,
 )
 
@@ -132,6 +134,16 @@ def snapshots_appended(connection: Connection, run_id: str, items: list[Snapshot
     connection.execute(update(run).where(run.c.id == run_id).values(**values))
 
 
+def _pack_appended(connection: Connection, run_id: str, item: PackAppended, recorded_at: str) -> None:
+    """A pack of partial stories: one ``story_pack`` row; they count for the run's bytes only."""
+    connection.execute(insert(story_pack).values(
+        run_id=run_id, first_seq=item.first_seq, stories=len(item.sizes), record_hash=item.record,
+        text_size=sum(item.sizes), stored_size=item.stored_size, sizes=json.dumps(item.sizes),
+        times=json.dumps(item.times), n_particles=json.dumps(item.n_particles)))
+    connection.execute(update(run).where(run.c.id == run_id).values(
+        text_bytes=run.c.text_bytes + sum(item.sizes), stored_bytes=run.c.stored_bytes + item.stored_size))
+
+
 def _ingest_finished(connection: Connection, run_id: str, item: IngestFinished, recorded_at: str) -> None:
     values = {"finished_at": recorded_at, "status": "complete" if item.complete else "incomplete",
               "error": item.error}
@@ -167,6 +179,7 @@ _HANDLERS: dict[type[Event], Callable[[Connection, str, Any, str], None]] = {
     IngestStarted: _ingest_started,
     PipelineRecorded: _pipeline_recorded,
     SnapshotAppended: _snapshot_appended,
+    PackAppended: _pack_appended,
     IngestFinished: _ingest_finished,
     RunTagged: _run_tagged,
     RunUntagged: _run_untagged,

@@ -2,8 +2,7 @@
 
 Every read hands back a record only after checking that it is the one stored under the
 hash asked for (``framing.require_key``): a swapped payload file is an error, never
-another snapshot's data.  A story kept in a pack (``codec.pack``) comes back as its place
-in the pack's record (``codec.Packed``), checked when its text is read."""
+another snapshot's data.  ``Packs`` reads the packs that hold partial stories (``codec.pack``)."""
 
 from __future__ import annotations
 
@@ -13,14 +12,13 @@ from sqlalchemy import Connection, Engine, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from snapstore.codec.framing import require_key
-from snapstore.codec.pack import Pack, Packed, Stored
+from snapstore.codec.pack import Pack
 from snapstore.errors import CorruptRecordError
 from snapstore.store.backend import SINGLE_STATEMENT
 from snapstore.store.payloads import fetch_location
 from snapstore.store.schema import record, snapshot
 
-_FIELDS = (record.c.hash, record.c.data, record.c.location, record.c.pack, record.c.pack_offset, record.c.text_size)
-_ONE_RECORD = select(*_FIELDS).where(record.c.hash == bindparam("hash"))
+_ONE_RECORD = select(record.c.data, record.c.location).where(record.c.hash == bindparam("hash"))
 
 
 def insert_record(connection: Connection, record_hash: str, codec_name: str, text_size: int, data: bytes,
@@ -33,13 +31,7 @@ def insert_record(connection: Connection, record_hash: str, codec_name: str, tex
 def record_row(record_hash: str, codec_name: str, text_size: int, data: bytes, location: str | None = None) -> dict:
     """The row ``insert_records`` writes for a record (its bytes at ``location`` when given)."""
     return {"hash": record_hash, "codec": codec_name, "text_size": text_size, "stored_size": len(data),
-            "location": location, "data": b"" if location else data, "pack": None, "pack_offset": None}
-
-
-def member_row(record_hash: str, codec_name: str, text_size: int, pack: str, offset: int) -> dict:
-    """The row of a story kept in pack ``pack`` (the pack's hash), its text at ``offset``."""
-    return {"hash": record_hash, "codec": codec_name, "text_size": text_size, "stored_size": 0,
-            "location": None, "data": b"", "pack": pack, "pack_offset": offset}
+            "location": location, "data": b"" if location else data}
 
 
 def insert_records(connection: Connection, rows: list[dict]) -> None:
@@ -48,6 +40,63 @@ def insert_records(connection: Connection, rows: list[dict]) -> None:
     if rows:
         dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
         connection.execute(dialect.insert(record).on_conflict_do_nothing(index_elements=["hash"]), rows)
+
+
+def _payload(row, record_hash: str) -> bytes:
+    return require_key(fetch_location(row.location) if row.location else bytes(row.data), record_hash)
+
+
+def _missing(record_hash: str) -> CorruptRecordError:
+    return CorruptRecordError(f"record {record_hash[:12]} is missing from the store")
+
+
+def fetch_records(connection: Connection, hashes: list[str]) -> dict[str, bytes]:
+    """Several records' bytes in one query (external payloads fetched from where
+    their row says); a missing one is a corrupt-record error."""
+    rows = {row.hash: row for row in connection.execute(
+        select(record.c.hash, record.c.data, record.c.location).where(record.c.hash.in_(hashes)))}
+    missing = set(hashes) - set(rows)
+    if missing:
+        raise _missing(sorted(missing)[0])
+    return {key: _payload(row, key) for key, row in rows.items()}
+
+
+def read_record(engine: Engine, record_hash: str) -> bytes:
+    """A record's bytes, on a connection of its own that runs this one statement."""
+    with engine.connect().execution_options(**{SINGLE_STATEMENT: True}) as connection:
+        return fetch_record(connection, record_hash)
+
+
+def fetch_record(connection: Connection, record_hash: str) -> bytes:
+    """A record's bytes.  One prebuilt statement: building an IN query costs more
+    (about 100 us) than reading a snapshot's particles out of the record."""
+    row = connection.execute(_ONE_RECORD, {"hash": record_hash}).first()
+    if row is None:
+        raise _missing(record_hash)
+    return _payload(row, record_hash)
+
+
+def run_records(connection: Connection, run_id: str, seqs: list[int]) -> Iterator[tuple[int, bytes]]:
+    """``(seq, record bytes)`` of a run's stories ``seqs`` (sorted, distinct), in sequence
+    order: one query, its rows streamed a batch at a time so a long run is never all in memory.
+    A record that cannot be had is a CorruptRecordError naming its snapshot."""
+    if not seqs:
+        return
+    query = (select(snapshot.c.seq, snapshot.c.record_hash, record.c.hash, record.c.data, record.c.location)
+             .select_from(snapshot.outerjoin(record, record.c.hash == snapshot.c.record_hash))
+             .where(snapshot.c.run_id == run_id).order_by(snapshot.c.seq))
+    if seqs[-1] - seqs[0] + 1 == len(seqs):  # a contiguous range: no list of numbers to send
+        query = query.where(snapshot.c.seq.between(seqs[0], seqs[-1]))
+    else:
+        query = query.where(snapshot.c.seq.in_(seqs))
+    for row in connection.execution_options(yield_per=64).execute(query):  # (run_id, seq) is the key: all wanted
+        try:
+            if row.hash is None:
+                raise _missing(row.record_hash)
+            data = _payload(row, row.hash)
+        except CorruptRecordError as exc:
+            raise CorruptRecordError(f"snapshot #{row.seq}: {exc}") from None
+        yield row.seq, data
 
 
 class Packs:
@@ -61,94 +110,8 @@ class Packs:
     def get(self, connection: Connection, pack_hash: str) -> Pack:
         found = self._found.get(pack_hash)
         if found is None:
-            row = connection.execute(_ONE_RECORD, {"hash": pack_hash}).first()
-            if row is None or row.pack is not None:
-                raise CorruptRecordError(f"the pack {pack_hash[:12]} of a story is missing from the store")
-            found = Pack(_own_payload(row, pack_hash), pack_hash)
+            found = Pack(fetch_record(connection, pack_hash), pack_hash)
             if len(self._found) >= self._keep:
                 self._found.pop(next(iter(self._found)))
             self._found[pack_hash] = found
         return found
-
-
-def _own_payload(row, record_hash: str) -> bytes:
-    return require_key(fetch_location(row.location) if row.location else bytes(row.data), record_hash)
-
-
-def _payload(connection: Connection, row, record_hash: str, packs: Packs | None = None) -> Stored:
-    if row.pack is None:
-        return _own_payload(row, record_hash)
-    if row.pack_offset is None or row.pack == record_hash:
-        raise CorruptRecordError(f"record {record_hash[:12]} names a pack but no place in it")
-    return Packed((packs or Packs()).get(connection, row.pack), row.pack_offset, row.text_size, record_hash)
-
-
-def _missing(record_hash: str) -> CorruptRecordError:
-    return CorruptRecordError(f"record {record_hash[:12]} is missing from the store")
-
-
-def fetch_records(connection: Connection, hashes: list[str]) -> dict[str, Stored]:
-    """Several records' bytes in one query (external payloads fetched from where
-    their row says); a missing one is a corrupt-record error."""
-    rows = {row.hash: row for row in connection.execute(select(*_FIELDS).where(record.c.hash.in_(hashes)))}
-    missing = set(hashes) - set(rows)
-    if missing:
-        raise _missing(sorted(missing)[0])
-    packs = Packs(len(rows))
-    return {key: _payload(connection, row, key, packs) for key, row in rows.items()}
-
-
-def read_record(engine: Engine, record_hash: str) -> Stored:
-    """A record's bytes, on a connection of its own that runs this one statement."""
-    with engine.connect().execution_options(**{SINGLE_STATEMENT: True}) as connection:
-        return fetch_record(connection, record_hash)
-
-
-def fetch_record(connection: Connection, record_hash: str, packs: Packs | None = None) -> Stored:
-    """A record's bytes, or a packed story's place.  One prebuilt statement: building an
-    IN query costs more (about 100 us) than reading a snapshot's particles out of the record."""
-    row = connection.execute(_ONE_RECORD, {"hash": record_hash}).first()
-    if row is None:
-        raise _missing(record_hash)
-    return _payload(connection, row, record_hash, packs)
-
-
-def fetch_before_packs(connection: Connection, record_hash: str) -> bytes:
-    """A record's bytes, read as a store before revision 0008 holds them (no ``pack``
-    column yet): what the migrations before it read."""
-    row = connection.execute(select(record.c.data, record.c.location).where(record.c.hash == record_hash)).first()
-    if row is None:
-        raise _missing(record_hash)
-    return _own_payload(row, record_hash)
-
-
-def fetch_own_record(connection: Connection, record_hash: str) -> bytes:
-    """The bytes of a record kept on its own (a run's attached log is never in a pack)."""
-    found = fetch_record(connection, record_hash)
-    if not isinstance(found, bytes):
-        raise CorruptRecordError(f"record {record_hash[:12]} is in a pack, where only stories are")
-    return found
-
-
-def run_records(connection: Connection, run_id: str, seqs: list[int]) -> Iterator[tuple[int, Stored]]:
-    """``(seq, record bytes)`` of a run's stories ``seqs`` (sorted, distinct), in sequence
-    order: one query, its rows streamed a batch at a time so a long run is never all in memory.
-    A record that cannot be had is a CorruptRecordError naming its snapshot."""
-    if not seqs:
-        return
-    query = (select(snapshot.c.seq, snapshot.c.record_hash, *_FIELDS)
-             .select_from(snapshot.outerjoin(record, record.c.hash == snapshot.c.record_hash))
-             .where(snapshot.c.run_id == run_id).order_by(snapshot.c.seq))
-    if seqs[-1] - seqs[0] + 1 == len(seqs):  # a contiguous range: no list of numbers to send
-        query = query.where(snapshot.c.seq.between(seqs[0], seqs[-1]))
-    else:
-        query = query.where(snapshot.c.seq.in_(seqs))
-    packs = Packs()  # a pack's members are consecutive: each pack is fetched once
-    for row in connection.execution_options(yield_per=64).execute(query):  # (run_id, seq) is the key: all wanted
-        try:
-            if row.hash is None:
-                raise _missing(row.record_hash)
-            data = _payload(connection, row, row.hash, packs)
-        except CorruptRecordError as exc:
-            raise CorruptRecordError(f"snapshot #{row.seq}: {exc}") from None
-        yield row.seq, data

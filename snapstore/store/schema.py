@@ -3,7 +3,7 @@ copies of these definitions; a test checks the two never drift apart.
 
 ``event`` and ``record`` are the source of truth and append-only (database
 triggers refuse UPDATE and DELETE).  ``run``, ``command``, ``parameter``,
-``snapshot``, ``tag`` and ``input`` are projections: derived from the events, rebuilt at will;
+``snapshot``, ``story_pack``, ``tag`` and ``input`` are projections: derived from the events, rebuilt at will;
 ``observable`` is derived from the records the events name (see ``observations``).
 """
 
@@ -51,10 +51,6 @@ record = Table(
     Column("stored_size", BigInteger, nullable=False),
     Column("data", LargeBinary, nullable=False),  # empty when the payload is at ``location``
     Column("location", Text),  # revision 0003: "file:///..." or "s3://bucket/key", else NULL
-    # revision 0008: a story kept in a pack (codec/pack.py) names the pack's record and
-    # where its text begins in the pack's text; its own data is empty, its location NULL
-    Column("pack", String(64)),
-    Column("pack_offset", BigInteger),
 )
 
 run = Table(
@@ -113,6 +109,23 @@ snapshot = Table(
     Column("kind", String(16), nullable=False, server_default="snapshot"),
 )
 
+# Revision 0008: the partial stories of kira's -D b / -D x1 streams kept together in one
+# record (codec/pack.py), one row per pack: its ``stories`` are first_seq, first_seq + 1, ...
+# ``sizes``, ``times`` and ``n_particles`` are JSON lists, one item per story (the last two
+# empty when no story has one).
+story_pack = Table(
+    "story_pack", metadata,
+    Column("run_id", String(32), ForeignKey("run.id"), primary_key=True),
+    Column("first_seq", Integer, primary_key=True),
+    Column("stories", Integer, nullable=False),
+    Column("record_hash", String(64), ForeignKey("record.hash"), nullable=False),
+    Column("text_size", BigInteger, nullable=False),
+    Column("stored_size", BigInteger, nullable=False),
+    Column("sizes", Text, nullable=False),
+    Column("times", Text, nullable=False),
+    Column("n_particles", Text, nullable=False),
+)
+
 tag = Table(
     "tag", metadata,
     Column("run_id", String(32), ForeignKey("run.id"), primary_key=True),
@@ -150,4 +163,4 @@ Index("ix_observable_key", observable.c.key, observable.c.run_id)
 Index("ix_parameter_lookup", parameter.c.program, parameter.c.flag, parameter.c.num_value, parameter.c.run_id)
 Index("ix_snapshot_record", snapshot.c.record_hash)
 
-PROJECTIONS = (input_file, tag, snapshot, parameter, command, run)  # children first, for deletes
+PROJECTIONS = (input_file, tag, snapshot, story_pack, parameter, command, run)  # children first, for deletes
