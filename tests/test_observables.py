@@ -14,7 +14,7 @@ from helpers import SAMPLE, corpus_runs, read_text
 from snapstore import FilterError
 from snapstore.store.backend import make_engine, resolve_url
 from snapstore.store.migrate import run_alembic
-from snapstore.store.schema import observable
+from snapstore.store.schema import observable, observable_key, observable_value
 
 
 def _numbers(value: str) -> list[float] | None:
@@ -180,9 +180,10 @@ def test_rebuild_and_verify_keep_the_projection_true(store_url) -> None:
         run = store.ingest(SAMPLE)
         before = _stored(store, run.id)
         assert store.verify() == []
-        with store.engine.begin() as connection:
-            connection.execute(update(observable).where(observable.c.key == "total_energy", observable.c.seq == 2)
-                               .values(value=1.0))
+        with store.engine.begin() as connection:  # the view's value, changed where it is kept
+            key = select(observable_key.c.id).where(observable_key.c.key == "total_energy").scalar_subquery()
+            connection.execute(update(observable_value).where(observable_value.c.key_id == key,
+                                                              observable_value.c.seq == 2).values(value=1.0))
         assert any("observable" in problem and "#2" in problem for problem in store.verify())
         store.rebuild_projections()
         assert _stored(store, run.id) == before and store.verify() == []

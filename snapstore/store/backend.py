@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, Insert, Table, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
@@ -214,3 +215,10 @@ def describe_db_error(exc: DBAPIError, url: URL) -> str:
     """One line for a database error, naming the store without its password."""
     reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
     return f"{masked(url)}: {reason}"
+
+
+def insert_new(connection: Connection, table: Table, unique: list[str]) -> Insert:
+    """An INSERT of ``table`` that leaves a row whose ``unique`` columns are taken as it is,
+    on either backend."""
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table).on_conflict_do_nothing(index_elements=unique)

@@ -1,5 +1,6 @@
 """The ``observable`` projection: every numeric root entry of every whole snapshot,
-one row per value (vectors one row per component), with the derived ones.
+one row per value (vectors one row per component), with the derived ones; stored in
+``observable_value`` by key id, read through the view ``observable``.
 
 The rows are a function of the records the ``snapshot_appended`` events name, not
 of the event payloads: the events stay small, and ``rebuild``, ``verify`` and the
@@ -16,8 +17,9 @@ from sqlalchemy import Connection, Engine, insert, select
 from snapstore import codec
 from snapstore.errors import CorruptRecordError
 from snapstore.physics.observables import Value, observables
+from snapstore.store.backend import insert_new
 from snapstore.store.records import fetch_record
-from snapstore.store.schema import observable, snapshot
+from snapstore.store.schema import observable, observable_key, observable_value, run, snapshot
 from snapstore.story import RootText
 
 ENERGY_ERROR = "energy_error"
@@ -87,8 +89,30 @@ def record(connection: Connection, run_id: str, snapshots: list[tuple[int, float
         energy = _kira_energy(values)
         if ours is None and energy is not None:
             ours = (seq, energy)
-    if found:
-        connection.execute(insert(observable), found)
+    insert_rows(connection, found)
+
+
+def insert_rows(connection: Connection, found: list[dict]) -> None:
+    """Write observable rows (``rows``): each key once in ``observable_key``, the values
+    under its id in ``observable_value`` (their time is their snapshot's)."""
+    if not found:
+        return
+    keys = {row["key"] for row in found}
+    ids = _key_ids(connection, keys)
+    if len(ids) < len(keys):  # keys new to the store; another writer may add the same at once
+        connection.execute(insert_new(connection, observable_key, ["key"]),
+                           [{"key": key} for key in sorted(keys - ids.keys())])
+        ids = _key_ids(connection, keys)
+    numbers = dict(connection.execute(select(run.c.id, run.c.number).where(
+        run.c.id.in_({row["run_id"] for row in found}))).all())
+    connection.execute(insert(observable_value), [
+        {"key_id": ids[row["key"]], "run": numbers[row["run_id"]], "seq": row["seq"], "idx": row["idx"],
+         "value": row["value"]} for row in found])
+
+
+def _key_ids(connection: Connection, keys: set[str]) -> dict[str, int]:
+    return dict(connection.execute(select(observable_key.c.key, observable_key.c.id)
+                                   .where(observable_key.c.key.in_(keys))).all())
 
 
 def measured(connection: Connection, snapshots: Iterable) -> Iterator[list[dict] | None]:
@@ -122,7 +146,7 @@ def rebuild(connection: Connection) -> int:
     count = 0
     for found in measured(connection, _whole_snapshots(connection)):
         if found:  # a bad record gets no rows: verify names it, and a restored one rebuilds
-            connection.execute(insert(observable), found)
+            insert_rows(connection, found)
         count += len(found or ())
     return count
 

@@ -29,7 +29,7 @@ from snapstore.store.schema import (
     command,
     event,
     input_file,
-    observable,
+    observable_value,
     parameter,
     run,
     snapshot,
@@ -58,9 +58,11 @@ def apply_all(connection: Connection, run_id: str, items: list[tuple[Event, str]
 
 
 def _run_started(connection: Connection, run_id: str, item: RunStarted, recorded_at: str) -> None:
+    # runs are numbered in log order: appends are serialized, and a replay numbers them alike
+    number = connection.execute(select(func.coalesce(func.max(run.c.number), 0) + 1)).scalar()
     connection.execute(insert(run).values(
         id=run_id, name=item.name, status="open", started_at=recorded_at,
-        n_snapshots=0, text_bytes=0, stored_bytes=0))
+        n_snapshots=0, text_bytes=0, stored_bytes=0, number=number))
 
 
 def _ingest_started(connection: Connection, run_id: str, item: IngestStarted, recorded_at: str) -> None:
@@ -194,7 +196,7 @@ def rebuild(connection: Connection) -> int:
     snapshots' records for ``observable``; returns the count of events."""
     # every event is read before anything is emptied: a log this snapstore cannot read changes nothing
     log = [(row, from_row(row)) for row in connection.execute(select(event).order_by(event.c.position))]
-    connection.execute(delete(observable))  # it refers to runs: emptied first
+    connection.execute(delete(observable_value))  # it refers to runs: emptied first
     for table in PROJECTIONS:
         connection.execute(delete(table))
     for row, item in log:

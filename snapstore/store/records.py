@@ -9,12 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from sqlalchemy import Connection, Engine, bindparam, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from snapstore.codec.framing import require_key
 from snapstore.codec.pack import Pack
 from snapstore.errors import CorruptRecordError
-from snapstore.store.backend import SINGLE_STATEMENT
+from snapstore.store.backend import SINGLE_STATEMENT, insert_new
 from snapstore.store.payloads import fetch_location
 from snapstore.store.schema import record, snapshot
 
@@ -38,8 +37,7 @@ def insert_records(connection: Connection, rows: list[dict]) -> None:
     """Add record rows (``record_row``) in one multi-row insert; a hash stored already is
     left as it is."""
     if rows:
-        dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-        connection.execute(dialect.insert(record).on_conflict_do_nothing(index_elements=["hash"]), rows)
+        connection.execute(insert_new(connection, record, ["hash"]), rows)
 
 
 def _payload(row, record_hash: str) -> bytes:

@@ -4,7 +4,8 @@ copies of these definitions; a test checks the two never drift apart.
 ``event`` and ``record`` are the source of truth and append-only (database
 triggers refuse UPDATE and DELETE).  ``run``, ``command``, ``parameter``,
 ``snapshot``, ``story_pack``, ``tag`` and ``input`` are projections: derived from the events, rebuilt at will;
-``observable`` is derived from the records the events name (see ``observations``).
+``observable_value`` (read through the view ``observable``) is derived from the records the
+events name (see ``observations``).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from sqlalchemy import (
 metadata = MetaData()
 
 # The migration these definitions correspond to; a test checks it is the head of migrations/.
-SCHEMA_REVISION = "0008"
+SCHEMA_REVISION = "0009"
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
 Position = BigInteger().with_variant(Integer(), "sqlite")
@@ -72,6 +73,9 @@ run = Table(
     Column("error", Text),
     Column("retired_at", String(32)),  # revision 0007: set while the run is retired
     Column("retired_reason", Text),
+    # revision 0009: 1, 2, ... in the order the runs were started (their run_started events),
+    # a short key for the observable values
+    Column("number", Integer),
 )
 
 command = Table(
@@ -146,21 +150,43 @@ input_file = Table(
 
 # Revision 0005: every numeric root entry of each whole snapshot (vectors one row per
 # component ``idx``), and the derived counts and energy error; see ``observations``.
-# SQLite keeps it WITHOUT ROWID: the primary key is the table, not a second copy of it.
-observable = Table(
-    "observable", metadata,
-    Column("run_id", String(32), ForeignKey("run.id"), primary_key=True),
+# Revision 0009 keeps them compact: each key once (``observable_key``), and the values keyed
+# by (key, run number, seq, component), a primary key that serves the reads by key (filters)
+# and by run and key (time series), with no second index.  SQLite keeps it WITHOUT ROWID: the
+# primary key is the table, not a second copy of it.
+observable_key = Table(
+    "observable_key", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key", String(80), nullable=False, unique=True),
+)
+
+observable_value = Table(
+    "observable_value", metadata,
+    Column("key_id", Integer, ForeignKey("observable_key.id"), primary_key=True),
+    Column("run", Integer, primary_key=True),  # the run's ``number``
     Column("seq", Integer, primary_key=True),
-    Column("key", String(80), primary_key=True),
     Column("idx", Integer, primary_key=True),
-    Column("time", Float),
     Column("value", Float, nullable=False),
     sqlite_with_rowid=False,
 )
-Index("ix_observable_key", observable.c.key, observable.c.run_id)
+
+# What users query (the README's SQL) and the code reads: a view over the two, with each
+# value's key and its snapshot's time, as the table of revisions 0005-0008 had them.  The
+# view is made by migration 0009; it is declared here apart from ``metadata``, which holds tables.
+views = MetaData()
+observable = Table(
+    "observable", views,
+    Column("run_id", String(32)),
+    Column("seq", Integer),
+    Column("key", String(80)),
+    Column("idx", Integer),
+    Column("time", Float),
+    Column("value", Float),
+)
 
 # Added by the second migration: filters look parameters up by program and flag.
 Index("ix_parameter_lookup", parameter.c.program, parameter.c.flag, parameter.c.num_value, parameter.c.run_id)
 Index("ix_snapshot_record", snapshot.c.record_hash)
+Index("uq_run_number", run.c.number, unique=True)
 
 PROJECTIONS = (input_file, tag, snapshot, story_pack, parameter, command, run)  # children first, for deletes
