@@ -194,3 +194,21 @@ def test_an_evident_summary_is_the_one_the_story_s_layout_gives(limit: int | Non
             evident += 1
             assert found == NOTHING == summarize(codec.layout_of_text(data)), (path, root.first_line)
     assert evident > 500 and other > 50
+
+
+@pytest.mark.variants
+def test_a_pack_that_cannot_be_made_leaves_each_story_a_record_of_its_own(tmp_path, monkeypatch) -> None:
+    encode = codec.encode_text
+
+    def refusing(text, *args, **kwargs):  # as for a pack past a record's limits
+        if text.startswith(b"(snapstore-pack"):
+            raise snapstore.InvalidArgumentError("a story of more numbers in one column than a record may hold")
+        return encode(text, *args, **kwargs)
+
+    monkeypatch.setattr(codec, "encode_text", refusing)
+    with snapstore.open(f"sqlite:///{tmp_path / 'store.db'}") as store:
+        run = store.ingest(variants_dir() / STREAM)
+        stories = run.stories()
+        assert all(item.place is None and item.record_hash for item in stories) and len(stories) == 120
+        assert b"".join(run.texts(run.select())) == read_text(variants_dir() / STREAM / "kira.out.gz").encode()
+        assert store.verify() == []

@@ -26,6 +26,7 @@ from sqlalchemy import Connection, Engine, exists, select
 from snapstore import codec, encoding
 from snapstore.errors import (
     CorruptRecordError,
+    InvalidArgumentError,
     RunConflictError,
     SnapstoreError,
 )
@@ -251,8 +252,7 @@ class Ingest:
             start += length
 
     def _ready(self, pending: _Pending) -> _Ready:
-        """A story's record checked and its payload written (before the row naming it), and
-        its events, outside any transaction."""
+        """A story's record checked, its record row and its events, outside any transaction."""
         if pending.stored is not None:
             self._timed = self._timed or pending.stored.time is not None
             return _Ready(pending, None, [], [], [], None, "stored", 0)
@@ -320,12 +320,12 @@ class Ingest:
         pack's size).  A pack that would not decode to its text is not made (False)."""
         text = codec.pack_text([item.pending.data for item in members])
         digest = hashlib.sha256(text).hexdigest()
-        blob = codec.encode_text(text, text_sha256=digest)
-        if self.encoder.check:
-            try:
+        try:  # a pack past a record's limits, or one that would not read back, is not made
+            blob = codec.encode_text(text, text_sha256=digest)
+            if self.encoder.check:
                 codec.checked_bytes(blob, digest)
-            except CorruptRecordError:
-                return False
+        except (InvalidArgumentError, CorruptRecordError):
+            return False
         summaries = [item.encoded.summary for item in members if item.encoded is not None]
         times = [summary.time for summary in summaries]
         counts = [summary.n_particles for summary in summaries]
