@@ -147,7 +147,7 @@ def hung_writer(url: str, source: Path, count: int, workdir: Path) -> dict:
     with snapstore.open(url) as store:
         for k in range(count):
             store.ingest(source, name=f"stalled{k}")
-        completed = sum(len(store.run(f"stalled{k}")) == expected_count(source) for k in range(count))
+        completed = sum(len(store.run(f"stalled{k}").stories()) == expected_count(source) for k in range(count))
     return {"writers_behind_a_hung_writer": count, "lock_timeouts_reported": reported,
             "completed_after_it_was_gone": completed}
 
