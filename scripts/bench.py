@@ -118,8 +118,8 @@ def store_file(results: dict, workdir: Path) -> None:
     results["store_file"] = {"file_bytes": path.stat().st_size, "record_bytes": record_bytes,
                              "observable_bytes": observables, "gzip6_bytes": gzipped, "pages": pages}
     report("the SQLite file of the whole corpus vs gzip -6", path.stat().st_size, gzipped, "bytes", ">= 1.5x", False)
-    report("  its observable tables and indexes vs its record bytes", observables, record_bytes, "bytes",
-           "<= 0.1x", False)
+    report("  its observable tables and indexes vs 10% of its record bytes", observables, record_bytes / 10, "bytes",
+           ">= 1x", False)
 
 
 def startup(results: dict, workdir: Path) -> None:
@@ -183,7 +183,7 @@ def small_stories(results: dict, workdir: Path, big: bool) -> None:
     variants = CORPUS.parent / "starlab-variants"
     streams = [variants / "x1_formatted" / "kira.out.gz", variants / "Db_stream" / "kira.out.gz"]
     if big:
-        streams.append(CORPUS.parent / "starlab-scale" / "x1_formatted_big")
+        streams.append(CORPUS.parent / "starlab-scale" / "x1_formatted_big" / "kira.out.gz")
     for path in [p for p in streams if p.exists()]:
         _small_stream(results, workdir, path, 1 if big else 3)
 
