@@ -27,17 +27,41 @@ class Summary:
     systems: int
 
 
-# What can make a story's summary other than "no time, no N, no stars below the root".
-_SUMMARIZED = re.compile(rb"\n\(Particle|\n\(Log|system_time|^[ \t]*N[ \t]*=", re.MULTILINE)
+# What gives a story a time or an N of its own, which its layout must read.
+_NAMED = re.compile(rb"\n\(Log|system_time|^[ \t]*N[ \t]*=", re.MULTILINE)
+_STRUCTURE = re.compile(rb"^([()])(.*)$", re.MULTILINE)
 NOTHING = Summary(None, None, 0)
 
 
 def evident_summary(text: bytes) -> Summary | None:
-    """The summary of a story known from its text alone, without encoding it: ``NOTHING``
-    for a story with no Particle below its root, no Log, no ``system_time`` and no ``N``
-    entry (what kira's ``-D x1`` and ``-D b`` streams write for each changed single star);
-    None for any other story, whose summary needs its layout (``summarize``)."""
-    return None if _SUMMARIZED.search(text) else NOTHING
+    """The summary of a story known from its text alone, without encoding it, for a story
+    with no Log, no ``system_time`` and no ``N`` entry (what kira's ``-D x1`` and ``-D b``
+    streams write for each changed star or binary): no time, and the N and systems its tree
+    of Particles gives (``NOTHING`` without a Particle below its root).  None for any other
+    story, whose summary needs its layout (``summarize``, which this equals)."""
+    if _NAMED.search(text):
+        return None
+    if b"\n(Particle" not in text:
+        return NOTHING
+    if not text.startswith(b"(Particle\n"):
+        return None
+    # As particle_tree counts: Particles, the distinct nodes they hang from, and the root's.
+    open_nodes: list[int] = []
+    nodes = particles = systems = 0
+    parents: set[int] = set()
+    for match in _STRUCTURE.finditer(text):
+        if match[1] == b"(":
+            if match[2] == b"Particle":
+                parent = open_nodes[-1] if open_nodes else -1
+                particles, systems = particles + 1, systems + (parent == 0)
+                parents.add(parent)
+            open_nodes.append(nodes)
+            nodes += 1
+        elif not open_nodes:
+            return None
+        else:
+            open_nodes.pop()
+    return Summary(None, particles - (len(parents) - 1), systems)
 
 
 def number(value: object) -> float | None:

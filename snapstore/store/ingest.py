@@ -152,8 +152,7 @@ class Ingest:
         # checks again, for a writer that raced this one)
         stored = self._stored(seq, digest) if self._resuming else None
         if evident is not None and stored is None:
-            # a small story, for a pack: it is looked up, encoded and checked with its pack
-            # (``_pack``); it has no Log to read
+            # a story for a pack: encoded and checked with it (``_pack``); it has no Log to read
             return _Pending(seq, digest, data, self._pipeline([], seq), {},
                             encoding.Done(encoding.Encoded(b"", evident, {}, True)), evident=True)
         with self.engine.connect() as connection:
@@ -259,11 +258,12 @@ class Ingest:
         assert pending.encoded is not None  # every story not stored yet has an encoding under way
         encoded: encoding.Encoded = pending.encoded.result()
         if not encoded.faithful:
-            raise CorruptRecordError(
-                f"run {self.report.name!r} snapshot #{pending.seq}: its record would not decode to its text, so it "
-                "was not stored (a snapstore bug: please report it with the input)")
+            raise self._unfaithful(pending.seq)
         summary = encoded.summary
         kind = self._kind(summary)
+        if pending.evident and kind == "snapshot":  # a whole system after all: encoded and measured like one
+            encoded, pending.evident = self._encoded_alone(pending), False
+            pending.numbers = root_numbers(RootText(pending.data.decode("utf-8"), pending.seq).header())
         leading: list[Event] = [pending.pipeline] if pending.pipeline is not None else []
         events = [*leading, SnapshotAppended(seq=pending.seq, record=pending.digest, kind=kind, time=summary.time,
                                              n_particles=summary.n_particles, text_size=pending.text_size,
@@ -300,19 +300,25 @@ class Ingest:
         """A story that is in no pack: its own record (made now for an evident one) and its
         own ``snapshot_appended`` event."""
         pending = item.pending
-        encoded = item.encoded
-        if pending.evident or encoded is None:
-            encoded = encoding.encode(pending.data, pending.digest, self.encoder.check)
-            if not encoded.faithful:
-                raise CorruptRecordError(
-                    f"run {self.report.name!r} snapshot #{pending.seq}: its record would not decode to its text, so "
-                    "it was not stored (a snapstore bug: please report it with the input)")
+        encoded = self._encoded_alone(pending) if pending.evident or item.encoded is None else item.encoded
         summary = encoded.summary
         item.rows = [record_row(pending.digest, codec.CODEC_NAME, pending.text_size, encoded.blob)]
         item.events = [*item.leading, SnapshotAppended(
             seq=pending.seq, record=pending.digest, kind=item.kind, time=summary.time,
             n_particles=summary.n_particles, text_size=pending.text_size, stored_size=len(encoded.blob))]
         item.stored_size, item.pack = len(encoded.blob), None
+
+    def _encoded_alone(self, pending: _Pending) -> encoding.Encoded:
+        """A story's own record, made now (an evident story's is otherwise made with its pack)."""
+        encoded = encoding.encode(pending.data, pending.digest, self.encoder.check)
+        if not encoded.faithful:
+            raise self._unfaithful(pending.seq)
+        return encoded
+
+    def _unfaithful(self, seq: int) -> CorruptRecordError:
+        return CorruptRecordError(
+            f"run {self.report.name!r} snapshot #{seq}: its record would not decode to its text, so it was not "
+            "stored (a snapstore bug: please report it with the input)")
 
     def _pack_run(self, members: list[_Ready]) -> bool:
         """One pack of ``members`` and its ``pack_appended`` event (with the last of them);
