@@ -230,3 +230,30 @@ def test_an_untimed_system_before_any_timed_one_is_a_whole_snapshot_measured_as_
         assert [(item.kind, item.place, item.n_particles) for item in run.stories()] == [("snapshot", None, 2)] * 3
         assert run.timeseries("n_stars")["n_stars"].tolist() == [2.0] * 3
         assert [item.text() for item in run.stories()] == binaries and store.verify() == []
+
+
+def test_a_pack_event_whose_lists_disagree_does_not_match_its_declaration() -> None:
+    from snapstore import SchemaError
+    from snapstore.store.events import PackAppended, load
+
+    good = PackAppended(first_seq=2, record="ab" * 32, sizes=[10, 20], stored_size=9, times=[], n_particles=[None, 2])
+    assert load("pack_appended", good.payload(), "event #1") == good
+    for wrong in ({"sizes": []}, {"sizes": [10, 0]}, {"times": [1.0]}, {"n_particles": [2, 2, 2]}):
+        payload = json.dumps({**json.loads(good.payload()), **wrong})
+        with pytest.raises(SchemaError, match="event #1: pack_appended payload does not match its declaration"):
+            load("pack_appended", payload, "event #1")
+
+
+@pytest.mark.variants
+def test_a_damaged_pack_row_is_refused_and_rebuilt_from_the_log(tmp_path) -> None:
+    url, connection = _forged(tmp_path)
+    with connection:
+        connection.execute("update story_pack set times = '[1.0]' where first_seq = "
+                           "(select min(first_seq) from story_pack)")
+    with snapstore.open(url) as store:
+        damaged = r"the row of the pack at #2 is damaged \(its lists disagree\); `snapstore rebuild`"
+        with pytest.raises(CorruptRecordError, match=damaged):
+            store.run(STREAM).stories()
+        assert any("story_pack" in problem for problem in store.verify())
+        store.rebuild_projections()
+        assert len(store.run(STREAM).stories()) == 120 and store.verify() == []

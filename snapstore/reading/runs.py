@@ -144,12 +144,21 @@ class Run:
                 .where(snapshot.c.run_id == self.id))
             found = [Snapshot(self, row.seq, row.time, row.n_particles, row.record_hash, row.kind) for row in rows]
             for pack in connection.execute(select(story_pack).where(story_pack.c.run_id == self.id)):
-                sizes = json.loads(pack.sizes)
-                times, counts = json.loads(pack.times) or [None] * len(sizes), json.loads(pack.n_particles)
-                found += [Snapshot(self, pack.first_seq + index, times[index], counts[index] if counts else None,
-                                   None, "partial", Place(pack.record_hash, index, sizes))
-                          for index in range(len(sizes))]
+                found += self._packed(pack)
         return sorted(found, key=lambda item: item.seq)
+
+    def _packed(self, pack: Row[Any]) -> list[Snapshot]:
+        """The stories a ``story_pack`` row names (a damaged row is a CorruptRecordError)."""
+        try:
+            sizes, times, counts = (json.loads(value) for value in (pack.sizes, pack.times, pack.n_particles))
+            times, counts = times or [None] * len(sizes), counts or [None] * len(sizes)
+            if not len(sizes) == len(times) == len(counts) == pack.stories:
+                raise ValueError("its lists disagree")
+        except (ValueError, TypeError) as exc:
+            raise CorruptRecordError(f"run {self.name!r}: the row of the pack at #{pack.first_seq} is damaged "
+                                     f"({exc}); `snapstore rebuild` makes it again from the log") from None
+        return [Snapshot(self, pack.first_seq + index, times[index], counts[index], None, "partial",
+                         Place(pack.record_hash, index, sizes)) for index in range(len(sizes))]
 
     def stories(self) -> Snapshots:
         """Every stored story in stream order: the whole snapshots and, for kira's

@@ -136,6 +136,12 @@ class PackAppended(Event):
     times: list[float | None]
     n_particles: list[int | None]
 
+    def __post_init__(self) -> None:
+        # a payload whose lists disagree is one that does not match this declaration
+        if not self.sizes or any(type(size) is not int or size <= 0 for size in self.sizes) or any(
+                values and len(values) != len(self.sizes) for values in (self.times, self.n_particles)):
+            raise TypeError("a pack's sizes, times and N do not name the same stories")
+
 
 @dataclass(frozen=True)
 class DiagnosticsAttached(Event):
