@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from sqlalchemy import Connection, Engine, insert, select
+from sqlalchemy import Connection, Engine, select
 
 from snapstore import codec
 from snapstore.errors import CorruptRecordError
 from snapstore.physics.observables import Value, observables
-from snapstore.store.backend import insert_new
+from snapstore.store.backend import insert_many, insert_new
 from snapstore.store.records import fetch_record
 from snapstore.store.schema import observable, observable_key, observable_value, run, snapshot
 from snapstore.story import RootText
@@ -105,9 +105,8 @@ def insert_rows(connection: Connection, found: list[dict]) -> None:
         ids = _key_ids(connection, keys)
     numbers = dict(connection.execute(select(run.c.id, run.c.number).where(
         run.c.id.in_({row["run_id"] for row in found}))).all())
-    connection.execute(insert(observable_value), [
-        {"key_id": ids[row["key"]], "run": numbers[row["run_id"]], "seq": row["seq"], "idx": row["idx"],
-         "value": row["value"]} for row in found])
+    insert_many(connection, observable_value, [
+        (ids[row["key"]], numbers[row["run_id"]], row["seq"], row["idx"], row["value"]) for row in found])
 
 
 def _key_ids(connection: Connection, keys: set[str]) -> dict[str, int]:

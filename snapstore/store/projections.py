@@ -82,15 +82,16 @@ def _record_input(connection: Connection, run_id: str, role: str, location: str,
 def _pipeline_recorded(connection: Connection, run_id: str, item: PipelineRecorded, recorded_at: str) -> None:
     connection.execute(delete(parameter).where(parameter.c.run_id == run_id))
     connection.execute(delete(command).where(command.c.run_id == run_id))
-    for position, step in enumerate(item.commands):
-        connection.execute(insert(command).values(
-            run_id=run_id, position=position, program=step.program, argv=json.dumps(step.argv),
-            starlab_version=step.starlab_version, origin=step.origin, first_seq=step.first_seq,
-            conflict=step.conflict))
-        for flag, value in step.parameters.items():
-            connection.execute(insert(parameter).values(
-                run_id=run_id, position=position, program=step.program, flag=flag,
-                value=value, num_value=_number(value)))
+    # one insert per table, not one per row: a pipeline holds dozens of flags
+    steps = [{"run_id": run_id, "position": position, "program": step.program, "argv": json.dumps(step.argv),
+              "starlab_version": step.starlab_version, "origin": step.origin, "first_seq": step.first_seq,
+              "conflict": step.conflict} for position, step in enumerate(item.commands)]
+    flags = [{"run_id": run_id, "position": position, "program": step.program, "flag": flag, "value": value,
+              "num_value": _number(value)}
+             for position, step in enumerate(item.commands) for flag, value in step.parameters.items()]
+    for table, rows in ((command, steps), (parameter, flags)):
+        if rows:
+            connection.execute(insert(table), rows)
     versions = [step.starlab_version for step in item.commands if step.starlab_version]
     connection.execute(update(run).where(run.c.id == run_id).values(starlab_version=versions[-1] if versions else None))
 
