@@ -257,3 +257,39 @@ def test_a_damaged_pack_row_is_refused_and_rebuilt_from_the_log(tmp_path) -> Non
         assert any("story_pack" in problem for problem in store.verify())
         store.rebuild_projections()
         assert len(store.run(STREAM).stories()) == 120 and store.verify() == []
+
+
+@pytest.mark.variants
+def test_a_pack_another_writer_half_stored_first_is_unmade_and_nothing_is_stored_twice(tmp_path, monkeypatch) -> None:
+    """Two writers of one run: the other commits the first 21 stories (in a pack of its own)
+    while this one holds a batch whose pack overlaps them.  This one's pack is unmade: the
+    stories the other stored are skipped, the rest get records of their own."""
+    from snapstore.store import ingest as ingest_module
+
+    source = variants_dir() / STREAM
+    texts = [root.text for root in roots_of(source / "kira.out.gz")]
+    prefix = tmp_path / "prefix" / "kira.out"
+    prefix.parent.mkdir()
+    prefix.write_text("".join(texts[:20]))
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    commit_ready = ingest_module.Ingest._commit_ready
+    raced: list[int] = []
+
+    def after_the_other_writer(job, items):
+        if not raced:  # once, before this writer's first group
+            raced.append(len(items))
+            with snapstore.open(url) as other:
+                other.ingest(prefix, name=STREAM, initial=source / "initial.story.gz")
+        return commit_ready(job, items)
+
+    monkeypatch.setattr(ingest_module.Ingest, "_commit_ready", after_the_other_writer)
+    with snapstore.open(url) as store:
+        report = store.ingest_report(source)
+        run = store.run(STREAM)
+        stories = run.stories()
+        assert raced[0] == 120 and (report.added, report.skipped) == (99, 21)  # 21: the initial conditions too
+        assert [item.seq for item in stories] == list(range(120))
+        assert len({item.place.pack for item in stories[2:21] if item.place}) == 1 and all(
+            item.place is None for item in stories[21:])  # the other's pack, then records of their own
+        assert b"".join(run.texts(run.select())) == read_text(source / "kira.out.gz").encode()
+        assert store.verify() == []
