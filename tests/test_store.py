@@ -193,3 +193,10 @@ def test_concurrent_ingests_of_different_and_same_runs(store_url, tmp_path) -> N
             assert version == per_run.get(run_id, 0) + 1
             per_run[run_id] = version
         assert store.verify() == []
+
+
+def test_an_ingest_reports_the_stored_size_its_run_counts_when_records_are_reused(store_url) -> None:
+    with snapstore.open(store_url) as store:
+        first = store.ingest_report(SAMPLE)
+        again = store.ingest_report(SAMPLE, name="again")  # the same texts: every record reused
+        assert again.stored_bytes == first.stored_bytes == store.run("again").stored_bytes > 0

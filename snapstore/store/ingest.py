@@ -265,13 +265,11 @@ class Ingest:
             encoded, pending.evident = self._encoded_alone(pending), False
             pending.numbers = root_numbers(RootText(pending.data.decode("utf-8"), pending.seq).header())
         leading: list[Event] = [pending.pipeline] if pending.pipeline is not None else []
-        events = [*leading, SnapshotAppended(seq=pending.seq, record=pending.digest, kind=kind, time=summary.time,
-                                             n_particles=summary.n_particles, text_size=pending.text_size,
-                                             stored_size=len(encoded.blob))]
         measured = {**pending.numbers, **encoded.counts} if kind == "snapshot" else None
-        own = pending.new and not pending.evident  # an evident story's record is made with its pack, or alone
-        rows = [record_row(pending.digest, codec.CODEC_NAME, pending.text_size, encoded.blob)] if own else []
-        return _Ready(pending, encoded, leading, events, rows, measured, kind, len(encoded.blob) if own else 0)
+        item = _Ready(pending, encoded, leading, list(leading), [], measured, kind, 0)
+        if not pending.evident:  # an evident story's record is made with its pack, or alone (``_pack``)
+            self._alone(item, encoded)
+        return item
 
     def _pack(self, items: list[_Ready]) -> None:
         """Keep each run of consecutive new partial stories in one pack instead of a
@@ -297,16 +295,21 @@ class Ingest:
                     self._own_record(item)
 
     def _own_record(self, item: _Ready) -> None:
-        """A story that is in no pack: its own record (made now for an evident one) and its
-        own ``snapshot_appended`` event."""
-        pending = item.pending
-        encoded = self._encoded_alone(pending) if pending.evident or item.encoded is None else item.encoded
-        summary = encoded.summary
-        item.rows = [record_row(pending.digest, codec.CODEC_NAME, pending.text_size, encoded.blob)]
+        """A story that is in no pack after all: its own record, made now for an evident one."""
+        encoded = item.encoded
+        self._alone(item, self._encoded_alone(item.pending) if item.pending.evident or encoded is None else encoded)
+
+    @staticmethod
+    def _alone(item: _Ready, encoded: encoding.Encoded) -> None:
+        """A story in a record of its own: its record row (none when the store holds the
+        record already) and its ``snapshot_appended`` event."""
+        pending, summary = item.pending, encoded.summary
+        own = [record_row(pending.digest, codec.CODEC_NAME, pending.text_size, encoded.blob)]
+        item.rows = own if pending.new else []
         item.events = [*item.leading, SnapshotAppended(
             seq=pending.seq, record=pending.digest, kind=item.kind, time=summary.time,
             n_particles=summary.n_particles, text_size=pending.text_size, stored_size=len(encoded.blob))]
-        item.stored_size, item.pack = len(encoded.blob), None
+        item.encoded, item.stored_size, item.pack = encoded, len(encoded.blob), None
 
     def _encoded_alone(self, pending: _Pending) -> encoding.Encoded:
         """A story's own record, made now (an evident story's is otherwise made with its pack)."""
@@ -498,8 +501,8 @@ def _known_record(connection: Connection, digest: str) -> encoding.Encoded | Non
     such as shared initial conditions): it is reused, not encoded or written again."""
     if connection.execute(select(record.c.stored_size).where(record.c.hash == digest)).scalar() is None:
         return None
-    stored = fetch_record(connection, digest)
-    return encoding.from_layout(stored if isinstance(stored, bytes) else b"", codec.stored_layout(stored))
+    blob = fetch_record(connection, digest)
+    return encoding.from_layout(blob, codec.layout(blob))
 
 
 def ingest(engine: Engine, source, *, name: str | None = None, initial=None, tags: dict[str, str] | None = None,
