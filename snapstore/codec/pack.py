@@ -93,12 +93,6 @@ class Pack:
             raise CorruptRecordError(f"pack {self.text_sha256[:12]} has no story #{index}")
         return members[index]
 
-    @cached_property
-    def whole(self) -> bool:
-        """True, once the pack's record is checked whole (``Layout.check_whole``)."""
-        self.checked[0].check_whole()
-        return True
-
 
 class Packed:
     """One member of a pack: what the store hands back for a story kept in a pack, and
@@ -132,13 +126,6 @@ def story_bytes(stored: Stored, text_sha256: str | None) -> bytes:
     return codec.checked_bytes(stored, text_sha256)[1]
 
 
-def checked_stored(stored: Stored, text_sha256: str | None) -> tuple[Layout, bytes]:
-    """As ``record.checked_bytes``, for a story in a record of its own or in a pack."""
-    if isinstance(stored, Packed):
-        return stored.layout, stored.text
-    return codec.checked_bytes(stored, text_sha256 or "")
-
-
 def stored_layout(stored: Stored) -> Layout:
     """A stored story's layout (a packed member's encoded from its checked text)."""
     return stored.layout if isinstance(stored, Packed) else codec.layout(stored)
@@ -154,13 +141,7 @@ def stored_story(stored: Stored) -> Story:
 
 
 def verify_pack(pack: Pack, sizes: Sequence[int]) -> None:
-    """CorruptRecordError unless a pack's record is whole and consistent and holds
-    exactly stories of ``sizes``."""
-    pack.whole  # noqa: B018 (checks, once per pack)
+    """CorruptRecordError unless a pack's record is whole and consistent
+    (``Layout.check_whole``) and holds exactly stories of ``sizes``."""
+    pack.checked[0].check_whole()
     pack.member(0, sizes)
-
-
-def verify_stored(stored: bytes, text_sha256: str) -> None:
-    """CorruptRecordError unless a story's own record is whole and consistent
-    (``Layout.check_whole``) and gives back the story's text."""
-    codec.checked_bytes(stored, text_sha256)[0].check_whole()

@@ -55,7 +55,8 @@ def _problem(check: Callable[..., None], *args: Any) -> str | None:
 
 
 def _check_story(connection: Connection, record_hash: str) -> None:
-    codec.verify_stored(fetch_record(connection, record_hash), record_hash)  # the bytes are hashed
+    structure, _ = codec.checked_bytes(fetch_record(connection, record_hash), record_hash)  # bytes are hashed
+    structure.check_whole()
 
 
 def _check_pack(connection: Connection, record_hash: str, sizes: str) -> None:
