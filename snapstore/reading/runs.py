@@ -16,6 +16,7 @@ from snapstore import codec
 from snapstore.errors import CorruptRecordError
 from snapstore.reading.dynamics import FIELDS, Dynamics, assemble
 from snapstore.reading.timeseries import Timeseries, timeseries
+from snapstore.store.projections import pack_lists
 from snapstore.store.records import Packs, read_record, run_records
 from snapstore.store.schema import command, input_file, parameter, snapshot, story_pack, tag
 from snapstore.story import Story
@@ -150,13 +151,9 @@ class Run:
     def _packed(self, pack: Row[Any]) -> list[Snapshot]:
         """The stories a ``story_pack`` row names (a damaged row is a CorruptRecordError)."""
         try:
-            sizes, times, counts = (json.loads(value) for value in (pack.sizes, pack.times, pack.n_particles))
-            times, counts = times or [None] * len(sizes), counts or [None] * len(sizes)
-            if not len(sizes) == len(times) == len(counts) == pack.stories:
-                raise ValueError("its lists disagree")
-        except (ValueError, TypeError) as exc:
-            raise CorruptRecordError(f"run {self.name!r}: the row of the pack at #{pack.first_seq} is damaged "
-                                     f"({exc}); `snapstore rebuild` makes it again from the log") from None
+            sizes, times, counts = pack_lists(pack)
+        except CorruptRecordError as exc:
+            raise CorruptRecordError(f"run {self.name!r}: {exc}") from None
         return [Snapshot(self, pack.first_seq + index, times[index], counts[index], None, "partial",
                          Place(pack.record_hash, index, sizes)) for index in range(len(sizes))]
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,6 +11,7 @@ from sqlalchemy import Connection, Row, Select, func, select
 from snapstore import codec
 from snapstore.errors import RunNotFoundError
 from snapstore.store.filters import compile_filter
+from snapstore.store.projections import pack_lists
 from snapstore.store.schema import command, event, record, run, snapshot, story_pack
 
 _PREFIX_MIN = 4  # shorter prefixes of a 32-digit id would match too much to be meant
@@ -75,9 +75,8 @@ def snapshot_sizes(connection: Connection, run_id: str) -> dict[int, int]:
                               .join(record, record.c.hash == snapshot.c.record_hash)
                               .where(snapshot.c.run_id == run_id))
     sizes = {seq: size for seq, size in rows}
-    for pack in connection.execute(select(story_pack.c.first_seq, story_pack.c.stored_size, story_pack.c.sizes)
-                                   .where(story_pack.c.run_id == run_id)):
-        for index, share in enumerate(codec.shares(pack.stored_size, json.loads(pack.sizes))):
+    for pack in connection.execute(select(story_pack).where(story_pack.c.run_id == run_id)):
+        for index, share in enumerate(codec.shares(pack.stored_size, pack_lists(pack)[0])):
             sizes[pack.first_seq + index] = share
     return sizes
 

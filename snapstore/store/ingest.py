@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import itertools
-import json
 import os
 import queue
 import threading
@@ -56,6 +55,7 @@ from snapstore.store.inputs import resolve, who_and_where
 from snapstore.store.log import append
 from snapstore.store.names import check_name, run_id_of
 from snapstore.store.payloads import ExternalPayloads
+from snapstore.store.projections import pack_lists
 from snapstore.store.records import Packs, fetch_record, insert_records, record_row
 from snapstore.store.schema import record, run, snapshot, story_pack
 from snapstore.story import RootText, iter_root_texts, open_source
@@ -226,7 +226,7 @@ class Ingest:
                 story_pack.c.run_id == self.report.run_id, story_pack.c.first_seq <= max(seqs),
                 story_pack.c.first_seq + story_pack.c.stories > min(seqs))):
             pack = self._packs.get(connection, row.record_hash)
-            sizes, times = json.loads(row.sizes), json.loads(row.times) or [None] * row.stories
+            sizes, times, _ = pack_lists(row)
             for index in range(row.stories):
                 if row.first_seq + index in wanted:
                     text = pack.member(index, sizes)

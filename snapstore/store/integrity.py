@@ -7,11 +7,10 @@ database, so ``verify`` holds no write lock and live ingests carry on beside it.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, select
+from sqlalchemy import Connection, Engine, Row, create_engine, select
 
 from snapstore import codec
 from snapstore.errors import CorruptRecordError
@@ -32,8 +31,7 @@ def _snapshot_rows(connection: Connection, run_ids: list[str] | None) -> list:
 
 
 def _pack_rows(connection: Connection, run_ids: list[str] | None) -> list:
-    query = (select(run.c.name, story_pack.c.first_seq, story_pack.c.stories, story_pack.c.record_hash,
-                    story_pack.c.sizes)
+    query = (select(run.c.name, *story_pack.columns)
              .join(run, run.c.id == story_pack.c.run_id).order_by(run.c.name, story_pack.c.first_seq))
     if run_ids is not None:
         query = query.where(story_pack.c.run_id.in_(run_ids))
@@ -59,8 +57,9 @@ def _check_story(connection: Connection, record_hash: str) -> None:
     structure.check_whole()
 
 
-def _check_pack(connection: Connection, record_hash: str, sizes: str) -> None:
-    codec.verify_pack(codec.Pack(fetch_record(connection, record_hash), record_hash), json.loads(sizes))
+def _check_pack(connection: Connection, row: Row[Any]) -> None:
+    sizes = projections.pack_lists(row)[0]
+    codec.verify_pack(codec.Pack(fetch_record(connection, row.record_hash), row.record_hash), sizes)
 
 
 def record_problems(engine: Engine, run_ids: list[str] | None = None) -> Iterator[str]:
@@ -76,7 +75,7 @@ def record_problems(engine: Engine, run_ids: list[str] | None = None) -> Iterato
                     yield f"run {row.name!r} snapshot #{row.seq}: {problem}"
     for row in packs:
         with engine.connect() as connection:
-            problem = _problem(_check_pack, connection, row.record_hash, row.sizes)
+            problem = _problem(_check_pack, connection, row)
         if problem:
             yield (f"run {row.name!r} stories #{row.first_seq}-#{row.first_seq + row.stories - 1} "
                    f"(one pack): {problem}")

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, update
 
+from snapstore.errors import CorruptRecordError
 from snapstore.store.events import (
     Event,
     IngestFinished,
@@ -145,6 +146,21 @@ def _pack_appended(connection: Connection, run_id: str, item: PackAppended, reco
         times=json.dumps(item.times), n_particles=json.dumps(item.n_particles)))
     connection.execute(update(run).where(run.c.id == run_id).values(
         text_bytes=run.c.text_bytes + sum(item.sizes), stored_bytes=run.c.stored_bytes + item.stored_size))
+
+
+def pack_lists(row: Any) -> tuple[list[int], list[float | None], list[int | None]]:
+    """The sizes, times and N of the stories a ``story_pack`` row names, one item a story
+    (the lists ``_pack_appended`` wrote empty, filled with None); a damaged row is a
+    CorruptRecordError naming its pack."""
+    try:
+        sizes, times, counts = (json.loads(value) for value in (row.sizes, row.times, row.n_particles))
+        times, counts = times or [None] * len(sizes), counts or [None] * len(sizes)
+        if not len(sizes) == len(times) == len(counts) == row.stories:
+            raise ValueError("its lists disagree")
+    except (ValueError, TypeError) as exc:
+        raise CorruptRecordError(f"the row of the pack at #{row.first_seq} is damaged ({exc}); "
+                                 "`snapstore rebuild` makes it again from the log") from None
+    return sizes, times, counts
 
 
 def _ingest_finished(connection: Connection, run_id: str, item: IngestFinished, recorded_at: str) -> None:
