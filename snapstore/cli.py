@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shlex
+import sqlite3
 import sys
 import time
 from contextlib import contextmanager
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from snapstore.errors import InvalidArgumentError, SnapstoreError, first_line
+from snapstore.errors import InvalidArgumentError, SnapstoreError, first_line, is_database_error
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
@@ -118,15 +119,17 @@ def _emit(rows: Iterable[dict], fmt: Table, columns: list[str], limit: int | Non
 
 
 def _table(rows: Iterable[dict], columns: list[str], limit: int, shown: Callable[[dict], dict]) -> None:
-    from rich.console import Console
-    from rich.table import Table as RichTable
-
+    """Aligned plain text: numbers to the right, text to the left; no wrapping, so a long
+    name or pipeline stays whole for grep and a pager."""
     remaining = iter(rows)
-    table = RichTable(*columns, box=None, header_style="bold")
-    for row in itertools.islice(remaining, limit) if limit else remaining:
-        printed = shown(row)
-        table.add_row(*[_cell(printed.get(c)) for c in columns])
-    Console(width=max(120, len(columns) * 12)).print(table)
+    printed = [shown(row) for row in (itertools.islice(remaining, limit) if limit else remaining)]
+    lines = [columns] + [[_cell(row.get(c)) for c in columns] for row in printed]
+    numeric = [all(isinstance(row.get(c), (int, float)) for row in printed if row.get(c) is not None)
+               for c in columns]
+    widths = [max(len(line[k]) for line in lines) for k in range(len(columns))]
+    for line in lines:
+        typer.echo("  ".join(cell.rjust(width) if right else cell.ljust(width)
+                             for cell, width, right in zip(line, widths, numeric)).rstrip())
     left = sum(1 for _ in remaining)
     if left:
         typer.echo(f"... and {left:,} more (--limit 0 shows them all; --format csv or json for scripts)", err=True)
@@ -523,8 +526,7 @@ def db_history(db: str | None = DB) -> None:
 
 
 def _one_line(exc: BaseException) -> str:
-    dbapi = sys.modules.get("sqlalchemy.exc")
-    if dbapi is not None and isinstance(exc, dbapi.DBAPIError) and exc.orig is not None:
+    if is_database_error(exc) and exc.orig is not None:
         return f"database error: {first_line(exc.orig)}"
     return first_line(exc)
 
@@ -545,7 +547,8 @@ def main() -> None:
         if isinstance(exc, SnapstoreError):
             typer.echo(f"snapstore: error: {message}", err=True)
             sys.exit(2)
-        if isinstance(exc, (OSError, ModuleNotFoundError)) or type(exc).__module__.startswith("sqlalchemy"):
+        database = isinstance(exc, sqlite3.Error) or type(exc).__module__.startswith("sqlalchemy")
+        if database or isinstance(exc, (OSError, ModuleNotFoundError)):
             typer.echo(f"snapstore: error: {message}", err=True)
             sys.exit(1)
         typer.echo(f"snapstore: internal error: {type(exc).__name__}: {message} "

@@ -8,11 +8,26 @@ or ``SnapstoreError`` for anything snapstore raised on purpose.
 
 from __future__ import annotations
 
+import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import TypeGuard
+
+    from sqlalchemy.exc import DBAPIError
+
 
 def first_line(exc: object) -> str:
     """An error's message as one line: its first, or its type's name when it says nothing."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def is_database_error(exc: BaseException) -> TypeGuard[DBAPIError]:
+    """Whether ``exc`` is a database failure SQLAlchemy reported (checked without importing
+    SQLAlchemy: if it was never imported, nothing it raised can be here)."""
+    module = sys.modules.get("sqlalchemy.exc")
+    return module is not None and isinstance(exc, module.DBAPIError)
 
 
 class SnapstoreError(Exception):

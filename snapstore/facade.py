@@ -5,26 +5,29 @@ from __future__ import annotations
 
 import functools
 import os
+import sqlite3
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import cached_property
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError
-
-from snapstore.errors import StoreAccessError
-from snapstore.store import catalog, diagnostics, lifecycle, projections
-from snapstore.store.backend import describe_db_error, make_engine, masked, resolve_url, with_retries
-from snapstore.store.migrate import ensure_current, require_existing
+from snapstore.errors import StoreAccessError, first_line, is_database_error
+from snapstore.store import catalog
 from snapstore.store.payloads import payloads_for
-from snapstore.store.records import fetch_records, insert_record, read_record
+from snapstore.store.reads import Rows, SqliteReader, lock_timeout, url_text
+from snapstore.store.records import fetch_record
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+    from sqlalchemy.engine import URL
+
     from snapstore.reading import Run
     from snapstore.store.ingest import IngestReport
 
-# The read side, ingest and integrity checks bring numpy and the codec (about 0.15 s);
-# they are imported in the methods that use them, so that listing or querying runs
-# from the command line does not pay for them.
+# SQLAlchemy (about 0.2 s), the read side, ingest and integrity checks (numpy and the
+# codec, about 0.15 s) are imported in the methods that use them: a store opened to be
+# read from a SQLite file answers the command line's reading verbs with ``sqlite3`` alone
+# (``store.reads``) and makes its SQLAlchemy engine only when something asks for it.
 
 F = TypeVar("F", bound=Callable[..., Any])
 Source = str | os.PathLike | IO[bytes]
@@ -36,8 +39,11 @@ def _database_errors(method: F) -> F:
     def wrapper(self: Store, *args, **kwargs):
         try:
             return method(self, *args, **kwargs)
-        except DBAPIError as exc:
-            raise StoreAccessError(describe_db_error(exc, self.url)) from None
+        except Exception as exc:
+            failure = self._failure(exc)
+            if failure is None:
+                raise
+            raise failure from None
     return wrapper  # type: ignore[return-value]
 
 
@@ -47,25 +53,85 @@ class Store:
     def __init__(self, url: str | None = None, create: bool = True, payloads: str | None = None) -> None:
         """Open the store at ``url``; ``create=False`` refuses to make one where there is none
         (what the command line's reading verbs do, so that a mistyped ``--db`` creates nothing)."""
-        self.url = resolve_url(url)
+        self._given = url_text(url)
+        self.payloads = payloads_for(payloads)
+        self._engine: Engine | None = None
+        # a store that is only read and is a SQLite file at this snapstore's schema needs no engine yet
+        self._reader = None if create else SqliteReader.open(self._given, lock_timeout())
+        if self._reader is None:
+            self._engine = self._open_engine(create)
+
+    @cached_property
+    def url(self) -> URL:
+        """The store's SQLAlchemy URL."""
+        from snapstore.store.backend import resolve_url
+
+        return resolve_url(self._given)
+
+    @property
+    def where(self) -> str:
+        """The store's URL as messages name it (without a password)."""
+        if self._reader is not None:
+            return f"sqlite:///{self._reader.path}"
+        from snapstore.store.backend import masked
+
+        return masked(self.url)
+
+    @property
+    def engine(self) -> Engine:
+        """The store's SQLAlchemy engine, made when first asked for."""
+        if self._engine is None:
+            self._engine = self._open_engine(create=False)
+        return self._engine
+
+    def _open_engine(self, create: bool) -> Engine:
+        from snapstore.store.backend import describe_db_error, make_engine
+        from snapstore.store.migrate import ensure_current, require_existing
+
         if not create:
             require_existing(self.url)
-        self.payloads = payloads_for(payloads)
-        self.engine: Engine = make_engine(self.url)
+        engine = make_engine(self.url)
         try:
-            ensure_current(self.engine, create=create)
-        except DBAPIError as exc:
-            self.engine.dispose()
-            raise StoreAccessError(describe_db_error(exc, self.url)) from None
-        except BaseException:
-            self.engine.dispose()
+            ensure_current(engine, create=create)
+        except BaseException as exc:
+            engine.dispose()
+            if is_database_error(exc):
+                raise StoreAccessError(describe_db_error(exc, self.url)) from None
             raise
+        return engine
+
+    def _failure(self, exc: BaseException) -> StoreAccessError | None:
+        """The one-line error a database failure is reported as (None: not a database failure)."""
+        if isinstance(exc, sqlite3.Error):  # the SQLite reader's
+            return StoreAccessError(f"{self.where}: {first_line(exc)}")
+        if is_database_error(exc):
+            from snapstore.store.backend import describe_db_error
+
+            return StoreAccessError(describe_db_error(exc, self.url))
+        return None
+
+    @contextmanager
+    def reads(self, single: bool = False) -> Iterator[Rows]:
+        """The read side's named queries (``store.queries``) in one read transaction;
+        ``single``: only one is asked, which needs no transaction of its own."""
+        if self._reader is not None:
+            with self._reader.reads() as rows:
+                yield rows
+            return
+        from snapstore.store.backend import SINGLE_STATEMENT
+        from snapstore.store.queries import CoreRows
+
+        with self.engine.connect() as connection:
+            yield CoreRows(connection.execution_options(**{SINGLE_STATEMENT: True}) if single else connection)
 
     def __repr__(self) -> str:
-        return f"<Store {masked(self.url)}>"
+        return f"<Store {self.where}>"
 
     def close(self) -> None:
-        self.engine.dispose()
+        if self._engine is not None:
+            self._engine.dispose()
+        if self._reader is not None:
+            self._reader.close()
 
     def __enter__(self) -> Store:
         return self
@@ -106,9 +172,11 @@ class Store:
             return ingest(self.engine, source, name=name, initial=initial, tags=tags, commands=commands,
                           on_snapshot=on_snapshot, payloads=self.payloads, label=label, check=check,
                           durable_each=durable_each)
-        except DBAPIError as exc:
-            raise StoreAccessError(f"ingest stopped, everything committed before is kept: "
-                                   f"{describe_db_error(exc, self.url)}") from None
+        except Exception as exc:
+            failure = self._failure(exc)
+            if failure is None:
+                raise
+            raise StoreAccessError(f"ingest stopped, everything committed before is kept: {failure}") from None
 
     @_database_errors
     def tag(self, name_or_id: str, key: str, value: str) -> None:
@@ -118,49 +186,60 @@ class Store:
     @_database_errors
     def set_tags(self, name_or_id: str, tags: dict[str, str]) -> int:
         """Tag a run with each key and value, in one transaction; returns how many changed."""
-        return self._mend(lifecycle.set_tags, name_or_id, tags)
+        return self._mend("set_tags", name_or_id, tags)
 
     @_database_errors
     def untag(self, name_or_id: str, keys: list[str]) -> int:
         """Take tags off a run (``run_untagged`` events); a key it does not have is refused,
         and then nothing is taken off."""
-        return self._mend(lifecycle.untag, name_or_id, keys)
+        return self._mend("untag", name_or_id, keys)
 
     @_database_errors
     def rename(self, name_or_id: str, new: str) -> bool:
         """Give a run another name (a ``run_renamed`` event; its id and history stay);
         False if it has that name already."""
-        return self._mend(lifecycle.rename, name_or_id, new)
+        return self._mend("rename", name_or_id, new)
 
     @_database_errors
     def retire(self, name_or_id: str, reason: str = "") -> bool:
         """Hide a run from listings and filters unless they ask for every run (a
         ``run_retired`` event; nothing is deleted); False if it was retired already."""
-        return self._mend(lifecycle.retire, name_or_id, reason)
+        return self._mend("retire", name_or_id, reason)
 
     @_database_errors
     def restore(self, name_or_id: str) -> bool:
         """Show a retired run again (``run_restored``); False if it was not retired."""
-        return self._mend(lifecycle.restore, name_or_id)
+        return self._mend("restore", name_or_id)
 
-    def _mend(self, change: Callable[..., Any], name_or_id: str, *args: Any) -> Any:
-        where = masked(self.url)
-        return with_retries(self.engine, lambda connection: change(connection, name_or_id, *args, where))
+    def _mend(self, change: str, name_or_id: str, *args: Any) -> Any:
+        """``lifecycle.<change>`` of a run, in a write transaction retried as the backend needs."""
+        from snapstore.store import lifecycle
+        from snapstore.store.backend import with_retries
+
+        where, action = self.where, getattr(lifecycle, change)
+        return with_retries(self.engine, lambda connection: action(connection, name_or_id, *args, where))
 
     @_database_errors
     def attach_diagnostics(self, name_or_id: str, text_log: str, argv: list[str]) -> None:
         """Keep a run's stderr (kira's diagnostics) with the run, content-addressed."""
+        from snapstore.store import diagnostics
+
         diagnostics.attach(self.engine, self.run(name_or_id).id, text_log, argv)
 
     @_database_errors
     def diagnostics(self, name_or_id: str) -> list[str]:
         """The stderr logs attached to a run, oldest first."""
+        from snapstore.store import diagnostics
+
         return diagnostics.logs(self.engine, self.run(name_or_id).id)
 
     @_database_errors
     def rebuild_projections(self) -> int:
         """Drop and rebuild every projection from the event log (and ``observable`` from
         the records it names); returns events replayed."""
+        from snapstore.store import projections
+        from snapstore.store.backend import with_retries
+
         return with_retries(self.engine, projections.rebuild)
 
     # -- reading ----------------------------------------------------------------
@@ -169,8 +248,8 @@ class Store:
         """A run by name, id, or unique id prefix."""
         from snapstore.reading import Run
 
-        with self.engine.connect() as connection:
-            return Run(self.engine, catalog.find_run(connection, name_or_id, masked(self.url)))
+        with self.reads() as rows:
+            return Run(self, catalog.find_run(rows, name_or_id, self.where))
 
     @_database_errors
     def runs(self, where: str | None = None, retired: bool = False) -> list[Run]:
@@ -179,22 +258,30 @@ class Store:
         from snapstore.reading import Run
 
         with self.engine.connect() as connection:
-            return [Run(self.engine, row) for row in catalog.matching_runs(connection, where, retired)]
+            return [Run(self, row) for row in catalog.matching_runs(connection, where, retired)]
 
     def listing(self, where: str | None = None, retired: bool = False) -> Iterator[dict[str, Any]]:
         """One dict per matching run (name, pipeline, N, snapshots, t_first, t_last,
         status, stored_bytes, starlab_version, id), streamed from one query; retired runs
         (their status ``retired``) only if ``retired``."""
         try:
-            with self.engine.connect() as connection:
-                yield from catalog.listing(connection, where, retired)
-        except DBAPIError as exc:
-            raise StoreAccessError(describe_db_error(exc, self.url)) from None
+            if where:  # a filter is compiled to SQLAlchemy
+                with self.engine.connect() as connection:
+                    yield from catalog.filtered_listing(connection, where, retired)
+            else:
+                with self.reads() as rows:
+                    yield from catalog.listing(rows, retired)
+        except Exception as exc:
+            failure = self._failure(exc)
+            if failure is None:
+                raise
+            raise failure from None
 
     @_database_errors
     def record_bytes(self, record_hash: str) -> bytes:
         """One stored record, as it is stored."""
-        return read_record(self.engine, record_hash)
+        with self.reads(single=True) as rows:
+            return fetch_record(rows, record_hash)
 
     @_database_errors
     def put_record(self, record_hash: str, text_size: int, data: bytes, codec_name: str) -> None:
@@ -202,6 +289,8 @@ class Store:
         its text) unless one is there already; no run refers to it until an event does.
         A snapstore record that names another key is refused (``CorruptRecordError``)."""
         from snapstore.codec.framing import require_key
+        from snapstore.store.backend import with_retries
+        from snapstore.store.record_rows import insert_record
 
         require_key(data, record_hash)
         with_retries(self.engine, lambda connection: insert_record(connection, record_hash, codec_name, text_size,
@@ -209,16 +298,16 @@ class Store:
 
     @_database_errors
     def records(self, hashes: list[str]) -> dict[str, bytes]:
-        """Several records by hash, in one query."""
-        with self.engine.connect() as connection:
-            return fetch_records(connection, hashes)
+        """Several records by hash, in one read transaction."""
+        with self.reads() as rows:
+            return {record_hash: fetch_record(rows, record_hash) for record_hash in hashes}
 
     @_database_errors
     def snapshot_sizes(self, name_or_id: str) -> dict[int, int]:
         """Stored bytes of each snapshot of a run, by sequence number."""
         target = self.run(name_or_id)
-        with self.engine.connect() as connection:
-            return catalog.snapshot_sizes(connection, target.id)
+        with self.reads() as rows:
+            return catalog.snapshot_sizes(rows, target.id)
 
     # -- integrity ----------------------------------------------------------------
     @_database_errors

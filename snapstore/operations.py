@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 from snapstore.errors import CaptureError, InvalidArgumentError, RunNotFoundError, SchemaError, SnapstoreError
-from snapstore.store.backend import make_engine, masked, resolve_url
 from snapstore.store.catalog import LISTING_FIELDS
 from snapstore.store.readonly import TIMEOUT, read_only_query
 
@@ -166,11 +165,10 @@ def describe(store: Store, name_or_id: str) -> dict[str, Any]:
     stored bytes): what ``snapstore show`` prints."""
     target = store.run(name_or_id)
     sizes = store.snapshot_sizes(target.id)
+    energies = _energies(target)
     rows = []
     for item in target.stories():
-        # a partial story is one changed system: it holds no energy of the whole (and a pack's
-        # stories would each be read out of their pack)
-        energy = item.root().get("total_energy") if item.kind == "snapshot" else None
+        energy = energies.get(item.seq)  # a partial story is one changed system: no energy of the whole
         rows.append({"seq": item.seq, "kind": item.kind, "time": item.time, "N": item.n_particles,
                      "total_energy": energy, "stored": sizes[item.seq]})
     return {"name": target.name, "id": target.id, "status": target.status, "source": target.source,
@@ -178,6 +176,15 @@ def describe(store: Store, name_or_id: str) -> dict[str, Any]:
             "error": target.error, "retired_at": target.retired_at, "retired_reason": target.retired_reason,
             "inputs": target.inputs, "commands": target.commands, "tags": target.tags,
             "snapshots": rows}
+
+
+def _energies(run: Run) -> dict[int, float]:
+    """Each whole snapshot's total energy, from the measured observables (no record is decoded)."""
+    try:
+        series = run.timeseries("total_energy")
+    except KeyError:  # no snapshot of the run has one
+        return {}
+    return {int(seq): float(value) for seq, value in zip(series.seqs, series["total_energy"]) if not math.isnan(value)}
 
 
 def export_formats() -> list[str]:
@@ -190,9 +197,10 @@ def export_formats() -> list[str]:
 def check_export(format: str, output: str | os.PathLike | None, to_stream: bool = False) -> None:
     """Refuse an export before anything is opened: a format the registry does not have, or
     no output where one is needed (only ``story`` text goes to a stream)."""
-    known = export_formats()
-    if format not in known:
-        raise InvalidArgumentError(f"unknown export format {format!r}: use {', '.join(known)}")
+    if format != "story":  # the text every store holds needs no look-up (nor the registry's imports)
+        known = export_formats()
+        if format not in known:
+            raise InvalidArgumentError(f"unknown export format {format!r}: use {', '.join(known)}")
     if output is None and not (format == "story" and to_stream):
         raise InvalidArgumentError(f"{format} export needs an output {'folder' if format == 'parquet' else 'file'}")
 
@@ -208,8 +216,6 @@ def export(run: Run, format: str = "story", output: str | os.PathLike | None = N
 
     Story text goes to ``output`` or, without one, to ``stream``, one snapshot at
     a time, so the first text is out before the last record is decoded."""
-    from snapstore.serializers import Location, PosixStorage, registry
-
     check_export(format, output, stream is not None)
     chosen = numbers is not None or times is not None or initial
     items = run.select(numbers, times, initial) if chosen or format == "story" else run.snapshots()
@@ -220,6 +226,8 @@ def export(run: Run, format: str = "story", output: str | os.PathLike | None = N
         stream.flush()  # what the text layer holds goes first; then bytes straight to its buffer
         _write_texts(items, getattr(stream, "buffer", stream))
         return
+    from snapstore.serializers import Location, PosixStorage, registry
+
     path = Path(output)
     if format == "parquet":  # a dataset is a folder
         registry.write(items, format, Location(PosixStorage(path), "."))
@@ -252,7 +260,7 @@ def sql(url: str | None, query: str, timeout: float = TIMEOUT) -> tuple[list[str
     """One read-only statement on the store at ``url`` (default: ``$SNAPSTORE_URL`` or
     ./snapstore.db), stopped after ``timeout`` seconds: its column names, each kept even
     where two are alike (``a``, ``a (2)``), and its rows; a write is refused by the connection."""
-    columns, rows = read_only_query(resolve_url(url), query, timeout)
+    columns, rows = read_only_query(url, query, timeout)
     return distinct_names(columns), rows
 
 
@@ -286,6 +294,7 @@ class SchemaState:
 def _schema_engine(url: str | None, create: bool = False) -> Iterator[Any]:
     """An engine on the store, without the schema check that opening a store does; a
     missing SQLite file is refused unless ``create`` (an upgrade may make a new store)."""
+    from snapstore.store.backend import make_engine, resolve_url
     from snapstore.store.migrate import require_existing
 
     resolved = resolve_url(url)
@@ -300,6 +309,7 @@ def _schema_engine(url: str | None, create: bool = False) -> Iterator[Any]:
 
 def schema_state(url: str | None = None) -> SchemaState:
     """The schema revision of the store at ``url`` and this snapstore's."""
+    from snapstore.store.backend import masked
     from snapstore.store.migrate import current_revision, head_revision
 
     with _schema_engine(url) as engine:
@@ -311,6 +321,7 @@ def migrate_schema(url: str | None, operation: str, revision: str = "head", drop
     returns the state it is left in.  A downgrade that would delete the event log and the
     records is refused unless ``drop_data``; then a SQLite store is first copied beside
     itself (``VACUUM INTO``), and the state names the copy."""
+    from snapstore.store.backend import masked
     from snapstore.store.migrate import current_revision, data_lost_by_downgrade, head_revision, run_alembic
 
     if operation not in ("upgrade", "downgrade"):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import snapstore
-from helpers import REPO
+from helpers import REPO, SAMPLE
 
 LINT = Path(sys.executable).with_name("lint-imports")
 
@@ -96,9 +96,36 @@ def test_the_codec_s_names_are_what_they_say_after_every_submodule_loaded() -> N
     assert shadowed == [] and len(codec.__all__) > 10
 
 
-def test_a_read_only_command_loads_neither_numpy_nor_the_codec(tmp_path) -> None:
-    store = tmp_path / "s.db"
-    snapstore.open(f"sqlite:///{store}").close()
-    loaded = _loaded_after("import sys; sys.argv = ['snapstore', 'runs', '--db', " + repr(str(store)) + "]\n"
+@pytest.fixture(scope="module")
+def sample_store(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("verbs") / "s.db"
+    with snapstore.open(str(path)) as store:
+        store.ingest(SAMPLE, name="sample")
+    return path
+
+
+# What each reading verb may load on a SQLite store: the sqlite3 module, typer to parse, and
+# numpy with the codec where a record is decoded; never SQLAlchemy, alembic, pydantic or rich.
+LEAN_VERBS = [
+    (["runs"], set()),
+    (["runs", "--format", "json"], set()),
+    (["show", "sample"], {"numpy"}),
+    (["export", "sample", "-s", "1"], {"numpy", "snapstore.codec.record"}),
+    (["sql", "select name from run"], set()),
+]
+
+
+@pytest.mark.parametrize(("words", "allowed"), LEAN_VERBS, ids=[" ".join(words) for words, _ in LEAN_VERBS])
+def test_a_reading_verb_on_a_sqlite_store_needs_only_sqlite3(sample_store, words, allowed) -> None:
+    argv = ["snapstore", *words, "--db", str(sample_store)]
+    loaded = _loaded_after(f"import sys; sys.argv = {argv!r}\n"
+                           "from snapstore.cli import main\ntry: main()\nexcept SystemExit: pass")
+    heavy = {"sqlalchemy", "alembic", "pydantic", "rich", "numpy", "snapstore.codec.record"}
+    assert (heavy - allowed) & loaded == set()
+
+
+def test_a_filter_is_compiled_with_sqlalchemy_and_decodes_nothing(sample_store) -> None:
+    argv = ["snapstore", "runs", "--where", "makeking.n = 100", "--db", str(sample_store)]
+    loaded = _loaded_after(f"import sys; sys.argv = {argv!r}\n"
                            "from snapstore.cli import main\ntry: main()\nexcept SystemExit: pass")
     assert "sqlalchemy" in loaded and not {"numpy", "snapstore.codec.record", "alembic"} & loaded

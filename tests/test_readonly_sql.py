@@ -15,7 +15,6 @@ import snapstore
 from helpers import SAMPLE
 from snapstore import QueryError, StoreAccessError, operations
 from snapstore.cli import app
-from snapstore.store.backend import resolve_url
 from snapstore.store.readonly import read_only_query
 
 
@@ -63,9 +62,9 @@ def test_a_query_stops_at_its_time_limit(url) -> None:
 
 def test_a_query_returning_more_rows_than_the_cap_asks_for_a_limit(url) -> None:
     query = "select seq from snapshot"
-    assert len(read_only_query(resolve_url(url), query, max_rows=6)[1]) == 6
+    assert len(read_only_query(url, query, max_rows=6)[1]) == 6
     with pytest.raises(QueryError, match="more than 5 rows: add a LIMIT"):
-        read_only_query(resolve_url(url), query, max_rows=5)
+        read_only_query(url, query, max_rows=5)
 
 
 def test_columns_that_share_a_name_are_all_kept(url) -> None:

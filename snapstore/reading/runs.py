@@ -5,23 +5,31 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, TypeVar, overload
+from typing import Any, Protocol, TypeVar, overload
 
 import numpy as np
-from sqlalchemy import Connection, Engine, Row, select
 
 from snapstore import codec
 from snapstore.errors import CorruptRecordError
 from snapstore.reading.dynamics import FIELDS, Dynamics, assemble
 from snapstore.reading.timeseries import Timeseries, timeseries
-from snapstore.store.projections import pack_lists
-from snapstore.store.records import Packs, read_record, run_records
-from snapstore.store.schema import command, input_file, parameter, snapshot, story_pack, tag
+from snapstore.store.pack_rows import pack_lists
+from snapstore.store.reads import Rows
+from snapstore.store.records import Packs, fetch_record, run_records
 from snapstore.story import Story
 
 T = TypeVar("T")
+
+
+class Source(Protocol):
+    """What a run is read through: the store that found it (``facade.Store``)."""
+
+    def reads(self, single: bool = False) -> AbstractContextManager[Rows]:
+        """The named reads of ``store.queries``, in one read transaction."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -60,10 +68,11 @@ class Snapshot:
             raise CorruptRecordError(f"run {self.run.name!r} snapshot #{self.seq}: {exc}") from None
 
     def _fetch(self) -> codec.Stored:
-        if self.place is None:
-            assert self.record_hash is not None  # a story in no pack has a record of its own
-            return read_record(self.run.engine, self.record_hash)
-        pack = codec.Pack(read_record(self.run.engine, self.place.pack), self.place.pack)
+        with self.run.store.reads(single=True) as rows:
+            if self.place is None:
+                assert self.record_hash is not None  # a story in no pack has a record of its own
+                return fetch_record(rows, self.record_hash)
+            pack = codec.Pack(fetch_record(rows, self.place.pack), self.place.pack)
         return codec.Packed(pack, self.place.index, self.place.sizes)
 
     def text(self) -> str:
@@ -122,33 +131,31 @@ class Snapshots(Sequence):
 class Run:
     """A stored run: metadata from the projections, snapshots on demand."""
 
-    def __init__(self, engine: Engine, row: Row[Any]) -> None:
-        self.engine = engine
-        self._row = row
+    def __init__(self, store: Source, row: Any) -> None:
+        """The run whose ``run`` row is ``row``, read through ``store``."""
+        self.store = store
+        self._values: dict[str, Any] = row._asdict()
         self.id: str = row.id
         self.name: str = row.name
         self.status: str = row.status
 
     def __getattr__(self, item: str):
         # Columns of the run table (n_particles, t_first, source_sha256...) as attributes.
-        row = self.__dict__.get("_row")
-        if row is not None and item in row._mapping:
-            return row._mapping[item]
+        values = self.__dict__.get("_values")
+        if values is not None and item in values:
+            return values[item]
         raise AttributeError(item)
 
     @cached_property
     def _stories(self) -> list[Snapshot]:
-        with self.engine.connect() as connection:
-            rows = connection.execute(
-                select(snapshot.c.seq, snapshot.c.time, snapshot.c.n_particles, snapshot.c.record_hash,
-                       snapshot.c.kind)
-                .where(snapshot.c.run_id == self.id))
-            found = [Snapshot(self, row.seq, row.time, row.n_particles, row.record_hash, row.kind) for row in rows]
-            for pack in connection.execute(select(story_pack).where(story_pack.c.run_id == self.id)):
+        with self.store.reads() as rows:
+            found = [Snapshot(self, row.seq, row.time, row.n_particles, row.record_hash, row.kind)
+                     for row in rows.rows("stories", run_id=self.id)]
+            for pack in rows.rows("packs", run_id=self.id):
                 found += self._packed(pack)
         return sorted(found, key=lambda item: item.seq)
 
-    def _packed(self, pack: Row[Any]) -> list[Snapshot]:
+    def _packed(self, pack: Any) -> list[Snapshot]:
         """The stories a ``story_pack`` row names (a damaged row is a CorruptRecordError)."""
         try:
             sizes, times, counts = pack_lists(pack)
@@ -209,10 +216,9 @@ class Run:
         is ``"true"``), ``origin`` (``log``, ``commands`` or ``both``: where the step
         was read), ``first_seq`` (the first snapshot whose Log holds it: a restart's
         kira is later than 1) and ``conflict`` (how the commands file disagreed)."""
-        with self.engine.connect() as connection:
-            rows = connection.execute(select(command).where(command.c.run_id == self.id)
-                                      .order_by(command.c.position)).all()
-            flags = connection.execute(select(parameter).where(parameter.c.run_id == self.id)).all()
+        with self.store.reads() as named:
+            rows = list(named.rows("commands", run_id=self.id))
+            flags = list(named.rows("parameters", run_id=self.id))
         by_step: dict[int, dict[str, str]] = {}
         for flag in flags:
             by_step.setdefault(flag.position, {})[flag.flag] = flag.value
@@ -241,16 +247,16 @@ class Run:
         """What the run was read from: ``role`` (``stream``, ``initial``, ``commands``),
         ``location`` (an absolute path, or ``pipe: <command line>``), ``sha256`` and
         ``size`` of the (decompressed) text."""
-        with self.engine.connect() as connection:
-            rows = connection.execute(select(input_file).where(input_file.c.run_id == self.id)).all()
+        with self.store.reads() as named:
+            rows = list(named.rows("inputs", run_id=self.id))
         order = {"stream": 0, "initial": 1, "commands": 2}
         return sorted(({"role": r.role, "location": r.location, "sha256": r.sha256, "size": r.size} for r in rows),
                       key=lambda item: order.get(item["role"], 3))
 
     @cached_property
     def tags(self) -> dict[str, str]:
-        with self.engine.connect() as connection:
-            return dict(connection.execute(select(tag.c.key, tag.c.value).where(tag.c.run_id == self.id)).all())
+        with self.store.reads() as rows:
+            return {row.key: row.value for row in rows.rows("tags", run_id=self.id)}
 
     def dynamics(self, fields: tuple[str, ...] = FIELDS, times=None, ids=None,
                  snapshots: slice | None = None) -> Dynamics:
@@ -290,12 +296,12 @@ class Run:
         consecutive stories of their own from one streamed query, each pack fetched once;
         errors name the snapshot."""
         items = sorted(chosen, key=lambda item: item.seq)
-        with self.engine.connect() as connection:
+        with self.store.reads() as rows:
             packs = Packs()
             try:
                 for packed, group in itertools.groupby(items, key=lambda item: item.place is not None):
                     stories = list(group)
-                    for item, data in zip(stories, self._stored_of(connection, stories, packed, packs)):
+                    for item, data in zip(stories, self._stored_of(rows, stories, packed, packs)):
                         try:
                             found = read(data, item.record_hash)
                         except CorruptRecordError as exc:
@@ -304,11 +310,11 @@ class Run:
             except CorruptRecordError as exc:
                 raise CorruptRecordError(f"run {self.name!r} {exc}") from None
 
-    def _stored_of(self, connection: Connection, stories: list[Snapshot], packed: bool,
+    def _stored_of(self, rows: Rows, stories: list[Snapshot], packed: bool,
                    packs: Packs) -> Iterator[codec.Stored]:
         """What holds each of ``stories`` (all in packs, or all with records of their own)."""
         if not packed:
-            for item, (seq, data) in zip(stories, run_records(connection, self.id, [item.seq for item in stories])):
+            for item, (seq, data) in zip(stories, run_records(rows, self.id, [item.seq for item in stories])):
                 if seq != item.seq:  # the rows come from the same table: only a store changed meanwhile
                     raise CorruptRecordError(f"snapshot #{item.seq} is missing from the store")
                 yield data
@@ -316,7 +322,7 @@ class Run:
         for item in stories:
             assert item.place is not None
             try:
-                pack = packs.get(connection, item.place.pack)
+                pack = packs.get(rows, item.place.pack)
             except CorruptRecordError as exc:
                 raise CorruptRecordError(f"snapshot #{item.seq}: {exc}") from None
             yield codec.Packed(pack, item.place.index, item.place.sizes)
@@ -327,8 +333,8 @@ class Run:
         ``n_stars``, ``n_systems``, ``n_multiples``, ``n_bound``; every one when
         ``keys`` is None.  ``.to_pandas()`` gives a DataFrame."""
         wanted = [keys] if isinstance(keys, str) else keys
-        with self.engine.connect() as connection, connection.begin():  # one read snapshot
-            return timeseries(connection, self.id, wanted)
+        with self.store.reads() as rows:  # one read snapshot
+            return timeseries(rows, self.id, wanted)
 
     def to_pandas(self, snapshots: slice | None = None):
         """One row per star per snapshot (seq, time, id, mass, x..vz); needs pandas."""

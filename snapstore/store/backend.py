@@ -22,8 +22,8 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 
 from snapstore.errors import LockTimeoutError, StoreURLError
+from snapstore.store.reads import lock_timeout, url_text
 
-DEFAULT_URL = "sqlite:///snapstore.db"
 _WRITE = "snapstore_write"
 SINGLE_STATEMENT = "snapstore_single_statement"  # a connection that runs one read: it needs no BEGIN
 T = TypeVar("T")
@@ -32,7 +32,7 @@ T = TypeVar("T")
 def resolve_url(url: str | None = None) -> URL:
     """The store URL: the argument, else ``SNAPSTORE_URL``, else ./snapstore.db.
     A bare path means a SQLite file."""
-    text = url or os.environ.get("SNAPSTORE_URL") or DEFAULT_URL
+    text = url_text(url)
     if "://" not in text:
         # A path is a file name, never URL syntax: "#", "?" and "%" in it are characters.
         return URL.create("sqlite", database=text)
@@ -53,19 +53,6 @@ def masked(url: URL | str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except ArgumentError:
         return "<unparseable URL>"
-
-
-def lock_timeout() -> float:
-    """Seconds a writer waits for another writer's lock before giving up
-    (``SNAPSTORE_LOCK_TIMEOUT``, default 60)."""
-    text = os.environ.get("SNAPSTORE_LOCK_TIMEOUT", "60")
-    try:
-        seconds = float(text)
-    except ValueError:
-        raise StoreURLError(f"SNAPSTORE_LOCK_TIMEOUT={text!r} is not a number of seconds") from None
-    if seconds <= 0:
-        raise StoreURLError(f"SNAPSTORE_LOCK_TIMEOUT={text!r} must be more than 0 seconds")
-    return seconds
 
 
 def make_engine(url: URL) -> Engine:

@@ -10,7 +10,9 @@ from sqlalchemy import Engine, select
 from snapstore.store.backend import with_retries
 from snapstore.store.events import DiagnosticsAttached, from_row
 from snapstore.store.log import append
-from snapstore.store.records import fetch_record, insert_record
+from snapstore.store.queries import CoreRows
+from snapstore.store.record_rows import insert_record
+from snapstore.store.records import fetch_record
 from snapstore.store.schema import event
 
 CODEC = "text+zstd"
@@ -35,5 +37,6 @@ def logs(engine: Engine, run_id: str) -> list[str]:
         rows = connection.execute(select(event).where(
             event.c.run_id == run_id, event.c.type == DiagnosticsAttached.type).order_by(event.c.position)).all()
         attached = [from_row(row) for row in rows]
-        blobs = [fetch_record(connection, item.record) for item in attached if isinstance(item, DiagnosticsAttached)]
+        named = CoreRows(connection)
+        blobs = [fetch_record(named, item.record) for item in attached if isinstance(item, DiagnosticsAttached)]
     return [zstandard.ZstdDecompressor().decompress(b).decode("utf-8") for b in blobs]

@@ -54,9 +54,11 @@ from snapstore.store.events import (
 from snapstore.store.inputs import resolve, who_and_where
 from snapstore.store.log import append
 from snapstore.store.names import check_name, run_id_of
+from snapstore.store.pack_rows import pack_lists
 from snapstore.store.payloads import ExternalPayloads
-from snapstore.store.projections import pack_lists
-from snapstore.store.records import Packs, fetch_record, insert_records, record_row
+from snapstore.store.queries import CoreRows
+from snapstore.store.record_rows import insert_records, record_row
+from snapstore.store.records import Packs, fetch_record
 from snapstore.store.schema import record, run, snapshot, story_pack
 from snapstore.story import RootText, iter_root_texts, open_source
 
@@ -225,7 +227,7 @@ class Ingest:
         for row in connection.execute(select(story_pack).where(
                 story_pack.c.run_id == self.report.run_id, story_pack.c.first_seq <= max(seqs),
                 story_pack.c.first_seq + story_pack.c.stories > min(seqs))):
-            pack = self._packs.get(connection, row.record_hash)
+            pack = self._packs.get(CoreRows(connection), row.record_hash)
             sizes, times, _ = pack_lists(row)
             for index in range(row.stories):
                 if row.first_seq + index in wanted:
@@ -501,7 +503,7 @@ def _known_record(connection: Connection, digest: str) -> encoding.Encoded | Non
     such as shared initial conditions): it is reused, not encoded or written again."""
     if connection.execute(select(record.c.stored_size).where(record.c.hash == digest)).scalar() is None:
         return None
-    blob = fetch_record(connection, digest)
+    blob = fetch_record(CoreRows(connection), digest)
     return encoding.from_layout(blob, codec.layout(blob))
 
 

@@ -16,6 +16,8 @@ from snapstore import codec
 from snapstore.errors import CorruptRecordError
 from snapstore.store import projections
 from snapstore.store.events import from_row
+from snapstore.store.pack_rows import pack_lists
+from snapstore.store.queries import CoreRows
 from snapstore.store.records import fetch_record
 from snapstore.store.schema import PROJECTIONS, event, metadata, run, snapshot, story_pack
 
@@ -53,13 +55,13 @@ def _problem(check: Callable[..., None], *args: Any) -> str | None:
 
 
 def _check_story(connection: Connection, record_hash: str) -> None:
-    structure, _ = codec.checked_bytes(fetch_record(connection, record_hash), record_hash)  # bytes are hashed
+    structure, _ = codec.checked_bytes(fetch_record(CoreRows(connection), record_hash), record_hash)  # bytes are hashed
     structure.check_whole()
 
 
 def _check_pack(connection: Connection, row: Row[Any]) -> None:
-    sizes = projections.pack_lists(row)[0]
-    codec.verify_pack(codec.Pack(fetch_record(connection, row.record_hash), row.record_hash), sizes)
+    sizes = pack_lists(row)[0]
+    codec.verify_pack(codec.Pack(fetch_record(CoreRows(connection), row.record_hash), row.record_hash), sizes)
 
 
 def record_problems(engine: Engine, run_ids: list[str] | None = None) -> Iterator[str]:

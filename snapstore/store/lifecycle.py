@@ -10,13 +10,14 @@ from snapstore.store.catalog import find_run
 from snapstore.store.events import Event, RunRenamed, RunRestored, RunRetired, RunTagged, RunUntagged
 from snapstore.store.log import append
 from snapstore.store.names import check_name
+from snapstore.store.queries import CoreRows
 from snapstore.store.schema import run, tag
 
 
 def rename(connection: Connection, name_or_id: str, new: str, where: str) -> bool:
     """Give a run the name ``new``; False if it has it already.  A name another run holds
     is a ``RunConflictError``."""
-    row = find_run(connection, name_or_id, where)
+    row = find_run(CoreRows(connection), name_or_id, where)
     check_name(new)
     if row.name == new:
         return False
@@ -28,19 +29,19 @@ def rename(connection: Connection, name_or_id: str, new: str, where: str) -> boo
 def retire(connection: Connection, name_or_id: str, reason: str, where: str) -> bool:
     """Hide a run from listings and filters that do not ask for every run; False if it is
     retired already."""
-    row = find_run(connection, name_or_id, where)
+    row = find_run(CoreRows(connection), name_or_id, where)
     return row.retired_at is None and _append(connection, row.id, [RunRetired(reason=reason)]) > 0
 
 
 def restore(connection: Connection, name_or_id: str, where: str) -> bool:
     """Show a retired run again; False if it is not retired."""
-    row = find_run(connection, name_or_id, where)
+    row = find_run(CoreRows(connection), name_or_id, where)
     return row.retired_at is not None and _append(connection, row.id, [RunRestored()]) > 0
 
 
 def set_tags(connection: Connection, name_or_id: str, tags: dict[str, str], where: str) -> int:
     """Set tags on a run (the latest value of a key wins); returns how many changed."""
-    row = find_run(connection, name_or_id, where)
+    row = find_run(CoreRows(connection), name_or_id, where)
     held = _tags(connection, row.id)
     changes: list[Event] = [RunTagged(key=key, value=value) for key, value in tags.items() if held.get(key) != value]
     return _append(connection, row.id, changes)
@@ -49,7 +50,7 @@ def set_tags(connection: Connection, name_or_id: str, tags: dict[str, str], wher
 def untag(connection: Connection, name_or_id: str, keys: list[str], where: str) -> int:
     """Take tags off a run; a key it does not have is an ``InvalidArgumentError`` naming
     those it has, and then nothing is taken off.  Returns how many were."""
-    row = find_run(connection, name_or_id, where)
+    row = find_run(CoreRows(connection), name_or_id, where)
     held = _tags(connection, row.id)
     missing = [key for key in keys if key not in held]
     if missing:

@@ -18,6 +18,7 @@ from snapstore import codec
 from snapstore.errors import CorruptRecordError
 from snapstore.physics.observables import Value, observables
 from snapstore.store.backend import insert_many, insert_new
+from snapstore.store.queries import CoreRows
 from snapstore.store.records import fetch_record
 from snapstore.store.schema import observable, observable_key, observable_value, run, snapshot
 from snapstore.story import RootText
@@ -122,7 +123,7 @@ def measured(connection: Connection, snapshots: Iterable) -> Iterator[list[dict]
         if item.run_id != run_id:
             run_id, energy = item.run_id, None
         try:
-            values = measure(fetch_record(connection, item.record_hash), item.record_hash)
+            values = measure(fetch_record(CoreRows(connection), item.record_hash), item.record_hash)
         except CorruptRecordError:  # verify reports the record itself: its numbers would be no one's
             yield None
             continue

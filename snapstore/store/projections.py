@@ -9,7 +9,6 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, update
 
-from snapstore.errors import CorruptRecordError
 from snapstore.store.events import (
     Event,
     IngestFinished,
@@ -25,6 +24,7 @@ from snapstore.store.events import (
     SnapshotAppended,
     from_row,
 )
+from snapstore.store.pack_rows import pack_row
 from snapstore.store.schema import (
     PROJECTIONS,
     command,
@@ -140,27 +140,9 @@ def snapshots_appended(connection: Connection, run_id: str, items: list[Snapshot
 
 def _pack_appended(connection: Connection, run_id: str, item: PackAppended, recorded_at: str) -> None:
     """A pack of partial stories: one ``story_pack`` row; they count for the run's bytes only."""
-    connection.execute(insert(story_pack).values(
-        run_id=run_id, first_seq=item.first_seq, stories=len(item.sizes), record_hash=item.record,
-        text_size=sum(item.sizes), stored_size=item.stored_size, sizes=json.dumps(item.sizes),
-        times=json.dumps(item.times), n_particles=json.dumps(item.n_particles)))
+    connection.execute(insert(story_pack).values(**pack_row(run_id, item)))
     connection.execute(update(run).where(run.c.id == run_id).values(
         text_bytes=run.c.text_bytes + sum(item.sizes), stored_bytes=run.c.stored_bytes + item.stored_size))
-
-
-def pack_lists(row: Any) -> tuple[list[int], list[float | None], list[int | None]]:
-    """The sizes, times and N of the stories a ``story_pack`` row names, one item a story
-    (the lists ``_pack_appended`` wrote empty, filled with None); a damaged row is a
-    CorruptRecordError naming its pack."""
-    try:
-        sizes, times, counts = (json.loads(value) for value in (row.sizes, row.times, row.n_particles))
-        times, counts = times or [None] * len(sizes), counts or [None] * len(sizes)
-        if not len(sizes) == len(times) == len(counts) == row.stories:
-            raise ValueError("its lists disagree")
-    except (ValueError, TypeError) as exc:
-        raise CorruptRecordError(f"the row of the pack at #{row.first_seq} is damaged ({exc}); "
-                                 "`snapstore rebuild` makes it again from the log") from None
-    return sizes, times, counts
 
 
 def _ingest_finished(connection: Connection, run_id: str, item: IngestFinished, recorded_at: str) -> None:

@@ -1,0 +1,156 @@
+"""The read side's queries on a SQLite store through the ``sqlite3`` module alone.
+
+``queries`` declares each read once, over the schema's tables; ``compiled_reads`` holds
+their SQLite text at the schema's revision.  A store opened to be read (``create=False``)
+whose file is at that revision is read here, without importing SQLAlchemy (about 0.2 s of
+a command's start-up); anything else (PostgreSQL, a URL with options, another revision,
+a file that is not a store) is left to SQLAlchemy, which opens it or says what is wrong.
+The connection is read-only twice over: the file is opened ``mode=ro`` and the session
+is ``query_only``.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections import namedtuple
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+from snapstore.errors import StoreAccessError, StoreURLError
+from snapstore.store import compiled_reads
+
+DEFAULT_URL = "sqlite:///snapstore.db"
+_SQLITE_SCHEME = "sqlite:///"
+
+
+class Rows(Protocol):
+    """A connection that answers the named reads of ``queries.READS``."""
+
+    def rows(self, name: str, **params: Any) -> Iterable[Any]:
+        """The rows of read ``name``; each has its columns as attributes and ``_asdict()``."""
+        ...
+
+
+def url_text(url: str | None = None) -> str:
+    """The store URL as given: the argument, else ``SNAPSTORE_URL``, else ./snapstore.db."""
+    return url or os.environ.get("SNAPSTORE_URL") or DEFAULT_URL
+
+
+def lock_timeout() -> float:
+    """Seconds a writer waits for another writer's lock before giving up
+    (``SNAPSTORE_LOCK_TIMEOUT``, default 60)."""
+    text = os.environ.get("SNAPSTORE_LOCK_TIMEOUT", "60")
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise StoreURLError(f"SNAPSTORE_LOCK_TIMEOUT={text!r} is not a number of seconds") from None
+    if seconds <= 0:
+        raise StoreURLError(f"SNAPSTORE_LOCK_TIMEOUT={text!r} must be more than 0 seconds")
+    return seconds
+
+
+def sqlite_file(url: str) -> str | None:
+    """The file a plain SQLite store URL or path names, or None for any other URL (one with
+    options or percent escapes, an in-memory database, another backend)."""
+    if "://" not in url:
+        path = url
+    elif url.startswith(_SQLITE_SCHEME) and not any(mark in url for mark in "?%#"):
+        path = url[len(_SQLITE_SCHEME):]
+    else:
+        return None
+    return path if path and path != ":memory:" and not path.startswith("file:") else None
+
+
+def read_only_uri(database: str) -> str:
+    """A ``file:`` URI that opens ``database`` read-only; built from the resolved path,
+    so "#", "?" and "%" in folder names cannot cut it short or change its options."""
+    if database.startswith("file:"):  # already a URI (sqlite:///file:...?uri=true)
+        return database if "mode=ro" in database else database + ("&" if "?" in database else "?") + "mode=ro"
+    if not Path(database).is_file():
+        raise StoreAccessError(f"no store at {database}")
+    return Path(database).resolve().as_uri() + "?mode=ro"
+
+
+def _row_type(description: tuple) -> type:
+    return namedtuple("Row", [column[0] for column in description], rename=True)
+
+
+class SqliteRows:
+    """The named reads on one ``sqlite3`` connection."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._connection = connection
+        self._types: dict[str, type] = {}
+
+    def rows(self, name: str, **params: Any) -> Iterator[Any]:
+        cursor = self._connection.execute(compiled_reads.SQL[name], params)
+        make = self._types.get(name)
+        if make is None:
+            make = self._types[name] = _row_type(cursor.description)
+        for values in cursor:
+            yield make._make(values)  # type: ignore[attr-defined]
+
+
+class SqliteReader:
+    """Read-only connections to one SQLite store, one per thread (a ``sqlite3``
+    connection belongs to the thread that made it); ``reads()`` is one read transaction."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        self.path, self._timeout = path, timeout
+        self._local = threading.local()
+
+    @classmethod
+    def open(cls, url: str, timeout: float) -> SqliteReader | None:
+        """A reader of the store at ``url`` if it is a SQLite file at the revision the
+        compiled reads were made for, else None."""
+        path = sqlite_file(url)
+        if path is None or not os.path.isfile(path):
+            return None
+        reader = cls(path, timeout)
+        try:
+            with reader.reads():
+                revision = reader.connection().execute("SELECT version_num FROM alembic_version").fetchall()
+        except sqlite3.Error:  # not a store, or not one of ours: SQLAlchemy's open will say which
+            reader.close()
+            return None
+        if revision != [(compiled_reads.REVISION,)]:
+            reader.close()
+            return None
+        return reader
+
+    def connection(self) -> sqlite3.Connection:
+        """This thread's read-only connection to the store."""
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = sqlite3.connect(read_only_uri(self.path), uri=True, timeout=self._timeout,
+                                         isolation_level=None)
+            connection.execute("PRAGMA query_only = ON")
+            self._local.connection, self._local.depth = connection, 0
+            self._local.rows = SqliteRows(connection)
+        return connection
+
+    @contextmanager
+    def reads(self) -> Iterator[SqliteRows]:
+        """The named reads in one read transaction (a nested call joins the outer one)."""
+        connection = self.connection()
+        local = self._local
+        if local.depth == 0:
+            connection.execute("BEGIN")
+        local.depth += 1
+        try:
+            yield local.rows
+        finally:
+            local.depth -= 1
+            if local.depth == 0 and connection.in_transaction:
+                connection.execute("ROLLBACK")  # a read keeps nothing
+
+    def close(self) -> None:
+        """Close this thread's connection (others close with their threads)."""
+        connection = getattr(self._local, "connection", None)
+        if connection is not None:
+            connection.close()
+            self._local.connection = None

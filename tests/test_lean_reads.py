@@ -1,0 +1,184 @@
+"""The read side's named queries answer alike through SQLAlchemy and through sqlite3 alone.
+
+A store opened to be read (``create=False``) from a SQLite file at this snapstore's schema
+is read with the ``sqlite3`` module (``store.reads``), from SQL text compiled out of the
+same SQLAlchemy statements (``store.queries``); every other store through SQLAlchemy.
+These tests hold the two paths to the same answers on real runs: whole snapshots,
+partial stories in packs, binaries, restarts.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import shutil
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import snapstore
+from helpers import SAMPLE, corpus_dir, variants_dir
+from snapstore.errors import SchemaError, StoreAccessError
+from snapstore.operations import describe, export
+from snapstore.store import compiled_reads, queries
+from snapstore.store.reads import SqliteReader, sqlite_file
+
+
+def test_the_compiled_reads_are_those_of_the_queries_at_this_schema() -> None:
+    """``compiled_reads`` is generated: a query or table changed without running
+    ``python scripts/compile_reads.py`` fails here, not on a user's store."""
+    assert Path(compiled_reads.__file__).read_text() == queries.compiled_module(), \
+        "snapstore/store/compiled_reads.py is stale: run python scripts/compile_reads.py"
+
+
+@pytest.fixture(scope="module")
+def mixed_store(tmp_path_factory) -> Path:
+    """A store of real runs of every shape the reads meet: the sample, a corpus run with
+    binaries, a restart, and a -D x1 stream whose partial stories are packed."""
+    path = tmp_path_factory.mktemp("lean") / "store.db"
+    with snapstore.open(str(path)) as store:
+        store.ingest(SAMPLE, name="sample", tags={"ensemble": "A"})
+        store.ingest(corpus_dir() / "binaries", name="binaries")
+        store.ingest(variants_dir() / "restart2", name="restart2")
+        store.ingest(variants_dir() / "x1_formatted", name="x1")
+        store.retire("restart2", "kept for the test")
+    return path
+
+
+def _both(path: Path) -> tuple[snapstore.Store, snapstore.Store]:
+    full, lean = snapstore.open(str(path)), snapstore.open(str(path), create=False)
+    with full.reads() as rows:
+        assert type(rows).__name__ == "CoreRows"
+    with lean.reads() as rows:
+        assert type(rows).__name__ == "SqliteRows"
+    return full, lean
+
+
+def test_every_named_read_gives_the_same_rows_on_both_paths(mixed_store) -> None:
+    full, lean = _both(mixed_store)
+    run_ids = [item["id"] for item in full.listing(retired=True)]
+    hashes = []
+    with full.reads() as core, lean.reads() as plain:
+        for run_id in run_ids:
+            hashes += [row.record_hash for row in core.rows("stories", run_id=run_id)]
+            for name in ("stories", "packs", "story_sizes", "commands", "parameters", "inputs", "tags",
+                         "observables", "observable_keys"):
+                assert sorted(map(tuple, core.rows(name, run_id=run_id))) == \
+                    sorted(map(tuple, plain.rows(name, run_id=run_id))), name
+            for key in ("total_energy", "r_lagr", "no_such_key"):
+                assert list(map(tuple, core.rows("observable", run_id=run_id, key=key))) == \
+                    list(map(tuple, plain.rows("observable", run_id=run_id, key=key)))
+            first, last = 0, 1_000_000
+            assert [tuple(row) for row in core.rows("records_of_stories", run_id=run_id, first=first, last=last)] \
+                == [tuple(row) for row in plain.rows("records_of_stories", run_id=run_id, first=first, last=last)]
+            assert list(map(tuple, core.rows("runs_by_id_prefix", prefix=run_id[:6]))) == \
+                list(map(tuple, plain.rows("runs_by_id_prefix", prefix=run_id[:6])))
+        for name in ("listing", "listing_retired_too"):
+            assert list(map(tuple, core.rows(name))) == list(map(tuple, plain.rows(name)))
+        for key in ("sample", "x1", "nobody", run_ids[0]):
+            assert list(map(tuple, core.rows("run", key=key))) == list(map(tuple, plain.rows("run", key=key)))
+        for record_hash in hashes[:20]:
+            assert list(map(tuple, core.rows("record", hash=record_hash))) == \
+                list(map(tuple, plain.rows("record", hash=record_hash)))
+    assert set(queries.READS) == set(compiled_reads.SQL)
+    full.close()
+    lean.close()
+
+
+def _exported(run) -> bytes:
+    """What ``snapstore export RUN`` writes to its standard output."""
+    out = io.BytesIO()
+    stream = io.TextIOWrapper(out, write_through=True)
+    export(run, stream=stream)
+    stream.flush()
+    stream.detach()
+    return out.getvalue()
+
+
+def test_what_the_reading_verbs_print_is_the_same_on_both_paths(mixed_store) -> None:
+    """Listing, ``show``'s summary, exports (byte for byte, packed stories too), a run's
+    observables, arrays and sizes: the same whichever path reads them."""
+    full, lean = _both(mixed_store)
+    for retired in (False, True):
+        assert list(full.listing(retired=retired)) == list(lean.listing(retired=retired))
+    names = [item["name"] for item in full.listing(retired=True)]
+    assert len(names) == 4
+    for name in names:
+        assert describe(full, name) == describe(lean, name)
+        texts = [_exported(store.run(name)) for store in (full, lean)]
+        assert texts[0] == texts[1] and texts[0]
+        series = [store.run(name).timeseries() for store in (full, lean)]
+        assert list(series[0]) == list(series[1])
+        for key in series[0]:
+            np.testing.assert_array_equal(series[0][key], series[1][key])
+        assert full.snapshot_sizes(name) == lean.snapshot_sizes(name)
+        runs = [store.run(name) for store in (full, lean)]
+        assert runs[0].commands == runs[1].commands and runs[0].inputs == runs[1].inputs
+        assert runs[0].tags == runs[1].tags
+        if runs[0].snapshots():
+            np.testing.assert_array_equal(runs[0].dynamics()["pos"], runs[1].dynamics()["pos"])
+    x1 = gzip.decompress((variants_dir() / "x1_formatted" / "kira.out.gz").read_bytes())
+    assert _exported(lean.run("x1")) == x1
+    full.close()
+    lean.close()
+
+
+def test_a_run_s_energy_in_show_is_its_root_s(mixed_store) -> None:
+    """``show`` reads each whole snapshot's total energy from the measured observables,
+    not by decoding every record: the numbers must be the roots' own."""
+    with snapstore.open(str(mixed_store), create=False) as store:
+        for name in ("sample", "binaries", "x1"):
+            summary = describe(store, name)
+            run = store.run(name)
+            by_seq = {item.seq: item for item in run.stories()}
+            for row in summary["snapshots"]:
+                expected = by_seq[row["seq"]].root().get("total_energy") if row["kind"] == "snapshot" else None
+                assert row["total_energy"] == expected
+
+
+def test_the_sqlite_reader_cannot_write(mixed_store, tmp_path) -> None:
+    copy = tmp_path / "copy.db"
+    shutil.copy(mixed_store, copy)
+    reader = SqliteReader.open(str(copy), 5.0)
+    assert reader is not None
+    with pytest.raises(sqlite3.OperationalError, match=r"readonly|read-only|query_only|attempt to write"):
+        reader.connection().execute("DELETE FROM tag")
+    reader.close()
+    with snapstore.open(str(copy), create=False) as store:
+        assert store.run("sample").tags == {"ensemble": "A"}
+
+
+def test_stores_the_sqlite_reader_leaves_to_sqlalchemy(tmp_path) -> None:
+    """Not a plain SQLite file at this schema: SQLAlchemy opens it, or says what is wrong."""
+    assert sqlite_file("postgresql+psycopg://u@h/db") is None
+    assert sqlite_file("sqlite:///x.db?mode=ro") is None
+    assert sqlite_file("sqlite:///:memory:") is None
+    assert sqlite_file("sqlite:////a/b.db") == "/a/b.db" and sqlite_file("b.db") == "b.db"
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"not a database at all" * 100)
+    assert SqliteReader.open(str(junk), 1.0) is None
+    with pytest.raises(StoreAccessError):
+        snapstore.open(str(junk), create=False)
+    old = tmp_path / "old.db"
+    old.write_bytes(gzip.decompress((Path(__file__).parent / "data" / "v1-store.db.gz").read_bytes()))
+    assert SqliteReader.open(str(old), 1.0) is None
+    with pytest.raises(SchemaError, match="db upgrade"):
+        snapstore.open(str(old), create=False)
+    with pytest.raises(StoreAccessError, match="no snapstore store"):
+        snapstore.open(str(tmp_path / "missing.db"), create=False)
+    assert not (tmp_path / "missing.db").exists()
+
+
+def test_a_store_read_lean_still_does_everything(mixed_store, tmp_path) -> None:
+    """The engine is made when first needed: filters, stats and writes work on a store
+    opened to be read."""
+    copy = tmp_path / "copy.db"
+    shutil.copy(mixed_store, copy)
+    with snapstore.open(str(copy), create=False) as store:
+        assert [item["name"] for item in store.listing("tag.ensemble = A")] == ["sample"]
+        assert store.stats()["runs"] == 4
+        store.tag("x1", "checked", "yes")
+        assert store.run("x1").tags == {"checked": "yes"}
+        assert store.verify("sample") == []
