@@ -182,3 +182,22 @@ def test_a_store_read_lean_still_does_everything(mixed_store, tmp_path) -> None:
         store.tag("x1", "checked", "yes")
         assert store.run("x1").tags == {"checked": "yes"}
         assert store.verify("sample") == []
+
+
+def test_no_read_of_one_run_scans_a_table_that_grows_with_the_store(mixed_store) -> None:
+    """Each read of one run or record seeks through an index (SQLite's plan): at 10,000
+    runs a scan of ``observable_value``, ``snapshot`` or ``record`` would cost seconds."""
+    growing = ("observable_value", "snapshot", "record", "story_pack", "command", "parameter", "tag", "input")
+    params = {"run_id": "0" * 32, "key": "total_energy", "hash": "0" * 64, "first": 0, "last": 5, "prefix": "0000"}
+    connection = sqlite3.connect(mixed_store)
+    scans = {}
+    for name, text in compiled_reads.SQL.items():
+        if name.startswith("listing") or name == "runs_by_id_prefix":  # every run, by design
+            continue
+        plan = [row[3] for row in connection.execute(f"EXPLAIN QUERY PLAN {text}", params)]
+        found = [step for step in plan if any(step.startswith(f"SCAN {table}") or f"SCAN {table} " in step
+                                              for table in growing) or step.startswith("SCAN v")]
+        if found:
+            scans[name] = found
+    connection.close()
+    assert scans == {}

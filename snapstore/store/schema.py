@@ -28,7 +28,7 @@ from sqlalchemy import (
 metadata = MetaData()
 
 # The migration these definitions correspond to; a test checks it is the head of migrations/.
-SCHEMA_REVISION = "0009"
+SCHEMA_REVISION = "0010"
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
 Position = BigInteger().with_variant(Integer(), "sqlite")
@@ -172,7 +172,8 @@ observable_value = Table(
 
 # What users query (the README's SQL) and the code reads: a view over the two, with each
 # value's key and its snapshot's time, as the table of revisions 0005-0008 had them.  The
-# view is made by migration 0009; it is declared here apart from ``metadata``, which holds tables.
+# view is made by migration 0009 (0010 names its key ids, so that one run's values are read
+# through the primary key); it is declared here apart from ``metadata``, which holds tables.
 views = MetaData()
 observable = Table(
     "observable", views,
