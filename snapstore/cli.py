@@ -397,10 +397,12 @@ def sql(query: str = typer.Argument(..., help="A SELECT over event, record, run,
 
 
 @app.command()
-def verify(run: str | None = typer.Argument(None, help="Run to check [default: all]"), db: str | None = DB) -> None:
-    """Decode every record, re-hash its text, check projections.  Example: snapstore verify"""
+def verify(runs: list[str] = typer.Argument(None, help="Runs to check [default: all]"),
+           db: str | None = DB) -> None:
+    """Decode every record, re-hash its text, check projections, a run at a time (memory
+    stays that of one run).  Example: snapstore verify   (or: snapstore verify run7 run8)"""
     with _open(db) as store:
-        problems = store.verify(run)
+        problems = store.verify(runs or None)
     for problem in problems:
         typer.echo(problem, err=True)
     if problems:

@@ -10,7 +10,8 @@ code.  Ingest writes the rows in the transaction that appends the snapshot.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 from sqlalchemy import Connection, Engine, select
 
@@ -132,48 +133,56 @@ def measured(connection: Connection, snapshots: Iterable) -> Iterator[list[dict]
         yield found
 
 
-def _whole_snapshots(connection: Connection, run_ids: list[str] | None = None) -> list:
-    query = (select(snapshot.c.run_id, snapshot.c.seq, snapshot.c.time, snapshot.c.record_hash)
-             .where(snapshot.c.kind == "snapshot").order_by(snapshot.c.run_id, snapshot.c.seq))
-    if run_ids is not None:
-        query = query.where(snapshot.c.run_id.in_(run_ids))
-    return list(connection.execute(query))
+def _whole_snapshots(connection: Connection, run_id: str) -> Sequence[Any]:
+    return connection.execute(select(snapshot.c.run_id, snapshot.c.seq, snapshot.c.time, snapshot.c.record_hash)
+                              .where(snapshot.c.run_id == run_id, snapshot.c.kind == "snapshot")
+                              .order_by(snapshot.c.seq)).all()
+
+
+def _run_ids(connection: Connection) -> list[str]:
+    return [row.id for row in connection.execute(select(run.c.id).order_by(run.c.number))]
 
 
 def rebuild(connection: Connection) -> int:
     """Measure every whole snapshot's record again into the emptied table (the caller,
-    ``projections.rebuild``, empties it before the runs it refers to); returns the rows written."""
+    ``projections.rebuild``, empties it before the runs it refers to), a run at a time;
+    returns the rows written."""
     count = 0
-    for found in measured(connection, _whole_snapshots(connection)):
-        if found:  # a bad record gets no rows: verify names it, and a restored one rebuilds
-            insert_rows(connection, found)
-        count += len(found or ())
+    for run_id in _run_ids(connection):
+        for found in measured(connection, _whole_snapshots(connection, run_id)):
+            if found:  # a bad record gets no rows: verify names it, and a restored one rebuilds
+                insert_rows(connection, found)
+            count += len(found or ())
     return count
 
 
-def _key(row) -> tuple:
-    return row["run_id"], row["seq"], row["key"], row["idx"]
-
-
 def drift(engine: Engine, run_ids: list[str] | None = None) -> list[str]:
-    """Where the stored observables differ from the records measured again."""
-    columns = (observable.c.run_id, observable.c.seq, observable.c.key, observable.c.idx, observable.c.time,
-               observable.c.value)
-    with engine.connect() as connection, connection.begin():  # one read snapshot
-        query = select(*columns)
-        if run_ids is not None:
-            query = query.where(observable.c.run_id.in_(run_ids))
-        stored = {_key(row._mapping): tuple(row[4:]) for row in connection.execute(query)}
-        snapshots = _whole_snapshots(connection, run_ids)
-        expected, unreadable = {}, set()
-        for item, found in zip(snapshots, measured(connection, snapshots)):
-            if found is None:  # a bad record: reported as such, its rows are not compared
-                unreadable.add((item.run_id, item.seq))
-            else:
-                expected.update({_key(row): (row["time"], row["value"]) for row in found})
-    stored = {key: value for key, value in stored.items() if key[:2] not in unreadable}
-    if stored == expected:
+    """Where the stored observables differ from the records measured again, compared a
+    run at a time (its values and snapshots read in one snapshot of the store), so that
+    memory stays that of one run whatever the store's size."""
+    with engine.connect() as connection:
+        chosen = _run_ids(connection) if run_ids is None else run_ids
+    differing, first = 0, None
+    for run_id in chosen:
+        with engine.connect() as connection, connection.begin():
+            named = CoreRows(connection)
+            stored = {(row.seq, row.key, row.idx): row.value for row in named.rows("observables", run_id=run_id)}
+            times = {row.seq: row.time for row in named.rows("stories", run_id=run_id)}
+            snapshots = _whole_snapshots(connection, run_id)
+            expected, unreadable = {}, set()
+            for item, found in zip(snapshots, measured(connection, snapshots)):
+                if found is None:  # a bad record: reported as such, its rows are not compared
+                    unreadable.add(item.seq)
+                else:
+                    expected.update({(row["seq"], row["key"], row["idx"]): row["value"] for row in found})
+        stored = {key: value for key, value in stored.items() if key[0] not in unreadable}
+        keys = sorted(key for key in stored.keys() | expected.keys() if stored.get(key) != expected.get(key))
+        stray_times = [seq for seq, _, _ in stored if seq not in times]
+        if keys or stray_times:
+            differing += len(keys) + len(stray_times)
+            first = first or (keys[0] if keys else (stray_times[0], "?", 0))
+    if not differing:
         return []
-    keys = sorted({key for key in stored.keys() | expected.keys() if stored.get(key) != expected.get(key)})
-    return [f"projection observable differs from the records in {len(keys)} values, first at "
-            f"snapshot #{keys[0][1]} key {keys[0][2]} (run `snapstore rebuild`)"]
+    assert first is not None
+    return [f"projection observable differs from the records in {differing} values, first at "
+            f"snapshot #{first[0]} key {first[1]} (run `snapstore rebuild`)"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, update
@@ -193,15 +193,32 @@ _HANDLERS: dict[type[Event], Callable[[Connection, str, Any, str], None]] = {
 def rebuild(connection: Connection) -> int:
     """Empty the projections and replay every event in log order, then measure the
     snapshots' records for ``observable``; returns the count of events."""
-    # every event is read before anything is emptied: a log this snapstore cannot read changes nothing
-    log = [(row, from_row(row)) for row in connection.execute(select(event).order_by(event.c.position))]
+    # every event is read once before anything is emptied, so a log this snapstore cannot
+    # read changes nothing; and again to replay it: the log is never all in memory at once
+    count = 0
+    for row in _log(connection):
+        from_row(row)  # a SchemaError here leaves every table as it was
+        count += 1
     connection.execute(delete(observable_value))  # it refers to runs: emptied first
     for table in PROJECTIONS:
         connection.execute(delete(table))
-    for row, item in log:
-        apply(connection, row.run_id, item, row.recorded_at)
+    for row in _log(connection):
+        apply(connection, row.run_id, from_row(row), row.recorded_at)
     # here, not at the top: measuring needs the codec (numpy), which read-only commands never load
     from snapstore.store import observations
 
     observations.rebuild(connection)
-    return len(log)
+    return count
+
+
+def _log(connection: Connection, batch: int = 1000) -> Iterator[Any]:
+    """The event rows in log order, ``batch`` at a time (by position: no cursor is held
+    open while the caller writes on the same connection)."""
+    after = -1
+    while True:
+        rows = connection.execute(select(event).where(event.c.position > after)
+                                  .order_by(event.c.position).limit(batch)).all()
+        yield from rows
+        if len(rows) < batch:
+            return
+        after = rows[-1].position
