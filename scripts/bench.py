@@ -453,6 +453,8 @@ def main() -> None:
     parser.add_argument("--small-stories", action="store_true",
                         help="only the kira -D x1 / -D b streams (with --big, starlab-scale's 232,083 stories too)")
     parser.add_argument("--big", action="store_true", help="with --small-stories: the stream of starlab-scale")
+    parser.add_argument("--scale", type=int, default=None, metavar="N",
+                        help="only whole-store work: a store of N runs beside one of N/10 (with --pg on both backends)")
     parser.add_argument("--startup", action="store_true",
                         help="only the command line's start-up and r3_king5000's export against zcat")
     args = parser.parse_args()
@@ -466,6 +468,12 @@ def main() -> None:
         workdir = Path(folder)
         if args.small_stories:
             small_stories(results, workdir, args.big)
+            Path(args.json).write_text(json.dumps({**results, "table": ROWS}, indent=2, default=float))
+            return
+        if args.scale:
+            from bench_scale import scale
+
+            scale(results, workdir, args.scale, args.pg, CLI_ENV, report)
             Path(args.json).write_text(json.dumps({**results, "table": ROWS}, indent=2, default=float))
             return
         if args.startup:
