@@ -176,6 +176,23 @@ def _progress(label: str) -> Iterator[Callable[[IngestReport], None]]:
         yield lambda report: progress.update(task, description=line(report))
 
 
+@contextmanager
+def _count(label: str) -> Iterator[Callable[[int, int], None]]:
+    """A ``progress(done, total)`` callback: one line on a terminal's stderr, rewritten in
+    place and cleared at the end; elsewhere (a log, a batch job) nothing."""
+    if not sys.stderr.isatty() or _quiet["on"]:
+        yield lambda done, total: None
+        return
+    def show(done: int, total: int) -> None:
+        sys.stderr.write(f"\r{label}: {done:,} of {total:,} runs")
+        sys.stderr.flush()
+
+    try:
+        yield show
+    finally:
+        sys.stderr.write("\r\033[K")
+
+
 @app.command()
 def ingest(
     paths: list[str] = typer.Argument(..., help="kira output files (plain, .gz, .zst), run folders, or - for stdin"),
@@ -401,8 +418,8 @@ def verify(runs: list[str] = typer.Argument(None, help="Runs to check [default: 
            db: str | None = DB) -> None:
     """Decode every record, re-hash its text, check projections, a run at a time (memory
     stays that of one run).  Example: snapstore verify   (or: snapstore verify run7 run8)"""
-    with _open(db) as store:
-        problems = store.verify(runs or None)
+    with _open(db) as store, _count("verify") as progress:
+        problems = store.verify(runs or None, progress)
     for problem in problems:
         typer.echo(problem, err=True)
     if problems:

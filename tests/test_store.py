@@ -200,3 +200,20 @@ def test_an_ingest_reports_the_stored_size_its_run_counts_when_records_are_reuse
         first = store.ingest_report(SAMPLE)
         again = store.ingest_report(SAMPLE, name="again")  # the same texts: every record reused
         assert again.stored_bytes == first.stored_bytes == store.run("again").stored_bytes > 0
+
+
+def test_verify_goes_run_by_run_and_says_how_far_it_is(store_url) -> None:
+    with snapstore.open(store_url) as store:
+        for name in ("a", "b", "c"):
+            store.ingest(SAMPLE, name=name)
+        seen: list[tuple[int, int]] = []
+        assert store.verify(progress=lambda done, total: seen.append((done, total))) == []
+        assert seen == [(1, 3), (2, 3), (3, 3)]
+        seen.clear()
+        assert store.verify(["c", "a"], progress=lambda done, total: seen.append((done, total))) == []
+        assert seen == [(1, 2), (2, 2)]
+        with store.engine.begin() as connection:
+            connection.execute(text("UPDATE run SET t_last = 99 WHERE name = 'b'"))
+        assert store.verify("a") == []
+        assert store.verify() == store.verify("b") == [
+            "projection run differs from the event log (run `snapstore rebuild`)"]

@@ -7,10 +7,10 @@ database, so ``verify`` holds no write lock and live ingests carry on beside it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, create_engine, select
+from sqlalchemy import Connection, Engine, create_engine, select
 
 from snapstore import codec
 from snapstore.errors import CorruptRecordError
@@ -21,66 +21,92 @@ from snapstore.store.queries import CoreRows
 from snapstore.store.records import fetch_record
 from snapstore.store.schema import PROJECTIONS, event, metadata, run, snapshot, story_pack
 
-_BATCH = 64
-
-
-def run_names(connection: Connection, run_ids: list[str] | None) -> list[tuple[str, str]]:
-    """``(id, name)`` of the runs ``run_ids`` (every run when None), by name: what the
-    checks go through one run at a time, so that no check holds more than a run."""
-    query = select(run.c.id, run.c.name).order_by(run.c.name)
-    if run_ids is not None:
-        query = query.where(run.c.id.in_(run_ids))
-    return [(row.id, row.name) for row in connection.execute(query)]
-
-
 # What a decoder bug looks like; verify reports it against the record and checks the rest.
-_DECODER_FAULTS = (ValueError, TypeError, IndexError, KeyError, OverflowError, RecursionError, MemoryError)
+_FAULTS = (CorruptRecordError, ValueError, TypeError, IndexError, KeyError, OverflowError, RecursionError, MemoryError)
 
 
-def _problem(check: Callable[..., None], *args: Any) -> str | None:
-    try:
-        check(*args)
-    except CorruptRecordError as exc:
+def _fault(exc: BaseException) -> str:
+    if isinstance(exc, CorruptRecordError):
         return str(exc)
-    except _DECODER_FAULTS as exc:
-        return f"record cannot be checked ({type(exc).__name__}: {exc})"
-    return None
+    return f"record cannot be checked ({type(exc).__name__}: {exc})"
 
 
-def _check_story(connection: Connection, record_hash: str) -> None:
-    structure, _ = codec.checked_bytes(fetch_record(CoreRows(connection), record_hash), record_hash)  # bytes are hashed
-    structure.check_whole()
-
-
-def _check_pack(connection: Connection, row: Row[Any]) -> None:
+def _check_pack(rows: CoreRows, row: Any) -> None:
     sizes = pack_lists(row)[0]
-    codec.verify_pack(codec.Pack(fetch_record(CoreRows(connection), row.record_hash), row.record_hash), sizes)
+    codec.verify_pack(codec.Pack(fetch_record(rows, row.record_hash), row.record_hash), sizes)
 
 
-def record_problems(engine: Engine, run_ids: list[str] | None = None) -> Iterator[str]:
-    """One line per snapshot whose record is missing, corrupt, or decodes to another text,
-    and per pack of partial stories that does not hold exactly its stories; run by run,
-    records in batches, so memory stays that of one run whatever the store's size."""
-    with engine.connect() as connection:
-        runs = run_names(connection, run_ids)
-    for run_id, name in runs:
-        with engine.connect() as connection:
-            stories = connection.execute(select(snapshot.c.seq, snapshot.c.record_hash)
-                                         .where(snapshot.c.run_id == run_id).order_by(snapshot.c.seq)).all()
-            packs = connection.execute(select(story_pack).where(story_pack.c.run_id == run_id)
-                                       .order_by(story_pack.c.first_seq)).all()
-        for start in range(0, len(stories), _BATCH):  # short read transactions, so WAL checkpoints go on
-            with engine.connect() as connection:
-                for row in stories[start:start + _BATCH]:
-                    problem = _problem(_check_story, connection, row.record_hash)
-                    if problem:
-                        yield f"run {name!r} snapshot #{row.seq}: {problem}"
+def verify(engine: Engine, run_ids: list[str] | None = None,
+           progress: Callable[[int, int], None] | None = None) -> list[str]:
+    """Every problem of the runs ``run_ids`` (every run when None): records that are
+    missing, corrupt or decode to another text, packs that do not hold exactly their
+    stories, projections that differ from a replay of the log (and rows of runs the log
+    never started), observables that differ from the records measured again.
+
+    A run at a time, each read in short transactions: memory stays that of one run
+    whatever the store's size, and ingests go on beside it.  ``progress(done, total)``
+    is called after each run."""
+    from snapstore.store import observations  # measuring loads the codec's physics
+
+    with engine.connect() as connection, connection.begin():
+        started = [row.run_id for row in connection.execute(
+            select(event.c.run_id).where(event.c.type == RunStarted.type).order_by(event.c.position))]
+        names = dict(connection.execute(select(run.c.id, run.c.name)).all())
+        strays = _stray_rows(connection, set(started)) if run_ids is None else []
+    numbers = {run_id: number for number, run_id in enumerate(started, start=1)}
+    chosen = started if run_ids is None else [run_id for run_id in run_ids if run_id in numbers]
+    records: list[str] = []
+    tables, observed = set(strays), observations.Drift()
+    if len(chosen) < len(run_ids or ()):  # a run row the log never started
+        tables.add(run.name)
+    with _Replay() as replay:
+        for done, run_id in enumerate(chosen, start=1):
+            problems, drift = _records_and_observables(engine, run_id, names.get(run_id, run_id))
+            records += problems
+            observed.add(drift)
+            tables |= replay.differing(engine, run_id, numbers[run_id])
+            if progress is not None:
+                progress(done, len(chosen))
+    return [*records, *[f"projection {table.name} differs from the event log (run `snapstore rebuild`)"
+                        for table in PROJECTIONS if table.name in tables], *observed.problems()]
+
+
+def _records_and_observables(engine: Engine, run_id: str,
+                             name: str) -> tuple[list[str], tuple[int, tuple[int, str] | None]]:
+    """One line per story of the run whose record is missing, corrupt, or decodes to
+    another text, and per pack that does not hold exactly its stories; and how its stored
+    observables differ from its whole snapshots measured again.  Each record is fetched
+    and decoded once, in one read snapshot of the run's rows."""
+    from snapstore.store import observations  # measuring loads the codec's physics
+
+    with engine.connect() as connection, connection.begin():
+        named = CoreRows(connection)
+        stored = observations.stored_values(named, run_id)
+        stories = connection.execute(select(snapshot.c.seq, snapshot.c.time, snapshot.c.record_hash, snapshot.c.kind)
+                                     .where(snapshot.c.run_id == run_id).order_by(snapshot.c.seq)).all()
+        packs = connection.execute(select(story_pack).where(story_pack.c.run_id == run_id)
+                                   .order_by(story_pack.c.first_seq)).all()
+        found, expected, unreadable = [], [], set()
+        measure = observations.RunMeasure(run_id)
+        for row in stories:
+            try:
+                structure, data = codec.checked_bytes(fetch_record(named, row.record_hash), row.record_hash)
+                structure.check_whole()
+                values = observations.measure_layout(structure, data.decode("utf-8")) \
+                    if row.kind == "snapshot" else None
+            except _FAULTS as exc:
+                found.append(f"run {name!r} snapshot #{row.seq}: {_fault(exc)}")
+                unreadable.add(row.seq)
+                continue
+            if values is not None:
+                expected += measure.rows(row.seq, row.time, values)
         for row in packs:
-            with engine.connect() as connection:
-                problem = _problem(_check_pack, connection, row)
-            if problem:
-                yield (f"run {name!r} stories #{row.first_seq}-#{row.first_seq + row.stories - 1} "
-                       f"(one pack): {problem}")
+            try:
+                _check_pack(named, row)
+            except _FAULTS as exc:
+                found.append(f"run {name!r} stories #{row.first_seq}-#{row.first_seq + row.stories - 1} "
+                             f"(one pack): {_fault(exc)}")
+    return found, observations.differences(stored, expected, unreadable, {row.seq for row in stories})
 
 
 def _tables(connection: Connection, run_id: str) -> dict[str, list]:
@@ -90,41 +116,33 @@ def _tables(connection: Connection, run_id: str) -> dict[str, list]:
         for table in PROJECTIONS}
 
 
-def projection_drift(engine: Engine, run_ids: list[str] | None = None) -> list[str]:
-    """The projections that differ from a replay of the event log, compared run by run
-    (each run's events and rows read in one snapshot, replayed into a private in-memory
-    database emptied between runs), and rows of runs the log does not know."""
-    with engine.connect() as connection:
-        with connection.begin():
-            started = [row.run_id for row in connection.execute(
-                select(event.c.run_id).where(event.c.type == RunStarted.type).order_by(event.c.position))]
-            strays = _stray_rows(connection, set(started)) if run_ids is None else []
-    chosen = set(started) if run_ids is None else set(run_ids)
-    differing: set[str] = set(strays)
-    replay = create_engine("sqlite://")
-    try:
-        with replay.begin() as scratch:
+class _Replay:
+    """A private in-memory database holding the projections of one run replayed from its
+    events, emptied before each run."""
+
+    def __enter__(self) -> _Replay:
+        self._engine = create_engine("sqlite://")
+        with self._engine.begin() as scratch:
             metadata.create_all(scratch, tables=list(PROJECTIONS))
-        for number, run_id in enumerate(started, start=1):
-            if run_id not in chosen:
-                continue
-            with engine.connect() as connection, connection.begin():  # one read snapshot of this run
-                stored = _tables(connection, run_id)
-                log = connection.execute(select(event).where(event.c.run_id == run_id)
-                                         .order_by(event.c.position)).all()
-            with replay.begin() as scratch:
-                for table in PROJECTIONS:
-                    scratch.execute(table.delete())
-                for row in log:
-                    projections.apply(scratch, row.run_id, from_row(row), row.recorded_at)
-                # a run's number is its place among every run's run_started, not just its own
-                scratch.execute(run.update().where(run.c.id == run_id).values(number=number))
-                replayed = _tables(scratch, run_id)
-            differing.update(name for name in stored if stored[name] != replayed[name])
-    finally:
-        replay.dispose()
-    return [f"projection {table.name} differs from the event log (run `snapstore rebuild`)"
-            for table in PROJECTIONS if table.name in differing]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._engine.dispose()
+
+    def differing(self, engine: Engine, run_id: str, number: int) -> set[str]:
+        """The projections whose rows of the run differ from a replay of its events (the
+        run's ``number``: its place among every run's ``run_started``)."""
+        with engine.connect() as connection, connection.begin():  # one read snapshot of this run
+            stored = _tables(connection, run_id)
+            log = connection.execute(select(event).where(event.c.run_id == run_id).order_by(event.c.position)).all()
+        with self._engine.begin() as scratch:
+            for table in PROJECTIONS:
+                scratch.execute(table.delete())
+            for row in log:
+                projections.apply(scratch, row.run_id, from_row(row), row.recorded_at)
+            scratch.execute(run.update().where(run.c.id == run_id).values(number=number))
+            replayed = _tables(scratch, run_id)
+        return {name for name in stored if stored[name] != replayed[name]}
 
 
 def _stray_rows(connection: Connection, known: set[str]) -> list[str]:

@@ -13,13 +13,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, select
 
 from snapstore import codec
 from snapstore.errors import CorruptRecordError
 from snapstore.physics.observables import Value, observables
 from snapstore.store.backend import insert_many, insert_new
 from snapstore.store.queries import CoreRows
+from snapstore.store.reads import Rows
 from snapstore.store.records import fetch_record
 from snapstore.store.schema import observable, observable_key, observable_value, run, snapshot
 from snapstore.story import RootText
@@ -31,6 +32,11 @@ def measure(blob: bytes, record_hash: str) -> dict[str, Value]:
     """The observables of a stored record (its root header and tree counts);
     CorruptRecordError for a record that is corrupt or does not decode to its text."""
     structure, text = codec.checked_text(blob, record_hash)
+    return measure_layout(structure, text)
+
+
+def measure_layout(structure: codec.Layout, text: str) -> dict[str, Value]:
+    """The observables of a record already decoded and checked: its layout and text."""
     return observables(RootText(text, 1).header(), structure)
 
 
@@ -116,21 +122,33 @@ def _key_ids(connection: Connection, keys: set[str]) -> dict[str, int]:
                                    .where(observable_key.c.key.in_(keys))).all())
 
 
+class RunMeasure:
+    """A run's whole snapshots measured in seq order: each one's rows, with the energy
+    error measured from the run's first snapshot kira wrote (carried along)."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        self._energy: float | None = None
+
+    def rows(self, seq: int, time: float | None, values: dict[str, Value]) -> list[dict]:
+        found = rows(self.run_id, seq, time, values, self._energy)
+        self._energy = self._energy if self._energy is not None else _kira_energy(values)
+        return found
+
+
 def measured(connection: Connection, snapshots: Iterable) -> Iterator[list[dict] | None]:
     """Rows for each ``(run_id, seq, time, record_hash)`` given in run and seq order,
     measured from the records (E0 carried along each run); None for a bad record."""
-    run_id, energy = None, None
+    run: RunMeasure | None = None
     for item in snapshots:
-        if item.run_id != run_id:
-            run_id, energy = item.run_id, None
+        if run is None or item.run_id != run.run_id:
+            run = RunMeasure(item.run_id)
         try:
             values = measure(fetch_record(CoreRows(connection), item.record_hash), item.record_hash)
         except CorruptRecordError:  # verify reports the record itself: its numbers would be no one's
             yield None
             continue
-        found = rows(item.run_id, item.seq, item.time, values, energy)
-        energy = energy if energy is not None else _kira_energy(values)
-        yield found
+        yield run.rows(item.seq, item.time, values)
 
 
 def _whole_snapshots(connection: Connection, run_id: str) -> Sequence[Any]:
@@ -156,33 +174,38 @@ def rebuild(connection: Connection) -> int:
     return count
 
 
-def drift(engine: Engine, run_ids: list[str] | None = None) -> list[str]:
-    """Where the stored observables differ from the records measured again, compared a
-    run at a time (its values and snapshots read in one snapshot of the store), so that
-    memory stays that of one run whatever the store's size."""
-    with engine.connect() as connection:
-        chosen = _run_ids(connection) if run_ids is None else run_ids
-    differing, first = 0, None
-    for run_id in chosen:
-        with engine.connect() as connection, connection.begin():
-            named = CoreRows(connection)
-            stored = {(row.seq, row.key, row.idx): row.value for row in named.rows("observables", run_id=run_id)}
-            times = {row.seq: row.time for row in named.rows("stories", run_id=run_id)}
-            snapshots = _whole_snapshots(connection, run_id)
-            expected, unreadable = {}, set()
-            for item, found in zip(snapshots, measured(connection, snapshots)):
-                if found is None:  # a bad record: reported as such, its rows are not compared
-                    unreadable.add(item.seq)
-                else:
-                    expected.update({(row["seq"], row["key"], row["idx"]): row["value"] for row in found})
-        stored = {key: value for key, value in stored.items() if key[0] not in unreadable}
-        keys = sorted(key for key in stored.keys() | expected.keys() if stored.get(key) != expected.get(key))
-        stray_times = [seq for seq, _, _ in stored if seq not in times]
-        if keys or stray_times:
-            differing += len(keys) + len(stray_times)
-            first = first or (keys[0] if keys else (stray_times[0], "?", 0))
-    if not differing:
-        return []
-    assert first is not None
-    return [f"projection observable differs from the records in {differing} values, first at "
-            f"snapshot #{first[0]} key {first[1]} (run `snapstore rebuild`)"]
+def stored_values(rows: Rows, run_id: str) -> dict[tuple[int, str, int], float]:
+    """A run's stored observables by (seq, key, component)."""
+    return {(row.seq, row.key, row.idx): row.value for row in rows.rows("observables", run_id=run_id)}
+
+
+def differences(stored: dict[tuple[int, str, int], float], expected: list[dict], unreadable: set[int],
+                stories: set[int]) -> tuple[int, tuple[int, str] | None]:
+    """How many stored values differ from the ``expected`` rows (or name a story the run
+    does not have), and the first (seq, key); values of ``unreadable`` snapshots are not
+    compared: verify reports their records."""
+    wanted = {(row["seq"], row["key"], row["idx"]): row["value"] for row in expected}
+    kept = {key: value for key, value in stored.items() if key[0] not in unreadable}
+    keys = sorted([key for key in kept.keys() | wanted.keys() if kept.get(key) != wanted.get(key)]
+                  + [key for key in kept if key[0] not in stories])
+    return len(keys), (keys[0][0], keys[0][1]) if keys else None
+
+
+class Drift:
+    """The observable differences of several runs, reported as one line."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.first: tuple[int, str] | None = None
+
+    def add(self, found: tuple[int, tuple[int, str] | None]) -> None:
+        """Count the ``differences`` of one run."""
+        count, first = found
+        self.count += count
+        self.first = self.first or first
+
+    def problems(self) -> list[str]:
+        if not self.count or self.first is None:
+            return []
+        return [f"projection observable differs from the records in {self.count} values, first at "
+                f"snapshot #{self.first[0]} key {self.first[1]} (run `snapstore rebuild`)"]
