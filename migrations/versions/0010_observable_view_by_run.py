@@ -19,16 +19,7 @@ down_revision = "0009"
 branch_labels = None
 depends_on = None
 
-VIEW = """
-CREATE VIEW observable AS
-SELECT r.id AS run_id, v.seq AS seq, k.key AS key, v.idx AS idx, s.time AS time, v.value AS value
-FROM observable_value v
-JOIN observable_key k ON k.id = v.key_id
-JOIN run r ON r.number = v.run
-LEFT JOIN snapshot s ON s.run_id = r.id AND s.seq = v.seq
-WHERE v.key_id IN (SELECT id FROM observable_key)
-"""
-
+# 0009's view (a frozen copy: a migration never reads the live schema), and this one
 PREVIOUS = """
 CREATE VIEW observable AS
 SELECT r.id AS run_id, v.seq AS seq, k.key AS key, v.idx AS idx, s.time AS time, v.value AS value
@@ -37,6 +28,7 @@ JOIN observable_key k ON k.id = v.key_id
 JOIN run r ON r.number = v.run
 LEFT JOIN snapshot s ON s.run_id = r.id AND s.seq = v.seq
 """
+VIEW = PREVIOUS + "WHERE v.key_id IN (SELECT id FROM observable_key)\n"
 
 
 def upgrade() -> None:

@@ -1,8 +1,8 @@
-"""Integrity checks: every record decodes to the text it is stored for, and the
-projections equal a replay of the event log.
+"""Integrity checks: every record decodes to the text it is stored for, the projections
+equal a replay of the event log, the observables equal the records measured again.
 
-Both checks only read the store.  The replay runs in a private in-memory SQLite
-database, so ``verify`` holds no write lock and live ingests carry on beside it.
+The checks only read the store, a run at a time.  The replay runs in a private in-memory
+SQLite database, so ``verify`` holds no write lock and live ingests carry on beside it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from sqlalchemy import Connection, Engine, create_engine, select
 
 from snapstore import codec
 from snapstore.errors import CorruptRecordError
-from snapstore.store import projections
+from snapstore.store import observations, projections
 from snapstore.store.events import RunStarted, from_row
 from snapstore.store.pack_rows import pack_lists
 from snapstore.store.queries import CoreRows
@@ -43,11 +43,9 @@ def verify(engine: Engine, run_ids: list[str] | None = None,
     stories, projections that differ from a replay of the log (and rows of runs the log
     never started), observables that differ from the records measured again.
 
-    A run at a time, each read in short transactions: memory stays that of one run
+    A run at a time, each in read transactions of its own: memory stays that of one run
     whatever the store's size, and ingests go on beside it.  ``progress(done, total)``
     is called after each run."""
-    from snapstore.store import observations  # measuring loads the codec's physics
-
     with engine.connect() as connection, connection.begin():
         started = [row.run_id for row in connection.execute(
             select(event.c.run_id).where(event.c.type == RunStarted.type).order_by(event.c.position))]
@@ -77,8 +75,6 @@ def _records_and_observables(engine: Engine, run_id: str,
     another text, and per pack that does not hold exactly its stories; and how its stored
     observables differ from its whole snapshots measured again.  Each record is fetched
     and decoded once, in one read snapshot of the run's rows."""
-    from snapstore.store import observations  # measuring loads the codec's physics
-
     with engine.connect() as connection, connection.begin():
         named = CoreRows(connection)
         stored = observations.stored_values(named, run_id)

@@ -139,16 +139,16 @@ class RunMeasure:
 def measured(connection: Connection, snapshots: Iterable) -> Iterator[list[dict] | None]:
     """Rows for each ``(run_id, seq, time, record_hash)`` given in run and seq order,
     measured from the records (E0 carried along each run); None for a bad record."""
-    run: RunMeasure | None = None
+    current: RunMeasure | None = None
     for item in snapshots:
-        if run is None or item.run_id != run.run_id:
-            run = RunMeasure(item.run_id)
+        if current is None or item.run_id != current.run_id:
+            current = RunMeasure(item.run_id)
         try:
             values = measure(fetch_record(CoreRows(connection), item.record_hash), item.record_hash)
         except CorruptRecordError:  # verify reports the record itself: its numbers would be no one's
             yield None
             continue
-        yield run.rows(item.seq, item.time, values)
+        yield current.rows(item.seq, item.time, values)
 
 
 def _whole_snapshots(connection: Connection, run_id: str) -> Sequence[Any]:
