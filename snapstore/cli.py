@@ -415,11 +415,13 @@ def sql(query: str = typer.Argument(..., help="A SELECT over event, record, run,
 
 @app.command()
 def verify(runs: list[str] = typer.Argument(None, help="Runs to check [default: all]"),
+           jobs: int = typer.Option(os.cpu_count() or 1, "--jobs", "-j", min=1, show_default=False,
+                                    help="Processes decoding records [default: one per core]"),
            db: str | None = DB) -> None:
     """Decode every record, re-hash its text, check projections, a run at a time (memory
     stays that of one run).  Example: snapstore verify   (or: snapstore verify run7 run8)"""
     with _open(db) as store, _count("verify") as progress:
-        problems = store.verify(runs or None, progress)
+        problems = store.verify(runs or None, progress, jobs)
     for problem in problems:
         typer.echo(problem, err=True)
     if problems:

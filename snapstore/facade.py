@@ -312,17 +312,18 @@ class Store:
     # -- integrity ----------------------------------------------------------------
     @_database_errors
     def verify(self, runs: str | list[str] | None = None,
-               progress: Callable[[int, int], None] | None = None) -> list[str]:
+               progress: Callable[[int, int], None] | None = None, jobs: int = 1) -> list[str]:
         """Every problem found: undecodable records, texts that do not match their
         hash, projections that differ from a replay of the log.  Empty means sound.
         ``runs``: a run's name or id, or several (default: every run).  Only reads, a run
         at a time: ingests go on while it runs, and memory stays that of one run;
-        ``progress(done, total)`` is called after each run."""
+        ``progress(done, total)`` is called after each run; ``jobs`` processes decode the
+        records (the most of the work) when there are a few runs to check."""
         from snapstore.store import integrity
 
         chosen = [runs] if isinstance(runs, str) else runs
         run_ids = [self.run(name_or_id).id for name_or_id in chosen] if chosen else None
-        return integrity.verify(self.engine, run_ids, progress)
+        return integrity.verify(self.engine, run_ids, progress, jobs)
 
     @_database_errors
     def stats(self) -> dict[str, Any]:

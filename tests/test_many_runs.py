@@ -77,6 +77,7 @@ def test_verify_still_finds_a_drifted_run_among_many(tmp_path) -> None:
     connection.close()
     with snapstore.open(str(path)) as store:
         problems = store.verify()
+        assert store.verify(jobs=2) == problems  # records decoded by two processes, the same findings
         assert problems == [
             "projection run differs from the event log (run `snapstore rebuild`)",
             problems[1],

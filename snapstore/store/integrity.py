@@ -7,13 +7,15 @@ SQLite database, so ``verify`` holds no write lock and live ingests carry on bes
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import multiprocessing
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, select
 
 from snapstore import codec
-from snapstore.errors import CorruptRecordError
+from snapstore.errors import CorruptRecordError, InvalidArgumentError, SnapstoreError, StoreAccessError, first_line
 from snapstore.store import observations, projections
 from snapstore.store.events import RunStarted, from_row
 from snapstore.store.pack_rows import pack_lists
@@ -37,7 +39,7 @@ def _check_pack(rows: CoreRows, row: Any) -> None:
 
 
 def verify(engine: Engine, run_ids: list[str] | None = None,
-           progress: Callable[[int, int], None] | None = None) -> list[str]:
+           progress: Callable[[int, int], None] | None = None, jobs: int = 1) -> list[str]:
     """Every problem of the runs ``run_ids`` (every run when None): records that are
     missing, corrupt or decode to another text, packs that do not hold exactly their
     stories, projections that differ from a replay of the log (and rows of runs the log
@@ -45,7 +47,8 @@ def verify(engine: Engine, run_ids: list[str] | None = None,
 
     A run at a time, each in read transactions of its own: memory stays that of one run
     whatever the store's size, and ingests go on beside it.  ``progress(done, total)``
-    is called after each run."""
+    is called after each run.  ``jobs`` processes check records and observables (the
+    decoding, most of the work) while this one replays the log."""
     with engine.connect() as connection, connection.begin():
         started = [row.run_id for row in connection.execute(
             select(event.c.run_id).where(event.c.type == RunStarted.type).order_by(event.c.position))]
@@ -58,8 +61,8 @@ def verify(engine: Engine, run_ids: list[str] | None = None,
     if len(chosen) < len(run_ids or ()):  # a run row the log never started
         tables.add(run.name)
     with _Replay() as replay:
-        for done, run_id in enumerate(chosen, start=1):
-            problems, drift = _records_and_observables(engine, run_id, names.get(run_id, run_id))
+        checked = _checked_runs(engine, [(run_id, names.get(run_id, run_id)) for run_id in chosen], jobs)
+        for done, (run_id, (problems, drift)) in enumerate(zip(chosen, checked), start=1):
             records += problems
             observed.add(drift)
             tables |= replay.differing(engine, run_id, numbers[run_id])
@@ -69,8 +72,45 @@ def verify(engine: Engine, run_ids: list[str] | None = None,
                         for table in PROJECTIONS if table.name in tables], *observed.problems()]
 
 
-def _records_and_observables(engine: Engine, run_id: str,
-                             name: str) -> tuple[list[str], tuple[int, tuple[int, str] | None]]:
+# A run's record problems, and how many of its observables differ and the first (seq, key).
+Checked = tuple[list[str], tuple[int, tuple[int, str] | None]]
+_WORKER_RUNS = 8  # fewer runs than this are checked here: starting a process costs about half a second
+
+
+def _checked_runs(engine: Engine, runs: list[tuple[str, str]], jobs: int) -> Iterator[Checked]:
+    """``_records_and_observables`` of each run, in order, by ``jobs`` processes."""
+    if jobs < 1:
+        raise InvalidArgumentError(f"jobs must be at least 1, not {jobs}")
+    if jobs == 1 or len(runs) < _WORKER_RUNS:
+        for run_id, name in runs:
+            yield _records_and_observables(engine, run_id, name)
+        return
+    url = engine.url.render_as_string(hide_password=False)
+    # spawn, not fork: a forked child would share this process's open database connections
+    with ProcessPoolExecutor(min(jobs, len(runs)), mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_start_worker, initargs=(url,)) as pool:
+        yield from pool.map(_check_in_worker, *zip(*runs), chunksize=4)
+
+
+_worker: dict[str, Engine] = {}  # a worker process's engine
+
+
+def _start_worker(url: str) -> None:
+    from snapstore.store.backend import make_engine, resolve_url
+
+    _worker["engine"] = make_engine(resolve_url(url))
+
+
+def _check_in_worker(run_id: str, name: str) -> Checked:
+    try:
+        return _records_and_observables(_worker["engine"], run_id, name)
+    except Exception as exc:  # a database error need not pickle: its line does
+        if isinstance(exc, SnapstoreError):
+            raise
+        raise StoreAccessError(f"verify stopped at run {name!r}: {first_line(exc)}") from None
+
+
+def _records_and_observables(engine: Engine, run_id: str, name: str) -> Checked:
     """One line per story of the run whose record is missing, corrupt, or decodes to
     another text, and per pack that does not hold exactly its stories; and how its stored
     observables differ from its whole snapshots measured again.  Each record is fetched
