@@ -87,9 +87,12 @@ def _checked_runs(engine: Engine, runs: list[tuple[str, str]], jobs: int) -> Ite
         return
     url = engine.url.render_as_string(hide_password=False)
     # spawn, not fork: a forked child would share this process's open database connections
-    with ProcessPoolExecutor(min(jobs, len(runs)), mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_start_worker, initargs=(url,)) as pool:
+    pool = ProcessPoolExecutor(min(jobs, len(runs)), mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_start_worker, initargs=(url,))
+    try:
         yield from pool.map(_check_in_worker, *zip(*runs), chunksize=4)
+    finally:  # stopped early (an error, ^C): the runs not begun are dropped, not waited for
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 _worker: dict[str, Engine] = {}  # a worker process's engine
