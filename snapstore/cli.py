@@ -417,11 +417,17 @@ def sql(query: str = typer.Argument(..., help="A SELECT over event, record, run,
 def verify(runs: list[str] = typer.Argument(None, help="Runs to check [default: all]"),
            jobs: int = typer.Option(os.cpu_count() or 1, "--jobs", "-j", min=1, show_default=False,
                                     help="Processes decoding records [default: one per core]"),
+           since: str | None = typer.Option(None, "--since",
+                                            help="Only runs changed (stories, tags, names) since this date or "
+                                                 "time, e.g. 2026-12-01 or 2026-12-01T14:30 (local time)"),
            db: str | None = DB) -> None:
     """Decode every record, re-hash its text, check projections, a run at a time (memory
     stays that of one run).  Example: snapstore verify   (or: snapstore verify run7 run8)"""
+    from snapstore.operations import parse_moment
+
+    moment = parse_moment(since)  # checked before the store is opened
     with _open(db) as store, _count("verify") as progress:
-        problems = store.verify(runs or None, progress, jobs)
+        problems = store.verify(runs or None, progress, jobs, moment)
     for problem in problems:
         typer.echo(problem, err=True)
     if problems:

@@ -8,6 +8,7 @@ import os
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from functools import cached_property
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
@@ -312,18 +313,21 @@ class Store:
     # -- integrity ----------------------------------------------------------------
     @_database_errors
     def verify(self, runs: str | list[str] | None = None,
-               progress: Callable[[int, int], None] | None = None, jobs: int = 1) -> list[str]:
+               progress: Callable[[int, int], None] | None = None, jobs: int = 1,
+               since: datetime | None = None) -> list[str]:
         """Every problem found: undecodable records, texts that do not match their
         hash, projections that differ from a replay of the log.  Empty means sound.
         ``runs``: a run's name or id, or several (default: every run).  Only reads, a run
         at a time: ingests go on while it runs, and memory stays that of one run;
         ``progress(done, total)`` is called after each run; ``jobs`` processes decode the
-        records (the most of the work) when there are a few runs to check."""
+        records (the most of the work) when there are a few runs to check; ``since``: only
+        the runs with an event (stories, tags, a new name...) recorded since then."""
         from snapstore.store import integrity
+        from snapstore.store.log import stamp
 
         chosen = [runs] if isinstance(runs, str) else runs
         run_ids = [self.run(name_or_id).id for name_or_id in chosen] if chosen else None
-        return integrity.verify(self.engine, run_ids, progress, jobs)
+        return integrity.verify(self.engine, run_ids, progress, jobs, None if since is None else stamp(since))
 
     @_database_errors
     def stats(self) -> dict[str, Any]:

@@ -17,6 +17,7 @@ import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
@@ -77,6 +78,18 @@ def parse_selection(text: str | None) -> slice | None:
     if len(numbers) == 3 and numbers[2] == 0:
         raise InvalidArgumentError(f"snapshot selection {text!r} has a step of 0")
     return slice(*numbers)
+
+
+def parse_moment(text: str | None) -> datetime | None:
+    """A date or time in ISO 8601 (``2026-12-01``, ``2026-12-01T14:30``, with an offset or
+    in local time) as a datetime."""
+    if text is None:
+        return None
+    try:
+        return datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise InvalidArgumentError(f"{text!r} is not a date or time such as 2026-12-01 or 2026-12-01T14:30") \
+            from None
 
 
 def parse_times(text: str | None) -> tuple[float, float] | float | None:

@@ -217,3 +217,22 @@ def test_verify_goes_run_by_run_and_says_how_far_it_is(store_url) -> None:
         assert store.verify("a") == []
         assert store.verify() == store.verify("b") == [
             "projection run differs from the event log (run `snapstore rebuild`)"]
+
+
+def test_verify_since_checks_only_the_runs_changed_since(store_url, tmp_path) -> None:
+    from datetime import datetime
+
+    with snapstore.open(store_url) as store:
+        store.ingest(SAMPLE, name="old")
+        store.ingest(SAMPLE, name="new")
+        moment = datetime.now()  # local time, as a user types it
+        store.tag("new", "checked", "no")
+        with store.engine.begin() as connection:
+            connection.execute(text("UPDATE run SET t_last = 99 WHERE name = 'old'"))
+        seen: list[tuple[int, int]] = []
+        assert store.verify(since=moment, progress=lambda done, total: seen.append((done, total))) == []
+        assert seen == [(1, 1)]  # only "new" changed since
+        assert store.verify() == ["projection run differs from the event log (run `snapstore rebuild`)"]
+    cli = subprocess.run([sys.executable, "-m", "snapstore.cli", "verify", "--since", "yesterday", "--db", store_url],
+                         capture_output=True, text=True)
+    assert cli.returncode == 2 and cli.stderr.strip().count("\n") == 0 and "'yesterday' is not a date" in cli.stderr

@@ -39,7 +39,7 @@ def _check_pack(rows: CoreRows, row: Any) -> None:
 
 
 def verify(engine: Engine, run_ids: list[str] | None = None,
-           progress: Callable[[int, int], None] | None = None, jobs: int = 1) -> list[str]:
+           progress: Callable[[int, int], None] | None = None, jobs: int = 1, since: str | None = None) -> list[str]:
     """Every problem of the runs ``run_ids`` (every run when None): records that are
     missing, corrupt or decode to another text, packs that do not hold exactly their
     stories, projections that differ from a replay of the log (and rows of runs the log
@@ -48,17 +48,22 @@ def verify(engine: Engine, run_ids: list[str] | None = None,
     A run at a time, each in read transactions of its own: memory stays that of one run
     whatever the store's size, and ingests go on beside it.  ``progress(done, total)``
     is called after each run.  ``jobs`` processes check records and observables (the
-    decoding, most of the work) while this one replays the log."""
+    decoding, most of the work) while this one replays the log.  ``since`` (a stamp as
+    ``log.stamp`` makes it) keeps only the runs with an event recorded at or after it."""
     with engine.connect() as connection, connection.begin():
         started = [row.run_id for row in connection.execute(
             select(event.c.run_id).where(event.c.type == RunStarted.type).order_by(event.c.position))]
         names = dict(connection.execute(select(run.c.id, run.c.name)).all())
-        strays = _stray_rows(connection, set(started)) if run_ids is None else []
+        strays = _stray_rows(connection, set(started)) if run_ids is None and since is None else []
+        changed = None if since is None else {row.run_id for row in connection.execute(
+            select(event.c.run_id).where(event.c.recorded_at >= since).distinct())}
     numbers = {run_id: number for number, run_id in enumerate(started, start=1)}
     chosen = started if run_ids is None else [run_id for run_id in run_ids if run_id in numbers]
+    if changed is not None:
+        chosen = [run_id for run_id in chosen if run_id in changed]
     records: list[str] = []
     tables, observed = set(strays), observations.Drift()
-    if len(chosen) < len(run_ids or ()):  # a run row the log never started
+    if run_ids is not None and any(run_id not in numbers for run_id in run_ids):  # a run the log never started
         tables.add(run.name)
     with _Replay() as replay:
         checked = _checked_runs(engine, [(run_id, names.get(run_id, run_id)) for run_id in chosen], jobs)

@@ -19,7 +19,13 @@ from snapstore.store.schema import event
 
 def now() -> str:
     """UTC timestamp as stored in events (ISO 8601, microseconds)."""
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    return stamp(datetime.now(timezone.utc))
+
+
+def stamp(moment: datetime) -> str:
+    """A moment as events store it (UTC, microseconds), so that stamps compare as text in
+    time order; a moment without a time zone is the machine's local time."""
+    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
 
 
 def append(connection: Connection, run_id: str, events: list[Event]) -> None:
