@@ -156,6 +156,11 @@ def _size(n: float) -> str:
     return str(n)
 
 
+def _shows_progress() -> bool:
+    """Progress is drawn on a terminal only (a log or a batch job gets the summary line), never with --quiet."""
+    return sys.stderr.isatty() and not _quiet["on"]
+
+
 @contextmanager
 def _progress(label: str) -> Iterator[Callable[[IngestReport], None]]:
     """A per-snapshot callback: a rich live display on a terminal; elsewhere (a log file, a
@@ -164,7 +169,7 @@ def _progress(label: str) -> Iterator[Callable[[IngestReport], None]]:
         return (f"{report.name}: {report.added} added, {report.skipped} already stored, "
                 f"{_size(report.text_bytes)} text -> {_size(report.stored_bytes)}")
 
-    if not sys.stderr.isatty() or _quiet["on"]:
+    if not _shows_progress():
         yield lambda report: None
         return
     from rich.console import Console
@@ -180,7 +185,7 @@ def _progress(label: str) -> Iterator[Callable[[IngestReport], None]]:
 def _count(label: str) -> Iterator[Callable[[int, int], None]]:
     """A ``progress(done, total)`` callback: one line on a terminal's stderr, rewritten in
     place and cleared at the end; elsewhere (a log, a batch job) nothing."""
-    if not sys.stderr.isatty() or _quiet["on"]:
+    if not _shows_progress():
         yield lambda done, total: None
         return
     def show(done: int, total: int) -> None:

@@ -38,13 +38,8 @@ def _database_errors(method: F) -> F:
     """Database failures (no server, disk full, read-only file) as one-line ``StoreAccessError``s."""
     @functools.wraps(method)
     def wrapper(self: Store, *args, **kwargs):
-        try:
+        with self._reported():
             return method(self, *args, **kwargs)
-        except Exception as exc:
-            failure = self._failure(exc)
-            if failure is None:
-                raise
-            raise failure from None
     return wrapper  # type: ignore[return-value]
 
 
@@ -86,30 +81,34 @@ class Store:
         return self._engine
 
     def _open_engine(self, create: bool) -> Engine:
-        from snapstore.store.backend import describe_db_error, make_engine
+        from snapstore.store.backend import make_engine
         from snapstore.store.migrate import ensure_current, require_existing
 
         if not create:
             require_existing(self.url)
         engine = make_engine(self.url)
         try:
-            ensure_current(engine, create=create)
-        except BaseException as exc:
+            with self._reported():
+                ensure_current(engine, create=create)
+        except BaseException:
             engine.dispose()
-            if is_database_error(exc):
-                raise StoreAccessError(describe_db_error(exc, self.url)) from None
             raise
         return engine
 
-    def _failure(self, exc: BaseException) -> StoreAccessError | None:
-        """The one-line error a database failure is reported as (None: not a database failure)."""
-        if isinstance(exc, sqlite3.Error):  # the SQLite reader's
-            return StoreAccessError(f"{self.where}: {first_line(exc)}")
-        if is_database_error(exc):
+    @contextmanager
+    def _reported(self, before: str = "") -> Iterator[None]:
+        """Database failures inside (no server, disk full, read-only file) as one-line
+        ``StoreAccessError``s, led by ``before``; any other error as it is."""
+        try:
+            yield
+        except sqlite3.Error as exc:  # the SQLite reader's
+            raise StoreAccessError(f"{before}{self.where}: {first_line(exc)}") from None
+        except Exception as exc:
+            if not is_database_error(exc):
+                raise
             from snapstore.store.backend import describe_db_error
 
-            return StoreAccessError(describe_db_error(exc, self.url))
-        return None
+            raise StoreAccessError(before + describe_db_error(exc, self.url)) from None
 
     @contextmanager
     def reads(self, single: bool = False) -> Iterator[Rows]:
@@ -169,15 +168,10 @@ class Store:
         source in messages and provenance (default: its path)."""
         from snapstore.store.ingest import ingest
 
-        try:
+        with self._reported("ingest stopped, everything committed before is kept: "):
             return ingest(self.engine, source, name=name, initial=initial, tags=tags, commands=commands,
                           on_snapshot=on_snapshot, payloads=self.payloads, label=label, check=check,
                           durable_each=durable_each)
-        except Exception as exc:
-            failure = self._failure(exc)
-            if failure is None:
-                raise
-            raise StoreAccessError(f"ingest stopped, everything committed before is kept: {failure}") from None
 
     @_database_errors
     def tag(self, name_or_id: str, key: str, value: str) -> None:
@@ -265,18 +259,13 @@ class Store:
         """One dict per matching run (name, pipeline, N, snapshots, t_first, t_last,
         status, stored_bytes, starlab_version, id), streamed from one query; retired runs
         (their status ``retired``) only if ``retired``."""
-        try:
+        with self._reported():
             if where:  # a filter is compiled to SQLAlchemy
                 with self.engine.connect() as connection:
                     yield from catalog.filtered_listing(connection, where, retired)
             else:
                 with self.reads() as rows:
                     yield from catalog.listing(rows, retired)
-        except Exception as exc:
-            failure = self._failure(exc)
-            if failure is None:
-                raise
-            raise failure from None
 
     @_database_errors
     def record_bytes(self, record_hash: str) -> bytes:
