@@ -74,7 +74,7 @@ def _pg_bytes(url: str) -> dict[str, int]:
 def _by_table(pages: dict[str, int]) -> dict[str, int]:
     """Bytes of each table with its indexes (SQLite names them sqlite_autoindex_TABLE_n, ix_..., uq_...)."""
     tables = {"event", "record", "run", "command", "parameter", "snapshot", "story_pack", "tag", "input",
-              "observable_key", "observable_value", "alembic_version"}
+              "observable_key", "observable_value", "observable_constant", "alembic_version"}
     out: dict[str, int] = {}
     for name, size in pages.items():
         owner = next((table for table in sorted(tables, key=len, reverse=True) if table in name), "other")

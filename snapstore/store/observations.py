@@ -1,6 +1,7 @@
 """The ``observable`` projection: every numeric root entry of every whole snapshot,
-one row per value (vectors one row per component), with the derived ones; stored in
-``observable_value`` by key id, read through the view ``observable``.
+one row per value (vectors one row per component), with the derived ones; stored by key
+id, a run's constants once in ``observable_constant`` (see ``constants``) and the rest per
+snapshot in ``observable_value``, read through the view ``observable``.
 
 The rows are a function of the records the ``snapshot_appended`` events name, not
 of the event payloads: the events stay small, and ``rebuild``, ``verify`` and the
@@ -10,19 +11,28 @@ code.  Ingest writes the rows in the transaction that appends the snapshot.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, bindparam, delete, select
 
 from snapstore import codec
 from snapstore.errors import CorruptRecordError
 from snapstore.physics.observables import Value, observables
 from snapstore.store.backend import insert_many, insert_new
+from snapstore.store.constants import Component, Constant, RunSplit
 from snapstore.store.queries import CoreRows
 from snapstore.store.reads import Rows
 from snapstore.store.records import fetch_record
-from snapstore.store.schema import observable, observable_key, observable_value, run, snapshot
+from snapstore.store.schema import (
+    observable,
+    observable_constant,
+    observable_key,
+    observable_value,
+    run,
+    snapshot,
+)
 from snapstore.story import RootText
 
 ENERGY_ERROR = "energy_error"
@@ -83,41 +93,115 @@ def first_energy(connection: Connection, run_id: str, before: int) -> tuple[int,
 
 
 def record(connection: Connection, run_id: str, snapshots: list[tuple[int, float | None, dict[str, Value]]]) -> None:
-    """Write the rows of snapshots (seq, time, values) appended in this transaction, in
-    seq order, in one multi-row insert.  Each error is measured from the run's first
-    snapshot kira wrote before it, stored already or in this group."""
+    """Write the observables of snapshots (seq, time, values) appended in this transaction,
+    in seq order: the run's constants once, the rest per snapshot.  Each error is measured
+    from the run's first snapshot kira wrote before it, stored already or in this group."""
     if not snapshots:
         return
     stored = first_energy(connection, run_id, snapshots[-1][0])  # (seq, energy), or None
     ours: tuple[int, float] | None = None  # the first of this group's
-    found = []
+    number = _number(connection, run_id)
+    found: dict[int, dict[Component, float]] = {}
     for seq, time, values in snapshots:
         earlier = [first for first in (stored, ours) if first is not None and first[0] < seq]
-        found += rows(run_id, seq, time, values, min(earlier)[1] if earlier else None)
+        found[seq] = components(rows(run_id, seq, time, values, min(earlier)[1] if earlier else None))
         energy = _kira_energy(values)
         if ours is None and energy is not None:
             ours = (seq, energy)
-    insert_rows(connection, found)
+    if _later_stored(connection, run_id, list(found)):
+        split = _split_again(connection, run_id, number, found)
+    else:
+        split = _stored_split(connection, number)
+        for seq, measured_values in found.items():
+            split.add(seq, measured_values)
+    _write(connection, run_id, number, split)
 
 
-def insert_rows(connection: Connection, found: list[dict]) -> None:
-    """Write observable rows (``rows``): each key once in ``observable_key``, the values
-    under its id in ``observable_value`` (their time is their snapshot's)."""
-    if not found:
-        return
-    keys = {row["key"] for row in found}
-    ids = _key_ids(connection, keys)
-    if len(ids) < len(keys):  # keys new to the store; another writer may add the same at once
-        connection.execute(insert_new(connection, observable_key, ["key"]),
-                           [{"key": key} for key in sorted(keys - ids.keys())])
-        ids = _key_ids(connection, keys)
-    numbers = dict(connection.execute(select(run.c.id, run.c.number).where(
-        run.c.id.in_({row["run_id"] for row in found}))).all())
-    insert_many(connection, observable_value, [
-        (ids[row["key"]], numbers[row["run_id"]], row["seq"], row["idx"], row["value"]) for row in found])
+def _later_stored(connection: Connection, run_id: str, seqs: list[int]) -> bool:
+    """Whether the run has a whole snapshot after the first of ``seqs`` that is not one of
+    them: a resume that adds the initial conditions (snapshot 0) behind kira's."""
+    return connection.execute(select(snapshot.c.seq).where(
+        snapshot.c.run_id == run_id, snapshot.c.kind == "snapshot", snapshot.c.seq > seqs[0],
+        snapshot.c.seq.not_in(seqs)).limit(1)).first() is not None
+
+
+def _split_again(connection: Connection, run_id: str, number: int,
+                 found: dict[int, dict[Component, float]]) -> RunSplit:
+    """The split of the run's stored values and ``found`` together, in seq order, its
+    stored rows deleted: what holds from snapshot 1 on need not hold at snapshot 0."""
+    merged: dict[int, dict[Component, float]] = {}
+    for row in CoreRows(connection).rows("observables", run_id=run_id):
+        merged.setdefault(row.seq, {})[(row.key, row.idx)] = row.value
+    merged.update(found)
+    every_key = select(observable_key.c.id)
+    for table in (observable_constant, observable_value):
+        connection.execute(delete(table).where(table.c.run == number, table.c.key_id.in_(every_key)))
+    split = RunSplit()
+    for seq in sorted(merged):
+        split.add(seq, merged[seq])
+    return split
+
+
+def components(found: list[dict]) -> dict[Component, float]:
+    """One snapshot's ``rows`` by (key, idx)."""
+    return {(row["key"], row["idx"]): row["value"] for row in found}
+
+
+def _number(connection: Connection, run_id: str) -> int:
+    return connection.execute(select(run.c.number).where(run.c.id == run_id)).scalar_one()
+
+
+def _stored_split(connection: Connection, number: int) -> RunSplit:
+    """The run's constants and per-snapshot components as the tables hold them."""
+    every_key = select(observable_key.c.id)  # named, so that the primary keys are sought by (key, run)
+    constants = connection.execute(
+        select(observable_key.c.key, observable_constant.c.idx, observable_constant.c.first_seq,
+               observable_constant.c.value)
+        .join(observable_key, observable_key.c.id == observable_constant.c.key_id)
+        .where(observable_constant.c.run == number, observable_constant.c.key_id.in_(every_key)))
+    varied = connection.execute(
+        select(observable_key.c.key, observable_value.c.idx).distinct()
+        .join(observable_key, observable_key.c.id == observable_value.c.key_id)
+        .where(observable_value.c.run == number, observable_value.c.key_id.in_(every_key)))
+    return RunSplit(stored={(row.key, row.idx): Constant(row.first_seq, row.value) for row in constants},
+                    varied={(row.key, row.idx) for row in varied})
+
+
+def _write(connection: Connection, run_id: str, number: int, split: RunSplit) -> None:
+    """Write what ``split`` found: its new constants, its values, and the per-snapshot
+    rows of each stored constant it demoted (at the run's whole snapshots before its own)."""
+    demoted = split.demoted
+    new = split.new_constants()
+    ids = _key_ids(connection, {key for key, _ in [*new, *demoted]} | {key for (key, _), _, _ in split.values})
+    found = [(ids[key], number, seq, idx, value) for (key, idx), seq, value in split.values]
+    if demoted:
+        earlier = connection.execute(select(snapshot.c.seq).where(
+            snapshot.c.run_id == run_id, snapshot.c.kind == "snapshot", snapshot.c.seq < split.seqs[0],
+            snapshot.c.seq >= min(constant.first_seq for constant in demoted.values()))).scalars().all()
+        found += [(ids[key], number, seq, idx, constant.value) for (key, idx), constant in demoted.items()
+                  for seq in earlier if seq >= constant.first_seq]
+        connection.execute(delete(observable_constant).where(
+            observable_constant.c.key_id == bindparam("key_"), observable_constant.c.run == number,
+            observable_constant.c.idx == bindparam("idx_")),
+            [{"key_": ids[key], "idx_": idx} for key, idx in demoted])
+    insert_many(connection, observable_constant, [
+        (ids[key], number, idx, constant.first_seq, constant.value) for (key, idx), constant in new.items()])
+    insert_many(connection, observable_value, found)
 
 
 def _key_ids(connection: Connection, keys: set[str]) -> dict[str, int]:
+    """The id of each key, given to those new to the store (another writer may add the same at once)."""
+    ids = _known_ids(connection, keys)
+    if len(ids) < len(keys):
+        connection.execute(insert_new(connection, observable_key, ["key"]),
+                           [{"key": key} for key in sorted(keys - ids.keys())])
+        ids = _known_ids(connection, keys)
+    return ids
+
+
+def _known_ids(connection: Connection, keys: set[str]) -> dict[str, int]:
+    if not keys:
+        return {}
     return dict(connection.execute(select(observable_key.c.key, observable_key.c.id)
                                    .where(observable_key.c.key.in_(keys))).all())
 
@@ -162,21 +246,30 @@ def _run_ids(connection: Connection) -> list[str]:
 
 
 def rebuild(connection: Connection) -> int:
-    """Measure every whole snapshot's record again into the emptied table (the caller,
-    ``projections.rebuild``, empties it before the runs it refers to), a run at a time;
-    returns the rows written."""
+    """Measure every whole snapshot's record again into the emptied tables (the caller,
+    ``projections.rebuild``, empties them before the runs they refer to), a run at a time;
+    returns the values measured."""
     count = 0
     for run_id in _run_ids(connection):
-        for found in measured(connection, _whole_snapshots(connection, run_id)):
-            if found:  # a bad record gets no rows: verify names it, and a restored one rebuilds
-                insert_rows(connection, found)
+        split = RunSplit()
+        whole = _whole_snapshots(connection, run_id)
+        for item, found in zip(whole, measured(connection, whole)):
+            # a bad record has no values: verify names it, and a restored one rebuilds
+            split.add(item.seq, components(found or []))
             count += len(found or ())
+        if split.seqs:
+            _write(connection, run_id, _number(connection, run_id), split)
     return count
 
 
 def stored_values(rows: Rows, run_id: str) -> dict[tuple[int, str, int], float]:
-    """A run's stored observables by (seq, key, component)."""
-    return {(row.seq, row.key, row.idx): row.value for row in rows.rows("observables", run_id=run_id)}
+    """A run's stored observables by (seq, key, component); one held twice (a constant
+    and a per-snapshot row) is NaN, which differs from every value measured."""
+    found: dict[tuple[int, str, int], float] = {}
+    for row in rows.rows("observables", run_id=run_id):
+        key = (row.seq, row.key, row.idx)
+        found[key] = math.nan if key in found else row.value
+    return found
 
 
 def differences(stored: dict[tuple[int, str, int], float], expected: list[dict], unreadable: set[int],

@@ -30,6 +30,7 @@ from snapstore.store.schema import (
     command,
     event,
     input_file,
+    observable_constant,
     observable_value,
     parameter,
     run,
@@ -199,7 +200,8 @@ def rebuild(connection: Connection) -> int:
     for row in _log(connection):
         from_row(row)  # a SchemaError here leaves every table as it was
         count += 1
-    connection.execute(delete(observable_value))  # it refers to runs: emptied first
+    for table in (observable_value, observable_constant):  # they refer to runs: emptied first
+        connection.execute(delete(table))
     for table in PROJECTIONS:
         connection.execute(delete(table))
     for row in _log(connection):
