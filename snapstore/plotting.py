@@ -66,8 +66,8 @@ def plot_runs(runs: Sequence[Run]) -> Figure:
             multiples.plot(time, series["n_multiples"], "s-", color=colour, ms=3, lw=1, label=run.name)
     radii.set(yscale="log", xlabel="time (N-body units)", ylabel="Lagrangian radius",
               title="Lagrangian radii (kira's r_lagr, one line per mass fraction)")
-    energy.set(yscale="log", xlabel="time (N-body units)", ylabel="|E - E0| / |E0|",
-               title="Relative energy error")
+    energy.set(yscale="log", xlabel="time (N-body units)", ylabel="|E - E0 - booked| / |E0|",
+               title="Energy error (kira's de: escapers' energy booked apart)")
     stars.set(xlabel="time (N-body units)", ylabel="count", title="Stars, and systems bound to the cluster")
     multiples.set(xlabel="time (N-body units)", ylabel="count", title="Binaries and larger multiples")
     for panel in axes.ravel():

@@ -36,6 +36,10 @@ from snapstore.store.schema import (
 from snapstore.story import RootText
 
 ENERGY_ERROR = "energy_error"
+ENERGY_CHANGE = "energy_change"
+# What a run's energy errors are measured from: the total energy and kira's ``de_total`` of
+# its first snapshot kira wrote.
+Reference = tuple[float, float]
 
 
 def measure(blob: bytes, record_hash: str) -> dict[str, Value]:
@@ -51,17 +55,26 @@ def measure_layout(structure: codec.Layout, text: str) -> dict[str, Value]:
 
 
 def rows(run_id: str, seq: int, time: float | None, values: dict[str, Value],
-         first_energy: float | None) -> list[dict]:
-    """The table rows of one snapshot's observables, with ``energy_error`` for a snapshot
-    kira wrote: (E - E0)/|E0|, E0 the total energy of the run's first snapshot kira wrote
-    (``first_energy``; None when this is it).  Only kira's snapshots count: ``scale``
-    writes a total energy of its own definition into the initial conditions (with its
-    softening, 18% off kira's on the corpus), and kira's ``initial_etot`` is printed to
-    6 digits, a false floor of about 1e-6 under every error; both stay observables."""
-    energy = values.get("total_energy")
-    reference = energy if first_energy is None else first_energy
-    if _by_kira(values) and isinstance(energy, float) and isinstance(reference, float) and reference != 0:
-        values = {**values, ENERGY_ERROR: (energy - reference) / abs(reference)}
+         reference: Reference | None) -> list[dict]:
+    """The table rows of one snapshot's observables, with two derived ones for a snapshot
+    kira wrote, against the run's first snapshot kira wrote (``reference``: its total
+    energy E0 and ``de_total``; None when this is it):
+
+    - ``energy_error`` = (E - E0 - (de_total - de_total0))/|E0|, kira's integration error:
+      kira keeps in ``de_total`` the energy that left with escapers (and mergers, mass
+      loss, kicks), which is no error; it is kira's stderr ``de``/|E0|;
+    - ``energy_change`` = (E - E0)/|E0|, the raw change, escapers' energy included.
+
+    Only kira's snapshots count: ``scale`` writes a total energy of its own definition
+    into the initial conditions (with its softening, 18% off kira's on the corpus), and
+    kira's ``initial_etot`` is printed to 6 digits, a false floor of about 1e-6 under
+    every error; both stay observables."""
+    own = _kira_reference(values)
+    base = own if reference is None else reference
+    if own is not None and base is not None and base[0] != 0:
+        (energy, accounted), (energy0, accounted0) = own, base
+        values = {**values, ENERGY_ERROR: (energy - energy0 - (accounted - accounted0)) / abs(energy0),
+                  ENERGY_CHANGE: (energy - energy0) / abs(energy0)}
     out = []
     for key, value in values.items():
         components = value if isinstance(value, list) else [value]
@@ -70,26 +83,29 @@ def rows(run_id: str, seq: int, time: float | None, values: dict[str, Value],
     return out
 
 
-def _by_kira(values: dict[str, Value]) -> bool:
-    """Whether kira wrote the snapshot: its root Log holds kira's ``initial_etot``."""
-    return "initial_etot" in values
+def _kira_reference(values: dict[str, Value]) -> Reference | None:
+    """The total energy and ``de_total`` (0 when kira wrote none) of a snapshot kira wrote
+    (its root Log holds kira's ``initial_etot``), the ones a run's errors are measured from."""
+    total, accounted = values.get("total_energy"), values.get("de_total", 0.0)
+    if "initial_etot" not in values or not isinstance(total, float) or not isinstance(accounted, float):
+        return None
+    return total, accounted
 
 
-def _kira_energy(values: dict[str, Value]) -> float | None:
-    """The total energy of a snapshot kira wrote, the one a run's errors are measured from."""
-    total = values.get("total_energy")
-    return total if _by_kira(values) and isinstance(total, float) else None
-
-
-def first_energy(connection: Connection, run_id: str, before: int) -> tuple[int, float] | None:
-    """The seq and total energy of the run's first snapshot kira wrote, before ``before``."""
+def first_reference(connection: Connection, run_id: str, before: int) -> tuple[int, Reference] | None:
+    """The seq and ``Reference`` of the run's first snapshot kira wrote, before ``before``."""
     kira = select(observable.c.seq).where(observable.c.run_id == run_id, observable.c.key == "initial_etot")
     first = connection.execute(
         select(observable.c.seq, observable.c.value).where(
             observable.c.run_id == run_id, observable.c.key == "total_energy", observable.c.idx == 0,
             observable.c.seq < before, observable.c.seq.in_(kira))
         .order_by(observable.c.seq).limit(1)).first()
-    return None if first is None else (first.seq, first.value)
+    if first is None:
+        return None
+    accounted = connection.execute(select(observable.c.value).where(
+        observable.c.run_id == run_id, observable.c.key == "de_total", observable.c.idx == 0,
+        observable.c.seq == first.seq)).scalar()
+    return first.seq, (first.value, 0.0 if accounted is None else accounted)
 
 
 def record(connection: Connection, run_id: str, snapshots: list[tuple[int, float | None, dict[str, Value]]]) -> None:
@@ -98,16 +114,16 @@ def record(connection: Connection, run_id: str, snapshots: list[tuple[int, float
     from the run's first snapshot kira wrote before it, stored already or in this group."""
     if not snapshots:
         return
-    stored = first_energy(connection, run_id, snapshots[-1][0])  # (seq, energy), or None
-    ours: tuple[int, float] | None = None  # the first of this group's
+    stored = first_reference(connection, run_id, snapshots[-1][0])  # (seq, reference), or None
+    ours: tuple[int, Reference] | None = None  # the first of this group's
     number = _number(connection, run_id)
     found: dict[int, dict[Component, float]] = {}
     for seq, time, values in snapshots:
         earlier = [first for first in (stored, ours) if first is not None and first[0] < seq]
         found[seq] = components(rows(run_id, seq, time, values, min(earlier)[1] if earlier else None))
-        energy = _kira_energy(values)
-        if ours is None and energy is not None:
-            ours = (seq, energy)
+        own = _kira_reference(values)
+        if ours is None and own is not None:
+            ours = (seq, own)
     if _later_stored(connection, run_id, list(found)):
         split = _split_again(connection, run_id, number, found)
     else:
@@ -212,11 +228,11 @@ class RunMeasure:
 
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
-        self._energy: float | None = None
+        self._reference: Reference | None = None
 
     def rows(self, seq: int, time: float | None, values: dict[str, Value]) -> list[dict]:
-        found = rows(self.run_id, seq, time, values, self._energy)
-        self._energy = self._energy if self._energy is not None else _kira_energy(values)
+        found = rows(self.run_id, seq, time, values, self._reference)
+        self._reference = self._reference if self._reference is not None else _kira_reference(values)
         return found
 
 
