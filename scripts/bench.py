@@ -114,10 +114,13 @@ def store_file(results: dict, workdir: Path) -> None:
     pages = dict(connection.execute("select name, sum(pgsize) from dbstat group by name").fetchall())
     connection.close()
     observables = sum(size for name, size in pages.items() if "observable" in name)
-    gzipped = sum(len(gzip.compress(gzip.open(item).read(), 6)) for item in streams())
+    # the store keeps each folder's kira.err too (the run's diagnostics): gzip gets it as well
+    texts = [*streams(), *sorted(CORPUS.rglob("kira.err.gz"))]
+    gzipped = sum(len(gzip.compress(gzip.open(item).read(), 6)) for item in texts)
     results["store_file"] = {"file_bytes": path.stat().st_size, "record_bytes": record_bytes,
                              "observable_bytes": observables, "gzip6_bytes": gzipped, "pages": pages}
-    report("the SQLite file of the whole corpus vs gzip -6", path.stat().st_size, gzipped, "bytes", ">= 1.5x", False)
+    report("the SQLite file of the whole corpus vs gzip -6 (kira.out and kira.err)", path.stat().st_size, gzipped,
+           "bytes", ">= 1.5x", False)
     report("  its observable tables and indexes vs 10% of its record bytes", observables, record_bytes / 10, "bytes",
            ">= 1x", False)
 

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
     from snapstore.facade import Store
     from snapstore.operations import IngestReport, SchemaState
+    from snapstore.physics.kira_log import KiraLog
 
 app = typer.Typer(help="Archive, query and export Starlab N-body snapshots.", no_args_is_help=True,
                   rich_markup_mode=None,  # help texts are plain: [default: ...] and snapstore[plot] stay as written
@@ -352,8 +353,26 @@ def show(run: str = typer.Argument(..., help="Run name or id"), db: str | None =
             typer.echo(f"     conflict: {item['conflict']}")
     for key, value in summary["tags"].items():
         typer.echo(f"  tag {key} = {value}")
+    for log in summary["diagnostics"]:
+        _say_kira_log(log)
     _emit(summary["snapshots"], Table.table, ["seq", "kind", "time", "N", "total_energy", "stored"], 0,
           lambda row: {**row, "stored": _size(row["stored"])})
+
+
+def _say_kira_log(log: KiraLog) -> None:
+    """kira's stderr in a few lines: its last energy report, how it ended, its warnings."""
+    if log.reports:
+        last = log.reports[-1]
+        error = "" if log.relative_error is None else f" (de/|E0| {log.relative_error:.3g})"
+        typer.echo(f"kira stderr: {len(log.reports)} energy reports, the last at t = {last.time:g}: "
+                   f"E = {last.total:.15g}, de = {last.de:.6g}{error}")
+    else:
+        typer.echo("kira stderr: no energy report")
+    if log.finished is not None:
+        ended = "did not say it ended" if log.ended_at is None else f"ended at t = {log.ended_at:g}"
+        typer.echo(f"  asked to run to t = {log.t_end:g}; {ended}" + ("" if log.finished else "  (NOT FINISHED)"))
+    for warning in log.warnings:
+        typer.echo(f"  {warning}")
 
 
 @app.command()

@@ -219,14 +219,15 @@ class Store:
         """Keep a run's stderr (kira's diagnostics) with the run, content-addressed."""
         from snapstore.store import diagnostics
 
-        diagnostics.attach(self.engine, self.run(name_or_id).id, text_log, argv)
+        diagnostics.attach(self.engine, self.run(name_or_id).id, text_log, argv, self.payloads)
 
     @_database_errors
     def diagnostics(self, name_or_id: str) -> list[str]:
         """The stderr logs attached to a run, oldest first."""
         from snapstore.store import diagnostics
 
-        return diagnostics.logs(self.engine, self.run(name_or_id).id)
+        with self.reads() as rows:
+            return diagnostics.logs(rows, catalog.find_run(rows, name_or_id, self.where).id)
 
     @_database_errors
     def rebuild_projections(self) -> int:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 from snapstore.errors import CaptureError, InvalidArgumentError, RunNotFoundError, SchemaError, SnapstoreError
+from snapstore.physics.kira_log import read_kira_log
 from snapstore.store.catalog import LISTING_FIELDS
 from snapstore.store.readonly import TIMEOUT, read_only_query
 
@@ -174,8 +175,9 @@ def exit_status(code: int) -> str:
 
 def describe(store: Store, name_or_id: str) -> dict[str, Any]:
     """A run's provenance, inputs, pipeline, tags, the error its last ingest stopped on (if it
-    did), and one row per stored story (seq, kind, time, N, total energy of a whole snapshot,
-    stored bytes): what ``snapstore show`` prints."""
+    did), what kira's stderr says (``KiraLog``, one per log kept), and one row per stored
+    story (seq, kind, time, N, total energy of a whole snapshot, stored bytes): what
+    ``snapstore show`` prints."""
     target = store.run(name_or_id)
     sizes = store.snapshot_sizes(target.id)
     energies = _energies(target)
@@ -188,7 +190,7 @@ def describe(store: Store, name_or_id: str) -> dict[str, Any]:
             "source_sha256": target.source_sha256, "starlab_version": target.starlab_version,
             "error": target.error, "retired_at": target.retired_at, "retired_reason": target.retired_reason,
             "inputs": target.inputs, "commands": target.commands, "tags": target.tags,
-            "snapshots": rows}
+            "diagnostics": [read_kira_log(text) for text in store.diagnostics(target.id)], "snapshots": rows}
 
 
 def _energies(run: Run) -> dict[int, float]:

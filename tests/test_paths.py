@@ -54,7 +54,8 @@ def test_payloads_in_an_odd_folder_write_and_read_back(odd_folder, store_url) ->
     payloads.mkdir()
     with snapstore.open(store_url, payloads=str(payloads)) as store:
         store.ingest(SAMPLE)
-    assert len(list(payloads.rglob("*.snaprec"))) == 6
+    assert len(list(payloads.rglob("*.snaprec"))) == 7  # six snapshots and kira's stderr
     with snapstore.open(store_url) as store:  # read back from the locations in the rows
         assert "".join(i.text() for i in store.run("n100-w3-s1").snapshots()[1:]) == read_text(SAMPLE / "kira.out.gz")
+        assert store.diagnostics("n100-w3-s1") == [read_text(SAMPLE / "kira.err.gz")]
         assert store.verify() == []

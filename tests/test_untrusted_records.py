@@ -412,3 +412,25 @@ def test_a_record_misfiled_under_another_hash_in_the_database_is_refused(tmp_pat
         with pytest.raises(CorruptRecordError, match="snapshot #3: record stored under"):
             store.run("n100-w3-s1").snapshots()[3].particles()
         np.testing.assert_array_equal(store.run("n100-w3-s1").snapshots()[4].particles(), expected)
+
+
+def test_a_forged_or_swapped_diagnostics_log_is_refused_not_shown(tmp_path) -> None:
+    """kira's stderr kept with a run is checked against its hash when read back: another
+    log's bytes, garbage, or a frame claiming a huge size are CorruptRecordErrors."""
+    import zstandard
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    with snapstore.open(url) as store:
+        store.ingest(SAMPLE / "kira.out.gz", name="n100-w3-s1")  # the stream alone: no kira.err
+        store.attach_diagnostics("n100-w3-s1", "kira: first log\n", ["kira", "-t", "10"])
+        assert store.diagnostics("n100-w3-s1") == ["kira: first log\n"]
+        with store.engine.connect() as connection:
+            (digest,) = connection.exec_driver_sql("select hash from record where codec = 'text+zstd'").one()
+    other = zstandard.ZstdCompressor().compress(b"kira: forgedlog\n")  # as long as the real one: the hash tells
+    huge = zstandard.ZstdCompressor().compress(b"x" * 100_000)  # a header that claims more than the event says
+    for data in (other, b"garbage", huge):
+        _replace_record(url, digest, data)
+        with snapstore.open(url) as store:
+            with pytest.raises(CorruptRecordError, match="diagnostics record"):
+                store.diagnostics("n100-w3-s1")
+            assert [problem.split(":")[0] for problem in store.verify()] == ["run 'n100-w3-s1' diagnostics"]

@@ -1,42 +1,83 @@
-"""A run's diagnostics (kira's stderr), kept content-addressed beside its snapshots."""
+"""A run's diagnostics (kira's stderr), kept content-addressed beside its snapshots, and
+checked against their hash when read back.  Reading needs no SQLAlchemy (``show`` on the
+lean path); the writer imports it when it writes."""
 
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING
 
 import zstandard
-from sqlalchemy import Engine, select
 
-from snapstore.store.backend import with_retries
+from snapstore.errors import CorruptRecordError
 from snapstore.store.events import DiagnosticsAttached, from_row
-from snapstore.store.log import append
-from snapstore.store.queries import CoreRows
-from snapstore.store.record_rows import insert_record
+from snapstore.store.reads import Rows
 from snapstore.store.records import fetch_record
-from snapstore.store.schema import event
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from snapstore.store.payloads import ExternalPayloads
 
 CODEC = "text+zstd"
 
 
-def attach(engine: Engine, run_id: str, text_log: str, argv: list[str]) -> None:
-    """Store ``text_log`` and a ``diagnostics_attached`` event naming it."""
+def attach(engine: Engine, run_id: str, text_log: str, argv: list[str],
+           payloads: ExternalPayloads | None = None) -> None:
+    """Store ``text_log`` (in ``payloads`` when the store keeps its records there) and a
+    ``diagnostics_attached`` event naming it, unless the run holds that text already (a
+    folder ingested again)."""
+    from snapstore.store.backend import with_retries
+    from snapstore.store.log import append
+    from snapstore.store.queries import CoreRows
+    from snapstore.store.record_rows import insert_record
+
     data = text_log.encode("utf-8")
     digest = hashlib.sha256(data).hexdigest()
     blob = zstandard.ZstdCompressor(level=9, write_checksum=True).compress(data)
 
     def work(connection) -> None:
-        insert_record(connection, digest, CODEC, len(data), blob)
+        if any(item.record == digest for item in _events(CoreRows(connection), run_id)):
+            return
+        location = None if payloads is None else payloads.put(digest, blob)  # before the row that names it
+        insert_record(connection, digest, CODEC, len(data), blob, location)
         append(connection, run_id, [DiagnosticsAttached(record=digest, argv=argv, text_size=len(data))])
 
     with_retries(engine, work)
 
 
-def logs(engine: Engine, run_id: str) -> list[str]:
+def _events(rows: Rows, run_id: str) -> list[DiagnosticsAttached]:
+    return [item for item in map(from_row, rows.rows("diagnostics", run_id=run_id))
+            if isinstance(item, DiagnosticsAttached)]
+
+
+def logs(rows: Rows, run_id: str) -> list[str]:
     """The logs attached to a run, oldest first."""
-    with engine.connect() as connection:
-        rows = connection.execute(select(event).where(
-            event.c.run_id == run_id, event.c.type == DiagnosticsAttached.type).order_by(event.c.position)).all()
-        attached = [from_row(row) for row in rows]
-        named = CoreRows(connection)
-        blobs = [fetch_record(named, item.record) for item in attached if isinstance(item, DiagnosticsAttached)]
-    return [zstandard.ZstdDecompressor().decompress(b).decode("utf-8") for b in blobs]
+    return [_checked(item, fetch_record(rows, item.record)) for item in _events(rows, run_id)]
+
+
+def problems(rows: Rows, run_id: str) -> list[str]:
+    """One line per log of the run whose record is missing, damaged or not its text."""
+    found = []
+    for item in _events(rows, run_id):
+        try:
+            _checked(item, fetch_record(rows, item.record))
+        except CorruptRecordError as exc:
+            found.append(str(exc))
+    return found
+
+
+def _checked(item: DiagnosticsAttached, blob: bytes) -> str:
+    """A log's text, once its bytes are the ones its event names (a forged or damaged record
+    is a CorruptRecordError, never another run's text); no larger than the event says."""
+    try:
+        declared = zstandard.frame_content_size(blob)
+        if declared not in (-1, item.text_size):  # a forged size is refused before anything is allocated
+            raise CorruptRecordError(f"diagnostics record {item.record[:12]}: holds {declared} bytes, "
+                                     f"its event says {item.text_size}")
+        data = zstandard.ZstdDecompressor().decompress(blob, max_output_size=item.text_size)
+    except zstandard.ZstdError as exc:
+        raise CorruptRecordError(f"diagnostics record {item.record[:12]}: not zstd ({exc})") from None
+    if len(data) != item.text_size or hashlib.sha256(data).hexdigest() != item.record:
+        raise CorruptRecordError(f"diagnostics record {item.record[:12]}: its text does not match its hash")
+    return data.decode("utf-8", "replace")

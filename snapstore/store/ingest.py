@@ -37,7 +37,7 @@ from snapstore.provenance import (
     pipeline_from_commands,
     pipeline_from_log,
 )
-from snapstore.store import observations
+from snapstore.store import diagnostics, observations
 from snapstore.store.backend import with_retries
 from snapstore.store.events import (
     Event,
@@ -539,6 +539,9 @@ def ingest(engine: Engine, source, *, name: str | None = None, initial=None, tag
             raise
         digest = reader.sha256.hexdigest()
     job.finish(inputs.location, True, digest, None, reader.size)
+    if inputs.stderr is not None:
+        location, text = inputs.stderr
+        diagnostics.attach(engine, job.report.run_id, text, [location], payloads)
     return job.report
 
 

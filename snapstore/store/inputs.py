@@ -5,10 +5,12 @@ sha256 and size, and the user, host and software that ran it."""
 from __future__ import annotations
 
 import getpass
+import gzip
 import hashlib
 import os
 import platform
 import sys
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,10 +44,12 @@ class RunInputs:
     label: str  # how messages name the stream
     commands_text: str | None = None
     initial: RootText | None = None
+    stderr: tuple[str, str] | None = None  # a run folder's kira stderr (location, text): the run's diagnostics
     entries: list[dict] = field(default_factory=list)  # each input's role, location, sha256, size
 
 
 _STREAMS = ("kira.out.gz", "kira.out")
+_STDERR = ("kira.err.gz", "kira.err")
 
 
 def _stream_in(folder: Path) -> Path | None:
@@ -68,9 +72,9 @@ def _stream_of(folder: Path) -> Path:
 
 def resolve(source, name: str | None = None, initial=None, commands: str | os.PathLike | None = None,
             label: str | None = None) -> RunInputs:
-    """A source's inputs: a run folder gives its ``kira.out[.gz]`` as the stream, and its
-    ``initial.story[.gz]`` and ``commands.txt`` where not given; its name is the run's
-    unless ``name`` is given.  The initial conditions and commands file are read here,
+    """A source's inputs: a run folder gives its ``kira.out[.gz]`` as the stream, its
+    ``initial.story[.gz]`` and ``commands.txt`` where not given, and its ``kira.err[.gz]``;
+    its name is the run's unless ``name`` is given.  The initial conditions, commands file and stderr are read here,
     so that a bad one fails before anything is written."""
     folder = Path(source) if isinstance(source, (str, os.PathLike)) and Path(source).is_dir() else None
     if folder is not None:
@@ -82,6 +86,9 @@ def resolve(source, name: str | None = None, initial=None, commands: str | os.Pa
             commands = folder / "commands.txt"
     found = RunInputs(source, default_name(source) if name is None else name, label or source_location(source),
                       label or source_name(source))
+    log = next((folder / name for name in _STDERR if (folder / name).is_file()), None) if folder else None
+    if log is not None:
+        found.stderr = (source_location(log), read_log(log))
     if commands is not None:
         found.commands_text, entry = _commands_file(commands)
         found.entries.append(entry)
@@ -89,6 +96,15 @@ def resolve(source, name: str | None = None, initial=None, commands: str | os.Pa
         found.initial, entry = _single_story(initial)
         found.entries.append(entry)
     return found
+
+
+def read_log(path: Path) -> str:
+    """A text log (kira's stderr), plain or gzipped; bytes that are not UTF-8 kept as U+FFFD."""
+    data = path.read_bytes()
+    try:
+        return (gzip.decompress(data) if path.name.endswith(".gz") else data).decode("utf-8", "replace")
+    except (OSError, EOFError, zlib.error) as exc:
+        raise InvalidArgumentError(f"{path}: not a gzip file kira's stderr can be read from ({exc})") from None
 
 
 def _commands_file(path: str | os.PathLike) -> tuple[str, dict]:

@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Engine, create_engine, select
 
 from snapstore import codec
 from snapstore.errors import CorruptRecordError, InvalidArgumentError, SnapstoreError, StoreAccessError, first_line
-from snapstore.store import observations, projections
+from snapstore.store import diagnostics, observations, projections
 from snapstore.store.events import RunStarted, from_row
 from snapstore.store.pack_rows import pack_lists
 from snapstore.store.queries import CoreRows
@@ -150,6 +150,7 @@ def _records_and_observables(engine: Engine, run_id: str, name: str) -> Checked:
             except _FAULTS as exc:
                 found.append(f"run {name!r} stories #{row.first_seq}-#{row.first_seq + row.stories - 1} "
                              f"(one pack): {_fault(exc)}")
+        found += [f"run {name!r} diagnostics: {problem}" for problem in diagnostics.problems(named, run_id)]
     return found, observations.differences(stored, expected, unreadable, {row.seq for row in stories})
 
 

@@ -17,9 +17,11 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import BindParameter
 
+from snapstore.store.events import DiagnosticsAttached
 from snapstore.store.schema import (
     SCHEMA_REVISION,
     command,
+    event,
     input_file,
     observable,
     parameter,
@@ -70,6 +72,9 @@ READS: dict[str, Select] = {
     "observable": select(observable.c.seq, observable.c.key, observable.c.idx, observable.c.value)
     .where(observable.c.run_id == _RUN_ID, observable.c.key == bindparam("key")),
     "observable_keys": select(observable.c.key).where(observable.c.run_id == _RUN_ID).distinct(),
+    "diagnostics": select(event.c.position, event.c.run_id, event.c.type, event.c.payload)
+    .where(event.c.run_id == _RUN_ID, event.c.type == literal_column(f"'{DiagnosticsAttached.type}'"))
+    .order_by(event.c.position),
     "records_of_stories": _records_of_stories().where(
         snapshot.c.seq.between(bindparam("first"), bindparam("last"))),
 }

@@ -1,0 +1,76 @@
+"""What kira's stderr says about a run: its energy reports, its warnings, where it meant to
+end and where it did.  Read from the text kira writes (Starlab 4.4), never required: a log
+that says none of it gives an empty summary."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+# "Time = 45  N = 500 ..." then "Energies: pot kin total", with "de = X" on that line (t = 0)
+# or the next; kira's own indented "  Energies:" lines (as escapers leave) are not reports.
+_REPORT = re.compile(r"^Time = (\S+) .*?^Energies: (\S+) (\S+) (\S+)\s+de = (\S+)", re.S | re.M)
+_PLANNED = re.compile(r"^t = (\S+),\s+t_end = (\S+)", re.M)
+_ENDED = re.compile(r"^End of run at time (\S+)", re.M)
+_WARNING = re.compile(r"^.*\bwarning\b.*$", re.I | re.M)
+
+
+@dataclass(frozen=True)
+class EnergyReport:
+    """One of kira's periodic reports: the time, the potential, kinetic and total energy,
+    and ``de``, the integration error since kira started (escapers' energy booked apart)."""
+
+    time: float
+    potential: float
+    kinetic: float
+    total: float
+    de: float
+
+
+@dataclass
+class KiraLog:
+    """A summary of one kira stderr: its reports, warnings (each distinct line once, in
+    order), the end time asked for (``t_end``) and the time kira said it ended at."""
+
+    reports: list[EnergyReport] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    t_end: float | None = None
+    ended_at: float | None = None
+
+    @property
+    def finished(self) -> bool | None:
+        """Whether kira reached the end it was asked for; None when the log does not say."""
+        if self.t_end is None:
+            return None
+        return self.ended_at is not None and self.ended_at >= self.t_end
+
+    @property
+    def relative_error(self) -> float | None:
+        """The last report's ``de`` over the first report's |E|."""
+        if not self.reports or self.reports[0].total == 0:
+            return None
+        return self.reports[-1].de / abs(self.reports[0].total)
+
+
+def _float(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def read_kira_log(text: str) -> KiraLog:
+    """The summary of a kira stderr (``KiraLog``); what it does not say is left empty."""
+    found = KiraLog()
+    for match in _REPORT.finditer(text):
+        numbers = [_float(group) for group in match.groups()]
+        if all(number is not None for number in numbers):
+            found.reports.append(EnergyReport(*numbers))  # type: ignore[arg-type]
+    planned = list(_PLANNED.finditer(text))  # a restart appended to the log plans again: its plan counts
+    if planned:
+        found.t_end = _float(planned[-1].group(2))
+    ended = list(_ENDED.finditer(text))
+    if ended:
+        found.ended_at = _float(ended[-1].group(1))
+    found.warnings = list(dict.fromkeys(line.strip() for line in _WARNING.findall(text)))
+    return found

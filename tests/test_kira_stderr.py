@@ -1,0 +1,69 @@
+"""kira's stderr is part of the run: a folder's kira.err is kept with it, ``show`` says what
+it reports (the last energy report, the end asked for and reached, warnings)."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from typer.testing import CliRunner
+
+import snapstore
+from helpers import SAMPLE, corpus_dir, read_text, variants_dir
+from snapstore import InvalidArgumentError
+from snapstore.cli import app
+from snapstore.physics.kira_log import read_kira_log
+
+runner = CliRunner()
+
+
+def test_a_folder_s_kira_err_is_kept_once_with_the_run(store_url) -> None:
+    with snapstore.open(store_url) as store:
+        store.ingest(SAMPLE)
+        store.ingest(SAMPLE)  # again: nothing added, the log not kept twice
+        assert store.diagnostics("n100-w3-s1") == [read_text(SAMPLE / "kira.err.gz")]
+
+
+@pytest.mark.corpus
+def test_the_summary_agrees_with_the_snapshots_kira_wrote() -> None:
+    """seed500's last report (t = 100) against its last snapshot: the same total energy to
+    kira's printing, and de/|E0| the energy error snapstore measures, to 3 digits."""
+    log = read_kira_log(read_text(corpus_dir() / "seed500" / "kira.err.gz"))
+    assert log.finished and log.t_end == 100 and log.ended_at == 100 and log.warnings == []
+    assert [report.time for report in log.reports] == [float(t) for t in range(101)]
+    last_story = read_text(corpus_dir() / "seed500" / "kira.out.gz").rsplit("(Particle\n  name = root", 1)[1]
+    energy = float(next(line.split("=")[1] for line in last_story.splitlines()
+                        if line.split("=")[0].strip() == "total_energy"))
+    assert log.reports[-1].total == pytest.approx(energy, rel=1e-6)
+    assert log.relative_error == pytest.approx(1.46e-3, rel=1e-2)
+
+
+@pytest.mark.corpus
+def test_a_warning_kira_printed_is_listed() -> None:
+    log = read_kira_log(read_text(variants_dir() / "r3_king5000" / "kira.err.gz"))
+    assert log.warnings == ["warning: dt_snap < dt_reinit, restart unpredictable."]
+
+
+def test_a_kira_killed_before_its_end_is_shown_not_finished(store_url, tmp_path) -> None:
+    """The sample run with its stderr cut where kira was stopped (before "End of run")."""
+    folder = tmp_path / "killed"
+    shutil.copytree(SAMPLE, folder)
+    text = read_text(SAMPLE / "kira.err.gz")
+    assert "End of run at time 10" in text
+    (folder / "kira.err.gz").unlink()
+    (folder / "kira.err").write_text(text[:text.index("End of run")])
+    with snapstore.open(store_url) as store:
+        store.ingest(folder)
+    said = runner.invoke(app, ["show", "killed", "--db", store_url])
+    assert said.exit_code == 0, said.output
+    assert "asked to run to t = 10; did not say it ended  (NOT FINISHED)" in said.stdout
+
+
+def test_an_unreadable_kira_err_refuses_the_ingest_before_anything_is_written(store_url, tmp_path) -> None:
+    folder = tmp_path / "bad"
+    shutil.copytree(SAMPLE, folder)
+    (folder / "kira.err.gz").write_bytes(b"\x1f\x8b\x08not really gzip")
+    with snapstore.open(store_url) as store:
+        with pytest.raises(InvalidArgumentError, match=r"kira\.err\.gz: not a gzip file"):
+            store.ingest(folder)
+        assert store.runs() == []
