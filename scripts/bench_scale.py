@@ -82,6 +82,22 @@ def _by_table(pages: dict[str, int]) -> dict[str, int]:
     return out
 
 
+def _ensemble(store: snapstore.Store) -> dict:
+    """Seconds of the ensemble reads: ``store.timeseries`` of every run against the loop of
+    ``run.timeseries`` it replaces, and ``store.frame`` (parameters and summaries)."""
+    keys = ["energy_error", "n_bound", "r_lagr"]
+    started = time.perf_counter()
+    table = store.timeseries(keys)
+    one_call = time.perf_counter() - started
+    started = time.perf_counter()
+    looped = [run.timeseries(keys) for run in store.runs()]
+    loop = time.perf_counter() - started
+    assert table.rows == sum(len(series.seqs) for series in looped)
+    started = time.perf_counter()
+    store.frame(keys=keys)
+    return {"series_s": one_call, "series_loop_s": loop, "frame_s": time.perf_counter() - started}
+
+
 def measure(label: str, url: str, count: int, env: dict) -> dict:
     """Build a store of ``count`` runs at ``url`` and measure it."""
     with snapstore.open(url) as store:
@@ -90,7 +106,8 @@ def measure(label: str, url: str, count: int, env: dict) -> dict:
             store.ingest(io.BytesIO(text), name=name, tags={"ensemble": "A" if name[-1] in "02468" else "B"})
         ingest = (time.perf_counter() - started) / count
         record_bytes = store.stats()["record_bytes"]
-    out = {"runs": count, "ingest_s_per_run": ingest, "record_bytes_per_run": record_bytes / count}
+        ensemble = _ensemble(store)
+    out = {"runs": count, "ingest_s_per_run": ingest, "record_bytes_per_run": record_bytes / count, **ensemble}
     for figure, words in (("runs_where", ["runs", "--where", "tag.ensemble = A and makeking.n = 100", "-f", "json"]),
                           ("runs_json", ["runs", "--format", "json"]),
                           ("verify", ["verify"]), ("rebuild", ["rebuild"])):
@@ -138,6 +155,10 @@ def scale(results: dict, workdir: Path, count: int, pg_url: str | None, env: dic
         results["scale"][label] = found
         at = f"{label} {sizes[1]:,} vs {sizes[0]:,} runs"
         report(f"{at}: ingest s/run", large["ingest_s_per_run"], small["ingest_s_per_run"], "s", "flat", False)
+        report(f"{label} {sizes[1]:,} runs: store.timeseries vs the per-run loop", large["series_s"],
+               large["series_loop_s"], "s", ">= 20x at 1,000", False)
+        report(f"{label} {sizes[1]:,} runs: store.frame (parameters, 3 keys summarised)", large["frame_s"], 1.0, "s",
+               "< 1 s at 10,000", False)
         report(f"{at}: runs --where", large["runs_where_s"], small["runs_where_s"], "s", "-", False)
         report(f"{at}: runs --format json", large["runs_json_s"], small["runs_json_s"], "s", "< 2 s", False)
         report(f"{at}: verify s/run", large["verify_s"] / sizes[1], small["verify_s"] / sizes[0], "s",

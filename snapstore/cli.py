@@ -15,7 +15,7 @@ import shlex
 import sqlite3
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext, redirect_stdout
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from snapstore.facade import Store
     from snapstore.operations import IngestReport, SchemaState
     from snapstore.physics.kira_log import KiraLog
+    from snapstore.reading.ensemble import Table as EnsembleTable
 
 app = typer.Typer(help="Archive, query and export Starlab N-body snapshots.", no_args_is_help=True,
                   rich_markup_mode=None,  # help texts are plain: [default: ...] and snapstore[plot] stay as written
@@ -319,6 +320,55 @@ def runs(where: str | None = typer.Option(None, "--where", "-w", help="Filter, e
     with _open(db) as store:
         _emit(store.listing(where, retired=every), format, columns, limit,
               lambda row: {**row, "stored_bytes": _size(row["stored_bytes"])})
+
+
+ROWS_OUT = typer.Option("table", "--format", "-f", help="table, csv, json or parquet (parquet needs --out)")
+OUT = typer.Option(None, "--out", "-o", help="Write to this file instead of printing")
+
+
+def _write_rows(table: EnsembleTable, format: str, out: Path | None) -> None:
+    """Print or write an ensemble table as a user asked."""
+    if format == "parquet":
+        if out is None:
+            raise typer.BadParameter("parquet is written to a file: give --out FILE", param_hint="--format")
+        table.to_parquet(out)
+        return
+    if format not in ("table", "csv", "json"):
+        raise typer.BadParameter(f"{format!r} is not one of table, csv, json, parquet", param_hint="--format")
+    with (out.open("w", newline="") if out else nullcontext(sys.stdout)) as stream, \
+            redirect_stdout(stream):
+        _emit(table.records(), Table(format), list(table), 0)
+
+
+@app.command()
+def frame(where: str | None = typer.Option(None, "--where", "-w", help="Filter, e.g. 'tag.ensemble = A'"),
+          keys: list[str] = typer.Option([], "--key", "-k", help="An observable to summarise (first, last, min, "
+                                                                  "max over each run); repeat for more"),
+          format: str = ROWS_OUT, out: Path | None = OUT,
+          every: bool = typer.Option(False, "--all", help="Retired runs too"),
+          db: str | None = DB) -> None:
+    """One row per run: name, tags, every program's parameters as typed columns, summaries of --key.
+
+    Example: snapstore frame --where 'makeking.n = 100' -k energy_error -k n_bound -f csv > grid.csv
+    """
+    with _open(db) as store:
+        table = store.frame(where, keys, retired=every)
+    _write_rows(table, format, out)
+
+
+@app.command()
+def series(keys: list[str] = typer.Argument(..., help="Observables, e.g. energy_error r_lagr"),
+           where: str | None = typer.Option(None, "--where", "-w", help="Filter, e.g. 'tag.ensemble = A'"),
+           format: str = ROWS_OUT, out: Path | None = OUT,
+           every: bool = typer.Option(False, "--all", help="Retired runs too"),
+           db: str | None = DB) -> None:
+    """Observables at every snapshot of the chosen runs, one row per snapshot (run, seq, time, KEY...).
+
+    Example: snapstore series energy_error n_bound --where 'makeking.w = 5' -f csv > errors.csv
+    """
+    with _open(db) as store:
+        table = store.timeseries(keys, where, retired=every)
+    _write_rows(table, format, out)
 
 
 @app.command()

@@ -97,6 +97,22 @@ class InvalidArgumentError(SnapstoreError, ValueError):
     """An argument snapstore cannot use: a stream without a run name, a bad tag or snapshot selection."""
 
 
+class UnknownObservableError(SnapstoreError, KeyError):
+    """An observable that a run (or the store) does not have; a KeyError, as for a mapping's
+    missing key, whose message names the close ones and the first of those it has."""
+
+    def __init__(self, key: str, where: str, known: list[str]) -> None:
+        import difflib
+
+        close = difflib.get_close_matches(key, known, n=3)
+        hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+        listed = ", ".join(known[:12]) + (f", ... ({len(known)} in all)" if len(known) > 12 else "")
+        super().__init__(f"no observable {key!r} in {where}{hint}; it has: {listed or 'none'}")
+
+    def __str__(self) -> str:  # KeyError's would quote the message
+        return str(self.args[0])
+
+
 class BlobNotFoundError(SnapstoreError, LookupError):
     """No object under that key in a blob storage (a folder or an S3 prefix)."""
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import os
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from functools import cached_property
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import URL
 
     from snapstore.reading import Run
+    from snapstore.reading.ensemble import Table
     from snapstore.store.ingest import IngestReport
 
 # SQLAlchemy (about 0.2 s), the read side, ingest and integrity checks (numpy and the
@@ -255,6 +256,26 @@ class Store:
 
         with self.engine.connect() as connection:
             return [Run(self, row) for row in catalog.matching_runs(connection, where, retired)]
+
+    @_database_errors
+    def frame(self, where: str | None = None, keys: str | Iterable[str] = (), retired: bool = False) -> Table:
+        """One row per run matching ``where``: name, tags, every program's parameters as
+        typed columns (``makeking.n``, ``kira.t``), and ``first``/``last``/``min``/``max``
+        of each observable of ``keys`` (see ``reading.ensemble.frame``).  ``.to_pandas()``."""
+        from snapstore.reading.ensemble import frame
+
+        with self.engine.connect() as connection:
+            return frame(connection, where, [keys] if isinstance(keys, str) else keys, retired)
+
+    @_database_errors
+    def timeseries(self, keys: str | Iterable[str], where: str | None = None, retired: bool = False) -> Table:
+        """The observables ``keys`` at every whole snapshot of the runs matching ``where``,
+        as one long table (``run``, ``seq``, ``time``, a column per key), from one query;
+        ``.to_pandas()`` gives a DataFrame."""
+        from snapstore.reading.ensemble import series
+
+        with self.engine.connect() as connection:
+            return series(connection, [keys] if isinstance(keys, str) else keys, where, retired)
 
     def listing(self, where: str | None = None, retired: bool = False) -> Iterator[dict[str, Any]]:
         """One dict per matching run (name, pipeline, N, snapshots, t_first, t_last,

@@ -217,8 +217,10 @@ def test_timeseries_gives_arrays_by_snapshot_with_nan_where_a_value_is_missing(s
         assert list(frame.columns) == ["time"] + [f"r_lagr[{i}]" for i in range(9)]
         assert list(frame.index) == list(series.seqs)
         assert "total_energy" in run.timeseries()
-        with pytest.raises(KeyError, match=r"no observable 'nope'.*total_energy"):
+        with pytest.raises(KeyError, match=r"no observable 'nope' in this run; it has: N, .*\(1\d\d in all\)"):
             run.timeseries("nope")
+        with pytest.raises(KeyError, match=r"no observable 'energy_eror' in this run \(did you mean energy_error"):
+            run.timeseries("energy_eror")
 
 
 def test_rebuild_and_verify_keep_the_projection_true(store_url) -> None:

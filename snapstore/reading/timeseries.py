@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from snapstore.errors import UnknownObservableError
 from snapstore.reading.mapping import ArrayMapping
 from snapstore.store.reads import Rows
 
@@ -68,5 +69,5 @@ def _values(rows: Rows, run_id: str, wanted: list[str] | None) -> tuple[list, di
     missing = [key for key in wanted or () if key not in width]
     if missing:
         known = sorted(row.key for row in rows.rows("observable_keys", run_id=run_id))
-        raise KeyError(f"no observable {missing[0]!r} in this run; it has: {', '.join(known) or 'none'}")
+        raise UnknownObservableError(missing[0], "this run", known)
     return found, width

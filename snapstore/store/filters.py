@@ -327,6 +327,11 @@ def _known(connection: Connection, parser: _Parser, what: str, column, named: di
             parser.fail(f"no {what} {name!r} in this store{hint}; {what}s: {listed or 'none yet'}", token)
 
 
+def observable_keys(connection: Connection) -> list[str]:
+    """Every observable key the store has, in order."""
+    return _distinct(connection, observable.c.key)
+
+
 def _distinct(connection: Connection, column) -> list[str]:
     """The distinct values of a column, in order: for ``observable.key``, one index step
     each (a loose index scan: a plain DISTINCT would read every row of that large table)."""

@@ -1,0 +1,154 @@
+"""Ensembles in one call: ``store.frame`` (a row per run, typed parameters, summaries) and
+``store.timeseries`` (a row per snapshot of every chosen run), against the corpus's own
+commands files and a plain parse of its text, and their command-line verbs."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+
+import numpy as np
+import pytest
+from test_cli import _main
+from test_observables import kira_reference, plain_observables
+from typer.testing import CliRunner
+
+import snapstore
+from helpers import SAMPLE, corpus_runs, read_text
+from snapstore.cli import app
+from snapstore.reading.ensemble import typed
+
+runner = CliRunner()
+LONE_STAR = ("(Particle\n  N = 1\n(Log\n)Log\n(Dynamics\n  system_time  =  0\n  m  =  1\n  r  =  0 0 0\n"
+             "  v  =  0 0 0\n)Dynamics\n(Hydro\n)Hydro\n(Star\n)Star\n(Particle\n  i = 1\n  N = 1\n(Log\n)Log\n"
+             "(Dynamics\n  m  =  1\n  r  =  0 0 0\n  v  =  0 0 0\n)Dynamics\n(Hydro\n)Hydro\n(Star\n)Star\n"
+             ")Particle\n)Particle\n")
+
+
+def _command_flags(path) -> dict[str, str]:
+    """``program.flag`` -> value as written in a commands.txt (a flag alone: "true")."""
+    found: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        words = re.split(r"\s+", line.split(">")[0].split("<")[0].strip())
+        program, rest = words[0], words[1:]
+        for index, word in enumerate(rest):
+            if re.fullmatch(r"-[A-Za-z]", word):
+                following = rest[index + 1] if index + 1 < len(rest) else None
+                value = following if following is not None and not re.fullmatch(r"-[A-Za-z]", following) else "true"
+                found[f"{program}.{word[1:]}"] = value
+    return found
+
+
+def _as_typed(text: str) -> object:
+    if text == "true":
+        return True
+    return int(text) if re.fullmatch(r"[+-]?\d+", text) else float(text)
+
+
+def _stories(folder) -> list[str]:
+    cut = "(Particle\n  name = root"
+    return [read_text(folder / "initial.story.gz")] + [cut + part for part in
+                                                      read_text(folder / "kira.out.gz").split(cut)[1:]]
+
+
+def _plain_series(folder) -> list[dict[tuple[str, int], float]]:
+    reference, out = None, []
+    for story in _stories(folder):
+        found = plain_observables(story, reference)
+        reference = reference or kira_reference(found)
+        out.append(found)
+    return out
+
+
+@pytest.mark.corpus
+def test_frame_has_each_run_s_commands_typed_and_summaries_of_its_snapshots(corpus_store) -> None:
+    folders = corpus_runs()
+    table = corpus_store.frame(keys=["n_bound", "total_energy", "r_lagr"])
+    assert sorted(table["run"].tolist()) == sorted(folder.name for folder in folders) and table.rows == len(folders)
+    row_of = {name: index for index, name in enumerate(table["run"].tolist())}
+    assert table["kira.t"].dtype == np.int64 and table["kira.q"].dtype == np.float64
+    assert "makeking.n" in table.integers  # plummer1k has no makeking
+    assert table["makeking.u"].dtype == bool
+    for folder in folders:
+        at = row_of[folder.name]
+        for column, text in _command_flags(folder / "commands.txt").items():
+            assert table[column][at] == _as_typed(text), (folder.name, column)
+        snapshots = _plain_series(folder)
+        for key, idx, column in (("n_bound", 0, "n_bound"), ("total_energy", 0, "total_energy"),
+                                 ("r_lagr", 4, "r_lagr[4]")):
+            values = [(seq, found[(key, idx)]) for seq, found in enumerate(snapshots) if (key, idx) in found]
+            expected = {"first": values[0][1], "last": values[-1][1], "min": min(v for _, v in values),
+                        "max": max(v for _, v in values)}
+            for summary, value in expected.items():
+                assert table[f"{summary}({column})"][at] == pytest.approx(value, rel=1e-12), (folder.name, column)
+        assert table["tag.family"][at] == folder.parent.name
+
+
+@pytest.mark.corpus
+def test_series_is_every_chosen_snapshot_in_one_table(corpus_store) -> None:
+    table = corpus_store.timeseries(["total_energy", "r_lagr"], where="makeking.n = 100")
+    chosen = [folder for folder in corpus_runs() if folder.name.startswith("n100-")]
+    assert sorted(set(table["run"].tolist())) == sorted(folder.name for folder in chosen)
+    assert list(table)[:4] == ["run", "seq", "time", "total_energy"] and "r_lagr[8]" in table
+    rows = {(run, seq): index for index, (run, seq) in enumerate(zip(table["run"].tolist(), table["seq"].tolist()))}
+    for folder in chosen:
+        for seq, found in enumerate(_plain_series(folder)):
+            at = rows[(folder.name, seq)]
+            assert table["time"][at] == found.get(("system_time", 0), 0.0) or seq == 0
+            energy = found.get(("total_energy", 0), math.nan)
+            assert table["total_energy"][at] == pytest.approx(energy, rel=1e-12, nan_ok=True)
+            radius = found.get(("r_lagr", 3), math.nan)
+            assert table["r_lagr[3]"][at] == pytest.approx(radius, rel=1e-12, nan_ok=True)
+    assert len(rows) == table.rows == sum(len(_stories(folder)) for folder in chosen)
+    frame = table.to_pandas()
+    assert frame.groupby("run")["seq"].count().to_dict() == {folder.name: len(_stories(folder)) for folder in chosen}
+
+
+def test_parameters_are_typed_columns_and_text_stays_text() -> None:
+    assert typed(["100", "200"]).dtype == np.int64
+    assert typed(["0.5", "1"]).tolist() == [0.5, 1.0]
+    assert typed(["true", None]).tolist() == [True, False]
+    column = typed(["3", None])
+    assert column.dtype == np.float64 and column[0] == 3 and math.isnan(column[1])
+    assert typed(["007x", "5"]).tolist() == ["007x", "5"]
+    assert typed(["nan", "1"]).dtype == object  # not a number a parameter means
+    assert typed(["99999999999999999999", "1"]).dtype == np.float64
+
+
+def test_a_parameter_some_runs_lack_is_an_integer_with_gaps_in_pandas_and_parquet(store_url, tmp_path) -> None:
+    pd = pytest.importorskip("pandas")
+    parquet = pytest.importorskip("pyarrow.parquet")
+    with snapstore.open(store_url) as store:
+        store.ingest(SAMPLE, tags={"ensemble": "A"})
+        store.ingest(io.BytesIO(LONE_STAR.encode()), name="bare")  # no pipeline at all
+        table = store.frame(keys="n_bound")
+    frame = table.to_pandas().set_index("run")
+    assert str(frame["makeking.n"].dtype) == "Int64" and frame.loc["n100-w3-s1", "makeking.n"] == 100
+    assert pd.isna(frame.loc["bare", "tag.ensemble"]) and frame.loc["n100-w3-s1", "tag.ensemble"] == "A"
+    table.to_parquet(tmp_path / "frame.parquet")
+    read = parquet.read_table(tmp_path / "frame.parquet")
+    assert str(read.schema.field("makeking.n").type) == "int64"
+    assert read.column("run").to_pylist() == ["bare", "n100-w3-s1"]
+    assert read.column("makeking.n").to_pylist() == [None, 100]
+
+
+def test_frame_and_series_from_the_command_line(store_url, tmp_path, capsys) -> None:
+    with snapstore.open(store_url) as store:
+        store.ingest(SAMPLE)
+        expected = store.run("n100-w3-s1").timeseries(["n_bound", "energy_error"])
+    said = runner.invoke(app, ["frame", "-k", "n_bound", "-f", "csv", "--db", store_url])
+    assert said.exit_code == 0, said.output
+    (row,) = list(csv.DictReader(io.StringIO(said.stdout)))
+    assert row["makeking.n"] == "100" and float(row["last(n_bound)"]) == expected["n_bound"][-1]
+    said = runner.invoke(app, ["series", "n_bound", "energy_error", "-f", "json", "--db", store_url])
+    assert said.exit_code == 0, said.output
+    rows = json.loads(said.stdout)
+    for key in ("n_bound", "energy_error"):
+        assert [row[key] for row in rows] == [None if math.isnan(v) else v for v in expected[key].tolist()]
+    code, err = _main("series", "energy_eror", "--db", store_url, capsys=capsys)
+    assert code == 2 and "did you mean energy_error" in err and len(err.strip().splitlines()) == 1
+    said = runner.invoke(app, ["frame", "-f", "parquet", "--db", store_url])
+    assert said.exit_code == 2 and "--out" in said.output
