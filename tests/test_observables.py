@@ -214,7 +214,8 @@ def test_timeseries_gives_arrays_by_snapshot_with_nan_where_a_value_is_missing(s
             if "r_lagr" in dynamics:
                 np.testing.assert_array_equal(series["r_lagr"][index], dynamics.vector("r_lagr"))
         frame = run.timeseries("r_lagr").to_pandas()
-        assert list(frame.columns) == ["time"] + [f"r_lagr[{i}]" for i in range(9)]
+        assert list(frame.columns) == ["run", "time"] + [f"r_lagr[{i}]" for i in range(9)]
+        assert set(frame["run"]) == {run.name}
         assert list(frame.index) == list(series.seqs)
         assert "total_energy" in run.timeseries()
         with pytest.raises(KeyError, match=r"no observable 'nope' in this run; it has: N, .*\(1\d\d in all\)"):

@@ -161,6 +161,30 @@ def test_stars_without_an_index_are_never_merged(store) -> None:
         run.dynamics()
 
 
+@pytest.mark.variants
+def test_kira_s_own_numbering_follows_stars_when_the_initial_conditions_have_none(store_url) -> None:
+    """t0_snap_noindex: makeplummer without -i, then kira, which numbers the stars 1..N.
+    dynamics() by default leaves the initial conditions out, says so, and follows every
+    star kira wrote; asked for them, it refuses rather than merge the unnumbered stars."""
+    folder = variants_dir() / "t0_snap_noindex"
+    stories = list(roots_of(folder / "kira.out.gz"))
+    last = parse_story(stories[-1].text)
+    origin = np.array(last.child("Dynamics").get("r").split(), dtype=float)  # positions are the root's plus their own
+    positions = {int(child.get("i")): origin + np.array(child.child("Dynamics").get("r").split(), dtype=float)
+                 for child in last.children if child.kind == "Particle"}
+    with snapstore.open(store_url) as store:
+        run = store.ingest(folder)
+        with pytest.warns(UserWarning, match=r"initial conditions \(snapshot #0\) are left out"):
+            dynamics = run.dynamics()
+        assert dynamics.left_out == (0,) and dynamics.seqs.tolist() == list(range(1, len(stories) + 1))
+        assert dynamics.ids.tolist() == sorted(positions)
+        np.testing.assert_array_equal(dynamics["pos"][:, -1], [positions[i] for i in sorted(positions)])
+        with pytest.raises(StarIdentityError, match="snapshot #0"):
+            run.dynamics(snapshots=slice(0, None))
+        frame = run.to_pandas(slice(1, 2))
+        assert set(frame["run"]) == {"t0_snap_noindex"} and len(frame) == len(positions)
+
+
 def test_a_numeric_name_identifies_a_star_and_odd_shapes_are_nan() -> None:
     story = parse_story("""(Particle
 (Dynamics

@@ -15,11 +15,13 @@ FIELDS = ("mass", "pos", "vel")
 class Dynamics(ArrayMapping):
     """Particle x time arrays of one run: ``dyn["pos"]`` has shape (ids, snapshots, 3),
     ``dyn["mass"]`` (ids, snapshots); rows follow ``ids``, columns ``times``/``seqs``;
-    NaN where a star is absent (escaped) at that time."""
+    NaN where a star is absent (escaped) at that time.  ``left_out`` names the snapshots
+    a default selection passed over (initial conditions without star ids)."""
 
     def __init__(self, ids: np.ndarray, times: np.ndarray, seqs: np.ndarray, arrays: dict[str, np.ndarray]) -> None:
         super().__init__(arrays)
         self.ids, self.times, self.seqs = ids, times, seqs
+        self.left_out: tuple[int, ...] = ()
 
     def __repr__(self) -> str:
         shapes = ", ".join(f"{name}{array.shape}" for name, array in self._arrays.items())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -267,6 +268,10 @@ class Run:
         ``times``: a ``(t_min, t_max)`` pair of system times (inclusive), or a slice of
         positions as ``snapshots``.  Only the chosen records are read.  ``ids``: the star
         ids to keep (rows in that sorted order), default every id in the selection.
+
+        With no selection, initial conditions whose stars have no ids (``makeplummer``
+        without ``-i``: kira numbers the stars itself) are left out, with a warning, and
+        named in ``left_out``; chosen explicitly, they are a ``StarIdentityError``.
         """
         chosen = self.snapshots()
         if snapshots is not None:
@@ -276,8 +281,17 @@ class Run:
         elif times is not None:
             low, high = times
             chosen = Snapshots(self, [item for item in chosen if item.time is not None and low <= item.time <= high])
-        return assemble((table for _, table in self.particle_tables(chosen)), chosen.times,
-                        np.array([item.seq for item in chosen]), tuple(fields), ids, f"run {self.name!r}")
+        tables = list(self.particle_tables(chosen))
+        left_out: tuple[int, ...] = ()
+        if snapshots is None and times is None and len(tables) > 1 and tables[0][0].seq == 0 \
+                and bool(np.any(tables[0][1]["id"] < 0)):
+            warnings.warn(f"run {self.name!r}: the initial conditions (snapshot #0) are left out of dynamics(): "
+                          "their stars have no index (i), and kira numbered them itself", UserWarning, stacklevel=2)
+            tables, left_out = tables[1:], (0,)
+        found = assemble((table for _, table in tables), np.array([item.time for item, _ in tables], dtype=float),
+                         np.array([item.seq for item, _ in tables]), tuple(fields), ids, f"run {self.name!r}")
+        found.left_out = left_out
+        return found
 
     def particle_tables(self, chosen: Sequence[Snapshot] | None = None) -> Iterator[tuple[Snapshot, np.ndarray]]:
         """Each of ``chosen`` (default: every whole snapshot) with its particle table (see
@@ -334,10 +348,10 @@ class Run:
         ``keys`` is None.  ``.to_pandas()`` gives a DataFrame."""
         wanted = [keys] if isinstance(keys, str) else keys
         with self.store.reads() as rows:  # one read snapshot
-            return timeseries(rows, self.id, wanted)
+            return timeseries(rows, self.id, wanted, self.name)
 
     def to_pandas(self, snapshots: slice | None = None):
-        """One row per star per snapshot (seq, time, id, mass, x..vz); needs pandas."""
+        """One row per star per snapshot (run, seq, time, id, mass, x..vz); needs pandas."""
         try:
             import pandas as pd
         except ModuleNotFoundError:
@@ -345,7 +359,7 @@ class Run:
         parts = []
         for item, leaves in self.particle_tables(self.snapshots()[snapshots or slice(None)]):
             parts.append(pd.DataFrame({
-                "seq": item.seq, "time": item.time, "id": leaves["id"], "mass": leaves["mass"],
+                "run": self.name, "seq": item.seq, "time": item.time, "id": leaves["id"], "mass": leaves["mass"],
                 **{f"{axis}": leaves["pos"][:, k] for k, axis in enumerate("xyz")},
                 **{f"v{axis}": leaves["vel"][:, k] for k, axis in enumerate("xyz")}}))
         return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()

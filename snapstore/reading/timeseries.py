@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -16,18 +17,18 @@ class Timeseries(ArrayMapping):
     (snapshots,), a vector such as ``ts["r_lagr"]`` (snapshots, components); NaN
     where a snapshot lacks the value.  ``times`` and ``seqs`` label the rows."""
 
-    def __init__(self, seqs: np.ndarray, times: np.ndarray, arrays: dict[str, np.ndarray]) -> None:
+    def __init__(self, seqs: np.ndarray, times: np.ndarray, arrays: dict[str, np.ndarray], run: str = "") -> None:
         super().__init__(arrays)
-        self.seqs, self.times = seqs, times
+        self.seqs, self.times, self.run = seqs, times, run
 
     def to_pandas(self):
-        """One row per snapshot (index ``seq``): ``time`` and a column per value,
-        ``key[i]`` for a vector's components; needs pandas."""
+        """One row per snapshot (index ``seq``): ``run`` (the run's name), ``time`` and a
+        column per value, ``key[i]`` for a vector's components; needs pandas."""
         try:
             import pandas as pd
         except ModuleNotFoundError:
             raise ModuleNotFoundError("to_pandas needs pandas: pip install 'snapstore[pandas]'") from None
-        columns: dict[str, np.ndarray] = {"time": self.times}
+        columns: dict[str, Any] = {"run": self.run, "time": self.times}
         for key, array in self._arrays.items():
             if array.ndim == 1:
                 columns[key] = array
@@ -39,10 +40,10 @@ class Timeseries(ArrayMapping):
         return f"<Timeseries {len(self.seqs)} snapshots: {', '.join(self._arrays)}>"
 
 
-def timeseries(rows: Rows, run_id: str, keys: Iterable[str] | None = None) -> Timeseries:
+def timeseries(rows: Rows, run_id: str, keys: Iterable[str] | None = None, name: str = "") -> Timeseries:
     """The observables ``keys`` (every one the run has when None) of a run's whole
-    snapshots, in sequence order, read in one read transaction (``rows``).  An unknown
-    key is a KeyError naming the known ones."""
+    snapshots (run ``name``), in sequence order, read in one read transaction (``rows``).
+    An unknown key is a KeyError naming the known ones."""
     frames = sorted((row.seq, row.time) for row in rows.rows("stories", run_id=run_id) if row.kind == "snapshot")
     seqs = np.array([seq for seq, _ in frames], dtype=np.int64)
     times = np.array([np.nan if time is None else time for _, time in frames], dtype=np.float64)
@@ -53,7 +54,8 @@ def timeseries(rows: Rows, run_id: str, keys: Iterable[str] | None = None) -> Ti
     for row in found:
         if row.seq in position:  # only whole snapshots are measured; a damaged store may say otherwise
             arrays[row.key][position[row.seq], row.idx] = row.value
-    return Timeseries(seqs, times, {key: array if width[key] > 1 else array[:, 0] for key, array in arrays.items()})
+    return Timeseries(seqs, times, {key: array if width[key] > 1 else array[:, 0] for key, array in arrays.items()},
+                      name)
 
 
 def _values(rows: Rows, run_id: str, wanted: list[str] | None) -> tuple[list, dict[str, int]]:
