@@ -8,6 +8,7 @@ query over ``observable``.  Both are ``Table``s: numpy columns, ``.to_pandas()``
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import re
@@ -21,7 +22,17 @@ from snapstore.errors import UnknownObservableError
 from snapstore.reading.mapping import ArrayMapping
 from snapstore.store.catalog import chosen_runs
 from snapstore.store.filters import observable_keys
-from snapstore.store.schema import command, observable, parameter, run, snapshot, tag
+from snapstore.store.schema import (
+    command,
+    observable,
+    observable_constant,
+    observable_key,
+    observable_value,
+    parameter,
+    run,
+    snapshot,
+    tag,
+)
 
 SUMMARIES = ("first", "last", "min", "max")
 _INTEGER = re.compile(r"[+-]?\d+")
@@ -117,11 +128,73 @@ def _known_keys(connection: Connection, keys: list[str]) -> None:
             raise UnknownObservableError(key, "this store", observable_keys(connection))
 
 
-def _columns(found: Iterable[Any], keys: list[str]) -> dict[tuple[str, int], str]:
-    """The column of each (key, idx) seen: ``key``, or ``key[i]`` for a vector's components."""
+def _tuples(connection: Connection, statement: Select) -> list[tuple]:
+    """The rows of ``statement`` as plain tuples from the DBAPI cursor: an ensemble reads
+    a value per run, snapshot and component, and a SQLAlchemy Row each would cost more
+    than the query."""
+    compiled = statement.compile(dialect=connection.dialect, compile_kwargs={"render_postcompile": True})
+    params = compiled.construct_params()
+    arguments = tuple(params[name] for name in compiled.positiontup or ()) if compiled.positional else params
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(str(compiled), arguments)
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
+
+
+def _keyed(keys: list[str]) -> Select:
+    return select(observable_key.c.id).where(observable_key.c.key.in_(keys))
+
+
+# The values of chosen runs are read from the two tables that keep them, not through the
+# view ``observable``, which joins every value to its run and snapshot: 4x the time over a
+# thousand runs.
+
+def _varied(connection: Connection, keys: list[str], numbers: Select) -> list[tuple]:
+    """The values of ``keys`` kept per snapshot, of the runs numbered ``numbers``:
+    (run, key, idx, seq, value)."""
+    return _tuples(connection, select(
+        observable_value.c.run, observable_key.c.key, observable_value.c.idx, observable_value.c.seq,
+        observable_value.c.value)
+        .join(observable_key, observable_key.c.id == observable_value.c.key_id)
+        .where(observable_value.c.key_id.in_(_keyed(keys)), observable_value.c.run.in_(numbers)))
+
+
+def _constants(connection: Connection, keys: list[str], numbers: Select) -> list[tuple]:
+    """The constants among ``keys`` of the runs numbered ``numbers``: (run, key, idx, first_seq, value)."""
+    return _tuples(connection, select(
+        observable_constant.c.run, observable_key.c.key, observable_constant.c.idx,
+        observable_constant.c.first_seq, observable_constant.c.value)
+        .join(observable_key, observable_key.c.id == observable_constant.c.key_id)
+        .where(observable_constant.c.key_id.in_(_keyed(keys)), observable_constant.c.run.in_(numbers)))
+
+
+def _extremes(connection: Connection, keys: list[str], numbers: Select) -> list[tuple]:
+    """For each run and component of ``keys`` kept per snapshot: (run, key, idx, first,
+    last, min, max), folded by the database (the ends sought by primary key)."""
+    value = observable_value
+    folded = (select(value.c.run, value.c.key_id, value.c.idx, func.min(value.c.seq).label("first_seq"),
+                     func.max(value.c.seq).label("last_seq"), func.min(value.c.value).label("low"),
+                     func.max(value.c.value).label("high"))
+              .where(value.c.key_id.in_(_keyed(keys)), value.c.run.in_(numbers))
+              .group_by(value.c.run, value.c.key_id, value.c.idx).subquery())
+    first, last = value.alias("first_value"), value.alias("last_value")
+    return _tuples(connection, select(folded.c.run, observable_key.c.key, folded.c.idx, first.c.value, last.c.value,
+                                      folded.c.low, folded.c.high)
+                   .join(observable_key, observable_key.c.id == folded.c.key_id)
+                   .join(first, and_(first.c.key_id == folded.c.key_id, first.c.run == folded.c.run,
+                                     first.c.seq == folded.c.first_seq, first.c.idx == folded.c.idx))
+                   .join(last, and_(last.c.key_id == folded.c.key_id, last.c.run == folded.c.run,
+                                    last.c.seq == folded.c.last_seq, last.c.idx == folded.c.idx)))
+
+
+def _columns(found: Iterable[tuple], keys: list[str]) -> dict[tuple[str, int], str]:
+    """The column of each (key, idx) of ``found`` (tuples whose second and third items they
+    are): ``key``, or ``key[i]`` for a vector's components."""
     width = {key: 0 for key in keys}
-    for row in found:
-        width[row.key] = max(width[row.key], row.idx + 1)
+    for key, idx in {(row[1], row[2]) for row in found}:
+        width[key] = max(width[key], idx + 1)
     return {(key, index): key if width[key] == 1 else f"{key}[{index}]"
             for key in keys for index in range(width[key])}
 
@@ -130,32 +203,37 @@ def series(connection: Connection, keys: Iterable[str], where: str | None = None
     """The observables ``keys`` at every whole snapshot of the runs matching ``where``, one
     row per snapshot by run name and seq (NaN where a snapshot lacks a value, as the
     initial conditions lack kira's): columns ``run``, ``seq``, ``time``, then each key
-    (``key[i]`` for a vector's components).  Two queries: the snapshots, the values."""
+    (``key[i]`` for a vector's components).  Three queries: the snapshots, the values kept
+    per snapshot, the runs' constants."""
     wanted = list(dict.fromkeys(keys))
     if not wanted:
         raise ValueError("series needs at least one observable")
     _known_keys(connection, wanted)
     chosen = chosen_runs(connection, where, retired)
-    snapshots = connection.execute(
-        select(run.c.name, snapshot.c.seq, snapshot.c.time).join(run, run.c.id == snapshot.c.run_id)
+    snapshots = _tuples(connection, (
+        select(run.c.name, run.c.number, snapshot.c.seq, snapshot.c.time).join(run, run.c.id == snapshot.c.run_id)
         .where(snapshot.c.kind == "snapshot", snapshot.c.run_id.in_(chosen))
-        .order_by(run.c.name, snapshot.c.seq)).all()
-    found = connection.execute(
-        select(run.c.name, observable.c.seq, observable.c.key, observable.c.idx, observable.c.value)
-        .join(run, run.c.id == observable.c.run_id)
-        .where(observable.c.key.in_(wanted), observable.c.run_id.in_(chosen))).all()
-    place = {(row.name, row.seq): index for index, row in enumerate(snapshots)}
-    names = _columns(found, wanted)
+        .order_by(run.c.name, snapshot.c.seq)))
+    numbers = select(run.c.number).where(run.c.id.in_(chosen))
+    varied, constants = _varied(connection, wanted, numbers), _constants(connection, wanted, numbers)
+    place = {(number, seq): index for index, (_, number, seq, _) in enumerate(snapshots)}
+    names = _columns(itertools.chain(varied, constants), wanted)
     arrays: dict[str, np.ndarray] = {
-        "run": np.array([row.name for row in snapshots], dtype=object),
-        "seq": np.array([row.seq for row in snapshots], dtype=np.int64),
-        "time": np.array([math.nan if row.time is None else row.time for row in snapshots], dtype=np.float64),
+        "run": np.array([name for name, _, _, _ in snapshots], dtype=object),
+        "seq": np.array([seq for _, _, seq, _ in snapshots], dtype=np.int64),
+        "time": np.array([math.nan if time is None else time for _, _, _, time in snapshots], dtype=np.float64),
         **{name: np.full(len(snapshots), np.nan) for name in names.values()},
     }
-    for row in found:
-        at = place.get((row.name, row.seq))
+    columns = {component: arrays[name] for component, name in names.items()}
+    for number, key, idx, seq, value in varied:
+        at = place.get((number, seq))
         if at is not None:  # only whole snapshots are measured; a damaged store may say otherwise
-            arrays[names[(row.key, row.idx)]][at] = row.value
+            columns[(key, idx)][at] = value
+    by_run: dict[int, list[tuple[int, int]]] = {}  # each run's (seq, row) in seq order
+    for index, (_, number, seq, _) in enumerate(snapshots):
+        by_run.setdefault(number, []).append((seq, index))
+    for number, key, idx, first_seq, value in constants:  # at every whole snapshot from its first on
+        columns[(key, idx)][[at for seq, at in by_run.get(number, ()) if seq >= first_seq]] = value
     return Table(arrays, len(snapshots))
 
 
@@ -165,74 +243,76 @@ def frame(connection: Connection, where: str | None = None, keys: Iterable[str] 
     ``t_first``, ``t_last``, ``status``; ``tag.KEY`` for each tag; ``PROGRAM.FLAG`` for
     each parameter (``kira#2.t`` for a restart's second kira), typed (see ``typed``); and
     ``first(KEY)``, ``last(KEY)``, ``min(KEY)``, ``max(KEY)`` over the run's snapshots for
-    each observable of ``keys``.  Four queries, whatever the number of runs."""
+    each observable of ``keys``.  Six queries, whatever the number of runs."""
     wanted = list(dict.fromkeys(keys))
     _known_keys(connection, wanted)
     chosen = chosen_runs(connection, where, retired)
-    runs = connection.execute(select(run).where(run.c.id.in_(chosen)).order_by(run.c.name)).all()
-    at = {row.id: index for index, row in enumerate(runs)}
+    runs = _tuples(connection, select(run.c.id, run.c.name, run.c.n_particles, run.c.n_snapshots, run.c.t_first,
+                                      run.c.t_last, run.c.status, run.c.retired_at)
+                   .where(run.c.id.in_(chosen)).order_by(run.c.name))
+    at = {row[0]: index for index, row in enumerate(runs)}
+    counts = [None if row[2] is None else str(row[2]) for row in runs]
     arrays: dict[str, np.ndarray] = {
-        "run": np.array([row.name for row in runs], dtype=object),
-        "id": np.array([row.id for row in runs], dtype=object),
-        "N": typed([None if row.n_particles is None else str(row.n_particles) for row in runs]),
-        "snapshots": np.array([row.n_snapshots for row in runs], dtype=np.int64),
-        "t_first": np.array([math.nan if row.t_first is None else row.t_first for row in runs]),
-        "t_last": np.array([math.nan if row.t_last is None else row.t_last for row in runs]),
-        "status": np.array(["retired" if row.retired_at else row.status for row in runs], dtype=object),
+        "run": np.array([row[1] for row in runs], dtype=object),
+        "id": np.array([row[0] for row in runs], dtype=object),
+        "N": typed(counts),
+        "snapshots": np.array([row[3] for row in runs], dtype=np.int64),
+        "t_first": np.array([math.nan if row[4] is None else row[4] for row in runs]),
+        "t_last": np.array([math.nan if row[5] is None else row[5] for row in runs]),
+        "status": np.array(["retired" if row[7] else row[6] for row in runs], dtype=object),
     }
     texts: dict[str, list[str | None]] = {}
-    for row in connection.execute(select(tag.c.run_id, tag.c.key, tag.c.value).where(tag.c.run_id.in_(chosen))
-                                  .order_by(tag.c.key)):
-        texts.setdefault(f"tag.{row.key}", [None] * len(runs))[at[row.run_id]] = row.value
+    for run_id, key, value in _tuples(connection, select(tag.c.run_id, tag.c.key, tag.c.value)
+                                      .where(tag.c.run_id.in_(chosen)).order_by(tag.c.key)):
+        column = texts.get(f"tag.{key}")
+        if column is None:
+            column = texts[f"tag.{key}"] = [None] * len(runs)
+        column[at[run_id]] = value
     arrays.update({name: np.array(values, dtype=object) for name, values in texts.items()})
     parameters = _parameters(connection, chosen, at)
     arrays.update({name: typed(values) for name, values in parameters.items()})
     arrays.update(_summaries(connection, chosen, at, wanted))
-    counts = [None if row.n_particles is None else str(row.n_particles) for row in runs]
     gapped = {name for name, values in [*parameters.items(), ("N", counts)] if _gapped_integers(values)}
     return Table(arrays, len(runs), frozenset(gapped))
 
 
 def _parameters(connection: Connection, chosen: Select, at: dict[str, int]) -> dict[str, list[str | None]]:
     """Each ``PROGRAM.FLAG``'s values by run (a program's later runs in a pipeline ``#2``...)."""
-    steps = connection.execute(
+    steps = _tuples(connection, (
         select(command.c.run_id, command.c.position, command.c.program, parameter.c.flag, parameter.c.value)
         .outerjoin(parameter, and_(parameter.c.run_id == command.c.run_id, parameter.c.position == command.c.position))
-        .where(command.c.run_id.in_(chosen)).order_by(command.c.run_id, command.c.position, parameter.c.flag))
+        .where(command.c.run_id.in_(chosen)).order_by(command.c.run_id, command.c.position, parameter.c.flag)))
     out: dict[str, list[str | None]] = {}
     seen: dict[tuple[str, int], str] = {}  # (run, position) -> the program's name in its pipeline
     counts: dict[tuple[str, str], int] = {}
-    for row in steps:
-        name = seen.get((row.run_id, row.position))
+    for run_id, position, program, flag, value in steps:
+        name = seen.get((run_id, position))
         if name is None:
-            count = counts[(row.run_id, row.program)] = counts.get((row.run_id, row.program), 0) + 1
-            name = seen[(row.run_id, row.position)] = row.program if count == 1 else f"{row.program}#{count}"
-        if row.flag is not None:
-            out.setdefault(f"{name}.{row.flag}", [None] * len(at))[at[row.run_id]] = row.value
+            count = counts[(run_id, program)] = counts.get((run_id, program), 0) + 1
+            name = seen[(run_id, position)] = program if count == 1 else f"{program}#{count}"
+        if flag is not None:
+            label = f"{name}.{flag}"
+            column = out.get(label)
+            if column is None:
+                column = out[label] = [None] * len(at)
+            column[at[run_id]] = value
     return dict(sorted(out.items()))
 
 
 def _summaries(connection: Connection, chosen: Select, at: dict[str, int], keys: list[str]) -> dict[str, np.ndarray]:
-    """``first``, ``last``, ``min`` and ``max`` of each observable of ``keys`` by run, in one
-    query: the extremes by aggregate, the ends from each run's first and last seq."""
+    """``first``, ``last``, ``min`` and ``max`` of each observable of ``keys`` by run: a
+    constant is all four."""
     if not keys:
         return {}
-    ends = (select(observable.c.run_id, observable.c.key, observable.c.idx,
-                   func.min(observable.c.seq).label("first_seq"), func.max(observable.c.seq).label("last_seq"),
-                   func.min(observable.c.value).label("low"), func.max(observable.c.value).label("high"))
-            .where(observable.c.key.in_(keys), observable.c.run_id.in_(chosen))
-            .group_by(observable.c.run_id, observable.c.key, observable.c.idx).subquery())
-    first, last = observable.alias("first"), observable.alias("last")
-    found = connection.execute(
-        select(ends, first.c.value.label("first"), last.c.value.label("last"))
-        .join(first, and_(first.c.run_id == ends.c.run_id, first.c.key == ends.c.key, first.c.idx == ends.c.idx,
-                          first.c.seq == ends.c.first_seq))
-        .join(last, and_(last.c.run_id == ends.c.run_id, last.c.key == ends.c.key, last.c.idx == ends.c.idx,
-                         last.c.seq == ends.c.last_seq))).all()
+    numbers = dict(_tuples(connection, select(run.c.number, run.c.id).where(run.c.id.in_(chosen))))
+    chosen_numbers = select(run.c.number).where(run.c.id.in_(chosen))
+    found = [(number, key, idx, value, value, value, value)
+             for number, key, idx, _, value in _constants(connection, keys, chosen_numbers)]
+    found += _extremes(connection, keys, chosen_numbers)
     names = _columns(found, keys)
     out = {f"{summary}({name})": np.full(len(at), np.nan) for name in names.values() for summary in SUMMARIES}
-    for row in found:
-        name = names[(row.key, row.idx)]
-        for summary, value in zip(SUMMARIES, (row.first, row.last, row.low, row.high)):
-            out[f"{summary}({name})"][at[row.run_id]] = value
+    for number, key, idx, *values in found:
+        place = at[numbers[number]]
+        for summary, value in zip(SUMMARIES, values):
+            out[f"{summary}({names[(key, idx)]})"][place] = value
     return out
