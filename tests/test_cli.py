@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from helpers import SAMPLE, corpus_dir, read_text
+from snapstore import __version__
 from snapstore.cli import app, main
 from snapstore.store.schema import SCHEMA_REVISION
 
@@ -184,14 +185,15 @@ def test_shared_run_folder_round_trips(sqlite_db, tmp_path) -> None:
     import numpy as np
     import pyarrow.dataset as ds
 
-    assert len(np.load(npz).files) == 21
+    tables = [name for name in np.load(npz).files if name.startswith("seq0")]
+    assert len(tables) == 21 and np.load(npz)["seqs"].tolist() == list(range(21))
     assert cli("export", "seed500", "-f", "hdf5", "-o", str(tmp_path / "s.h5"), db=sqlite_db).exit_code == 0
     with h5py.File(tmp_path / "s.h5") as handle:
         assert len(handle) == 21 and handle["seq000020"].attrs["time"] == 100.0
         assert handle["seq000000"]["id"].shape == (500,)
     assert cli("export", "seed500", "-f", "parquet", "-o", str(tmp_path / "pq"), db=sqlite_db).exit_code == 0
     table = ds.dataset(tmp_path / "pq", format="parquet", partitioning="hive").to_table()
-    assert table.num_rows == sum(np.load(npz)[name].size for name in np.load(npz).files)
+    assert table.num_rows == sum(np.load(npz)[name].size for name in tables)
 
 
 def test_db_commands_walk_the_schema_revisions(db) -> None:
@@ -226,6 +228,37 @@ def test_export_takes_snapshot_numbers_and_times_however_the_run_was_ingested(sq
     assert cli("export", "full", "-s", "0", db=sqlite_db).stdout == read_text(SAMPLE / "initial.story.gz")
 
 
+def _exports_describe_themselves(tmp_path, db: str) -> None:
+    """npz, HDF5 and Parquet name each snapshot alike and carry its seq and time, and the
+    run's name, the sha256 of the stream it was read from (as gzip gives it here), the
+    versions and the units."""
+    import hashlib
+
+    import h5py
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    stream = gzip.decompress((SAMPLE / "kira.out.gz").read_bytes())
+    times = [float(line.split("=")[1]) for line in stream.decode().splitlines() if line.startswith("  system_time")]
+    expected = {"run": "n100-w3-s1", "source_sha256": hashlib.sha256(stream).hexdigest(), "starlab_version": "4.4.4",
+                "snapstore_version": __version__}
+    assert cli("export", "n100-w3-s1", "-f", "parquet", "-s", "2:4", "-o", str(tmp_path / "pq"), db=db).exit_code == 0
+    archive = np.load(tmp_path / "x.npz")
+    described = [json.loads(str(archive["metadata"]))]
+    assert archive["seqs"].tolist() == [2, 3] and archive["times"].tolist() == times[1:3]
+    with h5py.File(tmp_path / "x.h5") as handle:
+        described.append({name: handle.attrs[name] for name in expected})
+        assert [(handle[name].attrs["seq"], handle[name].attrs["time"]) for name in handle] == [(2, times[1]),
+                                                                                               (3, times[2])]
+    files = sorted((tmp_path / "pq" / "run=n100-w3-s1").iterdir())
+    assert [path.name for path in files] == ["seq000002.parquet", "seq000003.parquet"]
+    described.append(json.loads(pq.read_schema(files[0]).metadata[b"snapstore"]))
+    assert pq.read_table(files[1]).column("time").to_pylist()[0] == times[2]
+    for found in described:
+        assert {name: found[name] for name in expected} == expected
+    assert "N-body" in described[0]["units"]
+
+
 def test_export_formats_are_the_registry_s_and_take_a_selection(db, tmp_path, monkeypatch, capsys) -> None:
     import h5py
     import numpy as np
@@ -238,10 +271,11 @@ def test_export_formats_are_the_registry_s_and_take_a_selection(db, tmp_path, mo
     for format_name, target in (("npz", "x.npz"), ("hdf5", "x.h5"), ("story", "x.story")):
         assert cli("export", "n100-w3-s1", "-f", format_name, "-s", "2:4", "-o", str(tmp_path / target),
                    db=db).exit_code == 0
-    assert sorted(np.load(tmp_path / "x.npz").files) == ["seq2", "seq3"]
+    assert sorted(np.load(tmp_path / "x.npz").files) == ["metadata", "seq000002", "seq000003", "seqs", "times"]
     with h5py.File(tmp_path / "x.h5") as handle:
         assert sorted(handle) == ["seq000002", "seq000003"]
     assert (tmp_path / "x.story").read_text() == "".join(_stories(read_text(SAMPLE / "kira.out.gz"))[1:3])
+    _exports_describe_themselves(tmp_path, db)
     # a format registered for snapshots is one that export writes, by that one list
     monkeypatch.setattr(registry, "_entries", dict(registry._entries))
     registry.register(Snapshots, "seqs", "posix", lambda items, location: location.storage.put(

@@ -10,13 +10,16 @@ sha256); particle tables (``numpy.ndarray``) as ``npz``, ``hdf5`` and
 ``parquet``; ``Dynamics`` as ``npz``; a ``Run``, or some of its ``Snapshots``
 (``Run.select``), as ``story`` (kira's text), ``npz`` (a particle table per
 snapshot), one ``hdf5`` file (a group per snapshot) or a ``parquet`` dataset
-partitioned by run (``<key>/run=<name>/seq=<n>.parquet``), readable by DuckDB,
-Polars or Spark without snapstore: ``snapstore export`` writes these formats.
+partitioned by run (``<key>/run=<name>/seq000001.parquet``), readable by DuckDB,
+Polars or Spark without snapstore: ``snapstore export`` writes these formats.  Each
+names a snapshot ``seq000001`` and carries its seq and time, the star ids, and what
+``formats.describe`` says of the run (name, source and its sha256, versions, units).
 """
 
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, unquote
@@ -79,25 +82,34 @@ def _stream_read(location: Location) -> list[Story]:
     return list(read_stories(io.BytesIO(location.storage.get(location.key))))
 
 
+def _snapshot_name(seq: int) -> str:
+    """What a snapshot is called in every export format: ``seq000001``."""
+    return f"seq{seq:06d}"
+
+
 def _tables_npz_write(items: Snapshots, location: Location) -> None:
-    """One particle table per snapshot (``seq<N>``) in one npz."""
+    """One particle table per snapshot (``seq000001``...) in one npz, with ``seqs``,
+    ``times`` and ``metadata`` (the run's ``formats.describe``, as JSON text)."""
     buffer = io.BytesIO()
-    tables: dict[str, Any] = {f"seq{item.seq}": table for item, table in items.run.particle_tables(items)}
-    np.savez_compressed(buffer, **tables)
+    tables: dict[str, Any] = {_snapshot_name(item.seq): table for item, table in items.run.particle_tables(items)}
+    np.savez_compressed(buffer, **tables, seqs=np.array([item.seq for item in items], dtype=np.int64),
+                        times=items.times, metadata=np.array(json.dumps(formats.describe(items.run))))
     location.storage.put(location.key, buffer.getvalue())
 
 
 def _tables_npz_read(location: Location) -> dict[int, np.ndarray]:
     """``{seq: particle table}`` from an npz of snapshots."""
     with np.load(io.BytesIO(location.storage.get(location.key)), allow_pickle=False) as arrays:
-        return {int(name[3:]): arrays[name] for name in arrays.files}
+        return {int(name[3:]): arrays[name] for name in arrays.files if name.startswith("seq") and name != "seqs"}
 
 
 def _run_parquet_write(items: Snapshots, location: Location) -> None:
+    metadata = formats.describe(items.run)
     for item, table in items.run.particle_tables(items):
         # a name is one path segment, %-encoded as Hive partitioning (pyarrow, DuckDB, Spark) decodes it
-        key = f"{location.key}/run={quote(items.run.name, safe='')}/seq={item.seq:06d}.parquet"
-        location.storage.put(key, formats.particles_to_parquet(table, {"seq": item.seq, "time": item.time}))
+        key = f"{location.key}/run={quote(items.run.name, safe='')}/{_snapshot_name(item.seq)}.parquet"
+        location.storage.put(key, formats.particles_to_parquet(table, {"seq": item.seq, "time": item.time},
+                                                               metadata))
 
 
 def _run_parquet_read(location: Location):
@@ -119,9 +131,11 @@ def _run_hdf5_write(items: Snapshots, location: Location) -> None:
 
     buffer = io.BytesIO()
     with h5py.File(buffer, "w") as handle:
-        handle.attrs["run"] = items.run.name
+        for name, value in formats.describe(items.run).items():  # nested values as JSON text
+            handle.attrs[name] = value if isinstance(value, str) else json.dumps(value)
         for item, table in items.run.particle_tables(items):
-            group = handle.create_group(f"seq{item.seq:06d}")
+            group = handle.create_group(_snapshot_name(item.seq))
+            group.attrs["seq"] = item.seq
             group.attrs["time"] = np.nan if item.time is None else item.time
             for name, column in formats._columns(table).items():
                 group.create_dataset(name, data=column, compression="gzip")

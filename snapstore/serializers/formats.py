@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import io
-from typing import Any
+import json
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from snapstore import codec
+from snapstore._version import __version__
 from snapstore.codec import PARTICLE_DTYPE
 from snapstore.reading.dynamics import Dynamics
 from snapstore.serializers.storages import require
 from snapstore.story import Story, parse_story
+
+if TYPE_CHECKING:
+    from snapstore.reading import Run
 
 
 def story_key(story: Story) -> str:
@@ -41,6 +46,30 @@ def story_to_record(story: Story) -> bytes:
 
 def story_from_record(data: bytes, python_type: type | None) -> Story:
     return _as(python_type, codec.decode(data))
+
+
+UNITS = "N-body units (G = 1), as the snapshots are written"
+# Starlab's conversion factors from stellar units (solar masses, radii, Myr) to N-body ones,
+# as the root of kira's snapshots carries them; not positive where a run has none.
+SCALES = ("mass_scale", "size_scale", "time_scale")
+
+
+def describe(run: Run) -> dict[str, Any]:
+    """What an export says of the run it holds: its name and id, the stream it was read
+    from and that text's sha256, the Starlab and snapstore versions, the units, and
+    kira's physical scales where the run has them."""
+    scales: dict[str, float] = {}
+    try:
+        series = run.timeseries(list(SCALES))
+    except KeyError:  # no snapshot of the run carries them
+        series = None
+    for key in SCALES if series is not None else ():
+        known = series[key][~np.isnan(series[key])]  # type: ignore[index]
+        if known.size and known[-1] > 0:
+            scales[key] = float(known[-1])
+    return {"run": run.name, "run_id": run.id, "source": run.source, "source_sha256": run.source_sha256,
+            "starlab_version": run.starlab_version, "snapstore_version": __version__, "units": UNITS,
+            "scales": scales}
 
 
 _AXES = ("x", "y", "z")
@@ -104,14 +133,18 @@ def particles_from_hdf5(data: bytes, python_type: type | None) -> np.ndarray:
         return _particles({name: group[name][()] for name in group})
 
 
-def particles_to_parquet(particles: np.ndarray, extra: dict | None = None) -> bytes:
-    """One row per star; ``extra`` adds constant columns such as seq and time."""
+def particles_to_parquet(particles: np.ndarray, extra: dict | None = None, metadata: dict | None = None) -> bytes:
+    """One row per star; ``extra`` adds constant columns such as seq and time, ``metadata``
+    goes into the file's key-value metadata under ``snapstore`` (JSON)."""
     pa = require("pyarrow", "parquet")
     pq = require("pyarrow.parquet", "parquet")
     columns = {**{name: np.full(len(particles), value) for name, value in (extra or {}).items()},
                **_columns(particles)}
+    table = pa.table(columns)
+    if metadata is not None:
+        table = table.replace_schema_metadata({"snapstore": json.dumps(metadata)})
     buffer = io.BytesIO()
-    pq.write_table(pa.table(columns), buffer, compression="zstd")
+    pq.write_table(table, buffer, compression="zstd")
     return buffer.getvalue()
 
 
