@@ -235,8 +235,9 @@ class Store:
         """Drop and rebuild every projection from the event log (and ``observable`` from
         the records it names); returns events replayed."""
         from snapstore.store import projections
-        from snapstore.store.backend import with_retries
+        from snapstore.store.backend import refresh_statistics, with_retries
 
+        refresh_statistics(self.engine)  # its reads run by run seek their rows only with true table sizes
         return with_retries(self.engine, projections.rebuild)
 
     # -- reading ----------------------------------------------------------------

@@ -87,3 +87,4 @@ def test_verify_still_finds_a_drifted_run_among_many(tmp_path) -> None:
         assert store.verify("copy-0017") == ["projection run differs from the event log (run `snapstore rebuild`)"]
         store.rebuild_projections()
         assert store.verify() == []
+

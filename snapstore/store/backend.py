@@ -222,3 +222,22 @@ def insert_many(connection: Connection, table: Table, rows: list[tuple]) -> None
     names = ", ".join(quote(column.name) for column in table.columns)
     connection.exec_driver_sql(f"INSERT INTO {quote(table.name)} ({names}) VALUES "
                                f"({', '.join([marker] * len(table.columns))})", rows)
+
+
+def refresh_statistics(engine: Engine) -> list[str]:
+    """ANALYZE the tables whose planner statistics are stale (more rows changed since the
+    last ANALYZE than a tenth of what it counted, and at least 1,000), on PostgreSQL; the
+    tables analyzed.  With autovacuum off, or before it wakes, a planner that still
+    believes a grown table empty scans it once per run, and whole-store work goes
+    quadratic (verify of 2,000 runs: 0.030 s a run at 200, 0.082 s at 2,000).  Statistics
+    are not data: nothing a user stored changes."""
+    if engine.dialect.name != "postgresql":
+        return []
+    with engine.connect() as connection:
+        stale = connection.exec_driver_sql(
+            "SELECT relname FROM pg_stat_user_tables WHERE schemaname = current_schema() "
+            "AND n_mod_since_analyze >= greatest(1000, n_live_tup / 10) ORDER BY relname").scalars().all()
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        for name in stale:
+            connection.exec_driver_sql(f"ANALYZE {connection.dialect.identifier_preparer.quote(name)}")
+    return list(stale)

@@ -38,7 +38,7 @@ from snapstore.provenance import (
     pipeline_from_log,
 )
 from snapstore.store import diagnostics, observations
-from snapstore.store.backend import with_retries
+from snapstore.store.backend import refresh_statistics, with_retries
 from snapstore.store.events import (
     Event,
     IngestFinished,
@@ -519,6 +519,7 @@ def ingest(engine: Engine, source, *, name: str | None = None, initial=None, tag
     process commits (see ``encoding``); ``durable_each`` commits each story alone, where
     by default they are committed in groups (``BATCH_SECONDS``)."""
     inputs = resolve(source, name, initial, commands, label)
+    refresh_statistics(engine)  # each group's reads seek the run's rows only if the planner knows the tables' size
     job = Ingest(engine, inputs.name, on_snapshot, payloads, check, ahead)
     with open_source(inputs.stream) as reader:  # type: ignore[arg-type]
         roots = iter_root_texts(reader, inputs.label)  # type: ignore[arg-type]

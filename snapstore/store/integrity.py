@@ -17,6 +17,7 @@ from sqlalchemy import Connection, Engine, create_engine, select
 from snapstore import codec
 from snapstore.errors import CorruptRecordError, InvalidArgumentError, SnapstoreError, StoreAccessError, first_line
 from snapstore.store import diagnostics, observations, projections
+from snapstore.store.backend import refresh_statistics
 from snapstore.store.events import RunStarted, from_row
 from snapstore.store.pack_rows import pack_lists
 from snapstore.store.queries import CoreRows
@@ -50,6 +51,7 @@ def verify(engine: Engine, run_ids: list[str] | None = None,
     is called after each run.  ``jobs`` processes check records and observables (the
     decoding, most of the work) while this one replays the log.  ``since`` (a stamp as
     ``log.stamp`` makes it) keeps only the runs with an event recorded at or after it."""
+    refresh_statistics(engine)  # a run at a time is only linear if each run's rows are sought
     with engine.connect() as connection, connection.begin():
         started = [row.run_id for row in connection.execute(
             select(event.c.run_id).where(event.c.type == RunStarted.type).order_by(event.c.position))]
