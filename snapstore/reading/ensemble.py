@@ -2,8 +2,8 @@
 
 ``frame`` gives one row per run (its name, tags, every program's parameters as typed
 columns, and summaries of the observables asked for); ``series`` one row per whole
-snapshot of every chosen run (run, seq, time and the observables asked for), with one
-query over ``observable``.  Both are ``Table``s: numpy columns, ``.to_pandas()`` for a DataFrame.
+snapshot of every chosen run (run, seq, time and the observables asked for).  Both are
+``Table``s: numpy columns, ``.to_pandas()`` for a DataFrame, ``.to_parquet()``.
 """
 
 from __future__ import annotations
