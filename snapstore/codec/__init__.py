@@ -15,6 +15,7 @@ if TYPE_CHECKING:
         particles_from_layout,
         root_values,
         root_values_from_layout,
+        star_rows,
     )
     from snapstore.codec.pack import (
         Pack,
@@ -50,6 +51,7 @@ _LAZY = {
     "particles_from_layout": "snapstore.codec.arrays",
     "root_values": "snapstore.codec.arrays",
     "root_values_from_layout": "snapstore.codec.arrays",
+    "star_rows": "snapstore.codec.arrays",
     **dict.fromkeys(("Pack", "Packed", "Stored", "pack_text", "packable", "shares", "story_bytes", "stored_story",
                      "verify_pack"), "snapstore.codec.pack"),
     "CODEC_NAME": "snapstore.codec.record",
@@ -97,6 +99,7 @@ __all__ = [
     "root_values",
     "root_values_from_layout",
     "shares",
+    "star_rows",
     "stored_story",
     "story_bytes",
     "text_from_layout",

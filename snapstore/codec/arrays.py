@@ -11,7 +11,7 @@ import numpy as np
 
 from snapstore.codec.pack import Packed, Stored, stored_layout
 from snapstore.codec.record import record_star_rows
-from snapstore.codec.stars import star_table
+from snapstore.codec.stars import StarRows, star_table
 from snapstore.codec.structure import Layout
 
 
@@ -29,7 +29,13 @@ def particles(record: Stored) -> np.ndarray:
     they are absolute.  A value that is missing, not a number or of the wrong
     shape is NaN, and so is every absolute value built on it.
     """
-    return star_table(record.layout.star_rows if isinstance(record, Packed) else record_star_rows(record))
+    return star_table(star_rows(record))
+
+
+def star_rows(record: Stored) -> StarRows:
+    """A snapshot record's star rows: every Particle node's parent, index, mass and phase
+    relative to its parent (a format-2 record's hot section alone)."""
+    return record.layout.star_rows if isinstance(record, Packed) else record_star_rows(record)
 
 
 def root_values(record: Stored) -> dict[str, object]:

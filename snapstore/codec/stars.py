@@ -161,7 +161,7 @@ def _root_has(structure: Structure, key: str) -> bool:
 _SHALLOW = 8  # levels done by rounds over the rows still pending; deeper trees sort by depth
 
 
-def _depths(parent: np.ndarray) -> np.ndarray:
+def depths(parent: np.ndarray) -> np.ndarray:
     """Each row's number of ancestors, by pointer jumping: each round adds the count
     of the row ``up`` the chain and doubles the jump, so depth d costs log2(d) rounds."""
     depth = (parent >= 0).astype(np.int64)
@@ -177,7 +177,7 @@ def _depths(parent: np.ndarray) -> np.ndarray:
     return depth
 
 
-def _absolute(relative: np.ndarray, parent: np.ndarray) -> np.ndarray:
+def absolute(relative: np.ndarray, parent: np.ndarray) -> np.ndarray:
     """Each row's value plus its parent's absolute one, from the root down (the order
     the format specifies): one vectorised step per tree level."""
     total = relative.copy()
@@ -191,7 +191,7 @@ def _absolute(relative: np.ndarray, parent: np.ndarray) -> np.ndarray:
         total[rows] = relative[rows] + total[parent[rows]]
         done[rows] = True
         pending = pending[~ready]
-    depth = _depths(parent)[pending]  # a deep tree: the remaining levels in order, after one sort
+    depth = depths(parent)[pending]  # a deep tree: the remaining levels in order, after one sort
     order = np.argsort(depth, kind="stable")
     bounds = np.flatnonzero(np.diff(depth[order], prepend=-1, append=-1))
     for low, high in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
@@ -200,7 +200,7 @@ def _absolute(relative: np.ndarray, parent: np.ndarray) -> np.ndarray:
     return total
 
 
-def _identities(index: np.ndarray, names: np.ndarray | None) -> np.ndarray:
+def star_ids(index: np.ndarray, names: np.ndarray | None) -> np.ndarray:
     """Each star's id: its index ``i``, else its name where that is a whole number
     (generators run without ``-i`` leave stars unindexed), else -1."""
     ids = index
@@ -225,10 +225,10 @@ def star_table_reference(rows: StarRows) -> np.ndarray:
     if (rows.parent < -1).any() or (rows.parent >= np.arange(rows.parent.size)).any():  # a cycle never ends
         raise CorruptRecordError("record cannot be decoded: a star row's parent does not come before it")
     leaves = np.flatnonzero(rows.leaves)
-    ids = _identities(rows.index[leaves], None if rows.name is None else rows.name[leaves])
+    ids = star_ids(rows.index[leaves], None if rows.name is None else rows.name[leaves])
     order = np.argsort(ids, kind="stable")
     chosen = leaves[order]
-    phase = _absolute(np.hstack([rows.pos, rows.vel]), rows.parent)
+    phase = absolute(np.hstack([rows.pos, rows.vel]), rows.parent)
     out = np.empty(leaves.size, dtype=PARTICLE_DTYPE)
     out["id"], out["mass"] = ids[order], rows.mass[chosen]
     out["pos"], out["vel"] = phase[chosen, :3], phase[chosen, 3:]

@@ -15,6 +15,7 @@ import numpy as np
 
 from snapstore import codec
 from snapstore.errors import CorruptRecordError
+from snapstore.physics.multiples import multiples
 from snapstore.reading.dynamics import FIELDS, Dynamics, assemble
 from snapstore.reading.timeseries import Timeseries, timeseries
 from snapstore.store.pack_rows import pack_lists
@@ -91,6 +92,13 @@ class Snapshot:
     def particles(self) -> np.ndarray:
         """Leaf stars (id, mass, pos, vel), absolute coordinates, sorted by id."""
         return self._checked(codec.particles)
+
+    def multiples(self) -> np.ndarray:
+        """The bound pairs of the snapshot's tree (binaries, and each pair of a triple):
+        the smallest star id and star count of each component, depth, total mass, centre
+        of mass (absolute), and semi-major axis, eccentricity and period of the relative
+        orbit (G = 1); see ``physics.multiples``."""
+        return self._checked(lambda record: multiples(codec.star_rows(record)))
 
     def root(self) -> dict[str, object]:
         """Root values (energies, Lagrangian radii, N, system_time...) as floats/arrays."""

@@ -1,0 +1,101 @@
+"""Binaries and triples resolved: ``Snapshot.multiples()`` against the Kepler elements
+computed here, straight from the text, for every snapshot of the corpus's binaries run
+(primordial binaries, and a triple that forms)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from helpers import corpus_dir, read_text
+
+
+class Node:
+    """A Particle of the text: its values, its children, its parent."""
+
+    def __init__(self, parent: Node | None) -> None:
+        self.parent, self.children, self.values = parent, [], {}
+
+    def vector(self, key: str) -> list[float]:
+        return [float(x) for x in self.values[key].split()]
+
+    def stars(self) -> list[int]:
+        if not self.children:
+            return [int(self.values.get("i", self.values.get("name", "-1")))]
+        return [star for child in self.children for star in child.stars()]
+
+    def absolute(self, key: str) -> list[float]:
+        own = self.vector(key) if key in self.values else [0.0, 0.0, 0.0]
+        if self.parent is None:
+            return own
+        return [a + b for a, b in zip(own, self.parent.absolute(key))]
+
+
+def _tree(story: str) -> list[Node]:
+    """Every Particle of a story, in order; values from the Particle itself and its Dynamics."""
+    nodes: list[Node] = []
+    stack: list[str] = []
+    current: list[Node] = []
+    for line in story.splitlines():
+        if line == "(Particle":
+            node = Node(current[-1] if current else None)
+            if current:
+                current[-1].children.append(node)
+            nodes.append(node)
+            current.append(node)
+            stack.append("Particle")
+        elif line.startswith("("):
+            stack.append(line[1:])
+        elif line.startswith(")"):
+            if stack.pop() == "Particle":
+                current.pop()
+        elif "=" in line and stack and stack[-1] in ("Particle", "Dynamics"):
+            key, value = (part.strip() for part in line.split("=", 1))
+            current[-1].values.setdefault(key, value)
+    return nodes
+
+
+def _elements(node: Node) -> dict[str, float]:
+    first, second = node.children
+    m1, m2 = float(first.values["m"]), float(second.values["m"])
+    r = [b - a for a, b in zip(first.vector("r"), second.vector("r"))]
+    v = [b - a for a, b in zip(first.vector("v"), second.vector("v"))]
+    total = m1 + m2
+    energy = 0.5 * sum(x * x for x in v) - total / math.sqrt(sum(x * x for x in r))
+    h = [r[1] * v[2] - r[2] * v[1], r[2] * v[0] - r[0] * v[2], r[0] * v[1] - r[1] * v[0]]
+    a = -total / (2 * energy)
+    return {"mass": total, "a": a, "e": math.sqrt(max(0.0, 1 + 2 * energy * sum(x * x for x in h) / total**2)),
+            "period": 2 * math.pi * math.sqrt(a**3 / total) if energy < 0 else math.nan}
+
+
+@pytest.mark.corpus
+def test_every_pair_of_the_binaries_run_has_the_elements_of_its_relative_orbit(corpus_store) -> None:
+    folder = corpus_dir() / "binaries"
+    cut = "(Particle\n  name = root"
+    texts = [read_text(folder / "initial.story.gz")] + [cut + part for part in
+                                                      read_text(folder / "kira.out.gz").split(cut)[1:]]
+    snapshots = corpus_store.run("binaries").snapshots()
+    assert len(snapshots) == len(texts)
+    pairs = triples = 0
+    for item, text in zip(snapshots, texts):
+        found = item.multiples()
+        expected = [node for node in _tree(text) if node.parent is not None and len(node.children) == 2]
+        assert len(found) == len(expected), item.seq
+        by_members = {(row["id1"], row["id2"]): row for row in found}
+        for node in expected:
+            stars = [sorted(child.stars()) for child in node.children]
+            row = by_members[(stars[0][0], stars[1][0])]
+            assert (row["n1"], row["n2"]) == (len(stars[0]), len(stars[1]))
+            depth, up = 0, node
+            while up.parent is not None:
+                depth, up = depth + 1, up.parent
+            assert row["depth"] == depth
+            np.testing.assert_allclose(row["pos"], node.absolute("r"), rtol=1e-12, atol=1e-15)
+            np.testing.assert_allclose(row["vel"], node.absolute("v"), rtol=1e-12, atol=1e-15)
+            for key, value in _elements(node).items():
+                assert row[key] == pytest.approx(value, rel=1e-9, nan_ok=True), (item.seq, key)
+            pairs += 1
+            triples += len(stars[0]) + len(stars[1]) > 2
+    assert pairs > 100 and triples > 0  # primordial binaries in every snapshot, and a triple that formed
