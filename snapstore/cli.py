@@ -457,18 +457,23 @@ def export(
 
 @app.command()
 def plot(
-    run: str = typer.Argument(..., help="Run name or id"),
+    run: str | None = typer.Argument(None, help="Run name or id; none for an ensemble (--where, --by)"),
     out: Path = typer.Option(Path("run.png"), "--out", "-o", help="Image file (PNG, or the suffix's format)"),
     snapshot: int | None = typer.Option(None, "--snapshot", help="Draw the stars of this snapshot number instead"),
     compare: list[str] = typer.Option([], "--compare", help="Another run on the same panels (repeatable)"),
+    where: str | None = typer.Option(None, "--where", "-w", help="Ensemble: the runs to draw"),
+    by: str | None = typer.Option(None, "--by", help="Ensemble: group by this parameter or tag, e.g. makeking.w"),
+    keys: list[str] = typer.Option([], "--key", "-k", help="Ensemble: an observable to draw (repeatable) "
+                                                           "[default: kira_rhalf, n_bound, energy_error]"),
     db: str | None = DB,
 ) -> None:
-    """Plot a run: Lagrangian radii, energy error, stars and multiples against time.
-    Example: snapstore plot seed500 --compare n200-w5-s1 -o ensemble.png   (needs snapstore[plot])"""
+    """Plot a run (Lagrangian radii, energy error, stars and multiples against time), or an ensemble.
+    Example: snapstore plot seed500 --compare n200-w5-s1 -o runs.png   (needs snapstore[plot])
+    Example: snapstore plot --where 'makeking.n = 100' --by makeking.w -o ensemble.png"""
     from snapstore.plotting import plot as draw
 
     with _open(db) as store:
-        typer.echo(draw(store, run, out, snapshot=snapshot, compare=compare))
+        typer.echo(draw(store, run, out, snapshot=snapshot, compare=compare, where=where, by=by, keys=keys))
 
 
 @app.command()

@@ -1,7 +1,8 @@
 """The figures astronomers look at first, drawn from the store with matplotlib.
 
 ``plot_runs``: Lagrangian radii, relative energy error and star counts against
-time, for one run or an ensemble; ``plot_snapshot``: the stars of one snapshot
+time, for one run or a few; ``plot_ensemble``: many runs grouped by a parameter or a
+tag, each group's median and 16-84% band; ``plot_snapshot``: the stars of one snapshot
 in x-y and x-z, members of binaries and larger multiples marked.  Figures are
 built without pyplot, so nothing here touches a notebook's global state.
 """
@@ -116,16 +117,82 @@ def plot_snapshot(item: Snapshot) -> Figure:
     return figure
 
 
+ENSEMBLE_KEYS = ("kira_rhalf", "n_bound", "energy_error")
+BAND = (16.0, 84.0)  # the percentiles of a group's band: the middle 68%, one sigma of a normal spread
+
+
+def ensemble_bands(store: Store, keys: Sequence[str] = ENSEMBLE_KEYS, where: str | None = None,
+                   by: str | None = None) -> dict[str, dict[str, tuple[np.ndarray, ...]]]:
+    """For each column of ``keys`` (``key`` or ``key[i]``) and each group of the runs
+    matching ``where`` (by the value of the ``store.frame`` column ``by``: a parameter
+    such as ``makeking.w`` or a tag such as ``tag.ensemble``; one group without it), the
+    group's times, median, 16th and 84th percentiles and run count at each time, over
+    the runs with a value there.  Group labels read ``by = value (N runs)``."""
+    names = [key.split("[")[0] for key in keys]
+    series = store.timeseries(names, where)
+    columns = {key: key if key in series else f"{key}[0]" for key in keys}  # a vector's first component
+    missing = [key for key, column in columns.items() if column not in series]
+    if missing:
+        raise InvalidArgumentError(f"plot: no column {missing[0]!r}; the observables give {', '.join(series)}")
+    groups: dict[str, list[str]] = {}
+    if by is None:
+        groups["every run"] = sorted(set(series["run"].tolist()))
+    else:
+        frame = store.frame(where)
+        if by not in frame:
+            known = ", ".join(name for name in frame if "." in name)
+            raise InvalidArgumentError(f"plot --by: no column {by!r} among the runs; they have {known}")
+        for name, value in zip(frame["run"].tolist(), frame[by].tolist()):
+            groups.setdefault(f"{by} = {value}", []).append(name)
+    out: dict[str, dict[str, tuple[np.ndarray, ...]]] = {}
+    for key, column in columns.items():
+        values, times, runs = series[column], series["time"], series["run"]
+        out[key] = {}
+        for label, members in sorted(groups.items()):
+            chosen = np.isin(runs, members) & ~np.isnan(values) & ~np.isnan(times)
+            grid = np.unique(times[chosen])
+            at = [values[chosen & (times == time)] for time in grid]
+            low, high = (np.array([np.percentile(found, q) for found in at]) for q in BAND)
+            out[key][f"{label} ({len(members)} runs)"] = (grid, np.array([np.median(found) for found in at]), low, high,
+                                                         np.array([found.size for found in at]))
+    return out
+
+
+def plot_ensemble(store: Store, keys: Sequence[str] = ENSEMBLE_KEYS, where: str | None = None,
+                  by: str | None = None) -> Figure:
+    """One panel per observable of ``keys`` against time: each group's median (a line)
+    and 16-84% band (shaded) across its runs (see ``ensemble_bands``)."""
+    bands = ensemble_bands(store, keys, where, by)
+    figure, axes = _figure(1, len(keys), (5.0 * len(keys), 4.5))
+    for panel, (key, groups) in zip(axes.ravel(), bands.items()):
+        for index, (label, (time, median, low, high, _)) in enumerate(groups.items()):
+            colour = f"C{index % 10}"
+            panel.fill_between(time, low, high, color=colour, alpha=0.25, lw=0)
+            panel.plot(time, median, "-", color=colour, lw=1.5, label=label)
+        panel.set(xlabel="time (N-body units)", ylabel=key, title=f"{key}: median and 16-84% of the runs")
+        panel.grid(alpha=0.3)
+        panel.legend(fontsize="small")
+    return figure
+
+
 def save(figure: Figure, out: str | os.PathLike) -> str:
     """Write ``figure`` (PNG, or the format the suffix names); returns the path."""
     figure.savefig(out, dpi=DPI)
     return os.fspath(out)
 
 
-def plot(store: Store, run: str, out: str | os.PathLike, snapshot: int | None = None,
-         compare: Sequence[str] = ()) -> str:
+def plot(store: Store, run: str | None, out: str | os.PathLike, snapshot: int | None = None,
+         compare: Sequence[str] = (), where: str | None = None, by: str | None = None,
+         keys: Sequence[str] = ()) -> str:
     """``snapstore plot``: the run figure of ``run`` and the ``compare`` runs, or with
-    ``snapshot`` the stars of that snapshot number; written to ``out``."""
+    ``snapshot`` the stars of that snapshot number, or without a run the ensemble figure
+    of the runs matching ``where`` grouped ``by`` a column; written to ``out``."""
+    if run is None:
+        if snapshot is not None or compare:
+            raise InvalidArgumentError("plot: --snapshot and --compare draw a run: name one")
+        return save(plot_ensemble(store, tuple(keys) or ENSEMBLE_KEYS, where, by), out)
+    if where is not None or by is not None or keys:
+        raise InvalidArgumentError("plot: --where, --by and --key draw an ensemble: leave out the run name")
     if snapshot is not None:
         if compare:
             raise InvalidArgumentError("plot: --snapshot draws one run; leave out --compare")

@@ -152,3 +152,33 @@ def test_frame_and_series_from_the_command_line(store_url, tmp_path, capsys) -> 
     assert code == 2 and "did you mean energy_error" in err and len(err.strip().splitlines()) == 1
     said = runner.invoke(app, ["frame", "-f", "parquet", "--db", store_url])
     assert said.exit_code == 2 and "--out" in said.output
+
+
+@pytest.mark.corpus
+def test_ensemble_bands_are_each_group_s_median_and_middle_68_percent(corpus_store, tmp_path) -> None:
+    pytest.importorskip("matplotlib")
+    from snapstore.plotting import ensemble_bands, plot
+
+    bands = ensemble_bands(corpus_store, ["n_bound", "r_lagr[4]"], where="tag.family = grid", by="makeking.w")
+    grid = [folder for folder in corpus_runs() if folder.parent.name == "grid"]
+    for w in (3, 5, 7):
+        members = [folder for folder in grid if f"-w{w}-" in folder.name]
+        for key, component in (("n_bound", ("n_bound", 0)), ("r_lagr[4]", ("r_lagr", 4))):
+            at: dict[float, list[float]] = {}
+            for folder in members:
+                for found in _plain_series(folder):
+                    if component in found and ("system_time", 0) in found:
+                        at.setdefault(found[("system_time", 0)], []).append(found[component])
+            time, median, low, high, count = bands[key][f"makeking.w = {w} ({len(members)} runs)"]
+            assert time.tolist() == sorted(at)
+            assert count.tolist() == [len(at[t]) for t in sorted(at)]
+            np.testing.assert_allclose(median, [np.median(at[t]) for t in sorted(at)], rtol=1e-12)
+            np.testing.assert_allclose(low, [np.percentile(at[t], 16) for t in sorted(at)], rtol=1e-12)
+            np.testing.assert_allclose(high, [np.percentile(at[t], 84) for t in sorted(at)], rtol=1e-12)
+    image = tmp_path / "ensemble.png"
+    assert plot(corpus_store, None, image, where="tag.family = grid", by="makeking.w") == str(image)
+    assert image.stat().st_size > 10_000
+    with pytest.raises(snapstore.InvalidArgumentError, match="--by: no column 'makeking.x'"):
+        ensemble_bands(corpus_store, where="tag.family = grid", by="makeking.x")
+    with pytest.raises(snapstore.InvalidArgumentError, match="leave out the run name"):
+        plot(corpus_store, "seed500", image, by="makeking.w")
