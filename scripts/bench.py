@@ -253,6 +253,11 @@ def _run_reads(results: dict, store, name: str) -> None:
     theirs = best(lambda: baseline.particle_array(baseline.from_buf(snap_text)[0]), 3)
     report(f"{name} snapshot {position} particles(), fresh Snapshot, vs baseline parse", ours * 1e3, theirs * 1e3,
            "ms", ">= 50x, aim 100x", False)
+    every = [store.run(name).snapshots()[position] for _ in range(20)]  # every field: the whole record decoded
+    fields = best(lambda: every.pop().particles(fields="all"), 20)
+    results[f"{name}_particles_all_fields_ms"] = fields * 1e3
+    report(f"{name} snapshot {position} particles(fields='all') vs particles()", fields * 1e3, ours * 1e3, "ms",
+           "its cost, stated", False)
     results[f"{name}_snapshot_text_ms"] = best(snap.text, 5) * 1e3
 
 

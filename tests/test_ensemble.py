@@ -178,7 +178,7 @@ def test_ensemble_bands_are_each_group_s_median_and_middle_68_percent(corpus_sto
     image = tmp_path / "ensemble.png"
     assert plot(corpus_store, None, image, where="tag.family = grid", by="makeking.w") == str(image)
     assert image.stat().st_size > 10_000
-    with pytest.raises(snapstore.InvalidArgumentError, match="--by: no column 'makeking.x'"):
+    with pytest.raises(snapstore.InvalidArgumentError, match=r"--by: no column 'makeking\.x'"):
         ensemble_bands(corpus_store, where="tag.family = grid", by="makeking.x")
     with pytest.raises(snapstore.InvalidArgumentError, match="leave out the run name"):
         plot(corpus_store, "seed500", image, by="makeking.w")

@@ -11,8 +11,10 @@ from snapstore._lazy import loader
 
 if TYPE_CHECKING:
     from snapstore.codec.arrays import (
+        particle_fields,
         particles,
         particles_from_layout,
+        particles_with_fields,
         root_values,
         root_values_from_layout,
         star_rows,
@@ -48,6 +50,8 @@ if TYPE_CHECKING:
 _LAZY = {
     "Layout": "snapstore.codec.structure",
     "particles": "snapstore.codec.arrays",
+    "particle_fields": "snapstore.codec.arrays",
+    "particles_with_fields": "snapstore.codec.arrays",
     "particles_from_layout": "snapstore.codec.arrays",
     "root_values": "snapstore.codec.arrays",
     "root_values_from_layout": "snapstore.codec.arrays",
@@ -94,8 +98,10 @@ __all__ = [
     "layout_of_text",
     "pack_text",
     "packable",
+    "particle_fields",
     "particles",
     "particles_from_layout",
+    "particles_with_fields",
     "root_values",
     "root_values_from_layout",
     "shares",

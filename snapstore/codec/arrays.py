@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from snapstore.codec.fields import particles_with, star_fields
 from snapstore.codec.pack import Packed, Stored, stored_layout
 from snapstore.codec.record import record_star_rows
 from snapstore.codec.stars import StarRows, star_table
@@ -36,6 +37,17 @@ def star_rows(record: Stored) -> StarRows:
     """A snapshot record's star rows: every Particle node's parent, index, mass and phase
     relative to its parent (a format-2 record's hot section alone)."""
     return record.layout.star_rows if isinstance(record, Packed) else record_star_rows(record)
+
+
+def particles_with_fields(record: Stored, fields: tuple[str, ...] | str, lenient: bool = False) -> np.ndarray:
+    """``particles`` with per-star ``fields`` beyond them (``"all"`` for every one); the
+    full record is decoded (see ``fields.particles_with``)."""
+    return particles_with(stored_layout(record), fields, lenient)
+
+
+def particle_fields(record: Stored) -> list[str]:
+    """The per-star fields a snapshot record holds beyond id, mass, pos and vel."""
+    return list(star_fields(stored_layout(record)))
 
 
 def root_values(record: Stored) -> dict[str, object]:

@@ -38,6 +38,10 @@ class KeyedColumns:
     def _index(self) -> dict[tuple[str, str, int], int]:
         return {key: index for index, key in enumerate(self._keys())}
 
+    def column_keys(self) -> list[tuple[str, str, int]]:
+        """The (story kind, key, width) of every column, in the order ``column_at`` numbers them."""
+        return self._keys()
+
     def column(self, kind: str, key: str, width: int) -> tuple[Column, np.ndarray] | None:
         """The column for ``key`` in ``kind`` stories with ``width`` tokens, with its owners."""
         index = self._index.get((kind, key, width))

@@ -34,29 +34,40 @@ def assemble(frames: Iterable[np.ndarray], times: np.ndarray, seqs: np.ndarray,
 
     Rows are matched by id, so stars without one (-1) or sharing one raise
     StarIdentityError naming ``label`` and the snapshot, rather than being merged."""
-    unknown = set(fields) - set(FIELDS)
-    if unknown:
-        raise KeyError(f"unknown field(s) {sorted(unknown)}; choose from {FIELDS}")
     frames = list(frames)
+    held = set(frames[0].dtype.names or ()) - {"id"} if frames else set(FIELDS)
+    unknown = set(fields) - held
+    if unknown:
+        raise KeyError(f"unknown field(s) {sorted(unknown)}; choose from {sorted(held)}")
     for seq, frame in zip(np.asarray(seqs).tolist(), frames):
         _check_identities(frame["id"], f"{label} snapshot #{seq}")
     wanted = np.unique(np.concatenate([frame["id"] for frame in frames])) if ids is None and frames \
         else np.unique(np.asarray(ids if ids is not None else [], dtype=np.int64))
-    arrays = {}
-    for field in fields:
-        tail = (3,) if field in ("pos", "vel") else ()
-        arrays[field] = np.full((wanted.size, len(frames)) + tail, np.nan)
+    arrays = {field: _empty(field, frames, wanted.size) for field in fields}
     for column, frame in enumerate(frames):
+        # a field a snapshot lacks came as one NaN per star: its column stays empty
+        kept = [field for field in fields if frame.dtype[field].shape == arrays[field].shape[2:]]
         if np.array_equal(frame["id"], wanted):  # every star present: no search (most snapshots)
-            for field in fields:
+            for field in kept:
                 arrays[field][:, column] = frame[field]
             continue
         rows = np.searchsorted(wanted, frame["id"])
         present = (rows < wanted.size) & (wanted[np.minimum(rows, wanted.size - 1)] == frame["id"]) \
             if wanted.size else np.zeros(frame.size, dtype=bool)
-        for field in fields:
+        for field in kept:
             arrays[field][rows[present], column] = frame[field][present]
     return Dynamics(wanted, np.asarray(times, dtype=np.float64), np.asarray(seqs), arrays)
+
+
+def _empty(field: str, frames: list[np.ndarray], stars: int) -> np.ndarray:
+    """The (stars, snapshots[, width]) array of a field, empty: NaN, or "" for text (a
+    star's Type, whose length differs from snapshot to snapshot); the widest shape any
+    snapshot gives it."""
+    default = np.dtype((np.float64, (3,) if field in ("pos", "vel") else ()))
+    kinds = [frame.dtype[field] for frame in frames] or [default]
+    text = any(kind.base.kind == "U" for kind in kinds)
+    shape = max((kind.shape for kind in kinds), key=len)
+    return np.full((stars, len(frames)) + shape, "" if text else np.nan, dtype=object if text else float)
 
 
 def _check_identities(ids: np.ndarray, where: str) -> None:

@@ -89,9 +89,18 @@ class Snapshot:
         """The snapshot as a story tree."""
         return self._checked(codec.stored_story)
 
-    def particles(self) -> np.ndarray:
-        """Leaf stars (id, mass, pos, vel), absolute coordinates, sorted by id."""
+    def particles(self, fields: tuple[str, ...] | str = ()) -> np.ndarray:
+        """Leaf stars (id, mass, pos, vel), absolute coordinates, sorted by id; with
+        ``fields``, the per-star entries of those names too (``fields()`` lists them,
+        ``"all"`` takes every one), which decodes the whole record."""
+        if fields:
+            return self._checked(lambda record: codec.particles_with_fields(record, fields))
         return self._checked(codec.particles)
+
+    def fields(self) -> list[str]:
+        """The per-star fields ``particles(fields=...)`` can add for this snapshot: kira's
+        ``acc``, ``pot``, per-star ``t`` and ``dt``..., stellar evolution's ``Star`` entries."""
+        return self._checked(codec.particle_fields)
 
     def multiples(self) -> np.ndarray:
         """The bound pairs of the snapshot's tree (binaries, and each pair of a triple):
@@ -271,6 +280,8 @@ class Run:
                  snapshots: slice | None = None) -> Dynamics:
         """The run as particle x time arrays (see ``arrays.Dynamics``), read in one query
         from the records' hot sections (format 2; older records are decoded whole).
+        ``fields`` beyond mass, pos and vel (``acc``, ``pot``, ``Star`` entries: see
+        ``Snapshot.fields``) decode each whole record.
 
         ``snapshots``: a slice of snapshot positions (``slice(-10, None)``: the last ten);
         ``times``: a ``(t_min, t_max)`` pair of system times (inclusive), or a slice of
@@ -289,7 +300,14 @@ class Run:
         elif times is not None:
             low, high = times
             chosen = Snapshots(self, [item for item in chosen if item.time is not None and low <= item.time <= high])
-        tables = list(self.particle_tables(chosen))
+        extra = tuple(field for field in fields if field not in FIELDS)
+        if extra and len(chosen):  # a misspelt field would otherwise come back as NaN in every snapshot
+            known = set(chosen[0].fields()) | set(chosen[-1].fields())
+            unknown = sorted(set(extra) - known)
+            if unknown:
+                raise KeyError(f"no per-star field {unknown[0]!r} in run {self.name!r}; its snapshots have: "
+                               f"{', '.join(sorted(known | set(FIELDS)))}")
+        tables = list(self.particle_tables(chosen, extra))
         left_out: tuple[int, ...] = ()
         if snapshots is None and times is None and len(tables) > 1 and tables[0][0].seq == 0 \
                 and bool(np.any(tables[0][1]["id"] < 0)):
@@ -301,9 +319,14 @@ class Run:
         found.left_out = left_out
         return found
 
-    def particle_tables(self, chosen: Sequence[Snapshot] | None = None) -> Iterator[tuple[Snapshot, np.ndarray]]:
+    def particle_tables(self, chosen: Sequence[Snapshot] | None = None,
+                        fields: tuple[str, ...] = ()) -> Iterator[tuple[Snapshot, np.ndarray]]:
         """Each of ``chosen`` (default: every whole snapshot) with its particle table (see
-        ``Snapshot.particles``), in sequence order, from one streamed query."""
+        ``Snapshot.particles``, with ``fields``: NaN in a snapshot without one), in sequence
+        order, from one streamed query."""
+        if fields:
+            return self._read_each(self.snapshots() if chosen is None else chosen,
+                                   lambda data, _: codec.particles_with_fields(data, fields, lenient=True))
         return self._read_each(self.snapshots() if chosen is None else chosen, lambda data, _: codec.particles(data))
 
     def texts(self, chosen: Sequence[Snapshot] | None = None) -> Iterator[bytes]:

@@ -1,6 +1,7 @@
-"""Binaries and triples resolved: ``Snapshot.multiples()`` against the Kepler elements
-computed here, straight from the text, for every snapshot of the corpus's binaries run
-(primordial binaries, and a triple that forms)."""
+"""What a snapshot says of each star and pair, against the text read here: the Kepler
+elements of ``Snapshot.multiples()`` for every snapshot of the corpus's binaries run
+(primordial binaries, and a triple that forms), and every per-star field
+(``particles(fields=...)``, ``dynamics(fields=...)``) of a stellar-evolution run."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import math
 import numpy as np
 import pytest
 
-from helpers import corpus_dir, read_text
+import snapstore
+from helpers import corpus_dir, read_text, variants_dir
 
 
 class Node:
@@ -99,3 +101,63 @@ def test_every_pair_of_the_binaries_run_has_the_elements_of_its_relative_orbit(c
             pairs += 1
             triples += len(stars[0]) + len(stars[1]) > 2
     assert pairs > 100 and triples > 0  # primordial binaries in every snapshot, and a triple that formed
+
+
+def _leaf_entries(story: str) -> dict[int, dict[str, str]]:
+    """Each leaf star's entries by its index, from its Particle, Dynamics and Star stories
+    (the first occurrence of a key wins, as Starlab reads it)."""
+    stars: dict[int, dict[str, str]] = {}
+    stack: list[str] = []
+    opened: list[dict[str, str]] = []
+    children: list[int] = []
+    for line in story.splitlines():
+        if line == "(Particle":
+            if children:
+                children[-1] += 1
+            children.append(0)
+            opened.append({})
+            stack.append("Particle")
+        elif line.startswith("("):
+            stack.append(line[1:])
+        elif line.startswith(")"):
+            if stack.pop() == "Particle":
+                entries = opened.pop()
+                if children.pop() == 0 and "i" in entries:
+                    stars[int(entries["i"])] = entries
+        elif "=" in line and stack and stack[-1] in ("Particle", "Dynamics", "Star"):
+            key, value = (part.strip() for part in line.split("=", 1))
+            opened[-1].setdefault(key, value)
+    return stars
+
+
+@pytest.mark.variants
+def test_every_per_star_field_kira_wrote_comes_as_arrays(store_url) -> None:
+    """variants/r12_mergers (kira -S: stellar evolution): acc, pot and the Star data of
+    each star as the text gives them, by name; across the run as particle x time arrays."""
+    folder = variants_dir() / "r12_mergers"
+    cut = "(Particle\n  name = root"
+    stories = [cut + part for part in read_text(folder / "kira.out.gz").split(cut)[1:]]
+    with snapstore.open(store_url) as store:
+        run = store.ingest(folder)
+        snapshot = run.snapshots()[2]
+        expected = _leaf_entries(stories[1])
+        assert {"pot", "a", "T_eff", "L_eff", "M_rel", "Type"} <= set(snapshot.fields())
+        table = snapshot.particles(fields=("pot", "a", "T_eff", "Type"))
+        assert table["id"].tolist() == sorted(expected)
+        for row in table:
+            star = expected[int(row["id"])]
+            assert row["pot"] == float(star["pot"]) and row["T_eff"] == float(star["T_eff"])
+            assert row["a"].tolist() == [float(x) for x in star["a"].split()] and row["Type"] == star["Type"]
+        every = snapshot.particles(fields="all")
+        assert set(every.dtype.names) == {"id", "mass", "pos", "vel", *snapshot.fields()}
+        with pytest.raises(snapstore.InvalidArgumentError, match="no per-star field 'T_efff'"):
+            snapshot.particles(fields=("T_efff",))
+        dynamics = run.dynamics(fields=("mass", "pot", "Type"))
+        column = list(dynamics.seqs).index(2)
+        at = {star: row for row, star in enumerate(dynamics.ids.tolist())}
+        for star, entries in expected.items():
+            assert dynamics["pot"][at[star], column] == float(entries["pot"])
+            assert dynamics["Type"][at[star], column] == entries["Type"]
+        assert np.isnan(dynamics["pot"][:, 0]).all()  # the initial conditions: no potential yet
+        with pytest.raises(KeyError, match="no per-star field 'pott'"):
+            run.dynamics(fields=("pott",))
