@@ -161,3 +161,26 @@ def test_every_per_star_field_kira_wrote_comes_as_arrays(store_url) -> None:
         assert np.isnan(dynamics["pot"][:, 0]).all()  # the initial conditions: no potential yet
         with pytest.raises(KeyError, match="no per-star field 'pott'"):
             run.dynamics(fields=("pott",))
+
+
+@pytest.mark.corpus
+def test_each_star_knows_its_system_parent_and_depth(corpus_store) -> None:
+    """The binaries run's last snapshot, with its triple: each star's top-level system and
+    parent (by their smallest star id) and depth, against the tree read from the text."""
+    folder = corpus_dir() / "binaries"
+    text = "(Particle\n  name = root" + read_text(folder / "kira.out.gz").split("(Particle\n  name = root")[-1]
+    snapshot = corpus_store.run("binaries").snapshots()[-1]
+    table = snapshot.particles(fields=("system", "parent", "depth"))
+    rows = {int(row["id"]): row for row in table}
+    deep = 0
+    for node in _tree(text):
+        if node.children:
+            continue
+        depth, top = 1, node
+        while top.parent.parent is not None:  # up to the node just below the root
+            depth, top = depth + 1, top.parent
+        row = rows[node.stars()[0]]
+        assert row["depth"] == depth and row["system"] == min(top.stars())
+        assert row["parent"] == (-1 if depth == 1 else min(node.parent.stars()))
+        deep += depth > 2
+    assert deep > 0  # the triple's inner pair

@@ -1,6 +1,7 @@
 """Every per-star entry a snapshot holds beyond id, mass, position and velocity: kira's
 ``acc``, ``pot``, per-star time and step, stellar evolution's ``Star`` data (``Type``,
-``M_rel``, ``T_eff``, ``L_eff`` ...), by the names kira writes.
+``M_rel``, ``T_eff``, ``L_eff`` ...), by the names kira writes; and where each star sits
+in the tree (``system``, ``parent``, ``depth``).
 
 They are read from the full record's columns (the hot section holds only the four base
 fields), for the leaf stars in the order ``particles()`` gives them (sorted by id).
@@ -10,7 +11,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from snapstore.codec.stars import PARTICLE_DTYPE, node_values, particle_nodes, star_ids, star_table
+from snapstore.codec.stars import (
+    PARTICLE_DTYPE,
+    StarRows,
+    depths,
+    node_values,
+    particle_nodes,
+    star_ids,
+    star_table,
+    stars_below,
+)
 from snapstore.codec.structure import Layout
 from snapstore.errors import InvalidArgumentError
 
@@ -18,6 +28,10 @@ from snapstore.errors import InvalidArgumentError
 _BASE = {("Particle", "i"), ("Particle", "name"), ("Dynamics", "m"), ("Dynamics", "r"), ("Dynamics", "v")}
 _PER_STAR = ("Particle", "Dynamics", "Star", "Hydro")
 Field = tuple[str, str, int, bool]  # kind, key, width, text
+# Where a star sits: its top-level system and its parent (each named by its smallest star
+# id; a single star is its own system, and a top-level star's parent is -1), and its
+# depth below the root (1 for a top-level star, 2 for a binary's member...)
+TREE = ("system", "parent", "depth")
 
 
 def star_fields(structure: Layout) -> dict[str, Field]:
@@ -39,7 +53,10 @@ def star_fields(structure: Layout) -> dict[str, Field]:
         if earlier is None or width > earlier[2]:  # a vector written with fewer components somewhere
             found[(kind, key)] = (kind, key, width, text)
     keys = [key for _, key in found]
-    return {key if keys.count(key) == 1 else f"{kind}.{key}": field for (kind, key), field in sorted(found.items())}
+    named = {key if keys.count(key) == 1 else f"{kind}.{key}": field for (kind, key), field in sorted(found.items())}
+    for key in TREE:  # where each star sits in the tree, computed, never a name kira wrote
+        named[key if key not in named else f"tree.{key}"] = ("tree", key, 1, False)
+    return named
 
 
 def particles_with(structure: Layout, fields: tuple[str, ...] | str, lenient: bool = False) -> np.ndarray:
@@ -62,18 +79,35 @@ def particles_with(structure: Layout, fields: tuple[str, ...] | str, lenient: bo
     leaves = np.flatnonzero(rows.leaves)
     ids = star_ids(rows.index[leaves], None if rows.name is None else rows.name[leaves])
     order = nodes[leaves[np.argsort(ids, kind="stable")]]  # the leaf nodes in the table's order
+    placed = _placed(rows, leaves[np.argsort(ids, kind="stable")], ids) if chosen else {}
     values = {name: np.full((order.size, 1), np.nan) if name in unknown
+              else placed[known[name][1]][:, None] if known[name][0] == "tree"
               else _texts(structure, order, known[name]) if known[name][3]
               else node_values(structure, order, *known[name][:3]) for name in chosen}
     dtype = PARTICLE_DTYPE.descr + [
-        (name, values[name].dtype if known[name][3] else np.float64, () if known[name][2] == 1 else (known[name][2],))
-        for name in chosen]
+        (name, values[name].dtype if known[name][3] or known[name][0] == "tree" else np.float64,
+         () if known[name][2] == 1 else (known[name][2],)) for name in chosen]
     out = np.empty(base.size, dtype=np.dtype(dtype))
     for name in PARTICLE_DTYPE.names or ():
         out[name] = base[name]
     for name in chosen:
         out[name] = values[name] if known[name][3] or known[name][2] > 1 else values[name][:, 0]
     return out
+
+
+def _placed(rows: StarRows, stars: np.ndarray, ids: np.ndarray) -> dict[str, np.ndarray]:
+    """For the star rows ``stars`` (in the table's order), the fields of ``TREE``: a
+    system or parent is named by the smallest star id in it (as in ``multiples``)."""
+    leaves = np.flatnonzero(rows.leaves)
+    smallest, _ = stars_below(rows.parent, leaves, ids)
+    depth = depths(rows.parent)
+    top = stars.copy()
+    while (depth[top] > 1).any():  # up to the node just below the root
+        deeper = depth[top] > 1
+        top[deeper] = rows.parent[top[deeper]]
+    up = rows.parent[stars]
+    return {"system": smallest[top], "depth": depth[stars],
+            "parent": np.where(depth[up] >= 1, smallest[np.maximum(up, 0)], -1)}
 
 
 def _texts(structure: Layout, nodes: np.ndarray, field: Field) -> np.ndarray:

@@ -233,3 +233,16 @@ def star_table_reference(rows: StarRows) -> np.ndarray:
     out["id"], out["mass"] = ids[order], rows.mass[chosen]
     out["pos"], out["vel"] = phase[chosen, :3], phase[chosen, 3:]
     return out
+
+
+def stars_below(parent: np.ndarray, leaves: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For every row, the smallest id and the number of the stars in its subtree."""
+    smallest = np.full(parent.size, np.iinfo(np.int64).max, dtype=np.int64)
+    count = np.zeros(parent.size, dtype=np.int64)
+    smallest[leaves], count[leaves] = ids, 1
+    for row in range(parent.size - 1, 0, -1):  # rows come after their parents: children first, backwards
+        up = parent[row]
+        if up >= 0:
+            smallest[up] = min(smallest[up], smallest[row])
+            count[up] += count[row]
+    return smallest, count

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from snapstore.codec.stars import StarRows, absolute, depths, star_ids
+from snapstore.codec.stars import StarRows, absolute, depths, star_ids, stars_below
 from snapstore.errors import CorruptRecordError
 
 MULTIPLE_DTYPE = np.dtype([
@@ -42,7 +42,7 @@ def multiples(rows: StarRows) -> np.ndarray:
     phase = absolute(np.hstack([rows.pos, rows.vel]), parent)
     leaves = np.flatnonzero(rows.leaves)
     ids = star_ids(rows.index[leaves], None if rows.name is None else rows.name[leaves])
-    smallest, count = _stars_below(parent, leaves, ids)
+    smallest, count = stars_below(parent, leaves, ids)
     out["id1"], out["id2"] = smallest[first], smallest[second]
     out["n1"], out["n2"] = count[first], count[second]
     out["depth"] = depths(parent)[nodes]
@@ -60,16 +60,3 @@ def multiples(rows: StarRows) -> np.ndarray:
         out["e"] = np.sqrt(np.maximum(0.0, 1 + 2 * energy * np.einsum("ij,ij->i", spin, spin) / total**2))
         out["period"] = np.where(energy < 0, 2 * np.pi * np.sqrt(np.abs(out["a"]) ** 3 / total), np.nan)
     return out
-
-
-def _stars_below(parent: np.ndarray, leaves: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For every row, the smallest id and the number of the stars in its subtree."""
-    smallest = np.full(parent.size, np.iinfo(np.int64).max, dtype=np.int64)
-    count = np.zeros(parent.size, dtype=np.int64)
-    smallest[leaves], count[leaves] = ids, 1
-    for row in range(parent.size - 1, 0, -1):  # rows come after their parents: children first, backwards
-        up = parent[row]
-        if up >= 0:
-            smallest[up] = min(smallest[up], smallest[row])
-            count[up] += count[row]
-    return smallest, count
