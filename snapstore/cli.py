@@ -439,20 +439,25 @@ def export(
     initial: bool = typer.Option(False, "--initial", help="Put the initial conditions (snapshot 0) in front"),
     output: Path | None = typer.Option(None, "-o", "--output",
                                        help="File (a folder for parquet) [default: stdout for story]"),
+    observables: bool = typer.Option(False, "--observables",
+                                     help="The run's observables over time instead (npz, hdf5 or parquet)"),
     db: str | None = DB,
 ) -> None:
     """Export a run.  Example: snapstore export seed500 > kira.out  (kira's stream, byte-identical)
 
-    npz holds one particle table per snapshot (seq<N>); hdf5 a group per snapshot;
-    parquet a dataset folder partitioned by run, one row per star per snapshot.
+    npz holds one particle table per snapshot (seq000001...); hdf5 a group per snapshot;
+    parquet a dataset folder partitioned by run, one row per star per snapshot.  Each
+    carries seq, time, the run's name, source sha256, versions and units.
     """
     from snapstore.operations import check_export, parse_selection, parse_times
     from snapstore.operations import export as write
 
     numbers, times = parse_selection(snapshots), parse_times(time)  # checked before the store is opened
-    check_export(format, output, to_stream=True)
+    if not observables:
+        check_export(format, output, to_stream=True)
     with _open(db) as store:
-        write(store.run(run), format, output, numbers=numbers, times=times, initial=initial, stream=sys.stdout)
+        write(store.run(run), format, output, numbers=numbers, times=times, initial=initial, stream=sys.stdout,
+              observables=observables)
 
 
 @app.command()

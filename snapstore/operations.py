@@ -222,15 +222,19 @@ def check_export(format: str, output: str | os.PathLike | None, to_stream: bool 
 
 def export(run: Run, format: str = "story", output: str | os.PathLike | None = None, *,
            numbers: slice | None = None, times: tuple[float, float] | float | None = None, initial: bool = False,
-           stream: TextIO | None = None) -> None:
+           stream: TextIO | None = None, observables: bool = False) -> None:
     """Write a run in one of ``export_formats()``: Starlab text, an npz of particle tables,
     one HDF5 file, a Parquet dataset folder, or any format registered for ``Snapshots``.
     By default, text is kira's stream exactly as kira wrote it, and arrays hold every
     stored snapshot (the initial conditions too); ``numbers``, ``times`` and ``initial``
-    choose others (see ``Run.select``).
+    choose others (see ``Run.select``).  ``observables`` writes the run's observables over
+    time instead (npz, hdf5 or parquet; see ``serializers.write_observables``).
 
     Story text goes to ``output`` or, without one, to ``stream``, one snapshot at
     a time, so the first text is out before the last record is decoded."""
+    if observables:
+        _export_observables(run, format, output, numbers is not None or times is not None or initial)
+        return
     check_export(format, output, stream is not None)
     chosen = numbers is not None or times is not None or initial
     items = run.select(numbers, times, initial) if chosen or format == "story" else run.snapshots()
@@ -248,6 +252,22 @@ def export(run: Run, format: str = "story", output: str | os.PathLike | None = N
         registry.write(items, format, Location(PosixStorage(path), "."))
     else:
         registry.write(items, format, Location(PosixStorage(path.parent), path.name))
+
+
+def _export_observables(run: Run, format: str, output: str | os.PathLike | None, selected: bool) -> None:
+    from snapstore.serializers import OBSERVABLE_FORMATS, Location, PosixStorage, write_observables
+
+    if format not in OBSERVABLE_FORMATS:
+        raise InvalidArgumentError(f"observables are exported as {', '.join(OBSERVABLE_FORMATS)}, not {format!r}")
+    if output is None:
+        raise InvalidArgumentError(f"{format} export needs an output {'folder' if format == 'parquet' else 'file'}")
+    if selected:
+        raise InvalidArgumentError("--observables exports every whole snapshot's: leave out --snapshots, --time "
+                                   "and --initial")
+    path = Path(output)
+    location = Location(PosixStorage(path), ".") if format == "parquet" else Location(PosixStorage(path.parent),
+                                                                                         path.name)
+    write_observables(run, format, location)
 
 
 def _extent(run: Run) -> str:

@@ -417,3 +417,29 @@ def test_help_keeps_the_defaults_and_extras_as_written() -> None:
     plot = shown("plot")
     assert "(needs snapstore[plot])" in plot and "[default: $SNAPSTORE_URL or ./snapstore.db]" in plot
     assert "[default: run.png]" in plot and "[default: 60.0;" in shown("sql")
+
+
+def test_observables_export_in_each_array_format(db, tmp_path) -> None:
+    """export --observables: a row per whole snapshot (seq, time) and the run's observables,
+    total_energy as the text writes it, and what describes the run; refused for text."""
+    import h5py
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    cli("ingest", str(SAMPLE), db=db)
+    stories = _stories(read_text(SAMPLE / "kira.out.gz"))
+    energies = [float(line.split("=")[1]) for story in stories for line in story.splitlines()
+                if line.split("=")[0].strip() == "total_energy"]
+    for format_name, target in (("npz", "o.npz"), ("hdf5", "o.h5"), ("parquet", "o")):
+        said = cli("export", "n100-w3-s1", "--observables", "-f", format_name, "-o", str(tmp_path / target), db=db)
+        assert said.exit_code == 0, said.output
+    archive = np.load(tmp_path / "o.npz")
+    assert archive["seq"].tolist() == list(range(len(stories) + 1))
+    assert archive["total_energy"][1:].tolist() == energies
+    assert json.loads(str(archive["metadata"]))["run"] == "n100-w3-s1"
+    with h5py.File(tmp_path / "o.h5") as handle:
+        assert handle["total_energy"][1:].tolist() == energies and handle.attrs["run"] == "n100-w3-s1"
+    table = pq.read_table(tmp_path / "o" / "run=n100-w3-s1" / "observables.parquet")
+    assert table.column("total_energy").to_pylist()[1:] == energies and "r_lagr[8]" in table.column_names
+    said = cli("export", "n100-w3-s1", "--observables", db=db)
+    assert said.exit_code != 0

@@ -151,6 +151,20 @@ def _run_hdf5_read(location: Location) -> dict[int, np.ndarray]:
                 for name, group in handle.items()}
 
 
+# A run's observables over time (``snapstore export --observables``), with what describes the run.
+OBSERVABLE_FORMATS = {"npz": formats.observables_to_npz, "hdf5": formats.observables_to_hdf5,
+                      "parquet": formats.observables_to_parquet}
+
+
+def write_observables(run: Run, format_name: str, location: Location) -> None:
+    """Write ``run.timeseries()`` (every observable) as ``format_name`` at ``location``; a
+    Parquet file is ``<key>/run=<name>/observables.parquet``, beside the snapshots' dataset."""
+    data = OBSERVABLE_FORMATS[format_name](run.timeseries(), formats.describe(run))
+    key = f"{location.key}/run={quote(run.name, safe='')}/observables.parquet" if format_name == "parquet" \
+        else location.key
+    location.storage.put(key, data)
+
+
 def _whole(write: Callable[[Snapshots, Location], None], stories: bool) -> Callable[[Run, Location], None]:
     """A run's writer from its snapshots' writer: kira's stories (partial ones included) as
     text, its whole snapshots as arrays."""
@@ -176,4 +190,5 @@ for storage_kind in BLOB_STORAGES:
         register(Snapshots, format_name, storage_kind, writer, reader)
         register(Run, format_name, storage_kind, _whole(writer, format_name == "story"), reader)
 
-__all__ = ["Location", "PosixStorage", "Registry", "S3Storage", "SqlStorage", "register", "registry"]
+__all__ = ["OBSERVABLE_FORMATS", "Location", "PosixStorage", "Registry", "S3Storage", "SqlStorage", "register",
+           "registry", "write_observables"]

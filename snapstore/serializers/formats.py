@@ -13,6 +13,7 @@ from snapstore import codec
 from snapstore._version import __version__
 from snapstore.codec import PARTICLE_DTYPE
 from snapstore.reading.dynamics import Dynamics
+from snapstore.reading.timeseries import Timeseries
 from snapstore.serializers.storages import require
 from snapstore.story import Story, parse_story
 
@@ -152,3 +153,51 @@ def particles_from_parquet(data: bytes, python_type: type | None) -> np.ndarray:
     pq = require("pyarrow.parquet", "parquet")
     table = pq.read_table(io.BytesIO(data))
     return _particles({name: table.column(name).to_numpy() for name in table.column_names})
+
+
+def _observable_columns(series: Timeseries) -> dict[str, np.ndarray]:
+    """A run's observables as flat columns: seq, time, then ``key`` or ``key[i]``."""
+    columns = {"seq": np.asarray(series.seqs), "time": np.asarray(series.times)}
+    for key in series:
+        values = series[key]
+        if values.ndim == 1:
+            columns[key] = values
+        else:
+            columns.update({f"{key}[{index}]": values[:, index] for index in range(values.shape[1])})
+    return columns
+
+
+def observables_to_npz(series: Timeseries, metadata: dict) -> bytes:
+    """A run's observables: ``seq``, ``time`` and an array per key (snapshots[, width]),
+    with ``metadata`` (``describe``) as JSON."""
+    buffer = io.BytesIO()
+    arrays: dict[str, Any] = {key: series[key] for key in series}
+    np.savez_compressed(buffer, seq=np.asarray(series.seqs), time=np.asarray(series.times),
+                        metadata=np.array(json.dumps(metadata)), **arrays)
+    return buffer.getvalue()
+
+
+def observables_to_hdf5(series: Timeseries, metadata: dict) -> bytes:
+    """A run's observables: datasets ``seq``, ``time`` and one per key; ``metadata`` as attributes."""
+    h5py = require("h5py", "hdf5")
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as handle:
+        for name, value in metadata.items():
+            handle.attrs[name] = value if isinstance(value, str) else json.dumps(value)
+        handle.create_dataset("seq", data=np.asarray(series.seqs))
+        handle.create_dataset("time", data=np.asarray(series.times))
+        for key in series:
+            handle.create_dataset(key, data=series[key], compression="gzip")
+    return buffer.getvalue()
+
+
+def observables_to_parquet(series: Timeseries, metadata: dict) -> bytes:
+    """A run's observables, one row per snapshot: ``run``, ``seq``, ``time`` and a column per
+    value (``key[i]`` for a vector's components); ``metadata`` under the ``snapstore`` key."""
+    pa = require("pyarrow", "parquet")
+    pq = require("pyarrow.parquet", "parquet")
+    columns = _observable_columns(series)
+    table = pa.table({"run": [metadata["run"]] * len(columns["seq"]), **columns})
+    buffer = io.BytesIO()
+    pq.write_table(table.replace_schema_metadata({"snapstore": json.dumps(metadata)}), buffer, compression="zstd")
+    return buffer.getvalue()
