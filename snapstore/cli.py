@@ -427,7 +427,7 @@ def _say_kira_log(log: KiraLog) -> None:
 
 @app.command()
 def export(
-    run: str = typer.Argument(..., help="Run name or id"),
+    run: str | None = typer.Argument(None, help="Run name or id; none with --where (an ensemble, as parquet)"),
     format: str = typer.Option("story", "--format", "-f",
                                help="story, or another format the serializer registry has for snapshots "
                                     "(an unknown one lists them)"),
@@ -441,6 +441,8 @@ def export(
                                        help="File (a folder for parquet) [default: stdout for story]"),
     observables: bool = typer.Option(False, "--observables",
                                      help="The run's observables over time instead (npz, hdf5 or parquet)"),
+    where: str | None = typer.Option(None, "--where", "-w",
+                                     help="Every matching run into one parquet dataset, with its parameters"),
     db: str | None = DB,
 ) -> None:
     """Export a run.  Example: snapstore export seed500 > kira.out  (kira's stream, byte-identical)
@@ -449,9 +451,19 @@ def export(
     parquet a dataset folder partitioned by run, one row per star per snapshot.  Each
     carries seq, time, the run's name, source sha256, versions and units.
     """
-    from snapstore.operations import check_export, parse_selection, parse_times
+    from snapstore.operations import check_export, export_ensemble, parse_selection, parse_times
     from snapstore.operations import export as write
 
+    if (run is None) == (where is None):
+        raise InvalidArgumentError("export: name a run, or give --where for an ensemble (not both)")
+    if where is not None:
+        if output is None or snapshots or time or initial or observables:
+            raise InvalidArgumentError("export --where writes every whole snapshot of the runs to the folder -o names")
+        with _open(db) as store:
+            _note(f"{export_ensemble(store, where, output, format if format != 'story' else 'parquet')} runs "
+                  f"written to {output}")
+        return
+    assert run is not None  # one of the two, as checked above
     numbers, times = parse_selection(snapshots), parse_times(time)  # checked before the store is opened
     if not observables:
         check_export(format, output, to_stream=True)

@@ -254,6 +254,24 @@ def export(run: Run, format: str = "story", output: str | os.PathLike | None = N
         registry.write(items, format, Location(PosixStorage(path.parent), path.name))
 
 
+def export_ensemble(store: Store, where: str, output: str | os.PathLike, format: str = "parquet") -> int:
+    """The whole snapshots of every run matching ``where`` as one Parquet dataset folder
+    (``serializers.write_ensemble``), each row with its run's typed parameters and tags;
+    returns the runs written.  A filter that matches nothing writes nothing."""
+    if format != "parquet":
+        raise InvalidArgumentError(f"an ensemble is exported as one parquet dataset, not {format!r}")
+    from snapstore.serializers import Location, PosixStorage, write_ensemble
+
+    frame = store.frame(where)
+    names = [name for name in frame if "." in name]  # PROGRAM.FLAG and tag.KEY
+    rows = frame.records()
+    if not rows:
+        raise InvalidArgumentError(f"no run matches {where!r}: nothing exported")
+    write_ensemble([(store.run(row["id"]), {name: row[name] for name in names}) for row in rows],
+                   Location(PosixStorage(Path(output)), "."))
+    return len(rows)
+
+
 def _export_observables(run: Run, format: str, output: str | os.PathLike | None, selected: bool) -> None:
     from snapstore.serializers import OBSERVABLE_FORMATS, Location, PosixStorage, write_observables
 

@@ -182,3 +182,29 @@ def test_ensemble_bands_are_each_group_s_median_and_middle_68_percent(corpus_sto
         ensemble_bands(corpus_store, where="tag.family = grid", by="makeking.x")
     with pytest.raises(snapstore.InvalidArgumentError, match="leave out the run name"):
         plot(corpus_store, "seed500", image, by="makeking.w")
+
+
+@pytest.mark.corpus
+def test_an_ensemble_exported_as_parquet_reads_in_duckdb_and_polars(corpus_store, tmp_path) -> None:
+    """export --where: one dataset of every chosen run, each row a star at a snapshot with
+    its run (the Hive partition), seq, time and the run's typed parameters and tags."""
+    duckdb = pytest.importorskip("duckdb")
+    polars = pytest.importorskip("polars")
+    from snapstore.operations import export_ensemble
+
+    where = "tag.family = grid and makeking.n = 100"
+    assert export_ensemble(corpus_store, where, tmp_path / "grid") == 6
+    files = str(tmp_path / "grid" / "*" / "*.parquet")
+    counted = duckdb.sql(f"select run, \"makeking.w\" as w, \"tag.family\" as family, count(*) as stars, "
+                         f"max(time) as t from read_parquet('{files}', hive_partitioning = true) "
+                         "group by all order by run").fetchall()
+    runs = {run.name: run for run in corpus_store.runs(where)}
+    assert [row[0] for row in counted] == sorted(runs)
+    for name, w, family, stars, t in counted:
+        assert w == int(name.split("-w")[1].split("-")[0]) and isinstance(w, int) and family == "grid"
+        assert stars == sum(item.n_particles for item in runs[name].snapshots()) and t == runs[name].t_last
+    frame = polars.scan_parquet(str(tmp_path / "grid" / "**" / "*.parquet"), hive_partitioning=True).collect()
+    assert {"run", "seq", "time", "id", "mass", "x", "makeking.w", "kira.t"} <= set(frame.columns)
+    assert frame.height == sum(row[3] for row in counted)
+    with pytest.raises(snapstore.InvalidArgumentError, match="no run matches"):
+        export_ensemble(corpus_store, "makeking.n = 7", tmp_path / "none")

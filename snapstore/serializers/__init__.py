@@ -103,13 +103,23 @@ def _tables_npz_read(location: Location) -> dict[int, np.ndarray]:
         return {int(name[3:]): arrays[name] for name in arrays.files if name.startswith("seq") and name != "seqs"}
 
 
-def _run_parquet_write(items: Snapshots, location: Location) -> None:
+def _run_parquet_write(items: Snapshots, location: Location, columns: dict[str, Any] | None = None) -> None:
+    """A Parquet file per snapshot under ``<key>/run=<name>/``: a row per star with its seq
+    and time, and ``columns`` (a value each, the same in every row: an ensemble's parameters)."""
     metadata = formats.describe(items.run)
     for item, table in items.run.particle_tables(items):
         # a name is one path segment, %-encoded as Hive partitioning (pyarrow, DuckDB, Spark) decodes it
         key = f"{location.key}/run={quote(items.run.name, safe='')}/{_snapshot_name(item.seq)}.parquet"
-        location.storage.put(key, formats.particles_to_parquet(table, {"seq": item.seq, "time": item.time},
-                                                               metadata))
+        location.storage.put(key, formats.particles_to_parquet(
+            table, {"seq": item.seq, "time": item.time, **(columns or {})}, metadata))
+
+
+def write_ensemble(runs: list[tuple[Run, dict[str, Any]]], location: Location) -> None:
+    """Runs into one Parquet dataset (``<key>/run=<name>/seq000001.parquet``): each row a
+    star at a snapshot, with the run's own columns (``store.frame``'s typed parameters and
+    tags), so that DuckDB or Polars read run, parameters and time as columns."""
+    for run, columns in runs:
+        _run_parquet_write(run.snapshots(), location, columns)
 
 
 def _run_parquet_read(location: Location):
@@ -191,4 +201,4 @@ for storage_kind in BLOB_STORAGES:
         register(Run, format_name, storage_kind, _whole(writer, format_name == "story"), reader)
 
 __all__ = ["OBSERVABLE_FORMATS", "Location", "PosixStorage", "Registry", "S3Storage", "SqlStorage", "register",
-           "registry", "write_observables"]
+           "registry", "write_ensemble", "write_observables"]
