@@ -277,25 +277,24 @@ def frame(connection: Connection, where: str | None = None, keys: Iterable[str] 
 
 
 def _parameters(connection: Connection, chosen: Select, at: dict[str, int]) -> dict[str, list[str | None]]:
-    """Each ``PROGRAM.FLAG``'s values by run (a program's later runs in a pipeline ``#2``...)."""
-    steps = _tuples(connection, (
-        select(command.c.run_id, command.c.position, command.c.program, parameter.c.flag, parameter.c.value)
-        .outerjoin(parameter, and_(parameter.c.run_id == command.c.run_id, parameter.c.position == command.c.position))
-        .where(command.c.run_id.in_(chosen)).order_by(command.c.run_id, command.c.position, parameter.c.flag)))
-    out: dict[str, list[str | None]] = {}
-    seen: dict[tuple[str, int], str] = {}  # (run, position) -> the program's name in its pipeline
+    """Each ``PROGRAM.FLAG``'s values by run (a program's later runs in a pipeline ``#2``...).
+    The steps and their flags are read apart: a join of the two costs twice the reads."""
+    steps = _tuples(connection, select(command.c.run_id, command.c.position, command.c.program)
+                    .where(command.c.run_id.in_(chosen)))
+    named: dict[tuple[str, int], str] = {}  # (run, position) -> the program's name in its pipeline
     counts: dict[tuple[str, str], int] = {}
-    for run_id, position, program, flag, value in steps:
-        name = seen.get((run_id, position))
-        if name is None:
-            count = counts[(run_id, program)] = counts.get((run_id, program), 0) + 1
-            name = seen[(run_id, position)] = program if count == 1 else f"{program}#{count}"
-        if flag is not None:
-            label = f"{name}.{flag}"
-            column = out.get(label)
-            if column is None:
-                column = out[label] = [None] * len(at)
-            column[at[run_id]] = value
+    for run_id, position, program in sorted(steps):
+        count = counts[(run_id, program)] = counts.get((run_id, program), 0) + 1
+        named[(run_id, position)] = program if count == 1 else f"{program}#{count}"
+    out: dict[str, list[str | None]] = {}
+    for run_id, position, program, flag, value in _tuples(connection, select(
+            parameter.c.run_id, parameter.c.position, parameter.c.program, parameter.c.flag, parameter.c.value)
+            .where(parameter.c.run_id.in_(chosen))):
+        label = f"{named.get((run_id, position), program)}.{flag}"
+        column = out.get(label)
+        if column is None:
+            column = out[label] = [None] * len(at)
+        column[at[run_id]] = value
     return dict(sorted(out.items()))
 
 
