@@ -15,7 +15,7 @@ import math
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, select
+from sqlalchemy import ColumnElement, Connection, any_, bindparam, delete, literal_column, select
 
 from snapstore import codec
 from snapstore.errors import CorruptRecordError
@@ -149,9 +149,8 @@ def _split_again(connection: Connection, run_id: str, number: int,
     for row in CoreRows(connection).rows("observables", run_id=run_id):
         merged.setdefault(row.seq, {})[(row.key, row.idx)] = row.value
     merged.update(found)
-    every_key = select(observable_key.c.id)
     for table in (observable_constant, observable_value):
-        connection.execute(delete(table).where(table.c.run == number, table.c.key_id.in_(every_key)))
+        connection.execute(delete(table).where(table.c.run == number, any_key(connection, table.c.key_id)))
     split = RunSplit()
     for seq in sorted(merged):
         split.add(seq, merged[seq])
@@ -163,22 +162,31 @@ def components(found: list[dict]) -> dict[Component, float]:
     return {(row["key"], row["idx"]): row["value"] for row in found}
 
 
+def any_key(connection: Connection, column: Any) -> ColumnElement[bool]:
+    """``column`` is any key id: what lets one run's rows be sought by (key, run) in the
+    tables whose primary keys start with the key.  SQLite seeks them for ``IN (SELECT ...)``;
+    PostgreSQL plans that as a join that scans the table (36 ms a run at 1,000 runs, growing
+    with the store) and seeks only for ``= ANY (ARRAY(SELECT ...))`` (1.2 ms)."""
+    if connection.dialect.name == "postgresql":
+        return column == any_(literal_column("ARRAY(SELECT id FROM observable_key)"))
+    return column.in_(select(observable_key.c.id))
+
+
 def _number(connection: Connection, run_id: str) -> int:
     return connection.execute(select(run.c.number).where(run.c.id == run_id)).scalar_one()
 
 
 def _stored_split(connection: Connection, number: int) -> RunSplit:
     """The run's constants and per-snapshot components as the tables hold them."""
-    every_key = select(observable_key.c.id)  # named, so that the primary keys are sought by (key, run)
     constants = connection.execute(
         select(observable_key.c.key, observable_constant.c.idx, observable_constant.c.first_seq,
                observable_constant.c.value)
         .join(observable_key, observable_key.c.id == observable_constant.c.key_id)
-        .where(observable_constant.c.run == number, observable_constant.c.key_id.in_(every_key)))
+        .where(observable_constant.c.run == number, any_key(connection, observable_constant.c.key_id)))
     varied = connection.execute(
         select(observable_key.c.key, observable_value.c.idx).distinct()
         .join(observable_key, observable_key.c.id == observable_value.c.key_id)
-        .where(observable_value.c.run == number, observable_value.c.key_id.in_(every_key)))
+        .where(observable_value.c.run == number, any_key(connection, observable_value.c.key_id)))
     return RunSplit(stored={(row.key, row.idx): Constant(row.first_seq, row.value) for row in constants},
                     varied={(row.key, row.idx) for row in varied})
 

@@ -28,7 +28,7 @@ from sqlalchemy import (
 metadata = MetaData()
 
 # The migration these definitions correspond to; a test checks it is the head of migrations/.
-SCHEMA_REVISION = "0012"
+SCHEMA_REVISION = "0013"
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
 Position = BigInteger().with_variant(Integer(), "sqlite")
@@ -187,8 +187,9 @@ observable_constant = Table(
 # What users query (the README's SQL) and the code reads: a view over the three, with each
 # value's key and its snapshot's time, as the table of revisions 0005-0008 had them (each
 # constant once per whole snapshot it holds at).  The view is made by migration 0009 (0010
-# names its key ids, so that one run's values are read through the primary key; 0011 adds
-# the constants); it is declared here apart from ``metadata``, which holds tables.
+# names its key ids, so that one run's values are read through the primary key, and 0013
+# names them so that PostgreSQL does too; 0011 adds the constants); it is declared here
+# apart from ``metadata``, which holds tables.
 views = MetaData()
 observable = Table(
     "observable", views,
