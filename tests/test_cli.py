@@ -185,15 +185,17 @@ def test_shared_run_folder_round_trips(sqlite_db, tmp_path) -> None:
     import numpy as np
     import pyarrow.dataset as ds
 
-    tables = [name for name in np.load(npz).files if name.startswith("seq0")]
-    assert len(tables) == 21 and np.load(npz)["seqs"].tolist() == list(range(21))
+    with np.load(npz) as archive:
+        tables = [name for name in archive.files if name.startswith("seq0")]
+        assert len(tables) == 21 and archive["seqs"].tolist() == list(range(21))
+        stars = sum(archive[name].size for name in tables)
     assert cli("export", "seed500", "-f", "hdf5", "-o", str(tmp_path / "s.h5"), db=sqlite_db).exit_code == 0
     with h5py.File(tmp_path / "s.h5") as handle:
         assert len(handle) == 21 and handle["seq000020"].attrs["time"] == 100.0
         assert handle["seq000000"]["id"].shape == (500,)
     assert cli("export", "seed500", "-f", "parquet", "-o", str(tmp_path / "pq"), db=sqlite_db).exit_code == 0
     table = ds.dataset(tmp_path / "pq", format="parquet", partitioning="hive").to_table()
-    assert table.num_rows == sum(np.load(npz)[name].size for name in tables)
+    assert table.num_rows == stars
 
 
 def test_db_commands_walk_the_schema_revisions(db) -> None:
@@ -243,9 +245,9 @@ def _exports_describe_themselves(tmp_path, db: str) -> None:
     expected = {"run": "n100-w3-s1", "source_sha256": hashlib.sha256(stream).hexdigest(), "starlab_version": "4.4.4",
                 "snapstore_version": __version__}
     assert cli("export", "n100-w3-s1", "-f", "parquet", "-s", "2:4", "-o", str(tmp_path / "pq"), db=db).exit_code == 0
-    archive = np.load(tmp_path / "x.npz")
-    described = [json.loads(str(archive["metadata"]))]
-    assert archive["seqs"].tolist() == [2, 3] and archive["times"].tolist() == times[1:3]
+    with np.load(tmp_path / "x.npz") as archive:
+        described = [json.loads(str(archive["metadata"]))]
+        assert archive["seqs"].tolist() == [2, 3] and archive["times"].tolist() == times[1:3]
     with h5py.File(tmp_path / "x.h5") as handle:
         described.append({name: handle.attrs[name] for name in expected})
         assert [(handle[name].attrs["seq"], handle[name].attrs["time"]) for name in handle] == [(2, times[1]),
@@ -271,7 +273,8 @@ def test_export_formats_are_the_registry_s_and_take_a_selection(db, tmp_path, mo
     for format_name, target in (("npz", "x.npz"), ("hdf5", "x.h5"), ("story", "x.story")):
         assert cli("export", "n100-w3-s1", "-f", format_name, "-s", "2:4", "-o", str(tmp_path / target),
                    db=db).exit_code == 0
-    assert sorted(np.load(tmp_path / "x.npz").files) == ["metadata", "seq000002", "seq000003", "seqs", "times"]
+    with np.load(tmp_path / "x.npz") as archive:
+        assert sorted(archive.files) == ["metadata", "seq000002", "seq000003", "seqs", "times"]
     with h5py.File(tmp_path / "x.h5") as handle:
         assert sorted(handle) == ["seq000002", "seq000003"]
     assert (tmp_path / "x.story").read_text() == "".join(_stories(read_text(SAMPLE / "kira.out.gz"))[1:3])
@@ -433,10 +436,10 @@ def test_observables_export_in_each_array_format(db, tmp_path) -> None:
     for format_name, target in (("npz", "o.npz"), ("hdf5", "o.h5"), ("parquet", "o")):
         said = cli("export", "n100-w3-s1", "--observables", "-f", format_name, "-o", str(tmp_path / target), db=db)
         assert said.exit_code == 0, said.output
-    archive = np.load(tmp_path / "o.npz")
-    assert archive["seq"].tolist() == list(range(len(stories) + 1))
-    assert archive["total_energy"][1:].tolist() == energies
-    assert json.loads(str(archive["metadata"]))["run"] == "n100-w3-s1"
+    with np.load(tmp_path / "o.npz") as archive:
+        assert archive["seq"].tolist() == list(range(len(stories) + 1))
+        assert archive["total_energy"][1:].tolist() == energies
+        assert json.loads(str(archive["metadata"]))["run"] == "n100-w3-s1"
     with h5py.File(tmp_path / "o.h5") as handle:
         assert handle["total_energy"][1:].tolist() == energies and handle.attrs["run"] == "n100-w3-s1"
     table = pq.read_table(tmp_path / "o" / "run=n100-w3-s1" / "observables.parquet")
