@@ -243,7 +243,8 @@ def frame(connection: Connection, where: str | None = None, keys: Iterable[str] 
     ``t_first``, ``t_last``, ``status``; ``tag.KEY`` for each tag; ``PROGRAM.FLAG`` for
     each parameter (``kira#2.t`` for a restart's second kira), typed (see ``typed``); and
     ``first(KEY)``, ``last(KEY)``, ``min(KEY)``, ``max(KEY)`` over the run's snapshots for
-    each observable of ``keys``.  Six queries, whatever the number of runs."""
+    each observable of ``keys``.  Seven queries and one per key (to name one no run has),
+    whatever the number of runs."""
     wanted = list(dict.fromkeys(keys))
     _known_keys(connection, wanted)
     chosen = chosen_runs(connection, where, retired)
