@@ -17,7 +17,6 @@ from snapstore.codec.stars import (
     depths,
     node_values,
     particle_nodes,
-    star_ids,
     star_table,
     stars_below,
 )
@@ -76,10 +75,10 @@ def particles_with(structure: Layout, fields: tuple[str, ...] | str, lenient: bo
     rows = structure.star_rows
     base = star_table(rows)
     nodes, _ = particle_nodes(structure)
-    leaves = np.flatnonzero(rows.leaves)
-    ids = star_ids(rows.index[leaves], None if rows.name is None else rows.name[leaves])
-    order = nodes[leaves[np.argsort(ids, kind="stable")]]  # the leaf nodes in the table's order
-    placed = _placed(rows, leaves[np.argsort(ids, kind="stable")], ids) if chosen else {}
+    leaves, ids = rows.leaf_ids()
+    stars = leaves[np.argsort(ids, kind="stable")]  # the leaf rows in the table's order, as star_table sorts them
+    order = nodes[stars]
+    placed = _placed(rows, stars) if chosen else {}
     values = {name: np.full((order.size, 1), np.nan) if name in unknown
               else placed[known[name][1]][:, None] if known[name][0] == "tree"
               else _texts(structure, order, known[name]) if known[name][3]
@@ -95,11 +94,10 @@ def particles_with(structure: Layout, fields: tuple[str, ...] | str, lenient: bo
     return out
 
 
-def _placed(rows: StarRows, stars: np.ndarray, ids: np.ndarray) -> dict[str, np.ndarray]:
+def _placed(rows: StarRows, stars: np.ndarray) -> dict[str, np.ndarray]:
     """For the star rows ``stars`` (in the table's order), the fields of ``TREE``: a
     system or parent is named by the smallest star id in it (as in ``multiples``)."""
-    leaves = np.flatnonzero(rows.leaves)
-    smallest, _ = stars_below(rows.parent, leaves, ids)
+    smallest, _ = stars_below(rows)
     depth = depths(rows.parent)
     top = stars.copy()
     while (depth[top] > 1).any():  # up to the node just below the root

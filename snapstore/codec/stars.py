@@ -56,6 +56,11 @@ class StarRows:
         leaves[self.parent[self.parent >= 0]] = False
         return leaves
 
+    def leaf_ids(self) -> tuple[np.ndarray, np.ndarray]:
+        """The leaf rows, in story order, and each one's star id (see ``star_ids``)."""
+        leaves = np.flatnonzero(self.leaves)
+        return leaves, star_ids(self.index[leaves], None if self.name is None else self.name[leaves])
+
 
 def particle_nodes(structure: Structure) -> tuple[np.ndarray, np.ndarray]:
     """The Particle nodes in story order, and the row of every node (-1 for the
@@ -224,8 +229,7 @@ def star_table_reference(rows: StarRows) -> np.ndarray:
     """``star_table`` in numpy: the reference for the compiled ``stars``."""
     if (rows.parent < -1).any() or (rows.parent >= np.arange(rows.parent.size)).any():  # a cycle never ends
         raise CorruptRecordError("record cannot be decoded: a star row's parent does not come before it")
-    leaves = np.flatnonzero(rows.leaves)
-    ids = star_ids(rows.index[leaves], None if rows.name is None else rows.name[leaves])
+    leaves, ids = rows.leaf_ids()
     order = np.argsort(ids, kind="stable")
     chosen = leaves[order]
     phase = absolute(np.hstack([rows.pos, rows.vel]), rows.parent)
@@ -235,8 +239,10 @@ def star_table_reference(rows: StarRows) -> np.ndarray:
     return out
 
 
-def stars_below(parent: np.ndarray, leaves: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def stars_below(rows: StarRows) -> tuple[np.ndarray, np.ndarray]:
     """For every row, the smallest id and the number of the stars in its subtree."""
+    parent = rows.parent
+    leaves, ids = rows.leaf_ids()
     smallest = np.full(parent.size, np.iinfo(np.int64).max, dtype=np.int64)
     count = np.zeros(parent.size, dtype=np.int64)
     smallest[leaves], count[leaves] = ids, 1

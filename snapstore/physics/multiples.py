@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from snapstore.codec.stars import StarRows, absolute, depths, star_ids, stars_below
+from snapstore.codec.stars import StarRows, absolute, depths, stars_below
 from snapstore.errors import CorruptRecordError
 
 MULTIPLE_DTYPE = np.dtype([
@@ -40,9 +40,7 @@ def multiples(rows: StarRows) -> np.ndarray:
     nodes = np.array([node for node, _ in pairs])
     first, second = (np.array([kids[k] for _, kids in pairs]) for k in (0, 1))
     phase = absolute(np.hstack([rows.pos, rows.vel]), parent)
-    leaves = np.flatnonzero(rows.leaves)
-    ids = star_ids(rows.index[leaves], None if rows.name is None else rows.name[leaves])
-    smallest, count = stars_below(parent, leaves, ids)
+    smallest, count = stars_below(rows)
     out["id1"], out["id2"] = smallest[first], smallest[second]
     out["n1"], out["n2"] = count[first], count[second]
     out["depth"] = depths(parent)[nodes]
