@@ -97,16 +97,22 @@ class InvalidArgumentError(SnapstoreError, ValueError):
     """An argument snapstore cannot use: a stream without a run name, a bad tag or snapshot selection."""
 
 
+def suggested(name: str, known: list[str]) -> tuple[str, str]:
+    """For a name that is not among ``known``: a hint naming the close ones
+    (`` (did you mean a or b?)``, or nothing), and the first of ``known`` listed with their count."""
+    import difflib
+
+    close = difflib.get_close_matches(name, known, n=3)
+    hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+    return hint, ", ".join(known[:12]) + (f", ... ({len(known)} in all)" if len(known) > 12 else "")
+
+
 class UnknownObservableError(SnapstoreError, KeyError):
     """An observable that a run (or the store) does not have; a KeyError, as for a mapping's
     missing key, whose message names the close ones and the first of those it has."""
 
     def __init__(self, key: str, where: str, known: list[str]) -> None:
-        import difflib
-
-        close = difflib.get_close_matches(key, known, n=3)
-        hint = f" (did you mean {' or '.join(close)}?)" if close else ""
-        listed = ", ".join(known[:12]) + (f", ... ({len(known)} in all)" if len(known) > 12 else "")
+        hint, listed = suggested(key, known)
         super().__init__(f"no observable {key!r} in {where}{hint}; it has: {listed or 'none'}")
 
     def __str__(self) -> str:  # KeyError's would quote the message

@@ -24,7 +24,6 @@ into SQL.
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass
 from typing import NoReturn
@@ -33,7 +32,7 @@ from sqlalchemy import CompoundSelect, Connection, Select, except_, exists, func
 from sqlalchemy import text as sql_text
 from sqlalchemy.sql import ColumnElement
 
-from snapstore.errors import FilterError
+from snapstore.errors import FilterError, suggested
 from snapstore.store.schema import command, observable, parameter, run, tag
 
 _TOKEN = re.compile(r"""
@@ -320,10 +319,7 @@ def compile_filter(text: str, connection: Connection | None = None) -> ColumnEle
 def _known(connection: Connection, parser: _Parser, what: str, column, named: dict[str, Token]) -> None:
     for name, token in named.items():
         if not connection.execute(select(exists().where(column == name))).scalar():
-            everything = _distinct(connection, column)
-            close = difflib.get_close_matches(name, everything, n=3)
-            hint = f" (did you mean {' or '.join(close)}?)" if close else ""
-            listed = ", ".join(everything[:12]) + (f", ... ({len(everything)} in all)" if len(everything) > 12 else "")
+            hint, listed = suggested(name, _distinct(connection, column))
             parser.fail(f"no {what} {name!r} in this store{hint}; {what}s: {listed or 'none yet'}", token)
 
 
