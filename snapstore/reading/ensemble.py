@@ -243,15 +243,16 @@ def frame(connection: Connection, where: str | None = None, keys: Iterable[str] 
     ``t_first``, ``t_last``, ``status``; ``tag.KEY`` for each tag; ``PROGRAM.FLAG`` for
     each parameter (``kira#2.t`` for a restart's second kira), typed (see ``typed``); and
     ``first(KEY)``, ``last(KEY)``, ``min(KEY)``, ``max(KEY)`` over the run's snapshots for
-    each observable of ``keys``.  Seven queries and one per key (to name one no run has),
+    each observable of ``keys``.  Six queries and one per key (to name one no run has),
     whatever the number of runs."""
     wanted = list(dict.fromkeys(keys))
     _known_keys(connection, wanted)
     chosen = chosen_runs(connection, where, retired)
     runs = _tuples(connection, select(run.c.id, run.c.name, run.c.n_particles, run.c.n_snapshots, run.c.t_first,
-                                      run.c.t_last, run.c.status, run.c.retired_at)
+                                      run.c.t_last, run.c.status, run.c.retired_at, run.c.number)
                    .where(run.c.id.in_(chosen)).order_by(run.c.name))
     at = {row[0]: index for index, row in enumerate(runs)}
+    numbered = {row[8]: index for index, row in enumerate(runs)}  # the value tables know a run by its number
     counts = [None if row[2] is None else str(row[2]) for row in runs]
     arrays: dict[str, np.ndarray] = {
         "run": np.array([row[1] for row in runs], dtype=object),
@@ -272,7 +273,7 @@ def frame(connection: Connection, where: str | None = None, keys: Iterable[str] 
     arrays.update({name: np.array(values, dtype=object) for name, values in texts.items()})
     parameters = _parameters(connection, chosen, at)
     arrays.update({name: typed(values) for name, values in parameters.items()})
-    arrays.update(_summaries(connection, chosen, at, wanted))
+    arrays.update(_summaries(connection, chosen, numbered, wanted))
     gapped = {name for name, values in [*parameters.items(), ("N", counts)] if _gapped_integers(values)}
     return Table(arrays, len(runs), frozenset(gapped))
 
@@ -299,12 +300,11 @@ def _parameters(connection: Connection, chosen: Select, at: dict[str, int]) -> d
     return dict(sorted(out.items()))
 
 
-def _summaries(connection: Connection, chosen: Select, at: dict[str, int], keys: list[str]) -> dict[str, np.ndarray]:
-    """``first``, ``last``, ``min`` and ``max`` of each observable of ``keys`` by run: a
-    constant is all four."""
+def _summaries(connection: Connection, chosen: Select, at: dict[int, int], keys: list[str]) -> dict[str, np.ndarray]:
+    """``first``, ``last``, ``min`` and ``max`` of each observable of ``keys`` by run (its
+    row in ``at``, by run number): a constant is all four."""
     if not keys:
         return {}
-    numbers = dict(_tuples(connection, select(run.c.number, run.c.id).where(run.c.id.in_(chosen))))
     chosen_numbers = select(run.c.number).where(run.c.id.in_(chosen))
     found = [(number, key, idx, value, value, value, value)
              for number, key, idx, _, value in _constants(connection, keys, chosen_numbers)]
@@ -312,7 +312,7 @@ def _summaries(connection: Connection, chosen: Select, at: dict[str, int], keys:
     names = _columns(found, keys)
     out = {f"{summary}({name})": np.full(len(at), np.nan) for name in names.values() for summary in SUMMARIES}
     for number, key, idx, *values in found:
-        place = at[numbers[number]]
+        place = at[number]
         for summary, value in zip(SUMMARIES, values):
             out[f"{summary}({names[(key, idx)]})"][place] = value
     return out
