@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 import numpy as np
 
@@ -28,13 +27,17 @@ class Timeseries(ArrayMapping):
             import pandas as pd
         except ModuleNotFoundError:
             raise ModuleNotFoundError("to_pandas needs pandas: pip install 'snapstore[pandas]'") from None
-        columns: dict[str, Any] = {"run": self.run, "time": self.times}
+        return pd.DataFrame({"run": self.run, **self.columns()}, index=pd.Index(self.seqs, name="seq"))
+
+    def columns(self) -> dict[str, np.ndarray]:
+        """``time`` and a flat column per value, ``key[i]`` for a vector's components."""
+        columns = {"time": self.times}
         for key, array in self._arrays.items():
             if array.ndim == 1:
                 columns[key] = array
             else:
                 columns.update({f"{key}[{index}]": array[:, index] for index in range(array.shape[1])})
-        return pd.DataFrame(columns, index=pd.Index(self.seqs, name="seq"))
+        return columns
 
     def __repr__(self) -> str:
         return f"<Timeseries {len(self.seqs)} snapshots: {', '.join(self._arrays)}>"

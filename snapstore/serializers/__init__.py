@@ -141,8 +141,7 @@ def _run_hdf5_write(items: Snapshots, location: Location) -> None:
 
     buffer = io.BytesIO()
     with h5py.File(buffer, "w") as handle:
-        for name, value in formats.describe(items.run).items():  # nested values as JSON text
-            handle.attrs[name] = value if isinstance(value, str) else json.dumps(value)
+        formats.hdf5_describe(handle, formats.describe(items.run))
         for item, table in items.run.particle_tables(items):
             group = handle.create_group(_snapshot_name(item.seq))
             group.attrs["seq"] = item.seq

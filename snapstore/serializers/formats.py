@@ -138,10 +138,15 @@ def particles_to_parquet(particles: np.ndarray, extra: dict | None = None, metad
     """One row per star; ``extra`` adds constant columns such as seq and time, ``metadata``
     goes into the file's key-value metadata under ``snapstore`` (JSON)."""
     pa = require("pyarrow", "parquet")
-    pq = require("pyarrow.parquet", "parquet")
     columns = {**{name: np.full(len(particles), value) for name, value in (extra or {}).items()},
                **_columns(particles)}
-    table = pa.table(columns)
+    return parquet_bytes(pa.table(columns), metadata)
+
+
+def parquet_bytes(table: Any, metadata: dict | None) -> bytes:
+    """A pyarrow table as a zstd-compressed Parquet file, ``metadata`` (``describe``) as JSON
+    under the ``snapstore`` key of the file's metadata."""
+    pq = require("pyarrow.parquet", "parquet")
     if metadata is not None:
         table = table.replace_schema_metadata({"snapstore": json.dumps(metadata)})
     buffer = io.BytesIO()
@@ -149,22 +154,16 @@ def particles_to_parquet(particles: np.ndarray, extra: dict | None = None, metad
     return buffer.getvalue()
 
 
+def hdf5_describe(handle: Any, metadata: dict) -> None:
+    """``metadata`` (``describe``) as an HDF5 file's attributes, nested values as JSON text."""
+    for name, value in metadata.items():
+        handle.attrs[name] = value if isinstance(value, str) else json.dumps(value)
+
+
 def particles_from_parquet(data: bytes, python_type: type | None) -> np.ndarray:
     pq = require("pyarrow.parquet", "parquet")
     table = pq.read_table(io.BytesIO(data))
     return _particles({name: table.column(name).to_numpy() for name in table.column_names})
-
-
-def _observable_columns(series: Timeseries) -> dict[str, np.ndarray]:
-    """A run's observables as flat columns: seq, time, then ``key`` or ``key[i]``."""
-    columns = {"seq": np.asarray(series.seqs), "time": np.asarray(series.times)}
-    for key in series:
-        values = series[key]
-        if values.ndim == 1:
-            columns[key] = values
-        else:
-            columns.update({f"{key}[{index}]": values[:, index] for index in range(values.shape[1])})
-    return columns
 
 
 def observables_to_npz(series: Timeseries, metadata: dict) -> bytes:
@@ -182,8 +181,7 @@ def observables_to_hdf5(series: Timeseries, metadata: dict) -> bytes:
     h5py = require("h5py", "hdf5")
     buffer = io.BytesIO()
     with h5py.File(buffer, "w") as handle:
-        for name, value in metadata.items():
-            handle.attrs[name] = value if isinstance(value, str) else json.dumps(value)
+        hdf5_describe(handle, metadata)
         handle.create_dataset("seq", data=np.asarray(series.seqs))
         handle.create_dataset("time", data=np.asarray(series.times))
         for key in series:
@@ -195,9 +193,6 @@ def observables_to_parquet(series: Timeseries, metadata: dict) -> bytes:
     """A run's observables, one row per snapshot: ``run``, ``seq``, ``time`` and a column per
     value (``key[i]`` for a vector's components); ``metadata`` under the ``snapstore`` key."""
     pa = require("pyarrow", "parquet")
-    pq = require("pyarrow.parquet", "parquet")
-    columns = _observable_columns(series)
-    table = pa.table({"run": [metadata["run"]] * len(columns["seq"]), **columns})
-    buffer = io.BytesIO()
-    pq.write_table(table.replace_schema_metadata({"snapstore": json.dumps(metadata)}), buffer, compression="zstd")
-    return buffer.getvalue()
+    columns = series.columns()
+    return parquet_bytes(pa.table({"run": [metadata["run"]] * len(series.seqs), "seq": series.seqs, **columns}),
+                         metadata)
