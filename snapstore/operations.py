@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
+from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn, TextIO
 
 from snapstore.errors import CaptureError, InvalidArgumentError, RunNotFoundError, SchemaError, SnapstoreError
 from snapstore.physics.kira_log import read_kira_log
@@ -29,6 +29,7 @@ from snapstore.store.readonly import TIMEOUT, read_only_query
 if TYPE_CHECKING:  # what the read side and ingest load (numpy, the codec) waits for a verb that needs it
     from snapstore.facade import Store
     from snapstore.reading import Run
+    from snapstore.serializers import Location
     from snapstore.store.ingest import IngestReport
     from snapstore.store.parallel import Outcome
 
@@ -217,7 +218,20 @@ def check_export(format: str, output: str | os.PathLike | None, to_stream: bool 
         if format not in known:
             raise InvalidArgumentError(f"unknown export format {format!r}: use {', '.join(known)}")
     if output is None and not (format == "story" and to_stream):
-        raise InvalidArgumentError(f"{format} export needs an output {'folder' if format == 'parquet' else 'file'}")
+        _no_output(format)
+
+
+def _no_output(format: str) -> NoReturn:
+    raise InvalidArgumentError(f"{format} export needs an output {'folder' if format == 'parquet' else 'file'}")
+
+
+def _location(format: str, output: str | os.PathLike) -> Location:
+    """Where an export of ``format`` goes: a Parquet dataset is the folder ``output``, any
+    other format the file ``output``."""
+    from snapstore.serializers import Location, PosixStorage
+
+    path = Path(output)
+    return Location(PosixStorage(path), ".") if format == "parquet" else Location(PosixStorage(path.parent), path.name)
 
 
 def export(run: Run, format: str = "story", output: str | os.PathLike | None = None, *,
@@ -245,13 +259,9 @@ def export(run: Run, format: str = "story", output: str | os.PathLike | None = N
         stream.flush()  # what the text layer holds goes first; then bytes straight to its buffer
         _write_texts(items, getattr(stream, "buffer", stream))
         return
-    from snapstore.serializers import Location, PosixStorage, registry
+    from snapstore.serializers import registry
 
-    path = Path(output)
-    if format == "parquet":  # a dataset is a folder
-        registry.write(items, format, Location(PosixStorage(path), "."))
-    else:
-        registry.write(items, format, Location(PosixStorage(path.parent), path.name))
+    registry.write(items, format, _location(format, output))
 
 
 def export_ensemble(store: Store, where: str, output: str | os.PathLike, format: str = "parquet") -> int:
@@ -260,7 +270,7 @@ def export_ensemble(store: Store, where: str, output: str | os.PathLike, format:
     returns the runs written.  A filter that matches nothing writes nothing."""
     if format != "parquet":
         raise InvalidArgumentError(f"an ensemble is exported as one parquet dataset, not {format!r}")
-    from snapstore.serializers import Location, PosixStorage, write_ensemble
+    from snapstore.serializers import write_ensemble
 
     frame = store.frame(where)
     names = [name for name in frame if "." in name]  # PROGRAM.FLAG and tag.KEY
@@ -268,24 +278,21 @@ def export_ensemble(store: Store, where: str, output: str | os.PathLike, format:
     if not rows:
         raise InvalidArgumentError(f"no run matches {where!r}: nothing exported")
     write_ensemble([(store.run(row["id"]), {name: row[name] for name in names}) for row in rows],
-                   Location(PosixStorage(Path(output)), "."))
+                   _location(format, output))
     return len(rows)
 
 
 def _export_observables(run: Run, format: str, output: str | os.PathLike | None, selected: bool) -> None:
-    from snapstore.serializers import OBSERVABLE_FORMATS, Location, PosixStorage, write_observables
+    from snapstore.serializers import OBSERVABLE_FORMATS, write_observables
 
     if format not in OBSERVABLE_FORMATS:
         raise InvalidArgumentError(f"observables are exported as {', '.join(OBSERVABLE_FORMATS)}, not {format!r}")
     if output is None:
-        raise InvalidArgumentError(f"{format} export needs an output {'folder' if format == 'parquet' else 'file'}")
+        _no_output(format)
     if selected:
         raise InvalidArgumentError("--observables exports every whole snapshot's: leave out --snapshots, --time "
                                    "and --initial")
-    path = Path(output)
-    location = Location(PosixStorage(path), ".") if format == "parquet" else Location(PosixStorage(path.parent),
-                                                                                         path.name)
-    write_observables(run, format, location)
+    write_observables(run, format, _location(format, output))
 
 
 def _extent(run: Run) -> str:
