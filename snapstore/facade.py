@@ -47,14 +47,20 @@ def _database_errors(method: F) -> F:
 class Store:
     """A snapstore archive in SQLite (default) or PostgreSQL."""
 
-    def __init__(self, url: str | None = None, create: bool = True, payloads: str | None = None) -> None:
+    def __init__(self, url: str | None = None, create: bool = True, payloads: str | None = None,
+                 read_only: float | None = None) -> None:
         """Open the store at ``url``; ``create=False`` refuses to make one where there is none
-        (what the command line's reading verbs do, so that a mistyped ``--db`` creates nothing)."""
+        (what the command line's reading verbs do, so that a mistyped ``--db`` creates nothing).
+        ``read_only``: a time limit in seconds; the store is then read through connections
+        that cannot write (as ``snapstore sql`` reads) and stop any read after it."""
         self._given = url_text(url)
         self.payloads = payloads_for(payloads)
         self._engine: Engine | None = None
+        self._limit = read_only
+        if read_only is not None:
+            create = False
         # a store that is only read and is a SQLite file at this snapstore's schema needs no engine yet
-        self._reader = None if create else SqliteReader.open(self._given, lock_timeout())
+        self._reader = None if create else SqliteReader.open(self._given, lock_timeout(), read_only)
         if self._reader is None:
             self._engine = self._open_engine(create)
 
@@ -87,7 +93,13 @@ class Store:
 
         if not create:
             require_existing(self.url)
-        engine = make_engine(self.url)
+        if self._limit is None:
+            engine = make_engine(self.url)
+        else:
+            from snapstore.store.readonly import read_only_engine
+
+            with self._reported():
+                engine = read_only_engine(self.url, self._limit)
         try:
             with self._reported():
                 ensure_current(engine, create=create)
@@ -269,6 +281,17 @@ class Store:
             return frame(connection, where, [keys] if isinstance(keys, str) else keys, retired)
 
     @_database_errors
+    def page(self, where: str | None = None, sort: str = "run", descending: bool = False, offset: int = 0,
+             limit: int = 50, retired: bool = False) -> tuple[int, Table]:
+        """How many runs match ``where``, and rows ``offset`` to ``offset + limit`` of them
+        sorted by ``sort`` (``run``, ``N``, ``snapshots``, ``t_first``, ``t_last``,
+        ``status``, ``stored_bytes``, ``started_at``) as a ``frame`` without observables."""
+        from snapstore.reading.ensemble import page
+
+        with self.engine.connect() as connection:
+            return page(connection, where, sort, descending, offset, limit, retired)
+
+    @_database_errors
     def timeseries(self, keys: str | Iterable[str], where: str | None = None, retired: bool = False) -> Table:
         """The observables ``keys`` at every whole snapshot of the runs matching ``where``,
         as one long table (``run``, ``seq``, ``time``, a column per key), from one query;
@@ -348,9 +371,12 @@ class Store:
             return catalog.totals(connection)
 
 
-def open(url: str | None = None, payloads: str | None = None, create: bool = True) -> Store:
+def open(url: str | None = None, payloads: str | None = None, create: bool = True,
+         read_only: float | None = None) -> Store:
     """Open (creating if new, unless ``create=False``) the store at ``url``: any SQLAlchemy
     URL or a SQLite path.  Default: ``$SNAPSTORE_URL``, else ./snapstore.db.  ``payloads``
     (or ``$SNAPSTORE_PAYLOADS``): a folder or ``s3://bucket/prefix`` for the record bytes
-    of new snapshots, shared by every machine; default: in the database."""
-    return Store(url, create=create, payloads=payloads)
+    of new snapshots, shared by every machine; default: in the database.  ``read_only``:
+    seconds a read may take; the store is then only read, with the least privilege the
+    database offers (see ``Store``)."""
+    return Store(url, create=create, payloads=payloads, read_only=read_only)

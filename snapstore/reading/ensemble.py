@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Connection, Select, and_, exists, func, select
 
-from snapstore.errors import UnknownObservableError
+from snapstore.errors import InvalidArgumentError, UnknownObservableError
 from snapstore.reading.mapping import ArrayMapping
 from snapstore.store.catalog import chosen_runs
 from snapstore.store.filters import observable_keys
@@ -240,20 +240,53 @@ def series(connection: Connection, keys: Iterable[str], where: str | None = None
 def frame(connection: Connection, where: str | None = None, keys: Iterable[str] = (),
           retired: bool = False) -> Table:
     """One row per run matching ``where``, by name: ``run``, ``id``, ``N``, ``snapshots``,
-    ``t_first``, ``t_last``, ``status``; ``tag.KEY`` for each tag; ``PROGRAM.FLAG`` for
-    each parameter (``kira#2.t`` for a restart's second kira), typed (see ``typed``); and
-    ``first(KEY)``, ``last(KEY)``, ``min(KEY)``, ``max(KEY)`` over the run's snapshots for
-    each observable of ``keys``.  Six queries and one per key (to name one no run has),
-    whatever the number of runs."""
+    ``t_first``, ``t_last``, ``status``, ``pipeline``; ``tag.KEY`` for each tag;
+    ``PROGRAM.FLAG`` for each parameter (``kira#2.t`` for a restart's second kira), typed
+    (see ``typed``); and ``first(KEY)``, ``last(KEY)``, ``min(KEY)``, ``max(KEY)`` over the
+    run's snapshots for each observable of ``keys``.  Six queries and one per key (to name
+    one no run has), whatever the number of runs."""
     wanted = list(dict.fromkeys(keys))
     _known_keys(connection, wanted)
+    return _frame(connection, chosen_runs(connection, where, retired), wanted)
+
+
+# What a page of runs may be sorted by: the run table's columns, by the names the frame gives them.
+SORTABLE = {"run": run.c.name, "N": run.c.n_particles, "snapshots": run.c.n_snapshots, "t_first": run.c.t_first,
+            "t_last": run.c.t_last, "status": run.c.status, "stored_bytes": run.c.stored_bytes,
+            "started_at": run.c.started_at}
+
+
+def page(connection: Connection, where: str | None = None, sort: str = "run", descending: bool = False,
+         offset: int = 0, limit: int = 50, retired: bool = False) -> tuple[int, Table]:
+    """The runs matching ``where``, sorted by ``sort`` (a key of ``SORTABLE``; ties by
+    name), rows ``offset`` to ``offset + limit`` of them as a ``frame`` (no observables),
+    and how many match in all: a listing of 10,000 runs reads one page's rows."""
+    if sort not in SORTABLE:
+        raise InvalidArgumentError(f"runs can be sorted by {', '.join(SORTABLE)}, not {sort!r}")
+    if offset < 0 or limit < 1:
+        raise InvalidArgumentError(f"a page starts at a row >= 0 and holds >= 1 run, not {offset} and {limit}")
     chosen = chosen_runs(connection, where, retired)
+    total = connection.execute(select(func.count()).select_from(chosen.subquery())).scalar_one()
+    column = SORTABLE[sort]
+    ordered = (column.desc() if descending else column.asc()).nulls_last() if sort != "run" else None
+    keys = [run.c.name.desc() if descending and sort == "run" else run.c.name]
+    ids = [row[0] for row in _tuples(connection, select(run.c.id).where(run.c.id.in_(chosen))
+                                     .order_by(*([ordered] if ordered is not None else []), *keys)
+                                     .offset(offset).limit(limit))]
+    table = _frame(connection, select(run.c.id).where(run.c.id.in_(ids)), [])
+    at = {run_id: index for index, run_id in enumerate(table["id"].tolist())}
+    order = np.array([at[run_id] for run_id in ids], dtype=np.int64)
+    return total, Table({name: table[name][order] for name in table}, len(ids), table.integers)
+
+
+def _frame(connection: Connection, chosen: Select, wanted: list[str]) -> Table:
     runs = _tuples(connection, select(run.c.id, run.c.name, run.c.n_particles, run.c.n_snapshots, run.c.t_first,
                                       run.c.t_last, run.c.status, run.c.retired_at, run.c.number)
                    .where(run.c.id.in_(chosen)).order_by(run.c.name))
     at = {row[0]: index for index, row in enumerate(runs)}
     numbered = {row[8]: index for index, row in enumerate(runs)}  # the value tables know a run by its number
     counts = [None if row[2] is None else str(row[2]) for row in runs]
+    pipelines, parameters = _parameters(connection, chosen, at)
     arrays: dict[str, np.ndarray] = {
         "run": np.array([row[1] for row in runs], dtype=object),
         "id": np.array([row[0] for row in runs], dtype=object),
@@ -262,6 +295,7 @@ def frame(connection: Connection, where: str | None = None, keys: Iterable[str] 
         "t_first": np.array([math.nan if row[4] is None else row[4] for row in runs]),
         "t_last": np.array([math.nan if row[5] is None else row[5] for row in runs]),
         "status": np.array(["retired" if row[7] else row[6] for row in runs], dtype=object),
+        "pipeline": np.array(pipelines, dtype=object),
     }
     texts: dict[str, list[str | None]] = {}
     for run_id, key, value in _tuples(connection, select(tag.c.run_id, tag.c.key, tag.c.value)
@@ -271,23 +305,26 @@ def frame(connection: Connection, where: str | None = None, keys: Iterable[str] 
             column = texts[f"tag.{key}"] = [None] * len(runs)
         column[at[run_id]] = value
     arrays.update({name: np.array(values, dtype=object) for name, values in texts.items()})
-    parameters = _parameters(connection, chosen, at)
     arrays.update({name: typed(values) for name, values in parameters.items()})
     arrays.update(_summaries(connection, chosen, numbered, wanted))
     gapped = {name for name, values in [*parameters.items(), ("N", counts)] if _gapped_integers(values)}
     return Table(arrays, len(runs), frozenset(gapped))
 
 
-def _parameters(connection: Connection, chosen: Select, at: dict[str, int]) -> dict[str, list[str | None]]:
-    """Each ``PROGRAM.FLAG``'s values by run (a program's later runs in a pipeline ``#2``...).
-    The steps and their flags are read apart: a join of the two costs twice the reads."""
+def _parameters(connection: Connection, chosen: Select,
+                at: dict[str, int]) -> tuple[list[str], dict[str, list[str | None]]]:
+    """Each run's pipeline (``makeking | kira``), and each ``PROGRAM.FLAG``'s values by run
+    (a program's later runs in a pipeline ``#2``...).  The steps and their flags are read
+    apart: a join of the two costs twice the reads."""
     steps = _tuples(connection, select(command.c.run_id, command.c.position, command.c.program)
                     .where(command.c.run_id.in_(chosen)))
     named: dict[tuple[str, int], str] = {}  # (run, position) -> the program's name in its pipeline
     counts: dict[tuple[str, str], int] = {}
+    pipelines: list[list[str]] = [[] for _ in at]
     for run_id, position, program in sorted(steps):
         count = counts[(run_id, program)] = counts.get((run_id, program), 0) + 1
         named[(run_id, position)] = program if count == 1 else f"{program}#{count}"
+        pipelines[at[run_id]].append(program)
     out: dict[str, list[str | None]] = {}
     for run_id, position, program, flag, value in _tuples(connection, select(
             parameter.c.run_id, parameter.c.position, parameter.c.program, parameter.c.flag, parameter.c.value)
@@ -297,7 +334,7 @@ def _parameters(connection: Connection, chosen: Select, at: dict[str, int]) -> d
         if column is None:
             column = out[label] = [None] * len(at)
         column[at[run_id]] = value
-    return dict(sorted(out.items()))
+    return [" | ".join(steps) for steps in pipelines], dict(sorted(out.items()))
 
 
 def _summaries(connection: Connection, chosen: Select, at: dict[int, int], keys: list[str]) -> dict[str, np.ndarray]:

@@ -14,11 +14,17 @@ extended query protocol, which takes a single statement.
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import time
+from typing import TYPE_CHECKING
 
 from snapstore.errors import QueryError, StoreAccessError
 from snapstore.store.reads import read_only_uri, sqlite_file, url_text
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+    from sqlalchemy.engine import URL
 
 TIMEOUT = 60.0  # seconds a query may run unless the caller says otherwise
 MAX_ROWS = 1_000_000  # rows a query may return: more is a mistake, or wants a LIMIT
@@ -68,6 +74,42 @@ def read_only_query(url: str | None, query: str, timeout: float = TIMEOUT,
     if resolved.get_backend_name() == "sqlite":
         return _sqlite(resolved.database or "", masked(resolved), query, timeout, max_rows)
     return read_only_postgresql(resolved, query, timeout, max_rows)
+
+
+def read_only_engine(url: URL, timeout: float = TIMEOUT) -> Engine:
+    """An engine on the store at ``url`` that can only read it, and stops any statement
+    after ``timeout`` seconds: what a server open to a whole group reads through.
+
+    SQLite: the file opened ``mode=ro``, the session ``query_only``, a progress handler
+    against each statement's deadline.  PostgreSQL: the role ``snapstore sql`` logs in as
+    (see ``readonly_pg.reader_engine``), every transaction READ ONLY by default, with a
+    ``statement_timeout``."""
+    if not timeout > 0:
+        raise QueryError(f"a read's time limit must be more than 0 seconds, not {timeout}")
+    if url.get_backend_name() != "sqlite":
+        from snapstore.store.readonly_pg import reader_engine
+
+        options = f"-c default_transaction_read_only=on -c statement_timeout={max(1, round(timeout * 1000))}"
+        return reader_engine(url, pool_pre_ping=True, connect_args={"options": options})
+    from sqlalchemy import event
+    from sqlalchemy.engine import URL as SqlURL
+
+    from snapstore.store.backend import make_engine
+
+    file = read_only_uri(url.database or "").split("?")[0]
+    engine = make_engine(SqlURL.create("sqlite", database=file, query={"mode": "ro", "uri": "true"}))
+
+    @event.listens_for(engine, "connect")
+    def _limited(dbapi_connection, record) -> None:
+        deadline = record.info["deadline"] = [math.inf]
+        dbapi_connection.execute("PRAGMA query_only = ON")
+        dbapi_connection.set_progress_handler(lambda: int(time.monotonic() > deadline[0]), 10_000)
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _started(connection, *_args) -> None:
+        connection.info["deadline"][0] = time.monotonic() + timeout
+
+    return engine
 
 
 def capped(cursor, max_rows: int) -> list[tuple]:

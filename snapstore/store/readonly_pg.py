@@ -4,6 +4,7 @@ only read the store's tables, in a READ ONLY transaction that is always rolled b
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, Engine, make_url
@@ -18,7 +19,7 @@ READER = "snapstore_reader"  # the PostgreSQL role migration 0006 creates to run
 
 
 def read_only_postgresql(url: URL, query: str, timeout: float, max_rows: int) -> tuple[list[str], list[tuple]]:
-    engine = _reader_engine(url)
+    engine = reader_engine(url, poolclass=NullPool)  # a session lock a query took ends with it
     try:
         with engine.connect() as connection:
             transaction = connection.begin()
@@ -44,19 +45,20 @@ def read_only_postgresql(url: URL, query: str, timeout: float, max_rows: int) ->
         engine.dispose()
 
 
-def _reader_engine(url: URL) -> Engine:
-    """An engine whose role may only read the store: ``$SNAPSTORE_READER_URL``'s, else the
-    URL's own role if it may only read, else ``snapstore_reader`` on the same server and
-    database (its password, if it has one, from ``~/.pgpass``).  Anything else is refused."""
+def reader_engine(url: URL, **options: Any) -> Engine:
+    """An engine (``create_engine``'s ``options``) whose role may only read the store:
+    ``$SNAPSTORE_READER_URL``'s, else the URL's own role if it may only read, else
+    ``snapstore_reader`` on the same server and database (its password, if it has one,
+    from ``~/.pgpass``).  Anything else is refused."""
     named = os.environ.get("SNAPSTORE_READER_URL")
     try:
         if named:
-            return _checked(make_url(named), "SNAPSTORE_READER_URL")
+            return _checked(make_url(named), "SNAPSTORE_READER_URL", options)
         try:
-            return _checked(url, masked(url))
+            return _checked(url, masked(url), options)
         except _MayWrite as own:
             try:
-                return _checked(url.set(username=READER, password=None), READER)
+                return _checked(url.set(username=READER, password=None), READER, options)
             except _MayWrite as reader:
                 raise QueryError(f"snapstore sql will not run as {own}, nor as {reader}") from None
             except _CannotLogIn as reader:
@@ -98,8 +100,8 @@ _ROLE_RIGHTS = text("""
     FROM pg_roles r WHERE r.rolname = current_user""")
 
 
-def _checked(url: URL, source: str) -> Engine:
-    engine = create_engine(url, poolclass=NullPool)  # a session lock a query took ends with it
+def _checked(url: URL, source: str, options: dict[str, Any]) -> Engine:
+    engine = create_engine(url, **options)
     try:
         with engine.connect() as connection:
             role, privileged, server_roles, writable, store, readable = connection.execute(

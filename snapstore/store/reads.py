@@ -11,9 +11,11 @@ is ``query_only``.
 
 from __future__ import annotations
 
+import math
 import os
 import sqlite3
 import threading
+import time
 from collections import namedtuple
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -99,18 +101,19 @@ class SqliteReader:
     """Read-only connections to one SQLite store, one per thread (a ``sqlite3``
     connection belongs to the thread that made it); ``reads()`` is one read transaction."""
 
-    def __init__(self, path: str, timeout: float) -> None:
-        self.path, self._timeout = path, timeout
+    def __init__(self, path: str, timeout: float, limit: float | None = None) -> None:
+        self.path, self._timeout, self._limit = path, timeout, limit
         self._local = threading.local()
 
     @classmethod
-    def open(cls, url: str, timeout: float) -> SqliteReader | None:
+    def open(cls, url: str, timeout: float, limit: float | None = None) -> SqliteReader | None:
         """A reader of the store at ``url`` if it is a SQLite file at the revision the
-        compiled reads were made for, else None."""
+        compiled reads were made for, else None; ``timeout``: seconds to wait for a
+        writer's lock, ``limit``: seconds a read transaction may last (None: no limit)."""
         path = sqlite_file(url)
         if path is None or not os.path.isfile(path):
             return None
-        reader = cls(path, timeout)
+        reader = cls(path, timeout, limit)
         try:
             with reader.reads():
                 revision = reader.connection().execute("SELECT version_num FROM alembic_version").fetchall()
@@ -129,7 +132,10 @@ class SqliteReader:
             connection = sqlite3.connect(read_only_uri(self.path), uri=True, timeout=self._timeout,
                                          isolation_level=None)
             connection.execute("PRAGMA query_only = ON")
-            self._local.connection, self._local.depth = connection, 0
+            self._local.connection, self._local.depth, self._local.deadline = connection, 0, math.inf
+            if self._limit is not None:
+                local = self._local
+                connection.set_progress_handler(lambda: int(time.monotonic() > local.deadline), 10_000)
             self._local.rows = SqliteRows(connection)
         return connection
 
@@ -139,6 +145,8 @@ class SqliteReader:
         connection = self.connection()
         local = self._local
         if local.depth == 0:
+            if self._limit is not None:
+                local.deadline = time.monotonic() + self._limit
             connection.execute("BEGIN")
         local.depth += 1
         try:
