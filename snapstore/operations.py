@@ -175,10 +175,10 @@ def exit_status(code: int) -> str:
 
 
 def describe(store: Store, name_or_id: str) -> dict[str, Any]:
-    """A run's provenance, inputs, pipeline, tags, the error its last ingest stopped on (if it
-    did), what kira's stderr says (``KiraLog``, one per log kept), and one row per stored
-    story (seq, kind, time, N, total energy of a whole snapshot, stored bytes): what
-    ``snapstore show`` prints."""
+    """A run's provenance (inputs, each ingest's user, host and time), pipeline, tags, the
+    error its last ingest stopped on (if it did), what kira's stderr says (``KiraLog``, one
+    per log kept), and one row per stored story (seq, kind, time, N, total energy of a
+    whole snapshot, stored bytes): what ``snapstore show`` and the web's run page show."""
     target = store.run(name_or_id)
     sizes = store.snapshot_sizes(target.id)
     energies = _energies(target)
@@ -187,10 +187,12 @@ def describe(store: Store, name_or_id: str) -> dict[str, Any]:
         energy = energies.get(item.seq)  # a partial story is one changed system: no energy of the whole
         rows.append({"seq": item.seq, "kind": item.kind, "time": item.time, "N": item.n_particles,
                      "total_energy": energy, "stored": sizes[item.seq]})
-    return {"name": target.name, "id": target.id, "status": target.status, "source": target.source,
+    return {"name": target.name, "id": target.id, "status": target.status, "N": target.n_particles,
+            "t_first": target.t_first, "t_last": target.t_last, "stored_bytes": target.stored_bytes,
+            "source": target.source,
             "source_sha256": target.source_sha256, "starlab_version": target.starlab_version,
             "error": target.error, "retired_at": target.retired_at, "retired_reason": target.retired_reason,
-            "inputs": target.inputs, "commands": target.commands, "tags": target.tags,
+            "inputs": target.inputs, "ingests": target.ingests, "commands": target.commands, "tags": target.tags,
             "diagnostics": [read_kira_log(text) for text in store.diagnostics(target.id)], "snapshots": rows}
 
 
@@ -262,6 +264,24 @@ def export(run: Run, format: str = "story", output: str | os.PathLike | None = N
     from snapstore.serializers import registry
 
     registry.write(items, format, _location(format, output))
+
+
+def export_bytes(run: Run, format: str, observables: bool = False) -> bytes:
+    """One file of ``export`` as bytes, for a download: every whole snapshot's particle
+    table as ``npz`` or ``hdf5``, or with ``observables`` the run's observables as ``npz``,
+    ``hdf5`` or ``parquet``."""
+    if observables:
+        from snapstore.serializers import OBSERVABLE_FORMATS, observables_bytes
+
+        if format not in OBSERVABLE_FORMATS:
+            raise InvalidArgumentError(f"observables are exported as {', '.join(OBSERVABLE_FORMATS)}, not {format!r}")
+        return observables_bytes(run, format)
+    if format not in ("npz", "hdf5"):
+        raise InvalidArgumentError(f"a run is downloaded as one npz or hdf5 file, not {format!r}")
+    with tempfile.TemporaryDirectory(prefix="snapstore-export-") as folder:
+        target = Path(folder) / f"export.{format}"
+        export(run, format, target)
+        return target.read_bytes()
 
 
 def export_ensemble(store: Store, where: str, output: str | os.PathLike, format: str = "parquet") -> int:

@@ -18,6 +18,7 @@ from snapstore.errors import CorruptRecordError
 from snapstore.physics.multiples import multiples
 from snapstore.reading.dynamics import FIELDS, Dynamics, assemble
 from snapstore.reading.timeseries import Timeseries, timeseries
+from snapstore.store import events
 from snapstore.store.pack_rows import pack_lists
 from snapstore.store.reads import Rows
 from snapstore.store.records import Packs, fetch_record, run_records
@@ -270,6 +271,16 @@ class Run:
         order = {"stream": 0, "initial": 1, "commands": 2}
         return sorted(({"role": r.role, "location": r.location, "sha256": r.sha256, "size": r.size} for r in rows),
                       key=lambda item: order.get(item["role"], 3))
+
+    @cached_property
+    def ingests(self) -> list[dict]:
+        """Each ingest into the run, in order, as its event recorded it: ``at`` (UTC),
+        ``user``, ``host``, ``snapstore_version``, ``python``, ``pid`` and ``source``."""
+        with self.store.reads() as rows:
+            found = [(row.recorded_at, events.from_row(row)) for row in rows.rows("ingests", run_id=self.id)]
+        return [{"at": at, "user": started.user, "host": started.host, "snapstore_version": started.snapstore_version,
+                 "python": started.python, "pid": started.pid, "source": started.source}
+                for at, started in found if isinstance(started, events.IngestStarted)]
 
     @cached_property
     def tags(self) -> dict[str, str]:

@@ -165,10 +165,16 @@ OBSERVABLE_FORMATS = {"npz": formats.observables_to_npz, "hdf5": formats.observa
                       "parquet": formats.observables_to_parquet}
 
 
+def observables_bytes(run: Run, format_name: str) -> bytes:
+    """``run.timeseries()`` (every observable) as one file of ``format_name``
+    (``OBSERVABLE_FORMATS``), described (units, provenance) as every export is."""
+    return OBSERVABLE_FORMATS[format_name](run.timeseries(), formats.describe(run))
+
+
 def write_observables(run: Run, format_name: str, location: Location) -> None:
     """Write ``run.timeseries()`` (every observable) as ``format_name`` at ``location``; a
     Parquet file is ``<key>/run=<name>/observables.parquet``, beside the snapshots' dataset."""
-    data = OBSERVABLE_FORMATS[format_name](run.timeseries(), formats.describe(run))
+    data = observables_bytes(run, format_name)
     key = f"{location.key}/run={quote(run.name, safe='')}/observables.parquet" if format_name == "parquet" \
         else location.key
     location.storage.put(key, data)
@@ -199,5 +205,6 @@ for storage_kind in BLOB_STORAGES:
         register(Snapshots, format_name, storage_kind, writer, reader)
         register(Run, format_name, storage_kind, _whole(writer, format_name == "story"), reader)
 
-__all__ = ["OBSERVABLE_FORMATS", "Location", "PosixStorage", "Registry", "S3Storage", "SqlStorage", "register",
+__all__ = ["OBSERVABLE_FORMATS", "Location", "PosixStorage", "Registry", "S3Storage", "SqlStorage", "observables_bytes",
+           "register",
            "registry", "write_ensemble", "write_observables"]

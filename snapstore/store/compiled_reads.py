@@ -19,5 +19,6 @@ SQL = {
     'observable': 'SELECT observable.seq, observable."key", observable.idx, observable.value \nFROM observable \nWHERE observable.run_id = :run_id AND observable."key" = :key',
     'observable_keys': 'SELECT DISTINCT observable."key" \nFROM observable \nWHERE observable.run_id = :run_id',
     'diagnostics': "SELECT event.position, event.run_id, event.type, event.payload \nFROM event \nWHERE event.run_id = :run_id AND event.type = 'diagnostics_attached' ORDER BY event.position",
+    'ingests': "SELECT event.position, event.run_id, event.type, event.recorded_at, event.payload \nFROM event \nWHERE event.run_id = :run_id AND event.type = 'ingest_started' ORDER BY event.position",
     'records_of_stories': 'SELECT snapshot.seq, snapshot.record_hash, record.hash, record.data, record.location \nFROM snapshot LEFT OUTER JOIN record ON record.hash = snapshot.record_hash \nWHERE snapshot.run_id = :run_id AND snapshot.seq BETWEEN :first AND :last ORDER BY snapshot.seq',
 }

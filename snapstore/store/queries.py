@@ -17,7 +17,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import BindParameter
 
-from snapstore.store.events import DiagnosticsAttached
+from snapstore.store.events import DiagnosticsAttached, IngestStarted
 from snapstore.store.schema import (
     SCHEMA_REVISION,
     command,
@@ -74,6 +74,9 @@ READS: dict[str, Select] = {
     "observable_keys": select(observable.c.key).where(observable.c.run_id == _RUN_ID).distinct(),
     "diagnostics": select(event.c.position, event.c.run_id, event.c.type, event.c.payload)
     .where(event.c.run_id == _RUN_ID, event.c.type == literal_column(f"'{DiagnosticsAttached.type}'"))
+    .order_by(event.c.position),
+    "ingests": select(event.c.position, event.c.run_id, event.c.type, event.c.recorded_at, event.c.payload)
+    .where(event.c.run_id == _RUN_ID, event.c.type == literal_column(f"'{IngestStarted.type}'"))
     .order_by(event.c.position),
     "records_of_stories": _records_of_stories().where(
         snapshot.c.seq.between(bindparam("first"), bindparam("last"))),
