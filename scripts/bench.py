@@ -3,6 +3,7 @@
     python scripts/bench.py --quick            # about a minute
     python scripts/bench.py                    # full run, under ten minutes on 2 cores
     python scripts/bench.py --json bench.json --pg postgresql+psycopg://postgres@127.0.0.1/test
+    python scripts/bench.py --web              # the web interface's pages
 
 Prints a table (figure, snapstore, baseline, ratio, target) and writes JSON.
 Nothing here is a test: it measures and reports, it asserts nothing about time.
@@ -463,6 +464,8 @@ def main() -> None:
     parser.add_argument("--big", action="store_true", help="with --small-stories: the stream of starlab-scale")
     parser.add_argument("--scale", type=int, default=None, metavar="N",
                         help="only whole-store work: a store of N runs beside one of N/10 (with --pg on both backends)")
+    parser.add_argument("--web", action="store_true",
+                        help="only the web interface: a 161-story run's pages (--scale N adds the runs page)")
     parser.add_argument("--startup", action="store_true",
                         help="only the command line's start-up and r3_king5000's export against zcat")
     args = parser.parse_args()
@@ -482,6 +485,12 @@ def main() -> None:
             from bench_scale import scale
 
             scale(results, workdir, args.scale, args.pg, CLI_ENV, report)
+            Path(args.json).write_text(json.dumps({**results, "table": ROWS}, indent=2, default=float))
+            return
+        if args.web:
+            from bench_web import web
+
+            web(results, workdir, CORPUS, CLI_ENV, report)
             Path(args.json).write_text(json.dumps({**results, "table": ROWS}, indent=2, default=float))
             return
         if args.startup:

@@ -5,7 +5,8 @@ Each run is the sample run (examples/n100-w3-s1: N = 100, 6 snapshots) ingested 
 its text changed in every story (the root's name), so every run has records of its own, as
 an ensemble's runs do.  For each store: ingest per run, ``runs --where``, ``runs --format
 json`` of every run, ``verify`` and ``rebuild`` (seconds and peak RSS, each its own process),
-and the store's bytes per run by table against the run's record bytes.
+the web interface's runs page (``bench_web.runs_pages``), and the store's bytes per run by
+table against the run's record bytes.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from bench_web import runs_pages
 
 import snapstore
 
@@ -113,6 +116,7 @@ def measure(label: str, url: str, count: int, env: dict) -> dict:
                           ("verify", ["verify"]), ("rebuild", ["rebuild"])):
         seconds, peak = _cli(env, words, url)
         out[f"{figure}_s"], out[f"{figure}_peak_mb"] = seconds, peak
+    out["web"] = runs_pages(url, env)
     pages = _sqlite_bytes(url) if label == "SQLite" else _pg_bytes(url)
     out["bytes_per_run_by_table"] = {table: size / count for table, size in sorted(_by_table(pages).items())}
     out["store_bytes_per_run"] = sum(pages.values()) / count
@@ -169,6 +173,9 @@ def scale(results: dict, workdir: Path, count: int, pg_url: str | None, env: dic
                False)
         report(f"{at}: rebuild peak RSS", large["rebuild_peak_mb"], small["rebuild_peak_mb"], "MB", "bounded",
                False)
+        for page, figures in large["web"].items():
+            report(f"{at}: web {page} (best of 5)", figures["best_s"], small["web"][page]["best_s"], "s",
+                   "< 0.3 s" if page == "runs page" else "-", False)
         report(f"{label} {sizes[1]:,} runs: store bytes per run vs its record bytes", large["store_bytes_per_run"],
                large["record_bytes_per_run"], "bytes", ">= 0.87x: store <= 1.15x records", False)
     results["peak_rss_of_this_process_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

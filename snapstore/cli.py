@@ -389,6 +389,8 @@ def show(run: str = typer.Argument(..., help="Run name or id"), db: str | None =
     for item in summary["inputs"]:
         size = "" if item["size"] is None else f"  {_size(item['size'])}"
         typer.echo(f"{item['role']:>8} {item['location']}  sha256 {item['sha256']}{size}")
+    for item in summary["ingests"]:
+        typer.echo(f"ingested {item['at']} by {item['user']}@{item['host']} (snapstore {item['snapstore_version']})")
     typer.echo("pipeline:")
     origins = {"log": "Log", "commands": "commands file", "both": "Log and commands file"}
     for position, item in enumerate(summary["commands"]):
@@ -491,6 +493,21 @@ def plot(
 
     with _open(db) as store:
         typer.echo(draw(store, run, out, snapshot=snapshot, compare=compare, where=where, by=by, keys=keys))
+
+
+@app.command()
+def serve(db: str | None = DB, payloads: str | None = PAYLOADS,
+          host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; any but loopback needs a token"),
+          port: int = typer.Option(8000, "--port", "-p", help="Port to listen on"),
+          token: str | None = typer.Option(None, "--token", help="A secret every request must carry "
+                                                                 "[default: $SNAPSTORE_TOKEN]")) -> None:
+    """Browse the store in a web browser: runs, filters, plots, downloads (read-only; needs snapstore[web]).
+    Example: snapstore serve --db postgresql+psycopg://reader@dbhost/sims   then open http://127.0.0.1:8000"""
+    from snapstore.web.server import serve as run_server
+
+    run_server(db, payloads, host, port, token,
+               on_ready=lambda where: _note(f"serving {where} read-only at http://{host}:{port}/ (Ctrl-C stops)",
+                                            err=True))
 
 
 @app.command()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import snapstore
 from snapstore.story import RootText, iter_root_texts, open_source
 
 REPO = Path(__file__).resolve().parent.parent
@@ -162,3 +163,21 @@ def exclusive(lock: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+HOSTILE = "<script>alert(1)</script>"
+WEB_GRID = ("n100-w3-s1", "n100-w5-s1", "n100-w5-s2", "n200-w3-s1")
+
+
+def fill_web_store(url: str) -> dict[str, Path]:
+    """Four grid runs tagged by family, the binaries run, and the in-repo sample under a
+    hostile name; returns each run's folder by name."""
+    corpus = corpus_dir()
+    folders = {name: corpus / "grid" / name for name in WEB_GRID}
+    folders["binaries"] = corpus / "binaries"
+    with snapstore.open(url) as store:
+        for name, folder in folders.items():
+            store.ingest(folder, name=name, tags={"family": folder.parent.name if name in WEB_GRID else "binaries"})
+        store.ingest(SAMPLE, name=HOSTILE, tags={"family": "<b>bold</b>"})
+    folders[HOSTILE] = SAMPLE
+    return folders
