@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from snapstore.errors import InvalidArgumentError, SnapstoreError, first_line, is_database_error
+from snapstore.sizes import human_size
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
@@ -150,14 +151,6 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def _size(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if abs(n) < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return str(n)
-
-
 def _shows_progress() -> bool:
     """Progress is drawn on a terminal only (a log or a batch job gets the summary line), never with --quiet."""
     return sys.stderr.isatty() and not _quiet["on"]
@@ -169,7 +162,7 @@ def _progress(label: str) -> Iterator[Callable[[IngestReport], None]]:
     batch job) nothing, since the run's summary line says what was done."""
     def line(report: IngestReport) -> str:
         return (f"{report.name}: {report.added} added, {report.skipped} already stored, "
-                f"{_size(report.text_bytes)} text -> {_size(report.stored_bytes)}")
+                f"{human_size(report.text_bytes)} text -> {human_size(report.stored_bytes)}")
 
     if not _shows_progress():
         yield lambda report: None
@@ -250,7 +243,8 @@ def _summary(report: IngestReport, seconds: float) -> str:
     partial = f" (and {report.partial} partial stories)" if report.partial else ""
     return (f"{report.name}: {report.added - report.partial} snapshots{partial} added, "
             f"{report.skipped} already stored; "
-            f"{_size(report.text_bytes)} text -> {_size(report.stored_bytes)} stored ({ratio}) in {seconds:.1f} s")
+            f"{human_size(report.text_bytes)} text -> {human_size(report.stored_bytes)} stored ({ratio}) "
+            f"in {seconds:.1f} s")
 
 
 def _ingest_in_parallel(url: str, paths: list[str], jobs: int, payloads: str | None, initial: Path | None,
@@ -319,7 +313,7 @@ def runs(where: str | None = typer.Option(None, "--where", "-w", help="Filter, e
         ["name", "pipeline", "N", "snapshots", "t_first", "t_last", "status", "stored_bytes"]
     with _open(db) as store:
         _emit(store.listing(where, retired=every), format, columns, limit,
-              lambda row: {**row, "stored_bytes": _size(row["stored_bytes"])})
+              lambda row: {**row, "stored_bytes": human_size(row["stored_bytes"])})
 
 
 ROWS_OUT = typer.Option("table", "--format", "-f", help="table, csv, json or parquet (parquet needs --out)")
@@ -387,7 +381,7 @@ def show(run: str = typer.Argument(..., help="Run name or id"), db: str | None =
         typer.echo(f"retired {summary['retired_at']}{reason}  (listed with --all; snapstore restore brings it back)")
     typer.echo(f"Starlab {summary['starlab_version']}")
     for item in summary["inputs"]:
-        size = "" if item["size"] is None else f"  {_size(item['size'])}"
+        size = "" if item["size"] is None else f"  {human_size(item['size'])}"
         typer.echo(f"{item['role']:>8} {item['location']}  sha256 {item['sha256']}{size}")
     for item in summary["ingests"]:
         typer.echo(f"ingested {item['at']} by {item['user']}@{item['host']} (snapstore {item['snapstore_version']})")
@@ -408,7 +402,7 @@ def show(run: str = typer.Argument(..., help="Run name or id"), db: str | None =
     for log in summary["diagnostics"]:
         _say_kira_log(log)
     _emit(summary["snapshots"], Table.table, ["seq", "kind", "time", "N", "total_energy", "stored"], 0,
-          lambda row: {**row, "stored": _size(row["stored"])})
+          lambda row: {**row, "stored": human_size(row["stored"])})
 
 
 def _say_kira_log(log: KiraLog) -> None:
@@ -570,10 +564,10 @@ def stats(format: Table = FORMAT, db: str | None = DB) -> None:
         return
     ratio = totals["record_text_bytes"] / totals["record_bytes"] if totals["record_bytes"] else float("nan")
     typer.echo(f"{totals['runs']} runs, {totals['snapshots']} snapshots, {totals['events']} events; "
-               f"{totals['records']} distinct records: {_size(totals['record_text_bytes'])} text -> "
-               f"{_size(totals['record_bytes'])} stored ({ratio:.1f}x)")
-    _emit([{"name": r["name"], "snapshots": r["n_snapshots"], "text": _size(r["text_bytes"]),
-            "stored": _size(r["stored_bytes"])} for r in totals["by_run"]], format,
+               f"{totals['records']} distinct records: {human_size(totals['record_text_bytes'])} text -> "
+               f"{human_size(totals['record_bytes'])} stored ({ratio:.1f}x)")
+    _emit([{"name": r["name"], "snapshots": r["n_snapshots"], "text": human_size(r["text_bytes"]),
+            "stored": human_size(r["stored_bytes"])} for r in totals["by_run"]], format,
           ["name", "snapshots", "text", "stored"])
 
 

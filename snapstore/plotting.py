@@ -121,6 +121,24 @@ ENSEMBLE_KEYS = ("kira_rhalf", "n_bound", "energy_error")
 BAND = (16.0, 84.0)  # the percentiles of a group's band: the middle 68%, one sigma of a normal spread
 
 
+def ensemble_groups(store: Store, where: str | None = None, by: str | None = None) -> dict[str, list[str]]:
+    """The names of the runs matching ``where`` by group: ``by = value`` for each value of
+    the ``store.frame`` column ``by``, or one group, ``every run``, without it.  A filter
+    that matches no run, or a column the runs lack, is an ``InvalidArgumentError``."""
+    frame = store.frame(where)
+    if not frame.rows:
+        raise InvalidArgumentError(f"plot: no run matches {where!r}" if where else "plot: the store holds no run")
+    if by is None:
+        return {"every run": sorted(frame["run"].tolist())}
+    if by not in frame:
+        known = ", ".join(name for name in frame if "." in name)
+        raise InvalidArgumentError(f"plot --by: no column {by!r} among the runs; they have {known}")
+    groups: dict[str, list[str]] = {}
+    for name, value in zip(frame["run"].tolist(), frame[by].tolist()):
+        groups.setdefault(f"{by} = {value}", []).append(name)
+    return groups
+
+
 def ensemble_bands(store: Store, keys: Sequence[str] = ENSEMBLE_KEYS, where: str | None = None,
                    by: str | None = None) -> dict[str, dict[str, tuple[np.ndarray, ...]]]:
     """For each column of ``keys`` (``key`` or ``key[i]``) and each group of the runs
@@ -134,16 +152,7 @@ def ensemble_bands(store: Store, keys: Sequence[str] = ENSEMBLE_KEYS, where: str
     missing = [key for key, column in columns.items() if column not in series]
     if missing:
         raise InvalidArgumentError(f"plot: no column {missing[0]!r}; the observables give {', '.join(series)}")
-    groups: dict[str, list[str]] = {}
-    if by is None:
-        groups["every run"] = sorted(set(series["run"].tolist()))
-    else:
-        frame = store.frame(where)
-        if by not in frame:
-            known = ", ".join(name for name in frame if "." in name)
-            raise InvalidArgumentError(f"plot --by: no column {by!r} among the runs; they have {known}")
-        for name, value in zip(frame["run"].tolist(), frame[by].tolist()):
-            groups.setdefault(f"{by} = {value}", []).append(name)
+    groups = ensemble_groups(store, where, by)
     out: dict[str, dict[str, tuple[np.ndarray, ...]]] = {}
     for key, column in columns.items():
         values, times, runs = series[column], series["time"], series["run"]

@@ -174,8 +174,11 @@ def test_compare_overlays_runs_or_draws_an_ensemble(web) -> None:
     grouped = client.get("/compare", params={"where": "tag.family = grid", "by": "makeking.w"}).text
     image = re.search(r'<img id="figure" src="([^"]+)"', grouped).group(1).replace("&amp;", "&")
     assert client.get(image).content.startswith(b"\x89PNG")
-    wrong = client.get("/compare", params={"where": "makeking.w =="})
-    assert wrong.status_code == 400 and 'id="error"' in wrong.text
+    for asked, said in (({"where": "makeking.w =="}, "expected a value"),
+                        ({"by": "makeking.nope"}, "no column &#39;makeking.nope&#39; among the runs"),
+                        ({"where": "makeking.n = 12345"}, "no run matches")):
+        wrong = client.get("/compare", params=asked)
+        assert wrong.status_code == 400 and said in re.search(r'id="error">(.*?)<', wrong.text).group(1), asked
 
 
 def test_no_url_reaches_the_file_system_and_nothing_but_get_is_answered(web, tmp_path) -> None:

@@ -30,6 +30,8 @@ from starlette.routing import Route
 
 from snapstore.errors import CorruptRecordError, InvalidArgumentError, RunNotFoundError, SnapstoreError, StoreError
 from snapstore.operations import describe, export_bytes
+from snapstore.plotting import ensemble_groups
+from snapstore.sizes import human_size
 from snapstore.web.figures import Figures
 from snapstore.web.listing import RunsQuery, compare_state, runs_listing
 
@@ -65,13 +67,7 @@ def _number(value: Any) -> str:
 
 
 def _size(value: float | None) -> str:
-    if value is None:
-        return ""
-    for unit in ("B", "kB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return ""
+    return "" if value is None else human_size(value)
 
 
 def plain(value: Any) -> Any:
@@ -233,7 +229,7 @@ class Site:
         elif where is not None or by is not None:
             figure = "/compare/ensemble.png?" + urlencode([(key, value) for key, value in
                                                            (("where", where), ("by", by)) if value])
-            self.store.frame(where)  # a filter that does not parse is told here, not as a broken image
+            ensemble_groups(self.store, where, by)  # a filter or column that fails is told here, not as a broken image
         return self.page("compare.html", runs=runs, where=where or "", by=by or "", figure=figure)
 
     def compare_figure(self, request: Request) -> Response:
