@@ -305,15 +305,19 @@ def runs(where: str | None = typer.Option(None, "--where", "-w", help="Filter, e
     """List runs.  Example: snapstore runs --where 'makeking.n = 500 and makeking.w >= 5'
 
     json and csv fields: name, pipeline, N, snapshots, t_first, t_last, status,
-    stored_bytes, starlab_version, id (rows are streamed as they are read).
+    stored_bytes, starlab_version, id, then each tag (tag.KEY) and each program's
+    parameters, typed (makeking.n, kira.t, kira#2.t for a restart's second kira).
     """
-    from snapstore.operations import LISTING_FIELDS
+    from snapstore.operations import listing_with_values
 
-    columns = list(LISTING_FIELDS) if format is not Table.table else \
-        ["name", "pipeline", "N", "snapshots", "t_first", "t_last", "status", "stored_bytes"]
+    columns = ["name", "pipeline", "N", "snapshots", "t_first", "t_last", "status", "stored_bytes"]
     with _open(db) as store:
-        _emit(store.listing(where, retired=every), format, columns, limit,
-              lambda row: {**row, "stored_bytes": human_size(row["stored_bytes"])})
+        if format is Table.table:
+            _emit(store.listing(where, retired=every), format, columns, limit,
+                  lambda row: {**row, "stored_bytes": human_size(row["stored_bytes"])})
+        else:
+            columns, rows = listing_with_values(store, where, retired=every)
+            _emit(rows, format, columns, limit)
 
 
 ROWS_OUT = typer.Option("table", "--format", "-f", help="table, csv, json or parquet (parquet needs --out)")

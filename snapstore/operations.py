@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn, TextIO
 
 from snapstore.errors import CaptureError, InvalidArgumentError, RunNotFoundError, SchemaError, SnapstoreError
 from snapstore.physics.kira_log import read_kira_log
-from snapstore.store.catalog import LISTING_FIELDS
+from snapstore.provenance import parameter_value
+from snapstore.store.catalog import LISTING_FIELDS, run_values
 from snapstore.store.readonly import TIMEOUT, read_only_query
 
 if TYPE_CHECKING:  # what the read side and ingest load (numpy, the codec) waits for a verb that needs it
@@ -172,6 +173,26 @@ def exit_status(code: int) -> str:
         return f"was killed by signal {-code} ({signal.Signals(-code).name})"
     except ValueError:
         return f"was killed by signal {-code}"
+
+
+def listing_with_values(store: Store, where: str | None = None,
+                        retired: bool = False) -> tuple[list[str], list[dict[str, Any]]]:
+    """``store.listing``'s rows, each with its run's tags and typed parameters as
+    ``store.frame`` names them (``tag.KEY`` as text, ``PROGRAM.FLAG`` through
+    ``provenance.parameter_value``; None where a run has none), and the column names
+    (the listing's, then the tags and parameters of the runs listed): what ``snapstore
+    runs --format json|csv`` prints.  On a SQLite store it needs only ``sqlite3``."""
+    rows = list(store.listing(where, retired))
+    with store.reads() as named:
+        found = run_values(named)
+    values = {row["id"]: found.get(row["id"], {}) for row in rows}
+    names = sorted({name for own in values.values() for name in own},
+                   key=lambda name: (not name.startswith("tag."), name))  # tags first, as in a frame
+    for row in rows:
+        own = values[row["id"]]
+        row.update({name: None if name not in own else own[name] if name.startswith("tag.")
+                    else parameter_value(own[name]) for name in names})
+    return [*LISTING_FIELDS, *names], rows
 
 
 def describe(store: Store, name_or_id: str) -> dict[str, Any]:

@@ -8,10 +8,13 @@ two disagree the Log is kept and the disagreement is recorded beside the step.
 
 from __future__ import annotations
 
+import math
 import os
 import re
+from typing import TYPE_CHECKING
 
-from snapstore.story import Story
+if TYPE_CHECKING:  # only named here: the command line's lean reads type parameters with this module
+    from snapstore.story import Story
 
 _COMMAND = re.compile(r"\s*Starlab (?P<version>\S+) : (?P<command>.*\S)\s*$")
 _SEED = re.compile(r"\s*random number generator seed = (?P<seed>-?\d+)\s*$")
@@ -54,6 +57,29 @@ def _is_number(token: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+INTEGER = re.compile(r"[+-]?\d+")  # a parameter that is a whole number (Starlab's flags are ints or reals)
+
+
+def finite_number(text: str | None) -> float | None:
+    """The finite number ``text`` says, else None."""
+    try:
+        number = float(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def parameter_value(text: str) -> bool | int | float | str:
+    """One parameter's value typed: True for a flag given without one (``"true"``), an int
+    for a whole number (within int64), a float for any other finite number, else the text."""
+    if text == "true":
+        return True
+    if INTEGER.fullmatch(text) and -2**63 <= int(text) < 2**63:
+        return int(text)
+    number = finite_number(text)
+    return text if number is None else number
 
 
 def command_entry(argv: list[str], starlab_version: str | None = None, seed: str | None = None) -> dict:

@@ -88,6 +88,41 @@ def test_frame_has_each_run_s_commands_typed_and_summaries_of_its_snapshots(corp
 
 
 @pytest.mark.corpus
+def test_the_listing_and_a_run_s_commands_carry_tags_and_typed_parameters(corpus_store) -> None:
+    from snapstore.operations import LISTING_FIELDS, listing_with_values
+
+    columns, rows = listing_with_values(corpus_store, "tag.family = grid")
+    folders = {folder.name: folder for folder in corpus_runs() if folder.parent.name == "grid"}
+    assert [row["name"] for row in rows] == sorted(folders) and columns[:len(LISTING_FIELDS)] == list(LISTING_FIELDS)
+    assert columns[len(LISTING_FIELDS)] == "tag.family"  # tags first, then PROGRAM.FLAG, as in a frame
+    for row in rows:
+        flags = _command_flags(folders[row["name"]] / "commands.txt")
+        assert set(flags) <= set(columns) and row["tag.family"] == "grid"
+        for column, text in flags.items():
+            value = row[column]
+            assert value == _as_typed(text) and type(value) is type(_as_typed(text)), (row["name"], column)
+        typed = {f"{step['program']}.{flag}": value for step in corpus_store.run(row["name"]).commands
+                 for flag, value in step["typed"].items()}
+        assert {column: typed[column] for column in flags} == {column: row[column] for column in flags}
+    frame = corpus_store.frame()
+    _, everything = listing_with_values(corpus_store)
+    plummer = next(row for row in everything if row["name"] == "plummer1k")
+    assert plummer["makeking.n"] is None and "makeking.n" in frame  # a program the run did not use: null
+
+
+def test_runs_json_and_csv_from_the_command_line_carry_them(store_url) -> None:
+    with snapstore.open(store_url) as store:
+        store.ingest(SAMPLE, tags={"ensemble": "A"})
+    said = runner.invoke(app, ["runs", "-f", "json", "--db", store_url])
+    assert said.exit_code == 0, said.output
+    (row,) = json.loads(said.stdout)
+    assert (row["makeking.n"], row["scale.e"], row["makeking.u"], row["tag.ensemble"]) == (100, -0.25, True, "A")
+    said = runner.invoke(app, ["runs", "-f", "csv", "--db", store_url])
+    (row,) = list(csv.DictReader(io.StringIO(said.stdout)))
+    assert (row["makeking.n"], row["tag.ensemble"]) == ("100", "A")
+
+
+@pytest.mark.corpus
 def test_series_is_every_chosen_snapshot_in_one_table(corpus_store) -> None:
     table = corpus_store.timeseries(["total_energy", "r_lagr"], where="makeking.n = 100")
     chosen = [folder for folder in corpus_runs() if folder.name.startswith("n100-")]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import math
 import os
-import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -19,8 +18,9 @@ import numpy as np
 from sqlalchemy import Connection, Select, and_, exists, func, select
 
 from snapstore.errors import InvalidArgumentError, UnknownObservableError
+from snapstore.provenance import INTEGER, finite_number
 from snapstore.reading.mapping import ArrayMapping
-from snapstore.store.catalog import chosen_runs
+from snapstore.store.catalog import chosen_runs, step_names
 from snapstore.store.filters import observable_keys
 from snapstore.store.schema import (
     command,
@@ -35,7 +35,6 @@ from snapstore.store.schema import (
 )
 
 SUMMARIES = ("first", "last", "min", "max")
-_INTEGER = re.compile(r"[+-]?\d+")
 
 
 class Table(ArrayMapping):
@@ -97,28 +96,20 @@ def typed(values: Sequence[str | None]) -> np.ndarray:
     given = [value for value in values if value is not None]
     if given and all(value == "true" for value in given):
         return np.array([value is not None for value in values], dtype=bool)
-    if given and all(_INTEGER.fullmatch(value) for value in given) and len(given) == len(values):
+    if given and all(INTEGER.fullmatch(value) for value in given) and len(given) == len(values):
         numbers = [int(value) for value in given]
         if all(-2**63 <= number < 2**63 for number in numbers):
             return np.array(numbers, dtype=np.int64)
-    floats = [_number(value) for value in given]
+    floats = [finite_number(value) for value in given]
     if given and all(number is not None for number in floats):
-        return np.array([math.nan if value is None else _number(value) for value in values], dtype=np.float64)
+        return np.array([math.nan if value is None else finite_number(value) for value in values], dtype=np.float64)
     return np.array(list(values), dtype=object)
 
 
 def _gapped_integers(values: Sequence[str | None]) -> bool:
     """Whether ``typed`` gives these values as float64 only because some are missing."""
     given = [value for value in values if value is not None]
-    return bool(given) and len(given) < len(values) and all(_INTEGER.fullmatch(value) for value in given)
-
-
-def _number(text: str | None) -> float | None:
-    try:
-        number = float(text)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
+    return bool(given) and len(given) < len(values) and all(INTEGER.fullmatch(value) for value in given)
 
 
 def _known_keys(connection: Connection, keys: list[str]) -> None:
@@ -316,14 +307,11 @@ def _parameters(connection: Connection, chosen: Select,
     """Each run's pipeline (``makeking | kira``), and each ``PROGRAM.FLAG``'s values by run
     (a program's later runs in a pipeline ``#2``...).  The steps and their flags are read
     apart: a join of the two costs twice the reads."""
-    steps = _tuples(connection, select(command.c.run_id, command.c.position, command.c.program)
-                    .where(command.c.run_id.in_(chosen)))
-    named: dict[tuple[str, int], str] = {}  # (run, position) -> the program's name in its pipeline
-    counts: dict[tuple[str, str], int] = {}
+    steps = sorted(_tuples(connection, select(command.c.run_id, command.c.position, command.c.program)
+                           .where(command.c.run_id.in_(chosen))))
+    named = step_names(steps)  # (run, position) -> the program's name among the run's columns
     pipelines: list[list[str]] = [[] for _ in at]
-    for run_id, position, program in sorted(steps):
-        count = counts[(run_id, program)] = counts.get((run_id, program), 0) + 1
-        named[(run_id, position)] = program if count == 1 else f"{program}#{count}"
+    for run_id, _, program in steps:
         pipelines[at[run_id]].append(program)
     out: dict[str, list[str | None]] = {}
     for run_id, position, program, flag, value in _tuples(connection, select(

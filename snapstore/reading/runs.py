@@ -16,6 +16,7 @@ import numpy as np
 from snapstore import codec
 from snapstore.errors import CorruptRecordError
 from snapstore.physics.multiples import multiples
+from snapstore.provenance import parameter_value
 from snapstore.reading.dynamics import FIELDS, Dynamics, assemble
 from snapstore.reading.timeseries import Timeseries, timeseries
 from snapstore.store import events
@@ -231,9 +232,10 @@ class Run:
     @cached_property
     def commands(self) -> list[dict]:
         """The pipeline, one dict per step in order: ``program``, ``argv``,
-        ``starlab_version``, ``parameters`` (``{flag: value}``, a flag without a value
-        is ``"true"``), ``origin`` (``log``, ``commands`` or ``both``: where the step
-        was read), ``first_seq`` (the first snapshot whose Log holds it: a restart's
+        ``starlab_version``, ``parameters`` (``{flag: value}`` as written, a flag without
+        a value ``"true"``), ``typed`` (the same values as True, int, float or text: see
+        ``provenance.parameter_value``), ``origin`` (``log``, ``commands`` or ``both``:
+        where the step was read), ``first_seq`` (the first snapshot whose Log holds it: a restart's
         kira is later than 1) and ``conflict`` (how the commands file disagreed)."""
         with self.store.reads() as named:
             rows = list(named.rows("commands", run_id=self.id))
@@ -244,8 +246,10 @@ class Run:
         steps = []
         for r in rows:
             argv, own = json.loads(r.argv), by_step.get(r.position, {})
+            ordered = {flag: own[flag] for flag in _flag_order(argv, own)}
             steps.append({"program": r.program, "argv": argv, "starlab_version": r.starlab_version,
-                          "parameters": {flag: own[flag] for flag in _flag_order(argv, own)},
+                          "parameters": ordered,
+                          "typed": {flag: parameter_value(value) for flag, value in ordered.items()},
                           "origin": r.origin, "first_seq": r.first_seq, "conflict": r.conflict})
         return steps
 

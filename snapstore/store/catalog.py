@@ -96,6 +96,29 @@ def listed(rows: Iterable[Any]) -> Iterator[dict[str, Any]]:
                "starlab_version": first.starlab_version, "id": first.id}
 
 
+def step_names(steps: Iterable[tuple[str, int, str]]) -> dict[tuple[str, int], str]:
+    """What each (run, position, program) step is called among its run's columns: the
+    program, then ``PROGRAM#2``, ``#3``... for its later runs in the pipeline (a restart)."""
+    named: dict[tuple[str, int], str] = {}
+    counts: dict[tuple[str, str], int] = {}
+    for run_id, position, program in sorted(steps):
+        count = counts[(run_id, program)] = counts.get((run_id, program), 0) + 1
+        named[(run_id, position)] = program if count == 1 else f"{program}#{count}"
+    return named
+
+
+def run_values(rows: Rows) -> dict[str, dict[str, str]]:
+    """Every run's tags (``tag.KEY``) and parameters (``PROGRAM.FLAG``, see ``step_names``)
+    as text, by run id: three streamed reads, whatever the number of runs."""
+    named = step_names((row.run_id, row.position, row.program) for row in rows.rows("every_step"))
+    out: dict[str, dict[str, str]] = {}
+    for row in rows.rows("every_tag"):
+        out.setdefault(row.run_id, {})[f"tag.{row.key}"] = row.value
+    for row in rows.rows("every_parameter"):
+        out.setdefault(row.run_id, {})[f"{named.get((row.run_id, row.position), row.program)}.{row.flag}"] = row.value
+    return out
+
+
 def snapshot_sizes(rows: Rows, run_id: str) -> dict[int, int]:
     """Stored bytes of each of a run's stories, by sequence number (a story in a pack: its
     share of the pack's bytes)."""

@@ -19,6 +19,9 @@ SQL = {
     'observable': 'SELECT observable.seq, observable."key", observable.idx, observable.value \nFROM observable \nWHERE observable.run_id = :run_id AND observable."key" = :key',
     'observable_keys': 'SELECT DISTINCT observable."key" \nFROM observable \nWHERE observable.run_id = :run_id',
     'diagnostics': "SELECT event.position, event.run_id, event.type, event.payload \nFROM event \nWHERE event.run_id = :run_id AND event.type = 'diagnostics_attached' ORDER BY event.position",
+    'every_step': 'SELECT command.run_id, command.position, command.program \nFROM command',
+    'every_parameter': 'SELECT parameter.run_id, parameter.position, parameter.program, parameter.flag, parameter.value \nFROM parameter',
+    'every_tag': 'SELECT tag.run_id, tag."key", tag.value \nFROM tag',
     'ingests': "SELECT event.position, event.run_id, event.type, event.recorded_at, event.payload \nFROM event \nWHERE event.run_id = :run_id AND event.type = 'ingest_started' ORDER BY event.position",
     'records_of_stories': 'SELECT snapshot.seq, snapshot.record_hash, record.hash, record.data, record.location \nFROM snapshot LEFT OUTER JOIN record ON record.hash = snapshot.record_hash \nWHERE snapshot.run_id = :run_id AND snapshot.seq BETWEEN :first AND :last ORDER BY snapshot.seq',
 }

@@ -75,6 +75,11 @@ READS: dict[str, Select] = {
     "diagnostics": select(event.c.position, event.c.run_id, event.c.type, event.c.payload)
     .where(event.c.run_id == _RUN_ID, event.c.type == literal_column(f"'{DiagnosticsAttached.type}'"))
     .order_by(event.c.position),
+    # every run's steps, flags and tags at once: a listing's typed parameters without a query per run
+    "every_step": select(command.c.run_id, command.c.position, command.c.program),
+    "every_parameter": select(parameter.c.run_id, parameter.c.position, parameter.c.program, parameter.c.flag,
+                              parameter.c.value),
+    "every_tag": select(tag.c.run_id, tag.c.key, tag.c.value),
     "ingests": select(event.c.position, event.c.run_id, event.c.type, event.c.recorded_at, event.c.payload)
     .where(event.c.run_id == _RUN_ID, event.c.type == literal_column(f"'{IngestStarted.type}'"))
     .order_by(event.c.position),
@@ -85,7 +90,8 @@ READS: dict[str, Select] = {
 
 # Reads whose rows are streamed a batch at a time (a listing of 10,000 runs, a long run's
 # records); the others are small, and a server-side cursor would only add round trips.
-STREAMED = frozenset({"listing", "listing_retired_too", "records_of_stories"})
+STREAMED = frozenset({"listing", "listing_retired_too", "records_of_stories", "every_step", "every_parameter",
+                      "every_tag"})
 
 
 class CoreRows:
