@@ -304,13 +304,14 @@ def runs(where: str | None = typer.Option(None, "--where", "-w", help="Filter, e
          db: str | None = DB) -> None:
     """List runs.  Example: snapstore runs --where 'makeking.n = 500 and makeking.w >= 5'
 
-    json and csv fields: name, pipeline, N, snapshots, t_first, t_last, status,
-    stored_bytes, starlab_version, id, then each tag (tag.KEY) and each program's
-    parameters, typed (makeking.n, kira.t, kira#2.t for a restart's second kira).
+    json and csv fields: name, pipeline, N, snapshots, t_first, t_last, status, finished
+    (kira's stderr says it reached its end; empty where none says), stored_bytes,
+    starlab_version, id, then each tag (tag.KEY) and each program's parameters, typed
+    (makeking.n, kira.t, kira#2.t for a restart's second kira).
     """
     from snapstore.operations import listing_with_values
 
-    columns = ["name", "pipeline", "N", "snapshots", "t_first", "t_last", "status", "stored_bytes"]
+    columns = ["name", "pipeline", "N", "snapshots", "t_first", "t_last", "status", "finished", "stored_bytes"]
     with _open(db) as store:
         if format is Table.table:
             _emit(store.listing(where, retired=every), format, columns, limit,

@@ -208,7 +208,8 @@ def describe(store: Store, name_or_id: str) -> dict[str, Any]:
         energy = energies.get(item.seq)  # a partial story is one changed system: no energy of the whole
         rows.append({"seq": item.seq, "kind": item.kind, "time": item.time, "N": item.n_particles,
                      "total_energy": energy, "stored": sizes[item.seq]})
-    return {"name": target.name, "id": target.id, "status": target.status, "N": target.n_particles,
+    return {"name": target.name, "id": target.id, "status": target.status, "finished": target.finished,
+            "N": target.n_particles,
             "t_first": target.t_first, "t_last": target.t_last, "stored_bytes": target.stored_bytes,
             "source": target.source,
             "source_sha256": target.source_sha256, "starlab_version": target.starlab_version,

@@ -62,8 +62,8 @@ def _is_number(token: str) -> bool:
 INTEGER = re.compile(r"[+-]?\d+")  # a parameter that is a whole number (Starlab's flags are ints or reals)
 
 
-def finite_number(text: str | None) -> float | None:
-    """The finite number ``text`` says, else None."""
+def finite_number(text: str | float | None) -> float | None:
+    """The finite number ``text`` says (or is), else None."""
     try:
         number = float(text)  # type: ignore[arg-type]
     except (TypeError, ValueError):

@@ -3,6 +3,7 @@ it reports (the last energy report, the end asked for and reached, warnings)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -57,6 +58,38 @@ def test_a_kira_killed_before_its_end_is_shown_not_finished(store_url, tmp_path)
     said = runner.invoke(app, ["show", "killed", "--db", store_url])
     assert said.exit_code == 0, said.output
     assert "asked to run to t = 10; did not say it ended  (NOT FINISHED)" in said.stdout
+
+
+def test_finished_is_a_run_column_a_filter_term_and_in_every_listing(store_url, tmp_path) -> None:
+    """Three runs: one whose kira said it ended at its t_end, one killed before (its stderr
+    cut), one without stderr (unknown: neither finished nor not)."""
+    killed, silent = tmp_path / "killed", tmp_path / "silent"
+    for folder in (killed, silent):
+        shutil.copytree(SAMPLE, folder)
+        (folder / "kira.err.gz").unlink()
+    text = read_text(SAMPLE / "kira.err.gz")
+    (killed / "kira.err").write_text(text[:text.index("End of run")])
+    with snapstore.open(store_url) as store:
+        for folder in (SAMPLE, killed, silent):
+            store.ingest(folder)
+        expected = {"n100-w3-s1": True, "killed": False, "silent": None}
+        assert {run.name: run.finished for run in store.runs()} == expected
+        assert (store.run("killed").t_end, store.run("killed").ended_at) == (10.0, None)
+        assert {row["name"]: row["finished"] for row in store.listing()} == expected
+        frame = store.frame()
+        assert dict(zip(frame["run"].tolist(), frame["finished"].tolist())) == expected
+        assert [run.name for run in store.runs("finished = true")] == ["n100-w3-s1"]
+        assert [run.name for run in store.runs("finished = false")] == ["killed"]
+        assert [run.name for run in store.runs("finished != true")] == ["killed"]
+        assert [run.name for run in store.runs("not finished = true")] == ["killed", "silent"]
+        assert [run.name for run in store.runs("t_end = 10 and ended_at >= 10")] == ["n100-w3-s1"]
+        for wrong in ("finished = maybe", "finished > true", "finished in (true, false)"):
+            with pytest.raises(snapstore.FilterError, match="finished is compared with true or false"):
+                store.runs(wrong)
+        store.ingest(SAMPLE)  # the same stderr again, read the same way: no second event
+        assert store.diagnostics("n100-w3-s1") == [text]
+    listed = runner.invoke(app, ["runs", "-f", "json", "--db", store_url])
+    assert {row["name"]: row["finished"] for row in json.loads(listed.stdout)} == expected
 
 
 def test_an_unreadable_kira_err_refuses_the_ingest_before_anything_is_written(store_url, tmp_path) -> None:

@@ -94,6 +94,7 @@ def test_the_json_listing_holds_typed_parameters_and_tags(web) -> None:
     assert row["makeking.n"] == 200 and isinstance(row["makeking.n"], int)
     assert row["makeking.w"] == 3 and row["kira.t"] == frame["n200-w3-s1"]["kira.t"]
     assert row["tag.family"] == "grid" and row["pipeline"] == "makeking | makemass | scale | kira"
+    assert row["finished"] is True  # kira's stderr says it reached t = 10
     assert rows[HOSTILE]["tag.family"] == "<b>bold</b>"
 
 

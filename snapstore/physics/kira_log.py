@@ -39,10 +39,8 @@ class KiraLog:
 
     @property
     def finished(self) -> bool | None:
-        """Whether kira reached the end it was asked for; None when the log does not say."""
-        if self.t_end is None:
-            return None
-        return self.ended_at is not None and self.ended_at >= self.t_end
+        """Whether kira reached the end it was asked for (see ``finished``)."""
+        return finished(self.t_end, self.ended_at)
 
     @property
     def relative_error(self) -> float | None:
@@ -50,6 +48,14 @@ class KiraLog:
         if not self.reports or self.reports[0].total == 0:
             return None
         return self.reports[-1].de / abs(self.reports[0].total)
+
+
+def finished(t_end: float | None, ended_at: float | None) -> bool | None:
+    """Whether kira, asked to run to ``t_end``, reached it (it said it ended at
+    ``ended_at``, None when it did not say); None when the end it was asked for is unknown."""
+    if t_end is None:
+        return None
+    return ended_at is not None and ended_at >= t_end
 
 
 def _float(text: str) -> float | None:

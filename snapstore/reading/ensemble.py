@@ -18,6 +18,7 @@ import numpy as np
 from sqlalchemy import Connection, Select, and_, exists, func, select
 
 from snapstore.errors import InvalidArgumentError, UnknownObservableError
+from snapstore.physics.kira_log import finished
 from snapstore.provenance import INTEGER, finite_number
 from snapstore.reading.mapping import ArrayMapping
 from snapstore.store.catalog import chosen_runs, step_names
@@ -231,7 +232,8 @@ def series(connection: Connection, keys: Iterable[str], where: str | None = None
 def frame(connection: Connection, where: str | None = None, keys: Iterable[str] = (),
           retired: bool = False) -> Table:
     """One row per run matching ``where``, by name: ``run``, ``id``, ``N``, ``snapshots``,
-    ``t_first``, ``t_last``, ``status``, ``pipeline``; ``tag.KEY`` for each tag;
+    ``t_first``, ``t_last``, ``status``, ``finished`` (True, False, or None where kira's
+    stderr does not say), ``pipeline``; ``tag.KEY`` for each tag;
     ``PROGRAM.FLAG`` for each parameter (``kira#2.t`` for a restart's second kira), typed
     (see ``typed``); and ``first(KEY)``, ``last(KEY)``, ``min(KEY)``, ``max(KEY)`` over the
     run's snapshots for each observable of ``keys``.  Six queries and one per key (to name
@@ -272,7 +274,8 @@ def page(connection: Connection, where: str | None = None, sort: str = "run", de
 
 def _frame(connection: Connection, chosen: Select, wanted: list[str]) -> Table:
     runs = _tuples(connection, select(run.c.id, run.c.name, run.c.n_particles, run.c.n_snapshots, run.c.t_first,
-                                      run.c.t_last, run.c.status, run.c.retired_at, run.c.number)
+                                      run.c.t_last, run.c.status, run.c.retired_at, run.c.number, run.c.t_end,
+                                      run.c.ended_at)
                    .where(run.c.id.in_(chosen)).order_by(run.c.name))
     at = {row[0]: index for index, row in enumerate(runs)}
     numbered = {row[8]: index for index, row in enumerate(runs)}  # the value tables know a run by its number
@@ -286,6 +289,7 @@ def _frame(connection: Connection, chosen: Select, wanted: list[str]) -> Table:
         "t_first": np.array([math.nan if row[4] is None else row[4] for row in runs]),
         "t_last": np.array([math.nan if row[5] is None else row[5] for row in runs]),
         "status": np.array(["retired" if row[7] else row[6] for row in runs], dtype=object),
+        "finished": np.array([finished(row[9], row[10]) for row in runs], dtype=object),
         "pipeline": np.array(pipelines, dtype=object),
     }
     texts: dict[str, list[str | None]] = {}

@@ -15,6 +15,7 @@ import numpy as np
 
 from snapstore import codec
 from snapstore.errors import CorruptRecordError
+from snapstore.physics.kira_log import finished
 from snapstore.physics.multiples import multiples
 from snapstore.provenance import parameter_value
 from snapstore.reading.dynamics import FIELDS, Dynamics, assemble
@@ -275,6 +276,12 @@ class Run:
         order = {"stream": 0, "initial": 1, "commands": 2}
         return sorted(({"role": r.role, "location": r.location, "sha256": r.sha256, "size": r.size} for r in rows),
                       key=lambda item: order.get(item["role"], 3))
+
+    @property
+    def finished(self) -> bool | None:
+        """Whether kira reached the end it was asked for, as its stderr (the last kept)
+        says (``t_end``, ``ended_at``); None where no stderr says."""
+        return finished(self.t_end, self.ended_at)
 
     @cached_property
     def ingests(self) -> list[dict]:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from snapstore import codec
 from snapstore.errors import RunNotFoundError
+from snapstore.physics.kira_log import finished
 from snapstore.store.pack_rows import pack_lists
 from snapstore.store.reads import Rows
 
@@ -63,13 +64,14 @@ def _chosen(connection: Connection, query: Select, where: str | None, retired: b
     return query if retired else query.where(run.c.retired_at.is_(None))
 
 
-LISTING_FIELDS = ("name", "pipeline", "N", "snapshots", "t_first", "t_last", "status", "stored_bytes",
+LISTING_FIELDS = ("name", "pipeline", "N", "snapshots", "t_first", "t_last", "status", "finished", "stored_bytes",
                   "starlab_version", "id")
 
 
 def listing(rows: Rows, retired: bool = False) -> Iterator[dict[str, Any]]:
-    """One dict per run, by name, with its pipeline (``LISTING_FIELDS``); retired runs
-    (status ``retired``) only if ``retired``.
+    """One dict per run, by name, with its pipeline (``LISTING_FIELDS``; ``finished``:
+    whether kira's stderr says it reached the end it was asked for, None where none says);
+    retired runs (status ``retired``) only if ``retired``.
 
     One query, read as it streams: runs joined to their commands in order, so a
     listing of 10,000 runs starts at once and never asks once per run."""
@@ -92,7 +94,7 @@ def listed(rows: Iterable[Any]) -> Iterator[dict[str, Any]]:
         yield {"name": first.name, "pipeline": " | ".join(step.program for step in steps if step.program),
                "N": first.n_particles, "snapshots": first.n_snapshots, "t_first": first.t_first,
                "t_last": first.t_last, "status": "retired" if first.retired_at else first.status,
-               "stored_bytes": first.stored_bytes,
+               "finished": finished(first.t_end, first.ended_at), "stored_bytes": first.stored_bytes,
                "starlab_version": first.starlab_version, "id": first.id}
 
 

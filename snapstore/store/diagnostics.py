@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 import zstandard
 
 from snapstore.errors import CorruptRecordError
+from snapstore.physics.kira_log import read_kira_log
+from snapstore.provenance import finite_number
 from snapstore.store.events import DiagnosticsAttached, from_row
 from snapstore.store.reads import Rows
 from snapstore.store.records import fetch_record
@@ -25,23 +27,28 @@ CODEC = "text+zstd"
 def attach(engine: Engine, run_id: str, text_log: str, argv: list[str],
            payloads: ExternalPayloads | None = None) -> None:
     """Store ``text_log`` (in ``payloads`` when the store keeps its records there) and a
-    ``diagnostics_attached`` event naming it, unless the run holds that text already (a
-    folder ingested again)."""
+    ``diagnostics_attached`` event naming it and saying how kira ended, unless the run
+    holds that text already, read the same way (a folder ingested again: an event of an
+    older snapstore that did not read the text is followed by one that does)."""
     from snapstore.store.backend import with_retries
     from snapstore.store.log import append
     from snapstore.store.queries import CoreRows
     from snapstore.store.record_rows import insert_record
 
     data = text_log.encode("utf-8")
+    said = read_kira_log(text_log)
+    end = (finite_number(said.t_end), finite_number(said.ended_at))
     digest = hashlib.sha256(data).hexdigest()
     blob = zstandard.ZstdCompressor(level=9, write_checksum=True).compress(data)
 
     def work(connection) -> None:
-        if any(item.record == digest for item in _events(CoreRows(connection), run_id)):
+        if any(item.record == digest and (item.t_end, item.ended_at) == end
+               for item in _events(CoreRows(connection), run_id)):
             return
         location = None if payloads is None else payloads.put(digest, blob)  # before the row that names it
         insert_record(connection, digest, CODEC, len(data), blob, location)
-        append(connection, run_id, [DiagnosticsAttached(record=digest, argv=argv, text_size=len(data))])
+        append(connection, run_id, [DiagnosticsAttached(record=digest, argv=argv, text_size=len(data),
+                                                        t_end=end[0], ended_at=end[1])])
 
     with_retries(engine, work)
 
@@ -52,8 +59,10 @@ def _events(rows: Rows, run_id: str) -> list[DiagnosticsAttached]:
 
 
 def logs(rows: Rows, run_id: str) -> list[str]:
-    """The logs attached to a run, oldest first."""
-    return [_checked(item, fetch_record(rows, item.record)) for item in _events(rows, run_id)]
+    """The logs attached to a run, oldest first, each once (a log read again by a newer
+    snapstore has a second event)."""
+    found = {item.record: item for item in _events(rows, run_id)}
+    return [_checked(item, fetch_record(rows, item.record)) for item in found.values()]
 
 
 def problems(rows: Rows, run_id: str) -> list[str]:

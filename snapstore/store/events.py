@@ -145,12 +145,20 @@ class PackAppended(Event):
 
 @dataclass(frozen=True)
 class DiagnosticsAttached(Event):
-    """A run's stderr kept with it: the record holding the text, the command, the size."""
+    """A run's stderr kept with it: the record holding the text, the command, the size,
+    and what kira said in it of its end: the time it was asked to reach (``t_end``) and
+    the time it said it ended at (``ended_at``), each None where the text does not say."""
 
     type: ClassVar[str] = "diagnostics_attached"
+    class_version: ClassVar[int] = 2
+    upcasts: ClassVar[dict[int, Callable[[dict[str, Any]], dict[str, Any]]]] = {
+        1: lambda data: {"t_end": None, "ended_at": None, **data},  # version 1 did not read the text
+    }
     record: str
     argv: list[str]
     text_size: int
+    t_end: float | None = None
+    ended_at: float | None = None
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,9 @@
 
 Terms: ``program.flag OP value``, ``tag.KEY OP value``, a run column (``name``,
 ``status``, ``n_snapshots``, ``n_particles``, ``t_first``, ``t_last``,
-``starlab_version``), or an observable over the run's snapshots:
+``starlab_version``; ``t_end`` and ``ended_at``, what kira's stderr says of its end),
+``finished = true|false`` (kira reached the end it was asked for), or an observable
+over the run's snapshots:
 ``max(KEY)``, ``min(KEY)``, ``first(KEY)`` or ``last(KEY)`` OP number, where KEY
 is a root entry such as ``total_energy`` or a derived one (``energy_error``,
 ``n_bound``, ``n_multiples`` ...), ``KEY[i]`` a vector's component (``r_lagr[4]``;
@@ -45,8 +47,8 @@ _TOKEN = re.compile(r"""
 _KEYWORDS = {"and", "or", "not", "in"}
 Ids = Select | CompoundSelect  # a query yielding run ids
 TEXT_COLUMNS = {"name", "status", "starlab_version"}
-NUMBER_COLUMNS = {"n_snapshots", "n_particles", "t_first", "t_last"}
-RUN_COLUMNS = TEXT_COLUMNS | NUMBER_COLUMNS
+NUMBER_COLUMNS = {"n_snapshots", "n_particles", "t_first", "t_last", "t_end", "ended_at"}
+RUN_COLUMNS = TEXT_COLUMNS | NUMBER_COLUMNS | {"finished"}
 _FIELD = re.compile(r"[A-Za-z_][\w.\-]*")
 _OBSERVABLE = re.compile(r"(?P<key>[A-Za-z_][\w.\-]*)(?:\[(?P<idx>\d+)\])?")
 AGGREGATES = ("max", "min", "first", "last")
@@ -232,6 +234,8 @@ class _Parser:
         texts = [value.text for value in values]
         if name in TEXT_COLUMNS:
             return select(run.c.id).where(_apply(run.c[name], op, texts))
+        if name == "finished":
+            return self.finished(field, op, texts)
         if name in NUMBER_COLUMNS:
             wrong = next((value for value in values if value.number is None), None)
             if wrong is not None:
@@ -250,6 +254,18 @@ class _Parser:
                      ([_apply(parameter.c.value, op, by_text)] if by_text else [])
         return select(parameter.c.run_id).where(parameter.c.program == head, parameter.c.flag == rest,
                                                 or_(*conditions))
+
+
+    def finished(self, field: Token, op: str, texts: list[str]) -> Select:
+        """``finished = true|false`` (or ``!=``): the runs whose kira's stderr says they
+        reached the end they were asked for, or that they did not; a run none says of is neither."""
+        wanted = {"true": True, "false": False}
+        if op not in ("=", "==", "!=") or len(texts) != 1 or texts[0].lower() not in wanted:
+            self.fail("finished is compared with true or false (= or !=)", field)
+        reached = wanted[texts[0].lower()] != (op == "!=")
+        known = run.c.t_end.is_not(None)
+        ended = run.c.ended_at.is_not(None) & (run.c.ended_at >= run.c.t_end)
+        return select(run.c.id).where(known, ended if reached else ~ended)
 
 
 def observed(function: str, key: str, idx: int, magnitude: bool, op: str, number: float) -> Select:

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, func, insert, select, update
 
 from snapstore.store.events import (
+    DiagnosticsAttached,
     Event,
     IngestFinished,
     IngestStarted,
@@ -41,7 +42,7 @@ from snapstore.store.schema import (
 
 
 def apply(connection: Connection, run_id: str, item: Event, recorded_at: str) -> None:
-    """Fold one event into the projection tables (``DiagnosticsAttached`` changes none)."""
+    """Fold one event into the projection tables."""
     handler = _HANDLERS.get(type(item))
     if handler is not None:
         handler(connection, run_id, item, recorded_at)
@@ -176,6 +177,11 @@ def _run_restored(connection: Connection, run_id: str, item: RunRestored, record
     connection.execute(update(run).where(run.c.id == run_id).values(retired_at=None, retired_reason=None))
 
 
+def _diagnostics_attached(connection: Connection, run_id: str, item: DiagnosticsAttached, recorded_at: str) -> None:
+    # the last log attached says how the run ended (a restart's stderr holds the earlier ones)
+    connection.execute(update(run).where(run.c.id == run_id).values(t_end=item.t_end, ended_at=item.ended_at))
+
+
 _HANDLERS: dict[type[Event], Callable[[Connection, str, Any, str], None]] = {
     RunStarted: _run_started,
     IngestStarted: _ingest_started,
@@ -188,6 +194,7 @@ _HANDLERS: dict[type[Event], Callable[[Connection, str, Any, str], None]] = {
     RunRenamed: _run_renamed,
     RunRetired: _run_retired,
     RunRestored: _run_restored,
+    DiagnosticsAttached: _diagnostics_attached,
 }
 
 

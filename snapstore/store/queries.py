@@ -38,7 +38,8 @@ _RUN_ID: BindParameter[str] = bindparam("run_id")
 def listing_query() -> Select:
     """Every run joined to its pipeline's steps in order (the listing's one query; filters add to it)."""
     return (select(run.c.id, run.c.name, run.c.n_particles, run.c.n_snapshots, run.c.t_first, run.c.t_last,
-                   run.c.status, run.c.retired_at, run.c.stored_bytes, run.c.starlab_version, command.c.program)
+                   run.c.status, run.c.retired_at, run.c.stored_bytes, run.c.starlab_version, run.c.t_end,
+                   run.c.ended_at, command.c.program)
             .outerjoin(command, command.c.run_id == run.c.id)
             .order_by(run.c.name, command.c.position))
 

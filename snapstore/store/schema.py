@@ -28,7 +28,7 @@ from sqlalchemy import (
 metadata = MetaData()
 
 # The migration these definitions correspond to; a test checks it is the head of migrations/.
-SCHEMA_REVISION = "0013"
+SCHEMA_REVISION = "0014"
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
 Position = BigInteger().with_variant(Integer(), "sqlite")
@@ -76,6 +76,10 @@ run = Table(
     # revision 0009: 1, 2, ... in the order the runs were started (their run_started events),
     # a short key for the observable values
     Column("number", Integer),
+    # revision 0014: what kira's stderr (the last attached) says of its end: the time it was
+    # asked to reach and the time it said it ended at; NULL where no stderr says
+    Column("t_end", Float),
+    Column("ended_at", Float),
 )
 
 command = Table(

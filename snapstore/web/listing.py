@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 PER_PAGE = 50
 MAX_PER_PAGE = 500
-_BASE = ("run", "id", "N", "snapshots", "t_first", "t_last", "status", "pipeline")
+_BASE = ("run", "id", "N", "snapshots", "t_first", "t_last", "status", "finished", "pipeline")
 
 
 @dataclass(frozen=True)
