@@ -371,8 +371,9 @@ def test_runs_limits_and_says_what_it_left_out(db) -> None:
         cli("ingest", str(SAMPLE), "--name", name, db=db)
     listed = json.loads(cli("runs", "-f", "json", db=db).stdout)
     assert [row["name"] for row in listed] == ["a", "b", "c"]
-    assert set(listed[0]) == {"name", "pipeline", "N", "snapshots", "t_first", "t_last", "status", "stored_bytes",
-                              "starlab_version", "id"}
+    listing = {"name", "pipeline", "N", "snapshots", "t_first", "t_last", "status", "finished", "stored_bytes",
+               "starlab_version", "id"}
+    assert listing <= set(listed[0]) and all("." in key for key in set(listed[0]) - listing)  # PROGRAM.FLAG
     assert listed[0]["pipeline"] == "makeking | makemass | scale | kira"
     assert [row["name"] for row in json.loads(cli("runs", "-f", "json", "--limit", "2", db=db).stdout)] == ["a", "b"]
     table = cli("runs", "--limit", "1", db=db)
