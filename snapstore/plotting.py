@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from snapstore.errors import InvalidArgumentError
+from snapstore.physics.observables import R_LAGR_FRACTIONS, r_lagr_label
 from snapstore.reading import Run, Snapshot
 from snapstore.story import Story
 
@@ -44,6 +45,8 @@ def plot_runs(runs: Sequence[Run]) -> Figure:
     if not runs:
         raise InvalidArgumentError("plot: no run given")
     figure, axes = _figure(2, 2, RUN_SIZE)
+    from matplotlib import colormaps  # _figure has found matplotlib
+
     radii, energy, stars, multiples = axes.ravel()
     colours = [f"C{index % 10}" for index in range(len(runs))]
     for run, colour in zip(runs, colours):
@@ -51,10 +54,15 @@ def plot_runs(runs: Sequence[Run]) -> Figure:
         time = series.times
         if "r_lagr" in series:
             lagrangian = np.atleast_2d(series["r_lagr"].T).T
+            named = len(runs) == 1 and lagrangian.shape[1] == len(R_LAGR_FRACTIONS)  # one run: a line per fraction
             for component in range(lagrangian.shape[1]):
-                radii.plot(time, lagrangian[:, component], color=colour, lw=1,
-                           alpha=0.35 + 0.65 * (component + 1) / lagrangian.shape[1],
-                           label=run.name if component == lagrangian.shape[1] - 1 else None)
+                if named:
+                    radii.plot(time, lagrangian[:, component], lw=1.2, label=r_lagr_label(component),
+                               color=colormaps["viridis"](component / (lagrangian.shape[1] - 1)))
+                else:
+                    radii.plot(time, lagrangian[:, component], color=colour, lw=1,
+                               alpha=0.35 + 0.65 * (component + 1) / lagrangian.shape[1],
+                               label=run.name if component == lagrangian.shape[1] - 1 else None)
         if "energy_error" in series:
             error = np.abs(series["energy_error"])
             shown = error > 0
@@ -66,7 +74,7 @@ def plot_runs(runs: Sequence[Run]) -> Figure:
         if "n_multiples" in series:
             multiples.plot(time, series["n_multiples"], "s-", color=colour, ms=3, lw=1, label=run.name)
     radii.set(yscale="log", xlabel="time (N-body units)", ylabel="Lagrangian radius",
-              title="Lagrangian radii (kira's r_lagr, one line per mass fraction)")
+              title="kira's r_lagr: most massive stars, m/M = 0.005 to 0.9")
     energy.set(yscale="log", xlabel="time (N-body units)", ylabel="|E - E0 - booked| / |E0|",
                title="Energy error (kira's de: escapers' energy booked apart)")
     stars.set(xlabel="time (N-body units)", ylabel="count", title="Stars, and systems bound to the cluster")
@@ -74,7 +82,8 @@ def plot_runs(runs: Sequence[Run]) -> Figure:
     for panel in axes.ravel():
         panel.grid(alpha=0.3)
         if panel.get_legend_handles_labels()[0]:
-            panel.legend(fontsize="small")
+            many = len(panel.get_legend_handles_labels()[0]) > 4
+            panel.legend(fontsize="x-small" if many else "small", ncol=3 if many else 1)
     return figure
 
 
@@ -178,7 +187,8 @@ def plot_ensemble(store: Store, keys: Sequence[str] = ENSEMBLE_KEYS, where: str 
             colour = f"C{index % 10}"
             panel.fill_between(time, low, high, color=colour, alpha=0.25, lw=0)
             panel.plot(time, median, "-", color=colour, lw=1.5, label=label)
-        panel.set(xlabel="time (N-body units)", ylabel=key, title=f"{key}: median and 16-84% of the runs")
+        meaning = f" ({r_lagr_label(int(key[7:-1]))} of the massive stars)" if key.startswith("r_lagr[") else ""
+        panel.set(xlabel="time (N-body units)", ylabel=key, title=f"{key}{meaning}: median and 16-84% of the runs")
         panel.grid(alpha=0.3)
         panel.legend(fontsize="small")
     return figure

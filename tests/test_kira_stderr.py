@@ -4,8 +4,10 @@ it reports (the last energy report, the end asked for and reached, warnings)."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -40,6 +42,43 @@ def test_the_summary_agrees_with_the_snapshots_kira_wrote() -> None:
 
 
 @pytest.mark.corpus
+def _lagrangian_blocks(text: str) -> dict[float, list[list[float]]]:
+    """Each logged time's "selected percentiles" blocks of kira's stderr, in order: all
+    top-level systems, then the most massive stars (nine radii over two lines each)."""
+    found = {}
+    for section in re.finditer(r"^Time = (\S+) .*?(?=^Time = |\Z)", text, re.S | re.M):
+        pairs = re.findall(r"selected percentiles:\s+([^\n]*)\n\s*\n\s+([^\n]*)", section.group(0))
+        found[float(section.group(1))] = [[float(word) for word in (first + " " + second).split()]
+                                          for first, second in pairs]
+    return found
+
+
+@pytest.mark.corpus
+@pytest.mark.parametrize("name", ["seed500", "binaries", "grid/n200-w5-s1"])
+def test_kira_s_r_lagr_is_its_massive_stars_at_the_selected_mass_fractions(name, tmp_path) -> None:
+    """What the plots and exports say r_lagr is: at every time kira logs, the root's nine
+    r_lagr are the radii its stderr prints for the most massive stars, and the all-systems
+    radii it prints first have kira_rhalf, the half-mass radius, seventh: m/M = 0.5 in
+    Starlab's selected percentiles (0.005 ... 0.9)."""
+    from snapstore.physics.observables import R_LAGR_FRACTIONS
+    from snapstore.serializers.formats import describe
+
+    folder = corpus_dir() / name
+    blocks = _lagrangian_blocks(read_text(folder / "kira.err.gz"))
+    with snapstore.open(f"sqlite:///{tmp_path / 's.db'}") as store:
+        run = store.ingest(folder, check=False)
+        series = run.timeseries(["r_lagr", "kira_rhalf"])
+        compared = 0
+        for time, radii, half in zip(series.times.tolist(), series["r_lagr"], series["kira_rhalf"]):
+            if len(blocks.get(time, [])) == 2 and not np.isnan(radii).any():
+                every_system, massive = blocks[time]
+                assert radii == pytest.approx(massive, rel=1e-5), time
+                assert every_system[R_LAGR_FRACTIONS.index(0.5)] == pytest.approx(half, rel=1e-5), time
+                compared += 1
+        assert compared >= 5
+        assert describe(run)["r_lagr"]["mass_fractions"] == list(R_LAGR_FRACTIONS)
+
+
 def test_a_warning_kira_printed_is_listed() -> None:
     log = read_kira_log(read_text(variants_dir() / "r3_king5000" / "kira.err.gz"))
     assert log.warnings == ["warning: dt_snap < dt_reinit, restart unpredictable."]

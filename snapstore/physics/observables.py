@@ -21,6 +21,21 @@ from snapstore.story import Story
 
 Value = float | list[float]
 
+# What kira's root ``r_lagr`` holds when ``n_lagr = 9`` (Starlab 4.4's default): the radii
+# about ``lagr_pos`` enclosing these fractions of the mass (Starlab's "selected
+# percentiles") of kira's most massive stars, those above the cutoff_mass its stderr names,
+# not of all stars.  kira's stderr prints, at each log time, the nine radii of all its
+# top-level systems and then of the most massive stars; the root's r_lagr is the second
+# set, and the first set's seventh value is kira_rhalf, the half-mass radius
+# (tests/test_kira_stderr.py checks both on the corpus).
+R_LAGR_FRACTIONS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9)
+R_LAGR_OF = "kira's most massive stars (above the cutoff_mass of its stderr)"
+
+
+def r_lagr_label(index: int) -> str:
+    """What component ``index`` of kira's 9-value r_lagr is: ``m/M = 0.5``."""
+    return f"m/M = {R_LAGR_FRACTIONS[index]:g}" if 0 <= index < len(R_LAGR_FRACTIONS) else f"r_lagr[{index}]"
+
 
 def _numeric(text: str) -> Value | None:
     """A value as a number or a list of numbers; None for text (and for nan or inf)."""

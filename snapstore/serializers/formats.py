@@ -12,6 +12,7 @@ import numpy as np
 from snapstore import codec
 from snapstore._version import __version__
 from snapstore.codec import PARTICLE_DTYPE
+from snapstore.physics.observables import R_LAGR_FRACTIONS, R_LAGR_OF
 from snapstore.reading.dynamics import Dynamics
 from snapstore.reading.timeseries import Timeseries
 from snapstore.serializers.storages import require
@@ -57,8 +58,8 @@ SCALES = ("mass_scale", "size_scale", "time_scale")
 
 def describe(run: Run) -> dict[str, Any]:
     """What an export says of the run it holds: its name and id, the stream it was read
-    from and that text's sha256, the Starlab and snapstore versions, the units, and
-    kira's physical scales where the run has them."""
+    from and that text's sha256, the Starlab and snapstore versions, the units, kira's
+    physical scales where the run has them, and what kira's r_lagr components are."""
     scales: dict[str, float] = {}
     try:
         series = run.timeseries(list(SCALES))
@@ -70,7 +71,7 @@ def describe(run: Run) -> dict[str, Any]:
             scales[key] = float(known[-1])
     return {"run": run.name, "run_id": run.id, "source": run.source, "source_sha256": run.source_sha256,
             "starlab_version": run.starlab_version, "snapstore_version": __version__, "units": UNITS,
-            "scales": scales}
+            "scales": scales, "r_lagr": {"mass_fractions": list(R_LAGR_FRACTIONS), "of": R_LAGR_OF}}
 
 
 _AXES = ("x", "y", "z")
