@@ -100,6 +100,13 @@ def _listed(driver) -> list[str]:
     return [cell.text for cell in driver.find_elements(By.CSS_SELECTOR, "#runs td.name a")]
 
 
+def _open_run(driver, address: str, name: str) -> None:
+    """From the runs page, the page of run ``name``, once it is there."""
+    driver.get(address + "/")
+    driver.find_element(By.LINK_TEXT, name).click()
+    WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.ID, "snapshots"))
+
+
 def _drawn(driver, selector: str = "img#figure") -> int:
     """The natural width of the image once the browser has loaded it (0 if it could not)."""
     image = driver.find_element(By.CSS_SELECTOR, selector)
@@ -149,9 +156,7 @@ def test_filtering_the_runs_list_shows_the_runs_that_match(site, browser, module
 def test_a_run_page_draws_its_plots(site, browser) -> None:
     address, _ = site
     driver, _ = browser
-    driver.get(address + "/")
-    driver.find_element(By.LINK_TEXT, "binaries").click()
-    WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.ID, "name"))
+    _open_run(driver, address, "binaries")
     assert driver.find_element(By.ID, "name").text == "binaries"
     assert _drawn(driver) == 1100  # plotting.RUN_SIZE at its DPI
     driver.find_element(By.CSS_SELECTOR, "#snapshots a[href$='/snapshot/3']").click()
@@ -162,9 +167,7 @@ def test_a_run_page_draws_its_plots(site, browser) -> None:
 def test_a_downloaded_snapshot_is_the_original_bytes(site, browser) -> None:
     address, folders = site
     driver, downloads = browser
-    driver.get(address + "/")
-    driver.find_element(By.LINK_TEXT, "binaries").click()
-    WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.ID, "snapshots"))
+    _open_run(driver, address, "binaries")
     saved = _saved(downloads, ".story", driver.find_element(By.CSS_SELECTOR,
                                                             "#snapshots a.story[href$='/snapshot/4/story']"))
     original = [root.text for root in roots_of(folders["binaries"] / "kira.out.gz")][3]
@@ -194,8 +197,7 @@ def test_a_hostile_run_name_is_shown_as_text(site, browser) -> None:
     driver, _ = browser
     driver.get(address + "/")
     assert HOSTILE in _listed(driver)
-    driver.find_element(By.LINK_TEXT, HOSTILE).click()
-    WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.ID, "name"))
+    _open_run(driver, address, HOSTILE)
     assert driver.find_element(By.ID, "name").text == HOSTILE
     assert driver.execute_script("return document.scripts.length") == 0
     with pytest.raises(NoAlertPresentException):
@@ -205,8 +207,6 @@ def test_a_hostile_run_name_is_shown_as_text(site, browser) -> None:
 def test_downloading_the_whole_stream_through_the_browser(site, browser) -> None:
     address, folders = site
     driver, downloads = browser
-    driver.get(address + "/")
-    driver.find_element(By.LINK_TEXT, HOSTILE).click()
-    WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.ID, "download-stream"))
+    _open_run(driver, address, HOSTILE)
     saved = _saved(downloads, "-kira.out", driver.find_element(By.ID, "download-stream"))
     assert saved.read_bytes() == gzip.decompress((folders[HOSTILE] / "kira.out.gz").read_bytes())
