@@ -175,6 +175,9 @@ def test_compare_overlays_runs_or_draws_an_ensemble(web) -> None:
     grouped = client.get("/compare", params={"where": "tag.family = grid", "by": "makeking.w"}).text
     image = re.search(r'<img id="figure" src="([^"]+)"', grouped).group(1).replace("&amp;", "&")
     assert client.get(image).content.startswith(b"\x89PNG")
+    too_many = [("run", run_id) for run_id in ids * 11]
+    assert client.get("/compare", params=too_many).status_code == 400
+    assert client.get("/compare/figure.png", params=too_many).status_code == 400
     for asked, said in (({"where": "makeking.w =="}, "expected a value"),
                         ({"by": "makeking.nope"}, "no column &#39;makeking.nope&#39; among the runs"),
                         ({"where": "makeking.n = 12345"}, "no run matches")):

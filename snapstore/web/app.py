@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
 TOKEN_COOKIE = "snapstore_token"
 LISTED_STORIES = 1000  # a run page lists every story up to this many, else its whole snapshots
+MAX_OVERLAID = 20  # runs one figure overlays; more is an ensemble (a filter, grouped)
 # Nothing from elsewhere: no script at all, styles and images from this server only.
 _HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
@@ -126,6 +127,14 @@ class Site:
         self.figures = Figures()
         self.templates = _environment()
         self.stylesheet = resources.files("snapstore.web").joinpath("static/style.css").read_bytes()
+
+    def warm(self) -> None:
+        """Draw the first runs page once and compile every template, so that the first
+        visitor does not wait for imports, the store's first connection and compiling."""
+        for name in self.templates.list_templates():
+            self.templates.get_template(name)
+        listing = runs_listing(self.store, RunsQuery())
+        self.page("runs.html", query=RunsQuery(), listing=listing, error=None)
 
     # -- helpers ------------------------------------------------------------------
     def page(self, template: str, status: int = 200, **values: Any) -> HTMLResponse:
@@ -219,10 +228,16 @@ class Site:
         return _download(export_bytes(target, "parquet", observables=True), f"{target.id}-observables.parquet",
                          "application/vnd.apache.parquet")
 
-    def compare(self, request: Request) -> Response:
+    def overlaid(self, request: Request) -> list[Run]:
         chosen = request.query_params.getlist("run")
+        if len(chosen) > MAX_OVERLAID:
+            raise InvalidArgumentError(f"one figure overlays at most {MAX_OVERLAID} runs, not {len(chosen)}: "
+                                       "compare more as an ensemble (a filter, grouped by a column)")
+        return [self.store.run(name) for name in chosen]
+
+    def compare(self, request: Request) -> Response:
         where, by = request.query_params.get("where") or None, request.query_params.get("by") or None
-        runs = [self.store.run(name) for name in chosen]
+        runs = self.overlaid(request)
         figure = None
         if runs:
             figure = "/compare/figure.png?" + urlencode([("run", item.id) for item in runs])
@@ -233,7 +248,7 @@ class Site:
         return self.page("compare.html", runs=runs, where=where or "", by=by or "", figure=figure)
 
     def compare_figure(self, request: Request) -> Response:
-        return _png(self.figures.runs([self.store.run(name) for name in request.query_params.getlist("run")]))
+        return _png(self.figures.runs(self.overlaid(request)))
 
     def ensemble_figure(self, request: Request) -> Response:
         where, by = request.query_params.get("where") or None, request.query_params.get("by") or None
@@ -325,10 +340,13 @@ def _guarded(site: Site, handler: Endpoint, as_json: bool = False) -> Endpoint:
     return endpoint
 
 
-def create_app(store: Store, token: str | None = None) -> Starlette:
+def create_app(store: Store, token: str | None = None, warm: bool = False) -> Starlette:
     """The web application over ``store`` (open it with ``read_only=`` a time limit, as
-    ``serve`` does); with ``token`` every request must carry it."""
+    ``serve`` does); with ``token`` every request must carry it; ``warm`` draws the first
+    runs page before it answers anything."""
     site = Site(store)
+    if warm:
+        site.warm()
     pages: list[tuple[str, Endpoint, bool]] = [
         ("/", site.runs, False),
         ("/api/runs", site.api_runs, True),

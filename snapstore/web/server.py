@@ -43,7 +43,8 @@ def serve(url: str | None = None, payloads: str | None = None, host: str = LOOPB
           token: str | None = None, read_limit: float = READ_LIMIT,
           on_ready: Callable[[str], None] | None = None) -> None:
     """Serve the store at ``url`` read-only on ``host``:``port`` until interrupted (see the
-    module's docstring for the token); ``on_ready`` is told the store's URL once it is open."""
+    module's docstring for the token); ``on_ready`` is told the store's URL once it is open
+    and the first runs page drawn (see ``Site.warm``)."""
     token = check_binding(host, token)
     try:
         import uvicorn
@@ -54,6 +55,7 @@ def serve(url: str | None = None, payloads: str | None = None, host: str = LOOPB
     from snapstore.facade import Store
 
     with Store(url, payloads=payloads, read_only=read_limit) as store:
+        app = create_app(store, token, warm=True)
         if on_ready is not None:
             on_ready(store.where)
-        uvicorn.run(create_app(store, token), host=host, port=port, log_level="warning", server_header=False)
+        uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False)
