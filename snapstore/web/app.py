@@ -129,10 +129,12 @@ class Site:
         self.stylesheet = resources.files("snapstore.web").joinpath("static/style.css").read_bytes()
 
     def warm(self) -> None:
-        """Draw the first runs page once and compile every template, so that the first
-        visitor does not wait for imports, the store's first connection and compiling."""
+        """Draw the first runs page once, compile every template and import matplotlib, so
+        that the first visitor does not wait for imports, the store's first connection and
+        compiling."""
         for name in self.templates.list_templates():
             self.templates.get_template(name)
+        self.figures.warm()
         listing = runs_listing(self.store, RunsQuery())
         self.page("runs.html", query=RunsQuery(), listing=listing, error=None)
 

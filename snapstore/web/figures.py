@@ -47,6 +47,12 @@ class Figures:
                 self._size -= len(self._kept.popitem(last=False)[1])
             return data
 
+    @staticmethod
+    def warm() -> None:
+        """Import matplotlib and its PNG backend (a second of a first figure) before anyone waits for it."""
+        from matplotlib.backends import backend_agg  # noqa: F401
+        from matplotlib.figure import Figure  # noqa: F401
+
     def runs(self, runs: Sequence[Run]) -> bytes:
         """``plotting.plot_runs`` of ``runs`` (Lagrangian radii, energy error, stars, multiples)."""
         key = ("runs", *((run.id, run.name, run.n_snapshots) for run in runs))
