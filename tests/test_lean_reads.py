@@ -189,7 +189,8 @@ def test_no_read_of_one_run_scans_a_table_that_grows_with_the_store(mixed_store)
     runs a scan of ``observable_value``, ``snapshot`` or ``record`` would cost seconds."""
     growing = ("observable_value", "observable_constant", "snapshot", "record", "story_pack", "command", "parameter",
                "tag", "input")
-    params = {"run_id": "0" * 32, "key": "total_energy", "hash": "0" * 64, "first": 0, "last": 5, "prefix": "0000"}
+    params = {"run_id": "0" * 32, "key": "total_energy", "hash": "0" * 64, "first": 0, "last": 5, "prefix": "0000",
+              "seq": 3}
     connection = sqlite3.connect(mixed_store)
     scans = {}
     for name, text in compiled_reads.SQL.items():

@@ -278,6 +278,13 @@ def test_a_kira_d_stream_s_partial_stories_are_reached_by_number(tmp_path) -> No
     stories = target.stories()
     whole = [item.seq for item in stories if item.kind == "snapshot"]
     assert len(stories) > 1000 > len(whole)  # -D b: 3,663 stories, 6 of them whole snapshots
+    with snapstore.open(url, create=False) as store:  # a fresh Run: story() seeks, not lists
+        for seq in (0, 1, whole[-1], whole[2] + 1, len(stories) // 2, len(stories) - 1):
+            found = store.run("Db").story(seq)
+            assert found is not None and (found.seq, found.kind, found.time) == (seq, stories[seq].kind,
+                                                                                stories[seq].time)
+            assert found.text_bytes() == stories[seq].text_bytes()
+        assert store.run("Db").story(len(stories)) is None and store.run("Db").story(-1) is None
     with snapstore.open(url, read_only=30) as store, TestClient(create_app(store), follow_redirects=False) as client:
         page = client.get(f"/run/{target.id}").text
         assert [int(seq) for seq in re.findall(rf'href="/run/{target.id}/snapshot/(\d+)"', page)] == whole

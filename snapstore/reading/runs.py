@@ -185,6 +185,20 @@ class Run:
         return [Snapshot(self, pack.first_seq + index, times[index], counts[index], None, "partial",
                          Place(pack.record_hash, index, sizes)) for index in range(len(sizes))]
 
+    def story(self, seq: int) -> Snapshot | None:
+        """Story number ``seq`` (None if the run has none): one or two seeks whatever the
+        run's length, where ``stories()`` lists all of a kira -D stream's hundreds of thousands."""
+        if "_stories" in self.__dict__:
+            return next((item for item in self._stories if item.seq == seq), None)
+        with self.store.reads() as rows:
+            row = next(iter(rows.rows("story_at", run_id=self.id, seq=seq)), None)
+            if row is not None:
+                return Snapshot(self, row.seq, row.time, row.n_particles, row.record_hash, row.kind)
+            pack = next(iter(rows.rows("pack_at", run_id=self.id, seq=seq)), None)
+        if pack is None or not 0 <= seq - pack.first_seq < pack.stories:
+            return None
+        return self._packed(pack)[seq - pack.first_seq]
+
     def stories(self) -> Snapshots:
         """Every stored story in stream order: the whole snapshots and, for kira's
         ``-D b`` / ``-D x1`` streams, the partial stories between them."""

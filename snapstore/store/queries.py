@@ -61,6 +61,12 @@ READS: dict[str, Select] = {
     "stories": select(snapshot.c.seq, snapshot.c.time, snapshot.c.n_particles, snapshot.c.record_hash,
                       snapshot.c.kind).where(snapshot.c.run_id == _RUN_ID),
     "packs": select(story_pack).where(story_pack.c.run_id == _RUN_ID),
+    # one story by number, whatever the run's length: its own row, else the pack that may hold it
+    "story_at": select(snapshot.c.seq, snapshot.c.time, snapshot.c.n_particles, snapshot.c.record_hash,
+                       snapshot.c.kind).where(snapshot.c.run_id == _RUN_ID, snapshot.c.seq == bindparam("seq")),
+    "pack_at": select(story_pack).where(story_pack.c.run_id == _RUN_ID, story_pack.c.first_seq == select(
+        func.max(story_pack.c.first_seq)).where(story_pack.c.run_id == _RUN_ID,
+                                                story_pack.c.first_seq <= bindparam("seq")).scalar_subquery()),
     "story_sizes": (select(snapshot.c.seq, record.c.stored_size)
                     .join(record, record.c.hash == snapshot.c.record_hash).where(snapshot.c.run_id == _RUN_ID)),
     "commands": select(command).where(command.c.run_id == _RUN_ID).order_by(command.c.position),

@@ -155,10 +155,10 @@ class Site:
 
     def snapshot(self, request: Request) -> Snapshot:
         target, seq = self.run(request), request.path_params["seq"]
-        found = [item for item in target.stories() if item.seq == seq]
-        if not found:
+        found = target.story(seq)
+        if found is None:
             raise RunNotFoundError(f"run {target.name!r} has no story #{seq}")
-        return found[0]
+        return found
 
     # -- pages ----------------------------------------------------------------------
     def runs(self, request: Request) -> Response:
