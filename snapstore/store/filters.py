@@ -35,6 +35,7 @@ from sqlalchemy import text as sql_text
 from sqlalchemy.sql import ColumnElement
 
 from snapstore.errors import FilterError, suggested
+from snapstore.provenance import finite_number
 from snapstore.store.schema import command, observable, parameter, run, tag
 
 _TOKEN = re.compile(r"""
@@ -174,7 +175,7 @@ class _Parser:
             return Literal(token.text, None)
         if token.kind == "bare":
             self.index += 1
-            return Literal(token.text, _number(token.text))
+            return Literal(token.text, finite_number(token.text))  # 007, -0.25, 1e-5; 4.4.4, yes, inf stay text
         self.fail(f"expected a value, found {token.text or 'end of filter'!r}")
 
     def term(self) -> Ids:
@@ -255,7 +256,6 @@ class _Parser:
         return select(parameter.c.run_id).where(parameter.c.program == head, parameter.c.flag == rest,
                                                 or_(*conditions))
 
-
     def finished(self, field: Token, op: str, texts: list[str]) -> Select:
         """``finished = true|false`` (or ``!=``): the runs whose kira's stderr says they
         reached the end they were asked for, or that they did not; a run none says of is neither."""
@@ -281,15 +281,6 @@ def observed(function: str, key: str, idx: int, magnitude: bool, op: str, number
     return (select(observable.c.run_id)
             .join(ends, (ends.c.run_id == observable.c.run_id) & (ends.c.seq == observable.c.seq))
             .where(*match, _apply(value, op, number)))
-
-
-def _number(text: str) -> float | None:
-    """The number a bare literal spells (007, -0.25, 1e-5), or None (4.4.4, yes, inf stays text)."""
-    try:
-        number = float(text)
-    except ValueError:
-        return None
-    return number if number == number and abs(number) != float("inf") else None
 
 
 def _operand(ids: Ids) -> Select:
