@@ -21,7 +21,7 @@ from snapstore.errors import InvalidArgumentError, UnknownObservableError
 from snapstore.physics.kira_log import finished
 from snapstore.provenance import INTEGER, finite_number
 from snapstore.reading.mapping import ArrayMapping
-from snapstore.store.catalog import chosen_runs, step_names
+from snapstore.store.catalog import chosen_runs, flag_columns
 from snapstore.store.filters import observable_keys
 from snapstore.store.schema import (
     command,
@@ -313,15 +313,13 @@ def _parameters(connection: Connection, chosen: Select,
     apart: a join of the two costs twice the reads."""
     steps = sorted(_tuples(connection, select(command.c.run_id, command.c.position, command.c.program)
                            .where(command.c.run_id.in_(chosen))))
-    named = step_names(steps)  # (run, position) -> the program's name among the run's columns
     pipelines: list[list[str]] = [[] for _ in at]
     for run_id, _, program in steps:
         pipelines[at[run_id]].append(program)
     out: dict[str, list[str | None]] = {}
-    for run_id, position, program, flag, value in _tuples(connection, select(
-            parameter.c.run_id, parameter.c.position, parameter.c.program, parameter.c.flag, parameter.c.value)
-            .where(parameter.c.run_id.in_(chosen))):
-        label = f"{named.get((run_id, position), program)}.{flag}"
+    flags = _tuples(connection, select(parameter.c.run_id, parameter.c.position, parameter.c.program,
+                                       parameter.c.flag, parameter.c.value).where(parameter.c.run_id.in_(chosen)))
+    for run_id, label, value in flag_columns(steps, flags):
         column = out.get(label)
         if column is None:
             column = out[label] = [None] * len(at)

@@ -109,15 +109,25 @@ def step_names(steps: Iterable[tuple[str, int, str]]) -> dict[tuple[str, int], s
     return named
 
 
+def flag_columns(steps: Iterable[tuple[str, int, str]],
+                 flags: Iterable[tuple[str, int, str, str, str]]) -> Iterator[tuple[str, str, str]]:
+    """(run, ``PROGRAM.FLAG``, value) for each (run, position, program, flag, value) of
+    ``flags``, the program named among its run's ``steps`` (see ``step_names``)."""
+    named = step_names(steps)
+    for run_id, position, program, flag, value in flags:
+        yield run_id, f"{named.get((run_id, position), program)}.{flag}", value
+
+
 def run_values(rows: Rows) -> dict[str, dict[str, str]]:
-    """Every run's tags (``tag.KEY``) and parameters (``PROGRAM.FLAG``, see ``step_names``)
+    """Every run's tags (``tag.KEY``) and parameters (``PROGRAM.FLAG``, see ``flag_columns``)
     as text, by run id: three streamed reads, whatever the number of runs."""
-    named = step_names((row.run_id, row.position, row.program) for row in rows.rows("every_step"))
     out: dict[str, dict[str, str]] = {}
     for row in rows.rows("every_tag"):
         out.setdefault(row.run_id, {})[f"tag.{row.key}"] = row.value
-    for row in rows.rows("every_parameter"):
-        out.setdefault(row.run_id, {})[f"{named.get((row.run_id, row.position), row.program)}.{row.flag}"] = row.value
+    steps = [(row.run_id, row.position, row.program) for row in rows.rows("every_step")]
+    flags = ((row.run_id, row.position, row.program, row.flag, row.value) for row in rows.rows("every_parameter"))
+    for run_id, column, value in flag_columns(steps, flags):
+        out.setdefault(run_id, {})[column] = value
     return out
 
 
