@@ -293,10 +293,9 @@ def export_bytes(run: Run, format: str, observables: bool = False) -> bytes:
     table as ``npz`` or ``hdf5``, or with ``observables`` the run's observables as ``npz``,
     ``hdf5`` or ``parquet``."""
     if observables:
-        from snapstore.serializers import OBSERVABLE_FORMATS, observables_bytes
+        from snapstore.serializers import observables_bytes
 
-        if format not in OBSERVABLE_FORMATS:
-            raise InvalidArgumentError(f"observables are exported as {', '.join(OBSERVABLE_FORMATS)}, not {format!r}")
+        _check_observable_format(format)
         return observables_bytes(run, format)
     if format not in ("npz", "hdf5"):
         raise InvalidArgumentError(f"a run is downloaded as one npz or hdf5 file, not {format!r}")
@@ -324,11 +323,17 @@ def export_ensemble(store: Store, where: str, output: str | os.PathLike, format:
     return len(rows)
 
 
-def _export_observables(run: Run, format: str, output: str | os.PathLike | None, selected: bool) -> None:
-    from snapstore.serializers import OBSERVABLE_FORMATS, write_observables
+def _check_observable_format(format: str) -> None:
+    from snapstore.serializers import OBSERVABLE_FORMATS
 
     if format not in OBSERVABLE_FORMATS:
         raise InvalidArgumentError(f"observables are exported as {', '.join(OBSERVABLE_FORMATS)}, not {format!r}")
+
+
+def _export_observables(run: Run, format: str, output: str | os.PathLike | None, selected: bool) -> None:
+    from snapstore.serializers import write_observables
+
+    _check_observable_format(format)
     if output is None:
         _no_output(format)
     if selected:

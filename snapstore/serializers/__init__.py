@@ -206,5 +206,4 @@ for storage_kind in BLOB_STORAGES:
         register(Run, format_name, storage_kind, _whole(writer, format_name == "story"), reader)
 
 __all__ = ["OBSERVABLE_FORMATS", "Location", "PosixStorage", "Registry", "S3Storage", "SqlStorage", "observables_bytes",
-           "register",
-           "registry", "write_ensemble", "write_observables"]
+           "register", "registry", "write_ensemble", "write_observables"]
