@@ -14,13 +14,12 @@ extended query protocol, which takes a single statement.
 
 from __future__ import annotations
 
-import math
 import sqlite3
 import time
 from typing import TYPE_CHECKING
 
 from snapstore.errors import QueryError, StoreAccessError
-from snapstore.store.reads import read_only_uri, sqlite_file, url_text
+from snapstore.store.reads import read_only_uri, sqlite_file, stop_after, url_text
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -101,9 +100,8 @@ def read_only_engine(url: URL, timeout: float = TIMEOUT) -> Engine:
 
     @event.listens_for(engine, "connect")
     def _limited(dbapi_connection, record) -> None:
-        deadline = record.info["deadline"] = [math.inf]
         dbapi_connection.execute("PRAGMA query_only = ON")
-        dbapi_connection.set_progress_handler(lambda: int(time.monotonic() > deadline[0]), 10_000)
+        record.info["deadline"] = stop_after(dbapi_connection)
 
     @event.listens_for(engine, "before_cursor_execute")
     def _started(connection, *_args) -> None:
@@ -125,15 +123,15 @@ def _sqlite(database: str, shown: str, query: str, timeout: float,
         connection = sqlite3.connect(read_only_uri(database), uri=True)
     except sqlite3.Error as exc:
         raise StoreAccessError(f"{shown}: {exc}") from None
-    deadline = time.monotonic() + timeout
+    deadline = stop_after(connection)
+    deadline[0] = time.monotonic() + timeout
     try:
         connection.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)
         connection.set_authorizer(_authorize)
-        connection.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
         cursor = connection.execute(query)
         return [d[0] for d in cursor.description or []], capped(cursor, max_rows)
     except sqlite3.Error as exc:
-        if time.monotonic() > deadline:
+        if time.monotonic() > deadline[0]:
             raise QueryError(f"the query was stopped at its time limit of {timeout:g} s (--timeout)") from None
         raise QueryError(f"query refused or failed: {exc}") from None
     finally:

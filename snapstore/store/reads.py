@@ -77,6 +77,14 @@ def read_only_uri(database: str) -> str:
     return Path(database).resolve().as_uri() + "?mode=ro"
 
 
+def stop_after(connection: sqlite3.Connection) -> list[float]:
+    """A deadline for ``connection``'s statements: SQLite stops whatever runs once
+    ``time.monotonic()`` passes the returned list's one value (infinite until it is set)."""
+    deadline = [math.inf]
+    connection.set_progress_handler(lambda: int(time.monotonic() > deadline[0]), 10_000)  # every 10,000 steps
+    return deadline
+
+
 def _row_type(description: tuple) -> type:
     return namedtuple("Row", [column[0] for column in description], rename=True)
 
@@ -132,10 +140,8 @@ class SqliteReader:
             connection = sqlite3.connect(read_only_uri(self.path), uri=True, timeout=self._timeout,
                                          isolation_level=None)
             connection.execute("PRAGMA query_only = ON")
-            self._local.connection, self._local.depth, self._local.deadline = connection, 0, math.inf
-            if self._limit is not None:
-                local = self._local
-                connection.set_progress_handler(lambda: int(time.monotonic() > local.deadline), 10_000)
+            self._local.connection, self._local.depth = connection, 0
+            self._local.deadline = None if self._limit is None else stop_after(connection)
             self._local.rows = SqliteRows(connection)
         return connection
 
@@ -146,7 +152,7 @@ class SqliteReader:
         local = self._local
         if local.depth == 0:
             if self._limit is not None:
-                local.deadline = time.monotonic() + self._limit
+                local.deadline[0] = time.monotonic() + self._limit
             connection.execute("BEGIN")
         local.depth += 1
         try:
