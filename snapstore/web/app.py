@@ -238,7 +238,7 @@ class Site:
         return [self.store.run(name) for name in chosen]
 
     def compare(self, request: Request) -> Response:
-        where, by = request.query_params.get("where") or None, request.query_params.get("by") or None
+        where, by = _ensemble_asked(request)
         runs = self.overlaid(request)
         figure = None
         if runs:
@@ -253,7 +253,7 @@ class Site:
         return _png(self.figures.runs(self.overlaid(request)))
 
     def ensemble_figure(self, request: Request) -> Response:
-        where, by = request.query_params.get("where") or None, request.query_params.get("by") or None
+        where, by = _ensemble_asked(request)
         return _png(self.figures.ensemble(self.store, where, by, compare_state(self.store, where)))
 
     def stylesheet_file(self, request: Request) -> Response:
@@ -306,6 +306,11 @@ async def _after(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[byte
     yield first
     async for chunk in rest:
         yield chunk
+
+
+def _ensemble_asked(request: Request) -> tuple[str | None, str | None]:
+    """The filter and grouping column a compare page or its figure is asked for (empty: none)."""
+    return request.query_params.get("where") or None, request.query_params.get("by") or None
 
 
 def _attachment(name: str) -> dict[str, str]:
