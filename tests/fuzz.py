@@ -151,6 +151,30 @@ def mutate_story(text: str, rng: random.Random) -> str:
     return "\n".join(lines)
 
 
+def break_story(text: str, rng: random.Random) -> str:
+    """``text`` with its nesting broken once: a story line dropped, a close naming another
+    kind, text before or after the root, a second root, or the text cut short."""
+    lines = text.split("\n")
+    structural = [i for i, line in enumerate(lines) if line.startswith(("(", ")"))]
+    kind = rng.randrange(6)
+    if kind == 0:
+        del lines[rng.choice(structural)]
+    elif kind == 1:
+        closes = [i for i in structural if lines[i].startswith(")")]
+        at = rng.choice(closes)
+        lines[at] = ")" + rng.choice(["Particle", "Log", "Dynamics", "Hydro", "Star", "Particle ", "", "particle"])
+    elif kind == 2:
+        lines.insert(rng.choice([0, len(lines)]), rng.choice(["", "  m = 1", "text", "(", ")"]))
+    elif kind == 3:
+        lines += rng.choice([["(Particle", ")Particle"], text.split("\n")])
+    elif kind == 4:
+        lines = lines[:rng.randrange(1, len(lines))]
+    else:
+        at = rng.choice(structural)
+        lines.insert(at, lines[at])
+    return "\n".join(lines)
+
+
 def story_case(text: str) -> str:
     """Encode ``text`` on both paths: the same record, and the text back exactly from it."""
     if same_on_both(lambda: codec.encode_text(text), "encode") != "ok":
@@ -467,7 +491,8 @@ def fuzz(surface: str, cases: int, seed: int, save_to: Path | None = None) -> di
     for _ in range(cases):
         counts["cases"] += 1
         if surface == "story":
-            payload = mutate_story(rng.choice(stories), rng).encode("utf-8")
+            text = mutate_story(rng.choice(stories), rng)
+            payload = (break_story(text, rng) if rng.random() < 0.2 else text).encode("utf-8")
             run: Callable[[], str] = lambda p=payload: story_case(p.decode("utf-8"))  # noqa: E731
         elif surface == "record":
             source = rng.choice(records)

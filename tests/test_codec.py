@@ -7,7 +7,7 @@ import pytest
 from corpus_baselines import baseline_sizes
 
 from helpers import UNDER_CI, corpus_dir, read_text, roots_of, story_files
-from snapstore import CorruptRecordError, Story, codec, kernel, parse_story, read_stories
+from snapstore import CorruptRecordError, Story, StoryFormatError, codec, kernel, parse_story, read_stories
 
 
 @pytest.fixture(autouse=True, params=["compiled", "pure"])
@@ -50,6 +50,23 @@ def test_values_that_cannot_print_back_stay_exact() -> None:
     record = codec.encode(story)
     assert codec.decode_text(record) == ODD
     assert codec.decode(record) == story
+
+
+@pytest.mark.parametrize(("text", "line", "reason"), [
+    ("(Particle\n)Dynamics\n", 2, "')Dynamics' does not match '(Particle' opened at line 1"),
+    ("(Particle\n(Log\n)Particle\n)Log\n", 3, "')Particle' does not match '(Log' opened at line 2"),
+    ("(Particle\n)Particle\n(Particle\n)Particle\n", 3, "more than one root story where one was expected"),
+    ("(Particle\n)Particle\nxx\n", 3, "text outside any story"),
+    ("(Particle\n)Particle\n\n", 3, "text outside any story"),
+    (")Particle\n", 1, "a story closes that was not open"),
+    ("(Particle\n  N = 1\n", 2, "a story is not closed"),
+    ("", 1, "text outside any story"),
+])
+def test_text_that_is_not_one_root_story_is_refused_naming_its_line(text: str, line: int, reason: str) -> None:
+    """A record must give its text back; these would not (or would hold two stories)."""
+    with pytest.raises(StoryFormatError) as refused:
+        codec.encode_text(text)
+    assert (refused.value.line, refused.value.reason) == (line, reason)
 
 
 def test_particles_of_a_hand_made_story() -> None:

@@ -11,9 +11,11 @@ import numpy as np
 
 from snapstore import kernel
 from snapstore.codec.numbers import value_texts
+from snapstore.errors import StoryFormatError
 from snapstore.story.syntax import CLOSE, ENTRY, EOL, OPEN
 
 _NEWLINE, _SPACE, _EQUALS = ord(EOL), ord(" "), ord("=")
+SOURCE = "<story>"  # what a refusal names: the encoder is given one story's text, not a file
 
 
 class _Lines:
@@ -90,9 +92,50 @@ class Scan:
     prefixes: list[bytes]
 
 
+def _nesting(lines: _Lines) -> None:
+    """StoryFormatError at the first line the compiled ``scan`` refuses: a close with no
+    story open, text outside any story; or a story left open at the end."""
+    content = np.ones(lines.starts.size, dtype=bool)
+    content[lines.opens] = content[lines.closes] = False
+    unopened = lines.closes[lines.level[lines.closes] < 0]
+    outside = np.flatnonzero(content & (lines.level == 0))
+    first = min(unopened[:1].tolist() + outside[:1].tolist(), default=None)
+    if first is not None:
+        reason = "a story closes that was not open" if first in unopened[:1] else "text outside any story"
+        raise StoryFormatError(SOURCE, first + 1, reason)
+    if lines.level[-1] != 0:
+        raise StoryFormatError(SOURCE, lines.starts.size, "a story is not closed")
+
+
+def one_root(scan: Scan) -> None:
+    """StoryFormatError unless the scan is of one root story whose every ``)Kind`` names
+    the story it closes: what the record must hold to give the text back."""
+    roots = np.flatnonzero(scan.tree.depth == 0)
+    if roots.size != 1:
+        raise StoryFormatError(SOURCE, int(scan.opens[roots[1]]) + 1, "more than one root story where one was expected")
+    data = np.frombuffer(scan.body + b"\0", np.uint8)
+    close_lines = np.flatnonzero(data[scan.starts] == ord(CLOSE))  # in the order their stories close
+    closed_kind = scan.tree.kind[scan.closed]
+    wrong = []
+    for kind, name in enumerate(scan.tree.kinds):
+        lines = close_lines[closed_kind == kind]
+        expected = np.frombuffer(name.encode(), np.uint8)
+        fits = scan.ends[lines] - scan.starts[lines] == expected.size + 1
+        same = (data[scan.starts[lines[fits], None] + 1 + np.arange(expected.size)] == expected).all(axis=1)
+        wrong += lines[~fits].tolist() + lines[fits][~same].tolist()
+    if wrong:
+        line = min(wrong)
+        node = int(scan.closed[np.searchsorted(close_lines, line)])
+        text = scan.body[scan.starts[line]:scan.ends[line]].decode("utf-8", "replace")
+        raise StoryFormatError(SOURCE, line + 1, f"{text[:40]!r} does not match "
+                                                 f"'({scan.tree.kinds[scan.tree.kind[node]]}' opened at line "
+                                                 f"{int(scan.opens[node]) + 1}")
+
+
 def scan_reference(body: bytes) -> Scan:
     """The scan in whole-array numpy passes: the reference for the compiled ``scan``."""
     lines = _Lines(body)
+    _nesting(lines)
     opens, closes, level = lines.opens, lines.closes, lines.level
     kind_names: dict[bytes, int] = {}
     node_kind = np.array([kind_names.setdefault(kind, len(kind_names))
@@ -124,16 +167,22 @@ def scan_reference(body: bytes) -> Scan:
 
 
 def scan_story(body: bytes) -> Scan:
+    """The scan of one root story (its text without the final newline); StoryFormatError,
+    naming the line, for anything else, alike on both paths."""
     found = kernel.scan(body)
-    if found is None:  # no kernel, or not a well-formed story: the reference decides what to make of it
-        return scan_reference(body)
+    if found is None:  # no kernel, or not a well-formed story, which the reference reports
+        scan = scan_reference(body)
+        one_root(scan)
+        return scan
     arrays = {name: np.frombuffer(value, np.int64) for name, value in found.items()
               if name not in ("content", "kinds", "prefixes")}
     tree = Tree(arrays["depth"], arrays["kind"], [name.decode() for name in found["kinds"]], arrays["owner"],
                  np.frombuffer(found["content"], np.bool_))
-    return Scan(body, arrays["line_start"], arrays["line_end"], arrays["opens"], arrays["closed"], tree,
-                 arrays["entry_line"], arrays["entry_prefix"], arrays["entry_start"], arrays["entry_end"],
-                 arrays["entry_width"], found["prefixes"])
+    scan = Scan(body, arrays["line_start"], arrays["line_end"], arrays["opens"], arrays["closed"], tree,
+                arrays["entry_line"], arrays["entry_prefix"], arrays["entry_start"], arrays["entry_end"],
+                arrays["entry_width"], found["prefixes"])
+    one_root(scan)
+    return scan
 
 
 @dataclass
