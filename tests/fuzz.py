@@ -323,7 +323,8 @@ def kernel_arguments(name: str, rng: random.Random) -> tuple:
         text = rng.choice(["(P\n)P\n", "(P\n(D\n)D\n)P\n(P\n", "x\n(P\n)P", "(P\n)Q\n", "", "(\n)\n", "((\n"])
         return text * rng.randrange(0, 4), rng.choice([0, 0, 1, 3, -1, 10**6])
     if name == "scan":
-        return (rng.choice([b"(P\n  a = 1 2\n)P", b"(P\n)P\n)P", b"x", b"", b"(P\n(D\n  r = 1\n)D\n)P\n",
+        return (rng.choice([b"(P\n  a = 1 2\n)P", b"(P\n)P\n)P", b"x", b"", b"(P\n(D\n  r = 1\n)D\n)P\n", b"(P\n)D",
+                            b"(P\n)P\n(P\n)P", b"(P\n(D\n)P\n)D",
                             b"(P\n  = \n  k=\n)P", b"(P\n" * 3]),)
     if name == "type_column":
         body = _body(rng)

@@ -107,9 +107,10 @@ def _nesting(lines: _Lines) -> None:
         raise StoryFormatError(SOURCE, lines.starts.size, "a story is not closed")
 
 
-def one_root(scan: Scan) -> None:
+def _one_root(scan: Scan) -> None:
     """StoryFormatError unless the scan is of one root story whose every ``)Kind`` names
-    the story it closes: what the record must hold to give the text back."""
+    the story it closes (the record prints a close from its open line), as the compiled
+    ``scan`` refuses."""
     roots = np.flatnonzero(scan.tree.depth == 0)
     if roots.size != 1:
         raise StoryFormatError(SOURCE, int(scan.opens[roots[1]]) + 1, "more than one root story where one was expected")
@@ -162,8 +163,10 @@ def scan_reference(body: bytes) -> Scan:
     spaces = np.flatnonzero(lines.bytes == _SPACE)
     width = np.searchsorted(spaces, line_ends) - np.searchsorted(spaces, value_start) + 1
     closed = lines.node_at(closes, level[closes] + 1)
-    return Scan(body, lines.starts, lines.ends, opens, closed, tree, equals_line, prefix_of, value_start,
-                 line_ends, width, list(prefix_ids))
+    scan = Scan(body, lines.starts, lines.ends, opens, closed, tree, equals_line, prefix_of, value_start,
+                line_ends, width, list(prefix_ids))
+    _one_root(scan)
+    return scan
 
 
 def scan_story(body: bytes) -> Scan:
@@ -171,18 +174,14 @@ def scan_story(body: bytes) -> Scan:
     naming the line, for anything else, alike on both paths."""
     found = kernel.scan(body)
     if found is None:  # no kernel, or not a well-formed story, which the reference reports
-        scan = scan_reference(body)
-        one_root(scan)
-        return scan
+        return scan_reference(body)
     arrays = {name: np.frombuffer(value, np.int64) for name, value in found.items()
               if name not in ("content", "kinds", "prefixes")}
     tree = Tree(arrays["depth"], arrays["kind"], [name.decode() for name in found["kinds"]], arrays["owner"],
                  np.frombuffer(found["content"], np.bool_))
-    scan = Scan(body, arrays["line_start"], arrays["line_end"], arrays["opens"], arrays["closed"], tree,
+    return Scan(body, arrays["line_start"], arrays["line_end"], arrays["opens"], arrays["closed"], tree,
                 arrays["entry_line"], arrays["entry_prefix"], arrays["entry_start"], arrays["entry_end"],
                 arrays["entry_width"], found["prefixes"])
-    one_root(scan)
-    return scan
 
 
 @dataclass

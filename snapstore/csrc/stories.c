@@ -105,6 +105,7 @@ int sk_scan(const char *body, size_t size, sk_scan_result *r, const char **why) 
         int64_t owner = -1;
         unsigned char is_content = 0;
         if (first == '(') {
+            if (!depth && nodes) FAIL("more than one root story");
             int64_t kind = sk_intern(&r->kinds, start + 1, end - start - 1);
             if (kind < 0) goto done;
             owner = depth ? stack[depth - 1] : -1;
@@ -120,6 +121,11 @@ int sk_scan(const char *body, size_t size, sk_scan_result *r, const char **why) 
             stack[depth++] = nodes++;
         } else if (first == ')') {
             if (!depth) FAIL("a story closes that was not open");
+            /* a close names the story it closes: the record prints it from the open line's kind */
+            int64_t kind = sk_intern(&r->kinds, start + 1, end - start - 1), opened;
+            if (kind < 0) goto done;
+            memcpy(&opened, a[SK_N_KIND].data + (size_t)stack[depth - 1] * sizeof opened, sizeof opened);
+            if (kind != opened) FAIL("a story closes under another kind");
             depth--;
             if (sk_put_int64(&a[SK_CLOSES], (int64_t)line) < 0 || sk_put_int64(&a[SK_CLOSED], stack[depth]) < 0)
                 goto done;
