@@ -263,3 +263,40 @@ def test_stale_planner_statistics_are_refreshed_before_whole_store_work(pg_url) 
         assert set(refresh_statistics(store.engine)) >= {"observable_value"}
         assert refresh_statistics(store.engine) == []  # nothing left to refresh
         assert store.verify() == []
+
+
+def _page_size(path) -> int:
+    import sqlite3
+
+    connection = sqlite3.connect(path)
+    try:
+        return connection.execute("PRAGMA page_size").fetchone()[0]
+    finally:
+        connection.close()
+
+
+def test_a_new_sqlite_store_leaves_little_of_a_page_empty_and_an_old_one_keeps_its_pages(tmp_path) -> None:
+    import sqlite3
+
+    path = tmp_path / "new.db"
+    with snapstore.open(str(path)) as store:
+        store.ingest(SAMPLE)
+        records = store.stats()["records"]
+    connection = sqlite3.connect(path)
+    unused = connection.execute("SELECT sum(unused) FROM dbstat WHERE name = 'record'").fetchone()[0]
+    connection.close()
+    assert _page_size(path) == 1024 and 0 < unused < 1024 * records  # under a page a record
+    old = tmp_path / "old.db"
+    connection = sqlite3.connect(path)
+    connection.execute("PRAGMA journal_mode = DELETE")
+    connection.execute("VACUUM INTO ?", (str(old),))  # a store made with SQLite's default pages
+    connection.close()
+    connection = sqlite3.connect(old)
+    connection.execute("PRAGMA page_size = 4096")
+    connection.execute("VACUUM")
+    connection.execute("PRAGMA journal_mode = WAL")
+    connection.close()
+    with snapstore.open(str(old)) as store:
+        store.ingest(SAMPLE, name="again")
+        assert store.verify() == [] and len(store.runs()) == 2
+    assert _page_size(old) == 4096
