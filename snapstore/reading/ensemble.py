@@ -337,9 +337,9 @@ def _summaries(connection: Connection, chosen: Select, at: dict[int, int], keys:
              for number, key, idx, _, value in _constants(connection, keys, chosen_numbers)]
     found += _extremes(connection, keys, chosen_numbers)
     names = _columns(found, keys)
-    out = {f"{summary}({name})": np.full(len(at), np.nan) for name in names.values() for summary in SUMMARIES}
+    # a row of four values per run and component: one assignment each, not four
+    folded = {component: np.full((len(at), len(SUMMARIES)), np.nan) for component in names}
     for number, key, idx, *values in found:
-        place = at[number]
-        for summary, value in zip(SUMMARIES, values):
-            out[f"{summary}({names[(key, idx)]})"][place] = value
-    return out
+        folded[(key, idx)][at[number]] = values
+    return {f"{summary}({names[component]})": table[:, index]
+            for component, table in folded.items() for index, summary in enumerate(SUMMARIES)}
