@@ -99,3 +99,40 @@ def test_eight_processes_creating_one_store_at_once(store_url, tmp_path) -> None
     with snapstore.open(store_url) as store:
         store.ingest(SAMPLE)
         assert store.verify() == []
+
+
+@pytest.mark.variants
+def test_pack_lists_are_compressed_by_the_upgrade_and_given_back_as_text_by_the_downgrade(store_url) -> None:
+    """0015 keeps a pack row's lists as zstd of the event's JSON; 0014 kept the JSON text."""
+    import json
+
+    import zstandard
+
+    from helpers import variants_dir
+
+    source = variants_dir() / "r7_binchanges_b"
+    with snapstore.open(store_url) as store:
+        store.ingest(source)
+        texts = [story.text() for story in store.run(source.name).stories()]
+        with store.engine.connect() as connection:
+            logged = {(pack := json.loads(payload))["first_seq"]: [json.dumps(pack[name]) for name in LISTS]
+                      for payload in connection.execute(text("select payload from event where type = 'pack_appended'"))
+                      .scalars()}
+    assert logged
+    engine = make_engine(resolve_url(store_url))
+    run_alembic(engine, "downgrade", "0014")
+    with engine.connect() as connection:
+        rows = connection.execute(text(f"select first_seq, {', '.join(LISTS)} from story_pack")).all()
+    assert {row[0]: list(row[1:]) for row in rows} == logged  # text, as 0014 wrote it
+    run_alembic(engine, "upgrade", "head")
+    with engine.connect() as connection:
+        rows = connection.execute(text(f"select first_seq, {', '.join(LISTS)} from story_pack")).all()
+    engine.dispose()
+    assert {row[0]: [zstandard.ZstdDecompressor().decompress(bytes(value)).decode() for value in row[1:]]
+            for row in rows} == logged
+    with snapstore.open(store_url) as store:
+        assert [story.text() for story in store.run(source.name).stories()] == texts
+        assert store.verify() == []
+
+
+LISTS = ("sizes", "times", "n_particles")

@@ -20,6 +20,7 @@ from snapstore import CorruptRecordError, codec
 from snapstore.codec import framing
 from snapstore.codec.intpack import pack_floats, pack_ints
 from snapstore.physics.summary import summarize
+from snapstore.store.pack_rows import packed_list, unpacked_list
 from snapstore.store.schema import event, record, story_pack
 
 STREAM = "r7_binchanges_b"  # 2 whole snapshots after the initial conditions, 117 binary-change stories
@@ -96,10 +97,10 @@ def _forged(tmp_path) -> tuple[str, sqlite3.Connection]:
 def test_sizes_that_do_not_split_the_pack_into_its_stories_are_refused(tmp_path) -> None:
     url, connection = _forged(tmp_path)
     first, sizes = connection.execute("select first_seq, sizes from story_pack order by first_seq").fetchone()
-    sizes = json.loads(sizes)
+    sizes = unpacked_list(sizes, 10**6)
     moved = [sizes[0] + sizes[1], *sizes[2:], 0]  # two stories read as one, the same bytes in all
     with connection:
-        connection.execute("update story_pack set sizes = ? where first_seq = ?", (json.dumps(moved), first))
+        connection.execute("update story_pack set sizes = ? where first_seq = ?", (packed_list(moved), first))
     with snapstore.open(url) as store:
         item = store.run(STREAM).stories()[first]
         for read in (item.text, item.particles, item.story):
@@ -248,8 +249,8 @@ def test_a_pack_event_whose_lists_disagree_does_not_match_its_declaration() -> N
 def test_a_damaged_pack_row_is_refused_and_rebuilt_from_the_log(tmp_path) -> None:
     url, connection = _forged(tmp_path)
     with connection:
-        connection.execute("update story_pack set times = '[1.0]' where first_seq = "
-                           "(select min(first_seq) from story_pack)")
+        connection.execute("update story_pack set times = ? where first_seq = (select min(first_seq) from story_pack)",
+                           (packed_list([1.0]),))
     with snapstore.open(url) as store:
         damaged = r"the row of the pack at #2 is damaged \(its lists disagree\); `snapstore rebuild`"
         with pytest.raises(CorruptRecordError, match=damaged):

@@ -281,8 +281,9 @@ def test_the_decoder_reads_the_stories_kept_in_packs(tmp_path) -> None:
     with sqlite3.connect(tmp_path / "store.db") as connection:
         texts = {seq: decode(data) for seq, data in connection.execute(
             "select seq, data from snapshot join record on record.hash = snapshot.record_hash")}
-        packs = connection.execute("select first_seq, record_hash, sizes from story_pack").fetchall()
-        for first, pack_hash, sizes in packs:
-            texts.update(enumerate(pack_stories(connection, pack_hash, json.loads(sizes)), start=first))
+        packs = [json.loads(payload) for (payload,) in connection.execute(
+            "select payload from event where type = 'pack_appended'")]  # the log, not its projection
+        for pack in packs:
+            texts.update(enumerate(pack_stories(connection, pack["record"], pack["sizes"]), start=pack["first_seq"]))
     assert len(packs) < 10 and len(texts) == 120  # the initial conditions, 2 whole snapshots, 117 changes in packs
     assert "".join(texts[seq] for seq in range(1, len(texts))) == read_text(source / "kira.out.gz")

@@ -19,7 +19,7 @@ from snapstore.errors import CorruptRecordError, InvalidArgumentError, Snapstore
 from snapstore.store import diagnostics, observations, projections
 from snapstore.store.backend import refresh_statistics
 from snapstore.store.events import RunStarted, from_row
-from snapstore.store.pack_rows import pack_lists
+from snapstore.store.pack_rows import LIST_COLUMNS, pack_lists
 from snapstore.store.queries import CoreRows
 from snapstore.store.records import fetch_record
 from snapstore.store.schema import PROJECTIONS, event, metadata, run, snapshot, story_pack
@@ -157,10 +157,21 @@ def _records_and_observables(engine: Engine, run_id: str, name: str) -> Checked:
 
 
 def _tables(connection: Connection, run_id: str) -> dict[str, list]:
-    """One run's rows of every projection, each table's sorted."""
-    return {table.name: sorted(map(tuple, connection.execute(
+    """One run's rows of every projection, each table's sorted; a pack's lists as lists,
+    not their compressed bytes, which another zstd may write otherwise."""
+    return {table.name: sorted((_comparable(table, row) for row in connection.execute(
         select(table).where((table.c.id if table is run else table.c.run_id) == run_id)).all()), key=repr)
         for table in PROJECTIONS}
+
+
+def _comparable(table: Any, row: Any) -> tuple:
+    if table is not story_pack:
+        return tuple(row)
+    try:
+        lists: tuple = pack_lists(row)
+    except CorruptRecordError as exc:
+        lists = (str(exc),)  # differs from any replay: the stored row is reported
+    return (*(value for name, value in row._mapping.items() if name not in LIST_COLUMNS), *lists)
 
 
 class _Replay:

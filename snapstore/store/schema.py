@@ -28,7 +28,7 @@ from sqlalchemy import (
 metadata = MetaData()
 
 # The migration these definitions correspond to; a test checks it is the head of migrations/.
-SCHEMA_REVISION = "0014"
+SCHEMA_REVISION = "0015"
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
 Position = BigInteger().with_variant(Integer(), "sqlite")
@@ -120,7 +120,7 @@ snapshot = Table(
 # Revision 0008: the partial stories of kira's -D b / -D x1 streams kept together in one
 # record (codec/pack.py), one row per pack: its ``stories`` are first_seq, first_seq + 1, ...
 # ``sizes``, ``times`` and ``n_particles`` are JSON lists, one item per story (the last two
-# empty when no story has one).
+# empty when no story has one), each compressed with zstd since revision 0015 (pack_rows.py).
 story_pack = Table(
     "story_pack", metadata,
     Column("run_id", String(32), ForeignKey("run.id"), primary_key=True),
@@ -129,9 +129,9 @@ story_pack = Table(
     Column("record_hash", String(64), ForeignKey("record.hash"), nullable=False),
     Column("text_size", BigInteger, nullable=False),
     Column("stored_size", BigInteger, nullable=False),
-    Column("sizes", Text, nullable=False),
-    Column("times", Text, nullable=False),
-    Column("n_particles", Text, nullable=False),
+    Column("sizes", LargeBinary, nullable=False),
+    Column("times", LargeBinary, nullable=False),
+    Column("n_particles", LargeBinary, nullable=False),
 )
 
 tag = Table(
