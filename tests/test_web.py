@@ -218,7 +218,7 @@ def test_the_server_reads_with_least_privilege(web, module_store_url) -> None:
             connection.exec_driver_sql("DELETE FROM tag")
 
 
-def test_a_read_is_stopped_at_its_time_limit(module_store_url) -> None:
+def test_a_read_is_stopped_at_its_time_limit(web, module_store_url) -> None:  # web: the store exists
     with snapstore.open(module_store_url, read_only=0.3) as store:
         count = ("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000000000) "
                  "SELECT count(*) FROM n")
@@ -254,7 +254,7 @@ def test_the_cli_refuses_to_serve_the_network_without_a_token(tmp_path, monkeypa
     assert "serving" not in missing.stderr  # it says it serves only once it does
 
 
-def test_with_a_token_every_request_must_carry_it(module_store_url) -> None:
+def test_with_a_token_every_request_must_carry_it(web, module_store_url) -> None:
     token = "t0ken-" + "s" * 20
     with snapstore.open(module_store_url, read_only=30) as store, \
             TestClient(create_app(store, token), follow_redirects=False) as client:
