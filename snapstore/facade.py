@@ -339,11 +339,12 @@ class Store:
             return {record_hash: fetch_record(rows, record_hash) for record_hash in hashes}
 
     @_database_errors
-    def snapshot_sizes(self, name_or_id: str) -> dict[int, int]:
-        """Stored bytes of each snapshot of a run, by sequence number."""
+    def snapshot_sizes(self, name_or_id: str, packed: bool = True) -> dict[int, int]:
+        """Stored bytes of each story of a run, by sequence number; ``packed``: the
+        partial stories kept in packs too."""
         target = self.run(name_or_id)
         with self.reads() as rows:
-            return catalog.snapshot_sizes(rows, target.id)
+            return catalog.snapshot_sizes(rows, target.id, packed)
 
     # -- integrity ----------------------------------------------------------------
     @_database_errors

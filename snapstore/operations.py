@@ -195,16 +195,21 @@ def listing_with_values(store: Store, where: str | None = None,
     return [*LISTING_FIELDS, *names], rows
 
 
-def describe(store: Store, name_or_id: str) -> dict[str, Any]:
+def describe(store: Store, name_or_id: str, listed: int | None = None) -> dict[str, Any]:
     """A run's provenance (inputs, each ingest's user, host and time), pipeline, tags, the
     error its last ingest stopped on (if it did), what kira's stderr says (``KiraLog``, one
-    per log kept), and one row per stored story (seq, kind, time, N, total energy of a
-    whole snapshot, stored bytes): what ``snapstore show`` and the web's run page show."""
+    per log kept), how many stories it holds and the last one's number, and one row per
+    stored story (seq, kind, time, N, total energy of a whole snapshot, stored bytes): what
+    ``snapstore show`` and the web's run page show.  ``listed``: rows for every story only
+    when there are at most this many, else for the whole snapshots (a kira -D stream's
+    partial stories, hundreds of thousands, are then not read)."""
     target = store.run(name_or_id)
-    sizes = store.snapshot_sizes(target.id)
+    count, last = target.story_span()
+    every = listed is None or count <= listed
+    sizes = store.snapshot_sizes(target.id, packed=every)
     energies = _energies(target)
     rows = []
-    for item in target.stories():
+    for item in target.stories() if every else target.snapshots():
         energy = energies.get(item.seq)  # a partial story is one changed system: no energy of the whole
         rows.append({"seq": item.seq, "kind": item.kind, "time": item.time, "N": item.n_particles,
                      "total_energy": energy, "stored": sizes[item.seq]})
@@ -215,7 +220,8 @@ def describe(store: Store, name_or_id: str) -> dict[str, Any]:
             "source_sha256": target.source_sha256, "starlab_version": target.starlab_version,
             "error": target.error, "retired_at": target.retired_at, "retired_reason": target.retired_reason,
             "inputs": target.inputs, "ingests": target.ingests, "commands": target.commands, "tags": target.tags,
-            "diagnostics": [read_kira_log(text) for text in store.diagnostics(target.id)], "snapshots": rows}
+            "diagnostics": [read_kira_log(text) for text in store.diagnostics(target.id)],
+            "stories": count, "last_seq": last, "snapshots": rows}
 
 
 def _energies(run: Run) -> dict[int, float]:

@@ -255,6 +255,9 @@ def test_a_damaged_pack_row_is_refused_and_rebuilt_from_the_log(tmp_path) -> Non
         damaged = r"the row of the pack at #2 is damaged \(its lists disagree\); `snapstore rebuild`"
         with pytest.raises(CorruptRecordError, match=damaged):
             store.run(STREAM).stories()
+        whole = store.run(STREAM).snapshots()  # a fresh Run: the whole snapshots do not need the packs
+        assert len(whole) == 3 and whole.times.tolist() == sorted(whole.times.tolist())
+        assert store.run(STREAM).dynamics()["pos"].shape[1] == len(store.run(STREAM).dynamics().seqs) >= 2
         assert any("story_pack" in problem for problem in store.verify())
         store.rebuild_projections()
         assert len(store.run(STREAM).stories()) == 120 and store.verify() == []

@@ -22,6 +22,7 @@ from starlette.testclient import TestClient
 import snapstore
 from helpers import HOSTILE, fill_web_store, roots_of
 from snapstore.errors import InvalidArgumentError, SnapstoreError
+from snapstore.operations import describe
 from snapstore.web import check_binding
 from snapstore.web.app import create_app
 
@@ -288,7 +289,11 @@ def test_a_kira_d_stream_s_partial_stories_are_reached_by_number(tmp_path) -> No
     with snapstore.open(url, read_only=30) as store, TestClient(create_app(store), follow_redirects=False) as client:
         page = client.get(f"/run/{target.id}").text
         assert [int(seq) for seq in re.findall(rf'href="/run/{target.id}/snapshot/(\d+)"', page)] == whole
-        assert f"{len(stories) - len(whole)} partial stories" in page
+        assert f"{len(stories) - len(whole)} partial stories" in page and f"{len(stories)} stories from" in page
+        summary = describe(store, "Db", listed=1000)
+        assert (summary["stories"], summary["last_seq"]) == (len(stories), stories[-1].seq)
+        assert [row["seq"] for row in summary["snapshots"]] == whole
+        assert [row["seq"] for row in describe(store, "Db")["snapshots"]] == [item.seq for item in stories]
         partial = next(item for item in stories if item.kind == "partial")
         opened = client.get(f"/run/{target.id}/snapshot", params={"seq": str(partial.seq)})
         assert opened.status_code == 303 and opened.headers["location"] == f"/run/{target.id}/snapshot/{partial.seq}"

@@ -170,11 +170,15 @@ class Run:
     @cached_property
     def _stories(self) -> list[Snapshot]:
         with self.store.reads() as rows:
-            found = [Snapshot(self, row.seq, row.time, row.n_particles, row.record_hash, row.kind)
-                     for row in rows.rows("stories", run_id=self.id)]
+            found = self._own_records(rows)
             for pack in rows.rows("packs", run_id=self.id):
                 found += self._packed(pack)
         return sorted(found, key=lambda item: item.seq)
+
+    def _own_records(self, rows: Rows) -> list[Snapshot]:
+        """The stories with a record of their own (every whole snapshot), not those in packs."""
+        return [Snapshot(self, row.seq, row.time, row.n_particles, row.record_hash, row.kind)
+                for row in rows.rows("stories", run_id=self.id)]
 
     def _packed(self, pack: Any) -> list[Snapshot]:
         """The stories a ``story_pack`` row names (a damaged row is a CorruptRecordError)."""
@@ -206,8 +210,23 @@ class Run:
 
     def snapshots(self) -> Snapshots:
         """The whole-system snapshots in sequence order (seq 0 is the initial conditions,
-        if stored); these are what ``times``, ``dynamics`` and array exports read."""
-        return Snapshots(self, [item for item in self.stories() if item.kind == "snapshot"])
+        if stored); these are what ``times``, ``dynamics`` and array exports read.  A
+        kira -D stream's packs of partial stories are not read for them."""
+        if "_stories" in self.__dict__:
+            items = self._stories
+        else:
+            with self.store.reads() as rows:
+                items = sorted(self._own_records(rows), key=lambda item: item.seq)
+        return Snapshots(self, [item for item in items if item.kind == "snapshot"])
+
+    def story_span(self) -> tuple[int, int]:
+        """How many stories the run holds and the last one's number (-1 for none), without
+        listing a kira -D stream's hundreds of thousands of partial stories."""
+        with self.store.reads() as rows:
+            seqs = [row.seq for row in rows.rows("stories", run_id=self.id)]
+            packs = [(pack.first_seq, pack.stories) for pack in rows.rows("packs", run_id=self.id)]
+        return (len(seqs) + sum(count for _, count in packs),
+                max([*seqs, *(first + count - 1 for first, count in packs)], default=-1))
 
     def select(self, numbers: slice | None = None, times: tuple[float, float] | float | None = None,
                initial: bool = False) -> Snapshots:

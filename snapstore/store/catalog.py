@@ -131,11 +131,11 @@ def run_values(rows: Rows) -> dict[str, dict[str, str]]:
     return out
 
 
-def snapshot_sizes(rows: Rows, run_id: str) -> dict[int, int]:
+def snapshot_sizes(rows: Rows, run_id: str, packed: bool = True) -> dict[int, int]:
     """Stored bytes of each of a run's stories, by sequence number (a story in a pack: its
-    share of the pack's bytes)."""
+    share of the pack's bytes; ``packed`` False: those are left out)."""
     sizes = {row.seq: row.stored_size for row in rows.rows("story_sizes", run_id=run_id)}
-    for pack in rows.rows("packs", run_id=run_id):
+    for pack in rows.rows("packs", run_id=run_id) if packed else ():
         for index, share in enumerate(codec.shares(pack.stored_size, pack_lists(pack)[0])):
             sizes[pack.first_seq + index] = share
     return sizes

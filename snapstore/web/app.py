@@ -180,12 +180,11 @@ class Site:
                                    "sort": query.sort, "descending": query.descending, "runs": listing.rows}))
 
     def run_page(self, request: Request) -> Response:
-        summary = describe(self.store, request.path_params["run"])
-        stories = summary["snapshots"]
         # a kira -D stream's hundreds of thousands of partial stories are reached by number, not listed
-        listed = stories if len(stories) <= LISTED_STORIES else [row for row in stories if row["kind"] == "snapshot"]
-        return self.page("run.html", run=summary, listed=listed, unlisted=len(stories) - len(listed),
-                         last_seq=stories[-1]["seq"] if stories else 0)
+        summary = describe(self.store, request.path_params["run"], listed=LISTED_STORIES)
+        listed = summary["snapshots"]
+        return self.page("run.html", run=summary, listed=listed, unlisted=summary["stories"] - len(listed),
+                         last_seq=max(summary["last_seq"], 0))
 
     def story_by_number(self, request: Request) -> Response:
         target = self.run(request)
