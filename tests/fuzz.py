@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import os
 import random
 import struct
@@ -52,6 +53,8 @@ class Finding(AssertionError):
 def _outcome(action: Callable[[], object]) -> tuple[str, object]:
     try:
         return "ok", action()
+    except StoryFormatError as exc:  # text refused: the same line and reason on both paths
+        return "error", str(exc)
     except PROJECT_ERRORS as exc:
         return "error", type(exc).__name__
     except Exception as exc:  # a crash of a decoder is what the fuzzer looks for
@@ -175,8 +178,17 @@ def break_story(text: str, rng: random.Random) -> str:
     return "\n".join(lines)
 
 
+def _split(text: str) -> list[tuple[int, str]]:
+    """The root stories a stream of ``text`` is cut into, with the line each begins on."""
+    from snapstore.story import iter_root_texts
+
+    return [(root.first_line, root.text) for root in iter_root_texts(io.BytesIO(text.encode("utf-8")), "fuzz")]
+
+
 def story_case(text: str) -> str:
-    """Encode ``text`` on both paths: the same record, and the text back exactly from it."""
+    """Split ``text`` as a stream and encode it on both paths: the same roots or the same
+    refusal, the same record, and the text back exactly from it."""
+    same_on_both(lambda: _split(text), "split")
     if same_on_both(lambda: codec.encode_text(text), "encode") != "ok":
         return "refused"
     record = codec.encode_text(text)
