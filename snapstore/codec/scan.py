@@ -99,10 +99,11 @@ def _nesting(lines: _Lines) -> None:
     content[lines.opens] = content[lines.closes] = False
     unopened = lines.closes[lines.level[lines.closes] < 0]
     outside = np.flatnonzero(content & (lines.level == 0))
-    first = min(unopened[:1].tolist() + outside[:1].tolist(), default=None)
-    if first is not None:
-        reason = "a story closes that was not open" if first in unopened[:1] else "text outside any story"
-        raise StoryFormatError(SOURCE, first + 1, reason)
+    found = [(int(unopened[0]), "a story closes that was not open")] if unopened.size else []
+    found += [(int(outside[0]), "text outside any story")] if outside.size else []
+    if found:
+        line, reason = min(found)
+        raise StoryFormatError(SOURCE, line + 1, reason)
     if lines.level[-1] != 0:
         raise StoryFormatError(SOURCE, lines.starts.size, "a story is not closed")
 
