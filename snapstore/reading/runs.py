@@ -208,16 +208,19 @@ class Run:
         ``-D b`` / ``-D x1`` streams, the partial stories between them."""
         return Snapshots(self, list(self._stories))
 
-    def snapshots(self) -> Snapshots:
-        """The whole-system snapshots in sequence order (seq 0 is the initial conditions,
-        if stored); these are what ``times``, ``dynamics`` and array exports read.  A
-        kira -D stream's packs of partial stories are not read for them."""
+    @cached_property
+    def _whole(self) -> list[Snapshot]:
         if "_stories" in self.__dict__:
             items = self._stories
-        else:
+        else:  # a kira -D stream's packs hold partial stories only: not read for these
             with self.store.reads() as rows:
                 items = sorted(self._own_records(rows), key=lambda item: item.seq)
-        return Snapshots(self, [item for item in items if item.kind == "snapshot"])
+        return [item for item in items if item.kind == "snapshot"]
+
+    def snapshots(self) -> Snapshots:
+        """The whole-system snapshots in sequence order (seq 0 is the initial conditions,
+        if stored); these are what ``times``, ``dynamics`` and array exports read."""
+        return Snapshots(self, list(self._whole))
 
     def story_span(self) -> tuple[int, int]:
         """How many stories the run holds and the last one's number (-1 for none), without
