@@ -371,13 +371,16 @@ def series(keys: list[str] = typer.Argument(..., help="Observables, e.g. energy_
 
 
 @app.command()
-def show(run: str = typer.Argument(..., help="Run name or id"), db: str | None = DB) -> None:
-    """Inputs, pipeline (each program with its own flags), tags and stories of a run.
+def show(run: str = typer.Argument(..., help="Run name or id"), db: str | None = DB,
+         stories: bool = typer.Option(False, "--stories",
+                                      help="Every story of a kira -D stream, not only its whole snapshots")) -> None:
+    """Inputs, pipeline (each program with its own flags), tags and stories of a run (of a
+    run of over 1,000 stories, its whole snapshots unless --stories).
     Example: snapstore show seed500"""
-    from snapstore.operations import describe
+    from snapstore.operations import LISTED_STORIES, describe
 
     with _open(db) as store:
-        summary = describe(store, run)
+        summary = describe(store, run, None if stories else LISTED_STORIES)
     typer.echo(f"run {summary['name']}  id {summary['id']}  status {summary['status']}")
     if summary["error"]:
         typer.echo(f"stopped on: {summary['error']}  (stream {summary['source']})")
@@ -408,6 +411,10 @@ def show(run: str = typer.Argument(..., help="Run name or id"), db: str | None =
         _say_kira_log(log)
     _emit(summary["snapshots"], Table.table, ["seq", "kind", "time", "N", "total_energy", "stored"], 0,
           lambda row: {**row, "stored": human_size(row["stored"])})
+    unlisted = summary["stories"] - len(summary["snapshots"])
+    if unlisted:
+        typer.echo(f"{unlisted} partial stories (one changed system each, kira -D) not listed: --stories lists "
+                   f"them; snapstore export {shlex.quote(summary['name'])} -s SEQ prints one")
 
 
 def _say_kira_log(log: KiraLog) -> None:

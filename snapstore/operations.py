@@ -195,6 +195,11 @@ def listing_with_values(store: Store, where: str | None = None,
     return [*LISTING_FIELDS, *names], rows
 
 
+# What ``show`` and the web's run page list of a run by default: every story up to this
+# many, else its whole snapshots (a kira -D stream holds hundreds of thousands of stories).
+LISTED_STORIES = 1000
+
+
 def describe(store: Store, name_or_id: str, listed: int | None = None) -> dict[str, Any]:
     """A run's provenance (inputs, each ingest's user, host and time), pipeline, tags, the
     error its last ingest stopped on (if it did), what kira's stderr says (``KiraLog``, one

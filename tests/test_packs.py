@@ -299,3 +299,27 @@ def test_a_pack_another_writer_half_stored_first_is_unmade_and_nothing_is_stored
             item.place is None for item in stories[21:])  # the other's pack, then records of their own
         assert b"".join(run.texts(run.select())) == read_text(source / "kira.out.gz").encode()
         assert store.verify() == []
+
+
+@pytest.mark.variants
+def test_show_lists_a_d_stream_s_whole_snapshots_unless_asked_for_every_story(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from snapstore.cli import app
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    with snapstore.open(url) as store:
+        stories = store.ingest(variants_dir() / "Db_stream", name="Db").stories()
+    whole = [item.seq for item in stories if item.kind == "snapshot"]
+
+    def listed(output: str) -> list[int]:
+        rows = [line.split() for line in output.splitlines() if "not listed" not in line]
+        return [int(row[0]) for row in rows if len(row) > 2 and row[0].isdigit() and row[1] in ("snapshot", "partial")]
+
+    shown = CliRunner().invoke(app, ["show", "Db", "--db", url])
+    assert shown.exit_code == 0 and listed(shown.stdout) == whole
+    assert f"{len(stories) - len(whole)} partial stories" in shown.stdout
+    assert "snapstore export Db -s SEQ" in shown.stdout
+    every = CliRunner().invoke(app, ["show", "Db", "--stories", "--db", url])
+    assert every.exit_code == 0 and listed(every.stdout) == [item.seq for item in stories]
+    assert "partial stories (one changed" not in every.stdout

@@ -29,7 +29,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from snapstore.errors import CorruptRecordError, InvalidArgumentError, RunNotFoundError, SnapstoreError, StoreError
-from snapstore.operations import describe, export_bytes
+from snapstore.operations import LISTED_STORIES, describe, export_bytes
 from snapstore.plotting import ensemble_groups
 from snapstore.sizes import human_size
 from snapstore.web.figures import Figures
@@ -40,7 +40,6 @@ if TYPE_CHECKING:
     from snapstore.reading import Run, Snapshot
 
 TOKEN_COOKIE = "snapstore_token"
-LISTED_STORIES = 1000  # a run page lists every story up to this many, else its whole snapshots
 MAX_OVERLAID = 20  # runs one figure overlays; more is an ensemble (a filter, grouped)
 # Nothing from elsewhere: no script at all, styles and images from this server only.
 _HEADERS = {
