@@ -153,3 +153,17 @@ def test_header_matches_the_full_tree_on_the_corpus() -> None:
         with open_source(path) as stream:
             for root in iter_root_texts(stream, str(path)):
                 assert str(root.header()) == _without_particles(root.story()), path
+
+
+@pytest.mark.parametrize(("lines", "line", "reason"), [
+    (["(Particle", ")Dynamics"], 2, "')Dynamics' does not close the story open there"),
+    ([")Particle"], 1, "')Particle' does not close the story open there"),
+    (["(Particle", ")Particle", "x"], 3, "text outside any story"),
+    (["(Particle", ")Particle", "(Particle", ")Particle"], 3, "more than one root story where one was expected"),
+    (["(Particle", "(Log"], 2, "the lines end inside a story"),
+    ([], 1, "no story"),
+])
+def test_a_tree_is_built_only_from_the_lines_of_one_story(lines: list[str], line: int, reason: str) -> None:
+    with pytest.raises(StoryFormatError) as refused:
+        Story.from_lines(lines)
+    assert (refused.value.line, refused.value.reason) == (line, reason)

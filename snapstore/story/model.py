@@ -6,7 +6,10 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from snapstore.errors import StoryFormatError
 from snapstore.story.syntax import CLOSE, ENTRY, EOL, OPEN
+
+_LINES = "<lines>"  # what a refusal of from_lines names: lines, not a file
 
 
 class Entry:
@@ -51,20 +54,28 @@ class Story:
     # -- building -----------------------------------------------------------------
     @classmethod
     def from_lines(cls, lines: list[str], final_newline: bool = True) -> Story:
-        """Build a tree from the lines of one well-formed root story (no newlines)."""
+        """Build a tree from the lines of one well-formed root story (no newlines);
+        StoryFormatError naming the line of anything else, whose tree would not print
+        the lines back."""
         stack: list[Story] = []
         root: Story | None = None
-        for line in lines:
+        for number, line in enumerate(lines, start=1):
             first = line[:1]
             if first == OPEN:
                 story = cls(line[1:])
                 if stack:
                     stack[-1].items.append(story)
-                else:
+                elif root is None:
                     root = story
+                else:
+                    raise StoryFormatError(_LINES, number, "more than one root story where one was expected")
                 stack.append(story)
             elif first == CLOSE:
+                if not stack or stack[-1].kind != line[1:]:
+                    raise StoryFormatError(_LINES, number, f"{line[:40]!r} does not close the story open there")
                 stack.pop()
+            elif not stack:
+                raise StoryFormatError(_LINES, number, "text outside any story")
             else:
                 match = ENTRY.fullmatch(line)
                 if match:
@@ -73,7 +84,7 @@ class Story:
                 else:
                     stack[-1].items.append(line)
         if root is None or stack:
-            raise ValueError("lines do not hold exactly one complete story")
+            raise StoryFormatError(_LINES, max(len(lines), 1), "the lines end inside a story" if stack else "no story")
         root.final_newline = final_newline
         return root
 
