@@ -61,12 +61,23 @@ def test_values_that_cannot_print_back_stay_exact() -> None:
     (")Particle\n", 1, "a story closes that was not open"),
     ("(Particle\n  N = 1\n", 2, "a story is not closed"),
     ("", 1, "text outside any story"),
+    ("(\n)\n", 1, "malformed story header '('"),
+    ("(Particle\n(Dyn-amics\n)Dyn-amics\n)Particle\n", 2, "malformed story header '(Dyn-amics'"),
+    ("(Particle\r\n)Particle\r\n", 1, "malformed story header '(Particle\\r'"),
+    (b"(Particle\n  a = \xff\n)Particle\n", 2, "text that is not UTF-8 (or a lone surrogate)"),
+    ("(Particle\n  a = \udcff\n)Particle\n", 2, "text that is not UTF-8 (or a lone surrogate)"),
+    ("(Particle\n\n  a = 1\0\n)Particle\n", 3, "a NUL byte"),
 ])
-def test_text_that_is_not_one_root_story_is_refused_naming_its_line(text: str, line: int, reason: str) -> None:
+def test_text_that_is_not_one_root_story_is_refused_naming_its_line(text: str | bytes, line: int, reason: str) -> None:
     """A record must give its text back; these would not (or would hold two stories)."""
     with pytest.raises(StoryFormatError) as refused:
         codec.encode_text(text)
     assert (refused.value.line, refused.value.reason) == (line, reason)
+
+
+def test_a_story_kind_beyond_ascii_is_a_word_as_the_reader_takes_it() -> None:
+    text = "(Particle\n(Étoile\n  m = 1\n)Étoile\n)Particle\n"
+    assert codec.decode_text(codec.encode_text(text)) == text == str(parse_story(text))
 
 
 def test_particles_of_a_hand_made_story() -> None:

@@ -28,6 +28,8 @@ _V1 = struct.Struct("<4sBI")       # magic, version, CRC-32 of the frame
 _V2 = struct.Struct("<4sBIII")     # magic, version, hot frame length, CRC-32 of each frame
 _V3 = struct.Struct("<4sBI32sII")  # magic, version, hot frame length, key, CRC-32 of key + hot frame, of full frame
 ZSTD_LEVEL = 15
+# The root kind of a pack record's text (pack.py): not a word, so that no Starlab story has it.
+PACK_KIND = "snapstore-pack"
 # A zstd block of at most 128 KiB takes at least 4 bytes: no frame expands by more than this.
 _MAX_EXPANSION = 1 << 15
 _SMALL = 1 << 20

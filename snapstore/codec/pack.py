@@ -18,7 +18,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from snapstore import codec
-from snapstore.codec.framing import require_key
+from snapstore.codec.framing import PACK_KIND, require_key
 from snapstore.errors import CorruptRecordError, StoryFormatError
 
 if TYPE_CHECKING:
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 # The decoding goes through ``codec``'s names, loaded on first use: the store imports this
 # module to hand packed stories back, and a read that prints no story loads no codec.
 
-PACK_KIND = "snapstore-pack"
 _OPEN = f"({PACK_KIND}\n".encode()
 _CLOSE = f"){PACK_KIND}\n".encode()
 

@@ -30,10 +30,10 @@ from snapstore.codec.framing import FORMAT_VERSION, ZSTD_LEVEL
 from snapstore.codec.hot import hot_document, star_rows_from_hot
 from snapstore.codec.intpack import pack_ints
 from snapstore.codec.render import bytes_from_layout, iter_decoded_lines, text_from_layout
-from snapstore.codec.scan import find_entries, free_text, scan_story
+from snapstore.codec.scan import SOURCE, find_entries, free_text, scan_story
 from snapstore.codec.stars import StarRows, star_rows
 from snapstore.codec.structure import Layout
-from snapstore.errors import CorruptRecordError
+from snapstore.errors import CorruptRecordError, StoryFormatError
 from snapstore.story.model import Story
 
 CODEC_NAME = f"snapstore-columnar-v{FORMAT_VERSION}"
@@ -62,7 +62,20 @@ def documents(text: bytes) -> tuple[dict, dict]:
 
 
 def _utf8(text: str | bytes) -> bytes:
-    return text.encode("utf-8") if isinstance(text, str) else text
+    """The UTF-8 bytes of a story's text; StoryFormatError at the line of what no story
+    stream holds (as the reader refuses it): bytes that are not UTF-8, a NUL byte."""
+    try:
+        data = text.encode("utf-8") if isinstance(text, str) else text
+        if data is text:
+            data.decode("utf-8")  # checked, not kept
+    except (UnicodeDecodeError, UnicodeEncodeError) as exc:
+        before = exc.object[:exc.start]
+        line = (before.count("\n") if isinstance(before, str) else before.count(b"\n")) + 1
+        raise StoryFormatError(SOURCE, line, "text that is not UTF-8 (or a lone surrogate)") from None
+    nul = data.find(b"\0")
+    if nul >= 0:
+        raise StoryFormatError(SOURCE, data.count(b"\n", 0, nul) + 1, "a NUL byte")
+    return data
 
 
 def _key(data: bytes, text_sha256: str | None) -> bytes:

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from snapstore import kernel
+from snapstore.codec.framing import PACK_KIND
 from snapstore.codec.numbers import value_texts
 from snapstore.errors import StoryFormatError
-from snapstore.story.syntax import CLOSE, ENTRY, EOL, OPEN
+from snapstore.story.syntax import CLOSE, ENTRY, EOL, KIND, OPEN
 
 _NEWLINE, _SPACE, _EQUALS = ord(EOL), ord(" "), ord("=")
 SOURCE = "<story>"  # what a refusal names: the encoder is given one story's text, not a file
@@ -142,6 +143,15 @@ def scan_reference(body: bytes) -> Scan:
     kind_names: dict[bytes, int] = {}
     node_kind = np.array([kind_names.setdefault(kind, len(kind_names))
                           for kind in lines.texts(lines.starts[opens] + 1, lines.ends[opens])], dtype=np.int64)
+    # a kind is a word, as the reader takes it; the root of a pack record is the one exception
+    malformed = [index for index, kind in enumerate(kind_names) if not KIND.fullmatch(kind.decode("utf-8", "replace"))]
+    faults = np.flatnonzero(np.isin(node_kind, malformed))
+    if faults.size and body[lines.starts[0] + 1:lines.ends[0]] == PACK_KIND.encode():
+        faults = faults[faults > 0]
+    if faults.size:
+        line = int(opens[faults[0]])
+        header = body[lines.starts[line]:lines.ends[line]].decode("utf-8", "replace")
+        raise StoryFormatError(SOURCE, line + 1, f"malformed story header {header[:40]!r}")
     owner = np.full(lines.starts.size, -1, dtype=np.int64)
     content = np.ones(lines.starts.size, dtype=bool)
     content[opens] = content[closes] = False

@@ -22,6 +22,7 @@ static int is_kind_char(uint8_t c) {
 }
 
 #define MAX_SPLIT_DEPTH 256
+#define PACK_KIND "snapstore-pack"
 
 int sk_split_roots(const uint8_t *data, size_t size, size_t start, sk_buffer *ends, size_t *stop,
                    int *unfinished, const char **why) {
@@ -106,6 +107,12 @@ int sk_scan(const char *body, size_t size, sk_scan_result *r, const char **why) 
         unsigned char is_content = 0;
         if (first == '(') {
             if (!depth && nodes) FAIL("more than one root story");
+            /* a kind is a word, as the reader takes it (beyond ASCII the reference decides), or
+             * at the root the kind of a pack record (codec/framing.py's PACK_KIND) */
+            if (end - start < 2) FAIL("a story without a kind");
+            if (depth || end - start - 1 != sizeof PACK_KIND - 1 || memcmp(body + start + 1, PACK_KIND, end - start - 1))
+                for (size_t i = start + 1; i < end; i++)
+                    if (!is_kind_char((uint8_t)body[i])) FAIL("a story kind the reference checks");
             int64_t kind = sk_intern(&r->kinds, start + 1, end - start - 1);
             if (kind < 0) goto done;
             owner = depth ? stack[depth - 1] : -1;
