@@ -184,7 +184,7 @@ def depths(parent: np.ndarray) -> np.ndarray:
 
 def absolute(relative: np.ndarray, parent: np.ndarray) -> np.ndarray:
     """Each row's value plus its parent's absolute one, from the root down (the order
-    the format specifies): one vectorised step per tree level."""
+    the format specifies; a NaN sum is the quiet NaN): one vectorised step per tree level."""
     total = relative.copy()
     done = parent < 0
     pending = np.flatnonzero(~done)
@@ -193,7 +193,7 @@ def absolute(relative: np.ndarray, parent: np.ndarray) -> np.ndarray:
             return total
         ready = done[parent[pending]]
         rows = pending[ready]
-        total[rows] = relative[rows] + total[parent[rows]]
+        total[rows] = _quiet_sum(relative[rows], total[parent[rows]])
         done[rows] = True
         pending = pending[~ready]
     depth = depths(parent)[pending]  # a deep tree: the remaining levels in order, after one sort
@@ -201,7 +201,15 @@ def absolute(relative: np.ndarray, parent: np.ndarray) -> np.ndarray:
     bounds = np.flatnonzero(np.diff(depth[order], prepend=-1, append=-1))
     for low, high in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
         rows = pending[order[low:high]]
-        total[rows] = relative[rows] + total[parent[rows]]
+        total[rows] = _quiet_sum(relative[rows], total[parent[rows]])
+    return total
+
+
+def _quiet_sum(relative: np.ndarray, above: np.ndarray) -> np.ndarray:
+    """``relative + above``, a NaN sum the quiet NaN: which of two NaN operands the
+    hardware passes on depends on the order of the operands (and the compiled kernel's)."""
+    total = relative + above
+    total[np.isnan(total)] = np.nan
     return total
 
 

@@ -60,6 +60,13 @@ static int sort_ids(star *stars, size_t count) {
     return SK_OK;
 }
 
+/* A relative value plus its parent's absolute one; a NaN sum is the quiet NaN: which of two
+ * NaN operands the hardware passes on depends on the order the compiler picked. */
+static double quiet_sum(double relative, double above) {
+    double sum = relative + above;
+    return isnan(sum) ? NAN : sum;
+}
+
 int sk_stars(const int64_t *parent, const double *index, const double *name, const double *mass,
              const double *pos, const double *vel, size_t n, unsigned char **out, size_t *count_out,
              const char **why) {
@@ -83,8 +90,8 @@ int sk_stars(const int64_t *parent, const double *index, const double *name, con
         }
         for (int c = 0; c < 3; c++) {
             double p = pos[c * n + row], v = vel[c * n + row];
-            absolute[6 * row + c] = up < 0 ? p : p + absolute[6 * up + c];
-            absolute[6 * row + 3 + c] = up < 0 ? v : v + absolute[6 * up + 3 + c];
+            absolute[6 * row + c] = up < 0 ? p : quiet_sum(p, absolute[6 * up + c]);
+            absolute[6 * row + 3 + c] = up < 0 ? v : quiet_sum(v, absolute[6 * up + 3 + c]);
         }
         if (up >= 0) has_child[up] = 1;
     }
