@@ -323,3 +323,24 @@ def test_show_lists_a_d_stream_s_whole_snapshots_unless_asked_for_every_story(tm
     every = CliRunner().invoke(app, ["show", "Db", "--stories", "--db", url])
     assert every.exit_code == 0 and listed(every.stdout) == [item.seq for item in stories]
     assert "partial stories (one changed" not in every.stdout
+
+
+@pytest.mark.variants
+def test_a_pack_row_s_list_that_would_inflate_past_its_stories_is_refused_unread(tmp_path) -> None:
+    import tracemalloc
+
+    import zstandard
+
+    url, connection = _forged(tmp_path)
+    bomb = zstandard.ZstdCompressor(level=19).compress(b"[" + b"1, " * 20_000_000 + b"1]")  # 60 MB of JSON
+    unsized = zstandard.ZstdCompressor(level=19, write_content_size=False).compress(b"[" + b"1, " * 20_000 + b"1]")
+    for forged in (bomb, unsized):
+        with connection:
+            connection.execute("update story_pack set sizes = ?", (forged,))
+        with snapstore.open(url) as store:
+            tracemalloc.start()
+            with pytest.raises(CorruptRecordError, match=r"the row of the pack at #2 is damaged"):
+                store.run(STREAM).stories()
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+        assert len(forged) < 10_000 and peak < 5_000_000

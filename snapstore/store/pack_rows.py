@@ -37,7 +37,11 @@ def unpacked_list(data: bytes, stories: int) -> list:
         data = bytes(data)
     if not isinstance(data, bytes):
         raise ValueError(f"a list stored as {type(data).__name__}, not bytes")
-    values = json.loads(zstandard.ZstdDecompressor().decompress(data, max_output_size=_ITEM_BYTES * stories + 2))
+    limit = _ITEM_BYTES * stories + 2
+    declared = zstandard.frame_content_size(data)
+    if declared > limit:  # refused before anything is allocated (-1: not declared, bounded below)
+        raise ValueError(f"a list of {declared} bytes for {stories} stories")
+    values = json.loads(zstandard.ZstdDecompressor().decompress(data, max_output_size=limit))
     if not isinstance(values, list):
         raise ValueError("a list that is not a list")
     return values
