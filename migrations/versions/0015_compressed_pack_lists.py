@@ -41,13 +41,14 @@ def _retype(to: type, using: str) -> None:
 
 
 def _rewrite(change) -> None:
-    """Each row's three lists through ``change`` (bytes in, bytes or text out)."""
+    """Each row's three lists through ``change`` (bytes in, bytes or text out), a run's
+    rows at a time: a store of many kira -D runs holds more lists than memory should."""
     connection = op.get_bind()
-    rows = connection.execute(sa.select(_PACKS)).all()
-    for row in rows:
-        values = {name: change(bytes(getattr(row, name))) for name in _LISTS}
-        connection.execute(_PACKS.update().where(_PACKS.c.run_id == row.run_id, _PACKS.c.first_seq == row.first_seq)
-                           .values(**values))
+    for run_id in connection.execute(sa.select(_PACKS.c.run_id).distinct()).scalars().all():
+        for row in connection.execute(sa.select(_PACKS).where(_PACKS.c.run_id == run_id)).all():
+            values = {name: change(bytes(getattr(row, name))) for name in _LISTS}
+            connection.execute(_PACKS.update().where(_PACKS.c.run_id == run_id, _PACKS.c.first_seq == row.first_seq)
+                               .values(**values))
 
 
 def upgrade() -> None:
