@@ -168,17 +168,20 @@ class Run:
         raise AttributeError(item)
 
     @cached_property
-    def _stories(self) -> list[Snapshot]:
+    def _read(self) -> tuple[list[Snapshot], list[Any]]:
+        """The stories with a record of their own (every whole snapshot), in order, and the
+        rows of the packs that hold the others (kira -D), in one read: the stories, the
+        whole snapshots and the span are all made from it."""
         with self.store.reads() as rows:
-            found = self._own_records(rows)
-            for pack in rows.rows("packs", run_id=self.id):
-                found += self._packed(pack)
-        return sorted(found, key=lambda item: item.seq)
+            own = [Snapshot(self, row.seq, row.time, row.n_particles, row.record_hash, row.kind)
+                   for row in rows.rows("stories", run_id=self.id)]
+            packs = list(rows.rows("packs", run_id=self.id))
+        return sorted(own, key=lambda item: item.seq), packs
 
-    def _own_records(self, rows: Rows) -> list[Snapshot]:
-        """The stories with a record of their own (every whole snapshot), not those in packs."""
-        return [Snapshot(self, row.seq, row.time, row.n_particles, row.record_hash, row.kind)
-                for row in rows.rows("stories", run_id=self.id)]
+    @cached_property
+    def _stories(self) -> list[Snapshot]:
+        own, packs = self._read
+        return sorted([*own, *(item for pack in packs for item in self._packed(pack))], key=lambda item: item.seq)
 
     def _packed(self, pack: Any) -> list[Snapshot]:
         """The stories a ``story_pack`` row names (a damaged row is a CorruptRecordError)."""
@@ -208,28 +211,18 @@ class Run:
         ``-D b`` / ``-D x1`` streams, the partial stories between them."""
         return Snapshots(self, list(self._stories))
 
-    @cached_property
-    def _whole(self) -> list[Snapshot]:
-        if "_stories" in self.__dict__:
-            items = self._stories
-        else:  # a kira -D stream's packs hold partial stories only: not read for these
-            with self.store.reads() as rows:
-                items = sorted(self._own_records(rows), key=lambda item: item.seq)
-        return [item for item in items if item.kind == "snapshot"]
-
     def snapshots(self) -> Snapshots:
         """The whole-system snapshots in sequence order (seq 0 is the initial conditions,
-        if stored); these are what ``times``, ``dynamics`` and array exports read."""
-        return Snapshots(self, list(self._whole))
+        if stored); these are what ``times``, ``dynamics`` and array exports read.  A
+        kira -D stream's packs hold partial stories only: they are not opened for these."""
+        return Snapshots(self, [item for item in self._read[0] if item.kind == "snapshot"])
 
     def story_span(self) -> tuple[int, int]:
         """How many stories the run holds and the last one's number (-1 for none), without
         listing a kira -D stream's hundreds of thousands of partial stories."""
-        with self.store.reads() as rows:
-            seqs = [row.seq for row in rows.rows("stories", run_id=self.id)]
-            packs = [(pack.first_seq, pack.stories) for pack in rows.rows("packs", run_id=self.id)]
-        return (len(seqs) + sum(count for _, count in packs),
-                max([*seqs, *(first + count - 1 for first, count in packs)], default=-1))
+        own, packs = self._read
+        return (len(own) + sum(pack.stories for pack in packs),
+                max([*(item.seq for item in own), *(pack.first_seq + pack.stories - 1 for pack in packs)], default=-1))
 
     def select(self, numbers: slice | None = None, times: tuple[float, float] | float | None = None,
                initial: bool = False) -> Snapshots:
