@@ -15,6 +15,7 @@ import numpy as np
 from snapstore import kernel
 
 _INT_TYPES = [np.dtype(t) for t in ("u1", "i1", "u2", "i2", "u4", "i4", "i8")]
+_INT_RANGES = [(dtype, int(np.iinfo(dtype).min), int(np.iinfo(dtype).max)) for dtype in _INT_TYPES]
 
 
 def _shuffle(values: np.ndarray) -> bytes:
@@ -39,9 +40,8 @@ def unshuffle_reference(data: bytes, dtype: np.dtype, count: int) -> np.ndarray:
 
 
 def _narrowest(low: int, high: int) -> np.dtype:
-    for dtype in _INT_TYPES:
-        info = np.iinfo(dtype)
-        if info.min <= low and high <= info.max:
+    for dtype, smallest, largest in _INT_RANGES:
+        if smallest <= low and high <= largest:
             return dtype
     return np.dtype("i8")
 
@@ -50,6 +50,8 @@ def pack_ints(values: np.ndarray) -> list:
     """Pack an int64 array; see ``unpack_ints``."""
     values = np.asarray(values, dtype=np.int64)
     count = values.size
+    if count <= 1:  # most columns of a story are its root's one value each: skip the array passes
+        return ["c", int(values[0]) if count else 0, count]
     low, high = (int(values.min()), int(values.max())) if count else (0, 0)
     if low == high:
         return ["c", low, count]

@@ -132,7 +132,8 @@ class Column:
         if typed[0] == "i":
             self._keep("i", [], values, ints=np.frombuffer(typed[1], np.int64))
             return
-        bad = np.unique(np.flatnonzero(np.frombuffer(typed[3], np.bool_)) // self.width).tolist()
+        mismatched = np.frombuffer(typed[3], np.bool_)
+        bad = np.unique(np.flatnonzero(mismatched) // self.width).tolist() if mismatched.any() else []
         self._keep("f", bad, values, floats=np.frombuffer(typed[1], np.float64),
                    _codes=np.frombuffer(typed[2], np.uint8))
 
