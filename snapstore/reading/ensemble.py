@@ -143,14 +143,20 @@ def _keyed(keys: list[str]) -> Select:
 # view ``observable``, which joins every value to its run and snapshot: 4x the time over a
 # thousand runs.
 
-def _varied(connection: Connection, keys: list[str], numbers: Select) -> list[tuple]:
-    """The values of ``keys`` kept per snapshot, of the runs numbered ``numbers``:
-    (run, key, idx, seq, value)."""
-    return _tuples(connection, select(
-        observable_value.c.run, observable_key.c.key, observable_value.c.idx, observable_value.c.seq,
+def _varied(connection: Connection, keys: list[str], numbers: Select) -> tuple[dict[int, str], np.ndarray]:
+    """The values of ``keys`` kept per snapshot, of the runs numbered ``numbers``: each
+    key id's key, and the rows (run, key id, idx, seq, value) as one float64 array of
+    shape (n, 5) (every id, idx and seq is exact in float64); a thousand runs have
+    tens of thousands of values, and a tuple of Python objects each costs more than
+    the query."""
+    key_of = dict(_tuples(connection, select(observable_key.c.id, observable_key.c.key)
+                          .where(observable_key.c.key.in_(keys))))
+    rows = _tuples(connection, select(
+        observable_value.c.run, observable_value.c.key_id, observable_value.c.idx, observable_value.c.seq,
         observable_value.c.value)
-        .join(observable_key, observable_key.c.id == observable_value.c.key_id)
-        .where(observable_value.c.key_id.in_(_keyed(keys)), observable_value.c.run.in_(numbers)))
+        .where(observable_value.c.key_id.in_(list(key_of)), observable_value.c.run.in_(numbers)))
+    flat = np.fromiter(itertools.chain.from_iterable(rows), np.float64, count=5 * len(rows))
+    return key_of, flat.reshape(-1, 5)
 
 
 def _constants(connection: Connection, keys: list[str], numbers: Select) -> list[tuple]:
@@ -181,6 +187,22 @@ def _extremes(connection: Connection, keys: list[str], numbers: Select) -> list[
                                     last.c.seq == folded.c.last_seq, last.c.idx == folded.c.idx)))
 
 
+def _rows_of(numbers: np.ndarray, seqs: np.ndarray, run: np.ndarray, seq: np.ndarray) -> np.ndarray:
+    """The row of each (``run``, ``seq``) among the rows (``numbers``, ``seqs``), each pair
+    once; -1 where it is not there."""
+    if not numbers.size:
+        return np.full(run.size, -1, dtype=np.int64)
+    stride = max(int(seqs.max()), int(seq.max(initial=0))) + 1
+    if stride > 2**53 or max(int(numbers.max()), int(run.max(initial=0))) >= 2**62 // stride:
+        # beyond what the float64 rows hold exactly, or what one int64 code can order
+        raise InvalidArgumentError("run or snapshot numbers beyond what a series can place")
+    codes = numbers * stride + seqs
+    order = np.argsort(codes)
+    wanted = run * stride + seq
+    slot = np.minimum(np.searchsorted(codes[order], wanted), codes.size - 1)
+    return np.where(codes[order][slot] == wanted, order[slot], -1)
+
+
 def _columns(found: Iterable[tuple], keys: list[str]) -> dict[tuple[str, int], str]:
     """The column of each (key, idx) of ``found`` (tuples whose second and third items they
     are): ``key``, or ``key[i]`` for a vector's components."""
@@ -207,9 +229,12 @@ def series(connection: Connection, keys: Iterable[str], where: str | None = None
         .where(snapshot.c.kind == "snapshot", snapshot.c.run_id.in_(chosen))
         .order_by(run.c.name, snapshot.c.seq)))
     numbers = select(run.c.number).where(run.c.id.in_(chosen))
-    varied, constants = _varied(connection, wanted, numbers), _constants(connection, wanted, numbers)
-    place = {(number, seq): index for index, (_, number, seq, _) in enumerate(snapshots)}
-    names = _columns(itertools.chain(varied, constants), wanted)
+    (key_of, varied), constants = _varied(connection, wanted, numbers), _constants(connection, wanted, numbers)
+    of_run, key_id, idx, of_seq = varied[:, :4].astype(np.int64).T
+    components = int(np.max(idx, initial=0)) + 1
+    pair_codes, pair_of = np.unique(key_id * components + idx, return_inverse=True)
+    pairs = [(key_of[code // components], code % components) for code in pair_codes.tolist()]
+    names = _columns(itertools.chain(((None, key, index) for key, index in pairs), constants), wanted)
     arrays: dict[str, np.ndarray] = {
         "run": np.array([name for name, _, _, _ in snapshots], dtype=object),
         "seq": np.array([seq for _, _, seq, _ in snapshots], dtype=np.int64),
@@ -217,10 +242,15 @@ def series(connection: Connection, keys: Iterable[str], where: str | None = None
         **{name: np.full(len(snapshots), np.nan) for name in names.values()},
     }
     columns = {component: arrays[name] for component, name in names.items()}
-    for number, key, idx, seq, value in varied:
-        at = place.get((number, seq))
-        if at is not None:  # only whole snapshots are measured; a damaged store may say otherwise
-            columns[(key, idx)][at] = value
+    # Each value's row: its (run, seq) among the snapshots'; only whole snapshots are
+    # measured, but a damaged store may hold a value of another story: it is left out.
+    rows = _rows_of(np.array([number for _, number, _, _ in snapshots], dtype=np.int64), arrays["seq"], of_run,
+                    of_seq)
+    table = np.full((len(pairs), len(snapshots)), np.nan)
+    found = rows >= 0
+    table[pair_of.ravel()[found], rows[found]] = varied[found, 4]
+    for pair, values in zip(pairs, table):
+        columns[pair][:] = values
     by_run: dict[int, list[tuple[int, int]]] = {}  # each run's (seq, row) in seq order
     for index, (_, number, seq, _) in enumerate(snapshots):
         by_run.setdefault(number, []).append((seq, index))
