@@ -12,6 +12,7 @@ import re
 
 import numpy as np
 import pytest
+from sqlalchemy import insert, select, update
 from test_cli import _main
 from test_observables import kira_reference, plain_observables
 from typer.testing import CliRunner
@@ -20,6 +21,7 @@ import snapstore
 from helpers import SAMPLE, corpus_runs, read_text
 from snapstore.cli import app
 from snapstore.reading.ensemble import typed
+from snapstore.store.schema import observable_key, observable_value, run
 
 runner = CliRunner()
 LONE_STAR = ("(Particle\n  N = 1\n(Log\n)Log\n(Dynamics\n  system_time  =  0\n  m  =  1\n  r  =  0 0 0\n"
@@ -168,6 +170,31 @@ def test_a_parameter_some_runs_lack_is_an_integer_with_gaps_in_pandas_and_parque
     assert str(read.schema.field("makeking.n").type) == "int64"
     assert read.column("run").to_pylist() == ["bare", "n100-w3-s1"]
     assert read.column("makeking.n").to_pylist() == [None, 100]
+
+
+def test_series_places_each_value_at_its_own_run_and_snapshot_only(store_url) -> None:
+    keys = ["n_bound", "r_lagr", "initial_mass"]
+    with snapstore.open(store_url) as store:
+        store.ingest(SAMPLE, name="a")
+        store.ingest(SAMPLE, name="b")
+        alone = {name: store.run(name).timeseries(keys) for name in ("a", "b")}
+        with store.engine.begin() as connection:  # run b told apart; a value at a seq run a lacks
+            key = select(observable_key.c.id).where(observable_key.c.key == "n_bound").scalar_subquery()
+            number_b = select(run.c.number).where(run.c.name == "b").scalar_subquery()
+            number_a = connection.execute(select(run.c.number).where(run.c.name == "a")).scalar_one()
+            connection.execute(update(observable_value).where(observable_value.c.key_id == key,
+                                                              observable_value.c.run == number_b)
+                               .values(value=observable_value.c.value + 1000))
+            connection.execute(insert(observable_value).values(key_id=key, run=number_a, seq=99, idx=0, value=-1.0))
+        table = store.timeseries(keys)
+    assert table["run"].tolist() == ["a"] * len(alone["a"].seqs) + ["b"] * len(alone["b"].seqs)
+    assert table["seq"].tolist() == [*alone["a"].seqs.tolist(), *alone["b"].seqs.tolist()]
+    rows = {name: table["run"] == name for name in ("a", "b")}
+    np.testing.assert_array_equal(table["n_bound"][rows["a"]], alone["a"]["n_bound"])
+    np.testing.assert_array_equal(table["n_bound"][rows["b"]], alone["a"]["n_bound"] + 1000)
+    for name in ("a", "b"):
+        np.testing.assert_array_equal(table["r_lagr[4]"][rows[name]], alone[name]["r_lagr"][:, 4])
+        np.testing.assert_array_equal(table["initial_mass"][rows[name]], alone[name]["initial_mass"])
 
 
 def test_frame_and_series_from_the_command_line(store_url, tmp_path, capsys) -> None:

@@ -217,8 +217,8 @@ def series(connection: Connection, keys: Iterable[str], where: str | None = None
     """The observables ``keys`` at every whole snapshot of the runs matching ``where``, one
     row per snapshot by run name and seq (NaN where a snapshot lacks a value, as the
     initial conditions lack kira's): columns ``run``, ``seq``, ``time``, then each key
-    (``key[i]`` for a vector's components).  Three queries: the snapshots, the values kept
-    per snapshot, the runs' constants."""
+    (``key[i]`` for a vector's components).  Four queries: the snapshots, the keys' ids,
+    the values kept per snapshot, the runs' constants."""
     wanted = list(dict.fromkeys(keys))
     if not wanted:
         raise ValueError("series needs at least one observable")
