@@ -52,7 +52,7 @@ def pack_ints(values: np.ndarray) -> list:
     count = values.size
     if count <= 1:  # most columns of a story are its root's one value each: skip the array passes
         return ["c", int(values[0]) if count else 0, count]
-    low, high = (int(values.min()), int(values.max())) if count else (0, 0)
+    low, high = int(values.min()), int(values.max())
     if low == high:
         return ["c", low, count]
     # Wrapping int64 arithmetic is fine here: cumsum wraps back identically.
