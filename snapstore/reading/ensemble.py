@@ -235,22 +235,22 @@ def series(connection: Connection, keys: Iterable[str], where: str | None = None
     pair_codes, pair_of = np.unique(key_id * components + idx, return_inverse=True)
     pairs = [(key_of[code // components], code % components) for code in pair_codes.tolist()]
     names = _columns(itertools.chain(((None, key, index) for key, index in pairs), constants), wanted)
-    arrays: dict[str, np.ndarray] = {
-        "run": np.array([name for name, _, _, _ in snapshots], dtype=object),
-        "seq": np.array([seq for _, _, seq, _ in snapshots], dtype=np.int64),
-        "time": np.array([math.nan if time is None else time for _, _, _, time in snapshots], dtype=np.float64),
-        **{name: np.full(len(snapshots), np.nan) for name in names.values()},
-    }
-    columns = {component: arrays[name] for component, name in names.items()}
+    seqs = np.array([seq for _, _, seq, _ in snapshots], dtype=np.int64)
     # Each value's row: its (run, seq) among the snapshots'; only whole snapshots are
     # measured, but a damaged store may hold a value of another story: it is left out.
-    rows = _rows_of(np.array([number for _, number, _, _ in snapshots], dtype=np.int64), arrays["seq"], of_run,
-                    of_seq)
-    table = np.full((len(pairs), len(snapshots)), np.nan)
+    rows = _rows_of(np.array([number for _, number, _, _ in snapshots], dtype=np.int64), seqs, of_run, of_seq)
+    table = np.full((len(pairs), len(snapshots)), np.nan)  # a row per component kept per snapshot
     found = rows >= 0
     table[pair_of.ravel()[found], rows[found]] = varied[found, 4]
-    for pair, values in zip(pairs, table):
-        columns[pair][:] = values
+    varied_rows = dict(zip(pairs, table))
+    columns = {component: varied_rows[component] if component in varied_rows else np.full(len(snapshots), np.nan)
+               for component in names}  # a component kept only as constants has no row
+    arrays: dict[str, np.ndarray] = {
+        "run": np.array([name for name, _, _, _ in snapshots], dtype=object),
+        "seq": seqs,
+        "time": np.array([math.nan if time is None else time for _, _, _, time in snapshots], dtype=np.float64),
+        **{names[component]: values for component, values in columns.items()},
+    }
     by_run: dict[int, list[tuple[int, int]]] = {}  # each run's (seq, row) in seq order
     for index, (_, number, seq, _) in enumerate(snapshots):
         by_run.setdefault(number, []).append((seq, index))
