@@ -555,10 +555,12 @@ def verify(runs: list[str] = typer.Argument(None, help="Runs to check [default: 
 
 
 @app.command()
-def rebuild(db: str | None = DB) -> None:
-    """Rebuild the projections from the event log.  Example: snapstore rebuild"""
+def rebuild(runs: list[str] = typer.Argument(None, help="Only these runs [default: all]"),
+            db: str | None = DB) -> None:
+    """Rebuild the projections from the event log.  Example: snapstore rebuild   (or, for
+    the runs verify names: snapstore rebuild run7 run8)"""
     with _open(db) as store:
-        _note(f"replayed {store.rebuild_projections()} events")
+        _note(f"replayed {store.rebuild_projections(runs or None)} events")
 
 
 @app.command()

@@ -243,14 +243,23 @@ class Store:
             return diagnostics.logs(rows, catalog.find_run(rows, name_or_id, self.where).id)
 
     @_database_errors
-    def rebuild_projections(self) -> int:
+    def rebuild_projections(self, runs: str | list[str] | None = None) -> int:
         """Drop and rebuild every projection from the event log (and ``observable`` from
-        the records it names); returns events replayed."""
+        the records it names); returns events replayed.  ``runs``: a run's name or id, or
+        several: only their rows are rebuilt, from their own events and records (what
+        ``verify`` names as drifted), and every other run's are left as they are."""
         from snapstore.store import projections
         from snapstore.store.backend import refresh_statistics, with_retries
 
         refresh_statistics(self.engine)  # its reads run by run seek their rows only with true table sizes
-        return with_retries(self.engine, projections.rebuild)
+        if not runs:
+            return with_retries(self.engine, projections.rebuild)
+        with self.engine.connect() as connection:
+            started = projections.run_numbers(connection)
+        # a run whose rows are gone is known by the id its events carry, as verify names it
+        run_ids = [name_or_id if name_or_id in started else self.run(name_or_id).id
+                   for name_or_id in ([runs] if isinstance(runs, str) else runs)]
+        return with_retries(self.engine, lambda connection: projections.rebuild_runs(connection, run_ids))
 
     # -- reading ----------------------------------------------------------------
     @_database_errors

@@ -88,6 +88,7 @@ def test_runs_filter_show_stats_verify_tag(db) -> None:
     # run_started, ingest_started, 6 snapshot_appended, a pipeline_recorded, ingest_finished, run_tagged
     assert totals["events"] >= 11
     assert cli("rebuild", db=db).stdout == f"replayed {totals['events']} events\n"
+    assert cli("rebuild", "n100-w3-s1", db=db).stdout == f"replayed {totals['events']} events\n"  # its only run
     assert cli("show", "n100-w3-s1", db=db).output == tagged  # the replayed tables say the same
 
 

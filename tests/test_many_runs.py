@@ -79,12 +79,13 @@ def test_verify_still_finds_a_drifted_run_among_many(tmp_path) -> None:
         problems = store.verify()
         assert store.verify(jobs=2) == problems  # records decoded by two processes, the same findings
         assert problems == [
-            "projection run differs from the event log (run `snapstore rebuild`)",
+            "projection run differs from the event log in run 'copy-0017' (run `snapstore rebuild copy-0017`)",
             problems[1],
         ] and problems[1].startswith("projection observable differs from the records in ") \
-            and "first at snapshot #3" in problems[1]
+            and " values of run 'copy-0023', first at run 'copy-0023' snapshot #3" in problems[1] \
+            and problems[1].endswith("(run `snapstore rebuild copy-0023`)")
         assert store.verify(["copy-0001", "copy-0002"]) == []
-        assert store.verify("copy-0017") == ["projection run differs from the event log (run `snapstore rebuild`)"]
-        store.rebuild_projections()
+        assert store.verify("copy-0017") == [problems[0]]
+        store.rebuild_projections(["copy-0017", "copy-0023"])
         assert store.verify() == []
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -218,7 +219,101 @@ def test_verify_goes_run_by_run_and_says_how_far_it_is(store_url) -> None:
             connection.execute(text("UPDATE run SET t_last = 99 WHERE name = 'b'"))
         assert store.verify("a") == []
         assert store.verify() == store.verify("b") == [
-            "projection run differs from the event log (run `snapstore rebuild`)"]
+            "projection run differs from the event log in run 'b' (run `snapstore rebuild b`)"]
+
+
+def _row_versions(store, name: str) -> list:
+    """The physical versions of a run's rows in two projections: SQLite's rowid,
+    PostgreSQL's xmin; a row deleted and written again has another."""
+    version = "xmin::text" if store.engine.dialect.name == "postgresql" else "rowid"
+    with store.engine.connect() as connection:
+        return [sorted(connection.execute(text(f"SELECT {version} FROM {table} WHERE {column} = "
+                                               "(SELECT id FROM run WHERE name = :name)"), {"name": name}).scalars())
+                for table, column in (("run", "id"), ("parameter", "run_id"))]
+
+
+def _projected(store) -> dict[str, list]:
+    """Every projection's rows and the observables, sorted."""
+    from snapstore.store.schema import PROJECTIONS
+
+    with store.engine.connect() as connection:
+        found = {table.name: sorted(map(repr, connection.execute(table.select()))) for table in PROJECTIONS}
+        found["observable"] = sorted(map(repr, connection.execute(text("SELECT * FROM observable"))))
+    return found
+
+
+def test_verify_names_the_drifted_runs_and_rebuilding_them_alone_mends_them(store_url) -> None:
+    """verify says which runs drifted and the command that mends them; rebuilding only
+    those gives every table what a whole rebuild gives, without writing another run's rows."""
+    with snapstore.open(store_url) as store:
+        for name in ("a", "b", "c"):
+            store.ingest(SAMPLE, name=name)
+        store.rename("c", "see two")  # its log names it "c" first: the replay must not meet another "c"
+        store.ingest(SAMPLE, name="c")
+        with store.engine.begin() as connection:
+            if connection.dialect.name == "sqlite":
+                # a table emptied and filled again gives its first rows their rowids again:
+                # moved away, a row of "a" written again would come back with another
+                for table, column in (("run", "id"), ("parameter", "run_id")):
+                    connection.execute(text(f"UPDATE {table} SET rowid = rowid + 100000 WHERE {column} = "
+                                            "(SELECT id FROM run WHERE name = 'a')"))
+            connection.execute(text("UPDATE run SET t_last = 99 WHERE name = 'b'"))
+        untouched = _row_versions(store, "a")
+        with store.engine.begin() as connection:
+            connection.execute(text("DELETE FROM parameter WHERE run_id = (SELECT id FROM run WHERE name = 'see two')"))
+            connection.execute(text("UPDATE observable_value SET value = value + 1 WHERE seq = 3 AND "
+                                    "run = (SELECT number FROM run WHERE name = 'see two')"))
+        problems = store.verify()
+        assert problems[:2] == [
+            "projection parameter differs from the event log in run 'see two' (run `snapstore rebuild 'see two'`)",
+            "projection run differs from the event log in run 'b' (run `snapstore rebuild b`)"]
+        assert len(problems) == 3 and re.fullmatch(
+            r"projection observable differs from the records in \d+ values of run 'see two', first at run 'see two' "
+            r"snapshot #3 key \w+ \(run `snapstore rebuild 'see two'`\)", problems[2]), problems[2]
+        with store.engine.connect() as connection:
+            events = connection.execute(text("SELECT count(*) FROM event WHERE run_id IN "
+                                             "(SELECT id FROM run WHERE name IN ('b', 'see two'))")).scalar()
+        assert store.rebuild_projections(["b", "see two"]) == events
+        assert store.verify() == [] and _row_versions(store, "a") == untouched
+        mended = _projected(store)
+        store.rebuild_projections()
+        assert _projected(store) == mended
+
+
+def test_a_run_whose_rows_are_gone_is_named_by_its_id_and_rebuilt_by_it(store_url) -> None:
+    from snapstore.store.schema import PROJECTIONS, run_of
+
+    with snapstore.open(store_url) as store:
+        for name in ("a", "b"):
+            store.ingest(SAMPLE, name=name)
+        gone = store.run("b").id
+        whole = _projected(store)
+        with store.engine.begin() as connection:
+            for table in PROJECTIONS:  # children first
+                connection.execute(table.delete().where(run_of(table) == gone))
+        assert [problem for problem in store.verify() if problem.startswith("projection run ")] == [
+            f"projection run differs from the event log in run {gone!r} (run `snapstore rebuild {gone}`)"]
+        store.rebuild_projections(gone)
+        assert store.verify() == [] and _projected(store) == whole
+
+
+def test_rebuilding_a_run_whose_number_is_not_the_log_s_is_refused_and_changes_nothing(store_url) -> None:
+    """The observables are kept by run number: a run numbered unlike the log's count of
+    runs started could take another run's values with it, so only a whole rebuild mends it."""
+    with snapstore.open(store_url) as store:
+        for name in ("a", "b"):
+            store.ingest(SAMPLE, name=name)
+        with store.engine.begin() as connection:
+            connection.execute(text("UPDATE run SET number = 7 WHERE name = 'b'"))
+        before = _projected(store)
+        with pytest.raises(snapstore.InvalidArgumentError, match=r"numbers differ from the event log's .*"
+                                                                  r"`snapstore rebuild`"):
+            store.rebuild_projections("b")
+        with pytest.raises(snapstore.RunNotFoundError):
+            store.rebuild_projections(["a", "nowhere"])
+        assert _projected(store) == before
+        store.rebuild_projections()
+        assert store.verify() == []
 
 
 def test_verify_since_checks_only_the_runs_changed_since(store_url, tmp_path) -> None:
@@ -234,7 +329,8 @@ def test_verify_since_checks_only_the_runs_changed_since(store_url, tmp_path) ->
         seen: list[tuple[int, int]] = []
         assert store.verify(since=moment, progress=lambda done, total: seen.append((done, total))) == []
         assert seen == [(1, 1)]  # only "new" changed since
-        assert store.verify() == ["projection run differs from the event log (run `snapstore rebuild`)"]
+        assert store.verify() == [
+            "projection run differs from the event log in run 'old' (run `snapstore rebuild old`)"]
     cli = subprocess.run([sys.executable, "-m", "snapstore.cli", "verify", "--since", "yesterday", "--db", store_url],
                          capture_output=True, text=True)
     assert cli.returncode == 2 and cli.stderr.strip().count("\n") == 0 and "'yesterday' is not a date" in cli.stderr

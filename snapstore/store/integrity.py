@@ -8,21 +8,21 @@ SQLite database, so ``verify`` holds no write lock and live ingests carry on bes
 from __future__ import annotations
 
 import multiprocessing
-from collections.abc import Callable, Iterator
+import shlex
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, select
+from sqlalchemy import Connection, Engine, select
 
 from snapstore import codec
 from snapstore.errors import CorruptRecordError, InvalidArgumentError, SnapstoreError, StoreAccessError, first_line
 from snapstore.store import diagnostics, observations, projections
 from snapstore.store.backend import refresh_statistics
-from snapstore.store.events import RunStarted, from_row
 from snapstore.store.pack_rows import LIST_COLUMNS, pack_lists
 from snapstore.store.queries import CoreRows
 from snapstore.store.records import fetch_record
-from snapstore.store.schema import PROJECTIONS, event, metadata, run, snapshot, story_pack
+from snapstore.store.schema import PROJECTIONS, event, run, run_of, snapshot, story_pack
 
 # What a decoder bug looks like; verify reports it against the record and checks the rest.
 _FAULTS = (CorruptRecordError, ValueError, TypeError, IndexError, KeyError, OverflowError, RecursionError, MemoryError)
@@ -53,30 +53,56 @@ def verify(engine: Engine, run_ids: list[str] | None = None,
     ``log.stamp`` makes it) keeps only the runs with an event recorded at or after it."""
     refresh_statistics(engine)  # a run at a time is only linear if each run's rows are sought
     with engine.connect() as connection, connection.begin():
-        started = [row.run_id for row in connection.execute(
-            select(event.c.run_id).where(event.c.type == RunStarted.type).order_by(event.c.position))]
+        numbers = projections.run_numbers(connection)
         names = dict(connection.execute(select(run.c.id, run.c.name)).all())
-        strays = _stray_rows(connection, set(started)) if run_ids is None and since is None else []
+        strays = _stray_rows(connection, set(numbers)) if run_ids is None and since is None else []
         changed = None if since is None else {row.run_id for row in connection.execute(
             select(event.c.run_id).where(event.c.recorded_at >= since).distinct())}
-    numbers = {run_id: number for number, run_id in enumerate(started, start=1)}
-    chosen = started if run_ids is None else [run_id for run_id in run_ids if run_id in numbers]
+    chosen = list(numbers) if run_ids is None else [run_id for run_id in run_ids if run_id in numbers]
     if changed is not None:
         chosen = [run_id for run_id in chosen if run_id in changed]
     records: list[str] = []
-    tables, observed = set(strays), observations.Drift()
+    whole = set(strays)  # projections holding rows that no run of the log owns
     if run_ids is not None and any(run_id not in numbers for run_id in run_ids):  # a run the log never started
-        tables.add(run.name)
-    with _Replay() as replay:
+        whole.add(run.name)
+    drifted: dict[str, list[str]] = {}  # the drifted runs of each projection, by name
+    values, first = 0, None  # observables: how many differ, and the first (run, seq, key)
+    with projections.Scratch() as scratch:
         checked = _checked_runs(engine, [(run_id, names.get(run_id, run_id)) for run_id in chosen], jobs)
-        for done, (run_id, (problems, drift)) in enumerate(zip(chosen, checked), start=1):
+        for done, (run_id, (problems, (count, at))) in enumerate(zip(chosen, checked), start=1):
+            name = names.get(run_id, run_id)
             records += problems
-            observed.add(drift)
-            tables |= replay.differing(engine, run_id, numbers[run_id])
+            if at is not None:
+                values += count
+                first = first or (name, *at)
+                drifted.setdefault("observable", []).append(name)
+            for projection in _differing(engine, scratch, run_id, numbers[run_id]):
+                drifted.setdefault(projection, []).append(name)
             if progress is not None:
                 progress(done, len(chosen))
-    return [*records, *[f"projection {table.name} differs from the event log (run `snapstore rebuild`)"
-                        for table in PROJECTIONS if table.name in tables], *observed.problems()]
+    found = []
+    for table in PROJECTIONS:
+        if table.name in whole:
+            found.append(f"projection {table.name} differs from the event log (run `snapstore rebuild`)")
+        elif table.name in drifted:
+            which, command = _mend(drifted[table.name])
+            found.append(f"projection {table.name} differs from the event log in {which} (run {command})")
+    if first is not None:
+        which, command = _mend(drifted["observable"])
+        found.append(f"projection observable differs from the records in {values} values of {which}, first at run "
+                     f"{first[0]!r} snapshot #{first[1]} key {first[2]} (run {command})")
+    return [*records, *found]
+
+
+_NAMED = 5  # up to this many drifted runs are named in the command that mends them
+
+
+def _mend(runs: list[str]) -> tuple[str, str]:
+    """Which runs drifted, and the command that rebuilds them."""
+    listed = ", ".join(repr(name) for name in runs[:_NAMED])
+    if len(runs) > _NAMED:
+        return f"{len(runs)} runs ({listed} and {len(runs) - _NAMED} more)", "`snapstore rebuild`"
+    return f"run{'s' if len(runs) > 1 else ''} {listed}", f"`snapstore rebuild {' '.join(map(shlex.quote, runs))}`"
 
 
 # A run's record problems, and how many of its observables differ and the first (seq, key).
@@ -156,15 +182,25 @@ def _records_and_observables(engine: Engine, run_id: str, name: str) -> Checked:
     return found, observations.differences(stored, expected, unreadable, {row.seq for row in stories})
 
 
-def _tables(connection: Connection, run_id: str) -> dict[str, list]:
-    """One run's rows of every projection, each table's sorted; a pack's lists as lists,
-    not their compressed bytes, which another zstd may write otherwise."""
-    return {table.name: sorted((_comparable(table, row) for row in connection.execute(
-        select(table).where((table.c.id if table is run else table.c.run_id) == run_id)).all()), key=repr)
-        for table in PROJECTIONS}
+def _differing(engine: Engine, scratch: projections.Scratch, run_id: str, number: int) -> set[str]:
+    """The projections whose rows of the run differ from a replay of its events (the
+    run's ``number``: its place among every run's ``run_started``)."""
+    with engine.connect() as connection, connection.begin():  # one read snapshot of this run
+        stored = {table.name: connection.execute(select(table).where(run_of(table) == run_id)).all()
+                  for table in PROJECTIONS}
+        log = projections.run_log(connection, run_id)
+    replayed = scratch.replay(log, run_id, number)
+    return {table.name for table in PROJECTIONS
+            if _comparable(table, stored[table.name]) != _comparable(table, replayed[table.name])}
 
 
-def _comparable(table: Any, row: Any) -> tuple:
+def _comparable(table: Any, rows: Sequence[Any]) -> list[tuple]:
+    """Rows of one table, sorted; a pack's lists as lists, not their compressed bytes,
+    which another zstd may write otherwise."""
+    return sorted((_row(table, row) for row in rows), key=repr)
+
+
+def _row(table: Any, row: Any) -> tuple:
     if table is not story_pack:
         return tuple(row)
     try:
@@ -174,40 +210,11 @@ def _comparable(table: Any, row: Any) -> tuple:
     return (*(value for name, value in row._mapping.items() if name not in LIST_COLUMNS), *lists)
 
 
-class _Replay:
-    """A private in-memory database holding the projections of one run replayed from its
-    events, emptied before each run."""
-
-    def __enter__(self) -> _Replay:
-        self._engine = create_engine("sqlite://")
-        with self._engine.begin() as scratch:
-            metadata.create_all(scratch, tables=list(PROJECTIONS))
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._engine.dispose()
-
-    def differing(self, engine: Engine, run_id: str, number: int) -> set[str]:
-        """The projections whose rows of the run differ from a replay of its events (the
-        run's ``number``: its place among every run's ``run_started``)."""
-        with engine.connect() as connection, connection.begin():  # one read snapshot of this run
-            stored = _tables(connection, run_id)
-            log = connection.execute(select(event).where(event.c.run_id == run_id).order_by(event.c.position)).all()
-        with self._engine.begin() as scratch:
-            for table in PROJECTIONS:
-                scratch.execute(table.delete())
-            for row in log:
-                projections.apply(scratch, row.run_id, from_row(row), row.recorded_at)
-            scratch.execute(run.update().where(run.c.id == run_id).values(number=number))
-            replayed = _tables(scratch, run_id)
-        return {name for name in stored if stored[name] != replayed[name]}
-
-
 def _stray_rows(connection: Connection, known: set[str]) -> list[str]:
     """The projections holding rows of runs the log never started."""
     found = []
     for table in PROJECTIONS:
-        column = table.c.id if table is run else table.c.run_id
+        column = run_of(table)
         if any(row[0] not in known for row in connection.execute(select(column).distinct())):
             found.append(table.name)
     return found

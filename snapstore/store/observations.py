@@ -273,16 +273,21 @@ def rebuild(connection: Connection) -> int:
     """Measure every whole snapshot's record again into the emptied tables (the caller,
     ``projections.rebuild``, empties them before the runs they refer to), a run at a time;
     returns the values measured."""
+    return sum(measure_run(connection, run_id) for run_id in _run_ids(connection))
+
+
+def measure_run(connection: Connection, run_id: str) -> int:
+    """Measure the run's whole snapshots' records again into the tables, which hold none
+    of its values (the caller emptied them of its rows); returns the values measured."""
     count = 0
-    for run_id in _run_ids(connection):
-        split = RunSplit()
-        whole = _whole_snapshots(connection, run_id)
-        for item, found in zip(whole, measured(connection, whole)):
-            # a bad record has no values: verify names it, and a restored one rebuilds
-            split.add(item.seq, components(found or []))
-            count += len(found or ())
-        if split.seqs:
-            _write(connection, run_id, _number(connection, run_id), split)
+    split = RunSplit()
+    whole = _whole_snapshots(connection, run_id)
+    for item, found in zip(whole, measured(connection, whole)):
+        # a bad record has no values: verify names it, and a restored one rebuilds
+        split.add(item.seq, components(found or []))
+        count += len(found or ())
+    if split.seqs:
+        _write(connection, run_id, _number(connection, run_id), split)
     return count
 
 
@@ -306,23 +311,3 @@ def differences(stored: dict[tuple[int, str, int], float], expected: list[dict],
     keys = sorted([key for key in kept.keys() | wanted.keys() if kept.get(key) != wanted.get(key)]
                   + [key for key in kept if key[0] not in stories])
     return len(keys), (keys[0][0], keys[0][1]) if keys else None
-
-
-class Drift:
-    """The observable differences of several runs, reported as one line."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.first: tuple[int, str] | None = None
-
-    def add(self, found: tuple[int, tuple[int, str] | None]) -> None:
-        """Count the ``differences`` of one run."""
-        count, first = found
-        self.count += count
-        self.first = self.first or first
-
-    def problems(self) -> list[str]:
-        if not self.count or self.first is None:
-            return []
-        return [f"projection observable differs from the records in {self.count} values, first at "
-                f"snapshot #{self.first[0]} key {self.first[1]} (run `snapstore rebuild`)"]

@@ -1,14 +1,16 @@
-"""Queryable tables derived from the events; ``rebuild`` replays the whole log."""
+"""Queryable tables derived from the events; ``rebuild`` replays the whole log,
+``rebuild_runs`` the events of a few runs."""
 
 from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, create_engine, delete, func, insert, select, update
 
+from snapstore.errors import InvalidArgumentError
 from snapstore.store.events import (
     DiagnosticsAttached,
     Event,
@@ -31,10 +33,12 @@ from snapstore.store.schema import (
     command,
     event,
     input_file,
+    metadata,
     observable_constant,
     observable_value,
     parameter,
     run,
+    run_of,
     snapshot,
     story_pack,
     tag,
@@ -217,6 +221,85 @@ def rebuild(connection: Connection) -> int:
     from snapstore.store import observations
 
     observations.rebuild(connection)
+    return count
+
+
+def run_numbers(connection: Connection) -> dict[str, int]:
+    """Each run's number as a replay of the whole log gives it: its place among every
+    run's ``run_started``."""
+    started = connection.execute(select(event.c.run_id).where(event.c.type == RunStarted.type)
+                                 .order_by(event.c.position)).scalars()
+    return {run_id: number for number, run_id in enumerate(started, start=1)}
+
+
+def run_log(connection: Connection, run_id: str) -> Sequence[Any]:
+    """One run's event rows, in log order."""
+    return connection.execute(select(event).where(event.c.run_id == run_id).order_by(event.c.position)).all()
+
+
+class Scratch:
+    """A private in-memory database of the projection tables, where one run at a time is
+    replayed from its events alone: a name the run once had cannot meet another run's
+    there, as it can in the store."""
+
+    def __enter__(self) -> Scratch:
+        self._engine: Engine = create_engine("sqlite://")
+        with self._engine.begin() as connection:
+            metadata.create_all(connection, tables=list(PROJECTIONS))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._engine.dispose()
+
+    def replay(self, log: Iterable[Any], run_id: str, number: int) -> dict[str, Sequence[Any]]:
+        """The run's rows of every projection (by table name) replayed from its event rows
+        ``log``, the run numbered ``number``."""
+        with self._engine.begin() as scratch:
+            for table in PROJECTIONS:
+                scratch.execute(table.delete())
+            for row in log:
+                apply(scratch, row.run_id, from_row(row), row.recorded_at)
+            scratch.execute(run.update().where(run.c.id == run_id).values(number=number))
+            return {table.name: scratch.execute(select(table)).all() for table in PROJECTIONS}
+
+
+def rebuild_runs(connection: Connection, run_ids: list[str]) -> int:
+    """Replace the projections and observables of the runs ``run_ids`` by a replay of their
+    own events and a new measure of their records, leaving every other run's rows as they
+    are; returns the count of events replayed.  What ``verify`` names as drifted is
+    mended without rewriting the store (on PostgreSQL, without leaving every row's old
+    version behind until a VACUUM)."""
+    numbers = run_numbers(connection)
+    unknown = [run_id for run_id in run_ids if run_id not in numbers]
+    if unknown:
+        raise InvalidArgumentError(f"the event log never started run {unknown[0]!r}: nothing to rebuild it from")
+    chosen = list(dict.fromkeys(run_ids))
+    for run_id in chosen:  # every chosen run's log and number are checked before anything changes
+        for row in run_log(connection, run_id):
+            from_row(row)
+        holders = connection.execute(select(run.c.id).where(run.c.number == numbers[run_id])).scalars().all()
+        stored = connection.execute(select(run.c.number).where(run.c.id == run_id)).scalar()
+        if set(holders) - {run_id} or stored not in (None, numbers[run_id]):
+            # the observables are keyed by number: whose rows are whose is no longer known
+            raise InvalidArgumentError(f"the runs' numbers differ from the event log's (run {run_id!r}): "
+                                       "rebuild the whole store (`snapstore rebuild`)")
+    from snapstore.store import observations  # the codec (numpy), as in ``rebuild``
+
+    count = 0
+    with Scratch() as scratch:
+        for run_id in chosen:
+            log = run_log(connection, run_id)
+            replayed = scratch.replay(log, run_id, numbers[run_id])
+            for table in (observable_value, observable_constant):
+                connection.execute(delete(table).where(table.c.run == numbers[run_id]))
+            for table in PROJECTIONS:  # children first
+                connection.execute(delete(table).where(run_of(table) == run_id))
+            for table in reversed(PROJECTIONS):
+                rows = [row._asdict() for row in replayed[table.name]]
+                if rows:
+                    connection.execute(insert(table), rows)
+            observations.measure_run(connection, run_id)
+            count += len(log)
     return count
 
 

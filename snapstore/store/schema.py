@@ -211,3 +211,8 @@ Index("ix_snapshot_record", snapshot.c.record_hash)
 Index("uq_run_number", run.c.number, unique=True)
 
 PROJECTIONS = (input_file, tag, snapshot, story_pack, parameter, command, run)  # children first, for deletes
+
+
+def run_of(table: Table) -> Column:
+    """The column of a projection that names its rows' run."""
+    return table.c.id if table is run else table.c.run_id
