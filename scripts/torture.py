@@ -195,9 +195,10 @@ _WINDOW = 32
 
 
 def corruptions(source: Path, count: int, rng: random.Random, workdir: Path) -> dict:
-    """Each store's one record with a flipped byte: its snapshot's text must fail with
-    CorruptRecordError and verify must report it; every other read gives what the store
-    gave before, or fails alike (a flip outside the hot section leaves the particles sound)."""
+    """Each store's one record with a flipped byte: its snapshot's text (or the run's
+    stderr, kept as a record too) must fail with CorruptRecordError and verify must report
+    it; every other read gives what the store gave before, or fails alike (a flip outside
+    the hot section leaves the particles sound)."""
     detected = 0
     for index in range(count):
         path = workdir / f"corrupt{index}.db"
@@ -221,6 +222,10 @@ def corruptions(source: Path, count: int, rng: random.Random, workdir: Path) -> 
         path.write_bytes(bytes(raw))
         with snapstore.open(str(path)) as store:
             failed = 0
+            try:
+                store.diagnostics(store.runs()[0].name)
+            except CorruptRecordError:
+                failed += 1
             for item, sound in zip(store.runs()[0].snapshots(), before):
                 try:
                     item.text()
