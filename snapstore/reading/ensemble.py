@@ -198,9 +198,10 @@ def _rows_of(numbers: np.ndarray, seqs: np.ndarray, run: np.ndarray, seq: np.nda
         raise InvalidArgumentError("run or snapshot numbers beyond what a series can place")
     codes = numbers * stride + seqs
     order = np.argsort(codes)
+    ordered = codes[order]
     wanted = run * stride + seq
-    slot = np.minimum(np.searchsorted(codes[order], wanted), codes.size - 1)
-    return np.where(codes[order][slot] == wanted, order[slot], -1)
+    slot = np.minimum(np.searchsorted(ordered, wanted), codes.size - 1)
+    return np.where(ordered[slot] == wanted, order[slot], -1)
 
 
 def _columns(found: Iterable[tuple], keys: list[str]) -> dict[tuple[str, int], str]:
