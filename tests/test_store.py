@@ -73,15 +73,9 @@ def test_rebuild_projections_gives_identical_tables(store_url) -> None:
     with snapstore.open(store_url) as store:
         store.ingest(SAMPLE)
         store.tag("n100-w3-s1", "quality", "good")
-        tables = ("run", "command", "parameter", "snapshot", "tag")
-
-        def dump():
-            with store.engine.connect() as connection:
-                return {t: sorted(map(tuple, connection.execute(text(f"select * from {t}")))) for t in tables}
-
-        before = dump()
+        before = _projected(store)
         assert store.rebuild_projections() > 0
-        assert dump() == before
+        assert _projected(store) == before
         assert store.verify() == []
 
 
