@@ -3,9 +3,11 @@
 The ingest stays in charge of order: it hashes each story, decides whether it needs
 a record, and commits in sequence.  In between, ``Encoder`` turns texts into checked
 records and the numbers derived from them, in one worker process while the ingest
-commits, and in the ingest's own process when the worker is already busy.  A process
-encodes its first megabytes itself and starts the worker meanwhile: a small run never
-waits for a worker to start.
+commits.  The worker takes stories from the front of the queue; the ingest's own
+process encodes from the back whenever it would otherwise wait for the worker, so
+neither core idles while a story waits.  A process starts the worker after its first
+megabyte and encodes everything itself until the worker says it is ready: a small run
+never waits for a worker to start.
 """
 
 from __future__ import annotations
@@ -28,9 +30,11 @@ from snapstore.errors import CorruptRecordError
 from snapstore.physics.observables import tree_counts
 from snapstore.physics.summary import Summary, summarize
 
-WARM_AFTER = 1 << 20  # bytes this process encodes before it starts the worker...
-AHEAD_AFTER = 4 << 20  # ...and before it uses it (a spawned worker takes ~0.4 s to be ready)
-AHEAD = 2  # snapshots the worker may hold: one encoding, one waiting
+WARM_AFTER = 1 << 20  # bytes this process encodes before it starts the worker
+AHEAD = 2  # stories the worker may hold: one encoding, one waiting
+# A stream waits for its first story under way (sent or queued for encoding) beyond these:
+UNDER_WAY = 5  # stories, enough for this process to take one from the back while the worker holds two
+UNDER_WAY_BYTES = 64 << 20  # and bytes of text, so that a few stories of millions of stars fit in memory
 
 
 @dataclass(frozen=True)
@@ -76,14 +80,22 @@ class _Worker:
         start = f"import sys; sys.path.insert(0, {here!r}); from snapstore.encoding import serve; serve()"
         self.process = subprocess.Popen([sys.executable, "-c", start], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self.waiting: deque[Answer] = deque()
+        self.ready = False  # it says so once it has imported the codec (~0.4 s)
 
-    def submit(self, data: bytes, digest: str, check: bool) -> Answer:
-        answer = Answer(self, data, digest, check)
+    def up(self) -> bool:
+        """Whether the worker is ready for stories; asking does not wait."""
+        if not self.ready and self.readable():
+            # one that died starting stays not ready: the stories are encoded here, the next ingest starts another
+            with contextlib.suppress(EOFError, pickle.UnpicklingError, OSError):
+                self.ready = pickle.load(self.process.stdout) == _READY  # type: ignore[arg-type]
+        return self.ready
+
+    def submit(self, answer: Answer) -> None:
         assert self.process.stdin is not None
-        pickle.dump((data, digest, check), self.process.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.dump(answer.request, self.process.stdin, protocol=pickle.HIGHEST_PROTOCOL)
         self.process.stdin.flush()
+        answer.worker = self
         self.waiting.append(answer)
-        return answer
 
     def readable(self) -> bool:
         assert self.process.stdout is not None
@@ -104,26 +116,46 @@ class _Worker:
 
 
 class Answer:
-    """A story sent to the worker, and its ``Encoded`` once read back."""
+    """A story queued for encoding, sent to the worker or not yet, and its ``Encoded``
+    once read back or encoded here."""
 
-    def __init__(self, worker: _Worker, data: bytes, digest: str, check: bool) -> None:
-        self.worker, self.request = worker, (data, digest, check)
+    def __init__(self, encoder: Encoder, data: bytes, digest: str) -> None:
+        self.encoder, self.request = encoder, (data, digest, encoder.check)
+        self.worker: _Worker | None = None  # the worker it was sent to
         self.value: object = _UNREAD  # then the Encoded, a failure's message, or None
 
     def done(self) -> bool:
-        if self.value is _UNREAD and self.worker.waiting[0] is self and self.worker.readable():
-            self.worker.receive()
+        self.encoder.feed()
+        worker = self.worker
+        if self.value is _UNREAD and worker is not None and worker.waiting[0] is self and worker.readable():
+            worker.receive()
         return self.value is not _UNREAD
 
     def result(self) -> Encoded:
         while self.value is _UNREAD:
-            self.worker.receive()
+            self.encoder.feed()
+            if self.worker is None:  # the worker is full or gone: this story is encoded here
+                self.encoder.queued.remove(self)
+                self.value = encode(*self.request)
+            elif self.encoder.queued and not self.worker.readable():
+                self.encoder.queued.pop().encode_here()  # rather than wait, take the story the worker would take last
+            else:
+                self.worker.receive()
+        if isinstance(self.value, Exception):  # a story taken from the back fails in its own turn
+            raise self.value
         if not isinstance(self.value, Encoded):  # the worker failed or died: the error, if any, shows here
             return encode(*self.request)
         return self.value
 
+    def encode_here(self) -> None:
+        try:
+            self.value = encode(*self.request)
+        except Exception as exc:  # raised by result(), after the stories before it are stored
+            self.value = exc
+
 
 _UNREAD = object()
+_READY = "ready"
 _worker: _Worker | None = None
 _lost_workers = 0  # workers that died: after a few, this process stops starting them
 _encoded_here = 0  # bytes encoded by this process's encoders, all streams together
@@ -154,6 +186,8 @@ def serve() -> None:
 
     threading.Thread(target=drain, daemon=True).start()
     out = sys.stdout.buffer
+    pickle.dump(_READY, out, protocol=pickle.HIGHEST_PROTOCOL)
+    out.flush()
     while (request := requests.get()) is not None:
         try:
             answer: Encoded | str = encode(*request)
@@ -169,18 +203,30 @@ class Encoder:
     def __init__(self, check: bool, ahead: bool = True) -> None:
         self.check = check
         self.ahead = ahead and (os.cpu_count() or 1) > 1
+        self.queued: deque[Answer] = deque()  # stories for the worker, in order, not sent yet
 
     def submit(self, data: bytes, digest: str) -> Answer | Done:
-        """Start encoding a story: in the worker if it has room, else here and now."""
+        """Start encoding a story: queued for the worker once it is warm, else here and now."""
         global _encoded_here
         _encoded_here += len(data)
-        worker = _started() if self.ahead and _encoded_here > WARM_AFTER else None
-        if worker is not None and _encoded_here > AHEAD_AFTER and len(worker.waiting) < AHEAD:
+        if not (self.ahead and _encoded_here > WARM_AFTER and _started() is not None):
+            return Done(encode(data, digest, self.check))
+        answer = Answer(self, data, digest)
+        self.queued.append(answer)
+        self.feed()
+        return answer
+
+    def feed(self) -> None:
+        """Send queued stories to the worker while it has room."""
+        worker = _worker
+        if worker is None or not worker.up():
+            return
+        while self.queued and len(worker.waiting) < AHEAD:
             try:
-                return worker.submit(data, digest, self.check)
-            except OSError:  # the worker is gone: this story is encoded here, the next finds a new worker
-                pass
-        return Done(encode(data, digest, self.check))
+                worker.submit(self.queued[0])
+            except OSError:  # the worker is gone: the queued stories are encoded here
+                return
+            self.queued.popleft()
 
 
 class Done:

@@ -235,5 +235,4 @@ def _encode_in_order(monkeypatch):
     whether a test process had encoded enough to start one would depend on test order."""
     from snapstore import encoding
 
-    monkeypatch.setattr(encoding, "AHEAD_AFTER", float("inf"))
     monkeypatch.setattr(encoding, "WARM_AFTER", float("inf"))

@@ -3,10 +3,13 @@ lost when the worker dies or the ingest is killed."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
 import sys
+import time
+from collections import deque
 
 import pytest
 from sqlalchemy import select
@@ -23,20 +26,30 @@ from snapstore.story import iter_root_texts, open_source
 def worker_at_once(monkeypatch):
     """Use the worker from the first story, and count the stories it is sent."""
     monkeypatch.setattr(encoding, "WARM_AFTER", 0)
-    monkeypatch.setattr(encoding, "AHEAD_AFTER", 0)
     monkeypatch.setattr(os, "cpu_count", lambda: 2)  # a one-core machine encodes in order
     sent: list[int] = []
     submit = encoding._Worker.submit
 
-    def counting(self, data, digest, check):
-        sent.append(len(data))
-        return submit(self, data, digest, check)
+    def counting(self, answer):
+        sent.append(len(answer.request[0]))
+        return submit(self, answer)
 
     monkeypatch.setattr(encoding._Worker, "submit", counting)
     yield sent
     if encoding._worker is not None:
         encoding._worker.close()
         encoding._worker = None
+
+
+def _ready_worker() -> None:
+    """Start the worker and wait until it is ready: before then the ingest encodes every story itself."""
+    worker = encoding._started()
+    assert worker is not None
+    deadline = time.monotonic() + 60
+    while not worker.up():
+        assert worker.process.poll() is None, "the encoding worker died starting"
+        assert time.monotonic() < deadline, "the encoding worker did not say it was ready"
+        time.sleep(0.05)
 
 
 def _contents(url: str) -> dict:
@@ -56,6 +69,7 @@ def _contents(url: str) -> dict:
 def test_the_worker_gives_the_same_store_as_encoding_in_order(tmp_path, worker_at_once) -> None:
     source = seed500_or_sample()
     with_worker, in_order = f"sqlite:///{tmp_path / 'a.db'}", f"sqlite:///{tmp_path / 'b.db'}"
+    _ready_worker()
     snapstore.open(with_worker).ingest(source, name="run")
     assert len(worker_at_once) >= 3  # the worker did encode stories
     sent = len(worker_at_once)
@@ -67,6 +81,7 @@ def test_the_worker_gives_the_same_store_as_encoding_in_order(tmp_path, worker_a
 def test_a_dead_worker_costs_speed_not_snapshots(tmp_path, worker_at_once) -> None:
     source = seed500_or_sample()
     store = snapstore.open(f"sqlite:///{tmp_path / 'a.db'}")
+    _ready_worker()
     killed = []
 
     def kill_once(report) -> None:
@@ -87,7 +102,7 @@ def test_a_killed_ingest_leaves_no_worker_behind(tmp_path) -> None:
     """The worker ends when the ingest that started it dies (its stdin closes)."""
     source = seed500_or_sample() / "kira.out.gz"
     script = ("import os, sys, snapstore\nfrom snapstore import encoding\n"
-              "encoding.WARM_AFTER = encoding.AHEAD_AFTER = 0\nos.cpu_count = lambda: 2\n"
+              "encoding.WARM_AFTER = 0\nos.cpu_count = lambda: 2\n"
               "def stop(report):\n    if report.added == 2:\n"
               "        print(encoding._worker.process.pid, flush=True); os.kill(os.getpid(), 9)\n"
               "snapstore.open(sys.argv[1]).ingest(sys.argv[2], name='run', on_snapshot=stop)\n")
@@ -114,6 +129,7 @@ def test_stories_before_bad_input_are_kept_when_the_worker_holds_them(tmp_path, 
     bad = tmp_path / "kira.out"
     bad.write_text("".join(texts[:4]) + texts[4].replace(")Dynamics", ")Dynamix", 1))
     store = snapstore.open(f"sqlite:///{tmp_path / 'a.db'}")
+    _ready_worker()
     with pytest.raises(snapstore.StoryFormatError, match="does not match"):
         store.ingest(bad, name="bad")
     assert len(worker_at_once) >= 2  # the worker held stories when the bad one was read
@@ -126,7 +142,54 @@ def test_the_worker_runs_this_snapstore_wherever_the_ingest_runs(tmp_path, monke
     (tmp_path / "snapstore").mkdir()
     (tmp_path / "snapstore" / "__init__.py").write_text("raise ImportError('the wrong snapstore')\n")
     monkeypatch.chdir(tmp_path)
+    _ready_worker()
     store = snapstore.open(f"sqlite:///{tmp_path / 'a.db'}")
     store.ingest(seed500_or_sample(), name="run")
     assert len(worker_at_once) >= 3
     assert encoding._worker is not None and encoding._worker.process.poll() is None  # alive: it answered
+
+
+class _SlowWorker:
+    """A stand-in for the worker that is never done before it is asked: the ingest's own
+    process takes stories from the back of the queue while it waits."""
+
+    def __init__(self) -> None:
+        self.waiting: deque = deque()
+        self.sent: list[bytes] = []
+
+    def up(self) -> bool:
+        return True
+
+    def submit(self, answer) -> None:
+        answer.worker = self
+        self.waiting.append(answer)
+        self.sent.append(answer.request[0])
+
+    def readable(self) -> bool:
+        return False
+
+    def receive(self) -> None:
+        answer = self.waiting.popleft()
+        answer.value = encoding.encode(*answer.request)
+
+
+def test_while_it_waits_the_ingest_encodes_from_the_back_and_a_failure_waits_its_turn(monkeypatch) -> None:
+    with open_source(seed500_or_sample() / "kira.out.gz") as stream:
+        texts = [root.text.encode() for root in iter_root_texts(stream, "kira")][:4]
+    texts[3] = texts[3].replace(b"(Dynamics", b"(Dynamics\n\xff", 1)  # not UTF-8: its encoding fails
+    worker = _SlowWorker()
+    monkeypatch.setattr(encoding, "WARM_AFTER", 0)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(encoding, "_worker", worker)
+    monkeypatch.setattr(encoding, "_started", lambda: worker)
+    encoder = encoding.Encoder(check=True)
+    answers = [encoder.submit(text, hashlib.sha256(text).hexdigest()) for text in texts]
+    assert worker.sent == texts[:encoding.AHEAD] and len(encoder.queued) == 2
+    first = answers[0].result()  # the worker is busy: the last two stories are encoded here meanwhile
+    assert worker.sent == texts[:2] and not encoder.queued
+    assert isinstance(answers[2].value, encoding.Encoded) and isinstance(answers[3].value, snapstore.StoryFormatError)
+    for answer, text in zip(answers[:3], texts):
+        expected = encoding.encode(text, hashlib.sha256(text).hexdigest(), True)
+        assert (answer.result() if answer is not answers[0] else first) == expected
+    with pytest.raises(snapstore.StoryFormatError, match="not UTF-8"):
+        answers[3].result()
