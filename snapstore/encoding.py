@@ -186,15 +186,23 @@ def serve() -> None:
 
     threading.Thread(target=drain, daemon=True).start()
     out = sys.stdout.buffer
-    pickle.dump(_READY, out, protocol=pickle.HIGHEST_PROTOCOL)
-    out.flush()
-    while (request := requests.get()) is not None:
-        try:
-            answer: Encoded | str = encode(*request)
-        except Exception as exc:  # answered as a failure; the ingest encodes this story itself
-            answer = f"{type(exc).__name__}: {exc}"
-        pickle.dump(answer, out, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def answer(value: object) -> None:
+        pickle.dump(value, out, protocol=pickle.HIGHEST_PROTOCOL)
         out.flush()
+
+    try:
+        answer(_READY)
+        while (request := requests.get()) is not None:
+            try:
+                encoded: Encoded | str = encode(*request)
+            except Exception as exc:  # answered as a failure; the ingest encodes this story itself
+                encoded = f"{type(exc).__name__}: {exc}"
+            answer(encoded)
+    except OSError:
+        # The ingest is gone (killed, interrupted): leave at once, so that no traceback of a
+        # broken pipe, nor the shutdown of a thread still reading stdin, reaches its terminal.
+        os._exit(0)
 
 
 class Encoder:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -193,3 +194,18 @@ def test_while_it_waits_the_ingest_encodes_from_the_back_and_a_failure_waits_its
         assert (answer.result() if answer is not answers[0] else first) == expected
     with pytest.raises(snapstore.StoryFormatError, match="not UTF-8"):
         answers[3].result()
+
+
+def test_a_worker_whose_ingest_is_gone_leaves_quietly(tmp_path) -> None:
+    """An ingest killed or interrupted while its worker encodes: the worker's answer meets a
+    broken pipe, and it exits without printing a traceback to the user's terminal."""
+    with open_source(seed500_or_sample() / "kira.out.gz") as stream:
+        text = next(iter(iter_root_texts(stream, "kira"))).text.encode()
+    worker = subprocess.Popen([sys.executable, "-c", "from snapstore.encoding import serve; serve()"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert pickle.load(worker.stdout) == encoding._READY
+    worker.stdout.close()  # the ingest is gone: no one reads the answer
+    pickle.dump((text, hashlib.sha256(text).hexdigest(), True), worker.stdin)
+    worker.stdin.close()
+    assert worker.wait(timeout=120) == 0
+    assert worker.stderr.read() == b""
