@@ -44,8 +44,8 @@ def ingest_many(url: str, sources: list[str], jobs: int, payloads: str | None = 
                 commands: str | None = None, tags: dict[str, str] | None = None,
                 check: bool = True) -> Iterator[Outcome]:
     """Ingest each source as its own run, ``jobs`` processes at a time, into the existing
-    store at ``url``; yields each run's outcome as it finishes.  A run that fails (bad
-    input, a name conflict) does not stop the others."""
+    store at ``url``, the largest streams first; yields each run's outcome as it finishes.
+    A run that fails (bad input, a name conflict) does not stop the others."""
     from snapstore.store.parallel import ingest_many as in_processes
 
     return in_processes(url, sources, jobs, payloads, initial, commands, tags, check)

@@ -10,6 +10,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
+import snapstore
 from helpers import SAMPLE, corpus_dir, read_text
 from snapstore import __version__
 from snapstore.cli import app, main
@@ -69,6 +70,23 @@ def test_ingest_many_runs_in_parallel_processes(db, tmp_path) -> None:
     out = tmp_path / "twin.out"
     assert cli("export", "n100-w3-twin", "--snapshots", "1:", "-o", str(out), db=db).exit_code == 0
     assert out.read_text() == read_text(SAMPLE / "kira.out.gz")
+
+
+def test_ingest_many_starts_the_largest_streams_first(db, tmp_path) -> None:
+    """One process at a time takes the runs in the order they are started: the largest
+    first, so that with several processes no large run is left to the last one alone."""
+    from snapstore.operations import ingest_many
+    from snapstore.story import iter_root_texts, open_source
+
+    with open_source(SAMPLE / "kira.out.gz") as stream:
+        first = next(iter(iter_root_texts(stream, "sample"))).text
+    small, large = tmp_path / "small.out", tmp_path / "large.out"
+    small.write_text(first)
+    large.write_text(read_text(SAMPLE / "kira.out.gz"))
+    snapstore.open(db).close()
+    outcomes = list(ingest_many(db, [str(small), str(SAMPLE), str(large)], 1))
+    assert [outcome.error for outcome in outcomes] == [None, None, None]
+    assert [outcome.report.name for outcome in outcomes] == ["large", "n100-w3-s1", "small"]
 
 
 def test_runs_filter_show_stats_verify_tag(db) -> None:

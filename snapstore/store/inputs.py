@@ -70,6 +70,17 @@ def _stream_of(folder: Path) -> Path:
     raise InvalidArgumentError(f"{folder} is not a run folder (no kira.out or kira.out.gz); it holds {holds}")
 
 
+def stream_bytes(source: str | os.PathLike) -> int:
+    """The bytes on disk of a source's stream (a run folder's ``kira.out[.gz]``); 0 for
+    one not found, whose ingest then says what is wrong."""
+    path = Path(source)
+    stream = _stream_in(path) if path.is_dir() else path
+    try:
+        return stream.stat().st_size if stream is not None else 0
+    except OSError:
+        return 0
+
+
 def resolve(source, name: str | None = None, initial=None, commands: str | os.PathLike | None = None,
             label: str | None = None) -> RunInputs:
     """A source's inputs: a run folder gives its ``kira.out[.gz]`` as the stream, its

@@ -19,6 +19,7 @@ from sqlalchemy.exc import DBAPIError
 from snapstore.errors import InvalidArgumentError, SnapstoreError
 from snapstore.store.backend import describe_db_error, make_engine, resolve_url
 from snapstore.store.ingest import IngestReport, ingest
+from snapstore.store.inputs import stream_bytes
 from snapstore.store.migrate import ensure_current
 from snapstore.store.payloads import payloads_for
 
@@ -55,14 +56,16 @@ def ingest_many(url: str, sources: list[str], jobs: int, payloads: str | None = 
                 commands: str | None = None, tags: dict[str, str] | None = None,
                 check: bool = True) -> Iterator[Outcome]:
     """Ingest each source as its own run, ``jobs`` processes at a time, into the
-    existing store at ``url``; yields outcomes as runs finish.  A run that fails
-    (bad input, a name conflict) does not stop the others."""
+    existing store at ``url``, the largest streams first; yields outcomes as runs
+    finish.  A run that fails (bad input, a name conflict) does not stop the others."""
     if jobs < 1:
         raise InvalidArgumentError(f"jobs must be at least 1, not {jobs}")
     # spawn, not fork: a forked child would share the parent's open database connections
     context = multiprocessing.get_context("spawn")
+    # The largest first, so that no large run is left to one process while the others idle.
+    largest_first = sorted(sources, key=stream_bytes, reverse=True)
     with ProcessPoolExecutor(max(1, min(jobs, len(sources))), mp_context=context) as pool:
         futures = [pool.submit(_ingest_one, url, payloads, str(source), initial, commands, dict(tags or {}), check)
-                   for source in sources]
+                   for source in largest_first]
         for future in as_completed(futures):
             yield future.result()
