@@ -122,7 +122,7 @@ class Answer:
     def __init__(self, encoder: Encoder, data: bytes, digest: str) -> None:
         self.encoder, self.request = encoder, (data, digest, encoder.check)
         self.worker: _Worker | None = None  # the worker it was sent to
-        self.value: object = _UNREAD  # then the Encoded, a failure's message, or None
+        self.value: object = _UNREAD  # then the Encoded; the worker's failure message, or None; or the exception
 
     def done(self) -> bool:
         self.encoder.feed()
@@ -136,18 +136,19 @@ class Answer:
             self.encoder.feed()
             if self.worker is None:  # the worker is full or gone: this story is encoded here
                 self.encoder.queued.remove(self)
-                self.value = encode(*self.request)
+                self.encode_here()
             elif self.encoder.queued and not self.worker.readable():
                 self.encoder.queued.pop().encode_here()  # rather than wait, take the story the worker would take last
             else:
                 self.worker.receive()
-        if isinstance(self.value, Exception):  # a story taken from the back fails in its own turn
+        if isinstance(self.value, Exception):  # raised in its turn, also when taken from the back
             raise self.value
         if not isinstance(self.value, Encoded):  # the worker failed or died: the error, if any, shows here
             return encode(*self.request)
         return self.value
 
     def encode_here(self) -> None:
+        """Encode the story in this process; a failure is kept for ``result`` to raise."""
         try:
             self.value = encode(*self.request)
         except Exception as exc:  # raised by result(), after the stories before it are stored
