@@ -273,9 +273,9 @@ def rebuild_runs(connection: Connection, run_ids: list[str]) -> int:
     unknown = [run_id for run_id in run_ids if run_id not in numbers]
     if unknown:
         raise InvalidArgumentError(f"the event log never started run {unknown[0]!r}: nothing to rebuild it from")
-    chosen = list(dict.fromkeys(run_ids))
-    for run_id in chosen:  # every chosen run's log and number are checked before anything changes
-        for row in run_log(connection, run_id):
+    logs = {run_id: run_log(connection, run_id) for run_id in run_ids}
+    for run_id, log in logs.items():  # every chosen run's log and number are checked before anything changes
+        for row in log:
             from_row(row)
         holders = connection.execute(select(run.c.id).where(run.c.number == numbers[run_id])).scalars().all()
         stored = connection.execute(select(run.c.number).where(run.c.id == run_id)).scalar()
@@ -287,8 +287,7 @@ def rebuild_runs(connection: Connection, run_ids: list[str]) -> int:
 
     count = 0
     with Scratch() as scratch:
-        for run_id in chosen:
-            log = run_log(connection, run_id)
+        for run_id, log in logs.items():
             replayed = scratch.replay(log, run_id, numbers[run_id])
             for table in (observable_value, observable_constant):
                 connection.execute(delete(table).where(table.c.run == numbers[run_id]))
