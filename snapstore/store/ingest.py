@@ -579,17 +579,16 @@ def _commit_in_order(job: Ingest, stories: Iterator[tuple[int, RootText]], live:
     ready: list[_Pending] = []
     since = 0.0  # when the first of ``ready`` was
     held = 0  # the text bytes of ``ready``
-    under_way = 0  # the text bytes of ``pending``
 
     def settle(everything: bool) -> None:
-        nonlocal since, held, under_way
+        nonlocal since, held
         while pending and (everything or pending[0].encoded is None or pending[0].encoded.done()
-                           or len(pending) > encoding.UNDER_WAY or under_way > encoding.UNDER_WAY_BYTES):
+                           or len(pending) > encoding.UNDER_WAY
+                           or sum(item.text_size for item in pending) > encoding.UNDER_WAY_BYTES):
             if not ready:
                 since = time.monotonic()
             ready.append(pending.popleft())
             held += ready[-1].text_size
-            under_way -= ready[-1].text_size
         while ready and (everything or durable_each or len(ready) >= BATCH_STORIES or held >= BATCH_BYTES
                          or time.monotonic() - since >= BATCH_SECONDS):
             batch = ready[:1] if durable_each else list(ready)
@@ -618,7 +617,6 @@ def _commit_in_order(job: Ingest, stories: Iterator[tuple[int, RootText]], live:
                 settle(True)  # the stories read before bad input are whole: they are kept
                 raise
             pending.append(job.prepare(root, seq))
-            under_way += pending[-1].text_size
             settle(False)
         settle(True)
     finally:
