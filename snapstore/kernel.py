@@ -11,6 +11,7 @@ The references, each the tested twin of one function here:
   ``intern_templates_reference`` in ``codec.columns``, ``render_reference`` in ``codec.render``
 - ``type_column``, ``format_floats``: ``Column.fill`` and ``format_floats_reference`` in ``codec.numbers``
 - ``unshuffle``: ``codec.intpack.unshuffle_reference``; ``stars``: ``codec.stars.star_table_reference``
+- ``columns``: ``validate.column``, ``Column.unpack`` and ``Column.render_spec``, column by column
 
 A record the kernel cannot print or place is CorruptRecordError, as from the reference.
 Both give the same roots, records, texts and stars byte for byte.  ``SNAPSTORE_PURE=1``
@@ -121,6 +122,13 @@ def format_floats(values: np.ndarray, codes: np.ndarray) -> list[str] | None:
     if COMPILED is None:
         return None
     return _built.format_floats(np.ascontiguousarray(values, np.float64), np.ascontiguousarray(codes, np.uint8))
+
+
+def columns(packed: Sequence, occurrences: list[int]) -> list[tuple | None] | None:
+    """Each packed column of a record read back, checked and unpacked to the tuple ``render``
+    takes; None for a column the reference reads (one predicted from another, held in the
+    hot section or of powers of two, and any it would refuse), or for them all."""
+    return None if COMPILED is None else _built.columns(packed, occurrences)
 
 
 def unshuffle(data: bytes, itemsize: int) -> bytearray | None:

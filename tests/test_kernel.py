@@ -14,9 +14,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fuzz import base_stories, mutate_story
+from fuzz import base_stories, column_reference, mutate_story, spec_form
 from helpers import SAMPLE, UNDER_CI, corpus_dir, roots_of, story_files, variants_dir
 from snapstore import CorruptRecordError, codec, kernel
+from snapstore.codec import framing
 from snapstore.codec.numbers import FORMATS, format_codes
 from snapstore.story import iter_root_texts
 
@@ -64,8 +65,27 @@ def test_every_corpus_snapshot_gives_the_same_record_and_text() -> None:
             assert text == reference_text == root.text, (path, root.first_line)
             stars, reference_stars = both(codec.particles, compiled)
             assert stars.tobytes() == reference_stars.tobytes(), (path, root.first_line)
+            columns_read_alike(compiled)
             count += 1
     assert count == 131
+
+
+def columns_read_alike(record: bytes) -> None:
+    """The kernel reads every column of ``record`` but those predicted from another, held in
+    the hot section or of powers of two, and reads each as the reference does."""
+    packed = framing.documents(record)[0]["cols"]
+    occurrences = [len(column.values()) for column in codec.layout(record).columns]
+    specs = kernel.columns(packed, occurrences)
+    assert specs is not None and len(specs) == len(packed)
+    for index, (column, spec) in enumerate(zip(packed, specs)):
+        assert (spec is None) == (column[3] != "s" and column[4][0] in ("d", "h", "p")), index
+        if spec is not None:
+            assert spec_form(spec) == column_reference(column, index, occurrences[index]), index
+
+
+def test_the_sample_records_columns_are_read_in_the_kernel_as_in_the_reference() -> None:
+    for story in base_stories():
+        columns_read_alike(codec.encode_text(story))
 
 
 @pytest.mark.variants

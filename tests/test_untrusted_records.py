@@ -168,13 +168,16 @@ def test_out_of_memory_in_the_kernel_is_a_memory_error_not_a_crash(tmp_path) -> 
         import numpy as np
         from fuzz import base_stories
         from snapstore import codec, kernel
-        from snapstore.codec.render import render_column
+        from snapstore.codec import framing
         compiled = kernel.COMPILED
         story = base_stories()[0]
         body = story.rstrip(chr(10)).encode()
-        structure = codec.layout(codec.encode_text(story))
+        record = codec.encode_text(story)
+        structure = codec.layout(record)
         kinds, items, entry_column, entry_prefix = structure.render_templates
-        columns = [render_column(column) for column in structure.columns]
+        columns = structure.render_columns()
+        packed = framing.documents(record)[0]["cols"]
+        occurrences = [len(column.values()) for column in structure.columns]
         rows = structure.star_rows
         found = compiled.scan(body)
         calls = {{
@@ -188,6 +191,7 @@ def test_out_of_memory_in_the_kernel_is_a_memory_error_not_a_crash(tmp_path) -> 
                                               columns, list(structure.lines), structure.final_newline),
             "format_floats": lambda: compiled.format_floats(np.arange(50.0), np.full(50, 131, np.uint8)),
             "unshuffle": lambda: compiled.unshuffle(bytes(800), 8),
+            "columns": lambda: compiled.columns(packed, occurrences),
             "stars": lambda: compiled.stars(rows.parent, rows.index, None, rows.mass,
                                             np.ascontiguousarray(rows.pos.T), np.ascontiguousarray(rows.vel.T)),
         }}

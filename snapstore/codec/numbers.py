@@ -251,6 +251,36 @@ class Column:
     def _by_token(self, components: np.ndarray) -> np.ndarray:
         return components.reshape(self.width, -1).T.ravel() if self.width > 1 else components
 
+    @classmethod
+    def from_render_spec(cls, kind: str, key: str, spec: tuple) -> Column:
+        """The column a ``render_spec`` tuple describes (as ``kernel.columns`` reads one)."""
+        type_code, width, numbers, codes, strings, at, texts = spec
+        column = cls(kind, key, width)
+        column.type = "sif"[type_code]
+        if type_code == 0:
+            column.strings = strings
+        elif type_code == 1:
+            column.ints = np.frombuffer(numbers, np.int64)
+        else:
+            column.floats = np.frombuffer(numbers, np.float64)
+            column._codes = np.frombuffer(codes, np.uint8)
+        if texts:
+            column.overrides = dict(zip(np.frombuffer(at, np.int64).tolist(), texts))
+        return column
+
+    def render_spec(self) -> tuple:
+        """The column as the compiled printer takes it: type (0 text, 1 int, 2 float), width,
+        numbers, format codes, texts, override places and override texts."""
+        overrides = sorted(self.overrides.items())
+        at = np.array([occurrence for occurrence, _ in overrides], dtype=np.int64)
+        texts = [text for _, text in overrides]
+        if self.type == "s":
+            return 0, self.width, None, None, list(self.strings or ()), at, texts
+        if self.type == "i":
+            return 1, self.width, np.ascontiguousarray(self.ints, np.int64), None, None, at, texts
+        return (2, self.width, np.ascontiguousarray(self.floats, np.float64),
+                np.ascontiguousarray(self.codes, np.uint8), None, at, texts)
+
     def values(self) -> list[str]:
         """The value strings, one per occurrence, exactly as written."""
         if self.type == "s":

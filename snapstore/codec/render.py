@@ -3,11 +3,8 @@ compiled kernel where it is built, else by ``render_reference``."""
 
 from __future__ import annotations
 
-import numpy as np
-
 from snapstore import kernel
 from snapstore.codec.columns import CHILD, LINE
-from snapstore.codec.numbers import Column
 from snapstore.codec.structure import Layout
 from snapstore.story.syntax import CLOSE, EOL, OPEN
 
@@ -64,18 +61,6 @@ def bytes_from_layout(structure: Layout) -> bytes:
         return render_reference(structure).encode("utf-8")
     kinds, items, entry_column, entry_prefix = structure.render_templates
     rendered = kernel.render(structure.node_template, kinds, items, entry_column, entry_prefix,
-                             [render_column(column) for column in structure.columns], structure.lines,
-                             structure.final_newline)
+                             structure.render_columns(), structure.lines, structure.final_newline)
     return render_reference(structure).encode("utf-8") if rendered is None else rendered
 
-
-def render_column(column: Column) -> tuple:
-    overrides = sorted(column.overrides.items())
-    at = np.array([occurrence for occurrence, _ in overrides], dtype=np.int64)
-    texts = [text for _, text in overrides]
-    if column.type == "s":
-        return 0, column.width, None, None, list(column.strings or ()), at, texts
-    if column.type == "i":
-        return 1, column.width, np.ascontiguousarray(column.ints, np.int64), None, None, at, texts
-    return (2, column.width, np.ascontiguousarray(column.floats, np.float64),
-            np.ascontiguousarray(column.codes, np.uint8), None, at, texts)

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from snapstore import kernel
 from snapstore.codec import validate
 from snapstore.codec.columns import KeyedColumns, parents_from_depth, predict
 from snapstore.codec.hot import HELD, held_tokens, star_rows_from_hot
@@ -47,6 +48,7 @@ class Layout(KeyedColumns):
         self.final_newline: bool = doc["eol"]
         self._columns: dict[int, Column] = {}
         self._owners: dict[int, np.ndarray] = {}
+        self._specs: list[tuple | None] | None = None  # the columns as the kernel read them all at once
         self._hot = None if hot is None else star_rows_from_hot(hot)
 
     @cached_property
@@ -94,7 +96,10 @@ class Layout(KeyedColumns):
         """Column ``index`` (and the column it is predicted from), decoded on first use;
         its owners are decoded only when its numbers need them (printing does not)."""
         found = self._columns.get(index)
-        if found is None:
+        spec = None if found is not None or self._specs is None else self._specs[index]
+        if spec is not None:
+            found = self._columns[index] = Column.from_render_spec(self._packed[index][0], self._packed[index][1], spec)
+        elif found is None:
             packed = self._packed[index]
             if not self._trusted:
                 packed = validate.column(packed, index, self._occurrences[index])
@@ -110,6 +115,15 @@ class Layout(KeyedColumns):
                 held = self._held(packed, self.owners_at(index))
             found = self._columns[index] = Column.unpack(packed[:-2], prediction, held)
         return found
+
+    def render_columns(self) -> list[tuple]:
+        """Every column as the compiled printer takes it (``Column.render_spec``): those of a
+        record read back checked and unpacked by the kernel in one call where it can."""
+        if self._specs is None:
+            found = None if self._trusted else kernel.columns(self._packed, self._occurrences)
+            self._specs = [None] * self.n_columns if found is None else found
+        return [self.column_values(index).render_spec() if spec is None else spec
+                for index, spec in enumerate(self._specs)]
 
     @cached_property
     def _row_of(self) -> np.ndarray:

@@ -154,6 +154,16 @@ typedef struct {
 int sk_column_check(const sk_column *c, size_t numbers_bytes, size_t codes_bytes, const char **why);
 int sk_render(sk_layout *layout, sk_buffer *out, const char **why);
 
+/* ---- value columns read back (columns.c) ---------------------------------------------- */
+/* count integers of `itemsize` bytes (little-endian, byte-shuffled: all first bytes, then all
+ * second bytes...) as int64; `deltas`: each the sum of those up to it, wrapping as int64. */
+void sk_unpack_ints(const unsigned char *data, size_t count, size_t itemsize, int is_signed, int deltas,
+                    int64_t *out);
+/* count values of `itemsize` bytes stored component by component (width runs of count/width)
+ * put in token order: tokens[t * width + k] = components[k * (count / width) + t]. */
+void sk_to_tokens(const unsigned char *components, size_t count, size_t width, size_t itemsize,
+                  unsigned char *tokens);
+
 /* ---- arrays (stars.c) ------------------------------------------------------------------ */
 int sk_unshuffle(const unsigned char *in, size_t size, size_t width, unsigned char *out, const char **why);
 /* Leaf stars (id, mass, pos[3], vel[3]: 64 bytes each) sorted by id; *count of them. */

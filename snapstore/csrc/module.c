@@ -254,6 +254,18 @@ typedef struct {
     int has_numbers, has_codes, has_overrides;
 } column_views;
 
+/* A column's numbers or override places: an array of 8-byte values, or the raw bytearray
+ * that columns() makes. */
+static int get_column_array(PyObject *object, Py_buffer *view, int floats) {
+    if (!PyByteArray_CheckExact(object))
+        return floats ? get_8byte(object, view, "d", NULL, "float64") : get_int64s(object, view);
+    if (PyObject_GetBuffer(object, view, PyBUF_C_CONTIGUOUS) < 0) return -1;
+    if (view->len % 8 == 0) return 0;
+    PyBuffer_Release(view);
+    PyErr_SetString(PyExc_TypeError, "expected a whole number of 8-byte values");
+    return -1;
+}
+
 /* One column spec (type, width, data, codes, strings, override occurrences, override texts). */
 static int column_of(PyObject *spec, sk_column *c, column_views *v) {
     PyObject *data, *codes, *strings, *override_at, *override_text;
@@ -269,9 +281,7 @@ static int column_of(PyObject *spec, sk_column *c, column_views *v) {
         if (texts_of(strings, &c->strings, "a string column") < 0) return -1;
         c->occurrences = c->strings.count;
     } else if (c->type == SK_INTS || c->type == SK_FLOATS) {
-        if (get_8byte(data, &v->numbers, c->type == SK_INTS ? "q" : "d", c->type == SK_INTS ? "l" : NULL,
-                      c->type == SK_INTS ? "int64" : "float64") < 0)
-            return -1;
+        if (get_column_array(data, &v->numbers, c->type == SK_FLOATS) < 0) return -1;
         v->has_numbers = 1;
         c->numbers = v->numbers.buf;
         c->occurrences = (size_t)v->numbers.len / 8 / c->width;
@@ -284,7 +294,7 @@ static int column_of(PyObject *spec, sk_column *c, column_views *v) {
         failed(SK_INVALID, "a column of an unknown type");
         return -1;
     }
-    if (get_int64s(override_at, &v->override_at) < 0) return -1;
+    if (get_column_array(override_at, &v->override_at, 0) < 0) return -1;
     v->has_overrides = 1;
     c->override_at = v->override_at.buf;
     if (texts_of(override_text, &c->override_text, "override texts") < 0) return -1;
@@ -380,6 +390,232 @@ done:
     return result;
 }
 
+/* ---- columns read back ---------------------------------------------------------------------- */
+/* Each check below answers 1 (valid, as validate.py would find it) or 0 (declined: the
+ * reference reads the column, and takes it or refuses it as it always has). */
+#define MAX_TOKENS ((Py_ssize_t)1 << 27) /* validate.MAX_TOKENS */
+
+static int is_text(PyObject *object, const char *ascii) {
+    return PyUnicode_CheckExact(object) && PyUnicode_CompareWithASCIIString(object, ascii) == 0;
+}
+
+/* A list or tuple (a record's documents hold no other sequences) and its items, borrowed. */
+static int items_of(PyObject *object, Py_ssize_t *count, PyObject ***items) {
+    if (!PyTuple_CheckExact(object) && !PyList_CheckExact(object)) return 0;
+    *count = PySequence_Fast_GET_SIZE(object);
+    *items = PySequence_Fast_ITEMS(object);
+    return 1;
+}
+
+/* An int (not a bool) within int64. */
+static int int64_of(PyObject *object, int64_t *out) {
+    if (!PyLong_CheckExact(object)) return 0;
+    int overflow;
+    long long value = PyLong_AsLongLongAndOverflow(object, &overflow);
+    if (overflow || (value == -1 && PyErr_Occurred())) {
+        PyErr_Clear();
+        return 0;
+    }
+    *out = value;
+    return 1;
+}
+
+/* validate.texts: every item a str without a newline. */
+static int one_line_texts(PyObject *const *items, Py_ssize_t count) {
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (!PyUnicode_CheckExact(items[i])) return 0;
+        Py_ssize_t at = PyUnicode_FindChar(items[i], '\n', 0, PyUnicode_GET_LENGTH(items[i]), 1);
+        if (at != -1) {
+            PyErr_Clear();
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static const struct {
+    const char *name;
+    size_t size;
+    int is_signed;
+} INT_TYPES[] = {{"|u1", 1, 0}, {"|i1", 1, 1}, {"<u2", 2, 0}, {"<i2", 2, 1},
+                 {"<u4", 4, 0}, {"<i4", 4, 1}, {"<i8", 8, 1}};
+#define N_INT_TYPES (sizeof INT_TYPES / sizeof INT_TYPES[0])
+
+/* validate.packed_ints of `count` values; with `out`, intpack.unpack_ints into it. */
+static int packed_ints_of(PyObject *packed, Py_ssize_t count, int64_t *out) {
+    Py_ssize_t n;
+    PyObject **part;
+    int64_t value, found;
+    if (!items_of(packed, &n, &part) || n == 0) return 0;
+    if (is_text(part[0], "c") && n == 3) {
+        if (!int64_of(part[1], &value) || !int64_of(part[2], &found) || found != count) return 0;
+        for (Py_ssize_t k = 0; out && k < count; k++) out[k] = value;
+        return 1;
+    }
+    int deltas = is_text(part[0], "d");
+    if ((!deltas && !is_text(part[0], "r")) || n != 4) return 0;
+    size_t type = 0;
+    while (type < N_INT_TYPES && !is_text(part[1], INT_TYPES[type].name)) type++;
+    if (type == N_INT_TYPES || !int64_of(part[2], &found) || found != count || !PyBytes_CheckExact(part[3]) ||
+        PyBytes_GET_SIZE(part[3]) != count * (Py_ssize_t)INT_TYPES[type].size)
+        return 0;
+    if (out)
+        sk_unpack_ints((const unsigned char *)PyBytes_AS_STRING(part[3]), (size_t)count, INT_TYPES[type].size,
+                       INT_TYPES[type].is_signed, deltas, out);
+    return 1;
+}
+
+/* validate.packed_floats of `count` values; with `out`, intpack.unpack_floats into it. */
+static int packed_floats_of(PyObject *packed, Py_ssize_t count, unsigned char *out) {
+    Py_ssize_t n;
+    PyObject **part;
+    int64_t found;
+    if (!items_of(packed, &n, &part) || n == 0) return 0;
+    if (is_text(part[0], "c") && n == 3) {
+        if (!PyBytes_CheckExact(part[1]) || PyBytes_GET_SIZE(part[1]) != 8 || !int64_of(part[2], &found) ||
+            found != count)
+            return 0;
+        for (Py_ssize_t k = 0; out && k < count; k++) memcpy(out + 8 * k, PyBytes_AS_STRING(part[1]), 8);
+        return 1;
+    }
+    if (!is_text(part[0], "r") || n != 2 || !PyBytes_CheckExact(part[1]) || PyBytes_GET_SIZE(part[1]) != 8 * count)
+        return 0;
+    const char *why = NULL;
+    return !out || sk_unshuffle((const unsigned char *)PyBytes_AS_STRING(part[1]), (size_t)(8 * count), 8, out,
+                                &why) == SK_OK;
+}
+
+/* validate._overrides: rising places among `occurrences` values, each with a one-line text. */
+static int overrides_of(PyObject *overrides, Py_ssize_t occurrences, Py_ssize_t *count, PyObject ***at,
+                        PyObject ***texts) {
+    Py_ssize_t parts, n_texts;
+    PyObject **pair;
+    if (!items_of(overrides, &parts, &pair) || parts != 2 || !items_of(pair[0], count, at) ||
+        !items_of(pair[1], &n_texts, texts) || n_texts != *count)
+        return 0;
+    if (*count && !one_line_texts(*texts, *count)) return 0;
+    int64_t previous = -1, place;
+    for (Py_ssize_t k = 0; k < *count; k++) {
+        if (!int64_of((*at)[k], &place) || place <= previous) return 0;
+        previous = place;
+    }
+    return previous < occurrences;
+}
+
+/* The new list of `count` borrowed items. */
+static PyObject *list_of(PyObject *const *items, Py_ssize_t count) {
+    PyObject *list = PyList_New(count);
+    for (Py_ssize_t k = 0; list && k < count; k++) PyList_SET_ITEM(list, k, Py_NewRef(items[k]));
+    return list;
+}
+
+/* The override places as int64 bytes. */
+static PyObject *places_of(PyObject *const *at, Py_ssize_t count) {
+    PyObject *out = PyByteArray_FromStringAndSize(NULL, 8 * count);
+    for (Py_ssize_t k = 0; out && k < count; k++) {
+        int64_t place = 0;
+        int64_of(at[k], &place); /* overrides_of took every one */
+        memcpy(PyByteArray_AS_STRING(out) + 8 * k, &place, 8);
+    }
+    return out;
+}
+
+/* The numbers of a typed column in token order (values: 8 bytes each) and, for floats,
+ * their format codes; 0 when a code lies outside 0..255 (the reference refuses it). */
+static int numbers_of(PyObject *stored, int stored_floats, PyObject *packed_codes, size_t tokens, size_t width,
+                      int floats, unsigned char *scratch, unsigned char *values, unsigned char *codes) {
+    if (stored_floats) packed_floats_of(stored, (Py_ssize_t)tokens, scratch);
+    else packed_ints_of(stored, (Py_ssize_t)tokens, (int64_t *)scratch);
+    sk_to_tokens(scratch, tokens, width, 8, values);
+    if (floats && !stored_floats) {
+        for (size_t k = 0; k < tokens; k++) {
+            int64_t whole;
+            memcpy(&whole, values + 8 * k, 8);
+            double value = (double)whole;
+            memcpy(values + 8 * k, &value, 8);
+        }
+    }
+    if (!floats) return 1;
+    packed_ints_of(packed_codes, (Py_ssize_t)tokens, (int64_t *)scratch);
+    for (size_t k = 0; k < tokens; k++) {
+        int64_t code;
+        memcpy(&code, scratch + 8 * k, 8);
+        if (code < 0 || code > 255) return 0;
+        scratch[k] = (unsigned char)code; /* byte k is written after int64 k is read */
+    }
+    sk_to_tokens(scratch, tokens, width, 1, codes);
+    return 1;
+}
+
+/* One packed column of `occurrences` values: what render() takes for it, as validate.column,
+ * Column.unpack and Column.render_spec make it; None when the reference must read it (a
+ * column predicted from another, held in the hot section, of powers of two, or invalid). */
+static PyObject *column_spec(PyObject *packed, Py_ssize_t occurrences) {
+    Py_ssize_t n, n_storage, n_at = 0;
+    PyObject **part, **storage, **at = NULL, **texts = NULL;
+    int64_t width;
+    if (!items_of(packed, &n, &part) || n < 7) Py_RETURN_NONE;
+    int type = is_text(part[3], "s") ? SK_STRINGS : is_text(part[3], "i") ? SK_INTS : is_text(part[3], "f") ? SK_FLOATS : -1;
+    if (type < 0 || n != 7 + type || !PyUnicode_CheckExact(part[0]) || !PyUnicode_CheckExact(part[1]) ||
+        !int64_of(part[2], &width) || width < 1 || width > MAX_TOKENS || occurrences < 0 ||
+        occurrences > MAX_TOKENS / width)
+        Py_RETURN_NONE;
+    if (type == SK_STRINGS) {
+        Py_ssize_t count;
+        PyObject **strings;
+        if (!items_of(part[4], &count, &strings) || count != occurrences || !one_line_texts(strings, count) ||
+            part[5] != Py_None)
+            Py_RETURN_NONE;
+        return Py_BuildValue("(inOONNN)", type, (Py_ssize_t)width, Py_None, Py_None, list_of(strings, count),
+                             PyByteArray_FromStringAndSize(NULL, 0), PyList_New(0));
+    }
+    Py_ssize_t tokens = occurrences * (Py_ssize_t)width;
+    int floats = type == SK_FLOATS;
+    if (!items_of(part[4], &n_storage, &storage) || n_storage != 2) Py_RETURN_NONE;
+    int stored_floats = floats && is_text(storage[0], "f");
+    if ((!stored_floats && !is_text(storage[0], "i")) ||
+        !(stored_floats ? packed_floats_of(storage[1], tokens, NULL) : packed_ints_of(storage[1], tokens, NULL)) ||
+        (floats && !packed_ints_of(part[5], tokens, NULL)) || !overrides_of(part[n - 3], occurrences, &n_at, &at, &texts) ||
+        part[n - 2] != Py_None)
+        Py_RETURN_NONE;
+    PyObject *values = PyByteArray_FromStringAndSize(NULL, 8 * tokens);
+    PyObject *codes = floats ? PyByteArray_FromStringAndSize(NULL, tokens) : Py_NewRef(Py_None);
+    unsigned char *scratch = PyMem_RawMalloc((size_t)(8 * tokens) + 1);
+    PyObject *result = NULL;
+    if (!values || !codes || !scratch) {
+        if (!scratch) PyErr_NoMemory();
+    } else if (!numbers_of(storage[1], stored_floats, floats ? part[5] : NULL, (size_t)tokens, (size_t)width, floats,
+                           scratch, (unsigned char *)PyByteArray_AS_STRING(values),
+                           floats ? (unsigned char *)PyByteArray_AS_STRING(codes) : NULL)) {
+        result = Py_NewRef(Py_None);
+    } else {
+        result = Py_BuildValue("(inOOONN)", type, (Py_ssize_t)width, values, codes, Py_None, places_of(at, n_at),
+                               list_of(texts, n_at));
+    }
+    PyMem_RawFree(scratch);
+    Py_XDECREF(values);
+    Py_XDECREF(codes);
+    return result;
+}
+
+/* columns(packed columns, occurrences) -> [render() spec | None, one per column]; None when
+ * the two lists are not of one length. */
+static PyObject *columns(PyObject *Py_UNUSED(self), PyObject *args) {
+    PyObject *packed, *occurrences, **items;
+    Py_ssize_t count;
+    if (!PyArg_ParseTuple(args, "OO!", &packed, &PyList_Type, &occurrences)) return NULL;
+    if (!items_of(packed, &count, &items) || PyList_GET_SIZE(occurrences) != count) Py_RETURN_NONE;
+    PyObject *result = PyList_New(count);
+    for (Py_ssize_t i = 0; result && i < count; i++) {
+        int64_t uses;
+        PyObject *spec = int64_of(PyList_GET_ITEM(occurrences, i), &uses) ? column_spec(items[i], (Py_ssize_t)uses)
+                                                                          : Py_NewRef(Py_None);
+        if (!spec) Py_CLEAR(result);
+        else PyList_SET_ITEM(result, i, spec);
+    }
+    return result;
+}
+
 /* format_floats(values, codes) -> list[str], as numbers.format_floats_reference. */
 static PyObject *format_floats(PyObject *Py_UNUSED(self), PyObject *args) {
     Py_buffer values, codes;
@@ -471,6 +707,7 @@ static PyMethodDef methods[] = {
     {"format_floats", format_floats, METH_VARARGS, "Print floats with their format codes."},
     {"unshuffle", unshuffle, METH_VARARGS, "Undo intpack's byte shuffle."},
     {"stars", stars, METH_VARARGS, "Leaf stars, absolute and sorted by id, from star rows."},
+    {"columns", columns, METH_VARARGS, "Check and unpack a record's value columns, as render() takes them."},
     {NULL, NULL, 0, NULL},
 };
 
