@@ -63,12 +63,15 @@ def root_values_from_layout(structure: Layout) -> dict[str, object]:
         is_dynamics = structure.node_kind == structure.kinds.index("Dynamics")
         owners_wanted += np.flatnonzero((structure.node_parent == 0) & is_dynamics)[:1].tolist()
     values: dict[str, object] = {}
+    hits_by_owners: dict[int, np.ndarray] = {}  # the columns of a story kind share one owners array
     for index in range(structure.n_columns):
         owners = structure.owners_at(index)
-        mine = owners == owners_wanted[0]  # two comparisons: np.isin costs ~20 us a column here
-        for node in owners_wanted[1:]:
-            mine |= owners == node
-        hits = np.flatnonzero(mine)
+        hits = hits_by_owners.get(id(owners))
+        if hits is None:
+            mine = owners == owners_wanted[0]  # two comparisons: np.isin costs ~20 us a column here
+            for node in owners_wanted[1:]:
+                mine |= owners == node
+            hits = hits_by_owners[id(owners)] = np.flatnonzero(mine)
         if hits.size == 0:
             continue
         column, _ = structure.column_at(index)
