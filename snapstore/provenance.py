@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # only named here: the command line's lean reads type parameters with this module
@@ -168,7 +169,13 @@ def _tokens(line: str) -> list[tuple[str, bool]]:
 
 def split_words(line: str) -> list[str]:
     """The words of one command, as a shell splits them."""
-    return [token for token, _ in _tokens(line)]
+    return list(_words(line))
+
+
+@lru_cache(maxsize=256)
+def _words(line: str) -> tuple[str, ...]:
+    # every snapshot's Log repeats the run's commands: each line is split once
+    return tuple(token for token, _ in _tokens(line))
 
 
 def split_command_line(line: str) -> list[list[str]]:
