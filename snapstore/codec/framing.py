@@ -12,8 +12,8 @@ refuses a frame that claims more content than any frame of its size can hold.
 from __future__ import annotations
 
 import struct
+import threading
 import zlib
-from functools import lru_cache
 
 import msgpack
 import zstandard
@@ -35,15 +35,34 @@ _MAX_EXPANSION = 1 << 15
 _SMALL = 1 << 20
 
 
-@lru_cache(maxsize=4)
+class _Contexts(threading.local):
+    """This thread's zstd contexts.  A context serves one call at a time (python-zstandard:
+    "assume instances are not thread safe"): shared by threads that read at once (the web
+    interface's, a user's thread pool), it fails good records or returns wrong bytes."""
+
+    def __init__(self) -> None:
+        self.compressors: dict[tuple[int, bool], zstandard.ZstdCompressor] = {}
+        self.decompressors: dict[bool, zstandard.ZstdDecompressor] = {}
+
+
+_contexts = _Contexts()
+
+
 def _compressor(level: int, with_dictionary: bool) -> zstandard.ZstdCompressor:
-    return zstandard.ZstdCompressor(level=level, dict_data=dictionary() if with_dictionary else None,
-                                    write_checksum=True, write_content_size=True)
+    found = _contexts.compressors.get((level, with_dictionary))
+    if found is None:
+        found = _contexts.compressors[level, with_dictionary] = zstandard.ZstdCompressor(
+            level=level, dict_data=dictionary() if with_dictionary else None, write_checksum=True,
+            write_content_size=True)
+    return found
 
 
-@lru_cache(maxsize=2)
 def _decompressor(with_dictionary: bool) -> zstandard.ZstdDecompressor:
-    return zstandard.ZstdDecompressor(dict_data=dictionary() if with_dictionary else None)
+    found = _contexts.decompressors.get(with_dictionary)
+    if found is None:
+        found = _contexts.decompressors[with_dictionary] = zstandard.ZstdDecompressor(
+            dict_data=dictionary() if with_dictionary else None)
+    return found
 
 
 def _crc(data: bytes | memoryview, covered: bytes = b"") -> int:
