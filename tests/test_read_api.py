@@ -143,3 +143,62 @@ def test_threads_reading_at_once_each_get_their_snapshots(store_url) -> None:
         with ThreadPoolExecutor(4) as pool:
             found = list(pool.map(read, [index % len(snaps) for index in range(400)]))
     assert found == [expected[index % len(snaps)] for index in range(400)]
+
+
+def _decoding_threads(monkeypatch) -> list[int]:
+    """The thread of each story text decoded from here on."""
+    import threading
+
+    from snapstore import codec
+
+    threads: list[int] = []
+    story_bytes = codec.story_bytes
+    monkeypatch.setattr(codec, "story_bytes", lambda *args: threads.append(threading.get_ident()) or story_bytes(*args))
+    return threads
+
+
+def test_texts_of_large_clusters_are_decoded_two_at_once_and_given_in_order(store_url, monkeypatch) -> None:
+    import threading
+
+    from snapstore.reading import runs
+
+    with snapstore.open(store_url) as store:
+        run = store.ingest(SAMPLE)
+        expected = [item.text().encode() for item in run.stories()]
+        threads = _decoding_threads(monkeypatch)
+        assert list(run.texts()) == expected and set(threads) == {threading.get_ident()}  # 100 stars: here
+        threads.clear()
+        monkeypatch.setattr(runs, "_THREADED_STARS", 100)
+        assert list(run.texts()) == expected
+        assert len(threads) == len(expected) and threading.get_ident() not in threads
+
+
+def test_a_corrupt_record_among_threaded_texts_stops_the_texts_in_its_turn(store_url, monkeypatch) -> None:
+    import threading
+
+    from snapstore import codec
+    from snapstore.reading import runs
+
+    monkeypatch.setattr(runs, "_THREADED_STARS", 100)
+    with snapstore.open(store_url) as store:
+        run = store.ingest(SAMPLE)
+        stories = run.stories()
+        bad = stories[3]
+        story_bytes = codec.story_bytes
+
+        def failing(stored, digest):
+            if digest == bad.record_hash:
+                raise snapstore.CorruptRecordError("record checksum mismatch")
+            return story_bytes(stored, digest)
+
+        monkeypatch.setattr(codec, "story_bytes", failing)
+        given = []
+        before = threading.active_count()
+        with pytest.raises(snapstore.CorruptRecordError, match=rf"run 'n100-w3-s1' snapshot #{bad.seq}: record check"):
+            for text in run.texts():
+                given.append(text)
+        assert given == [item.text().encode() for item in stories[:3]]
+        texts = run.texts()
+        next(texts)
+        texts.close()  # a reader that stops early (a closed pipe) leaves no thread behind
+        assert threading.active_count() == before

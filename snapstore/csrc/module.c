@@ -366,7 +366,11 @@ static PyObject *render(PyObject *Py_UNUSED(self), PyObject *args) {
     L.n_columns = n_columns;
     L.final_newline = final_newline;
     const char *why = NULL;
-    int status = sk_render(&L, &out, &why);
+    int status;
+    /* Plain C on buffers this call holds: another thread decodes the next record meanwhile. */
+    Py_BEGIN_ALLOW_THREADS
+    status = sk_render(&L, &out, &why);
+    Py_END_ALLOW_THREADS
     if (status < 0) failed(status, why);
     else result = PyBytes_FromStringAndSize(out.data, (Py_ssize_t)out.size);
 done:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
+import os
 import warnings
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
 
 import numpy as np
 
@@ -24,6 +27,9 @@ from snapstore.store.pack_rows import pack_lists
 from snapstore.store.reads import Rows
 from snapstore.store.records import Packs, fetch_record, run_records
 from snapstore.story import Story
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 T = TypeVar("T")
 
@@ -383,27 +389,29 @@ class Run:
 
     def texts(self, chosen: Sequence[Snapshot] | None = None) -> Iterator[bytes]:
         """The exact text of each of ``chosen`` (default: every story), UTF-8 encoded, in
-        sequence order, from one streamed query (each pack decoded once): what an export writes."""
-        for _, text in self._read_each(self.stories() if chosen is None else chosen, codec.story_bytes):
+        sequence order, from one streamed query (each pack decoded once): what an export writes.
+        The snapshots of large clusters are decoded two at once, ahead of the text given out:
+        the compiled printer and the hash check run without the GIL."""
+        stories = self.stories() if chosen is None else chosen
+        stars = [item.n_particles or 0 for item in stories]
+        threads = min(2, os.cpu_count() or 1) if stars and sum(stars) >= _THREADED_STARS * len(stars) else 1
+        for _, text in self._read_each(stories, codec.story_bytes, threads):
             yield text
 
-    def _read_each(self, chosen: Sequence[Snapshot],
-                   read: Callable[[codec.Stored, str | None], T]) -> Iterator[tuple[Snapshot, T]]:
+    def _read_each(self, chosen: Sequence[Snapshot], read: Callable[[codec.Stored, str | None], T],
+                   threads: int = 1) -> Iterator[tuple[Snapshot, T]]:
         """``read(record, hash)`` of each of ``chosen``, in sequence order: the records of
         consecutive stories of their own from one streamed query, each pack fetched once;
-        errors name the snapshot."""
+        errors name the snapshot.  ``threads`` above 1 runs that many reads at once."""
         items = sorted(chosen, key=lambda item: item.seq)
-        with self.store.reads() as rows:
+        with self.store.reads() as rows, _InOrder(threads) as reads:
             packs = Packs()
             try:
                 for packed, group in itertools.groupby(items, key=lambda item: item.place is not None):
                     stories = list(group)
                     for item, data in zip(stories, self._stored_of(rows, stories, packed, packs)):
-                        try:
-                            found = read(data, item.record_hash)
-                        except CorruptRecordError as exc:
-                            raise CorruptRecordError(f"snapshot #{item.seq}: {exc}") from None
-                        yield item, found
+                        yield from reads.put(item, functools.partial(read, data, item.record_hash))
+                yield from reads.rest()
             except CorruptRecordError as exc:
                 raise CorruptRecordError(f"run {self.name!r} {exc}") from None
 
@@ -456,3 +464,55 @@ def _flag_order(argv: list[str], flags: dict[str, str]) -> list[str]:
     read from the Log) after."""
     written = [word.lstrip("-") for word in argv[1:] if word.startswith("-")]
     return sorted(flags, key=lambda flag: written.index(flag) if flag in written else len(written))
+
+
+# Below this many stars a snapshot, its decoding is mostly Python: threads only wait for the GIL
+# (every text of the corpus: 0.29 s on one thread, 0.37 s on two; r3_king5000's: 0.205 s, 0.149 s).
+_THREADED_STARS = 500
+
+
+class _InOrder:
+    """Reads of snapshots run on ``threads`` threads (in the caller's, when 1), given back in
+    the order they were asked for, each error naming its snapshot; at most ``threads`` wait ahead."""
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+        if threads > 1:
+            from concurrent.futures import ThreadPoolExecutor  # 5 ms of imports: only where threads run
+
+            self.pool: ThreadPoolExecutor | None = ThreadPoolExecutor(threads)
+        else:
+            self.pool = None
+        self.waiting: deque[tuple[Snapshot, Future]] = deque()
+
+    def __enter__(self) -> _InOrder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pool is not None:  # a reader that stops early leaves nothing running
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def put(self, item: Snapshot, read: Callable[[], T]) -> Iterator[tuple[Snapshot, T]]:
+        """Start ``read`` of ``item``; the reads that are due, done."""
+        if self.pool is None:
+            yield item, _naming(item, read)
+            return
+        self.waiting.append((item, self.pool.submit(read)))
+        if len(self.waiting) > self.threads:
+            yield self._next()
+
+    def rest(self) -> Iterator[tuple[Snapshot, Any]]:
+        """The reads still running, done, in order."""
+        while self.waiting:
+            yield self._next()
+
+    def _next(self) -> tuple[Snapshot, Any]:
+        item, future = self.waiting.popleft()
+        return item, _naming(item, future.result)
+
+
+def _naming(item: Snapshot, read: Callable[[], T]) -> T:
+    try:
+        return read()
+    except CorruptRecordError as exc:
+        raise CorruptRecordError(f"snapshot #{item.seq}: {exc}") from None
