@@ -577,6 +577,7 @@ static PyObject *column_spec(PyObject *packed, Py_ssize_t occurrences) {
     int floats = type == SK_FLOATS;
     if (!items_of(part[4], &n_storage, &storage) || n_storage != 2) Py_RETURN_NONE;
     int stored_floats = floats && is_text(storage[0], "f");
+    /* Every part is checked before anything is allocated (a forged count claims any size). */
     if ((!stored_floats && !is_text(storage[0], "i")) ||
         !(stored_floats ? packed_floats_of(storage[1], tokens, NULL) : packed_ints_of(storage[1], tokens, NULL)) ||
         (floats && !packed_ints_of(part[5], tokens, NULL)) || !overrides_of(part[n - 3], occurrences, &n_at, &at, &texts) ||
