@@ -211,7 +211,9 @@ class Encoder:
 
     def __init__(self, check: bool, ahead: bool = True) -> None:
         self.check = check
-        self.ahead = ahead and (os.cpu_count() or 1) > 1
+        # The worker answers its one pipe in order, for one ingest at a time: it serves the main
+        # thread, and an ingest on another thread (a user's thread pool) encodes in that thread.
+        self.ahead = ahead and (os.cpu_count() or 1) > 1 and threading.current_thread() is threading.main_thread()
         self.queued: deque[Answer] = deque()  # stories for the worker, in order, not sent yet
 
     def submit(self, data: bytes, digest: str) -> Answer | Done:

@@ -209,3 +209,28 @@ def test_a_worker_whose_ingest_is_gone_leaves_quietly(tmp_path) -> None:
     worker.stdin.close()
     assert worker.wait(timeout=120) == 0
     assert worker.stderr.read() == b""
+
+
+def test_ingests_on_several_threads_at_once_each_store_their_own_stories(worker_at_once, tmp_path) -> None:
+    """A user's thread pool ingesting runs into one store: the worker's one pipe serves the
+    main thread only (shared, two threads once took each other's answers and crashed)."""
+    import gzip
+    from concurrent.futures import ThreadPoolExecutor
+
+    from helpers import SAMPLE
+
+    with gzip.open(SAMPLE / "kira.out.gz") as stream:
+        text = stream.read()
+    sources = []
+    for copy in range(16):  # distinct texts: the store keeps one record for a text seen before
+        path = tmp_path / f"copy{copy}.out"
+        path.write_bytes(text.replace(b"(Log\n", f"(Log\n  copy {copy}\n".encode()))
+        sources.append(path)
+    _ready_worker()
+    with snapstore.open(str(tmp_path / "threads.db")) as store:
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda path: store.ingest(path, name=path.stem), sources))
+        for path in sources:
+            run = store.run(path.stem)
+            assert b"".join(run.texts(run.select())) == path.read_bytes()
+        assert store.verify() == []
