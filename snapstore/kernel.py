@@ -124,11 +124,12 @@ def format_floats(values: np.ndarray, codes: np.ndarray) -> list[str] | None:
     return _built.format_floats(np.ascontiguousarray(values, np.float64), np.ascontiguousarray(codes, np.uint8))
 
 
-def columns(packed: Sequence, occurrences: list[int]) -> list[tuple | None] | None:
-    """Each packed column of a record read back, checked and unpacked to the tuple ``render``
-    takes; None for a column the reference reads (one predicted from another, held in the
-    hot section or of powers of two, and any it would refuse), or for them all."""
-    return None if COMPILED is None else _built.columns(packed, occurrences)
+def columns(packed: Sequence, occurrences: list[int], max_tokens: int) -> list[tuple | None] | None:
+    """Each packed column of a record read back, checked (``max_tokens``: validate's bound) and
+    unpacked to the tuple ``render`` takes; None for a column the reference reads (one predicted
+    from another, held in the hot section or of powers of two, and any it would refuse), or
+    for them all."""
+    return None if COMPILED is None else _built.columns(packed, occurrences, max_tokens)
 
 
 def unshuffle(data: bytes, itemsize: int) -> bytearray | None:

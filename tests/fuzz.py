@@ -38,6 +38,7 @@ import numpy as np
 from snapstore import codec, kernel
 from snapstore.codec import framing
 from snapstore.codec.numbers import FORMATS
+from snapstore.codec.validate import MAX_TOKENS
 from snapstore.errors import CorruptRecordError, StoryFormatError
 
 HERE = Path(__file__).resolve().parent
@@ -418,9 +419,9 @@ def _base_columns() -> list[tuple[list, list[int]]]:
     return found
 
 
-def _columns_arguments(rng: random.Random) -> tuple[list, list[int]]:
-    """A record's packed columns with one to three places changed, and their numbers of values
-    (one of them sometimes wrong)."""
+def _columns_arguments(rng: random.Random) -> tuple[list, list[int], int]:
+    """A record's packed columns with one to three places changed, their numbers of values
+    (one of them sometimes wrong), and the bound on values a record holds."""
     packed, occurrences = rng.choice(_base_columns())
     packed, occurrences = msgpack.unpackb(msgpack.packb(packed), raw=False), list(occurrences)
     for _ in range(rng.randrange(0, 4)):
@@ -429,7 +430,7 @@ def _columns_arguments(rng: random.Random) -> tuple[list, list[int]]:
         parent[key] = _mutated_value(parent[key], rng)  # type: ignore[index]
     if rng.random() < 0.2:
         occurrences[rng.randrange(len(occurrences))] += rng.choice([-1, 1, 2**40, -(2**40)])
-    return packed, occurrences
+    return packed, occurrences, MAX_TOKENS
 
 
 def spec_form(spec: tuple) -> tuple:
@@ -455,7 +456,7 @@ def column_reference(packed: object, index: int, occurrences: int) -> tuple | No
 
 def _columns_agree(arguments: tuple, result: list | None) -> None:
     """Every column the kernel reads, the reference reads the same (it may leave any to it)."""
-    packed, occurrences = arguments
+    packed, occurrences, _ = arguments
     for index, spec in enumerate(result or ()):
         if spec is not None and column_reference(packed[index], index, occurrences[index]) != spec_form(spec):
             raise Finding(f"kernel columns: column {index} read where the reference refuses it or reads it otherwise")

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from fuzz import base_stories, column_reference, mutate_story, spec_form
 from helpers import SAMPLE, UNDER_CI, corpus_dir, roots_of, story_files, variants_dir
 from snapstore import CorruptRecordError, codec, kernel
-from snapstore.codec import framing
+from snapstore.codec import framing, validate
 from snapstore.codec.numbers import FORMATS, format_codes
 from snapstore.story import iter_root_texts
 
@@ -75,7 +75,7 @@ def columns_read_alike(record: bytes) -> None:
     the hot section or of powers of two, and reads each as the reference does."""
     packed = framing.documents(record)[0]["cols"]
     occurrences = [len(column.values()) for column in codec.layout(record).columns]
-    specs = kernel.columns(packed, occurrences)
+    specs = kernel.columns(packed, occurrences, validate.MAX_TOKENS)
     assert specs is not None and len(specs) == len(packed)
     for index, (column, spec) in enumerate(zip(packed, specs)):
         assert (spec is None) == (column[3] != "s" and column[4][0] in ("d", "h", "p")), index

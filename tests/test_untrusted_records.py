@@ -169,6 +169,7 @@ def test_out_of_memory_in_the_kernel_is_a_memory_error_not_a_crash(tmp_path) -> 
         from fuzz import base_stories
         from snapstore import codec, kernel
         from snapstore.codec import framing
+        from snapstore.codec.validate import MAX_TOKENS
         compiled = kernel.COMPILED
         story = base_stories()[0]
         body = story.rstrip(chr(10)).encode()
@@ -191,7 +192,7 @@ def test_out_of_memory_in_the_kernel_is_a_memory_error_not_a_crash(tmp_path) -> 
                                               columns, list(structure.lines), structure.final_newline),
             "format_floats": lambda: compiled.format_floats(np.arange(50.0), np.full(50, 131, np.uint8)),
             "unshuffle": lambda: compiled.unshuffle(bytes(800), 8),
-            "columns": lambda: compiled.columns(packed, occurrences),
+            "columns": lambda: compiled.columns(packed, occurrences, MAX_TOKENS),
             "stars": lambda: compiled.stars(rows.parent, rows.index, None, rows.mass,
                                             np.ascontiguousarray(rows.pos.T), np.ascontiguousarray(rows.vel.T)),
         }}

@@ -120,7 +120,7 @@ class Layout(KeyedColumns):
         """Every column as the compiled printer takes it (``Column.render_spec``): those of a
         record read back checked and unpacked by the kernel in one call where it can."""
         if self._specs is None:
-            found = None if self._trusted else kernel.columns(self._packed, self._occurrences)
+            found = None if self._trusted else kernel.columns(self._packed, self._occurrences, validate.MAX_TOKENS)
             self._specs = [None] * self.n_columns if found is None else found
         return [self.column_values(index).render_spec() if spec is None else spec
                 for index, spec in enumerate(self._specs)]

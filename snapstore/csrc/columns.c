@@ -1,6 +1,6 @@
 /* Value columns read back from a record: intpack's integer arrays undone and a column's
- * components put back in token order, as codec.intpack.unpack_ints and Column.unpack do
- * with numpy. */
+ * 8-byte components put back in token order, as codec.intpack.unpack_ints and Column.unpack
+ * do with numpy. */
 #include "kernel.h"
 
 void sk_unpack_ints(const unsigned char *data, size_t count, size_t itemsize, int is_signed, int deltas,
@@ -16,10 +16,9 @@ void sk_unpack_ints(const unsigned char *data, size_t count, size_t itemsize, in
     }
 }
 
-void sk_to_tokens(const unsigned char *components, size_t count, size_t width, size_t itemsize,
-                  unsigned char *tokens) {
+void sk_to_tokens(const unsigned char *components, size_t count, size_t width, unsigned char *tokens) {
     size_t per_component = width ? count / width : 0;
     for (size_t k = 0; k < width; k++)
         for (size_t t = 0; t < per_component; t++)
-            memcpy(tokens + (t * width + k) * itemsize, components + (k * per_component + t) * itemsize, itemsize);
+            memcpy(tokens + 8 * (t * width + k), components + 8 * (k * per_component + t), 8);
 }

@@ -159,10 +159,10 @@ int sk_render(sk_layout *layout, sk_buffer *out, const char **why);
  * second bytes...) as int64; `deltas`: each the sum of those up to it, wrapping as int64. */
 void sk_unpack_ints(const unsigned char *data, size_t count, size_t itemsize, int is_signed, int deltas,
                     int64_t *out);
-/* count values of `itemsize` bytes stored component by component (width runs of count/width)
- * put in token order: tokens[t * width + k] = components[k * (count / width) + t]. */
-void sk_to_tokens(const unsigned char *components, size_t count, size_t width, size_t itemsize,
-                  unsigned char *tokens);
+/* count 8-byte values stored component by component (width runs of count/width) put in
+ * token order: tokens[t * width + k] = components[k * (count / width) + t].  (For one-byte
+ * values that is sk_unshuffle.) */
+void sk_to_tokens(const unsigned char *components, size_t count, size_t width, unsigned char *tokens);
 
 /* ---- arrays (stars.c) ------------------------------------------------------------------ */
 int sk_unshuffle(const unsigned char *in, size_t size, size_t width, unsigned char *out, const char **why);

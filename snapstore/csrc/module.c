@@ -397,8 +397,6 @@ done:
 /* ---- columns read back ---------------------------------------------------------------------- */
 /* Each check below answers 1 (valid, as validate.py would find it) or 0 (declined: the
  * reference reads the column, and takes it or refuses it as it always has). */
-#define MAX_TOKENS ((Py_ssize_t)1 << 27) /* validate.MAX_TOKENS */
-
 static int is_text(PyObject *object, const char *ascii) {
     return PyUnicode_CheckExact(object) && PyUnicode_CompareWithASCIIString(object, ascii) == 0;
 }
@@ -530,7 +528,7 @@ static int numbers_of(PyObject *stored, int stored_floats, PyObject *packed_code
                       int floats, unsigned char *scratch, unsigned char *values, unsigned char *codes) {
     if (stored_floats) packed_floats_of(stored, (Py_ssize_t)tokens, scratch);
     else packed_ints_of(stored, (Py_ssize_t)tokens, (int64_t *)scratch);
-    sk_to_tokens(scratch, tokens, width, 8, values);
+    sk_to_tokens(scratch, tokens, width, values);
     if (floats && !stored_floats) {
         for (size_t k = 0; k < tokens; k++) {
             int64_t whole;
@@ -547,22 +545,22 @@ static int numbers_of(PyObject *stored, int stored_floats, PyObject *packed_code
         if (code < 0 || code > 255) return 0;
         scratch[k] = (unsigned char)code; /* byte k is written after int64 k is read */
     }
-    sk_to_tokens(scratch, tokens, width, 1, codes);
-    return 1;
+    const char *why = NULL;
+    return sk_unshuffle(scratch, tokens, width, codes, &why) == SK_OK; /* one byte a code: a byte shuffle undone */
 }
 
 /* One packed column of `occurrences` values: what render() takes for it, as validate.column,
  * Column.unpack and Column.render_spec make it; None when the reference must read it (a
  * column predicted from another, held in the hot section, of powers of two, or invalid). */
-static PyObject *column_spec(PyObject *packed, Py_ssize_t occurrences) {
+static PyObject *column_spec(PyObject *packed, Py_ssize_t occurrences, int64_t max_tokens) {
     Py_ssize_t n, n_storage, n_at = 0;
     PyObject **part, **storage, **at = NULL, **texts = NULL;
     int64_t width;
     if (!items_of(packed, &n, &part) || n < 7) Py_RETURN_NONE;
     int type = is_text(part[3], "s") ? SK_STRINGS : is_text(part[3], "i") ? SK_INTS : is_text(part[3], "f") ? SK_FLOATS : -1;
     if (type < 0 || n != 7 + type || !PyUnicode_CheckExact(part[0]) || !PyUnicode_CheckExact(part[1]) ||
-        !int64_of(part[2], &width) || width < 1 || width > MAX_TOKENS || occurrences < 0 ||
-        occurrences > MAX_TOKENS / width)
+        !int64_of(part[2], &width) || width < 1 || width > max_tokens || occurrences < 0 ||
+        occurrences > max_tokens / width)
         Py_RETURN_NONE;
     if (type == SK_STRINGS) {
         Py_ssize_t count;
@@ -603,17 +601,18 @@ static PyObject *column_spec(PyObject *packed, Py_ssize_t occurrences) {
     return result;
 }
 
-/* columns(packed columns, occurrences) -> [render() spec | None, one per column]; None when
- * the two lists are not of one length. */
+/* columns(packed columns, occurrences, max_tokens) -> [render() spec | None, one per column];
+ * None when the two lists are not of one length.  max_tokens is validate.MAX_TOKENS. */
 static PyObject *columns(PyObject *Py_UNUSED(self), PyObject *args) {
     PyObject *packed, *occurrences, **items;
     Py_ssize_t count;
-    if (!PyArg_ParseTuple(args, "OO!", &packed, &PyList_Type, &occurrences)) return NULL;
-    if (!items_of(packed, &count, &items) || PyList_GET_SIZE(occurrences) != count) Py_RETURN_NONE;
+    long long max_tokens;
+    if (!PyArg_ParseTuple(args, "OO!L", &packed, &PyList_Type, &occurrences, &max_tokens)) return NULL;
+    if (!items_of(packed, &count, &items) || PyList_GET_SIZE(occurrences) != count || max_tokens < 1) Py_RETURN_NONE;
     PyObject *result = PyList_New(count);
     for (Py_ssize_t i = 0; result && i < count; i++) {
         int64_t uses;
-        PyObject *spec = int64_of(PyList_GET_ITEM(occurrences, i), &uses) ? column_spec(items[i], (Py_ssize_t)uses)
+        PyObject *spec = int64_of(PyList_GET_ITEM(occurrences, i), &uses) ? column_spec(items[i], (Py_ssize_t)uses, max_tokens)
                                                                           : Py_NewRef(Py_None);
         if (!spec) Py_CLEAR(result);
         else PyList_SET_ITEM(result, i, spec);
