@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import itertools
 import json
 import os
@@ -11,7 +10,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
 
 import numpy as np
@@ -410,7 +409,7 @@ class Run:
                 for packed, group in itertools.groupby(items, key=lambda item: item.place is not None):
                     stories = list(group)
                     for item, data in zip(stories, self._stored_of(rows, stories, packed, packs)):
-                        yield from reads.put(item, functools.partial(read, data, item.record_hash))
+                        yield from reads.put(item, partial(read, data, item.record_hash))
                 yield from reads.rest()
             except CorruptRecordError as exc:
                 raise CorruptRecordError(f"run {self.name!r} {exc}") from None
