@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from snapstore import codec
+from snapstore.codec import framing
 from snapstore.errors import CorruptRecordError
 from snapstore.physics.observables import tree_counts
 from snapstore.physics.summary import Summary, summarize
@@ -145,6 +146,9 @@ class Answer:
             raise self.value
         if not isinstance(self.value, Encoded):  # the worker failed or died: the error, if any, shows here
             return encode(*self.request)
+        if self.worker is not None and not _holds(self.value, self.request[1]):
+            _out_of_step(self.worker)
+            return encode(*self.request)
         return self.value
 
     def encode_here(self) -> None:
@@ -153,6 +157,26 @@ class Answer:
             self.value = encode(*self.request)
         except Exception as exc:  # raised by result(), after the stories before it are stored
             self.value = exc
+
+
+def _holds(encoded: Encoded, digest: str) -> bool:
+    """Whether the worker's record is that of the story sent (its header's key): a worker
+    whose answers went to the wrong request must never have one story stored under
+    another's hash."""
+    try:
+        return framing.key(encoded.blob) == bytes.fromhex(digest)
+    except CorruptRecordError:
+        return False
+
+
+def _out_of_step(worker: _Worker) -> None:
+    """Retire a worker that answered for another story: its later answers cannot be
+    trusted either, so the stories still with it are encoded here."""
+    global _worker, _lost_workers
+    if _worker is worker:
+        _worker, _lost_workers = None, _lost_workers + 1
+    worker.process.kill()
+    worker.close()
 
 
 _UNREAD = object()
