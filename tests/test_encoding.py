@@ -99,6 +99,34 @@ def test_a_dead_worker_costs_speed_not_snapshots(tmp_path, worker_at_once) -> No
     assert len(expected) > 3 and texts[-len(expected):] == expected
 
 
+
+def test_a_worker_answering_for_another_story_is_retired_and_its_answer_not_stored(
+        tmp_path, monkeypatch, worker_at_once) -> None:
+    """Each record the worker gives back must carry the key of the story sent: a worker out
+    of step (answers read by the wrong request) is retired, and the stories still with it
+    are encoded here, never stored under another story's hash."""
+    submit, sent_first = encoding._Worker.submit, []
+
+    def astray(self, answer) -> None:  # from the second story on, the worker is sent the first again
+        own = answer.request
+        sent_first.append(own)
+        answer.request = sent_first[0]
+        submit(self, answer)
+        answer.request = own
+
+    monkeypatch.setattr(encoding._Worker, "submit", astray)
+    monkeypatch.setattr(encoding, "_lost_workers", 0)
+    source = seed500_or_sample()
+    with_worker, in_order = f"sqlite:///{tmp_path / 'a.db'}", f"sqlite:///{tmp_path / 'b.db'}"
+    _ready_worker()
+    first_worker = encoding._worker
+    snapstore.open(with_worker).ingest(source, name="run")
+    assert len(sent_first) >= 2 and first_worker.process.poll() is not None  # answered astray, and retired
+    assert encoding._lost_workers >= 1
+    ingest(snapstore.open(in_order).engine, source, name="run", ahead=False)
+    assert _contents(with_worker) == _contents(in_order)
+    assert snapstore.open(with_worker).verify() == []
+
 def test_a_killed_ingest_leaves_no_worker_behind(tmp_path) -> None:
     """The worker ends when the ingest that started it dies (its stdin closes)."""
     source = seed500_or_sample() / "kira.out.gz"
