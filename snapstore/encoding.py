@@ -6,8 +6,8 @@ records and the numbers derived from them, in one worker process while the inges
 commits.  The worker takes stories from the front of the queue; the ingest's own
 process encodes from the back whenever it would otherwise wait for the worker, so
 neither core idles while a story waits.  A process starts the worker after its first
-megabyte and encodes everything itself until the worker says it is ready: a small run
-never waits for a worker to start.
+megabyte, or at once for a file that holds about that much, and encodes everything
+itself until the worker says it is ready: a small run never waits for a worker to start.
 """
 
 from __future__ import annotations
@@ -111,6 +111,8 @@ class _Worker:
             answer.value = None  # the worker is gone: the story is encoded here instead
 
     def close(self) -> None:
+        if not self.ready:  # it holds no story: an exit need not wait for it to finish starting
+            self.process.kill()
         with contextlib.suppress(OSError):
             self.process.stdin.close()  # type: ignore[union-attr]
         self.process.wait()
@@ -240,11 +242,19 @@ class Encoder:
         self.ahead = ahead and (os.cpu_count() or 1) > 1 and threading.current_thread() is threading.main_thread()
         self.queued: deque[Answer] = deque()  # stories for the worker, in order, not sent yet
 
+    def expect(self, file_bytes: int) -> None:
+        """Start the worker now for a source file this large, rather than after this process
+        has encoded its first megabyte with the second core idle: a quarter of ``WARM_AFTER``
+        on disk, as a compressed stream holds three to five times that in text."""
+        if self.ahead and 4 * file_bytes >= WARM_AFTER:
+            _started()
+
     def submit(self, data: bytes, digest: str) -> Answer | Done:
-        """Start encoding a story: queued for the worker once it is warm, else here and now."""
+        """Start encoding a story: queued for the worker once it is started, else here and now."""
         global _encoded_here
         _encoded_here += len(data)
-        if not (self.ahead and _encoded_here > WARM_AFTER and _started() is not None):
+        warm = _encoded_here > WARM_AFTER or _worker is not None
+        if not (self.ahead and warm and _started() is not None):
             return Done(encode(data, digest, self.check))
         answer = Answer(self, data, digest)
         self.queued.append(answer)

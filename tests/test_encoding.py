@@ -127,6 +127,40 @@ def test_a_worker_answering_for_another_story_is_retired_and_its_answer_not_stor
     assert _contents(with_worker) == _contents(in_order)
     assert snapstore.open(with_worker).verify() == []
 
+
+def test_a_large_file_starts_the_worker_at_once_and_a_small_one_never(tmp_path, monkeypatch, worker_at_once) -> None:
+    """The worker starts when the ingest of a file about ``WARM_AFTER`` of text begins, not
+    after that much is encoded here (the second core idle meanwhile); a file too small
+    to need it starts none."""
+    large = seed500_or_sample() / "kira.out.gz"
+    with open_source(large) as stream:
+        text_bytes = sum(len(root.text.encode()) for root in iter_root_texts(stream, "kira"))
+    on_disk = large.stat().st_size
+    assert text_bytes < 4 * on_disk  # so that encoding it all never reaches WARM_AFTER below
+    if encoding._worker is not None:
+        encoding._worker.close()
+    monkeypatch.setattr(encoding, "_worker", None)
+    monkeypatch.setattr(encoding, "_encoded_here", 0)
+    monkeypatch.setattr(encoding, "WARM_AFTER", 4 * on_disk)
+    small = tmp_path / "small.out"
+    with open_source(large) as stream:
+        small.write_text(next(iter(iter_root_texts(stream, "kira"))).text)
+    store = snapstore.open(f"sqlite:///{tmp_path / 'a.db'}")
+    store.ingest(small, name="small")
+    assert encoding._worker is None and not worker_at_once
+    store.ingest(large, name="large")
+    assert encoding._worker is not None and encoding._worker.process.poll() is None
+    assert store.verify() == []
+
+
+def test_closing_a_worker_that_is_still_starting_does_not_wait_for_it(monkeypatch) -> None:
+    monkeypatch.setattr(encoding, "_worker", None)
+    """A worker that never said it was ready holds no story: it is killed, not waited for
+    while it imports the codec (an ingest's exit would wait that long)."""
+    worker = encoding._started()
+    worker.close()
+    assert worker.process.returncode == -signal.SIGKILL
+
 def test_a_killed_ingest_leaves_no_worker_behind(tmp_path) -> None:
     """The worker ends when the ingest that started it dies (its stdin closes)."""
     source = seed500_or_sample() / "kira.out.gz"

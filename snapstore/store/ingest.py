@@ -521,6 +521,8 @@ def ingest(engine: Engine, source, *, name: str | None = None, initial=None, tag
     inputs = resolve(source, name, initial, commands, label)
     refresh_statistics(engine)  # each group's reads seek the run's rows only if the planner knows the tables' size
     job = Ingest(engine, inputs.name, on_snapshot, payloads, check, ahead)
+    if _regular_file(inputs.stream):
+        job.encoder.expect(Path(inputs.stream).stat().st_size)  # type: ignore[arg-type]
     with open_source(inputs.stream) as reader:  # type: ignore[arg-type]
         roots = iter_root_texts(reader, inputs.label)  # type: ignore[arg-type]
         first = next(roots)  # bad input fails here, before anything is written
