@@ -76,10 +76,13 @@ def _corrupt(exc: Exception) -> CorruptRecordError:
     return CorruptRecordError(f"record cannot be decoded: {exc}")
 
 
-def split_roots(text: str, start: int) -> tuple[list[int], int, bool] | None:
-    """Where the whole, regular root stories from ``start`` end, where that stops, and
-    whether a root is left unfinished; None: the reader's own loop decides."""
-    return None if COMPILED is None else _built.split_roots(text, start)
+def split_roots(text: str, start: int, resume: bytes | None = None) \
+        -> tuple[list[int], int, bool, bytes | None] | None:
+    """Where the whole, regular root stories from ``start`` end, where that stops, whether
+    a root is left unfinished, and where its scan stopped (``resume`` for the next call,
+    given this text with more after it and ``start`` at that root); None: the reader's own
+    loop decides."""
+    return None if COMPILED is None else _built.split_roots(text, start, resume)
 
 
 def scan(body: bytes) -> dict | None:

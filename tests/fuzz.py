@@ -352,7 +352,10 @@ def kernel_arguments(name: str, rng: random.Random) -> tuple:
     n = rng.randrange(0, 12)
     if name == "split_roots":
         text = rng.choice(["(P\n)P\n", "(P\n(D\n)D\n)P\n(P\n", "x\n(P\n)P", "(P\n)Q\n", "", "(\n)\n", "((\n"])
-        return text * rng.randrange(0, 4), rng.choice([0, 0, 1, 3, -1, 10**6])
+        text *= rng.randrange(0, 4)
+        if rng.random() < 0.5:  # a scan resumed where that of a prefix cut at a line stopped
+            return _resumed(text, rng)
+        return text, rng.choice([0, 0, 1, 3, -1, 10**6])
     if name == "scan":
         return (rng.choice([b"(P\n  a = 1 2\n)P", b"(P\n)P\n)P", b"x", b"", b"(P\n(D\n  r = 1\n)D\n)P\n", b"(P\n)D",
                             b"(P\n)P\n(P\n)P", b"(P\n(D\n)P\n)D",
@@ -466,6 +469,40 @@ KERNEL_FUNCTIONS = ("split_roots", "scan", "type_column", "intern_templates", "r
                     "unshuffle", "stars", "columns")
 
 
+def _genuine_states(text: str) -> dict[tuple[int, bytes], None]:
+    """Each (start, state) the compiled scan of ``text`` cut after one of its lines leaves."""
+    compiled, found = kernel.COMPILED, {}
+    for cut in [at + 1 for at, char in enumerate(text) if char == "\n"] if compiled is not None else []:
+        _, stop, _, state = compiled.split_roots(text[:cut], 0)
+        if state is not None:
+            found[(stop, state)] = None
+    return found
+
+
+def _resumed(text: str, rng: random.Random) -> tuple:
+    """``split_roots`` arguments that resume a scan: as the reader does, or with the state
+    damaged (a number changed, cut short, made up) or the start moved."""
+    states = list(_genuine_states(text))
+    start, state = rng.choice(states) if states else (0, b"")
+    if rng.random() < 0.3:
+        numbers = list(np.frombuffer(state, np.int64)) or [0]
+        numbers[rng.randrange(len(numbers))] = rng.choice([-1, 0, 1, 2, 7, 255, 256, 257, 2**40, -(2**63)])
+        state = np.array(numbers, dtype=np.int64).tobytes()[:rng.choice([None, None, 8 * len(numbers) - 8])]
+    elif rng.random() < 0.2:
+        state = bytes(rng.randrange(256) for _ in range(rng.choice([0, 8, 16, 32, 33])))
+    if rng.random() < 0.2:
+        start = rng.choice([0, 1, 3, -1, 10**6])
+    return text, start, state
+
+
+def _split_roots_resumed(text: str, start: int, resume: bytes | None = None) -> tuple | None:
+    """A scan resumed as the reader resumes it answers as the scan from the root's start."""
+    compiled = kernel.COMPILED
+    if compiled is None or resume is None or (start, resume) not in _genuine_states(text):
+        return None
+    return compiled.split_roots(text, start)[:3]
+
+
 def kernel_case(name: str, arguments: tuple) -> str:
     """Call compiled ``name``: a result or ValueError/TypeError, never a crash; where the
     reference takes the same arguments, the same answer."""
@@ -480,6 +517,8 @@ def kernel_case(name: str, arguments: tuple) -> str:
         raise Finding(f"kernel {name}: {type(exc).__name__}: {exc}") from exc
     if name == "columns":
         _columns_agree(arguments, result)
+    if name == "split_roots" and result is not None:
+        result = result[:3] if len(arguments) > 2 and arguments[2] is not None else result
     reference = _KERNEL_REFERENCES.get(name)
     if reference is not None:
         expected = reference(*arguments)
@@ -503,6 +542,7 @@ def _unshuffle_reference(data: bytes, width: int) -> bytes | None:
 
 
 _KERNEL_REFERENCES: dict[str, Callable[..., object]] = {
+    "split_roots": _split_roots_resumed,
     "format_floats": _format_floats_reference,
     "unshuffle": _unshuffle_reference,
 }

@@ -78,10 +78,21 @@ void sk_interner_free(sk_interner *t);
 int64_t sk_intern(sk_interner *t, size_t start, size_t n);
 
 /* ---- stories (stories.c) ------------------------------------------------------------- */
+#define SK_MAX_SPLIT_DEPTH 256
+/* Where the scan of an unfinished root stopped, so that the next call, given the same text
+ * with more after it, goes on from there instead of scanning the root again (a root of
+ * many megabytes arrives in thousands of reads). Offsets count from the root's start. */
+typedef struct {
+    size_t line;  /* the first line not scanned yet */
+    size_t depth; /* open kinds: kind[d], length[d] for d < depth */
+    size_t kind[SK_MAX_SPLIT_DEPTH], length[SK_MAX_SPLIT_DEPTH];
+} sk_split_state;
+
 /* The end offsets of the whole, regular root stories from `start` (int64 in *ends), where
- * that stops, and whether it stopped at a root the text does not finish. */
-int sk_split_roots(const uint8_t *data, size_t size, size_t start, sk_buffer *ends, size_t *stop,
-                   int *unfinished, const char **why);
+ * that stops, and whether it stopped at a root the text does not finish; then *state says
+ * where. `resume`, when not NULL, is such a state for the root that begins at `start`. */
+int sk_split_roots(const uint8_t *data, size_t size, size_t start, const sk_split_state *resume,
+                   sk_buffer *ends, size_t *stop, int *unfinished, sk_split_state *state, const char **why);
 
 enum { SK_L_START, SK_L_END, SK_L_OWNER, SK_OPENS, SK_CLOSES, SK_CLOSED, SK_N_DEPTH, SK_N_KIND, SK_E_LINE,
        SK_E_PREFIX, SK_E_START, SK_E_END, SK_E_WIDTH, SK_SCAN_ARRAYS };

@@ -53,32 +53,94 @@ static PyObject *slices_of(const sk_interner *t) {
     return list;
 }
 
-/* split_roots(text, start) -> (ends, stop, unfinished) | None (text not one byte a character). */
+/* The state of an unfinished root's scan as bytes: int64 line, depth, then (kind, length)
+ * for each open kind; the reader keeps them opaque and passes them back. */
+static PyObject *state_bytes(const sk_split_state *state) {
+    if (!state->depth) Py_RETURN_NONE;
+    size_t count = 2 + 2 * state->depth;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(count * 8));
+    if (!out) return NULL;
+    int64_t *at = (int64_t *)PyBytes_AS_STRING(out);
+    at[0] = (int64_t)state->line;
+    at[1] = (int64_t)state->depth;
+    for (size_t d = 0; d < state->depth; d++) {
+        at[2 + 2 * d] = (int64_t)state->kind[d];
+        at[3 + 2 * d] = (int64_t)state->length[d];
+    }
+    return out;
+}
+
+static int state_from_bytes(PyObject *object, sk_split_state *state) {
+    Py_ssize_t size = PyBytes_GET_SIZE(object);
+    const char *data = PyBytes_AS_STRING(object);
+    int64_t header[2];
+    if (size < 16 || size % 16) goto invalid;
+    memcpy(header, data, sizeof header);
+    if (header[0] < 0 || header[1] < 1 || header[1] > SK_MAX_SPLIT_DEPTH || (size - 16) / 16 != header[1]) goto invalid;
+    state->line = (size_t)header[0];
+    state->depth = (size_t)header[1];
+    for (size_t d = 0; d < state->depth; d++) {
+        int64_t pair[2];
+        memcpy(pair, data + 16 + 16 * d, sizeof pair);
+        if (pair[0] < 0 || pair[1] < 0) goto invalid;
+        state->kind[d] = (size_t)pair[0];
+        state->length[d] = (size_t)pair[1];
+    }
+    return 0;
+invalid:
+    failed(SK_INVALID, "the resumed scan does not fit the text");
+    return -1;
+}
+
+/* split_roots(text, start, resume=None) -> (ends, stop, unfinished, resume) | None (text not
+ * one byte a character); resume: where an unfinished root's scan stopped, or None. */
 static PyObject *split_roots(PyObject *Py_UNUSED(self), PyObject *args) {
-    PyObject *text;
+    PyObject *text, *resume_object = Py_None;
     Py_ssize_t start;
-    if (!PyArg_ParseTuple(args, "Un", &text, &start)) return NULL;
+    if (!PyArg_ParseTuple(args, "Un|O", &text, &start, &resume_object)) return NULL;
     if (PyUnicode_KIND(text) != PyUnicode_1BYTE_KIND) Py_RETURN_NONE;
     if (start < 0) return failed(SK_INVALID, "the start lies outside the text");
+    if (resume_object != Py_None && !PyBytes_Check(resume_object)) {
+        PyErr_SetString(PyExc_TypeError, "resume must be bytes or None");
+        return NULL;
+    }
+    sk_split_state *states = PyMem_Malloc(2 * sizeof(sk_split_state)); /* 8 KiB: kept off the stack */
+    if (!states) return PyErr_NoMemory();
+    sk_split_state *resume = NULL;
+    if (resume_object != Py_None) {
+        if (state_from_bytes(resume_object, &states[0]) < 0) {
+            PyMem_Free(states);
+            return NULL;
+        }
+        resume = &states[0];
+    }
     sk_buffer ends = {0};
     size_t stop;
     int unfinished;
     const char *why = NULL;
     int status = sk_split_roots(PyUnicode_1BYTE_DATA(text), (size_t)PyUnicode_GET_LENGTH(text), (size_t)start,
-                                &ends, &stop, &unfinished, &why);
+                                resume, &ends, &stop, &unfinished, &states[1], &why);
+    PyObject *result = NULL;
     if (status < 0) {
-        sk_buffer_free(&ends);
-        return failed(status, why);
-    }
-    size_t count = ends.size / 8;
-    PyObject *list = PyList_New((Py_ssize_t)count);
-    for (size_t i = 0; list && i < count; i++) {
-        PyObject *offset = PyLong_FromLongLong(((int64_t *)ends.data)[i]);
-        if (!offset) Py_CLEAR(list);
-        else PyList_SET_ITEM(list, (Py_ssize_t)i, offset);
+        failed(status, why);
+    } else {
+        size_t count = ends.size / 8;
+        PyObject *list = PyList_New((Py_ssize_t)count);
+        for (size_t i = 0; list && i < count; i++) {
+            PyObject *offset = PyLong_FromLongLong(((int64_t *)ends.data)[i]);
+            if (!offset) Py_CLEAR(list);
+            else PyList_SET_ITEM(list, (Py_ssize_t)i, offset);
+        }
+        PyObject *state = list ? state_bytes(&states[1]) : NULL;
+        if (list && state) result = Py_BuildValue("(NniN)", list, (Py_ssize_t)stop, unfinished, state);
+        else {
+            Py_XDECREF(list);
+            Py_XDECREF(state);
+        }
     }
     sk_buffer_free(&ends);
-    return list ? Py_BuildValue("(Nni)", list, (Py_ssize_t)stop, unfinished) : NULL;
+    PyMem_Free(states);
+    return result;
 }
 
 static const char *SCAN_NAMES[SK_SCAN_ARRAYS] = {"line_start", "line_end", "owner", "opens", "closes", "closed",

@@ -21,27 +21,45 @@ static int is_kind_char(uint8_t c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
 }
 
-#define MAX_SPLIT_DEPTH 256
 #define PACK_KIND "snapstore-pack"
 
-int sk_split_roots(const uint8_t *data, size_t size, size_t start, sk_buffer *ends, size_t *stop,
-                   int *unfinished, const char **why) {
+int sk_split_roots(const uint8_t *data, size_t size, size_t start, const sk_split_state *resume,
+                   sk_buffer *ends, size_t *stop, int *unfinished, sk_split_state *state, const char **why) {
     if (start > size) {
         *why = "the start lies outside the text";
         return SK_INVALID;
     }
     /* the open kinds of the current root, as (offset, length) into data */
-    size_t stack_kind[MAX_SPLIT_DEPTH], stack_length[MAX_SPLIT_DEPTH];
-    int depth = 0;
+    size_t stack_kind[SK_MAX_SPLIT_DEPTH], stack_length[SK_MAX_SPLIT_DEPTH];
+    size_t depth = 0;
     size_t root_start = start, line = start;
+    int whole_lines = 1;
     *unfinished = 0;
+    state->depth = 0; /* no state to resume from, unless the text ends inside a root after a whole line */
+    if (resume) {
+        if (resume->depth == 0 || resume->depth > SK_MAX_SPLIT_DEPTH || resume->line > size - start) {
+            *why = "the resumed scan does not fit the text";
+            return SK_INVALID;
+        }
+        for (size_t d = 0; d < resume->depth; d++) {
+            if (resume->length[d] == 0 || resume->kind[d] > resume->line ||
+                resume->length[d] > resume->line - resume->kind[d]) {
+                *why = "the resumed scan does not fit the text";
+                return SK_INVALID;
+            }
+            stack_kind[d] = start + resume->kind[d];
+            stack_length[d] = resume->length[d];
+        }
+        depth = resume->depth;
+        line = start + resume->line;
+    }
     while (line < size) {
         const uint8_t *newline = memchr(data + line, '\n', size - line);
         size_t end = newline ? (size_t)(newline - data) : size;
         uint8_t first = data[line];
         if (first == '(') {
             size_t length = end - line - 1;
-            if (length == 0 || depth == MAX_SPLIT_DEPTH) break;
+            if (length == 0 || depth == SK_MAX_SPLIT_DEPTH) break;
             for (size_t i = line + 1; i < end; i++)
                 if (!is_kind_char(data[i])) goto irregular;
             if (depth == 0) root_start = line;
@@ -62,11 +80,21 @@ int sk_split_roots(const uint8_t *data, size_t size, size_t start, sk_buffer *en
         }
         if (!newline) {
             line = size;
+            whole_lines = 0;
             break;
         }
         line = end + 1;
     }
-    if (line >= size && depth) *unfinished = 1;
+    if (line >= size && depth) {
+        *unfinished = 1;
+        if (!whole_lines) goto irregular;
+        state->line = line - root_start;
+        state->depth = depth;
+        for (size_t d = 0; d < depth; d++) {
+            state->kind[d] = stack_kind[d] - root_start;
+            state->length[d] = stack_length[d];
+        }
+    }
 irregular:
     *stop = root_start;
     return SK_OK;

@@ -225,6 +225,7 @@ class _Splitter:
         self.roots = 0
         self._mark = (0, 1)  # a known (offset, line) in buffer, so counting goes forward only
         self._unscanned = False  # the buffer holds the start of a root that no scan has walked yet
+        self._resume: bytes | None = None  # where the compiled scan of that root stopped
 
     def line_of(self, offset: int) -> int:
         """The line number of ``buffer[offset]``."""
@@ -249,16 +250,19 @@ class _Splitter:
         self._unscanned = False
         start = 0  # where the current root (or the gap before it) begins
         expect = 0 if not self.stack else -1  # offset where the next root must open
-        found = kernel.split_roots(self.buffer, 0) if not self.stack else None
+        # the scan of a root left unfinished goes on where it stopped: a root of megabytes arrives
+        # in thousands of reads, and scanning it again from its start each time costs their square
+        found = kernel.split_roots(self.buffer, 0, self._resume) if not self.stack else None
+        self._resume = None
         if found is not None:  # whole, regular roots at C speed; the loop below takes what is left
-            ends, stop, unfinished = found
+            ends, stop, unfinished, resume = found
             for end in ends:
                 self.roots += 1
                 yield RootText(self.buffer[start:end], self.line_of(start))
                 start = end
             if unfinished and not final:
                 self._keep(stop)
-                self._unscanned = True
+                self._unscanned, self._resume = True, resume
                 return
             scan_from = start = expect = stop
         stack, kinds = self.stack, self.kinds
