@@ -79,9 +79,9 @@ def _corrupt(exc: Exception) -> CorruptRecordError:
 def split_roots(text: str, start: int, resume: bytes | None = None) \
         -> tuple[list[int], int, bool, bytes | None] | None:
     """Where the whole, regular root stories from ``start`` end, where that stops, whether
-    a root is left unfinished, and where its scan stopped (``resume`` for the next call,
-    given this text with more after it and ``start`` at that root); None: the reader's own
-    loop decides."""
+    a root is left unfinished, and the kinds it has open there (as ``resume``: the text of
+    the next call, from ``start``, goes on with that root); None: the reader's own loop
+    decides."""
     return None if COMPILED is None else _built.split_roots(text, start, resume)
 
 

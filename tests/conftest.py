@@ -236,3 +236,6 @@ def _encode_in_order(monkeypatch):
     from snapstore import encoding
 
     monkeypatch.setattr(encoding, "WARM_AFTER", float("inf"))
+    if encoding._worker is not None:  # a worker left by an earlier test would take this one's stories
+        encoding._worker.close()
+        encoding._worker = None

@@ -469,38 +469,50 @@ KERNEL_FUNCTIONS = ("split_roots", "scan", "type_column", "intern_templates", "r
                     "unshuffle", "stars", "columns")
 
 
-def _genuine_states(text: str) -> dict[tuple[int, bytes], None]:
-    """Each (start, state) the compiled scan of ``text`` cut after one of its lines leaves."""
-    compiled, found = kernel.COMPILED, {}
-    for cut in [at + 1 for at, char in enumerate(text) if char == "\n"] if compiled is not None else []:
-        _, stop, _, state = compiled.split_roots(text[:cut], 0)
-        if state is not None:
-            found[(stop, state)] = None
-    return found
-
-
 def _resumed(text: str, rng: random.Random) -> tuple:
-    """``split_roots`` arguments that resume a scan: as the reader does, or with the state
-    damaged (a number changed, cut short, made up) or the start moved."""
-    states = list(_genuine_states(text))
-    start, state = rng.choice(states) if states else (0, b"")
-    if rng.random() < 0.3:
-        numbers = list(np.frombuffer(state, np.int64)) or [0]
-        numbers[rng.randrange(len(numbers))] = rng.choice([-1, 0, 1, 2, 7, 255, 256, 257, 2**40, -(2**63)])
-        state = np.array(numbers, dtype=np.int64).tobytes()[:rng.choice([None, None, 8 * len(numbers) - 8])]
-    elif rng.random() < 0.2:
-        state = bytes(rng.randrange(256) for _ in range(rng.choice([0, 8, 16, 32, 33])))
+    """``split_roots`` arguments that resume a scan: the rest of ``text`` cut after a line,
+    with the open kinds the scan of what came before left, as the reader passes them; or
+    with those damaged (a number changed, cut short, a made-up kind) or the start moved."""
+    cuts = [at + 1 for at, char in enumerate(text) if char == "\n"] or [0]
+    cut = rng.choice(cuts)
+    found = kernel.COMPILED.split_roots(text[:cut], 0) if kernel.COMPILED is not None else None
+    state = found[3] if found is not None and found[3] is not None else _state([rng.choice(["P", "D", "Q"])])
     if rng.random() < 0.2:
-        start = rng.choice([0, 1, 3, -1, 10**6])
-    return text, start, state
+        state = _state(rng.choices(["P", "D", "Log", "", "a b", "\u00e9", "(P"], k=rng.choice([0, 1, 2, 256, 257])))
+    elif rng.random() < 0.3:
+        numbers = list(np.frombuffer(state[:8 * (len(state) // 8)], np.int64)) or [0]
+        numbers[rng.randrange(len(numbers))] = rng.choice([-1, 0, 1, 2, 7, 255, 256, 257, 2**40, -(2**63)])
+        state = np.array(numbers, dtype=np.int64).tobytes() + state[8 * len(numbers):]
+        state = state[:rng.choice([None, None, len(state) - 1])]
+    start = rng.choice([0, 0, 0, 1, 3, -1, 10**6])
+    return text[cut:], start, state
+
+
+def _state(kinds: list[str]) -> bytes:
+    """The state ``split_roots`` gives for a root with ``kinds`` open."""
+    names = [kind.encode("latin-1", "replace") for kind in kinds]
+    return np.array([len(names)] + [len(name) for name in names], dtype=np.int64).tobytes() + b"".join(names)
 
 
 def _split_roots_resumed(text: str, start: int, resume: bytes | None = None) -> tuple | None:
-    """A scan resumed as the reader resumes it answers as the scan from the root's start."""
+    """A resumed scan the kernel takes answers as the scan of the open kinds' lines
+    followed by the text from ``start``."""
     compiled = kernel.COMPILED
-    if compiled is None or resume is None or (start, resume) not in _genuine_states(text):
+    if compiled is None or resume is None:
         return None
-    return compiled.split_roots(text, start)[:3]
+    depth = int(np.frombuffer(resume[:8], np.int64)[0])
+    lengths = np.frombuffer(resume[8:8 * (1 + depth)], np.int64).tolist()
+    names, at = [], 8 * (1 + depth)
+    for length in lengths:
+        names.append(resume[at:at + length].decode("latin-1"))
+        at += length
+    opening = "".join(f"({name}\n" for name in names)
+    found = compiled.split_roots(opening + text[start:], 0)
+    if found is None:
+        return None
+    ends, stop, unfinished, state = found
+    shift = start - len(opening)
+    return [end + shift for end in ends], max(stop + shift, start), unfinished, state
 
 
 def kernel_case(name: str, arguments: tuple) -> str:
@@ -517,8 +529,6 @@ def kernel_case(name: str, arguments: tuple) -> str:
         raise Finding(f"kernel {name}: {type(exc).__name__}: {exc}") from exc
     if name == "columns":
         _columns_agree(arguments, result)
-    if name == "split_roots" and result is not None:
-        result = result[:3] if len(arguments) > 2 and arguments[2] is not None else result
     reference = _KERNEL_REFERENCES.get(name)
     if reference is not None:
         expected = reference(*arguments)

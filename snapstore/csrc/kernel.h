@@ -79,18 +79,19 @@ int64_t sk_intern(sk_interner *t, size_t start, size_t n);
 
 /* ---- stories (stories.c) ------------------------------------------------------------- */
 #define SK_MAX_SPLIT_DEPTH 256
-/* Where the scan of an unfinished root stopped, so that the next call, given the same text
- * with more after it, goes on from there instead of scanning the root again (a root of
- * many megabytes arrives in thousands of reads). Offsets count from the root's start. */
+/* The kinds a root not finished yet has open where a scan of it stopped, so that the next
+ * call scans only the text that follows (a root of megabytes arrives in thousands of reads). */
 typedef struct {
-    size_t line;  /* the first line not scanned yet */
-    size_t depth; /* open kinds: kind[d], length[d] for d < depth */
-    size_t kind[SK_MAX_SPLIT_DEPTH], length[SK_MAX_SPLIT_DEPTH];
+    size_t depth;
+    const uint8_t *kind[SK_MAX_SPLIT_DEPTH]; /* each open kind's name, where it was read */
+    size_t length[SK_MAX_SPLIT_DEPTH];
 } sk_split_state;
 
 /* The end offsets of the whole, regular root stories from `start` (int64 in *ends), where
- * that stops, and whether it stopped at a root the text does not finish; then *state says
- * where. `resume`, when not NULL, is such a state for the root that begins at `start`. */
+ * that stops, and whether it stopped at a root the text does not finish; then *state holds
+ * that root's open kinds (pointing into data, or into resume's names). With `resume`, the
+ * text from `start` goes on with a root whose open kinds it gives: *stop stays at `start`
+ * until that root has ended. */
 int sk_split_roots(const uint8_t *data, size_t size, size_t start, const sk_split_state *resume,
                    sk_buffer *ends, size_t *stop, int *unfinished, sk_split_state *state, const char **why);
 

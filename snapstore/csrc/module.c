@@ -53,47 +53,55 @@ static PyObject *slices_of(const sk_interner *t) {
     return list;
 }
 
-/* The state of an unfinished root's scan as bytes: int64 line, depth, then (kind, length)
- * for each open kind; the reader keeps them opaque and passes them back. */
+/* An unfinished root's open kinds as bytes: int64 depth, int64 length of each kind, then
+ * the names; the reader keeps them opaque and passes them back. */
 static PyObject *state_bytes(const sk_split_state *state) {
     if (!state->depth) Py_RETURN_NONE;
-    size_t count = 2 + 2 * state->depth;
-    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(count * 8));
+    size_t names = 0;
+    for (size_t d = 0; d < state->depth; d++) names += state->length[d];
+    size_t head = 8 * (1 + state->depth);
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(head + names));
     if (!out) return NULL;
-    int64_t *at = (int64_t *)PyBytes_AS_STRING(out);
-    at[0] = (int64_t)state->line;
-    at[1] = (int64_t)state->depth;
+    char *at = PyBytes_AS_STRING(out);
+    int64_t number = (int64_t)state->depth;
+    memcpy(at, &number, 8);
+    char *name = at + head;
     for (size_t d = 0; d < state->depth; d++) {
-        at[2 + 2 * d] = (int64_t)state->kind[d];
-        at[3 + 2 * d] = (int64_t)state->length[d];
+        number = (int64_t)state->length[d];
+        memcpy(at + 8 * (1 + d), &number, 8);
+        memcpy(name, state->kind[d], state->length[d]);
+        name += state->length[d];
     }
     return out;
 }
 
+/* The open kinds `state_bytes` wrote, pointing into `object` (alive for the call). */
 static int state_from_bytes(PyObject *object, sk_split_state *state) {
-    Py_ssize_t size = PyBytes_GET_SIZE(object);
+    size_t size = (size_t)PyBytes_GET_SIZE(object);
     const char *data = PyBytes_AS_STRING(object);
-    int64_t header[2];
-    if (size < 16 || size % 16) goto invalid;
-    memcpy(header, data, sizeof header);
-    if (header[0] < 0 || header[1] < 1 || header[1] > SK_MAX_SPLIT_DEPTH || (size - 16) / 16 != header[1]) goto invalid;
-    state->line = (size_t)header[0];
-    state->depth = (size_t)header[1];
+    int64_t number;
+    if (size < 8) goto invalid;
+    memcpy(&number, data, 8);
+    if (number < 1 || number > SK_MAX_SPLIT_DEPTH || 8 * (1 + (size_t)number) > size) goto invalid;
+    state->depth = (size_t)number;
+    size_t name = 8 * (1 + state->depth);
     for (size_t d = 0; d < state->depth; d++) {
-        int64_t pair[2];
-        memcpy(pair, data + 16 + 16 * d, sizeof pair);
-        if (pair[0] < 0 || pair[1] < 0) goto invalid;
-        state->kind[d] = (size_t)pair[0];
-        state->length[d] = (size_t)pair[1];
+        memcpy(&number, data + 8 * (1 + d), 8);
+        if (number < 0 || (size_t)number > size - name) goto invalid;
+        state->kind[d] = (const uint8_t *)data + name;
+        state->length[d] = (size_t)number;
+        name += (size_t)number;
     }
+    if (name != size) goto invalid;
     return 0;
 invalid:
-    failed(SK_INVALID, "the resumed scan does not fit the text");
+    failed(SK_INVALID, "a resumed scan's state is not one split_roots wrote");
     return -1;
 }
 
 /* split_roots(text, start, resume=None) -> (ends, stop, unfinished, resume) | None (text not
- * one byte a character); resume: where an unfinished root's scan stopped, or None. */
+ * one byte a character); resume: the open kinds of a root the text leaves unfinished, or None;
+ * given back, the text from start goes on with that root. */
 static PyObject *split_roots(PyObject *Py_UNUSED(self), PyObject *args) {
     PyObject *text, *resume_object = Py_None;
     Py_ssize_t start;

@@ -29,29 +29,33 @@ int sk_split_roots(const uint8_t *data, size_t size, size_t start, const sk_spli
         *why = "the start lies outside the text";
         return SK_INVALID;
     }
-    /* the open kinds of the current root, as (offset, length) into data */
-    size_t stack_kind[SK_MAX_SPLIT_DEPTH], stack_length[SK_MAX_SPLIT_DEPTH];
+    /* the open kinds of the current root: each name and its length */
+    const uint8_t *stack_kind[SK_MAX_SPLIT_DEPTH];
+    size_t stack_length[SK_MAX_SPLIT_DEPTH];
     size_t depth = 0;
     size_t root_start = start, line = start;
     int whole_lines = 1;
     *unfinished = 0;
     state->depth = 0; /* no state to resume from, unless the text ends inside a root after a whole line */
     if (resume) {
-        if (resume->depth == 0 || resume->depth > SK_MAX_SPLIT_DEPTH || resume->line > size - start) {
-            *why = "the resumed scan does not fit the text";
+        if (resume->depth == 0 || resume->depth > SK_MAX_SPLIT_DEPTH) {
+            *why = "a resumed scan needs 1 to 256 open kinds";
             return SK_INVALID;
         }
         for (size_t d = 0; d < resume->depth; d++) {
-            if (resume->length[d] == 0 || resume->kind[d] > resume->line ||
-                resume->length[d] > resume->line - resume->kind[d]) {
-                *why = "the resumed scan does not fit the text";
+            if (resume->length[d] == 0) {
+                *why = "a resumed scan's open kind is empty";
                 return SK_INVALID;
             }
-            stack_kind[d] = start + resume->kind[d];
+            for (size_t i = 0; i < resume->length[d]; i++)
+                if (!is_kind_char(resume->kind[d][i])) {
+                    *why = "a resumed scan's open kind is not a kind";
+                    return SK_INVALID;
+                }
+            stack_kind[d] = resume->kind[d];
             stack_length[d] = resume->length[d];
         }
         depth = resume->depth;
-        line = start + resume->line;
     }
     while (line < size) {
         const uint8_t *newline = memchr(data + line, '\n', size - line);
@@ -63,12 +67,12 @@ int sk_split_roots(const uint8_t *data, size_t size, size_t start, const sk_spli
             for (size_t i = line + 1; i < end; i++)
                 if (!is_kind_char(data[i])) goto irregular;
             if (depth == 0) root_start = line;
-            stack_kind[depth] = line + 1;
+            stack_kind[depth] = data + line + 1;
             stack_length[depth++] = length;
         } else if (first == ')') {
             size_t length = end - line - 1;
             if (!depth || stack_length[depth - 1] != length ||
-                memcmp(data + stack_kind[depth - 1], data + line + 1, length) != 0)
+                memcmp(stack_kind[depth - 1], data + line + 1, length) != 0)
                 break;
             if (--depth == 0) {
                 size_t root_end = newline ? end + 1 : end;
@@ -87,11 +91,10 @@ int sk_split_roots(const uint8_t *data, size_t size, size_t start, const sk_spli
     }
     if (line >= size && depth) {
         *unfinished = 1;
-        if (!whole_lines) goto irregular;
-        state->line = line - root_start;
+        if (!whole_lines) goto irregular; /* a line cut short: the next call must see it whole */
         state->depth = depth;
         for (size_t d = 0; d < depth; d++) {
-            state->kind[d] = stack_kind[d] - root_start;
+            state->kind[d] = stack_kind[d];
             state->length[d] = stack_length[d];
         }
     }

@@ -225,7 +225,8 @@ class _Splitter:
         self.roots = 0
         self._mark = (0, 1)  # a known (offset, line) in buffer, so counting goes forward only
         self._unscanned = False  # the buffer holds the start of a root that no scan has walked yet
-        self._resume: bytes | None = None  # where the compiled scan of that root stopped
+        self._resume: bytes | None = None  # the kinds the compiled scan of that root left open
+        self._parts: list[str] = []  # the text of that root read since, joined once it ends
 
     def line_of(self, offset: int) -> int:
         """The line number of ``buffer[offset]``."""
@@ -243,17 +244,31 @@ class _Splitter:
     def fail(self, offset: int, message: str) -> None:
         raise StoryFormatError(self.name, self.line_of(offset), message)
 
+    def end_line(self) -> int:
+        """The line number just after the text taken so far."""
+        return self.line_of(len(self.buffer)) + sum(part.count("\n") for part in self._parts)
+
     def feed(self, text: str, final: bool) -> Iterator[RootText]:
         """Take more text (ending at a newline unless ``final``); yield completed roots."""
+        if self._resume is not None and not final:
+            # A root of megabytes arrives in thousands of reads: scanned again from its start, or
+            # its text joined again, on each read, it would cost their square.  Only the new text
+            # is scanned, from the kinds left open, and kept apart until the root ends.
+            found = kernel.split_roots(text, 0, self._resume)
+            if found is not None and found[2] and not found[0]:
+                self._parts.append(text)
+                self._resume = found[3]
+                return
+        if self._parts:  # the root ends here (or is not regular): its text in one piece, scanned once more
+            text = "".join(self._parts) + text
+            self._parts = []
+        self._resume = None
         scan_from = 0 if self._unscanned else len(self.buffer)
         self.buffer += text
         self._unscanned = False
         start = 0  # where the current root (or the gap before it) begins
         expect = 0 if not self.stack else -1  # offset where the next root must open
-        # the scan of a root left unfinished goes on where it stopped: a root of megabytes arrives
-        # in thousands of reads, and scanning it again from its start each time costs their square
-        found = kernel.split_roots(self.buffer, 0, self._resume) if not self.stack else None
-        self._resume = None
+        found = kernel.split_roots(self.buffer, 0) if not self.stack else None
         if found is not None:  # whole, regular roots at C speed; the loop below takes what is left
             ends, stop, unfinished, resume = found
             for end in ends:
@@ -357,7 +372,7 @@ def iter_root_texts(stream: BinaryIO, name: str) -> Iterator[RootText]:
             chunk = stream.read(_CHUNK)
         except _CORRUPT_COMPRESSION as exc:  # gzip or zstd magic bytes, then no valid stream (or not to its end)
             kept = f"; the {splitter.roots} whole stories before it were read" if splitter.roots else ""
-            raise StoryFormatError(name, splitter.line_of(len(splitter.buffer + pending)),
+            raise StoryFormatError(name, splitter.end_line(),  # ``pending`` holds no newline
                                    f"the compressed stream is corrupt or cut short ({exc}){kept}") from None
         final = not chunk
         try:
@@ -376,7 +391,7 @@ def iter_root_texts(stream: BinaryIO, name: str) -> Iterator[RootText]:
 
 def _binary(splitter: _Splitter, before: bytes, what: str) -> NoReturn:
     """Refuse binary data, naming its line (``before``: the bytes since the buffer's end)."""
-    line = splitter.line_of(len(splitter.buffer)) + before.count(b"\n")
+    line = splitter.end_line() + before.count(b"\n")
     column = len(before) - before.rfind(b"\n")
     hint = ""
     if splitter.stack or splitter.roots or b"\n(" in b"\n" + before:
