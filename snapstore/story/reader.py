@@ -260,8 +260,8 @@ class _Splitter:
                 self._resume = found[3]
                 return
         if self._parts:  # the root ends here (or is not regular): its text in one piece, scanned once more
-            text = "".join(self._parts) + text
-            self._parts = []
+            self.buffer = "".join([self.buffer, *self._parts, text])  # one join: twice the root at most
+            self._parts, text = [], ""
         self._resume = None
         scan_from = 0 if self._unscanned else len(self.buffer)
         self.buffer += text
