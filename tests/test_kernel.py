@@ -182,7 +182,8 @@ def test_the_stream_splits_into_the_same_roots_and_errors(chunk: int, monkeypatc
     rng = random.Random(chunk)
     cases = [data, data[:-1], data[: len(data) // 2], b"junk\n" + data, data + b"junk\n", b"", b"\n\n",
              data.replace(b"(Star", b"(St ar", 1), data.replace(b")Dynamics", b")Dynamic", 1),
-             data.replace(b"(Hydro", "(Hydró".encode(), 1), data.replace(b"(Star", "(Stär".encode())]
+             data.replace(b"(Hydro", "(Hydró".encode(), 1), data.replace(b"(Star", "(Stär".encode()),
+             data.replace(b")Dynamics\n", ")Dynamics\n(Log\n  \u20ac 5 \u4e2d\n)Log\n".encode(), 3)]  # not Latin-1
     for _ in range(20):  # a structural line broken at a random place
         at = data.find(b"\n(", rng.randrange(len(data)))
         if at >= 0:
