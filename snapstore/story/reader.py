@@ -226,10 +226,13 @@ class _Splitter:
         self._mark = (0, 1)  # a known (offset, line) in buffer, so counting goes forward only
         self._unscanned = False  # the buffer holds the start of a root that no scan has walked yet
         self._resume: bytes | None = None  # the kinds the compiled scan of that root left open
-        self._parts: list[str] = []  # the text of that root read since, joined once it ends
+        self._parts: list[str] = []  # the text of the unfinished root read since, joined once it ends
+        self._parts_size = 0
 
     def line_of(self, offset: int) -> int:
         """The line number of ``buffer[offset]``."""
+        if offset > len(self.buffer):  # in the text kept apart
+            self._join()
         mark_offset, mark_line = self._mark
         if offset < mark_offset:
             mark_offset, mark_line = 0, self.base_line
@@ -238,50 +241,64 @@ class _Splitter:
         return line
 
     def outside(self, offset: int) -> None:
+        self._join()
         end = self.buffer.find("\n", offset)
         self.fail(offset, f"text outside any story: {self.buffer[offset:end if end >= 0 else None][:40]!r}")
 
     def fail(self, offset: int, message: str) -> None:
         raise StoryFormatError(self.name, self.line_of(offset), message)
 
+    def _join(self, text: str = "") -> None:
+        """The text kept apart (and ``text``) added to the buffer in one join: twice the root
+        at most.  Offsets into the parts were counted as if they were joined."""
+        if self._parts or text:
+            self.buffer = "".join([self.buffer, *self._parts, text])
+            self._parts, self._parts_size = [], 0
+
     def end_line(self) -> int:
         """The line number just after the text taken so far."""
         return self.line_of(len(self.buffer)) + sum(part.count("\n") for part in self._parts)
 
     def feed(self, text: str, final: bool) -> Iterator[RootText]:
-        """Take more text (ending at a newline unless ``final``); yield completed roots."""
+        """Take more text (ending at a newline unless ``final``); yield completed roots.
+
+        A root of megabytes arrives in thousands of reads: scanned again from its start, or
+        its text joined again, on each read, it would cost their square.  So inside a root,
+        each read is scanned alone (from the kinds the compiled scan left open, or on the
+        stack of the loop below) and kept apart until the root ends, then joined once."""
         if self._resume is not None and not final:
-            # A root of megabytes arrives in thousands of reads: scanned again from its start, or
-            # its text joined again, on each read, it would cost their square.  Only the new text
-            # is scanned, from the kinds left open, and kept apart until the root ends.
             found = kernel.split_roots(text, 0, self._resume)
             if found is not None and found[2] and not found[0]:
                 self._parts.append(text)
                 self._resume = found[3]
                 return
-        if self._parts:  # the root ends here (or is not regular): its text in one piece, scanned once more
-            self.buffer = "".join([self.buffer, *self._parts, text])  # one join: twice the root at most
-            self._parts, text = [], ""
         self._resume = None
-        scan_from = 0 if self._unscanned else len(self.buffer)
-        self.buffer += text
-        self._unscanned = False
         start = 0  # where the current root (or the gap before it) begins
         expect = 0 if not self.stack else -1  # offset where the next root must open
-        found = kernel.split_roots(self.buffer, 0) if not self.stack else None
-        if found is not None:  # whole, regular roots at C speed; the loop below takes what is left
-            ends, stop, unfinished, resume = found
-            for end in ends:
-                self.roots += 1
-                yield RootText(self.buffer[start:end], self.line_of(start))
-                start = end
-            if unfinished and not final:
-                self._keep(stop)
-                self._unscanned, self._resume = True, resume
-                return
-            scan_from = start = expect = stop
+        if self.stack and not final:  # the loop's own root goes on: this read alone, its offsets as if joined
+            base = len(self.buffer) + self._parts_size
+            self._parts.append(text)
+            self._parts_size += len(text)
+            lines: Iterator[tuple[int, str]] = ((base + at, line) for at, line in structural_lines(text, 0))
+        else:  # the compiled scan's root ends here (or is not regular): scanned once more, whole
+            scan_from = 0 if self._unscanned else len(self.buffer) + self._parts_size
+            self._join(text)
+            self._unscanned = False
+            found = kernel.split_roots(self.buffer, 0) if not self.stack else None
+            if found is not None:  # whole, regular roots at C speed; the loop below takes what is left
+                ends, stop, unfinished, resume = found
+                for end in ends:
+                    self.roots += 1
+                    yield RootText(self.buffer[start:end], self.line_of(start))
+                    start = end
+                if unfinished and not final:
+                    self._keep(stop)
+                    self._unscanned, self._resume = True, resume
+                    return
+                scan_from = start = expect = stop
+            lines = structural_lines(self.buffer, scan_from)
         stack, kinds = self.stack, self.kinds
-        for at, line in structural_lines(self.buffer, scan_from):
+        for at, line in lines:
             # The common lines stay inline (a method call each costs 14% of reading):
             # a known kind opening inside a root, and a matching close inside a root.
             if line[0] == OPEN:
@@ -292,6 +309,7 @@ class _Splitter:
             elif len(stack) > 1 and stack[-1][0] == line[1:]:
                 stack.pop()
             elif self._close(at, line, expect):
+                self._join()
                 end = min(at + len(line) + 1, len(self.buffer))
                 self.roots += 1
                 yield RootText(self.buffer[start:end], self.line_of(start))
