@@ -270,6 +270,7 @@ class _Splitter:
             found = kernel.split_roots(text, 0, self._resume)
             if found is not None and found[2] and not found[0]:
                 self._parts.append(text)
+                self._parts_size += len(text)
                 self._resume = found[3]
                 return
         self._resume = None
@@ -280,7 +281,7 @@ class _Splitter:
             self._parts.append(text)
             self._parts_size += len(text)
             lines: Iterator[tuple[int, str]] = ((base + at, line) for at, line in structural_lines(text, 0))
-        else:  # the compiled scan's root ends here (or is not regular): scanned once more, whole
+        else:  # between roots, or at the end: the text whole (a root the kernel kept in parts is scanned again)
             scan_from = 0 if self._unscanned else len(self.buffer) + self._parts_size
             self._join(text)
             self._unscanned = False
