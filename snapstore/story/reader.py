@@ -248,6 +248,10 @@ class _Splitter:
     def fail(self, offset: int, message: str) -> None:
         raise StoryFormatError(self.name, self.line_of(offset), message)
 
+    def _keep_apart(self, text: str) -> None:
+        self._parts.append(text)
+        self._parts_size += len(text)
+
     def _join(self, text: str = "") -> None:
         """The text kept apart (and ``text``) added to the buffer in one join: twice the root
         at most.  Offsets into the parts were counted as if they were joined."""
@@ -269,8 +273,7 @@ class _Splitter:
         if self._resume is not None and not final:
             found = kernel.split_roots(text, 0, self._resume)
             if found is not None and found[2] and not found[0]:
-                self._parts.append(text)
-                self._parts_size += len(text)
+                self._keep_apart(text)
                 self._resume = found[3]
                 return
         self._resume = None
@@ -278,8 +281,7 @@ class _Splitter:
         expect = 0 if not self.stack else -1  # offset where the next root must open
         if self.stack and not final:  # the loop's own root goes on: this read alone, its offsets as if joined
             base = len(self.buffer) + self._parts_size
-            self._parts.append(text)
-            self._parts_size += len(text)
+            self._keep_apart(text)
             lines: Iterator[tuple[int, str]] = ((base + at, line) for at, line in structural_lines(text, 0))
         else:  # between roots, or at the end: the text whole (a root the kernel kept in parts is scanned again)
             scan_from = 0 if self._unscanned else len(self.buffer) + self._parts_size
