@@ -137,10 +137,7 @@ def test_a_large_file_starts_the_worker_at_once_and_a_small_one_never(tmp_path, 
         text_bytes = sum(len(root.text.encode()) for root in iter_root_texts(stream, "kira"))
     on_disk = large.stat().st_size
     assert text_bytes < 4 * on_disk  # so that encoding it all never reaches WARM_AFTER below
-    if encoding._worker is not None:  # closed and gone, as the fixture leaves it
-        encoding._worker.close()
-        encoding._worker = None
-    monkeypatch.setattr(encoding, "_encoded_here", 0)
+    monkeypatch.setattr(encoding, "_encoded_here", 0)  # no worker yet: conftest closes any left
     monkeypatch.setattr(encoding, "WARM_AFTER", 4 * on_disk)
     small = tmp_path / "small.out"
     with open_source(large) as stream:
