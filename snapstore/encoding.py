@@ -80,6 +80,11 @@ class _Worker:
         here = str(Path(__file__).resolve().parents[1])
         start = f"import sys; sys.path.insert(0, {here!r}); from snapstore.encoding import serve; serve()"
         self.process = subprocess.Popen([sys.executable, "-c", start], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        # poll, not select.select: that refuses a descriptor above 1023, which a process
+        # holding many files (a notebook's, a server's) gets for this pipe
+        assert self.process.stdout is not None
+        self.answers = select.poll()
+        self.answers.register(self.process.stdout, select.POLLIN)
         self.waiting: deque[Answer] = deque()
         self.ready = False  # it says so once it has imported the codec (~0.4 s)
 
@@ -99,8 +104,7 @@ class _Worker:
         self.waiting.append(answer)
 
     def readable(self) -> bool:
-        assert self.process.stdout is not None
-        return bool(select.select([self.process.stdout], [], [], 0)[0])
+        return bool(self.answers.poll(0))
 
     def receive(self) -> None:
         """Read the oldest answer (the child answers in order)."""

@@ -79,6 +79,40 @@ def test_the_worker_gives_the_same_store_as_encoding_in_order(tmp_path, worker_a
     assert _contents(with_worker) == _contents(in_order)
 
 
+@pytest.fixture
+def descriptors_past_1024():
+    """Hold this process's file descriptors up to 1100, as a notebook with many files open
+    does, so that the next pipe opened lies beyond ``select.select``'s 1024."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < 1200:
+        if hard != resource.RLIM_INFINITY and hard < 1200:
+            pytest.skip(f"this machine allows {hard} open files; the test needs 1200")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1200, hard))
+    held = []
+    try:
+        while not held or held[-1] < 1100:
+            held.append(os.open(os.devnull, os.O_RDONLY))
+        yield
+    finally:
+        for descriptor in held:
+            os.close(descriptor)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_worker_whose_pipe_lies_past_descriptor_1024_still_encodes(
+        tmp_path, monkeypatch, worker_at_once, descriptors_past_1024) -> None:
+    """A process holding a thousand files (a notebook's, a server's) gets pipe descriptors
+    above 1023, where ``select.select`` raises: the ingest must not fail there."""
+    monkeypatch.setattr(encoding, "_worker", None)  # a worker started now, past descriptor 1100
+    _ready_worker()
+    assert encoding._worker is not None and encoding._worker.process.stdout.fileno() > 1024
+    store = snapstore.open(f"sqlite:///{tmp_path / 'a.db'}")
+    store.ingest(seed500_or_sample(), name="run")
+    assert len(worker_at_once) >= 3 and store.verify() == []
+
+
 def test_a_dead_worker_costs_speed_not_snapshots(tmp_path, worker_at_once) -> None:
     source = seed500_or_sample()
     store = snapstore.open(f"sqlite:///{tmp_path / 'a.db'}")
