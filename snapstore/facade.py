@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
@@ -90,16 +91,15 @@ class Store:
     def _open_engine(self, create: bool) -> Engine:
         from snapstore.store.backend import make_engine
         from snapstore.store.migrate import ensure_current, require_existing
+        from snapstore.store.readonly import only_readable, read_only_engine
 
         if not create:
             require_existing(self.url)
-        if self._limit is None:
+        if self._limit is None and (create or not only_readable(self.url)):
             engine = make_engine(self.url)
-        else:
-            from snapstore.store.readonly import read_only_engine
-
+        else:  # a store only read, or that this user can only read (a colleague's, a read-only mount)
             with self._reported():
-                engine = read_only_engine(self.url, self._limit)
+                engine = read_only_engine(self.url, math.inf if self._limit is None else self._limit)
         try:
             with self._reported():
                 ensure_current(engine, create=create)

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import shutil
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +25,7 @@ import snapstore
 from helpers import SAMPLE, corpus_dir, variants_dir
 from snapstore.errors import SchemaError, StoreAccessError
 from snapstore.operations import describe, export
-from snapstore.store import compiled_reads, queries
+from snapstore.store import compiled_reads, queries, reads
 from snapstore.store.reads import SqliteReader, sqlite_file
 
 
@@ -203,3 +206,75 @@ def test_no_read_of_one_run_scans_a_table_that_grows_with_the_store(mixed_store)
             scans[name] = found
     connection.close()
     assert scans == {}
+
+
+def _as_a_reader_who_cannot_write_there(*args: str) -> subprocess.CompletedProcess:
+    """The command line as a user who may read a store but not write in its folder (a
+    colleague's store, a group archive).  Root writes anywhere, so as root the command runs
+    without the capabilities that let it pass file permissions."""
+    command = [sys.executable, "-m", "snapstore.cli", *args]
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("as root, reading as a user without write permission needs setpriv (util-linux)")
+        command = [setpriv, "--bounding-set=-dac_override,-dac_read_search", *command]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+def test_a_store_in_a_folder_the_reader_cannot_write_is_read_by_every_reading_verb(mixed_store, tmp_path) -> None:
+    """SQLite reads a WAL-mode file only where it can make the ``-shm`` file beside it; a
+    store at rest in a folder this user cannot write is read as an immutable file instead,
+    and left exactly as it was."""
+    folder, elsewhere = tmp_path / "archive", tmp_path / "own"
+    folder.mkdir()
+    elsewhere.mkdir()
+    store, own = folder / "group.db", elsewhere / "group.db"
+    shutil.copy(mixed_store, store)
+    shutil.copy(mixed_store, own)  # read where this user can write: what each verb prints
+    expected = {args: _as_a_reader_who_cannot_write_there(*args, "--db", str(own)) for args in [
+        ("runs",), ("show", "sample"), ("export", "sample", "-s", "1"), ("stats",), ("frame",),
+        ("sql", "select count(*) from snapshot"), ("verify",)]}
+    before = store.read_bytes()
+    store.chmod(0o444)
+    folder.chmod(0o555)
+    try:
+        probe = _as_a_reader_who_cannot_write_there("sql", "select 1", "--db", str(store))
+        assert probe.returncode == 0, probe.stderr
+        if os.access(folder, os.W_OK) and os.geteuid() != 0:
+            pytest.skip("this user can write in a folder of mode 555")
+        for args, owner in expected.items():
+            found = _as_a_reader_who_cannot_write_there(*args, "--db", str(store))
+            assert (found.returncode, found.stdout) == (0, owner.stdout), (args, found.stderr)
+        refused = _as_a_reader_who_cannot_write_there("tag", "sample", "k=v", "--db", str(store))
+        assert refused.returncode != 0 and "readonly" in refused.stderr and "Traceback" not in refused.stderr
+    finally:
+        folder.chmod(0o755)
+        store.chmod(0o644)
+    assert sorted(item.name for item in folder.iterdir()) == ["group.db"] and store.read_bytes() == before
+
+
+def test_a_writer_that_starts_during_a_read_without_locks_fails_that_read(mixed_store, tmp_path, monkeypatch) -> None:
+    """A read of a store at rest takes no lock, so a writer can start under it: the read
+    then fails with a clear error rather than give what it read; the next read, while the
+    writer holds the store, goes through the writer's lock, and the one after it, at rest
+    again, sees the writer's work."""
+    copy = tmp_path / "copy.db"
+    shutil.copy(mixed_store, copy)
+    monkeypatch.setattr(reads, "at_rest", lambda path: not Path(f"{path}-wal").exists())  # as if not writable
+    reader = snapstore.open(str(copy), create=False)
+    assert reader._reader is not None
+    with pytest.raises(StoreAccessError, match="changed while it was read"):
+        with reader.reads() as rows:
+            assert [row.name for row in rows.rows("run", key="sample")] == ["sample"]
+            writer = snapstore.open(str(copy))
+            writer.tag("sample", "checked", "yes")
+    try:
+        assert Path(f"{copy}-wal").exists()  # the writer still has it open
+        assert reader.run("sample").tags == {"checked": "yes", "ensemble": "A"}
+        assert not reader._reader._local.immutable
+        reader._reader.close()
+    finally:
+        writer.close()
+    assert not Path(f"{copy}-wal").exists()  # the writer, the last to close, took it away
+    assert reader.run("sample").tags == {"checked": "yes", "ensemble": "A"} and reader._reader._local.immutable
+    reader.close()

@@ -14,12 +14,14 @@ extended query protocol, which takes a single statement.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from snapstore.errors import QueryError, StoreAccessError
-from snapstore.store.reads import read_only_uri, sqlite_file, stop_after, url_text
+from snapstore.store.reads import Unchanged, at_rest, read_only_uri, sqlite_file, stop_after, url_text
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -95,8 +97,9 @@ def read_only_engine(url: URL, timeout: float = TIMEOUT) -> Engine:
 
     from snapstore.store.backend import make_engine
 
-    file = read_only_uri(url.database or "").split("?")[0]
-    engine = make_engine(SqlURL.create("sqlite", database=file, query={"mode": "ro", "uri": "true"}))
+    file, options = read_only_uri(url.database or "").split("?", 1)
+    query = dict(option.split("=", 1) for option in options.split("&"))
+    engine = make_engine(SqlURL.create("sqlite", database=file, query={**query, "uri": "true"}))
 
     @event.listens_for(engine, "connect")
     def _limited(dbapi_connection, record) -> None:
@@ -107,7 +110,29 @@ def read_only_engine(url: URL, timeout: float = TIMEOUT) -> Engine:
     def _started(connection, *_args) -> None:
         connection.info["deadline"][0] = time.monotonic() + timeout
 
+    if "immutable" in query:  # read without locks: each transaction checks for a writer after it
+        watched = str(Path(url.database or "").resolve())
+
+        @event.listens_for(engine, "begin")
+        def _watch(connection) -> None:
+            connection.info["unchanged"] = Unchanged(watched)
+
+        @event.listens_for(engine, "rollback")
+        @event.listens_for(engine, "commit")
+        def _check(connection) -> None:
+            unchanged = connection.info.pop("unchanged", None)
+            if unchanged is not None:
+                unchanged.check()
+
     return engine
+
+
+def only_readable(url: URL) -> bool:
+    """Whether ``url`` names a SQLite store file that this user can read but not write
+    beside, with no writer on it (``reads.at_rest``): it opens only for reading."""
+    database = url.database or ""
+    return (url.get_backend_name() == "sqlite" and database != ":memory:" and not database.startswith("file:")
+            and os.path.isfile(database) and at_rest(Path(database).resolve()))
 
 
 def capped(cursor, max_rows: int) -> list[tuple]:
@@ -119,8 +144,10 @@ def capped(cursor, max_rows: int) -> list[tuple]:
 
 def _sqlite(database: str, shown: str, query: str, timeout: float,
             max_rows: int) -> tuple[list[str], list[tuple]]:
+    uri = read_only_uri(database)
+    unchanged = Unchanged(database) if uri.endswith("&immutable=1") else None
     try:
-        connection = sqlite3.connect(read_only_uri(database), uri=True)
+        connection = sqlite3.connect(uri, uri=True)
     except sqlite3.Error as exc:
         raise StoreAccessError(f"{shown}: {exc}") from None
     deadline = stop_after(connection)
@@ -129,7 +156,10 @@ def _sqlite(database: str, shown: str, query: str, timeout: float,
         connection.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)
         connection.set_authorizer(_authorize)
         cursor = connection.execute(query)
-        return [d[0] for d in cursor.description or []], capped(cursor, max_rows)
+        found = [d[0] for d in cursor.description or []], capped(cursor, max_rows)
+        if unchanged is not None:
+            unchanged.check()
+        return found
     except sqlite3.Error as exc:
         if time.monotonic() > deadline[0]:
             raise QueryError(f"the query was stopped at its time limit of {timeout:g} s (--timeout)") from None

@@ -69,12 +69,42 @@ def sqlite_file(url: str) -> str | None:
 
 def read_only_uri(database: str) -> str:
     """A ``file:`` URI that opens ``database`` read-only; built from the resolved path,
-    so "#", "?" and "%" in folder names cannot cut it short or change its options."""
+    so "#", "?" and "%" in folder names cannot cut it short or change its options.  A store
+    at rest in a folder this user cannot write is opened ``immutable`` (see ``at_rest``)."""
     if database.startswith("file:"):  # already a URI (sqlite:///file:...?uri=true)
         return database if "mode=ro" in database else database + ("&" if "?" in database else "?") + "mode=ro"
     if not Path(database).is_file():
         raise StoreAccessError(f"no store at {database}")
-    return Path(database).resolve().as_uri() + "?mode=ro"
+    path = Path(database).resolve()
+    return path.as_uri() + ("?mode=ro&immutable=1" if at_rest(path) else "?mode=ro")
+
+
+def at_rest(path: Path) -> bool:
+    """Whether SQLite cannot read the store at ``path`` the usual way, and reads it as an
+    immutable file instead: no writer has it open (there is no ``-wal`` file), and this
+    user cannot create the ``-shm`` file that a read of a WAL-mode file needs beside it
+    (a colleague's store, a group archive, a read-only mount).  Such a read takes no lock
+    that a writer starting meanwhile would see: ``Unchanged`` checks for one after it."""
+    return not os.access(path.parent, os.W_OK) and not Path(f"{path}-wal").exists()
+
+
+class Unchanged:
+    """The store file as a read without locks began; ``check`` after the read refuses
+    what it gave if a writer has started since (a ``-wal`` file) or changed the file."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self.state = self._now()
+
+    def _now(self) -> tuple:
+        found = os.stat(self.path)
+        return found.st_ino, found.st_size, found.st_mtime_ns, os.path.exists(f"{self.path}-wal")
+
+    def check(self) -> None:
+        if self._now() != self.state:
+            raise StoreAccessError(
+                f"{self.path} changed while it was read: a writer started, whose lock this read cannot see "
+                "(the store's folder is not writable for this user); run the command again")
 
 
 def stop_after(connection: sqlite3.Connection) -> list[float]:
@@ -137,10 +167,11 @@ class SqliteReader:
         """This thread's read-only connection to the store."""
         connection = getattr(self._local, "connection", None)
         if connection is None:
-            connection = sqlite3.connect(read_only_uri(self.path), uri=True, timeout=self._timeout,
-                                         isolation_level=None)
+            uri = read_only_uri(self.path)
+            connection = sqlite3.connect(uri, uri=True, timeout=self._timeout, isolation_level=None)
             connection.execute("PRAGMA query_only = ON")
             self._local.connection, self._local.depth = connection, 0
+            self._local.immutable = uri.endswith("&immutable=1")
             self._local.deadline = None if self._limit is None else stop_after(connection)
             self._local.rows = SqliteRows(connection)
         return connection
@@ -150,7 +181,14 @@ class SqliteReader:
         """The named reads in one read transaction (a nested call joins the outer one)."""
         connection = self.connection()
         local = self._local
+        unchanged = None
         if local.depth == 0:
+            if local.immutable:
+                if not at_rest(Path(self.path)):  # a writer has the store open now: read it through its lock
+                    self.close()
+                    connection = self.connection()
+                else:
+                    unchanged = Unchanged(self.path)
             if self._limit is not None:
                 local.deadline[0] = time.monotonic() + self._limit
             connection.execute("BEGIN")
@@ -161,6 +199,8 @@ class SqliteReader:
             local.depth -= 1
             if local.depth == 0 and connection.in_transaction:
                 connection.execute("ROLLBACK")  # a read keeps nothing
+            if unchanged is not None:
+                unchanged.check()
 
     def close(self) -> None:
         """Close this thread's connection (others close with their threads)."""
