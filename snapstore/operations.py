@@ -254,6 +254,8 @@ def check_export(format: str, output: str | os.PathLike | None, to_stream: bool 
             raise InvalidArgumentError(f"unknown export format {format!r}: use {', '.join(known)}")
     if output is None and not (format == "story" and to_stream):
         _no_output(format)
+    if output is not None and format != "parquet" and Path(output).is_dir():  # else found only at the rename
+        raise InvalidArgumentError(f"{output} is a folder: a {format} export is one file, give its name")
 
 
 def _no_output(format: str) -> NoReturn:

@@ -289,6 +289,10 @@ def test_export_formats_are_the_registry_s_and_take_a_selection(db, tmp_path, mo
     cli("ingest", str(SAMPLE), db=db)
     code, stderr = _main("export", "n100-w3-s1", "-f", "xls", "-o", str(tmp_path / "x"), "--db", db, capsys=capsys)
     assert code != 0 and "unknown export format 'xls': use hdf5, npz, parquet, story" in stderr
+    for format_name in ("story", "npz"):  # a folder given for a file: refused before any snapshot is read
+        code, stderr = _main("export", "n100-w3-s1", "-f", format_name, "-o", str(tmp_path), "--db", db, capsys=capsys)
+        assert code != 0 and f"{tmp_path} is a folder: a {format_name} export is one file" in stderr
+        assert not [item for item in tmp_path.iterdir() if item.name.endswith(".tmp")]
     for format_name, target in (("npz", "x.npz"), ("hdf5", "x.h5"), ("story", "x.story")):
         assert cli("export", "n100-w3-s1", "-f", format_name, "-s", "2:4", "-o", str(tmp_path / target),
                    db=db).exit_code == 0
