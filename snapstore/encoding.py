@@ -189,6 +189,7 @@ _UNREAD = object()
 _READY = "ready"
 _worker: _Worker | None = None
 _lost_workers = 0  # workers that died: after a few, this process stops starting them
+_MAX_LOST = 3
 _encoded_here = 0  # bytes encoded by this process's encoders, all streams together
 
 
@@ -197,8 +198,12 @@ def _started() -> _Worker | None:
     global _worker, _lost_workers
     if _worker is not None and _worker.process.poll() is not None:
         _worker, _lost_workers = None, _lost_workers + 1
-    if _worker is None and _lost_workers < 3:
-        _worker = _Worker()
+    if _worker is None and _lost_workers < _MAX_LOST:
+        try:
+            _worker = _Worker()
+        except OSError:  # no interpreter to run it (an embedded or replaced python), no process to spare
+            _lost_workers = _MAX_LOST  # this process encodes on its own from now on
+            return None
         atexit.register(_worker.close)
     return _worker
 

@@ -134,6 +134,19 @@ def test_a_dead_worker_costs_speed_not_snapshots(tmp_path, worker_at_once) -> No
 
 
 
+def test_a_worker_that_cannot_start_costs_speed_not_the_ingest(tmp_path, monkeypatch, worker_at_once) -> None:
+    """No interpreter to run the worker (an embedded python, a venv rebuilt under a running
+    notebook) or no process to spare: the ingest encodes every story itself, and stops
+    trying to start one."""
+    monkeypatch.setattr(encoding, "_worker", None)
+    monkeypatch.setattr(encoding, "_lost_workers", 0)
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-such-python"))
+    store = snapstore.open(f"sqlite:///{tmp_path / 'a.db'}")
+    report = store.ingest_report(seed500_or_sample(), name="run")
+    assert report.complete and report.added >= 3 and store.verify() == []
+    assert encoding._worker is None and not worker_at_once and encoding._lost_workers == encoding._MAX_LOST
+
+
 def test_a_worker_answering_for_another_story_is_retired_and_its_answer_not_stored(
         tmp_path, monkeypatch, worker_at_once) -> None:
     """Each record the worker gives back must carry the key of the story sent: a worker out
