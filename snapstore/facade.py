@@ -16,7 +16,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 from snapstore.errors import StoreAccessError, first_line, is_database_error
 from snapstore.store import catalog
 from snapstore.store.payloads import payloads_for
-from snapstore.store.reads import Rows, SqliteReader, lock_timeout, url_text
+from snapstore.store.reads import Rows, SqliteReader, lock_timeout, only_readable, sqlite_file, url_text
 from snapstore.store.records import fetch_record
 
 if TYPE_CHECKING:
@@ -58,8 +58,9 @@ class Store:
         self.payloads = payloads_for(payloads)
         self._engine: Engine | None = None
         self._limit = read_only
-        if read_only is not None:
-            create = False
+        path = sqlite_file(self._given)
+        if read_only is not None or (path is not None and only_readable(path)):
+            create = False  # a store this user can only read opens to be read; a write is then refused
         # a store that is only read and is a SQLite file at this snapstore's schema needs no engine yet
         self._reader = None if create else SqliteReader.open(self._given, lock_timeout(), read_only)
         if self._reader is None:
@@ -91,11 +92,11 @@ class Store:
     def _open_engine(self, create: bool) -> Engine:
         from snapstore.store.backend import make_engine
         from snapstore.store.migrate import ensure_current, require_existing
-        from snapstore.store.readonly import only_readable, read_only_engine
+        from snapstore.store.readonly import only_readable_url, read_only_engine
 
         if not create:
             require_existing(self.url)
-        if self._limit is None and (create or not only_readable(self.url)):
+        if self._limit is None and (create or not only_readable_url(self.url)):
             engine = make_engine(self.url)
         else:  # a store only read, or that this user can only read (a colleague's, a read-only mount)
             with self._reported():

@@ -208,11 +208,11 @@ def test_no_read_of_one_run_scans_a_table_that_grows_with_the_store(mixed_store)
     assert scans == {}
 
 
-def _as_a_reader_who_cannot_write_there(*args: str) -> subprocess.CompletedProcess:
-    """The command line as a user who may read a store but not write in its folder (a
-    colleague's store, a group archive).  Root writes anywhere, so as root the command runs
-    without the capabilities that let it pass file permissions."""
-    command = [sys.executable, "-m", "snapstore.cli", *args]
+def _as_a_reader_who_cannot_write_there(*args: str, python: str | None = None) -> subprocess.CompletedProcess:
+    """The command line (or ``python`` code) as a user who may read a store but not write in
+    its folder (a colleague's store, a group archive).  Root writes anywhere, so as root the
+    command runs without the capabilities that let it pass file permissions."""
+    command = [sys.executable, "-c", python, *args] if python else [sys.executable, "-m", "snapstore.cli", *args]
     if os.geteuid() == 0:
         setpriv = shutil.which("setpriv")
         if setpriv is None:
@@ -247,6 +247,13 @@ def test_a_store_in_a_folder_the_reader_cannot_write_is_read_by_every_reading_ve
             assert (found.returncode, found.stdout) == (0, owner.stdout), (args, found.stderr)
         refused = _as_a_reader_who_cannot_write_there("tag", "sample", "k=v", "--db", str(store))
         assert refused.returncode != 0 and "readonly" in refused.stderr and "Traceback" not in refused.stderr
+        notebook = _as_a_reader_who_cannot_write_there(str(store), python=(  # snapstore.open's default: create=True
+            "import sys, snapstore\nstore = snapstore.open(sys.argv[1])\n"
+            "print(store.run('sample').dynamics()['mass'].shape)\ntry:\n    store.tag('sample', 'k', 'v')\n"
+            "except snapstore.StoreAccessError as error:\n    print('refused:', error)"))
+        with snapstore.open(str(own)) as readable:
+            shape = readable.run("sample").dynamics()["mass"].shape
+        assert notebook.returncode == 0 and notebook.stdout.startswith(f"{shape}\nrefused:"), notebook.stderr
     finally:
         folder.chmod(0o755)
         store.chmod(0o644)
@@ -260,12 +267,14 @@ def test_a_writer_that_starts_during_a_read_without_locks_fails_that_read(mixed_
     again, sees the writer's work."""
     copy = tmp_path / "copy.db"
     shutil.copy(mixed_store, copy)
-    monkeypatch.setattr(reads, "at_rest", lambda path: not Path(f"{path}-wal").exists())  # as if not writable
+    reader_only = [True]  # the folder as the reader sees it: not writable; the writer may write there
+    monkeypatch.setattr(reads, "at_rest", lambda path: reader_only[0] and not Path(f"{path}-wal").exists())
     reader = snapstore.open(str(copy), create=False)
     assert reader._reader is not None
     with pytest.raises(StoreAccessError, match="changed while it was read"):
         with reader.reads() as rows:
             assert [row.name for row in rows.rows("run", key="sample")] == ["sample"]
+            reader_only[0] = False
             writer = snapstore.open(str(copy))
             writer.tag("sample", "checked", "yes")
     try:
@@ -275,6 +284,7 @@ def test_a_writer_that_starts_during_a_read_without_locks_fails_that_read(mixed_
         reader._reader.close()
     finally:
         writer.close()
+    reader_only[0] = True
     assert not Path(f"{copy}-wal").exists()  # the writer, the last to close, took it away
     assert reader.run("sample").tags == {"checked": "yes", "ensemble": "A"} and reader._reader._local.immutable
     reader.close()

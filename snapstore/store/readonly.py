@@ -14,14 +14,13 @@ extended query protocol, which takes a single statement.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from snapstore.errors import QueryError, StoreAccessError
-from snapstore.store.reads import Unchanged, at_rest, read_only_uri, sqlite_file, stop_after, url_text
+from snapstore.store.reads import Unchanged, immutable, only_readable, read_only_uri, sqlite_file, stop_after, url_text
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -97,7 +96,8 @@ def read_only_engine(url: URL, timeout: float = TIMEOUT) -> Engine:
 
     from snapstore.store.backend import make_engine
 
-    file, options = read_only_uri(url.database or "").split("?", 1)
+    uri = read_only_uri(url.database or "")
+    file, options = uri.split("?", 1)
     query = dict(option.split("=", 1) for option in options.split("&"))
     engine = make_engine(SqlURL.create("sqlite", database=file, query={**query, "uri": "true"}))
 
@@ -110,7 +110,7 @@ def read_only_engine(url: URL, timeout: float = TIMEOUT) -> Engine:
     def _started(connection, *_args) -> None:
         connection.info["deadline"][0] = time.monotonic() + timeout
 
-    if "immutable" in query:  # read without locks: each transaction checks for a writer after it
+    if immutable(uri):  # read without locks: each transaction checks for a writer after it
         watched = str(Path(url.database or "").resolve())
 
         @event.listens_for(engine, "begin")
@@ -127,12 +127,11 @@ def read_only_engine(url: URL, timeout: float = TIMEOUT) -> Engine:
     return engine
 
 
-def only_readable(url: URL) -> bool:
-    """Whether ``url`` names a SQLite store file that this user can read but not write
-    beside, with no writer on it (``reads.at_rest``): it opens only for reading."""
+def only_readable_url(url: URL) -> bool:
+    """Whether ``url`` names a SQLite store file that this user can only read (``reads.only_readable``)."""
     database = url.database or ""
     return (url.get_backend_name() == "sqlite" and database != ":memory:" and not database.startswith("file:")
-            and os.path.isfile(database) and at_rest(Path(database).resolve()))
+            and only_readable(database))
 
 
 def capped(cursor, max_rows: int) -> list[tuple]:
@@ -145,7 +144,7 @@ def capped(cursor, max_rows: int) -> list[tuple]:
 def _sqlite(database: str, shown: str, query: str, timeout: float,
             max_rows: int) -> tuple[list[str], list[tuple]]:
     uri = read_only_uri(database)
-    unchanged = Unchanged(database) if uri.endswith("&immutable=1") else None
+    unchanged = Unchanged(database) if immutable(uri) else None
     try:
         connection = sqlite3.connect(uri, uri=True)
     except sqlite3.Error as exc:

@@ -76,7 +76,21 @@ def read_only_uri(database: str) -> str:
     if not Path(database).is_file():
         raise StoreAccessError(f"no store at {database}")
     path = Path(database).resolve()
-    return path.as_uri() + ("?mode=ro&immutable=1" if at_rest(path) else "?mode=ro")
+    return path.as_uri() + ("?mode=ro" + _IMMUTABLE if at_rest(path) else "?mode=ro")
+
+
+_IMMUTABLE = "&immutable=1"
+
+
+def immutable(uri: str) -> bool:
+    """Whether ``read_only_uri`` gave ``uri`` for a read without locks (``at_rest``)."""
+    return uri.endswith(_IMMUTABLE)
+
+
+def only_readable(database: str) -> bool:
+    """Whether the SQLite store file ``database`` is there for this user to read alone
+    (``at_rest``): any store opened on it reads it, and a write is refused."""
+    return os.path.isfile(database) and at_rest(Path(database).resolve())
 
 
 def at_rest(path: Path) -> bool:
@@ -171,7 +185,7 @@ class SqliteReader:
             connection = sqlite3.connect(uri, uri=True, timeout=self._timeout, isolation_level=None)
             connection.execute("PRAGMA query_only = ON")
             self._local.connection, self._local.depth = connection, 0
-            self._local.immutable = uri.endswith("&immutable=1")
+            self._local.immutable = immutable(uri)
             self._local.deadline = None if self._limit is None else stop_after(connection)
             self._local.rows = SqliteRows(connection)
         return connection
