@@ -27,6 +27,30 @@ def test_a_folder_s_kira_err_is_kept_once_with_the_run(store_url) -> None:
         assert store.diagnostics("n100-w3-s1") == [read_text(SAMPLE / "kira.err.gz")]
 
 
+def test_a_run_folder_compressed_with_xz_bzip2_or_zstd_is_the_same_run(store_url, tmp_path) -> None:
+    """An archive's run folder recompressed for keeping: its stream, stderr and initial
+    conditions each found under their compressed names, and read as the gzip ones are."""
+    import bz2
+    import lzma
+
+    import zstandard
+
+    folder = tmp_path / "recompressed"
+    folder.mkdir()
+    (folder / "kira.out.xz").write_bytes(lzma.compress(read_text(SAMPLE / "kira.out.gz").encode()))
+    (folder / "kira.err.bz2").write_bytes(bz2.compress(read_text(SAMPLE / "kira.err.gz").encode()))
+    (folder / "initial.story.zst").write_bytes(
+        zstandard.ZstdCompressor().compress(read_text(SAMPLE / "initial.story.gz").encode()))
+    shutil.copy(SAMPLE / "commands.txt", folder / "commands.txt")
+    with snapstore.open(store_url) as store:
+        store.ingest(SAMPLE, name="gzip")
+        store.ingest(folder, name="other")
+        ours, theirs = store.run("gzip"), store.run("other")
+        assert [item.record_hash for item in theirs.stories()] == [item.record_hash for item in ours.stories()]
+        assert store.diagnostics("other") == store.diagnostics("gzip") == [read_text(SAMPLE / "kira.err.gz")]
+        assert theirs.stories()[0].seq == ours.stories()[0].seq == 0  # the initial conditions came along
+
+
 @pytest.mark.corpus
 def test_the_summary_agrees_with_the_snapshots_kira_wrote() -> None:
     """seed500's last report (t = 100) against its last snapshot: the same total energy to
@@ -136,6 +160,6 @@ def test_an_unreadable_kira_err_refuses_the_ingest_before_anything_is_written(st
     shutil.copytree(SAMPLE, folder)
     (folder / "kira.err.gz").write_bytes(b"\x1f\x8b\x08not really gzip")
     with snapstore.open(store_url) as store:
-        with pytest.raises(InvalidArgumentError, match=r"kira\.err\.gz: not a gzip file"):
+        with pytest.raises(InvalidArgumentError, match=r"kira\.err\.gz: a compressed file kira's stderr cannot"):
             store.ingest(folder)
         assert store.runs() == []

@@ -4,6 +4,8 @@ for, and then a SQLite store is copied first."""
 
 from __future__ import annotations
 
+import bz2
+import lzma
 import os
 import shutil
 import sqlite3
@@ -136,25 +138,27 @@ def test_one_time_picks_the_snapshot_nearest_it(store_url, tmp_path, time, expec
 
 
 def _compressed(kind: str) -> bytes:
-    """kira's sample stream as gzip, or as zstd in three frames (as ``zstd`` writes a
-    stream appended to, and as ``cat a.zst b.zst`` makes)."""
+    """kira's sample stream as gzip, or as zstd, xz or bzip2 in three streams (as ``zstd``
+    writes a stream appended to, and as ``cat a.xz b.xz`` makes)."""
     data = (SAMPLE / "kira.out.gz").read_bytes()
     if kind == "gz":
         return data
     text = read_text(SAMPLE / "kira.out.gz").encode()
     third = len(text) // 3
-    compressor = zstandard.ZstdCompressor(level=3)
-    return b"".join(compressor.compress(text[i:i + third]) for i in range(0, len(text), third))
+    compress = {"zst": zstandard.ZstdCompressor(level=3).compress, "xz": lzma.compress, "bz2": bz2.compress}[kind]
+    return b"".join(compress(text[i:i + third]) for i in range(0, len(text), third))
 
 
 _PIPED = {"gz": "zcat", "zst": "zstd -dc" if shutil.which("zstd") else
           f"{sys.executable} -c 'import sys, zstandard; sys.stdout.buffer.write(zstandard.ZstdDecompressor()"
-          ".stream_reader(sys.stdin.buffer, read_across_frames=True).read())'"}
+          ".stream_reader(sys.stdin.buffer, read_across_frames=True).read())'", "xz": "xz -dc", "bz2": "bzip2 -dc"}
 
 
-@pytest.mark.parametrize("kind", ["gz", "zst"])
+@pytest.mark.parametrize("kind", ["gz", "zst", "xz", "bz2"])
 def test_a_compressed_stream_cut_short_keeps_its_whole_stories_as_the_same_stream_piped_would(
         store_url, tmp_path, kind) -> None:
+    if not shutil.which(_PIPED[kind].split()[0]):
+        pytest.skip(f"the comparison pipes the stream through {_PIPED[kind].split()[0]}, which is not installed")
     data = _compressed(kind)
     whole = tmp_path / f"whole.out.{kind}"
     whole.write_bytes(data)
@@ -218,7 +222,7 @@ def test_a_folder_that_is_not_a_run_folder_says_what_it_holds_and_the_others_go_
     result = CliRunner().invoke(app, ["ingest", str(grid), str(grid / "a"), str(tmp_path / "missing"),
                                       str(grid / "b"), "--jobs", jobs, "--db", store_url])
     assert result.exit_code != 0 and str(result.exception) == "2 of 4 runs failed (see above); the others are stored"
-    assert (f"{grid}: failed: {grid} is not a run folder (no kira.out or kira.out.gz); "
+    assert (f"{grid}: failed: {grid} is not a run folder (no kira.out, plain or compressed); "
             f"it holds 2 run folders: {grid}/*/") in result.stderr
     assert f"{tmp_path / 'missing'}: failed:" in result.stderr
     with snapstore.open(store_url) as store:
@@ -226,4 +230,4 @@ def test_a_folder_that_is_not_a_run_folder_says_what_it_holds_and_the_others_go_
     (tmp_path / "empty").mkdir()
     code, error = _invoke("ingest", str(tmp_path / "empty"), "--db", store_url)
     assert code != 0
-    assert error == f"{tmp_path / 'empty'} is not a run folder (no kira.out or kira.out.gz); it holds nothing"
+    assert error == f"{tmp_path / 'empty'} is not a run folder (no kira.out, plain or compressed); it holds nothing"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import io
+import lzma
 import subprocess
 import sys
 
@@ -95,13 +97,15 @@ def test_non_utf8_bytes_are_refused_with_line(tmp_path) -> None:
         list(read_stories(path))
 
 
-def test_sources_plain_gzip_zstd_text_and_stdin(tmp_path) -> None:
+def test_sources_plain_gzip_zstd_xz_bzip2_text_and_stdin(tmp_path) -> None:
     text = SMALL * 3
     (tmp_path / "a.story").write_text(text)
     (tmp_path / "b.gz").write_bytes(gzip.compress(text.encode()))
     (tmp_path / "c.zst").write_bytes(zstandard.ZstdCompressor().compress(text.encode()))
     (tmp_path / "d.out").write_bytes(gzip.compress(text.encode()))  # sniffed, not guessed by name
-    for name in ("a.story", "b.gz", "c.zst", "d.out"):
+    (tmp_path / "e.xz").write_bytes(lzma.compress(text.encode()))
+    (tmp_path / "f.out").write_bytes(bz2.compress(text.encode()))
+    for name in ("a.story", "b.gz", "c.zst", "d.out", "e.xz", "f.out"):
         assert "".join(map(str, read_stories(tmp_path / name))) == text
     assert "".join(map(str, read_stories(io.StringIO(text)))) == text
     code = "import sys; from snapstore import read_stories; print(sum(1 for _ in read_stories('-')))"

@@ -5,18 +5,16 @@ sha256 and size, and the user, host and software that ran it."""
 from __future__ import annotations
 
 import getpass
-import gzip
 import hashlib
 import os
 import platform
 import sys
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from snapstore._version import __version__
 from snapstore.errors import InvalidArgumentError, StoryFormatError
-from snapstore.story import RootText, iter_root_texts, open_source, source_location, source_name
+from snapstore.story import CORRUPT_COMPRESSION, RootText, iter_root_texts, open_source, source_location, source_name
 
 
 def default_name(source) -> str:
@@ -48,8 +46,10 @@ class RunInputs:
     entries: list[dict] = field(default_factory=list)  # each input's role, location, sha256, size
 
 
-_STREAMS = ("kira.out.gz", "kira.out")
-_STDERR = ("kira.err.gz", "kira.err")
+# a run folder's files, plain or compressed (``open_source`` reads each by its first bytes)
+_SUFFIXES = (".gz", "", ".zst", ".xz", ".bz2")
+_STREAMS = tuple(f"kira.out{suffix}" for suffix in _SUFFIXES)
+_STDERR = tuple(f"kira.err{suffix}" for suffix in _SUFFIXES)
 
 
 def _stream_in(folder: Path) -> Path | None:
@@ -67,7 +67,7 @@ def _stream_of(folder: Path) -> Path:
     holds = (f"{len(runs)} run folder{'s' if len(runs) > 1 else ''}: {folder / '*'}{os.sep}" if runs
              else "nothing" if not entries
              else ", ".join(entry.name for entry in entries[:5]) + (", ..." if len(entries) > 5 else ""))
-    raise InvalidArgumentError(f"{folder} is not a run folder (no kira.out or kira.out.gz); it holds {holds}")
+    raise InvalidArgumentError(f"{folder} is not a run folder (no kira.out, plain or compressed); it holds {holds}")
 
 
 def stream_bytes(source: str | os.PathLike) -> int:
@@ -92,7 +92,7 @@ def resolve(source, name: str | None = None, initial=None, commands: str | os.Pa
         source = _stream_of(folder)
         name = folder.resolve().name if name is None else name
         if initial is None:
-            initial = next((p for p in (folder / "initial.story.gz", folder / "initial.story") if p.exists()), None)
+            initial = next((p for p in (folder / f"initial.story{suffix}" for suffix in _SUFFIXES) if p.exists()), None)
         if commands is None and (folder / "commands.txt").exists():
             commands = folder / "commands.txt"
     found = RunInputs(source, default_name(source) if name is None else name, label or source_location(source),
@@ -110,12 +110,13 @@ def resolve(source, name: str | None = None, initial=None, commands: str | os.Pa
 
 
 def read_log(path: Path) -> str:
-    """A text log (kira's stderr), plain or gzipped; bytes that are not UTF-8 kept as U+FFFD."""
-    data = path.read_bytes()
+    """A text log (kira's stderr), plain or compressed as a stream may be (``open_source``);
+    bytes that are not UTF-8 kept as U+FFFD."""
     try:
-        return (gzip.decompress(data) if path.name.endswith(".gz") else data).decode("utf-8", "replace")
-    except (OSError, EOFError, zlib.error) as exc:
-        raise InvalidArgumentError(f"{path}: not a gzip file kira's stderr can be read from ({exc})") from None
+        with open_source(path) as stream:
+            return stream.read().decode("utf-8", "replace")
+    except CORRUPT_COMPRESSION as exc:
+        raise InvalidArgumentError(f"{path}: a compressed file kira's stderr cannot be read from ({exc})") from None
 
 
 def _commands_file(path: str | os.PathLike) -> tuple[str, dict]:

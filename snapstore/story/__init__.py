@@ -2,6 +2,7 @@
 
 from snapstore.story.model import Entry, Story
 from snapstore.story.reader import (
+    CORRUPT_COMPRESSION,
     RootText,
     iter_root_texts,
     open_source,
@@ -11,5 +12,5 @@ from snapstore.story.reader import (
     source_name,
 )
 
-__all__ = ["Entry", "RootText", "Story", "iter_root_texts", "open_source", "parse_story", "read_stories",
-           "source_location", "source_name"]
+__all__ = ["CORRUPT_COMPRESSION", "Entry", "RootText", "Story", "iter_root_texts", "open_source", "parse_story",
+           "read_stories", "source_location", "source_name"]

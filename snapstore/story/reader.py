@@ -9,9 +9,9 @@ import io
 import os
 import sys
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import BinaryIO, NoReturn, cast
+from typing import Any, BinaryIO, NoReturn, cast
 
 import zstandard
 
@@ -23,7 +23,6 @@ from snapstore.story.syntax import CLOSE, KIND, OPEN, structural_lines
 Source = str | os.PathLike | BinaryIO | io.TextIOBase
 
 _GZIP_MAGIC = b"\x1f\x8b"
-_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
 class _HashingReader(io.RawIOBase):
@@ -84,34 +83,63 @@ class _TextAsBytes(_ChunkReader):
         return self._text.read(65536).encode("utf-8", "surrogateescape")
 
 
-class _ZstdFrames(_ChunkReader):
-    """The frames of a zstd stream one after another, as ``zstd -d`` reads them; a stream
-    that ends inside a frame is an ``EOFError`` (zstandard's stream_reader ends silently)."""
+class _CorruptFrame(Exception):
+    """What a framed format's own decompressor raised: the compressed bytes are not valid."""
 
-    def __init__(self, raw: BinaryIO) -> None:
+
+class _Frames(_ChunkReader):
+    """The streams of a zstd, xz or bzip2 file one after another, as their ``-d`` reads
+    them; a file that ends inside one is an ``EOFError`` (their own stream readers end
+    silently, or take a second stream for trailing garbage)."""
+
+    def __init__(self, raw: BinaryIO, kind: str) -> None:
         super().__init__()
-        self._raw = raw
-        self._decompressor = zstandard.ZstdDecompressor()
-        self._frame: zstandard.ZstdDecompressionObj | None = None  # the frame being read, if begun
+        self._raw, self._kind = raw, kind
+        self._start, self._errors = _FRAMED[kind]()
+        self._frame: Any = None  # the decompressor of the stream being read, if begun
 
     def _next_chunk(self) -> bytes:
         out = b""
-        while not out:  # a chunk may hold only a frame's header: read on until bytes come out
+        while not out:  # a chunk may hold only a stream's header: read on until bytes come out
             data = self._raw.read(65536)
             if not data:
                 if self._frame is not None:
-                    raise EOFError("the zstd stream ends inside a frame")
+                    raise EOFError(f"the {self._kind} stream ends inside a frame")
                 return b""
             out = self._decompress(data)
         return out
 
     def _decompress(self, data: bytes) -> bytes:
         out = []
-        while data:
-            frame = self._frame or self._decompressor.decompressobj()
-            out.append(frame.decompress(data))
-            data, self._frame = (frame.unused_data, None) if frame.eof else (b"", frame)
+        try:
+            while data:
+                frame = self._frame or self._start()
+                out.append(frame.decompress(data))
+                data, self._frame = (frame.unused_data, None) if frame.eof else (b"", frame)
+        except self._errors as exc:  # bzip2's is a bare OSError: named here, where no I/O raises one
+            raise _CorruptFrame(f"{self._kind}: {exc}") from None
         return b"".join(out)
+
+
+def _zstd() -> tuple[Callable[[], Any], tuple]:
+    return zstandard.ZstdDecompressor().decompressobj, (zstandard.ZstdError,)
+
+
+def _xz() -> tuple[Callable[[], Any], tuple]:
+    import lzma  # loaded for an xz file only
+
+    return lzma.LZMADecompressor, (lzma.LZMAError,)
+
+
+def _bzip2() -> tuple[Callable[[], Any], tuple]:
+    import bz2  # loaded for a bzip2 file only
+
+    return bz2.BZ2Decompressor, (OSError,)
+
+
+# Framed formats by their magic bytes: each gives a new stream's decompressor and its errors
+_FRAMED = {"zstd": _zstd, "xz": _xz, "bzip2": _bzip2}
+_MAGIC = {b"\x28\xb5\x2f\xfd": "zstd", b"\xfd7zXZ\x00": "xz", b"BZh": "bzip2"}
 
 
 def source_name(source: Source) -> str:
@@ -132,20 +160,19 @@ def source_location(source: Source) -> str:
 
 
 def _decompressing(stream: BinaryIO) -> BinaryIO:
-    """Wrap a buffered stream in gzip or zstd when its first bytes say so."""
-    head = stream.peek(4)[:4] if hasattr(stream, "peek") else b""
+    """Wrap a buffered stream in gzip, zstd, xz or bzip2 when its first bytes say so."""
+    head = stream.peek(6)[:6] if hasattr(stream, "peek") else b""
     if head.startswith(_GZIP_MAGIC):
         return gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[return-value]
-    if head.startswith(_ZSTD_MAGIC):
-        return io.BufferedReader(_ZstdFrames(stream))
-    return stream
+    kind = next((kind for magic, kind in _MAGIC.items() if head.startswith(magic)), None)
+    return stream if kind is None else io.BufferedReader(_Frames(stream, kind))
 
 
 @contextmanager
 def open_source(source: Source) -> Iterator[_HashingReader]:
     """Open a path, ``-`` (stdin), or a binary/text file object as decompressed bytes.
 
-    gzip and zstd are recognised by their magic bytes, whatever the file is called.
+    gzip, zstd, xz and bzip2 are recognised by their magic bytes, whatever the file is called.
     The returned reader tracks the sha256 of the decompressed stream.
     """
     close: list = []
@@ -374,7 +401,8 @@ class _Splitter:
             raise StoryFormatError(self.name, 1, "no story found (empty input)")
 
 
-_CORRUPT_COMPRESSION = (gzip.BadGzipFile, EOFError, zlib.error, zstandard.ZstdError)
+# what reading a compressed file raises when its bytes are not a whole stream of its format
+CORRUPT_COMPRESSION = (gzip.BadGzipFile, EOFError, zlib.error, _CorruptFrame)
 
 
 def iter_root_texts(stream: BinaryIO, name: str) -> Iterator[RootText]:
@@ -391,7 +419,7 @@ def iter_root_texts(stream: BinaryIO, name: str) -> Iterator[RootText]:
     while True:
         try:
             chunk = stream.read(_CHUNK)
-        except _CORRUPT_COMPRESSION as exc:  # gzip or zstd magic bytes, then no valid stream (or not to its end)
+        except CORRUPT_COMPRESSION as exc:  # a format's magic bytes, then no valid stream (or not to its end)
             kept = f"; the {splitter.roots} whole stories before it were read" if splitter.roots else ""
             raise StoryFormatError(name, splitter.end_line(),  # ``pending`` holds no newline
                                    f"the compressed stream is corrupt or cut short ({exc}){kept}") from None
