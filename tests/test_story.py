@@ -80,6 +80,7 @@ def test_deep_nesting_needs_no_recursion() -> None:
         (SMALL + "trailing words\n", 23, "text outside any story"),
         (")Particle\n", 1, "never opened"),
         ("(Part icle\n)Part icle\n", 1, "malformed story header"),
+        (SMALL.replace("\n", "\r\n"), 1, "malformed story header '(Particle\\r' (Windows line endings: dos2unix"),
         ("", 1, "no story found"),
     ],
 )

@@ -353,7 +353,9 @@ class _Splitter:
         kind = line[1:]
         if kind not in self.kinds:
             if not KIND.fullmatch(kind):
-                self.fail(at, f"malformed story header {line[:40]!r}")
+                # Starlab writes lines ending in \n alone, and reads no other
+                crlf = " (Windows line endings: dos2unix makes them Starlab's)" if kind.endswith("\r") else ""
+                self.fail(at, f"malformed story header {line[:40]!r}{crlf}")
             self.kinds.add(kind)
         root = not self.stack
         if root and at != expect:
