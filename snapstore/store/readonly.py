@@ -129,9 +129,7 @@ def read_only_engine(url: URL, timeout: float = TIMEOUT) -> Engine:
 
 def only_readable_url(url: URL) -> bool:
     """Whether ``url`` names a SQLite store file that this user can only read (``reads.only_readable``)."""
-    database = url.database or ""
-    return (url.get_backend_name() == "sqlite" and database != ":memory:" and not database.startswith("file:")
-            and only_readable(database))
+    return url.get_backend_name() == "sqlite" and only_readable(url.database or "")
 
 
 def capped(cursor, max_rows: int) -> list[tuple]:
