@@ -92,10 +92,10 @@ class _Frames(_ChunkReader):
     them; a file that ends inside one is an ``EOFError`` (their own stream readers end
     silently, or take a second stream for trailing garbage)."""
 
-    def __init__(self, raw: BinaryIO, kind: str) -> None:
+    def __init__(self, raw: BinaryIO, kind: str, decompressors: Callable[[], tuple[Callable[[], Any], tuple]]) -> None:
         super().__init__()
         self._raw, self._kind = raw, kind
-        self._start, self._errors = _FRAMED[kind]()
+        self._start, self._errors = decompressors()
         self._frame: Any = None  # the decompressor of the stream being read, if begun
 
     def _next_chunk(self) -> bytes:
@@ -137,9 +137,8 @@ def _bzip2() -> tuple[Callable[[], Any], tuple]:
     return bz2.BZ2Decompressor, (OSError,)
 
 
-# Framed formats by their magic bytes: each gives a new stream's decompressor and its errors
-_FRAMED = {"zstd": _zstd, "xz": _xz, "bzip2": _bzip2}
-_MAGIC = {b"\x28\xb5\x2f\xfd": "zstd", b"\xfd7zXZ\x00": "xz", b"BZh": "bzip2"}
+# Framed formats by their magic bytes: each its name, and what gives a new stream's decompressor and its errors
+_FRAMED = {b"\x28\xb5\x2f\xfd": ("zstd", _zstd), b"\xfd7zXZ\x00": ("xz", _xz), b"BZh": ("bzip2", _bzip2)}
 
 
 def source_name(source: Source) -> str:
@@ -164,8 +163,8 @@ def _decompressing(stream: BinaryIO) -> BinaryIO:
     head = stream.peek(6)[:6] if hasattr(stream, "peek") else b""
     if head.startswith(_GZIP_MAGIC):
         return gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[return-value]
-    kind = next((kind for magic, kind in _MAGIC.items() if head.startswith(magic)), None)
-    return stream if kind is None else io.BufferedReader(_Frames(stream, kind))
+    framed = next((entry for magic, entry in _FRAMED.items() if head.startswith(magic)), None)
+    return stream if framed is None else io.BufferedReader(_Frames(stream, *framed))
 
 
 @contextmanager
