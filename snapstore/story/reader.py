@@ -287,7 +287,7 @@ class _Splitter:
 
     def end_line(self) -> int:
         """The line number just after the text taken so far."""
-        return self.line_of(len(self.buffer)) + sum(part.count("\n") for part in self._parts)
+        return self.line_of(len(self.buffer) + self._parts_size)
 
     def feed(self, text: str, final: bool) -> Iterator[RootText]:
         """Take more text (ending at a newline unless ``final``); yield completed roots.
