@@ -51,7 +51,7 @@ from snapstore.store.events import (
     SnapshotAppended,
     Step,
 )
-from snapstore.store.inputs import resolve, who_and_where
+from snapstore.store.inputs import resolve, stream_bytes, who_and_where
 from snapstore.store.log import append
 from snapstore.store.names import check_name, run_id_of
 from snapstore.store.pack_rows import pack_lists
@@ -522,7 +522,7 @@ def ingest(engine: Engine, source, *, name: str | None = None, initial=None, tag
     refresh_statistics(engine)  # each group's reads seek the run's rows only if the planner knows the tables' size
     job = Ingest(engine, inputs.name, on_snapshot, payloads, check, ahead)
     if _regular_file(inputs.stream):
-        job.encoder.expect(Path(inputs.stream).stat().st_size)  # type: ignore[arg-type]
+        job.encoder.expect(stream_bytes(inputs.stream))  # type: ignore[arg-type]
     with open_source(inputs.stream) as reader:  # type: ignore[arg-type]
         roots = iter_root_texts(reader, inputs.label)  # type: ignore[arg-type]
         first = next(roots)  # bad input fails here, before anything is written
