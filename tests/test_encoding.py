@@ -133,7 +133,6 @@ def test_a_dead_worker_costs_speed_not_snapshots(tmp_path, worker_at_once) -> No
     assert len(expected) > 3 and texts[-len(expected):] == expected
 
 
-
 def test_a_worker_that_cannot_start_costs_speed_not_the_ingest(tmp_path, monkeypatch, worker_at_once) -> None:
     """No interpreter to run the worker (an embedded python, a venv rebuilt under a running
     notebook) or no process to spare: the ingest encodes every story itself, and stops
@@ -198,12 +197,13 @@ def test_a_large_file_starts_the_worker_at_once_and_a_small_one_never(tmp_path, 
 
 
 def test_closing_a_worker_that_is_still_starting_does_not_wait_for_it(monkeypatch) -> None:
-    monkeypatch.setattr(encoding, "_worker", None)
     """A worker that never said it was ready holds no story: it is killed, not waited for
     while it imports the codec (an ingest's exit would wait that long)."""
+    monkeypatch.setattr(encoding, "_worker", None)
     worker = encoding._started()
     worker.close()
     assert worker.process.returncode == -signal.SIGKILL
+
 
 def test_a_killed_ingest_leaves_no_worker_behind(tmp_path) -> None:
     """The worker ends when the ingest that started it dies (its stdin closes)."""

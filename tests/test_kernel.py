@@ -193,7 +193,6 @@ def test_the_stream_splits_into_the_same_roots_and_errors(chunk: int, monkeypatc
         assert compiled == reference
 
 
-
 @pytest.mark.skipif(kernel.COMPILED is None, reason="the compiled kernel is not built")
 def test_a_root_read_in_many_pieces_is_scanned_once_on(monkeypatch) -> None:
     """Each read of a root not finished yet is scanned on its own, from the kinds the last
@@ -247,6 +246,7 @@ def test_the_reference_reader_scans_and_joins_a_root_read_in_pieces_about_once(m
     assert sum(scanned) < 1.5 * len(data) and sum(copied) < 2.5 * len(data)
     monkeypatch.setattr(reader, "_CHUNK", 1 << 30)
     assert roots == [(root.text, root.first_line) for root in iter_root_texts(io.BytesIO(data), "stream")]
+
 
 def _rows(rng: np.random.Generator, count: int, names: bool):
     """Random star rows: a pre-order tree (each row's parent earlier), with NaNs, odd
