@@ -119,7 +119,10 @@ def seed500_or_sample() -> Path:
 # handshake instead of guessing with sleeps.
 _CHILD = """
 import sys, time, snapstore
+from snapstore.store import ingest
 pause_after = int(sys.argv[4])
+if sys.argv[5] != "-":
+    ingest.BATCH_SECONDS = float(sys.argv[5])
 def report(progress):
     print(progress.added + progress.skipped, flush=True)
     if progress.added + progress.skipped == pause_after:
@@ -128,12 +131,15 @@ snapstore.open(sys.argv[1]).ingest(sys.argv[2], name=sys.argv[3], on_snapshot=re
 """
 
 
-def start_ingest(url: str, source: Path | str, name: str, cwd: Path, pause_after: int = -1):
-    """An ingest in its own process (see ``_CHILD``)."""
+def start_ingest(url: str, source: Path | str, name: str, cwd: Path, pause_after: int = -1,
+                 batch_seconds: float | None = None):
+    """An ingest in its own process (see ``_CHILD``); ``batch_seconds`` sets its
+    ``ingest.BATCH_SECONDS``."""
     import subprocess
     import sys
 
-    return subprocess.Popen([sys.executable, "-c", _CHILD, url, str(source), name, str(pause_after)],
+    batch = "-" if batch_seconds is None else str(batch_seconds)
+    return subprocess.Popen([sys.executable, "-c", _CHILD, url, str(source), name, str(pause_after), batch],
                             stdout=subprocess.PIPE, text=True, cwd=cwd)
 
 
