@@ -11,6 +11,8 @@ The references, each the tested twin of one function here:
   ``intern_templates_reference`` in ``codec.columns``, ``render_reference`` in ``codec.render``
 - ``type_column``, ``format_floats``: ``Column.fill`` and ``format_floats_reference`` in ``codec.numbers``
 - ``unshuffle``: ``codec.intpack.unshuffle_reference``; ``stars``: ``codec.stars.star_table_reference``
+- ``pack_ints``, ``pack_floats``: ``pack_ints_reference`` and ``pack_floats_reference`` in ``codec.intpack``
+- ``whole``, ``powers_of_two``: ``as_whole_reference`` and ``powers_of_two_reference`` in ``codec.numbers``
 - ``columns``: ``validate.column``, ``Column.unpack`` and ``Column.render_spec``, column by column
 
 A record the kernel cannot print or place is CorruptRecordError, as from the reference.
@@ -24,7 +26,7 @@ import importlib
 import os
 from collections.abc import Sequence
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -149,3 +151,31 @@ def stars(parent: np.ndarray, index: np.ndarray, name: np.ndarray | None, mass: 
         return _built.stars(parent, index, name, mass, pos_by_component, vel_by_component)
     except ValueError as exc:
         raise _corrupt(exc) from None
+
+
+def pack_ints(values: np.ndarray) -> list | None:
+    """A C-contiguous int64 array packed as intpack packs it."""
+    return None if COMPILED is None else _built.pack_ints(values)
+
+
+def pack_floats(values: np.ndarray) -> list | None:
+    """A C-contiguous float64 array packed bit-exactly as intpack packs it."""
+    return None if COMPILED is None else _built.pack_floats(values)
+
+
+def whole(values: np.ndarray) -> np.ndarray | Literal[False] | None:
+    """A C-contiguous float64 array as int64 when each one is a whole number float64 holds
+    exactly; False when not; None: the reference decides."""
+    if COMPILED is None:
+        return None
+    found = _built.whole(values)
+    return False if found is None else np.frombuffer(found, np.int64)
+
+
+def powers_of_two(values: np.ndarray, bias: int) -> np.ndarray | Literal[False] | None:
+    """A C-contiguous float64 array's signed exponents biased by ``bias`` (0 for 0.0) when
+    each one is 0.0 or a power of two; False when not; None: the reference decides."""
+    if COMPILED is None:
+        return None
+    found = _built.powers_of_two(values, bias)
+    return False if found is None else np.frombuffer(found, np.int64)

@@ -342,6 +342,18 @@ def _floats(rng: random.Random, size: int) -> np.ndarray:
     return np.array([rng.choice(pool) if rng.random() < 0.3 else rng.uniform(-1e3, 1e3) for _ in range(size)])
 
 
+def _whole_floats(rng: random.Random, size: int) -> np.ndarray:
+    pool = [0.0, -0.0, 1.0, -1.0, 2.0**53, 2.0**53 - 1, -(2.0**53) + 1, 2.0**63, 1e300, 0.5]
+    return np.array([rng.choice(pool) if rng.random() < 0.3 else float(rng.randrange(-10**6, 10**6))
+                     for _ in range(size)])
+
+
+def _powers(rng: random.Random, size: int) -> np.ndarray:
+    pool = [0.0, -0.0, 5e-324, 2.0**-1022, 2.0**1023, -(2.0**-3), float("inf"), float("nan"), 3.0]
+    return np.array([rng.choice(pool) if rng.random() < 0.2 else rng.choice([1, -1]) * 2.0**rng.randrange(-40, 10)
+                     for _ in range(size)])
+
+
 def _body(rng: random.Random) -> bytes:
     tokens = [random_token(rng) for _ in range(rng.randrange(0, 12))]
     return rng.choice([" ", "  ", "\n"]).join(tokens).encode("utf-8", "surrogatepass")
@@ -381,6 +393,19 @@ def kernel_arguments(name: str, rng: random.Random) -> tuple:
         return bytes(rng.randrange(256) for _ in range(n)), rng.choice([1, 2, 4, 8, 3, 0, -1])
     if name == "columns":
         return _columns_arguments(rng)
+    if name == "pack_ints":
+        if rng.random() < 0.3:  # values near one another, as a column's are: deltas in the narrow types
+            start = rng.choice(EDGE_INTS[:-1])
+            return (np.cumsum(_int64s(rng, n, -300, 300)) + np.int64(start),) if abs(start) < 2**62 else \
+                (np.full(n, start, dtype=np.int64),)
+        return (rng.choice([_int64s(rng, n), _int64s(rng, n, -(2**63), 2**63), _int64s(rng, n, 0, 70000),
+                            _floats(rng, n)]),)
+    if name in ("pack_floats", "whole"):
+        return (rng.choice([_floats(rng, n), _whole_floats(rng, n), np.full(n, rng.choice([0.0, -0.0, 2.5])),
+                            _int64s(rng, n)]),)
+    if name == "powers_of_two":
+        return rng.choice([_powers(rng, n), _floats(rng, n), _whole_floats(rng, n)]), \
+            rng.choice([1100, 1100, 0, -1, 2**40, 2**41, 2**63 - 1])
     if name == "stars":
         parent = _int64s(rng, n, -2, n + 1)
         parent[: 1] = -1
@@ -466,7 +491,7 @@ def _columns_agree(arguments: tuple, result: list | None) -> None:
 
 
 KERNEL_FUNCTIONS = ("split_roots", "scan", "type_column", "intern_templates", "render", "format_floats",
-                    "unshuffle", "stars", "columns")
+                    "unshuffle", "stars", "columns", "pack_ints", "pack_floats", "whole", "powers_of_two")
 
 
 def _resumed(text: str, rng: random.Random) -> tuple:
@@ -529,6 +554,8 @@ def kernel_case(name: str, arguments: tuple) -> str:
         raise Finding(f"kernel {name}: {type(exc).__name__}: {exc}") from exc
     if name == "columns":
         _columns_agree(arguments, result)
+    if name in ("whole", "powers_of_two"):  # None there is the answer "not whole", not a refusal
+        result = "no" if result is None else bytes(result)
     reference = _KERNEL_REFERENCES.get(name)
     if reference is not None:
         expected = reference(*arguments)
@@ -551,10 +578,45 @@ def _unshuffle_reference(data: bytes, width: int) -> bytes | None:
     return bytes(unshuffle_reference(data, np.dtype(f"V{width}"), len(data) // width).tobytes())
 
 
+def _pack_ints_reference(values: np.ndarray) -> list | None:
+    from snapstore.codec.intpack import pack_ints_reference
+
+    return pack_ints_reference(values) if values.dtype == np.int64 else None
+
+
+def _pack_floats_reference(values: np.ndarray) -> list | None:
+    from snapstore.codec.intpack import pack_floats_reference
+
+    return pack_floats_reference(values) if values.dtype == np.float64 else None
+
+
+def _whole_reference(values: np.ndarray) -> bytes | str | None:
+    """``as_whole_reference`` as the kernel answers: the int64 bytes, or "no" for its None."""
+    from snapstore.codec.numbers import as_whole_reference
+
+    if values.dtype != np.float64:
+        return None
+    found = as_whole_reference(values)
+    return "no" if found is None else found.tobytes()
+
+
+def _powers_of_two_reference(values: np.ndarray, bias: int) -> bytes | str | None:
+    from snapstore.codec.numbers import _POWER_BIAS, powers_of_two_reference
+
+    if values.dtype != np.float64 or bias != _POWER_BIAS:
+        return None
+    found = powers_of_two_reference(values)
+    return "no" if found is None else found.tobytes()
+
+
 _KERNEL_REFERENCES: dict[str, Callable[..., object]] = {
     "split_roots": _split_roots_resumed,
     "format_floats": _format_floats_reference,
     "unshuffle": _unshuffle_reference,
+    "pack_ints": _pack_ints_reference,
+    "pack_floats": _pack_floats_reference,
+    "whole": _whole_reference,
+    "powers_of_two": _powers_of_two_reference,
 }
 
 

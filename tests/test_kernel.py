@@ -293,3 +293,51 @@ def test_unshuffle_agrees(data: bytes, width: int) -> None:
     dtype = np.dtype(f"<u{width}")
     assert _unshuffle(data, dtype, len(data) // width).tobytes() == \
         unshuffle_reference(data, dtype, len(data) // width).tobytes()
+
+
+_INT64 = st.integers(-(2**63), 2**63 - 1)
+_NEAR = st.builds(lambda start, steps: [start + sum(steps[:k]) for k in range(len(steps))],
+                  st.integers(-(2**62), 2**62), st.lists(st.integers(-70000, 70000), max_size=30))
+_FLOATS = st.lists(st.one_of(st.floats(allow_nan=True, allow_infinity=True, width=64),
+                             st.integers(-(2**54), 2**54).map(float),
+                             st.integers(-1074, 1023).map(lambda e: 2.0**e),
+                             st.sampled_from([0.0, -0.0, -0.5, 2.0**53, 2.0**53 - 1])), max_size=30)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(st.lists(_INT64, max_size=30), _NEAR, st.lists(st.integers(-3, 300), max_size=30)))
+def test_integers_pack_as_the_reference_packs_them(values: list[int]) -> None:
+    from snapstore.codec.intpack import pack_ints, pack_ints_reference, unpack_ints
+
+    array = np.array(values, dtype=np.int64)
+    packed = pack_ints(array)
+    assert packed == pack_ints_reference(array)
+    assert unpack_ints(packed).tolist() == values
+
+
+@settings(max_examples=500, deadline=None)
+@given(_FLOATS)
+def test_floats_pack_and_are_typed_as_the_reference_does(values: list[float]) -> None:
+    from snapstore.codec.intpack import pack_floats, pack_floats_reference, unpack_floats
+    from snapstore.codec.numbers import _powers_of_two, as_whole, as_whole_reference, powers_of_two_reference
+
+    array = np.array(values, dtype=np.float64)
+    packed = pack_floats(array)
+    assert packed == pack_floats_reference(array)
+    assert unpack_floats(packed).tobytes() == array.tobytes()
+    for compiled, reference in ((as_whole, as_whole_reference), (_powers_of_two, powers_of_two_reference)):
+        found, expected = compiled(array), reference(array)
+        assert (found is None) == (expected is None)
+        if expected is not None:
+            assert found.dtype == expected.dtype and found.tobytes() == expected.tobytes()
+
+
+def test_typing_a_float_column_tells_whole_numbers_and_powers_of_two_apart() -> None:
+    from snapstore.codec.numbers import _powers_of_two, as_whole
+
+    assert as_whole(np.array([3.0, -2.0, 0.0])).tolist() == [3, -2, 0]
+    for not_whole in ([0.5], [-0.0], [2.0**53], [np.nan], [np.inf]):
+        assert as_whole(np.array(not_whole)) is None
+    assert _powers_of_two(np.array([0.5, -0.25, 0.0])).tolist() == [1100, -1099, 0]
+    for not_power in ([3.0], [-0.0], [np.nan], [np.inf], [0.5, 0.75]):
+        assert _powers_of_two(np.array(not_power)) is None

@@ -48,6 +48,13 @@ def _narrowest(low: int, high: int) -> np.dtype:
 
 def pack_ints(values: np.ndarray) -> list:
     """Pack an int64 array; see ``unpack_ints``."""
+    values = np.ascontiguousarray(values, dtype=np.int64)
+    packed = kernel.pack_ints(values)
+    return pack_ints_reference(values) if packed is None else packed
+
+
+def pack_ints_reference(values: np.ndarray) -> list:
+    """The numpy reference for the compiled ``pack_ints``."""
     values = np.asarray(values, dtype=np.int64)
     count = values.size
     if count <= 1:  # most columns of a story are its root's one value each: skip the array passes
@@ -79,6 +86,13 @@ def unpack_ints(packed: Sequence) -> np.ndarray:
 
 def pack_floats(values: np.ndarray) -> list:
     """Pack a float64 array bit-exactly (NaN payloads and -0.0 survive)."""
+    values = np.ascontiguousarray(values, dtype=np.float64)
+    packed = kernel.pack_floats(values)
+    return pack_floats_reference(values) if packed is None else packed
+
+
+def pack_floats_reference(values: np.ndarray) -> list:
+    """The numpy reference for the compiled ``pack_floats``."""
     values = np.ascontiguousarray(values, dtype=np.float64)
     bits = values.view(np.int64)
     if values.size and (bits == bits[0]).all():

@@ -59,6 +59,12 @@ _POWER_BIAS = 1100  # above the magnitude of any float64 binary exponent
 
 def _powers_of_two(floats: np.ndarray) -> np.ndarray | None:
     """Time steps are powers of two: keep just the signed, biased exponent (0 for 0.0)."""
+    found = kernel.powers_of_two(np.ascontiguousarray(floats, np.float64), _POWER_BIAS)
+    return powers_of_two_reference(floats) if found is None else None if found is False else found
+
+
+def powers_of_two_reference(floats: np.ndarray) -> np.ndarray | None:
+    """The numpy reference for the compiled ``powers_of_two``."""
     if floats.size and floats[0] != 0 and abs(math.frexp(floats[0])[0]) != 0.5:
         return None  # most columns fail on their first value: skip the array passes
     mantissa, exponent = np.frexp(floats)
@@ -75,6 +81,12 @@ def _from_powers(coded: np.ndarray) -> np.ndarray:
 def as_whole(floats: np.ndarray) -> np.ndarray | None:
     """``floats`` as int64 when every one is a whole number that float64 holds exactly
     (``-0.0`` is not: it would print back as ``0``), else None."""
+    found = kernel.whole(np.ascontiguousarray(floats, np.float64))
+    return as_whole_reference(floats) if found is None else None if found is False else found
+
+
+def as_whole_reference(floats: np.ndarray) -> np.ndarray | None:
+    """The numpy reference for the compiled ``whole``."""
     if floats.size and not (abs(floats[0]) < EXACT_INT and floats[0] == math.trunc(floats[0])):
         return None  # most float columns fail on their first value: skip the array passes
     whole = np.all(np.abs(floats) < EXACT_INT) and np.array_equal(np.trunc(floats), floats)

@@ -176,6 +176,36 @@ void sk_unpack_ints(const unsigned char *data, size_t count, size_t itemsize, in
  * values that is sk_unshuffle.) */
 void sk_to_tokens(const unsigned char *components, size_t count, size_t width, unsigned char *tokens);
 
+/* The integer types intpack stores in, narrowest first, by numpy's name. */
+typedef struct {
+    const char *name;
+    size_t size;
+    int is_signed;
+} sk_int_type;
+#define SK_N_INT_TYPES 7
+extern const sk_int_type SK_INT_TYPES[SK_N_INT_TYPES];
+
+/* ---- value columns packed (columns.c), as codec.intpack and codec.numbers do with numpy -- */
+/* intpack.pack_ints's choice: mode 'c' (every value `constant`, or none), else 'd' (deltas)
+ * or 'r' (the values) in SK_INT_TYPES[type]. */
+typedef struct {
+    char mode;
+    int64_t constant;
+    size_t type;
+} sk_int_plan;
+
+void sk_plan_ints(const int64_t *values, size_t count, sk_int_plan *plan);
+/* The planned values or deltas (not 'c'), count * SK_INT_TYPES[type].size bytes, byte-shuffled. */
+void sk_pack_ints(const int64_t *values, size_t count, const sk_int_plan *plan, unsigned char *out);
+/* count values of `width` bytes byte-shuffled: byte b of value k at out[b * count + k]. */
+void sk_shuffle(const unsigned char *in, size_t count, size_t width, unsigned char *out);
+/* numbers.as_whole: 1 and the int64s when every value is a whole number float64 holds
+ * exactly (not -0.0), else 0. */
+int sk_whole(const double *values, size_t count, int64_t *out);
+/* numbers._powers_of_two: 1 and each value's signed exponent biased by `bias` (0 for 0.0)
+ * when every one is 0.0 or a signed power of two, else 0. */
+int sk_powers_of_two(const double *values, size_t count, int64_t bias, int64_t *out);
+
 /* ---- arrays (stars.c) ------------------------------------------------------------------ */
 int sk_unshuffle(const unsigned char *in, size_t size, size_t width, unsigned char *out, const char **why);
 /* Leaf stars (id, mass, pos[3], vel[3]: 64 bytes each) sorted by id; *count of them. */

@@ -505,13 +505,6 @@ static int one_line_texts(PyObject *const *items, Py_ssize_t count) {
     return 1;
 }
 
-static const struct {
-    const char *name;
-    size_t size;
-    int is_signed;
-} INT_TYPES[] = {{"|u1", 1, 0}, {"|i1", 1, 1}, {"<u2", 2, 0}, {"<i2", 2, 1},
-                 {"<u4", 4, 0}, {"<i4", 4, 1}, {"<i8", 8, 1}};
-#define N_INT_TYPES (sizeof INT_TYPES / sizeof INT_TYPES[0])
 
 /* validate.packed_ints of `count` values; with `out`, intpack.unpack_ints into it. */
 static int packed_ints_of(PyObject *packed, Py_ssize_t count, int64_t *out) {
@@ -527,13 +520,13 @@ static int packed_ints_of(PyObject *packed, Py_ssize_t count, int64_t *out) {
     int deltas = is_text(part[0], "d");
     if ((!deltas && !is_text(part[0], "r")) || n != 4) return 0;
     size_t type = 0;
-    while (type < N_INT_TYPES && !is_text(part[1], INT_TYPES[type].name)) type++;
-    if (type == N_INT_TYPES || !int64_of(part[2], &found) || found != count || !PyBytes_CheckExact(part[3]) ||
-        PyBytes_GET_SIZE(part[3]) != count * (Py_ssize_t)INT_TYPES[type].size)
+    while (type < SK_N_INT_TYPES && !is_text(part[1], SK_INT_TYPES[type].name)) type++;
+    if (type == SK_N_INT_TYPES || !int64_of(part[2], &found) || found != count || !PyBytes_CheckExact(part[3]) ||
+        PyBytes_GET_SIZE(part[3]) != count * (Py_ssize_t)SK_INT_TYPES[type].size)
         return 0;
     if (out)
-        sk_unpack_ints((const unsigned char *)PyBytes_AS_STRING(part[3]), (size_t)count, INT_TYPES[type].size,
-                       INT_TYPES[type].is_signed, deltas, out);
+        sk_unpack_ints((const unsigned char *)PyBytes_AS_STRING(part[3]), (size_t)count, SK_INT_TYPES[type].size,
+                       SK_INT_TYPES[type].is_signed, deltas, out);
     return 1;
 }
 
@@ -741,6 +734,79 @@ static PyObject *unshuffle(PyObject *Py_UNUSED(self), PyObject *args) {
     return result;
 }
 
+/* pack_ints(int64 array) -> list, as intpack.pack_ints_reference: ["c", value, count], or
+ * [mode, dtype, count, shuffled bytes]. */
+static PyObject *pack_ints(PyObject *Py_UNUSED(self), PyObject *arg) {
+    Py_buffer view;
+    if (get_int64s(arg, &view) < 0) return NULL;
+    size_t count = (size_t)view.len / 8;
+    sk_int_plan plan;
+    sk_plan_ints(view.buf, count, &plan);
+    PyObject *result = NULL;
+    if (plan.mode == 'c') {
+        result = Py_BuildValue("[sLn]", "c", (long long)plan.constant, (Py_ssize_t)count);
+    } else {
+        PyObject *data = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(count * SK_INT_TYPES[plan.type].size));
+        if (data) {
+            sk_pack_ints(view.buf, count, &plan, (unsigned char *)PyBytes_AS_STRING(data));
+            result = Py_BuildValue("[ssnN]", plan.mode == 'd' ? "d" : "r", SK_INT_TYPES[plan.type].name,
+                                   (Py_ssize_t)count, data);
+        }
+    }
+    PyBuffer_Release(&view);
+    return result;
+}
+
+/* pack_floats(float64 array) -> list, as intpack.pack_floats_reference: ["c", 8 bytes, count]
+ * when every value has the same bits, else ["r", shuffled bytes]. */
+static PyObject *pack_floats(PyObject *Py_UNUSED(self), PyObject *arg) {
+    Py_buffer view;
+    if (get_8byte(arg, &view, "d", NULL, "float64") < 0) return NULL;
+    size_t count = (size_t)view.len / 8;
+    const unsigned char *bytes = view.buf;
+    size_t same = count ? 1 : 0;
+    while (same < count && !memcmp(bytes + 8 * same, bytes, 8)) same++;
+    PyObject *result = NULL;
+    if (count && same == count) {
+        result = Py_BuildValue("[sy#n]", "c", (const char *)bytes, (Py_ssize_t)8, (Py_ssize_t)count);
+    } else {
+        PyObject *data = PyBytes_FromStringAndSize(NULL, view.len);
+        if (data) {
+            sk_shuffle(bytes, count, 8, (unsigned char *)PyBytes_AS_STRING(data));
+            result = Py_BuildValue("[sN]", "r", data);
+        }
+    }
+    PyBuffer_Release(&view);
+    return result;
+}
+
+/* One of sk_whole and sk_powers_of_two on a float64 array: the int64s as a bytearray, or None. */
+static PyObject *ints_of_floats(PyObject *arg, int powers, long long bias) {
+    Py_buffer view;
+    if (get_8byte(arg, &view, "d", NULL, "float64") < 0) return NULL;
+    size_t count = (size_t)view.len / 8;
+    PyObject *out = PyByteArray_FromStringAndSize(NULL, view.len);
+    if (out) {
+        int64_t *ints = (int64_t *)PyByteArray_AS_STRING(out);
+        if (!(powers ? sk_powers_of_two(view.buf, count, bias, ints) : sk_whole(view.buf, count, ints)))
+            Py_SETREF(out, Py_NewRef(Py_None));
+    }
+    PyBuffer_Release(&view);
+    return out;
+}
+
+/* whole(float64 array) -> bytearray of int64 | None, as numbers.as_whole. */
+static PyObject *whole(PyObject *Py_UNUSED(self), PyObject *arg) { return ints_of_floats(arg, 0, 0); }
+
+/* powers_of_two(float64 array, bias) -> bytearray of int64 | None, as numbers._powers_of_two. */
+static PyObject *powers_of_two(PyObject *Py_UNUSED(self), PyObject *args) {
+    PyObject *values;
+    long long bias;
+    if (!PyArg_ParseTuple(args, "OL", &values, &bias)) return NULL;
+    if (bias < 0 || bias > (1LL << 40)) return failed(SK_INVALID, "the exponent bias is out of range");
+    return ints_of_floats(values, 1, bias);
+}
+
 /* stars(parent, index, name or None, mass, pos, vel) -> bytearray of PARTICLE_DTYPE records;
  * pos and vel component by component (all x, all y, all z). */
 static PyObject *stars(PyObject *Py_UNUSED(self), PyObject *args) {
@@ -782,6 +848,10 @@ static PyMethodDef methods[] = {
     {"unshuffle", unshuffle, METH_VARARGS, "Undo intpack's byte shuffle."},
     {"stars", stars, METH_VARARGS, "Leaf stars, absolute and sorted by id, from star rows."},
     {"columns", columns, METH_VARARGS, "Check and unpack a record's value columns, as render() takes them."},
+    {"pack_ints", pack_ints, METH_O, "Pack an int64 array as intpack does."},
+    {"pack_floats", pack_floats, METH_O, "Pack a float64 array bit-exactly as intpack does."},
+    {"whole", whole, METH_O, "A float64 array's whole numbers as int64, or None."},
+    {"powers_of_two", powers_of_two, METH_VARARGS, "A float64 array's powers of two as biased exponents, or None."},
     {NULL, NULL, 0, NULL},
 };
 
