@@ -39,6 +39,12 @@ def r_lagr_label(index: int) -> str:
 
 def _numeric(text: str) -> Value | None:
     """A value as a number or a list of numbers; None for text (and for nan or inf)."""
+    try:  # most values are one plain number: no pattern match
+        plain = float(text)
+    except ValueError:
+        pass
+    else:
+        return plain if math.isfinite(plain) else None
     scalar = number(text)  # xreal's "integer 0xfraction"
     if scalar is not None:
         return scalar
