@@ -137,16 +137,16 @@ def test_one_time_picks_the_snapshot_nearest_it(store_url, tmp_path, time, expec
     assert "not T or LOW:HIGH" in _invoke("export", "n100-w3-s1", "--time", "nan", "--db", store_url)[1]
 
 
-def _compressed(kind: str) -> bytes:
+def _compressed(kind: str, between: bytes = b"") -> bytes:
     """kira's sample stream as gzip, or as zstd, xz or bzip2 in three streams (as ``zstd``
-    writes a stream appended to, and as ``cat a.xz b.xz`` makes)."""
+    writes a stream appended to, and as ``cat a.xz b.xz`` makes), ``between`` after each."""
     data = (SAMPLE / "kira.out.gz").read_bytes()
     if kind == "gz":
         return data
     text = read_text(SAMPLE / "kira.out.gz").encode()
     third = len(text) // 3
     compress = {"zst": zstandard.ZstdCompressor(level=3).compress, "xz": lzma.compress, "bz2": bz2.compress}[kind]
-    return b"".join(compress(text[i:i + third]) for i in range(0, len(text), third))
+    return b"".join(compress(text[i:i + third]) + between for i in range(0, len(text), third))
 
 
 _PIPED = {"gz": "zcat", "zst": "zstd -dc" if shutil.which("zstd") else
@@ -181,6 +181,38 @@ def test_a_compressed_stream_cut_short_keeps_its_whole_stories_as_the_same_strea
     assert done.returncode != 0
     with snapstore.open(piped) as store:
         assert [item.record_hash for item in store.run("cut").stories()] == kept
+
+
+@pytest.mark.parametrize(("kind", "between"), [("zst", b"garbage!"), ("xz", b"garbage!"), ("xz", b"\0" * 6),
+                                               ("bz2", b"garbage!")])
+def test_bytes_between_streams_that_no_decompressor_takes_keep_the_stories_before_them_as_piped(
+        store_url, tmp_path, kind, between) -> None:
+    if not shutil.which(_PIPED[kind].split()[0]):
+        pytest.skip(f"the comparison pipes the stream through {_PIPED[kind].split()[0]}, which is not installed")
+    spoiled = tmp_path / f"spoiled.out.{kind}"
+    spoiled.write_bytes(_compressed(kind, between))
+    code, error = _invoke("ingest", str(spoiled), "--name", "spoiled", "--db", store_url)
+    assert code != 0 and "the compressed stream is corrupt or cut short" in error
+    with snapstore.open(store_url) as store:
+        kept = [item.record_hash for item in store.run("spoiled").stories()]
+    piped = f"sqlite:///{tmp_path / 'piped.db'}"
+    environment = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    done = subprocess.run(f"{_PIPED[kind]} < {spoiled} 2>/dev/null | snapstore ingest - --name spoiled --db {piped}",
+                          shell=True, capture_output=True, env=environment)
+    assert done.returncode != 0
+    with snapstore.open(piped) as store:
+        assert kept and [item.record_hash for item in store.run("spoiled").stories()] == kept  # the first third's
+
+
+def test_xz_stream_padding_is_read_as_xz_reads_it(store_url, tmp_path) -> None:
+    padded = tmp_path / "padded.out.xz"
+    padded.write_bytes(_compressed("xz", b"\0" * 8))  # null bytes in fours between and after streams
+    if shutil.which("xz"):
+        assert subprocess.run(["xz", "-dc", str(padded)], capture_output=True).stdout == \
+            read_text(SAMPLE / "kira.out.gz").encode()
+    assert _invoke("ingest", str(padded), "--name", "padded", "--db", store_url)[0] == 0
+    with snapstore.open(store_url) as store:
+        assert "".join(item.text() for item in store.run("padded").stories()) == read_text(SAMPLE / "kira.out.gz")
 
 
 def test_show_quotes_each_command_as_a_shell_takes_it_and_says_where_an_ingest_stopped(store_url, tmp_path) -> None:

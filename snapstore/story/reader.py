@@ -90,34 +90,56 @@ class _CorruptFrame(Exception):
 class _Frames(_ChunkReader):
     """The streams of a zstd, xz or bzip2 file one after another, as their ``-d`` reads
     them; a file that ends inside one is an ``EOFError`` (their own stream readers end
-    silently, or take a second stream for trailing garbage)."""
+    silently, or take a second stream for trailing garbage).  Between and after xz's
+    streams, null bytes in fours are padding (``xz -dc`` reads them as such)."""
 
-    def __init__(self, raw: BinaryIO, kind: str, decompressors: Callable[[], tuple[Callable[[], Any], tuple]]) -> None:
+    def __init__(self, raw: BinaryIO, kind: str, decompressors: Callable[[], tuple[Callable[[], Any], tuple]],
+                 padding: int) -> None:
         super().__init__()
-        self._raw, self._kind = raw, kind
+        self._raw, self._kind, self._padding = raw, kind, padding
         self._start, self._errors = decompressors()
         self._frame: Any = None  # the decompressor of the stream being read, if begun
+        self._padded = 0  # null bytes since the last stream ended
+        self._failure: _CorruptFrame | None = None  # raised once the text before it is handed on
 
     def _next_chunk(self) -> bytes:
         out = b""
-        while not out:  # a chunk may hold only a stream's header: read on until bytes come out
+        while not out:
+            if self._failure is not None:
+                raise self._failure  # a chunk may hold only a stream's header: read on until bytes come out
             data = self._raw.read(65536)
             if not data:
                 if self._frame is not None:
                     raise EOFError(f"the {self._kind} stream ends inside a frame")
+                self._check_padding()
                 return b""
             out = self._decompress(data)
         return out
 
+    def _check_padding(self) -> None:
+        if self._padded % max(self._padding, 1):
+            raise _CorruptFrame(f"{self._kind}: stream padding that is not a multiple of {self._padding} bytes")
+        self._padded = 0
+
     def _decompress(self, data: bytes) -> bytes:
+        """The text of ``data``; where it turns corrupt, the text before that, the error kept for the next read."""
         out = []
         try:
             while data:
+                if self._frame is None and self._padding:
+                    unpadded = data.lstrip(b"\0")
+                    self._padded += len(data) - len(unpadded)
+                    if not unpadded:
+                        break
+                    data = unpadded
+                    self._check_padding()
                 frame = self._frame or self._start()
                 out.append(frame.decompress(data))
                 data, self._frame = (frame.unused_data, None) if frame.eof else (b"", frame)
+        except _CorruptFrame as exc:
+            self._failure = exc
         except self._errors as exc:  # bzip2's is a bare OSError: named here, where no I/O raises one
-            raise _CorruptFrame(f"{self._kind}: {exc}") from None
+            self._failure = _CorruptFrame(f"{self._kind}: {exc}")
         return b"".join(out)
 
 
@@ -137,8 +159,9 @@ def _bzip2() -> tuple[Callable[[], Any], tuple]:
     return bz2.BZ2Decompressor, (OSError,)
 
 
-# Framed formats by their magic bytes: each its name, and what gives a new stream's decompressor and its errors
-_FRAMED = {b"\x28\xb5\x2f\xfd": ("zstd", _zstd), b"\xfd7zXZ\x00": ("xz", _xz), b"BZh": ("bzip2", _bzip2)}
+# Framed formats by their magic bytes: each its name, what gives a new stream's decompressor
+# and its errors, and the unit of null padding between streams (0: none)
+_FRAMED = {b"\x28\xb5\x2f\xfd": ("zstd", _zstd, 0), b"\xfd7zXZ\x00": ("xz", _xz, 4), b"BZh": ("bzip2", _bzip2, 0)}
 
 
 def source_name(source: Source) -> str:
