@@ -16,7 +16,15 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 from snapstore.errors import StoreAccessError, first_line, is_database_error
 from snapstore.store import catalog
 from snapstore.store.payloads import payloads_for
-from snapstore.store.reads import Rows, SqliteReader, lock_timeout, only_readable, sqlite_file, url_text
+from snapstore.store.reads import (
+    Rows,
+    SqliteReader,
+    beside_a_writer,
+    lock_timeout,
+    only_readable,
+    sqlite_file,
+    url_text,
+)
 from snapstore.store.records import fetch_record
 
 if TYPE_CHECKING:
@@ -116,7 +124,7 @@ class Store:
         try:
             yield
         except sqlite3.Error as exc:  # the SQLite reader's
-            raise StoreAccessError(f"{before}{self.where}: {first_line(exc)}") from None
+            raise StoreAccessError(f"{before}{self.where}: {beside_a_writer(str(self.url), first_line(exc))}") from None
         except Exception as exc:
             if not is_database_error(exc):
                 raise

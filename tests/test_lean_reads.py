@@ -288,3 +288,59 @@ def test_a_writer_that_starts_during_a_read_without_locks_fails_that_read(mixed_
     assert not Path(f"{copy}-wal").exists()  # the writer, the last to close, took it away
     assert reader.run("sample").tags == {"checked": "yes", "ensemble": "A"} and reader._reader._local.immutable
     reader.close()
+
+
+_HOLD_OPEN = ("import sqlite3, sys\nconnection = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+              "connection.execute('BEGIN IMMEDIATE')\nprint('open', flush=True)\nsys.stdin.read()")
+
+
+def test_a_store_its_writer_keeps_private_is_refused_in_a_line_that_says_why(mixed_store, tmp_path) -> None:
+    """While a writer has a store open, SQLite reads it through the ``-wal`` and ``-shm`` files
+    beside it: where the writer's umask keeps them from this user, or where a ``-wal`` file is
+    there without a ``-shm`` that this user may create, SQLite says only "unable to open
+    database file".  Every reading verb says which file stands in the way, and what to do."""
+    folder = tmp_path / "group"
+    folder.mkdir()
+    store = folder / "group.db"
+    shutil.copy(mixed_store, store)
+    writer = subprocess.Popen([sys.executable, "-c", _HOLD_OPEN, str(store)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout is not None and writer.stdout.readline() == "open\n"
+        shm = Path(f"{store}-shm")
+        shm.chmod(0)  # as a writer's umask of 077 leaves it to other users
+        for args in [("runs",), ("show", "sample"), ("export", "sample", "-s", "1"), ("stats",),
+                     ("sql", "select count(*) from run")]:
+            found = _as_a_reader_who_cannot_write_there(*args, "--db", str(store))
+            if found.returncode == 0 and os.access(shm, os.R_OK):
+                pytest.skip("this user reads a file of mode 000")
+            assert found.returncode != 0 and "Traceback" not in found.stderr, (args, found.stderr)
+            assert "group.db-shm" in found.stderr and "not readable for this user" in found.stderr, args
+            assert len(found.stderr.strip().splitlines()) == 1, found.stderr
+        notebook = _as_a_reader_who_cannot_write_there(str(store), python=(
+            "import sys, snapstore\ntry:\n    snapstore.open(sys.argv[1]).runs()\n"
+            "except snapstore.StoreAccessError as error:\n    print('refused:', error)"))
+        assert notebook.stdout.startswith("refused:") and "group.db-shm" in notebook.stdout, notebook.stderr
+    finally:
+        shm.chmod(0o644)
+        writer.communicate("")
+    # a -wal file without its -shm, in a folder the reader may not write (a copy, a writer's crash)
+    copied = tmp_path / "copied"
+    copied.mkdir()
+    with sqlite3.connect(store) as connection:
+        connection.execute("PRAGMA wal_autocheckpoint = 0")
+        holder = sqlite3.connect(store)  # keeps the -wal from being folded in on close
+        holder.execute("SELECT count(*) FROM run").fetchall()
+        connection.execute("CREATE TABLE scratch (x)")
+    shutil.copy(store, copied / "group.db")
+    shutil.copy(f"{store}-wal", copied / "group.db-wal")
+    holder.close()
+    copied.chmod(0o555)
+    try:
+        found = _as_a_reader_who_cannot_write_there("runs", "--db", str(copied / "group.db"))
+        if found.returncode == 0 and os.access(copied, os.W_OK):
+            pytest.skip("this user can write in a folder of mode 555")
+        assert found.returncode != 0 and "group.db-wal is beside the store" in found.stderr, found.stderr
+        assert "group.db-shm" in found.stderr and len(found.stderr.strip().splitlines()) == 1
+    finally:
+        copied.chmod(0o755)

@@ -102,6 +102,27 @@ def at_rest(path: Path) -> bool:
     return not os.access(path.parent, os.W_OK) and not Path(f"{path}-wal").exists()
 
 
+def beside_a_writer(url: str, reason: str) -> str:
+    """``reason`` (SQLite's "unable to open database file") with what keeps this user from
+    reading a store at ``url`` that a writer has open, where the files beside it tell: the
+    writer's ``-wal`` or ``-shm`` file that this user may not read (the writer's umask), or
+    a ``-wal`` file without the ``-shm`` that this user may not create in the folder."""
+    database = sqlite_file(url)
+    if database is None or "unable to open" not in reason:
+        return reason
+    wal, shm = Path(f"{database}-wal"), Path(f"{database}-shm")
+    for side in (wal, shm):
+        if side.exists() and not os.access(side, os.R_OK):
+            return (f"{reason}: {side.name}, which SQLite keeps beside the store while a writer has it open, "
+                    "is not readable for this user (the writer's umask); read once the writer has closed the "
+                    "store, or ask its owner for read permission on that file")
+    if wal.exists() and not shm.exists() and not os.access(wal.parent, os.W_OK):
+        return (f"{reason}: {wal.name} is beside the store (a writer has it open, or one stopped without "
+                f"closing it), and reading it needs a {shm.name} file that this user may not create in that "
+                "folder; read once the writer has closed the store, or ask its owner to open it once")
+    return reason
+
+
 class Unchanged:
     """The store file as a read without locks began; ``check`` after the read refuses
     what it gave if a writer has started since (a ``-wal`` file) or changed the file."""
