@@ -343,3 +343,15 @@ def test_inconsistent_format_2_records_are_refused_not_misread() -> None:
     for read in (codec.root_values, lambda record: codec.layout(record).check_whole()):
         with pytest.raises(CorruptRecordError, match="takes its owners from column 3"):
             read(forged)
+
+
+def test_a_prediction_from_a_column_of_the_same_owners_takes_each_node_s_first_row() -> None:
+    """Records written before the shortcut for equal owners decode as they were: a node that
+    owns two values of the reference column predicts both of its own from the first."""
+    from snapstore.codec.columns import predict
+
+    owners = np.array([2, 3, 3, 5], dtype=np.int64)
+    tokens = np.array([10, 20, 30, 40], dtype=np.int64)
+    assert predict(owners, owners.copy(), tokens, 1).tolist() == [10, 20, 20, 40]
+    assert predict(owners[[0, 1, 3]], owners[[0, 1, 3]].copy(), tokens[:3], 1).tolist() == [10, 20, 30]
+    assert predict(owners[[0, 3]], owners[[0, 1, 3]].copy(), tokens[:3], 1).tolist() == [10, 30]

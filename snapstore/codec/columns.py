@@ -216,7 +216,8 @@ def parents_from_depth(depth: np.ndarray) -> np.ndarray:
 
 def predict(owners: np.ndarray, ref_owners: np.ndarray, ref_tokens: np.ndarray, width: int) -> np.ndarray:
     """The reference column's tokens for the same owning nodes (0 where it has none)."""
-    if owners.size == ref_owners.size and np.array_equal(owners, ref_owners):  # a story kind's per-star columns
+    # a story kind's per-star columns: the same nodes, each once (a node twice takes its first row below)
+    if owners.size == ref_owners.size and np.array_equal(owners, ref_owners) and np.all(owners[1:] > owners[:-1]):
         return ref_tokens.copy()
     slot = np.minimum(np.searchsorted(ref_owners, owners), ref_owners.size - 1)
     found = ref_owners[slot] == owners

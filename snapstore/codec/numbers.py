@@ -60,7 +60,9 @@ _POWER_BIAS = 1100  # above the magnitude of any float64 binary exponent
 def _powers_of_two(floats: np.ndarray) -> np.ndarray | None:
     """Time steps are powers of two: keep just the signed, biased exponent (0 for 0.0)."""
     found = kernel.powers_of_two(np.ascontiguousarray(floats, np.float64), _POWER_BIAS)
-    return powers_of_two_reference(floats) if found is None else None if found is False else found
+    if found is None:
+        return powers_of_two_reference(floats)
+    return None if found is False else found
 
 
 def powers_of_two_reference(floats: np.ndarray) -> np.ndarray | None:
@@ -82,7 +84,9 @@ def as_whole(floats: np.ndarray) -> np.ndarray | None:
     """``floats`` as int64 when every one is a whole number that float64 holds exactly
     (``-0.0`` is not: it would print back as ``0``), else None."""
     found = kernel.whole(np.ascontiguousarray(floats, np.float64))
-    return as_whole_reference(floats) if found is None else None if found is False else found
+    if found is None:
+        return as_whole_reference(floats)
+    return None if found is False else found
 
 
 def as_whole_reference(floats: np.ndarray) -> np.ndarray | None:

@@ -505,7 +505,6 @@ static int one_line_texts(PyObject *const *items, Py_ssize_t count) {
     return 1;
 }
 
-
 /* validate.packed_ints of `count` values; with `out`, intpack.unpack_ints into it. */
 static int packed_ints_of(PyObject *packed, Py_ssize_t count, int64_t *out) {
     Py_ssize_t n;
