@@ -104,9 +104,9 @@ class _Frames(_ChunkReader):
 
     def _next_chunk(self) -> bytes:
         out = b""
-        while not out:
+        while not out:  # a chunk may hold only a stream's header: read on until bytes come out
             if self._failure is not None:
-                raise self._failure  # a chunk may hold only a stream's header: read on until bytes come out
+                raise self._failure
             data = self._raw.read(65536)
             if not data:
                 if self._frame is not None:
