@@ -679,14 +679,19 @@ def _one_line(exc: BaseException) -> str:
     return first_line(exc)
 
 
+_INTERRUPTED = "snapstore: interrupted; everything committed so far is kept"
+
+
 def main() -> None:
     """Console entry point: one clear line and a non-zero exit on any error."""
     try:
         app()
-    except SystemExit:
+    except SystemExit as exc:
+        if exc.code == 130:  # typer's exit on Ctrl-C (KeyboardInterrupt), which it ends silently
+            typer.echo(_INTERRUPTED, err=True)
         raise
     except KeyboardInterrupt:
-        typer.echo("snapstore: interrupted; everything committed so far is kept", err=True)
+        typer.echo(_INTERRUPTED, err=True)
         sys.exit(130)
     except Exception as exc:
         if _debug["on"] or os.environ.get("SNAPSTORE_DEBUG"):

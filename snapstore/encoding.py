@@ -115,7 +115,11 @@ class _Worker:
             answer.value = None  # the worker is gone: the story is encoded here instead
 
     def close(self) -> None:
-        if not self.ready:  # it holds no story: an exit need not wait for it to finish starting
+        # One still starting holds no story: an exit need not wait for it to finish starting.
+        # One holding stories whose answers are not read (an ingest interrupted, or stopped by
+        # an error) may be blocked writing one to a pipe that no one reads any more: waited
+        # for, it would never end.
+        if not self.ready or self.waiting:
             self.process.kill()
         with contextlib.suppress(OSError):
             self.process.stdin.close()  # type: ignore[union-attr]

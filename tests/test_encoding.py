@@ -9,6 +9,7 @@ import pickle
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import deque
 
@@ -340,3 +341,59 @@ def test_ingests_on_several_threads_at_once_each_store_their_own_stories(worker_
             run = store.run(path.stem)
             assert b"".join(run.texts(run.select())) == path.read_bytes()
         assert store.verify() == []
+
+
+def test_closing_a_worker_whose_answers_are_unread_does_not_wait_for_it(worker_at_once) -> None:
+    """An ingest interrupted (Ctrl-C) or stopped by an error leaves the worker's answers
+    unread: waited for, a worker blocked writing them to a full pipe would never end (the
+    process hung at exit). It is killed instead."""
+    _ready_worker()
+    worker = encoding._worker
+    assert worker is not None
+    with open_source(seed500_or_sample() / "kira.out.gz") as stream:
+        texts = [root.text.encode() for root in iter_root_texts(stream, "kira")]
+    encoder = encoding.Encoder(check=True)
+    for data in texts * 4:  # far more answer bytes than a pipe holds
+        worker.submit(encoding.Answer(encoder, data, hashlib.sha256(data).hexdigest()))
+    time.sleep(2)  # the worker encodes until the pipe is full
+    closing = threading.Thread(target=worker.close, daemon=True)
+    closing.start()
+    closing.join(timeout=20)
+    if closing.is_alive():
+        worker.process.kill()
+        pytest.fail("closing the worker waited for answers no one reads")
+    assert worker.process.returncode == -signal.SIGKILL
+    encoding._worker = None
+
+
+def test_ctrl_c_during_an_ingest_ends_it_at_once_says_so_and_keeps_what_was_committed(tmp_path) -> None:
+    """Ctrl-C on ``snapstore ingest -``: one line on stderr, exit 130, and the stories read
+    before it are stored (a live stream's are committed as they come)."""
+    with open_source(seed500_or_sample() / "kira.out.gz") as stream:
+        texts = [root.text for root in iter_root_texts(stream, "kira")]
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    snapstore_cli = [sys.executable, "-m", "snapstore.cli", "ingest", "-", "--name", "run", "--db", url]
+    ingest_ = subprocess.Popen(snapstore_cli, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, cwd=tmp_path, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert ingest_.stdin is not None
+    ingest_.stdin.write("".join(texts[:3]))  # then silent, as kira is between snapshots
+    ingest_.stdin.flush()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        try:
+            with snapstore.open(url, create=False) as store:
+                if len(store.run("run").stories()) >= 2:
+                    break
+        except snapstore.SnapstoreError:
+            continue
+    ingest_.send_signal(signal.SIGINT)
+    try:
+        _, err = ingest_.communicate(timeout=30)
+    finally:
+        ingest_.kill()
+    assert ingest_.returncode == 130
+    assert err.strip() == "snapstore: interrupted; everything committed so far is kept"
+    with snapstore.open(url, create=False) as store:
+        assert "".join(item.text() for item in store.run("run").stories()) == "".join(texts[:len(
+            store.run("run").stories())]) and len(store.run("run").stories()) >= 2
