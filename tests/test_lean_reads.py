@@ -344,3 +344,22 @@ def test_a_store_its_writer_keeps_private_is_refused_in_a_line_that_says_why(mix
         assert "group.db-shm" in found.stderr and len(found.stderr.strip().splitlines()) == 1
     finally:
         copied.chmod(0o755)
+
+
+def test_a_store_closed_under_an_unfinished_read_ends_that_read_quietly(mixed_store, monkeypatch) -> None:
+    """Texts left unread (Ctrl-C in an export, a notebook's loop left early) after the store
+    was closed: ending them raises nothing, and nothing is reported at exit ("Exception
+    ignored in: <generator ...>" under the one-line error)."""
+    import gc
+
+    unraisable: list = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    store = snapstore.open(str(mixed_store), create=False)
+    assert store._reader is not None
+    texts = store.run("sample").texts()
+    next(texts)
+    store.close()
+    texts.close()
+    del texts
+    gc.collect()
+    assert unraisable == []

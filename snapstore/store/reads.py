@@ -232,10 +232,12 @@ class SqliteReader:
             yield local.rows
         finally:
             local.depth -= 1
-            if local.depth == 0 and connection.in_transaction:
-                connection.execute("ROLLBACK")  # a read keeps nothing
-            if unchanged is not None:
-                unchanged.check()
+            # a read keeps nothing; a connection closed meanwhile (the store closed under a read
+            # left unfinished, such as a generator of texts) has no transaction left to end
+            if local.depth == 0 and local.connection is connection and connection.in_transaction:
+                connection.execute("ROLLBACK")
+        if unchanged is not None:  # only a read that ended: one that failed gives nothing to refuse
+            unchanged.check()
 
     def close(self) -> None:
         """Close this thread's connection (others close with their threads)."""
