@@ -397,3 +397,41 @@ def test_ctrl_c_during_an_ingest_ends_it_at_once_says_so_and_keeps_what_was_comm
     with snapstore.open(url, create=False) as store:
         assert "".join(item.text() for item in store.run("run").stories()) == "".join(texts[:len(
             store.run("run").stories())]) and len(store.run("run").stories()) >= 2
+
+
+def test_ctrl_c_during_ingest_jobs_stops_the_runs_under_way_and_starts_no_other(tmp_path) -> None:
+    """Ctrl-C reaches the parent and its children: the runs under way stop (what they
+    committed kept), the runs queued never start, and one line is printed, with no child's
+    traceback.  Before, the children went on to the queued runs, and the parent waited for
+    all of them: an ensemble's Ctrl-C ingested the rest of the ensemble."""
+    with open_source(seed500_or_sample() / "kira.out.gz") as stream:
+        text = next(iter_root_texts(stream, "kira")).text
+    fifos = [tmp_path / f"run{index}.out" for index in range(3)]
+    for fifo in fifos:
+        os.mkfifo(fifo)
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    snapstore.open(url).close()
+    command = [sys.executable, "-m", "snapstore.cli", "ingest", *map(str, fifos), "--jobs", "2", "--db", url]
+    ingest_ = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                               start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    writers = []
+    try:
+        for fifo in fifos[:2]:  # opening a fifo to write waits for its reader: both children are ingesting
+            writers.append(open(fifo, "w"))  # noqa: SIM115 - closed in finally
+            writers[-1].write(text)
+            writers[-1].flush()
+        time.sleep(1)  # their first story goes in
+        os.killpg(ingest_.pid, signal.SIGINT)  # as Ctrl-C in a terminal
+        _, err = ingest_.communicate(timeout=30)
+    finally:
+        for writer in writers:
+            writer.close()
+        if ingest_.poll() is None:
+            os.killpg(ingest_.pid, signal.SIGKILL)
+    assert ingest_.returncode == 130 and "Traceback" not in err, err
+    assert err.strip() == "snapstore: interrupted; everything committed so far is kept"
+    with pytest.raises(OSError):  # no reader ever opened the third: its run never started
+        os.close(os.open(fifos[2], os.O_WRONLY | os.O_NONBLOCK))
+    with snapstore.open(url, create=False) as store:
+        assert sorted(run.name for run in store.runs()) == ["run0", "run1"]
+        assert all(run.status == "incomplete" for run in store.runs())

@@ -8,11 +8,15 @@ take turns on its write lock; encoding, most of the work, happens outside it.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.exc import DBAPIError
 
@@ -34,8 +38,42 @@ class Outcome:
     seconds: float
 
 
+# In a child: the event the parent sets on Ctrl-C, and whether a run is being ingested
+_stop: Any = None
+_running = False
+
+
+def _child_ready(stop: Any) -> None:
+    """A child's start, once it has imported what it runs (it ignored Ctrl-C until now:
+    interrupted there, it would print a traceback of its imports)."""
+    global _stop
+    _stop = stop
+    signal.signal(signal.SIGINT, _interrupt_a_run)
+
+
+def _interrupt_a_run(signum: int, frame: object) -> None:
+    """Ctrl-C reaches the whole process group: a child stops the run it ingests, and between
+    runs has nothing to stop (the pool's own loop, interrupted, would die with a traceback)."""
+    if _running:
+        raise KeyboardInterrupt
+
+
 def _ingest_one(url: str, payloads: str | None, source: str, initial: str | None, commands: str | None,
                 tags: dict[str, str], check: bool) -> Outcome:
+    global _running
+    if _stop is not None and _stop.is_set():  # taken from the queue after Ctrl-C
+        return Outcome(source, None, "not started: the ingest was interrupted", 0.0)
+    try:
+        _running = True
+        return _ingested(url, payloads, source, initial, commands, tags, check)
+    except KeyboardInterrupt:
+        return Outcome(source, None, "interrupted; everything committed so far is kept", 0.0)
+    finally:
+        _running = False
+
+
+def _ingested(url: str, payloads: str | None, source: str, initial: str | None, commands: str | None,
+              tags: dict[str, str], check: bool) -> Outcome:
     started = time.perf_counter()
     parsed = resolve_url(url)
     engine = make_engine(parsed)
@@ -64,8 +102,31 @@ def ingest_many(url: str, sources: list[str], jobs: int, payloads: str | None = 
     context = multiprocessing.get_context("spawn")
     # The largest first, so that no large run is left to one process while the others idle.
     largest_first = sorted(sources, key=stream_bytes, reverse=True)
-    with ProcessPoolExecutor(max(1, min(jobs, len(sources))), mp_context=context) as pool:
-        futures = [pool.submit(_ingest_one, url, payloads, str(source), initial, commands, dict(tags or {}), check)
-                   for source in largest_first]
-        for future in as_completed(futures):
-            yield future.result()
+    stop = context.Event()
+    with ProcessPoolExecutor(max(1, min(jobs, len(sources))), mp_context=context, initializer=_child_ready,
+                             initargs=(stop,)) as pool:
+        with _children_ignore_ctrl_c():  # the children start as the runs are submitted
+            futures = [pool.submit(_ingest_one, url, payloads, str(source), initial, commands, dict(tags or {}),
+                                   check) for source in largest_first]
+        try:
+            for future in as_completed(futures):
+                yield future.result()
+        except BaseException:  # Ctrl-C, or the caller stopped reading: no run starts from now on
+            stop.set()
+            for future in futures:
+                future.cancel()
+            raise
+
+
+@contextlib.contextmanager
+def _children_ignore_ctrl_c() -> Iterator[None]:
+    """Children started inside ignore SIGINT until ``_child_ready`` (an ignored signal stays
+    ignored across exec).  Only the main thread may set a handler: elsewhere, as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)  # None: set outside Python

@@ -203,7 +203,9 @@ def open_source(source: Source) -> Iterator[_HashingReader]:
             if str(source) == "-":
                 raw: BinaryIO = sys.stdin.buffer
             else:
-                raw = open(source, "rb")  # noqa: SIM115 - closed below
+                # Unbuffered here, buffered below: closing the file itself needs no buffer's lock,
+                # which a thread blocked reading a pipe's writer (an ingest interrupted) holds.
+                raw = open(source, "rb", buffering=0)  # noqa: SIM115 - closed below
                 close.append(raw)
         elif isinstance(source, io.TextIOBase):
             raw = io.BufferedReader(_TextAsBytes(source))
