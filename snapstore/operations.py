@@ -130,7 +130,9 @@ def pipe(store: Store, command: list[str], name: str, tags: dict[str, str] | Non
     nowhere to go."""
     label = "pipe: " + shlex.join(command)
     with tempfile.TemporaryFile() as errors:
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors)
+        # Unbuffered: the ingest buffers it, and closing it then needs no buffer's lock, which
+        # the thread reading it holds while the command is silent (an interrupted capture)
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, bufsize=0)
         assert process.stdout is not None  # stdout=PIPE
         report: IngestReport | None = None
         failure: SnapstoreError | None = None

@@ -536,7 +536,8 @@ def ingest(engine: Engine, source, *, name: str | None = None, initial=None, tag
         try:
             _commit_in_order(job, stories, live=not _regular_file(inputs.stream), durable_each=durable_each)
         except BaseException as exc:
-            message = str(exc) if isinstance(exc, SnapstoreError) else f"{type(exc).__name__}: {exc}"
+            message = (str(exc) if isinstance(exc, SnapstoreError) else "interrupted (Ctrl-C)"
+                       if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}")
             with contextlib.suppress(Exception):  # the original error is the one to report
                 job.finish(inputs.location, False, None, message or type(exc).__name__)
             raise
