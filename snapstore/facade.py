@@ -19,11 +19,11 @@ from snapstore.store.payloads import payloads_for
 from snapstore.store.reads import (
     Rows,
     SqliteReader,
-    beside_a_writer,
     lock_timeout,
     only_readable,
     sqlite_file,
     url_text,
+    why_unopenable,
 )
 from snapstore.store.records import fetch_record
 
@@ -124,7 +124,7 @@ class Store:
         try:
             yield
         except sqlite3.Error as exc:  # the SQLite reader's
-            raise StoreAccessError(f"{before}{self.where}: {beside_a_writer(str(self.url), first_line(exc))}") from None
+            raise StoreAccessError(f"{before}{self.where}: {why_unopenable(str(self.url), first_line(exc))}") from None
         except Exception as exc:
             if not is_database_error(exc):
                 raise

@@ -363,3 +363,31 @@ def test_a_store_closed_under_an_unfinished_read_ends_that_read_quietly(mixed_st
     del texts
     gc.collect()
     assert unraisable == []
+
+
+def test_a_store_sqlite_cannot_open_is_refused_with_what_stands_in_the_way(mixed_store, tmp_path) -> None:
+    """SQLite says "unable to open database file" alike for a folder given as the store, a
+    file this user may not read, and a store this user may not create: each says which."""
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    for verb in (("runs",), ("ingest", str(SAMPLE))):
+        found = _as_a_reader_who_cannot_write_there(*verb, "--db", str(folder))
+        assert found.returncode != 0 and f"{folder} is a folder; a store is one file" in found.stderr, found.stderr
+    unreadable = tmp_path / "private.db"
+    shutil.copy(mixed_store, unreadable)
+    unreadable.chmod(0)
+    locked = tmp_path / "archive"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        found = _as_a_reader_who_cannot_write_there("runs", "--db", str(unreadable))
+        if found.returncode == 0:
+            pytest.skip("this user reads a file of mode 000")
+        assert f"{unreadable} is not readable for this user" in found.stderr, found.stderr
+        found = _as_a_reader_who_cannot_write_there("ingest", str(SAMPLE), "--db", str(locked / "new.db"))
+        assert f"this user may not create a file in {locked}" in found.stderr, found.stderr
+        assert len(found.stderr.strip().splitlines()) == 1
+    finally:
+        unreadable.chmod(0o644)
+        locked.chmod(0o755)
+    assert list(locked.iterdir()) == []

@@ -22,7 +22,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 
 from snapstore.errors import LockTimeoutError, StoreURLError
-from snapstore.store.reads import beside_a_writer, lock_timeout, url_text
+from snapstore.store.reads import lock_timeout, url_text, why_unopenable
 
 _WRITE = "snapstore_write"
 SINGLE_STATEMENT = "snapstore_single_statement"  # a connection that runs one read: it needs no BEGIN
@@ -206,7 +206,7 @@ def with_retries(engine: Engine, work: Callable[[Connection], T], attempts: int 
 def describe_db_error(exc: DBAPIError, url: URL) -> str:
     """One line for a database error, naming the store without its password."""
     reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
-    return f"{masked(url)}: {beside_a_writer(str(url), reason)}"
+    return f"{masked(url)}: {why_unopenable(str(url), reason)}"
 
 
 def insert_new(connection: Connection, table: Table, unique: list[str]) -> Insert:

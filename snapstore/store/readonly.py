@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING
 from snapstore.errors import QueryError, StoreAccessError
 from snapstore.store.reads import (
     Unchanged,
-    beside_a_writer,
     immutable,
     only_readable,
     read_only_uri,
     sqlite_file,
     stop_after,
     url_text,
+    why_unopenable,
 )
 
 if TYPE_CHECKING:
@@ -155,7 +155,7 @@ def _sqlite(database: str, shown: str, query: str, timeout: float,
     try:
         connection = sqlite3.connect(uri, uri=True)
     except sqlite3.Error as exc:
-        raise StoreAccessError(f"{shown}: {beside_a_writer(database, str(exc))}") from None
+        raise StoreAccessError(f"{shown}: {why_unopenable(database, str(exc))}") from None
     deadline = stop_after(connection)
     deadline[0] = time.monotonic() + timeout
     try:
@@ -169,6 +169,6 @@ def _sqlite(database: str, shown: str, query: str, timeout: float,
     except sqlite3.Error as exc:
         if time.monotonic() > deadline[0]:
             raise QueryError(f"the query was stopped at its time limit of {timeout:g} s (--timeout)") from None
-        raise QueryError(f"query refused or failed: {beside_a_writer(database, str(exc))}") from None
+        raise QueryError(f"query refused or failed: {why_unopenable(database, str(exc))}") from None
     finally:
         connection.close()

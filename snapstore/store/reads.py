@@ -102,14 +102,24 @@ def at_rest(path: Path) -> bool:
     return not os.access(path.parent, os.W_OK) and not Path(f"{path}-wal").exists()
 
 
-def beside_a_writer(url: str, reason: str) -> str:
-    """``reason`` (SQLite's "unable to open database file") with what keeps this user from
-    reading a store at ``url`` that a writer has open, where the files beside it tell: the
-    writer's ``-wal`` or ``-shm`` file that this user may not read (the writer's umask), or
-    a ``-wal`` file without the ``-shm`` that this user may not create in the folder."""
+def why_unopenable(url: str, reason: str) -> str:
+    """``reason`` (SQLite's bare "unable to open database file") with what keeps this user
+    from opening the store at ``url``, where the file system tells: a folder at its path; a
+    file this user may not read, or may not create; or, while a writer has the store open,
+    the writer's ``-wal`` or ``-shm`` file that this user may not read (the writer's umask),
+    or a ``-wal`` file without the ``-shm`` that this user may not create in the folder."""
     database = sqlite_file(url)
     if database is None or "unable to open" not in reason:
         return reason
+    path = Path(database)
+    if path.is_dir():
+        return f"{reason}: {path} is a folder; a store is one file: give its path, such as {path / 'snapstore.db'}"
+    if not path.exists():
+        if path.parent.is_dir() and not os.access(path.parent, os.W_OK):
+            return f"{reason}: this user may not create a file in {path.parent}"
+        return reason
+    if not os.access(path, os.R_OK):
+        return f"{reason}: {path} is not readable for this user"
     wal, shm = Path(f"{database}-wal"), Path(f"{database}-shm")
     for side in (wal, shm):
         if side.exists() and not os.access(side, os.R_OK):
