@@ -137,3 +137,52 @@ def test_ctrl_c_to_snapstore_pipe_alone_stops_the_capture_and_then_its_silent_co
     shown = subprocess.run([sys.executable, "-m", "snapstore.cli", "show", "live", "--db", url], capture_output=True,
                            text=True, cwd=tmp_path).stdout
     assert "stopped on: interrupted (Ctrl-C)" in shown
+
+
+def _spawned_children(parent: int) -> list[int]:
+    """The pool processes ``parent`` has spawned so far (from /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+                with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                    spawned = b"spawn_main" in cmdline.read()
+            except OSError:
+                continue
+            if spawned and int(fields[1]) == parent:
+                found.append(int(entry))
+    return found
+
+
+@pytest.mark.parametrize("verb", [["verify", "--jobs", "2"], ["ingest", "--jobs", "2"]])
+def test_ctrl_c_as_the_pool_s_children_start_prints_one_line_and_no_traceback(tmp_path, verb) -> None:
+    """Ctrl-C while ``verify`` or ``ingest --jobs`` starts its processes: a child then is
+    still importing, and an interrupted import printed its traceback under the line."""
+    if not os.path.isdir("/proc"):
+        pytest.skip("finding the pool's processes reads /proc")
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    sources = []
+    for index in range(8):  # verify checks fewer runs than this in one process
+        source = tmp_path / f"run{index}.out"
+        source.write_text(_first_story())
+        sources.append(str(source))
+    with snapstore.open(url) as store:
+        for source in sources:
+            store.ingest(source)
+    command = [sys.executable, "-m", "snapstore.cli", *verb, *(sources if verb[0] == "ingest" else []), "--db", url]
+    started = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                               start_new_session=True, preexec_fn=_default_ctrl_c)
+    deadline = time.monotonic() + 60
+    while not _spawned_children(started.pid) and started.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.1)  # into their imports
+    os.killpg(started.pid, signal.SIGINT)
+    try:
+        _, err = started.communicate(timeout=30)
+    finally:
+        if started.poll() is None:
+            os.killpg(started.pid, signal.SIGKILL)
+    assert "Traceback" not in err, err
+    assert started.returncode in (0, 130) and err.strip() in ("", INTERRUPTED), err

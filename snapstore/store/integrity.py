@@ -7,17 +7,15 @@ SQLite database, so ``verify`` holds no write lock and live ingests carry on bes
 
 from __future__ import annotations
 
-import multiprocessing
 import shlex
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 from sqlalchemy import Connection, Engine, select
 
 from snapstore import codec
 from snapstore.errors import CorruptRecordError, InvalidArgumentError, SnapstoreError, StoreAccessError, first_line
-from snapstore.store import diagnostics, observations, projections
+from snapstore.store import diagnostics, observations, processes, projections
 from snapstore.store.backend import refresh_statistics
 from snapstore.store.pack_rows import LIST_COLUMNS, pack_lists
 from snapstore.store.queries import CoreRows
@@ -119,13 +117,13 @@ def _checked_runs(engine: Engine, runs: list[tuple[str, str]], jobs: int) -> Ite
             yield _records_and_observables(engine, run_id, name)
         return
     url = engine.url.render_as_string(hide_password=False)
-    # spawn, not fork: a forked child would share this process's open database connections
-    pool = ProcessPoolExecutor(min(jobs, len(runs)), mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_start_worker, initargs=(url,))
+    workers = processes.pool(min(jobs, len(runs)), _start_worker, (url,))
     try:
-        yield from pool.map(_check_in_worker, *zip(*runs), chunksize=4)
+        with processes.starting_children():  # map submits every chunk now
+            checked = workers.map(_check_in_worker, *zip(*runs), chunksize=4)
+        yield from checked
     finally:  # stopped early (an error, ^C): the runs not begun are dropped, not waited for
-        pool.shutdown(wait=True, cancel_futures=True)
+        workers.shutdown(wait=True, cancel_futures=True)
 
 
 _worker: dict[str, Engine] = {}  # a worker process's engine
@@ -139,7 +137,8 @@ def _start_worker(url: str) -> None:
 
 def _check_in_worker(run_id: str, name: str) -> Checked:
     try:
-        return _records_and_observables(_worker["engine"], run_id, name)
+        with processes.busy():  # Ctrl-C reaches the whole process group: this check stops
+            return _records_and_observables(_worker["engine"], run_id, name)
     except Exception as exc:  # a database error need not pickle: its line does
         if isinstance(exc, SnapstoreError):
             raise

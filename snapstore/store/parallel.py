@@ -8,19 +8,17 @@ take turns on its write lock; encoding, most of the work, happens outside it.
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
-import signal
-import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError
 
 from snapstore.errors import InvalidArgumentError, SnapstoreError
+from snapstore.store import processes
 from snapstore.store.backend import describe_db_error, make_engine, resolve_url
 from snapstore.store.ingest import IngestReport, ingest
 from snapstore.store.inputs import stream_bytes
@@ -38,38 +36,23 @@ class Outcome:
     seconds: float
 
 
-# In a child: the event the parent sets on Ctrl-C, and whether a run is being ingested
-_stop: Any = None
-_running = False
+_stop: Any = None  # in a child: the event the parent sets on Ctrl-C
 
 
 def _child_ready(stop: Any) -> None:
-    """A child's start, once it has imported what it runs (it ignored Ctrl-C until now:
-    interrupted there, it would print a traceback of its imports)."""
     global _stop
     _stop = stop
-    signal.signal(signal.SIGINT, _interrupt_a_run)
-
-
-def _interrupt_a_run(signum: int, frame: object) -> None:
-    """Ctrl-C reaches the whole process group: a child stops the run it ingests, and between
-    runs has nothing to stop (the pool's own loop, interrupted, would die with a traceback)."""
-    if _running:
-        raise KeyboardInterrupt
 
 
 def _ingest_one(url: str, payloads: str | None, source: str, initial: str | None, commands: str | None,
                 tags: dict[str, str], check: bool) -> Outcome:
-    global _running
     if _stop is not None and _stop.is_set():  # taken from the queue after Ctrl-C
         return Outcome(source, None, "not started: the ingest was interrupted", 0.0)
     try:
-        _running = True
-        return _ingested(url, payloads, source, initial, commands, tags, check)
+        with processes.busy():  # Ctrl-C reaches the whole process group: this run stops
+            return _ingested(url, payloads, source, initial, commands, tags, check)
     except KeyboardInterrupt:
         return Outcome(source, None, "interrupted; everything committed so far is kept", 0.0)
-    finally:
-        _running = False
 
 
 def _ingested(url: str, payloads: str | None, source: str, initial: str | None, commands: str | None,
@@ -98,16 +81,13 @@ def ingest_many(url: str, sources: list[str], jobs: int, payloads: str | None = 
     finish.  A run that fails (bad input, a name conflict) does not stop the others."""
     if jobs < 1:
         raise InvalidArgumentError(f"jobs must be at least 1, not {jobs}")
-    # spawn, not fork: a forked child would share the parent's open database connections
-    context = multiprocessing.get_context("spawn")
     # The largest first, so that no large run is left to one process while the others idle.
     largest_first = sorted(sources, key=stream_bytes, reverse=True)
-    stop = context.Event()
-    with ProcessPoolExecutor(max(1, min(jobs, len(sources))), mp_context=context, initializer=_child_ready,
-                             initargs=(stop,)) as pool:
-        with _children_ignore_ctrl_c():  # the children start as the runs are submitted
-            futures = [pool.submit(_ingest_one, url, payloads, str(source), initial, commands, dict(tags or {}),
-                                   check) for source in largest_first]
+    stop = multiprocessing.get_context("spawn").Event()
+    with processes.pool(max(1, min(jobs, len(sources))), _child_ready, (stop,)) as workers:
+        with processes.starting_children():
+            futures = [workers.submit(_ingest_one, url, payloads, str(source), initial, commands, dict(tags or {}),
+                                      check) for source in largest_first]
         try:
             for future in as_completed(futures):
                 yield future.result()
@@ -116,17 +96,3 @@ def ingest_many(url: str, sources: list[str], jobs: int, payloads: str | None = 
             for future in futures:
                 future.cancel()
             raise
-
-
-@contextlib.contextmanager
-def _children_ignore_ctrl_c() -> Iterator[None]:
-    """Children started inside ignore SIGINT until ``_child_ready`` (an ignored signal stays
-    ignored across exec).  Only the main thread may set a handler: elsewhere, as it is."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)  # None: set outside Python

@@ -1,0 +1,64 @@
+"""Pools of spawned processes (``ingest --jobs``, ``verify``) that Ctrl-C stops cleanly.
+
+Ctrl-C in a terminal reaches the whole process group.  A child interrupted while it
+starts prints a traceback of its imports, and one interrupted while it waits for work
+dies, breaking the pool.  So the children start with Ctrl-C ignored (an ignored signal
+stays ignored across exec), and once ready take it only while they do a piece of work
+(``busy``), which then stops as it would in the parent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+_busy = False  # in a child: whether it is doing a piece of work, which Ctrl-C stops
+
+
+def pool(workers: int, initializer: Callable[..., None], initargs: tuple = ()) -> ProcessPoolExecutor:
+    """A pool of ``workers`` spawned processes, each running ``initializer(*initargs)`` once
+    ready.  Spawn, not fork: a forked child would share this process's open database
+    connections.  Submit work inside ``starting_children``: the children start then."""
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_ready,
+                               initargs=(initializer, initargs))
+
+
+@contextlib.contextmanager
+def starting_children() -> Iterator[None]:
+    """Children started inside ignore Ctrl-C until they are ready; so does this process,
+    for as long as it takes to start them.  Only the main thread may set a handler: in
+    another, nothing is changed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)  # None: set outside Python
+
+
+@contextlib.contextmanager
+def busy() -> Iterator[None]:
+    """In a child: Ctrl-C raises KeyboardInterrupt inside, and is ignored outside."""
+    global _busy
+    try:
+        _busy = True
+        yield
+    finally:
+        _busy = False
+
+
+def _ready(initializer: Callable[..., None], initargs: tuple) -> None:
+    initializer(*initargs)
+    signal.signal(signal.SIGINT, _interrupt_when_busy)
+
+
+def _interrupt_when_busy(signum: int, frame: Any) -> None:
+    if _busy:
+        raise KeyboardInterrupt
