@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import select
 
 import snapstore
-from helpers import seed500_or_sample
+from helpers import roots_of, seed500_or_sample
 from snapstore import encoding
 from snapstore.store.ingest import ingest
 from snapstore.store.schema import event, observable, record, snapshot
@@ -350,8 +350,7 @@ def test_closing_a_worker_whose_answers_are_unread_does_not_wait_for_it(worker_a
     _ready_worker()
     worker = encoding._worker
     assert worker is not None
-    with open_source(seed500_or_sample() / "kira.out.gz") as stream:
-        texts = [root.text.encode() for root in iter_root_texts(stream, "kira")]
+    texts = [root.text.encode() for root in roots_of(seed500_or_sample() / "kira.out.gz")]
     encoder = encoding.Encoder(check=True)
     for data in texts * 4:  # far more answer bytes than a pipe holds
         worker.submit(encoding.Answer(encoder, data, hashlib.sha256(data).hexdigest()))

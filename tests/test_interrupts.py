@@ -13,8 +13,7 @@ import time
 import pytest
 
 import snapstore
-from helpers import seed500_or_sample
-from snapstore.story import iter_root_texts, open_source
+from helpers import roots_of, seed500_or_sample
 
 INTERRUPTED = "snapstore: interrupted; everything committed so far is kept"
 
@@ -25,15 +24,26 @@ def _default_ctrl_c() -> None:
 
 
 def _first_story() -> str:
-    with open_source(seed500_or_sample() / "kira.out.gz") as stream:
-        return next(iter_root_texts(stream, "kira")).text
+    return next(roots_of(seed500_or_sample() / "kira.out.gz")).text
+
+
+def _wait_for_stories(url: str, name: str, count: int) -> None:
+    """Until run ``name`` holds ``count`` stories (at most a minute)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        try:
+            with snapstore.open(url, create=False) as store:
+                if len(store.run(name).stories()) >= count:
+                    return
+        except snapstore.SnapstoreError:
+            continue
 
 
 def test_ctrl_c_during_an_ingest_ends_it_at_once_says_so_and_keeps_what_was_committed(tmp_path) -> None:
     """Ctrl-C on ``snapstore ingest -``: one line on stderr, exit 130, and the stories read
     before it are stored (a live stream's are committed as they come)."""
-    with open_source(seed500_or_sample() / "kira.out.gz") as stream:
-        texts = [root.text for root in iter_root_texts(stream, "kira")]
+    texts = [root.text for root in roots_of(seed500_or_sample() / "kira.out.gz")]
     url = f"sqlite:///{tmp_path / 'a.db'}"
     snapstore_cli = [sys.executable, "-m", "snapstore.cli", "ingest", "-", "--name", "run", "--db", url]
     ingest_ = subprocess.Popen(snapstore_cli, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -41,15 +51,7 @@ def test_ctrl_c_during_an_ingest_ends_it_at_once_says_so_and_keeps_what_was_comm
     assert ingest_.stdin is not None
     ingest_.stdin.write("".join(texts[:3]))  # then silent, as kira is between snapshots
     ingest_.stdin.flush()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        time.sleep(0.2)
-        try:
-            with snapstore.open(url, create=False) as store:
-                if len(store.run("run").stories()) >= 2:
-                    break
-        except snapstore.SnapstoreError:
-            continue
+    _wait_for_stories(url, "run", 2)
     ingest_.send_signal(signal.SIGINT)
     try:
         _, err = ingest_.communicate(timeout=30)
@@ -114,15 +116,7 @@ def test_ctrl_c_to_snapstore_pipe_alone_stops_the_capture_and_then_its_silent_co
     pipe = subprocess.Popen([sys.executable, "-m", "snapstore.cli", "pipe", "--name", "live", "--db", url, "--",
                              *command], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
                             preexec_fn=_default_ctrl_c)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        time.sleep(0.2)
-        try:
-            with snapstore.open(url, create=False) as store:
-                if store.run("live").stories():
-                    break
-        except snapstore.SnapstoreError:
-            continue
+    _wait_for_stories(url, "live", 1)
     interrupted = time.monotonic()
     pipe.send_signal(signal.SIGINT)
     try:
