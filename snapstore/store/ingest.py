@@ -536,10 +536,8 @@ def ingest(engine: Engine, source, *, name: str | None = None, initial=None, tag
         try:
             _commit_in_order(job, stories, live=not _regular_file(inputs.stream), durable_each=durable_each)
         except BaseException as exc:
-            message = (str(exc) if isinstance(exc, SnapstoreError) else "interrupted (Ctrl-C)"
-                       if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}")
             with contextlib.suppress(Exception):  # the original error is the one to report
-                job.finish(inputs.location, False, None, message or type(exc).__name__)
+                job.finish(inputs.location, False, None, _stopped_on(exc))
             raise
         digest = reader.sha256.hexdigest()
     job.finish(inputs.location, True, digest, None, reader.size)
@@ -547,6 +545,15 @@ def ingest(engine: Engine, source, *, name: str | None = None, initial=None, tag
         location, text = inputs.stderr
         diagnostics.attach(engine, job.report.run_id, text, [location], payloads)
     return job.report
+
+
+def _stopped_on(exc: BaseException) -> str:
+    """What an ingest's run says it stopped on (``show``'s "stopped on")."""
+    if isinstance(exc, SnapstoreError):
+        return str(exc) or type(exc).__name__
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted (Ctrl-C)"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _regular_file(stream) -> bool:
