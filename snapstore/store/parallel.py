@@ -8,7 +8,6 @@ take turns on its write lock; encoding, most of the work, happens outside it.
 
 from __future__ import annotations
 
-import multiprocessing
 import time
 from collections.abc import Iterator
 from concurrent.futures import as_completed
@@ -83,7 +82,7 @@ def ingest_many(url: str, sources: list[str], jobs: int, payloads: str | None = 
         raise InvalidArgumentError(f"jobs must be at least 1, not {jobs}")
     # The largest first, so that no large run is left to one process while the others idle.
     largest_first = sorted(sources, key=stream_bytes, reverse=True)
-    stop = multiprocessing.get_context("spawn").Event()
+    stop = processes.event()
     with processes.pool(max(1, min(jobs, len(sources))), _child_ready, (stop,)) as workers:
         with processes.starting_children():
             futures = [workers.submit(_ingest_one, url, payloads, str(source), initial, commands, dict(tags or {}),

@@ -18,14 +18,19 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 _busy = False  # in a child: whether it is doing a piece of work, which Ctrl-C stops
+# Spawn, not fork: a forked child would share this process's open database connections
+_CONTEXT = multiprocessing.get_context("spawn")
 
 
 def pool(workers: int, initializer: Callable[..., None], initargs: tuple = ()) -> ProcessPoolExecutor:
     """A pool of ``workers`` spawned processes, each running ``initializer(*initargs)`` once
-    ready.  Spawn, not fork: a forked child would share this process's open database
-    connections.  Submit work inside ``starting_children``: the children start then."""
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_ready,
-                               initargs=(initializer, initargs))
+    ready.  Submit work inside ``starting_children``: the children start then."""
+    return ProcessPoolExecutor(workers, mp_context=_CONTEXT, initializer=_ready, initargs=(initializer, initargs))
+
+
+def event() -> Any:
+    """An event the pool's children can be given (``initargs``) and read."""
+    return _CONTEXT.Event()
 
 
 @contextlib.contextmanager
