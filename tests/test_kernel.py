@@ -97,6 +97,17 @@ def test_variant_streams_give_the_same_records(run: str) -> None:
         assert codec.decode_text(compiled) == root.text
 
 
+def test_integers_of_every_decimal_length_print_back() -> None:
+    # the printer writes two digits a division from a length it computes: every edge of it
+    edges = sorted({0, -(2**63), 2**63 - 1} | {sign * (10**k + step) for k in range(19)
+                                                for step in (-1, 0, 1) for sign in (1, -1)})
+    story = "(Particle\n" + "".join(f"  steps = {value}\n" for value in edges) + ")Particle\n"
+    compiled, reference = both(codec.encode_text, story)
+    assert compiled == reference
+    assert both(codec.decode_text, compiled) == (story, story)
+    assert not any(column.overrides or column.type == "s" for column in codec.layout(compiled).columns)
+
+
 @pytest.mark.heavy
 @pytest.mark.parametrize("seed", range(4))  # 4 x 500 stories, in chunks that the test workers share
 def test_thousands_of_mutated_stories_give_the_same_records(seed: int) -> None:
