@@ -111,8 +111,10 @@ class UnknownObservableError(SnapstoreError, KeyError):
     """An observable that a run (or the store) does not have; a KeyError, as for a mapping's
     missing key, whose message names the close ones and the first of those it has."""
 
-    def __init__(self, key: str, where: str, known: list[str]) -> None:
+    def __init__(self, key: str, where: str, known: list[str], run_name: bool = False) -> None:
         hint, listed = suggested(key, known)
+        if run_name:  # the likeliest slip: a run named where its observables go
+            hint = f" ({key!r} is a run: choose runs with the filter \"name = {key}\")"
         super().__init__(f"no observable {key!r} in {where}{hint}; it has: {listed or 'none'}")
 
     def __str__(self) -> str:  # KeyError's would quote the message

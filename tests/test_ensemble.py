@@ -212,6 +212,10 @@ def test_frame_and_series_from_the_command_line(store_url, tmp_path, capsys) -> 
         assert [row[key] for row in rows] == [None if math.isnan(v) else v for v in expected[key].tolist()]
     code, err = _main("series", "energy_eror", "--db", store_url, capsys=capsys)
     assert code == 2 and "did you mean energy_error" in err and len(err.strip().splitlines()) == 1
+    code, err = _main("series", "n100-w3-s1", "--db", store_url, capsys=capsys)  # a run where a key goes
+    assert code == 2 and "'n100-w3-s1' is a run: choose runs with the filter \"name = n100-w3-s1\"" in err
+    said = runner.invoke(app, ["series", "n_bound", "--where", "name = n100-w3-s1", "--db", store_url])
+    assert said.exit_code == 0 and "n100-w3-s1" in said.stdout
     said = runner.invoke(app, ["frame", "-f", "parquet", "--db", store_url])
     assert said.exit_code == 2 and "--out" in said.output
 

@@ -117,7 +117,8 @@ def _known_keys(connection: Connection, keys: list[str]) -> None:
     """An ``UnknownObservableError`` (a KeyError) for a key no run in the store has."""
     for key in keys:
         if not connection.execute(select(exists().where(observable.c.key == key))).scalar():
-            raise UnknownObservableError(key, "this store", observable_keys(connection))
+            named = connection.execute(select(exists().where(run.c.name == key))).scalar()
+            raise UnknownObservableError(key, "this store", observable_keys(connection), bool(named))
 
 
 def _tuples(connection: Connection, statement: Select) -> list[tuple]:
