@@ -42,8 +42,25 @@ def sqlite_url(tmp_path_factory) -> str:
     "select length(replace(printf('%.*c', 9000000, 'x'), 'x', 'xx'))",  # past the longest value a query may build
 ])
 def test_sqlite_refuses_functions_off_the_list_and_huge_values(sqlite_url, query) -> None:
-    with pytest.raises(QueryError, match="refused or failed"):
+    with pytest.raises(QueryError, match="query refused"):
         operations.sql(sqlite_url, query)
+
+
+@pytest.mark.parametrize(("query", "named"), [
+    ("delete from run", "DELETE on run"),
+    ("with gone as (select id from run) update run set name = 'x'", "UPDATE on run"),
+    ("insert into tag select * from tag", "INSERT on tag"),
+    ("drop table run", "a change to the store's schema"),
+    ("alter table run add column x", "ALTER TABLE on run"),
+    ("pragma journal_mode = delete", "PRAGMA journal_mode"),
+    ("attach database ':memory:' as other", "ATTACH"),
+    ("select load_extension('/tmp/x.so')", "the function load_extension"),
+])
+def test_a_refused_sqlite_query_says_what_it_asked_for(sqlite_url, query, named) -> None:
+    with pytest.raises(QueryError) as refused:
+        operations.sql(sqlite_url, query)
+    assert str(refused.value) == f"query refused: sql only reads the store, and this query asks for {named}"
+    assert operations.sql(sqlite_url, "select count(*) from run")[1] == [(1,)]  # nothing changed
 
 
 def test_the_functions_a_query_needs_are_there(url) -> None:

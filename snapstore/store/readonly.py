@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -57,11 +58,37 @@ _FUNCTION_GROUPS = (
 SQLITE_FUNCTIONS = frozenset(name for group in _FUNCTION_GROUPS for name in group.split())
 
 
-def _authorize(action: int, first: str | None, second: str | None, *_rest) -> int:
+# What each SQLite authorizer action a query may not take is called in a refusal ("DELETE on run").
+_ACTION_GROUPS = (
+    "CREATE_INDEX CREATE_TABLE CREATE_TEMP_INDEX CREATE_TEMP_TABLE CREATE_TEMP_TRIGGER CREATE_TEMP_VIEW",
+    "CREATE_TRIGGER CREATE_VIEW DELETE DROP_INDEX DROP_TABLE DROP_TEMP_INDEX DROP_TEMP_TABLE DROP_TEMP_TRIGGER",
+    "DROP_TEMP_VIEW DROP_TRIGGER DROP_VIEW INSERT PRAGMA TRANSACTION UPDATE ATTACH DETACH ALTER_TABLE REINDEX",
+    "ANALYZE CREATE_VTABLE DROP_VTABLE SAVEPOINT",
+)
+_ACTIONS = {getattr(sqlite3, f"SQLITE_{name}"): name.replace("_", " ")
+            for group in _ACTION_GROUPS for name in group.split() if hasattr(sqlite3, f"SQLITE_{name}")}
+_ON_TABLE = {sqlite3.SQLITE_DELETE, sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DROP_TABLE,
+             sqlite3.SQLITE_ALTER_TABLE}
+
+
+def _authorize(denied: list[str], action: int, first: str | None, second: str | None, *_rest) -> int:
+    """SQLite's authorizer: reading only; what it refuses is named in ``denied``."""
     if action in _ALLOWED:
         return sqlite3.SQLITE_OK
-    if action == sqlite3.SQLITE_FUNCTION and (second or "").lower() in SQLITE_FUNCTIONS:
-        return sqlite3.SQLITE_OK
+    if action == sqlite3.SQLITE_FUNCTION:
+        if (second or "").lower() in SQLITE_FUNCTIONS:
+            return sqlite3.SQLITE_OK
+        what = f"the function {second}"
+    elif first in ("sqlite_master", "sqlite_temp_master"):  # CREATE, DROP: SQLite asks about this first
+        what = "a change to the store's schema"
+    else:
+        table = second if action == sqlite3.SQLITE_ALTER_TABLE else first
+        what = _ACTIONS.get(action, "a change to the store")
+        if action in _ON_TABLE and table:
+            what += f" on {table}"
+        elif action == sqlite3.SQLITE_PRAGMA:
+            what += f" {first}"
+    denied.append(what)
     return sqlite3.SQLITE_DENY
 
 
@@ -160,7 +187,8 @@ def _sqlite(database: str, shown: str, query: str, timeout: float,
     deadline[0] = time.monotonic() + timeout
     try:
         connection.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)
-        connection.set_authorizer(_authorize)
+        denied: list[str] = []
+        connection.set_authorizer(partial(_authorize, denied))
         cursor = connection.execute(query)
         found = [d[0] for d in cursor.description or []], capped(cursor, max_rows)
         if unchanged is not None:
@@ -169,6 +197,8 @@ def _sqlite(database: str, shown: str, query: str, timeout: float,
     except sqlite3.Error as exc:
         if time.monotonic() > deadline[0]:
             raise QueryError(f"the query was stopped at its time limit of {timeout:g} s (--timeout)") from None
+        if denied:
+            raise QueryError(f"query refused: sql only reads the store, and this query asks for {denied[0]}") from None
         raise QueryError(f"query refused or failed: {why_unopenable(database, str(exc))}") from None
     finally:
         connection.close()
