@@ -132,7 +132,11 @@ def pipe(store: Store, command: list[str], name: str, tags: dict[str, str] | Non
     with tempfile.TemporaryFile() as errors:
         # Unbuffered: the ingest buffers it, and closing it then needs no buffer's lock, which
         # the thread reading it holds while the command is silent (an interrupted capture)
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, bufsize=0)
+        try:
+            process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, bufsize=0)
+        except OSError as exc:  # no such program, or not executable: nothing ran, nothing is stored
+            raise CaptureError(f"pipe: cannot run {command[0]!r}: {exc.strerror or exc}",
+                               126 if isinstance(exc, PermissionError) else 127) from None
         assert process.stdout is not None  # stdout=PIPE
         report: IngestReport | None = None
         failure: SnapstoreError | None = None

@@ -377,6 +377,20 @@ def test_pipe_keeps_the_stderr_of_a_failing_run_and_its_exit_code(sqlite_db, tmp
         assert store.diagnostics("failed") == ["kira: step size too small, giving up\n"]
 
 
+@pytest.mark.parametrize(("command", "why"), [("no-such-kira-here", "No such file or directory"),
+                                              ("{script}", "Permission denied")])
+def test_pipe_of_a_command_that_cannot_run_says_so_and_stores_nothing(sqlite_db, tmp_path, command, why) -> None:
+    script = tmp_path / "kira.py"  # a script not made executable
+    script.write_text(FAILING)
+    program = command.format(script=script)
+    done = _run("pipe", "--name", "never", "--db", sqlite_db, "--", program, "-t", "10")
+    assert done.returncode == 2 and done.stderr.decode() == f"snapstore: error: pipe: cannot run {program!r}: {why}\n"
+    import snapstore
+
+    with snapstore.open(sqlite_db) as store:
+        assert store.runs() == []
+
+
 def test_jobs_reports_every_source_even_a_missing_one(db, tmp_path) -> None:
     import shutil
 
