@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import zstandard
 
-from helpers import corpus_runs, read_text, story_files
+from helpers import SAMPLE, corpus_runs, read_text, story_files
 from snapstore import Story, StoryFormatError, parse_story, read_stories
 from snapstore.story import iter_root_texts, open_source
 
@@ -77,6 +77,7 @@ def test_deep_nesting_needs_no_recursion() -> None:
         (SMALL[: SMALL.index(")Dynamics")], 13, "ends inside '(Particle' opened at line 1 (truncated?)"),
         (SMALL.replace(")Log", ")Dynamics", 1), 9, "does not match '(Log' opened at line 4"),
         ("junk\n" + SMALL, 1, "text outside any story"),
+        ("words first\n(not a story)\n" + SMALL, 1, "text outside any story: 'words first'"),  # the first fault
         (SMALL + "trailing words\n", 23, "text outside any story"),
         (")Particle\n", 1, "never opened"),
         ("(Part icle\n)Part icle\n", 1, "malformed story header"),
@@ -89,6 +90,16 @@ def test_malformed_input_names_source_and_line(text: str, line: int, needle: str
         list(read_stories(io.BytesIO(text.encode())))
     assert caught.value.line == line
     assert needle in str(caught.value)
+
+
+def test_kira_stderr_given_as_a_stream_is_refused_at_its_first_line() -> None:
+    # kira.err's first lines are prose; a line of it in brackets comes a hundred lines later
+    path = SAMPLE / "kira.err.gz"
+    with gzip.open(path, "rt") as text:
+        first = text.readline().rstrip("\n")
+    with pytest.raises(StoryFormatError) as caught:
+        list(read_stories(path))
+    assert str(caught.value) == f"{path}:1: text outside any story: {first!r}"
 
 
 def test_non_utf8_bytes_are_refused_with_line(tmp_path) -> None:

@@ -375,15 +375,15 @@ class _Splitter:
     def _open(self, at: int, line: str, expect: int) -> bool:
         """Push an open line; True when it begins a root story."""
         kind = line[1:]
+        root = not self.stack
+        if root and at != expect:  # the text before it comes first (kira's stderr read as a stream: line 1)
+            self.outside(expect)
         if kind not in self.kinds:
             if not KIND.fullmatch(kind):
                 # Starlab writes lines ending in \n alone, and reads no other
                 crlf = " (Windows line endings: dos2unix makes them Starlab's)" if kind.endswith("\r") else ""
                 self.fail(at, f"malformed story header {line[:40]!r}{crlf}")
             self.kinds.add(kind)
-        root = not self.stack
-        if root and at != expect:
-            self.outside(expect)
         self.stack.append((kind, at))
         return root
 
