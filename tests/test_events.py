@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import insert
 
 import snapstore
-from helpers import REPO, SAMPLE, read_text, roots_of
+from helpers import REPO, SAMPLE, corpus_dir, read_text, roots_of
 from snapstore import SchemaError, operations
 from snapstore.store import events
 from snapstore.store.events import InputFile, PipelineRecorded, SnapshotAppended, Step
@@ -141,3 +141,29 @@ def test_docs_events_md_declares_every_type_with_its_version_and_fields() -> Non
     declared = {name: (kind.class_version, [f.name for f in dataclasses.fields(kind)])
                 for name, kind in events.TYPES.items()}
     assert _documented() == declared
+
+
+@pytest.mark.corpus
+def test_a_stream_alternating_between_two_runs_describes_the_disagreeing_log_once(tmp_path) -> None:
+    # Stories of n100-w3-s1 and n100-w5-s1 in turn: every second Log disagrees with the
+    # pipeline read before it.  Each such story once added a conflict and an event holding
+    # all of them, so that the events grew with the square of the stream.
+    mine = [root.text for root in roots_of(SAMPLE / "kira.out.gz")]
+    other = [root.text for root in roots_of(corpus_dir() / "grid" / "n100-w5-s1" / "kira.out.gz")]
+    stream = tmp_path / "alternating.out"
+    stream.write_text("".join(a + b for a, b in zip(mine, other)))
+    with snapstore.open(str(tmp_path / "store.db")) as store:
+        store.ingest(stream, name="alternating")
+        run_id = store.run("alternating").id
+        with store.engine.connect() as connection:
+            payloads = connection.execute(
+                event.select().with_only_columns(event.c.payload)
+                .where(event.c.run_id == run_id, event.c.type == "pipeline_recorded")
+                .order_by(event.c.position)).scalars().all()
+    pipelines = [events.load("pipeline_recorded", payload, "test") for payload in payloads]
+    assert len(mine) == 5 and len(pipelines) == 2  # the first Log's pipeline, then the other's with its conflict
+    (conflict,) = pipelines[-1].conflicts
+    assert conflict.startswith("the Log of snapshot #2 does not continue the pipeline read before it: "
+                               "makeking -n 100 -w 5")
+    assert [step.argv[:6] for step in pipelines[-1].commands if step.program == "makeking"] == [
+        ["makeking", "-n", "100", "-w", "3", "-i"], ["makeking", "-n", "100", "-w", "5", "-i"]]

@@ -98,6 +98,7 @@ class Ingest:
         self._given: list[dict] | None = None  # the commands file's steps
         self._logged: list[dict] = []  # every command the Logs read so far hold, in order
         self._log_conflicts: list[str] = []
+        self._disagreeing: set[tuple[tuple[str, ...], ...]] = set()  # the Logs a conflict describes
         self._recorded = False  # whether a pipeline event was written (or found, on a resume)
         self._timed = False  # whether a story with a system time came before
         self._opening: list[Event] = []  # events start() prepared that are not appended yet
@@ -402,8 +403,13 @@ class Ingest:
         root's header) adds commands or a conflict, or for the first story when there is any
         pipeline at all."""
         logged, conflict = extend_pipeline(self._logged, steps, seq)
-        new_conflict = conflict is not None and conflict not in self._log_conflicts
+        # Each disagreeing Log is described once, at its first snapshot: a stream whose stories
+        # alternate between runs would otherwise add a conflict, and an event holding all of
+        # them, at every story (a gigabyte of events for a gigabyte of text).
+        said = tuple(tuple(step["argv"]) for step in steps)
+        new_conflict = conflict is not None and said not in self._disagreeing
         if new_conflict:
+            self._disagreeing.add(said)
             self._log_conflicts.append(conflict)  # type: ignore[arg-type]
         changed = len(logged) > len(self._logged) or new_conflict
         self._logged = logged
