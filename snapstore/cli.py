@@ -405,6 +405,8 @@ def show(run: str = typer.Argument(..., help="Run name or id"), db: str | None =
         typer.echo(f"  {position}. {line}" + (f"   [{'; '.join(notes)}]" if notes else ""))
         if item["conflict"]:
             typer.echo(f"     conflict: {item['conflict']}")
+    for conflict in summary["log_conflicts"]:
+        typer.echo(f"  conflict: {conflict}")
     for key, value in summary["tags"].items():
         typer.echo(f"  tag {key} = {value}")
     for log in summary["diagnostics"]:

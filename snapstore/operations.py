@@ -230,7 +230,8 @@ def describe(store: Store, name_or_id: str, listed: int | None = None) -> dict[s
             "source": target.source,
             "source_sha256": target.source_sha256, "starlab_version": target.starlab_version,
             "error": target.error, "retired_at": target.retired_at, "retired_reason": target.retired_reason,
-            "inputs": target.inputs, "ingests": target.ingests, "commands": target.commands, "tags": target.tags,
+            "inputs": target.inputs, "ingests": target.ingests, "commands": target.commands,
+            "log_conflicts": target.log_conflicts, "tags": target.tags,
             "diagnostics": [read_kira_log(text) for text in store.diagnostics(target.id)],
             "stories": count, "last_seq": last, "snapshots": rows}
 

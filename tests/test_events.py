@@ -14,10 +14,12 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import insert
+from typer.testing import CliRunner
 
 import snapstore
 from helpers import REPO, SAMPLE, corpus_dir, read_text, roots_of
 from snapstore import SchemaError, operations
+from snapstore.cli import app
 from snapstore.store import events
 from snapstore.store.events import InputFile, PipelineRecorded, SnapshotAppended, Step
 from snapstore.store.schema import event
@@ -154,7 +156,10 @@ def test_a_stream_alternating_between_two_runs_describes_the_disagreeing_log_onc
     stream.write_text("".join(a + b for a, b in zip(mine, other)))
     with snapstore.open(str(tmp_path / "store.db")) as store:
         store.ingest(stream, name="alternating")
+        store.ingest(SAMPLE, name="alone")
         run_id = store.run("alternating").id
+        shown = operations.describe(store, "alternating")["log_conflicts"]
+        assert store.run("alone").log_conflicts == []
         with store.engine.connect() as connection:
             payloads = connection.execute(
                 event.select().with_only_columns(event.c.payload)
@@ -163,6 +168,9 @@ def test_a_stream_alternating_between_two_runs_describes_the_disagreeing_log_onc
     pipelines = [events.load("pipeline_recorded", payload, "test") for payload in payloads]
     assert len(mine) == 5 and len(pipelines) == 2  # the first Log's pipeline, then the other's with its conflict
     (conflict,) = pipelines[-1].conflicts
+    assert shown == [conflict]  # what show and the web's run page print under the pipeline
+    said = CliRunner().invoke(app, ["show", "alternating", "--db", str(tmp_path / "store.db")])
+    assert said.exit_code == 0 and f"\n  conflict: {conflict}\n" in said.stdout
     assert conflict.startswith("the Log of snapshot #2 does not continue the pipeline read before it: "
                                "makeking -n 100 -w 5")
     assert [step.argv[:6] for step in pipelines[-1].commands if step.program == "makeking"] == [

@@ -83,6 +83,7 @@ def test_conflicts_between_the_commands_file_and_the_log_are_recorded(store_url,
     with snapstore.open(store_url) as opened:
         opened.ingest(source / "kira.out.gz", name="v01", commands=tmp_path / "commands.txt")
         steps = opened.run("v01").commands
+        assert opened.run("v01").log_conflicts == []  # a commands file's conflicts are its steps'
     kira = next(step for step in steps if step["program"] == "kira")
     assert kira["argv"] == ["kira", "-t", "2", "-d", "0.5", "-D", "0.5", "-n", "10", "-q", "0.5", "-G", "2", "-x"]
     assert kira["origin"] == "both" and "kira -t 5 -x" in kira["conflict"] and "Log's is kept" in kira["conflict"]

@@ -329,6 +329,19 @@ class Run:
                 for at, started in found if isinstance(started, events.IngestStarted)]
 
     @cached_property
+    def log_conflicts(self) -> list[str]:
+        """Where a snapshot's Log did not continue the pipeline read before it (a stream that
+        mixes runs), each such Log once, at its first snapshot; where a commands file and the
+        Log disagree is each step's ``conflict`` (``commands``)."""
+        from snapstore.store import events  # declaring every event type costs a reader's start-up ~13 ms
+
+        with self.store.reads() as rows:
+            found = [events.from_row(row) for row in rows.rows("last_pipeline", run_id=self.id)]
+        steps = {step.conflict for item in found if isinstance(item, events.PipelineRecorded) for step in item.commands}
+        return [text for item in found if isinstance(item, events.PipelineRecorded)
+                for text in item.conflicts if text not in steps]
+
+    @cached_property
     def tags(self) -> dict[str, str]:
         with self.store.reads() as rows:
             return {row.key: row.value for row in rows.rows("tags", run_id=self.id)}

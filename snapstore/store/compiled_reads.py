@@ -25,5 +25,6 @@ SQL = {
     'every_parameter': 'SELECT parameter.run_id, parameter.position, parameter.program, parameter.flag, parameter.value \nFROM parameter',
     'every_tag': 'SELECT tag.run_id, tag."key", tag.value \nFROM tag',
     'ingests': "SELECT event.position, event.run_id, event.type, event.recorded_at, event.payload \nFROM event \nWHERE event.run_id = :run_id AND event.type = 'ingest_started' ORDER BY event.position",
+    'last_pipeline': "SELECT event.position, event.run_id, event.type, event.payload \nFROM event \nWHERE event.run_id = :run_id AND event.type = 'pipeline_recorded' ORDER BY event.position DESC\n LIMIT 1 OFFSET 0",
     'records_of_stories': 'SELECT snapshot.seq, snapshot.record_hash, record.hash, record.data, record.location \nFROM snapshot LEFT OUTER JOIN record ON record.hash = snapshot.record_hash \nWHERE snapshot.run_id = :run_id AND snapshot.seq BETWEEN :first AND :last ORDER BY snapshot.seq',
 }

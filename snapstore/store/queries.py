@@ -17,7 +17,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import BindParameter
 
-from snapstore.store.events import DiagnosticsAttached, IngestStarted
+from snapstore.store.events import DiagnosticsAttached, IngestStarted, PipelineRecorded
 from snapstore.store.schema import (
     SCHEMA_REVISION,
     command,
@@ -90,6 +90,10 @@ READS: dict[str, Select] = {
     "ingests": select(event.c.position, event.c.run_id, event.c.type, event.c.recorded_at, event.c.payload)
     .where(event.c.run_id == _RUN_ID, event.c.type == literal_column(f"'{IngestStarted.type}'"))
     .order_by(event.c.position),
+    # the run's pipeline as last recorded: each pipeline event holds the whole of it
+    "last_pipeline": select(event.c.position, event.c.run_id, event.c.type, event.c.payload)
+    .where(event.c.run_id == _RUN_ID, event.c.type == literal_column(f"'{PipelineRecorded.type}'"))
+    .order_by(event.c.position.desc()).limit(literal_column("1")).offset(literal_column("0")),
     "records_of_stories": _records_of_stories().where(
         snapshot.c.seq.between(bindparam("first"), bindparam("last"))),
 }
