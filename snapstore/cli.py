@@ -241,10 +241,13 @@ def ingest(
 def _summary(report: IngestReport, seconds: float) -> str:
     ratio = f"{report.ratio:.1f}x" if report.stored_bytes else "-"
     partial = f" (and {report.partial} partial stories)" if report.partial else ""
+    count = len(report.log_conflicts)  # a stream that mixes runs: said now, not found later
+    mixed = (f"; its Logs disagree ({count} conflict{'s' if count > 1 else ''}: "
+             f"snapstore show {shlex.quote(report.name)})") if count else ""
     return (f"{report.name}: {report.added - report.partial} snapshots{partial} added, "
             f"{report.skipped} already stored; "
             f"{human_size(report.text_bytes)} text -> {human_size(report.stored_bytes)} stored ({ratio}) "
-            f"in {seconds:.1f} s")
+            f"in {seconds:.1f} s{mixed}")
 
 
 def _ingest_in_parallel(url: str, paths: list[str], jobs: int, payloads: str | None, initial: Path | None,

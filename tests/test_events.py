@@ -154,9 +154,10 @@ def test_a_stream_alternating_between_two_runs_describes_the_disagreeing_log_onc
     other = [root.text for root in roots_of(corpus_dir() / "grid" / "n100-w5-s1" / "kira.out.gz")]
     stream = tmp_path / "alternating.out"
     stream.write_text("".join(a + b for a, b in zip(mine, other)))
+    said = CliRunner().invoke(app, ["ingest", str(stream), "--name", "alternating", "--db", str(tmp_path / "store.db")])
+    assert said.exit_code == 0 and "; its Logs disagree (1 conflict: snapstore show alternating)" in said.output
     with snapstore.open(str(tmp_path / "store.db")) as store:
-        store.ingest(stream, name="alternating")
-        store.ingest(SAMPLE, name="alone")
+        assert store.ingest_report(SAMPLE, name="alone").log_conflicts == []
         run_id = store.run("alternating").id
         shown = operations.describe(store, "alternating")["log_conflicts"]
         assert store.run("alone").log_conflicts == []

@@ -77,6 +77,7 @@ class IngestReport:
     source_sha256: str | None = None
     complete: bool = False
     error: str | None = None
+    log_conflicts: list[str] = field(default_factory=list)  # Logs that did not continue the pipeline
 
     @property
     def ratio(self) -> float:
@@ -411,6 +412,7 @@ class Ingest:
         if new_conflict:
             self._disagreeing.add(said)
             self._log_conflicts.append(conflict)  # type: ignore[arg-type]
+            self.report.log_conflicts.append(conflict)  # type: ignore[arg-type]
         changed = len(logged) > len(self._logged) or new_conflict
         self._logged = logged
         if not changed and (self._recorded or not self._given):
