@@ -337,9 +337,11 @@ class Run:
 
         with self.store.reads() as rows:
             found = [events.from_row(row) for row in rows.rows("last_pipeline", run_id=self.id)]
-        steps = {step.conflict for item in found if isinstance(item, events.PipelineRecorded) for step in item.commands}
-        return [text for item in found if isinstance(item, events.PipelineRecorded)
-                for text in item.conflicts if text not in steps]
+        pipeline = next((item for item in found if isinstance(item, events.PipelineRecorded)), None)
+        if pipeline is None:
+            return []
+        steps = {step.conflict for step in pipeline.commands}
+        return [text for text in pipeline.conflicts if text not in steps]
 
     @cached_property
     def tags(self) -> dict[str, str]:

@@ -98,7 +98,6 @@ class Ingest:
         self.on_snapshot = on_snapshot
         self._given: list[dict] | None = None  # the commands file's steps
         self._logged: list[dict] = []  # every command the Logs read so far hold, in order
-        self._log_conflicts: list[str] = []
         self._disagreeing: set[tuple[tuple[str, ...], ...]] = set()  # the Logs a conflict describes
         self._recorded = False  # whether a pipeline event was written (or found, on a resume)
         self._timed = False  # whether a story with a system time came before
@@ -411,7 +410,6 @@ class Ingest:
         new_conflict = conflict is not None and said not in self._disagreeing
         if new_conflict:
             self._disagreeing.add(said)
-            self._log_conflicts.append(conflict)  # type: ignore[arg-type]
             self.report.log_conflicts.append(conflict)  # type: ignore[arg-type]
         changed = len(logged) > len(self._logged) or new_conflict
         self._logged = logged
@@ -422,7 +420,7 @@ class Ingest:
                  else merge_pipelines(self._logged, self._given))
         return PipelineRecorded(
             origin="log" if self._given is None else "merged", commands=[Step(**step) for step in steps],
-            conflicts=[step["conflict"] for step in steps if step.get("conflict")] + self._log_conflicts)
+            conflicts=[step["conflict"] for step in steps if step.get("conflict")] + self.report.log_conflicts)
 
     def finish(self, source: str, complete: bool, sha256: str | None, error: str | None,
                size: int | None = None) -> None:

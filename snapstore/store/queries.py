@@ -90,7 +90,8 @@ READS: dict[str, Select] = {
     "ingests": select(event.c.position, event.c.run_id, event.c.type, event.c.recorded_at, event.c.payload)
     .where(event.c.run_id == _RUN_ID, event.c.type == literal_column(f"'{IngestStarted.type}'"))
     .order_by(event.c.position),
-    # the run's pipeline as last recorded: each pipeline event holds the whole of it
+    # the run's pipeline as last recorded (each pipeline event holds the whole of it); literal
+    # bounds, as reads bind only their caller's values (SQLite's LIMIT brings an OFFSET along)
     "last_pipeline": select(event.c.position, event.c.run_id, event.c.type, event.c.payload)
     .where(event.c.run_id == _RUN_ID, event.c.type == literal_column(f"'{PipelineRecorded.type}'"))
     .order_by(event.c.position.desc()).limit(literal_column("1")).offset(literal_column("0")),
