@@ -172,6 +172,13 @@ def test_a_stream_alternating_between_two_runs_describes_the_disagreeing_log_onc
     assert shown == [conflict]  # what show and the web's run page print under the pipeline
     said = CliRunner().invoke(app, ["show", "alternating", "--db", str(tmp_path / "store.db")])
     assert said.exit_code == 0 and f"\n  conflict: {conflict}\n" in said.stdout
+    from starlette.testclient import TestClient
+
+    from snapstore.web.app import create_app
+
+    with snapstore.open(str(tmp_path / "store.db")) as store, TestClient(create_app(store)) as client:
+        page = client.get(f"/run/{run_id}").text
+    assert f'<div class="error">conflict: {conflict}</div>' in page
     assert conflict.startswith("the Log of snapshot #2 does not continue the pipeline read before it: "
                                "makeking -n 100 -w 5")
     assert [step.argv[:6] for step in pipelines[-1].commands if step.program == "makeking"] == [
