@@ -67,8 +67,7 @@ _ACTION_GROUPS = (
 )
 _ACTIONS = {getattr(sqlite3, f"SQLITE_{name}"): name.replace("_", " ")
             for group in _ACTION_GROUPS for name in group.split() if hasattr(sqlite3, f"SQLITE_{name}")}
-_ON_TABLE = {sqlite3.SQLITE_DELETE, sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DROP_TABLE,
-             sqlite3.SQLITE_ALTER_TABLE}
+_ON_TABLE = {sqlite3.SQLITE_DELETE, sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_ALTER_TABLE}
 
 
 def _authorize(denied: list[str], action: int, first: str | None, second: str | None, *_rest) -> int:
