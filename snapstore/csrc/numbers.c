@@ -170,14 +170,14 @@ int sk_prints_back(const char *token, size_t n, double x, int code) {
     return snprintf_equals(token, n, x, code);
 }
 
-/* "00" "01" ... "99": two digits per division, the printer's hot loop (half of a story's text is digits). */
+/* "00" "01" ... "99": the printer writes two digits per division (its hottest loop under perf). */
 static const char DIGIT_PAIRS[201] =
     "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
     "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
     "8081828384858687888990919293949596979899";
 
 static int decimal_length(uint64_t M) {
-    /* bits * 1233 / 4096 is log10(2) * bits rounded down: the length less one, or less two */
+    /* bits * 1233 / 4096 is log10(2) * bits rounded down: the length, or one less (0 for M = 0) */
     int guess = ((64 - __builtin_clzll(M | 1)) * 1233) >> 12;
     int n = guess + (M >= POW10[guess]);
     return n ? n : 1;
