@@ -154,29 +154,25 @@ def test_a_stream_alternating_between_two_runs_describes_the_disagreeing_log_onc
     other = [root.text for root in roots_of(corpus_dir() / "grid" / "n100-w5-s1" / "kira.out.gz")]
     stream = tmp_path / "alternating.out"
     stream.write_text("".join(a + b for a, b in zip(mine, other)))
-    said = CliRunner().invoke(app, ["ingest", str(stream), "--name", "alternating", "--db", str(tmp_path / "store.db")])
+    db = tmp_path / "store.db"
+    said = CliRunner().invoke(app, ["ingest", str(stream), "--name", "alternating", "--db", str(db)])
     assert said.exit_code == 0 and "; its Logs disagree (1 conflict: snapstore show alternating)" in said.output
-    with snapstore.open(str(tmp_path / "store.db")) as store:
-        assert store.ingest_report(SAMPLE, name="alone").log_conflicts == []
+    pipelines = [events.load(kind, payload, "test") for _, kind, payload in _log(db) if kind == "pipeline_recorded"]
+    with snapstore.open(str(db)) as store:
         run_id = store.run("alternating").id
         shown = operations.describe(store, "alternating")["log_conflicts"]
+        assert store.ingest_report(SAMPLE, name="alone").log_conflicts == []
         assert store.run("alone").log_conflicts == []
-        with store.engine.connect() as connection:
-            payloads = connection.execute(
-                event.select().with_only_columns(event.c.payload)
-                .where(event.c.run_id == run_id, event.c.type == "pipeline_recorded")
-                .order_by(event.c.position)).scalars().all()
-    pipelines = [events.load("pipeline_recorded", payload, "test") for payload in payloads]
     assert len(mine) == 5 and len(pipelines) == 2  # the first Log's pipeline, then the other's with its conflict
     (conflict,) = pipelines[-1].conflicts
     assert shown == [conflict]  # what show and the web's run page print under the pipeline
-    said = CliRunner().invoke(app, ["show", "alternating", "--db", str(tmp_path / "store.db")])
+    said = CliRunner().invoke(app, ["show", "alternating", "--db", str(db)])
     assert said.exit_code == 0 and f"\n  conflict: {conflict}\n" in said.stdout
     from starlette.testclient import TestClient
 
     from snapstore.web.app import create_app
 
-    with snapstore.open(str(tmp_path / "store.db")) as store, TestClient(create_app(store)) as client:
+    with snapstore.open(str(db)) as store, TestClient(create_app(store)) as client:
         page = client.get(f"/run/{run_id}").text
     assert f'<div class="error">conflict: {conflict}</div>' in page
     assert conflict.startswith("the Log of snapshot #2 does not continue the pipeline read before it: "
