@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from snapstore.errors import InvalidArgumentError, SnapstoreError, first_line, is_database_error
+from snapstore.errors import INTERRUPTED, InvalidArgumentError, SnapstoreError, first_line, is_database_error
 from snapstore.sizes import human_size
 
 if TYPE_CHECKING:
@@ -684,7 +684,7 @@ def _one_line(exc: BaseException) -> str:
     return first_line(exc)
 
 
-_INTERRUPTED = "snapstore: interrupted; everything committed so far is kept"
+_INTERRUPTED = f"snapstore: {INTERRUPTED}"
 
 
 def main() -> None:

@@ -30,6 +30,10 @@ def is_database_error(exc: BaseException) -> TypeGuard[DBAPIError]:
     return module is not None and isinstance(exc, module.DBAPIError)
 
 
+# What Ctrl-C leaves, said by the command line and by each run of ``ingest --jobs`` it stops.
+INTERRUPTED = "interrupted; everything committed so far is kept"
+
+
 class SnapstoreError(Exception):
     """Base class for every error snapstore raises on purpose."""
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy.exc import DBAPIError
 
-from snapstore.errors import InvalidArgumentError, SnapstoreError
+from snapstore.errors import INTERRUPTED, InvalidArgumentError, SnapstoreError
 from snapstore.store import processes
 from snapstore.store.backend import describe_db_error, make_engine, resolve_url
 from snapstore.store.ingest import IngestReport, ingest
@@ -51,7 +51,7 @@ def _ingest_one(url: str, payloads: str | None, source: str, initial: str | None
         with processes.busy():  # Ctrl-C reaches the whole process group: this run stops
             return _ingested(url, payloads, source, initial, commands, tags, check)
     except KeyboardInterrupt:
-        return Outcome(source, None, "interrupted; everything committed so far is kept", 0.0)
+        return Outcome(source, None, INTERRUPTED, 0.0)
 
 
 def _ingested(url: str, payloads: str | None, source: str, initial: str | None, commands: str | None,
