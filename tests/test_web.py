@@ -193,7 +193,9 @@ def test_no_url_reaches_the_file_system_and_nothing_but_get_is_answered(web, tmp
         answer = client.get(url)
         assert answer.status_code == 404 and b"root:" not in answer.content, url
     run_id = store.run("n100-w3-s1").id
-    assert client.get(f"/run/{run_id}/snapshot/999").status_code == 404
+    for seq in ("999", str(2**63), "9" * 40):  # past int64, a number no database integer binds
+        assert client.get(f"/run/{run_id}/snapshot/{seq}").status_code == 404, seq
+        assert client.get(f"/run/{run_id}/snapshot/{seq}/story").status_code == 404, seq
     for method in ("post", "put", "delete", "patch"):
         assert getattr(client, method)(f"/run/{run_id}").status_code == 405
 
@@ -285,7 +287,8 @@ def test_a_kira_d_stream_s_partial_stories_are_reached_by_number(tmp_path) -> No
             assert found is not None and (found.seq, found.kind, found.time) == (seq, stories[seq].kind,
                                                                                 stories[seq].time)
             assert found.text_bytes() == stories[seq].text_bytes()
-        assert store.run("Db").story(len(stories)) is None and store.run("Db").story(-1) is None
+        for beyond in (len(stories), -1, 2**63, -2**63 - 1):
+            assert store.run("Db").story(beyond) is None, beyond
     with snapstore.open(url, read_only=30) as store, TestClient(create_app(store), follow_redirects=False) as client:
         page = client.get(f"/run/{target.id}").text
         assert [int(seq) for seq in re.findall(rf'href="/run/{target.id}/snapshot/(\d+)"', page)] == whole

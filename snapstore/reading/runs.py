@@ -199,6 +199,8 @@ class Run:
     def story(self, seq: int) -> Snapshot | None:
         """Story number ``seq`` (None if the run has none): one or two seeks whatever the
         run's length, where ``stories()`` lists all of a kira -D stream's hundreds of thousands."""
+        if not 0 <= seq < 1 << 63:  # no story has such a number, and no database integer holds one past int64
+            return None
         if "_stories" in self.__dict__:
             return next((item for item in self._stories if item.seq == seq), None)
         with self.store.reads() as rows:
