@@ -4,13 +4,18 @@ stored bytes, that it reads with least privilege and a time limit, and the token
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import io
+import os
 import re
+import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -255,6 +260,31 @@ def test_the_cli_refuses_to_serve_the_network_without_a_token(tmp_path, monkeypa
                              timeout=60)
     assert missing.returncode != 0 and "no snapstore store at" in missing.stderr and not store.exists()
     assert "serving" not in missing.stderr  # it says it serves only once it does
+
+
+def test_serve_takes_its_port_before_it_says_it_serves(tmp_path) -> None:
+    store = tmp_path / "s.db"
+    snapstore.open(str(store)).close()
+    serve = [str(Path(sys.executable).parent / "snapstore"), "serve", "--db", str(store), "--port"]
+    with socket.create_server(("127.0.0.1", 0)) as held:
+        port = held.getsockname()[1]
+        refused = subprocess.run([*serve, str(port)], capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1 and refused.stderr.splitlines() == [
+        f"snapstore: error: serve: cannot listen on 127.0.0.1:{port}: {os.strerror(errno.EADDRINUSE)} "
+        "(another program holds it: --port chooses another)"]
+    for wrong in ("0", "65536", "9" * 20):
+        outside = subprocess.run([*serve, wrong], capture_output=True, text=True, timeout=60)
+        assert outside.returncode == 2 and outside.stderr.splitlines() == [
+            f"snapstore: error: serve: {wrong} is not a TCP port (1 to 65535)"]
+    server = subprocess.Popen([*serve, str(port)], stderr=subprocess.PIPE, text=True)  # the port, now free
+    try:
+        assert server.stderr is not None and server.stderr.readline().startswith(f"serving sqlite:///{store}")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30) as page:  # said, so it answers
+            assert page.status == 200 and b"Runs" in page.read()
+        server.send_signal(signal.SIGINT)
+        assert server.wait(timeout=30) == 0
+    finally:
+        server.kill()
 
 
 def test_with_a_token_every_request_must_carry_it(web, module_store_url) -> None:

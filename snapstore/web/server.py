@@ -7,8 +7,11 @@ must then carry.  The store is opened read-only with a time limit on every read.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import ipaddress
 import os
+import socket
 from collections.abc import Callable
 
 from snapstore.errors import InvalidArgumentError
@@ -44,8 +47,10 @@ def serve(url: str | None = None, payloads: str | None = None, host: str = LOOPB
           on_ready: Callable[[str], None] | None = None) -> None:
     """Serve the store at ``url`` read-only on ``host``:``port`` until interrupted (see the
     module's docstring for the token); ``on_ready`` is told the store's URL once it is open
-    and the first runs page drawn (see ``Site.warm``)."""
+    and the first runs page drawn (see ``Site.warm``), and the port taken."""
     token = check_binding(host, token)
+    if not 0 < port < 1 << 16:
+        raise InvalidArgumentError(f"serve: {port} is not a TCP port (1 to 65535)")
     try:
         import uvicorn
 
@@ -56,6 +61,25 @@ def serve(url: str | None = None, payloads: str | None = None, host: str = LOOPB
 
     with Store(url, payloads=payloads, read_only=read_limit) as store:
         app = create_app(store, token, warm=True)
-        if on_ready is not None:
-            on_ready(store.where)
-        uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False)
+        server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", server_header=False))
+        with listen(host, port) as listening:
+            if on_ready is not None:
+                on_ready(store.where)
+            with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C stops the server, as uvicorn.run lets it
+                server.run(sockets=[listening])
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket listening on ``host``:``port``, taken before the server says it serves: an
+    address this machine does not have, or a port another program holds or this user may
+    not take, is one line (an ``OSError``)."""
+    taken = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: a restart finds it free
+        taken.bind((host, port))
+        taken.listen()
+    except OSError as exc:
+        taken.close()
+        held = " (another program holds it: --port chooses another)" if exc.errno == errno.EADDRINUSE else ""
+        raise OSError(f"serve: cannot listen on {host}:{port}: {exc.strerror or exc}{held}") from None
+    return taken
