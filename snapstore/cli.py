@@ -104,6 +104,8 @@ def _emit(rows: Iterable[dict], fmt: Table, columns: list[str], limit: int | Non
     shows ``limit`` rows (default ``TABLE_ROWS``, 0 for all) and says how many it left out.
     ``shown`` turns a row into what a table prints (human sizes)."""
     chosen = iter(rows)
+    if limit is not None and limit > sys.maxsize:  # more than any listing can hold: all of it
+        limit = 0
     if limit:
         chosen = itertools.islice(chosen, limit)
     if fmt is Table.json:

@@ -417,6 +417,11 @@ def test_runs_limits_and_says_what_it_left_out(db) -> None:
     assert [line.split()[0] for line in table.stdout.splitlines()] == ["name", "a"] and "and 2 more" in table.stderr
     rows = cli("runs", "-f", "csv", db=db).stdout.strip().splitlines()
     assert rows[0].startswith("name,pipeline,N") and len(rows) == 4
+    # a limit past what any list holds (and islice takes) is all of them
+    beyond = cli("runs", "-f", "json", "--limit", "9" * 20, db=db)
+    assert beyond.exit_code == 0 and [row["name"] for row in json.loads(beyond.stdout)] == ["a", "b", "c"]
+    table = cli("runs", "--limit", "9" * 20, db=db)
+    assert [line.split()[0] for line in table.stdout.splitlines()] == ["name", "a", "b", "c"] and not table.stderr
 
 
 CUT = """\
