@@ -518,8 +518,9 @@ def serve(db: str | None = DB, payloads: str | None = PAYLOADS,
     Example: snapstore serve --db postgresql+psycopg://reader@dbhost/sims   then open http://127.0.0.1:8000"""
     from snapstore.web.server import serve as run_server
 
+    address = f"[{host}]" if ":" in host else host  # an IPv6 address, as a URL writes it
     run_server(db, payloads, host, port, token,
-               on_ready=lambda where: _note(f"serving {where} read-only at http://{host}:{port}/ (Ctrl-C stops)",
+               on_ready=lambda where: _note(f"serving {where} read-only at http://{address}:{port}/ (Ctrl-C stops)",
                                             err=True))
 
 

@@ -287,6 +287,24 @@ def test_serve_takes_its_port_before_it_says_it_serves(tmp_path) -> None:
         server.kill()
 
 
+def test_serve_writes_an_ipv6_address_as_a_url_does(tmp_path) -> None:
+    try:
+        with socket.create_server(("::1", 0), family=socket.AF_INET6) as probe:
+            port = probe.getsockname()[1]
+    except OSError:
+        pytest.skip("this machine has no IPv6 loopback")
+    store = tmp_path / "s.db"
+    snapstore.open(str(store)).close()
+    server = subprocess.Popen([str(Path(sys.executable).parent / "snapstore"), "serve", "--db", str(store),
+                               "--host", "::1", "--port", str(port)], stderr=subprocess.PIPE, text=True)
+    try:
+        assert server.stderr is not None and f"at http://[::1]:{port}/ " in server.stderr.readline()
+        with urllib.request.urlopen(f"http://[::1]:{port}/", timeout=30) as page:  # the address said is the one
+            assert page.status == 200
+    finally:
+        server.kill()
+
+
 def test_with_a_token_every_request_must_carry_it(web, module_store_url) -> None:
     token = "t0ken-" + "s" * 20
     with snapstore.open(module_store_url, read_only=30) as store, \
