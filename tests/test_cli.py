@@ -319,7 +319,8 @@ def test_every_command_with_bad_input_prints_one_line_and_no_traceback(db, tmp_p
         ("runs", "--format", "xml"), ("runs", "--limit", "-3"), ("export", "n100-w3-s1", "-s", " "),
         ("export", "n100-w3-s1", "-s", "1:2:0"), ("export", "n100-w3-s1", "--time", "abc"),
         ("export", "n100-w3-s1", "-f", "xls"), ("export", "n100-w3-s1", "-f", "npz"),
-        ("tag", "n100-w3-s1", "novalue"),
+        ("tag", "n100-w3-s1", "novalue"), ("tag", "n100-w3-s1", "my key=1"), ("tag", "n100-w3-s1", "=v"),
+        ("ingest", str(SAMPLE), str(SAMPLE), "--jobs", "2", "--tag", "a b=1"),
     ]
     bad = [
         ("ingest", str(tmp_path / "missing.out")), ("pipe", "--name", "p", "--", str(tmp_path / "no-such-program")),

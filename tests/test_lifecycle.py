@@ -4,6 +4,8 @@ replay to the same tables."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from typer.testing import CliRunner
 
@@ -75,6 +77,20 @@ def test_refused_mendings_append_nothing(store) -> None:
     with pytest.raises(RunNotFoundError):
         store.retire("nobody")
     assert (_events(store), _tables(store)) == (events, tables)
+
+
+def test_a_tag_key_is_one_a_filter_can_name(store) -> None:
+    for key in ("x-y", "a.b", "über", "_2", "2nd"):  # each reachable as tag.KEY
+        store.tag("n100-w3-s1", key, "v")
+        assert [run.name for run in store.runs(f"tag.{key} = v")] == ["n100-w3-s1"], key
+    events, tables = _events(store), _tables(store)
+    for key in ("", "my key", "a=b", "tab\there", "k" * 201):
+        said = f"the tag key {re.escape(repr(key[:60]))} cannot be named in a filter"
+        with pytest.raises(InvalidArgumentError, match=said):
+            store.tag("n100-w3-s1", key, "v")
+        with pytest.raises(InvalidArgumentError, match=said):
+            store.ingest(SAMPLE, name=f"other-{len(key)}", tags={"fine": "1", key: "v"})
+    assert (_events(store), _tables(store)) == (events, tables)  # refused whole: no tag, no run
 
 
 def test_rebuild_replays_the_life_cycle_to_the_same_tables(store) -> None:

@@ -53,7 +53,7 @@ from snapstore.store.events import (
 )
 from snapstore.store.inputs import resolve, stream_bytes, who_and_where
 from snapstore.store.log import append
-from snapstore.store.names import check_name, run_id_of
+from snapstore.store.names import check_name, check_tag_keys, run_id_of
 from snapstore.store.pack_rows import pack_lists
 from snapstore.store.payloads import ExternalPayloads
 from snapstore.store.queries import CoreRows
@@ -524,6 +524,7 @@ def ingest(engine: Engine, source, *, name: str | None = None, initial=None, tag
     ``ahead`` lets a worker process encode the stories of a large stream while this
     process commits (see ``encoding``); ``durable_each`` commits each story alone, where
     by default they are committed in groups (``BATCH_SECONDS``)."""
+    check_tag_keys(tags or {})  # before anything is read or written
     inputs = resolve(source, name, initial, commands, label)
     refresh_statistics(engine)  # each group's reads seek the run's rows only if the planner knows the tables' size
     job = Ingest(engine, inputs.name, on_snapshot, payloads, check, ahead)

@@ -9,7 +9,7 @@ from snapstore.errors import InvalidArgumentError, RunConflictError
 from snapstore.store.catalog import find_run
 from snapstore.store.events import Event, RunRenamed, RunRestored, RunRetired, RunTagged, RunUntagged
 from snapstore.store.log import append
-from snapstore.store.names import check_name
+from snapstore.store.names import check_name, check_tag_keys
 from snapstore.store.queries import CoreRows
 from snapstore.store.schema import run, tag
 
@@ -41,6 +41,7 @@ def restore(connection: Connection, name_or_id: str, where: str) -> bool:
 
 def set_tags(connection: Connection, name_or_id: str, tags: dict[str, str], where: str) -> int:
     """Set tags on a run (the latest value of a key wins); returns how many changed."""
+    check_tag_keys(tags)
     row = find_run(CoreRows(connection), name_or_id, where)
     held = _tags(connection, row.id)
     changes: list[Event] = [RunTagged(key=key, value=value) for key, value in tags.items() if held.get(key) != value]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import uuid
+from collections.abc import Iterable
 
 from sqlalchemy import Connection, select
 
@@ -11,6 +13,8 @@ from snapstore.store.schema import run
 
 _NAMESPACE = uuid.UUID("6f1c3c1e-7a57-4e43-9a8f-5a7b0e1d2c33")
 MAX_NAME = 200  # the run table's name column
+MAX_TAG_KEY = 200  # the tag table's key column
+_TAG_KEY = re.compile(r"[\w.\-]+")  # what a filter reads after "tag." (filters._FIELD)
 
 
 def check_name(name: str) -> str:
@@ -25,6 +29,15 @@ def check_name(name: str) -> str:
     if why:
         raise InvalidArgumentError(f"the run name {name[:60]!r} {why}")
     return name
+
+
+def check_tag_keys(keys: Iterable[str]) -> None:
+    """Refuse (``InvalidArgumentError``) a tag key that a filter's ``tag.KEY`` cannot name:
+    one of letters, digits, ``_``, ``.`` and ``-``, at most ``MAX_TAG_KEY`` characters."""
+    for key in keys:
+        if not _TAG_KEY.fullmatch(key) or len(key) > MAX_TAG_KEY:
+            raise InvalidArgumentError(f"the tag key {key[:60]!r} cannot be named in a filter (tag.KEY): give one "
+                                       f"of letters, digits, '_', '.' and '-', at most {MAX_TAG_KEY} characters")
 
 
 def run_id_for(name: str) -> str:
