@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
 import snapstore
 from helpers import SAMPLE, corpus_dir
+from snapstore.errors import InvalidArgumentError
 from snapstore.story import iter_root_texts, open_source
 
 
@@ -86,6 +89,25 @@ def test_dynamics_reads_only_the_chosen_snapshots(store_url, monkeypatch) -> Non
                 np.testing.assert_array_equal(part["pos"], whole["pos"][:, columns])
         decoded.clear()
         assert run.dynamics(times=(4.0, 6.0))["mass"].shape == (100, 2) and len(decoded) == 2
+
+
+def test_a_time_or_an_id_no_snapshot_can_have_is_refused_not_matched(store_url) -> None:
+    with snapstore.open(store_url) as store:
+        run = store.ingest(SAMPLE)
+        assert [item.seq for item in run.select(times=math.inf)] == [run.snapshots()[-1].seq]  # the latest
+        assert [item.seq for item in run.select(times=(4.0, math.inf))] == [item.seq for item in run.select()
+                                                                          if item.time >= 4.0]
+        for times in (math.nan, (math.nan, 5.0), (1.0, math.nan), [4.0], (1, 2, 3), "4:6"):
+            with pytest.raises(InvalidArgumentError, match=r"times? .* system time"):
+                run.select(times=times)
+            if not isinstance(times, float):  # dynamics takes a pair (or a slice of positions)
+                with pytest.raises(InvalidArgumentError, match=r"times? .* system time"):
+                    run.dynamics(times=times)
+        for ids in ([2**70], ["a"], [1.5]):
+            with pytest.raises(InvalidArgumentError, match="ids are star ids"):
+                run.dynamics(ids=ids)
+        assert run.dynamics(ids=[999_999])["mass"].shape == (1, 6)  # a whole id no star has: its row is NaN
+        assert np.isnan(run.dynamics(ids=[999_999])["mass"]).all()
 
 
 def test_particle_tables_are_each_snapshots_particles_in_order(store_url) -> None:

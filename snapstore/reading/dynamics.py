@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from snapstore.errors import StarIdentityError
+from snapstore.errors import InvalidArgumentError, StarIdentityError
 from snapstore.reading.mapping import ArrayMapping
 
 FIELDS = ("mass", "pos", "vel")
@@ -42,7 +42,7 @@ def assemble(frames: Iterable[np.ndarray], times: np.ndarray, seqs: np.ndarray,
     for seq, frame in zip(np.asarray(seqs).tolist(), frames):
         _check_identities(frame["id"], f"{label} snapshot #{seq}")
     wanted = np.unique(np.concatenate([frame["id"] for frame in frames])) if ids is None and frames \
-        else np.unique(np.asarray(ids if ids is not None else [], dtype=np.int64))
+        else np.unique(star_ids(ids if ids is not None else []))
     arrays = {field: _empty(field, frames, wanted.size) for field in fields}
     for column, frame in enumerate(frames):
         # a field a snapshot lacks came as one NaN per star: its column stays empty
@@ -82,3 +82,17 @@ def _check_identities(ids: np.ndarray, where: str) -> None:
         count = int(np.count_nonzero(ids == repeated[0]))
         raise StarIdentityError(f"{where}: star id {int(repeated[0])} appears {count} times, so its rows cannot be "
                                 "told apart")
+
+
+def star_ids(ids: Iterable) -> np.ndarray:
+    """``ids`` as int64 star ids; an ``InvalidArgumentError`` for any that is not a whole
+    number int64 holds (``[1.5]``, ``["a"]``, ``[2**70]``), which no star could have."""
+    try:
+        asked = np.asarray(ids)
+        whole = asked.dtype.kind in "iu" or (asked.dtype.kind == "f" and bool(np.all(np.trunc(asked) == asked)))
+        held = asked.size == 0 or (float(asked.min()) >= -2.0**63 and float(asked.max()) < 2.0**63)
+        if whole and held:
+            return asked.astype(np.int64).ravel()
+    except (OverflowError, TypeError, ValueError):
+        pass
+    raise InvalidArgumentError(f"ids are star ids, whole numbers within int64; {list(ids)[:5]!r} is not")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
+import numbers
 import os
 import warnings
 from collections import deque
@@ -16,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
 import numpy as np
 
 from snapstore import codec
-from snapstore.errors import CorruptRecordError
+from snapstore.errors import CorruptRecordError, InvalidArgumentError
 from snapstore.physics.kira_log import finished
 from snapstore.physics.multiples import multiples
 from snapstore.provenance import parameter_value
@@ -239,7 +241,8 @@ class Run:
         Without ``numbers``, kira's snapshots (1 on); ``numbers`` is a slice over snapshot
         numbers (stop excluded, negatives count back from the last: ``slice(-1, None)``
         is the last one); ``times`` keeps those with ``low <= time <= high``, or, as one
-        number, the one whose time is nearest it (the earlier of two as near);
+        number, the one whose time is nearest it (the earlier of two as near; NaN, nearest
+        nothing, is an ``InvalidArgumentError``);
         ``initial`` puts snapshot 0 in front when it is stored.
         """
         items = self.stories()
@@ -247,12 +250,11 @@ class Run:
         chosen = range(1, last + 1) if numbers is None else range(*numbers.indices(last + 1))
         picked = [item for item in items if item.seq in chosen]
         timed = [(item.time, item) for item in picked if item.time is not None]
-        if isinstance(times, tuple):
-            low, high = times
+        if isinstance(times, (tuple, list)):
+            low, high = _time_range(times)
             picked = [item for time, item in timed if low <= time <= high]
         elif times is not None:
-            target = times
-            picked = [min(timed, key=lambda pair: abs(pair[0] - target))[1]] if timed else []
+            picked = [_nearest(timed, _one_time(times))] if timed else []
         if initial and items and items[0].seq == 0 and (not picked or picked[0].seq != 0):
             picked.insert(0, items[0])
         return Snapshots(self, picked)
@@ -372,7 +374,7 @@ class Run:
         if isinstance(times, slice):
             chosen = chosen[times]
         elif times is not None:
-            low, high = times
+            low, high = _time_range(times)
             chosen = Snapshots(self, [item for item in chosen if item.time is not None and low <= item.time <= high])
         extra = tuple(field for field in fields if field not in FIELDS)
         if extra and len(chosen):  # a misspelt field would otherwise come back as NaN in every snapshot
@@ -473,6 +475,30 @@ class Run:
 
     def __repr__(self) -> str:
         return f"<Run {self.name} ({self.status}, {len(self)} snapshots)>"
+
+
+def _one_time(time: object) -> float:
+    """A system time to be nearest; NaN, nearest nothing, is an ``InvalidArgumentError``."""
+    if isinstance(time, numbers.Real) and not math.isnan(time):
+        return float(time)
+    raise InvalidArgumentError(f"time {time!r} is not a system time: give a number, or a (low, high) pair")
+
+
+def _time_range(times: tuple | list) -> tuple[float, float]:
+    """A ``(low, high)`` pair of system times (either infinite), else an ``InvalidArgumentError``:
+    no time lies beside NaN, which would match nothing without saying why."""
+    if len(times) == 2 and all(isinstance(time, numbers.Real) and not math.isnan(time) for time in times):
+        return float(times[0]), float(times[1])
+    raise InvalidArgumentError(f"times {times!r} is not a (low, high) pair of system times")
+
+
+def _nearest(timed: list[tuple[float, Snapshot]], target: float) -> Snapshot:
+    """The snapshot whose time is nearest ``target``, the earlier of two as near.  A target
+    beyond every time is taken at the last (or first): far off, every distance would round
+    to the same number and the first snapshot would win."""
+    times = [time for time, _ in timed]
+    clamped = min(max(target, min(times)), max(times))
+    return min(timed, key=lambda pair: abs(pair[0] - clamped))[1]
 
 
 def _flag_order(argv: list[str], flags: dict[str, str]) -> list[str]:
