@@ -262,3 +262,16 @@ def test_a_folder_that_is_not_a_run_folder_says_what_it_holds_and_the_others_go_
     code, error = _invoke("ingest", str(tmp_path / "empty"), "--db", store_url)
     assert code != 0
     assert error == f"{tmp_path / 'empty'} is not a run folder (no kira.out, plain or compressed); it holds nothing"
+
+
+@pytest.mark.parametrize(("present", "copy"), [("kira.out.gz", "kira.out"), ("initial.story.gz", "initial.story"),
+                                               ("kira.err.gz", "kira.err.zst")])
+def test_a_run_folder_holding_two_of_one_file_is_refused_not_guessed(store_url, tmp_path, present, copy) -> None:
+    folder = tmp_path / "run"
+    shutil.copytree(SAMPLE, folder)
+    (folder / copy).write_bytes(read_text(folder / present).encode())  # the same text, or (a live run) not
+    code, error = _invoke("ingest", str(folder), "--db", store_url)
+    assert code != 0 and error == (f"{folder} holds {present} and {copy}, and which one is the run's cannot be told: "
+                                     "move the other out of the folder")
+    with snapstore.open(store_url) as store:
+        assert store.runs() == []  # refused before anything was read or written

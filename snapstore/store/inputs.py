@@ -50,10 +50,22 @@ class RunInputs:
 _SUFFIXES = (".gz", "", ".zst", ".xz", ".bz2")
 _STREAMS = tuple(f"kira.out{suffix}" for suffix in _SUFFIXES)
 _STDERR = tuple(f"kira.err{suffix}" for suffix in _SUFFIXES)
+_INITIAL = tuple(f"initial.story{suffix}" for suffix in _SUFFIXES)
 
 
 def _stream_in(folder: Path) -> Path | None:
     return next((folder / name for name in _STREAMS if (folder / name).exists()), None)
+
+
+def _the_one(folder: Path, names: tuple[str, ...]) -> Path | None:
+    """The one of ``names`` that a run folder holds (None for none).  Two of them
+    (``kira.out`` beside ``kira.out.gz``: a copy, or a run still writing beside an old one)
+    are an ``InvalidArgumentError``: the folder does not say which is the run's."""
+    found = [folder / name for name in names if (folder / name).is_file()]
+    if len(found) > 1:
+        raise InvalidArgumentError(f"{folder} holds {found[0].name} and {found[1].name}, and which one is the "
+                                   "run's cannot be told: move the other out of the folder")
+    return found[0] if found else None
 
 
 def _stream_of(folder: Path) -> Path:
@@ -89,15 +101,15 @@ def resolve(source, name: str | None = None, initial=None, commands: str | os.Pa
     so that a bad one fails before anything is written."""
     folder = Path(source) if isinstance(source, (str, os.PathLike)) and Path(source).is_dir() else None
     if folder is not None:
-        source = _stream_of(folder)
+        source = _the_one(folder, _STREAMS) or _stream_of(folder)
         name = folder.resolve().name if name is None else name
         if initial is None:
-            initial = next((p for p in (folder / f"initial.story{suffix}" for suffix in _SUFFIXES) if p.exists()), None)
+            initial = _the_one(folder, _INITIAL)
         if commands is None and (folder / "commands.txt").exists():
             commands = folder / "commands.txt"
     found = RunInputs(source, default_name(source) if name is None else name, label or source_location(source),
                       label or source_name(source))
-    log = next((folder / name for name in _STDERR if (folder / name).is_file()), None) if folder else None
+    log = _the_one(folder, _STDERR) if folder else None
     if log is not None:
         found.stderr = (source_location(log), read_log(log))
     if commands is not None:
