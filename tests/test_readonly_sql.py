@@ -77,6 +77,13 @@ def test_a_query_stops_at_its_time_limit(url) -> None:
         operations.sql(url, query, timeout=0.5)
 
 
+@pytest.mark.parametrize("query", ["", "  \n\t", "-- select 1", "/* nothing */"])
+def test_a_query_of_nothing_is_refused_not_answered_with_nothing(url, query) -> None:
+    # an unset shell variable (snapstore sql "$Q") would otherwise succeed, printing nothing
+    with pytest.raises(QueryError, match="not a query: snapstore sql runs one SELECT"):
+        operations.sql(url, query)
+
+
 def test_a_query_returning_more_rows_than_the_cap_asks_for_a_limit(url) -> None:
     query = "select seq from snapshot"
     assert len(read_only_query(url, query, max_rows=6)[1]) == 6

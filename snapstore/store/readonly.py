@@ -189,7 +189,9 @@ def _sqlite(database: str, shown: str, query: str, timeout: float,
         denied: list[str] = []
         connection.set_authorizer(partial(_authorize, denied))
         cursor = connection.execute(query)
-        found = [d[0] for d in cursor.description or []], capped(cursor, max_rows)
+        if cursor.description is None:  # nothing, or a comment: no rows to give, as PostgreSQL says too
+            raise QueryError("not a query: snapstore sql runs one SELECT")
+        found = [d[0] for d in cursor.description], capped(cursor, max_rows)
         if unchanged is not None:
             unchanged.check()
         return found
