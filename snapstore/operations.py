@@ -25,7 +25,6 @@ from snapstore.errors import CaptureError, InvalidArgumentError, RunNotFoundErro
 from snapstore.physics.kira_log import read_kira_log
 from snapstore.provenance import parameter_value
 from snapstore.store.catalog import LISTING_FIELDS, run_values
-from snapstore.store.names import check_tag_keys
 from snapstore.store.readonly import TIMEOUT, read_only_query
 
 if TYPE_CHECKING:  # what the read side and ingest load (numpy, the codec) waits for a verb that needs it
@@ -55,6 +54,8 @@ def ingest_many(url: str, sources: list[str], jobs: int, payloads: str | None = 
 def parse_pairs(items: list[str]) -> dict[str, str]:
     """``["KEY=VALUE", ...]`` as a dict; anything else, or a key no filter can name, is an
     error naming the item (here, before an ingest of many runs starts any)."""
+    from snapstore.store.names import check_tag_keys  # SQLAlchemy's module: the verbs that write load it anyway
+
     pairs = {}
     for item in items:
         key, sep, value = item.partition("=")
