@@ -490,7 +490,8 @@ def export(
 @app.command()
 def plot(
     run: str | None = typer.Argument(None, help="Run name or id; none for an ensemble (--where, --by)"),
-    out: Path = typer.Option(Path("run.png"), "--out", "-o", help="Image file (PNG, or the suffix's format)"),
+    out: Path = typer.Option(Path("run.png"), "--out", "-o",
+                             help="Image file (PNG, or the suffix's format); - for standard output (PNG)"),
     snapshot: int | None = typer.Option(None, "--snapshot", help="Draw the stars of this snapshot number instead"),
     compare: list[str] = typer.Option([], "--compare", help="Another run on the same panels (repeatable)"),
     where: str | None = typer.Option(None, "--where", "-w", help="Ensemble: the runs to draw"),
@@ -505,7 +506,11 @@ def plot(
     from snapstore.plotting import plot as draw
 
     with _open(db) as store:
-        typer.echo(draw(store, run, out, snapshot=snapshot, compare=compare, where=where, by=by, keys=keys))
+        to_stdout = str(out) == "-"  # the image itself, for a pipe; else the file's name
+        written = draw(store, run, sys.stdout.buffer if to_stdout else out, snapshot=snapshot, compare=compare,
+                       where=where, by=by, keys=keys)
+        if not to_stdout:
+            typer.echo(written)
 
 
 @app.command()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
@@ -30,11 +30,14 @@ SNAPSHOT_SIZE = (11.0, 5.5)
 DPI = 100
 
 
+_INSTALL = "plotting needs matplotlib: pip install 'snapstore[plot]'"
+
+
 def _figure(rows: int, columns: int, size: tuple[float, float]) -> tuple[Figure, np.ndarray]:
     try:
         from matplotlib.figure import Figure
     except ModuleNotFoundError:
-        raise ModuleNotFoundError("plotting needs matplotlib: pip install 'snapstore[plot]'") from None
+        raise ModuleNotFoundError(_INSTALL) from None
     figure = Figure(figsize=size, dpi=DPI, layout="constrained")
     return figure, np.atleast_2d(figure.subplots(rows, columns, squeeze=False))
 
@@ -155,13 +158,13 @@ def ensemble_bands(store: Store, keys: Sequence[str] = ENSEMBLE_KEYS, where: str
     such as ``makeking.w`` or a tag such as ``tag.ensemble``; one group without it), the
     group's times, median, 16th and 84th percentiles and run count at each time, over
     the runs with a value there.  Group labels read ``by = value (N runs)``."""
+    groups = ensemble_groups(store, where, by)  # no run at all is said as such, before any column is missing
     names = [key.split("[")[0] for key in keys]
     series = store.timeseries(names, where)
     columns = {key: key if key in series else f"{key}[0]" for key in keys}  # a vector's first component
     missing = [key for key, column in columns.items() if column not in series]
     if missing:
         raise InvalidArgumentError(f"plot: no column {missing[0]!r}; the observables give {', '.join(series)}")
-    groups = ensemble_groups(store, where, by)
     out: dict[str, dict[str, tuple[np.ndarray, ...]]] = {}
     for key, column in columns.items():
         values, times, runs = series[column], series["time"], series["run"]
@@ -194,18 +197,42 @@ def plot_ensemble(store: Store, keys: Sequence[str] = ENSEMBLE_KEYS, where: str 
     return figure
 
 
-def save(figure: Figure, out: str | os.PathLike) -> str:
-    """Write ``figure`` (PNG, or the format the suffix names); returns the path."""
-    figure.savefig(out, dpi=DPI)
-    return os.fspath(out)
+def image_path(out: str | os.PathLike) -> str:
+    """The file a figure written to ``out`` lands in, as matplotlib names it: ``.png`` added
+    to a name without a suffix.  A suffix that names no format matplotlib writes is an
+    ``InvalidArgumentError``, so that nothing is drawn for a file that cannot be written."""
+    try:
+        from matplotlib.backend_bases import FigureCanvasBase
+    except ModuleNotFoundError:
+        raise ModuleNotFoundError(_INSTALL) from None
+    name = os.fspath(out)
+    suffix = os.path.splitext(name)[1]
+    if not suffix:
+        return f"{name}.png"
+    if suffix[1:].lower() not in FigureCanvasBase.get_supported_filetypes():
+        raise InvalidArgumentError(f"plot: {name!r} names no image format: end it in .png, .pdf or .svg")
+    return name
 
 
-def plot(store: Store, run: str | None, out: str | os.PathLike, snapshot: int | None = None,
+def save(figure: Figure, out: str | os.PathLike | BinaryIO) -> str:
+    """Write ``figure`` to ``out``: a file in the format its suffix names (``image_path``),
+    or a binary stream, as PNG; returns the file's name ("-" for a stream)."""
+    if isinstance(out, (str, os.PathLike)):
+        path = image_path(out)
+        figure.savefig(path, dpi=DPI)
+        return path
+    figure.savefig(out, format="png", dpi=DPI)
+    return "-"
+
+
+def plot(store: Store, run: str | None, out: str | os.PathLike | BinaryIO, snapshot: int | None = None,
          compare: Sequence[str] = (), where: str | None = None, by: str | None = None,
          keys: Sequence[str] = ()) -> str:
     """``snapstore plot``: the run figure of ``run`` and the ``compare`` runs, or with
     ``snapshot`` the stars of that snapshot number, or without a run the ensemble figure
-    of the runs matching ``where`` grouped ``by`` a column; written to ``out``."""
+    of the runs matching ``where`` grouped ``by`` a column; written to ``out`` (see ``save``)."""
+    if isinstance(out, (str, os.PathLike)):
+        image_path(out)  # a name no image can have is refused before anything is read or drawn
     if run is None:
         if snapshot is not None or compare:
             raise InvalidArgumentError("plot: --snapshot and --compare draw a run: name one")

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 from sqlalchemy import select, text, update
+from typer.testing import CliRunner
 
 import snapstore
 from helpers import SAMPLE, corpus_runs, read_text
@@ -285,6 +286,29 @@ def test_plots_of_runs_with_binaries_and_escapers_have_every_panel_drawn(corpus_
         assert _hued(panel, "blue") > 100 and _hued(panel, "warm") > 100  # singles in C0, multiples ringed in C3
     with pytest.raises(snapstore.InvalidArgumentError, match="no snapshot #99"):
         plot(corpus_store, "binaries", tmp_path / "x.png", snapshot=99)
+
+
+def test_plot_writes_the_file_it_names_or_standard_output(store_url, tmp_path, monkeypatch) -> None:
+    pytest.importorskip("matplotlib")
+    from snapstore.cli import app
+    from snapstore.plotting import plot
+
+    monkeypatch.chdir(tmp_path)
+    with snapstore.open(store_url) as store:
+        store.ingest(SAMPLE)
+        assert plot(store, "n100-w3-s1", "figure") == "figure.png"  # as matplotlib names it
+        assert (tmp_path / "figure.png").read_bytes()[:4] == b"\x89PNG" and not (tmp_path / "figure").exists()
+        assert plot(store, "n100-w3-s1", "figure.svg") == "figure.svg"
+        assert b"<svg" in (tmp_path / "figure.svg").read_bytes()
+        for wrong in ("figure.txt", "run.v2"):
+            with pytest.raises(snapstore.InvalidArgumentError, match=rf"plot: '{wrong}' names no image format"):
+                plot(store, "n100-w3-s1", wrong)
+            assert not (tmp_path / wrong).exists()
+        with pytest.raises(snapstore.InvalidArgumentError, match=r"plot: no run matches 'makeking\.n = 7'"):
+            plot(store, None, "ensemble.png", where="makeking.n = 7")
+    piped = CliRunner().invoke(app, ["plot", "n100-w3-s1", "-o", "-", "--db", store_url])
+    assert piped.exit_code == 0 and piped.stdout_bytes[:4] == b"\x89PNG"  # the image itself, for a pipe
+    assert not list(tmp_path.glob("-*"))
 
 
 def test_plot_without_matplotlib_says_what_to_install(store_url, tmp_path, monkeypatch) -> None:
