@@ -558,13 +558,23 @@ def verify(runs: list[str] = typer.Argument(None, help="Runs to check [default: 
     from snapstore.operations import parse_moment
 
     moment = parse_moment(since)  # checked before the store is opened
+    checked = [0]
+
+    def counted(done: int, total: int) -> None:
+        checked[0] = total
+        progress(done, total)
+
     with _open(db) as store, _count("verify") as progress:
-        problems = store.verify(runs or None, progress, jobs, moment)
+        problems = store.verify(runs or None, counted, jobs, moment)
     for problem in problems:
         typer.echo(problem, err=True)
     if problems:
         raise typer.Exit(1)
-    _note("ok: every record decodes to its hashed text and the projections match the log")
+    if not checked[0]:  # an ok for nothing checked would read as a store found sound
+        _note(f"ok: no run changed since {since}: nothing to check" if since else "ok: the store holds no run")
+        return
+    _note(f"ok: {checked[0]:,} run{'s' if checked[0] > 1 else ''} checked: every record decodes to its hashed text "
+          "and the projections match the log")
 
 
 @app.command()

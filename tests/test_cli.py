@@ -100,7 +100,10 @@ def test_runs_filter_show_stats_verify_tag(db) -> None:
     assert "tag quality = good" in tagged
     verified = cli("verify", db=db)
     assert verified.exit_code == 0
-    assert verified.stdout == "ok: every record decodes to its hashed text and the projections match the log\n"
+    assert verified.stdout == ("ok: 1 run checked: every record decodes to its hashed text and the projections "
+                               "match the log\n")
+    later = cli("verify", "--since", "2999-01-01", db=db)  # no run changed since: it says it checked none
+    assert later.exit_code == 0 and later.stdout == "ok: no run changed since 2999-01-01: nothing to check\n"
     totals = json.loads(cli("stats", "-f", "json", db=db).stdout)
     assert totals["snapshots"] == 6
     # run_started, ingest_started, 6 snapshot_appended, a pipeline_recorded, ingest_finished, run_tagged
