@@ -66,6 +66,11 @@ def test_a_downgrade_that_would_delete_the_log_is_refused_and_changes_nothing(st
     code, error = _invoke("db", "downgrade", "base", "--db", store_url)
     assert code != 0 and "would delete its" in error and "refused, nothing was changed" in error
     assert _counts(store_url) == before
+    for unknown in ("nonsense", "9999"):  # no such revision: said so, not taken for the worst case
+        code, error = _invoke("db", "downgrade", unknown, "--db", store_url)
+        assert code != 0 and error.endswith(f"cannot downgrade to {unknown!r}: No such revision or branch "
+                                            f"{unknown!r}"), error
+    assert _counts(store_url) == before
     assert _invoke("db", "downgrade", "0004", "--db", store_url)[0] == 0  # projections only: allowed
     assert _counts(store_url)[:2] == before[:2]
 

@@ -56,12 +56,16 @@ def data_lost_by_downgrade(engine: Engine, revision: str) -> str | None:
     """What a downgrade to ``revision`` would delete for good, if anything: below 0001 the
     tables themselves go, the event log and the records with them (other downgrades drop
     projections, which are rebuilt from the log, or refuse on their own)."""
+    from alembic.script.revision import ResolutionError
+
     current = current_revision(engine)
     if current is None:
         return None
     try:
         passed = {script.revision for script in _scripts(engine).iterate_revisions(current, revision)}
-    except Exception:  # a revision alembic resolves only while running (-1 ...): assume the worst
+    except ResolutionError as exc:  # no such revision: said as such, not as a loss of data
+        raise SchemaError(f"{masked(engine.url)}: cannot downgrade to {revision!r}: {first_line(exc)}") from None
+    except Exception:  # a revision alembic resolves only while running: assume the worst
         passed = {"0001"}
     if "0001" not in passed:
         return None
