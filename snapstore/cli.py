@@ -240,11 +240,16 @@ def ingest(
     _say_failures(failed, len(paths))
 
 
+def _counted(count: int, noun: str) -> str:
+    """``1 run``, ``17 runs``."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
 def _summary(report: IngestReport, seconds: float) -> str:
     ratio = f"{report.ratio:.1f}x" if report.stored_bytes else "-"
     partial = f" (and {report.partial} partial stories)" if report.partial else ""
     count = len(report.log_conflicts)  # a stream that mixes runs: said now, not found later
-    mixed = (f"; its Logs disagree ({count} conflict{'s' if count > 1 else ''}: "
+    mixed = (f"; its Logs disagree ({_counted(count, 'conflict')}: "
              f"snapstore show {shlex.quote(report.name)})") if count else ""
     return (f"{report.name}: {report.added - report.partial} snapshots{partial} added, "
             f"{report.skipped} already stored; "
@@ -475,8 +480,8 @@ def export(
         if output is None or snapshots or time or initial or observables:
             raise InvalidArgumentError("export --where writes every whole snapshot of the runs to the folder -o names")
         with _open(db) as store:
-            _note(f"{export_ensemble(store, where, output, format if format != 'story' else 'parquet')} runs "
-                  f"written to {output}")
+            written = export_ensemble(store, where, output, format if format != 'story' else 'parquet')
+            _note(f"{_counted(written, 'run')} written to {output}")
         return
     assert run is not None  # one of the two, as checked above
     numbers, times = parse_selection(snapshots), parse_times(time)  # checked before the store is opened
@@ -573,8 +578,8 @@ def verify(runs: list[str] = typer.Argument(None, help="Runs to check [default: 
     if not checked[0]:  # an ok for nothing checked would read as a store found sound
         _note(f"ok: no run changed since {since}: nothing to check" if since else "ok: the store holds no run")
         return
-    _note(f"ok: {checked[0]:,} run{'s' if checked[0] > 1 else ''} checked: every record decodes to its hashed text "
-          "and the projections match the log")
+    _note(f"ok: {_counted(checked[0], 'run')} checked: every record decodes to its hashed text and the projections "
+          "match the log")
 
 
 @app.command()

@@ -407,6 +407,16 @@ def test_jobs_reports_every_source_even_a_missing_one(db, tmp_path) -> None:
     assert "1 of 3 runs failed" in str(result.exception)
 
 
+def test_an_ensemble_export_counts_the_runs_it_wrote(db, tmp_path) -> None:
+    pytest.importorskip("pyarrow")
+    cli("ingest", str(SAMPLE), db=db)
+    one = cli("export", "--where", "makeking.n = 100", "-o", str(tmp_path / "one"), db=db)
+    assert one.exit_code == 0 and one.stdout == f"1 run written to {tmp_path / 'one'}\n"
+    cli("ingest", str(SAMPLE), "--name", "again", db=db)
+    two = cli("export", "--where", "makeking.n = 100", "-o", str(tmp_path / "two"), db=db)
+    assert two.exit_code == 0 and two.stdout == f"2 runs written to {tmp_path / 'two'}\n"
+
+
 def test_runs_limits_and_says_what_it_left_out(db) -> None:
     for name in ("a", "b", "c"):
         cli("ingest", str(SAMPLE), "--name", name, db=db)
