@@ -95,4 +95,4 @@ def star_ids(ids: Iterable) -> np.ndarray:
             return asked.astype(np.int64).ravel()
     except (OverflowError, TypeError, ValueError):
         pass
-    raise InvalidArgumentError(f"ids are star ids, whole numbers within int64; {list(ids)[:5]!r} is not")
+    raise InvalidArgumentError(f"ids are star ids, whole numbers within int64; {ids!r:.80} is not")

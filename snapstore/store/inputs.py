@@ -54,7 +54,7 @@ _INITIAL = tuple(f"initial.story{suffix}" for suffix in _SUFFIXES)
 
 
 def _stream_in(folder: Path) -> Path | None:
-    return next((folder / name for name in _STREAMS if (folder / name).exists()), None)
+    return next((folder / name for name in _STREAMS if (folder / name).is_file()), None)
 
 
 def _the_one(folder: Path, names: tuple[str, ...]) -> Path | None:
