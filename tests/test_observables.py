@@ -239,6 +239,33 @@ def test_rebuild_and_verify_keep_the_projection_true(store_url) -> None:
         assert _stored(store, run.id) == before and store.verify() == []
 
 
+def test_an_unreadable_first_kira_snapshot_leaves_the_errors_unmeasured_not_wrong(store_url, tmp_path) -> None:
+    # energy_error is measured from the run's first snapshot kira wrote: with its record
+    # unreadable, verify must name the record alone (no drift whose 'rebuild' would make it
+    # worse), and a rebuild must leave the later errors out, not measure them from #2.
+    folder = tmp_path / "payloads"
+    folder.mkdir()
+    with snapstore.open(store_url, payloads=str(folder)) as store:
+        run = store.ingest(SAMPLE)
+        before = _stored(store, run.id)
+        first = run.snapshots()[1]
+        error, change = ("energy_error", 0), ("energy_change", 0)
+        assert before[1][error] == 0.0 and before[3][error] != 0.0
+        payload = next(folder.rglob(f"{first.record_hash}.snaprec"))
+        kept = payload.read_bytes()
+        payload.write_bytes(b"garbage")
+        problems = store.verify()
+        assert len(problems) == 1 and problems[0].startswith("run 'n100-w3-s1' snapshot #1: "), problems
+        store.rebuild_projections()
+        rebuilt = _stored(store, run.id)
+        assert all(error not in rebuilt[seq] and change not in rebuilt[seq] for seq in (2, 3, 4, 5))
+        assert rebuilt[2] == {key: value for key, value in before[2].items() if key not in (error, change)}
+        assert len(store.verify()) == 1
+        payload.write_bytes(kept)  # the record restored: a rebuild measures the errors again
+        store.rebuild_projections()
+        assert _stored(store, run.id) == before and store.verify() == []
+
+
 def test_an_upgrade_from_0004_back_fills_the_observables(store_url) -> None:
     with snapstore.open(store_url) as store:
         run = store.ingest(SAMPLE)

@@ -168,6 +168,8 @@ def _records_and_observables(engine: Engine, run_id: str, name: str) -> Checked:
             except _FAULTS as exc:
                 found.append(f"run {name!r} snapshot #{row.seq}: {_fault(exc)}")
                 unreadable.add(row.seq)
+                if row.kind == "snapshot":
+                    measure.unreadable(row.seq)
                 continue
             if values is not None:
                 expected += measure.rows(row.seq, row.time, values)
@@ -178,7 +180,8 @@ def _records_and_observables(engine: Engine, run_id: str, name: str) -> Checked:
                 found.append(f"run {name!r} stories #{row.first_seq}-#{row.first_seq + row.stories - 1} "
                              f"(one pack): {_fault(exc)}")
         found += [f"run {name!r} diagnostics: {problem}" for problem in diagnostics.problems(named, run_id)]
-    return found, observations.differences(stored, expected, unreadable, {row.seq for row in stories})
+    return found, observations.differences(stored, expected, unreadable, {row.seq for row in stories},
+                                           measure.lost_at)
 
 
 def _differing(engine: Engine, scratch: projections.Scratch, run_id: str, number: int) -> set[str]:

@@ -55,10 +55,11 @@ def measure_layout(structure: codec.Layout, text: str) -> dict[str, Value]:
 
 
 def rows(run_id: str, seq: int, time: float | None, values: dict[str, Value],
-         reference: Reference | None) -> list[dict]:
+         reference: Reference | None, derive: bool = True) -> list[dict]:
     """The table rows of one snapshot's observables, with two derived ones for a snapshot
     kira wrote, against the run's first snapshot kira wrote (``reference``: its total
-    energy E0 and ``de_total``; None when this is it):
+    energy E0 and ``de_total``; None when this is it; ``derive`` False when it is not
+    known, so that none is measured from another snapshot):
 
     - ``energy_error`` = (E - E0 - (de_total - de_total0))/|E0|, kira's integration error:
       kira keeps in ``de_total`` the energy that left with escapers (and mergers, mass
@@ -71,7 +72,7 @@ def rows(run_id: str, seq: int, time: float | None, values: dict[str, Value],
     every error; both stay observables."""
     own = _kira_reference(values)
     base = own if reference is None else reference
-    if own is not None and base is not None and base[0] != 0:
+    if derive and own is not None and base is not None and base[0] != 0:
         (energy, accounted), (energy0, accounted0) = own, base
         values = {**values, ENERGY_ERROR: (energy - energy0 - (accounted - accounted0)) / abs(energy0),
                   ENERGY_CHANGE: (energy - energy0) / abs(energy0)}
@@ -237,9 +238,17 @@ class RunMeasure:
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
         self._reference: Reference | None = None
+        self.lost_at: int | None = None  # an unreadable snapshot that may have been the reference
+
+    def unreadable(self, seq: int) -> None:
+        """A whole snapshot whose record cannot be read.  Before the reference is found it
+        may be the reference (kira's first snapshot): then no error after it is measured,
+        rather than one measured from the next snapshot kira wrote."""
+        if self._reference is None and self.lost_at is None:
+            self.lost_at = seq
 
     def rows(self, seq: int, time: float | None, values: dict[str, Value]) -> list[dict]:
-        found = rows(self.run_id, seq, time, values, self._reference)
+        found = rows(self.run_id, seq, time, values, self._reference, derive=self.lost_at is None)
         self._reference = self._reference if self._reference is not None else _kira_reference(values)
         return found
 
@@ -254,6 +263,7 @@ def measured(connection: Connection, snapshots: Iterable) -> Iterator[list[dict]
         try:
             values = measure(fetch_record(CoreRows(connection), item.record_hash), item.record_hash)
         except CorruptRecordError:  # verify reports the record itself: its numbers would be no one's
+            current.unreadable(item.seq)
             yield None
             continue
         yield current.rows(item.seq, item.time, values)
@@ -302,12 +312,14 @@ def stored_values(rows: Rows, run_id: str) -> dict[tuple[int, str, int], float]:
 
 
 def differences(stored: dict[tuple[int, str, int], float], expected: list[dict], unreadable: set[int],
-                stories: set[int]) -> tuple[int, tuple[int, str] | None]:
+                stories: set[int], lost_at: int | None = None) -> tuple[int, tuple[int, str] | None]:
     """How many stored values differ from the ``expected`` rows (or name a story the run
     does not have), and the first (seq, key); values of ``unreadable`` snapshots are not
-    compared: verify reports their records."""
+    compared, nor the errors after ``lost_at`` (``RunMeasure.lost_at``): verify reports
+    their records."""
     wanted = {(row["seq"], row["key"], row["idx"]): row["value"] for row in expected}
-    kept = {key: value for key, value in stored.items() if key[0] not in unreadable}
+    kept = {key: value for key, value in stored.items() if key[0] not in unreadable
+            and not (lost_at is not None and key[0] > lost_at and key[1] in (ENERGY_ERROR, ENERGY_CHANGE))}
     keys = sorted([key for key in kept.keys() | wanted.keys() if kept.get(key) != wanted.get(key)]
                   + [key for key in kept if key[0] not in stories])
     return len(keys), (keys[0][0], keys[0][1]) if keys else None
