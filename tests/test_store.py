@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -15,7 +16,7 @@ from sqlalchemy.exc import DBAPIError
 
 import snapstore
 from helpers import SAMPLE, corpus_runs, read_text, seed500_or_sample, start_ingest, wait_for_commits
-from snapstore import StoreError, StoryFormatError
+from snapstore import StoreError, StoryFormatError, operations
 
 SNAPSHOT_TEXT_SQL = "select count(*) from snapshot"
 
@@ -390,3 +391,35 @@ def test_a_new_sqlite_store_leaves_little_of_a_page_empty_and_an_old_one_keeps_i
         store.ingest(SAMPLE, name="again")
         assert store.verify() == [] and len(store.runs()) == 2
     assert _page_size(old) == 4096
+
+
+def test_a_server_that_never_answers_is_an_error_within_the_connect_timeout(monkeypatch) -> None:
+    pytest.importorskip("psycopg")
+    import socket
+
+    from sqlalchemy.engine import make_url
+
+    from snapstore.store import backend
+
+    monkeypatch.setattr(backend, "CONNECT_TIMEOUT", 1)
+    monkeypatch.delenv("PGCONNECT_TIMEOUT", raising=False)
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # the kernel accepts; nothing ever answers
+        url = f"postgresql+psycopg://postgres@127.0.0.1:{silent.getsockname()[1]}/x"
+        for read in (lambda: snapstore.open(url, create=False).runs(), lambda: operations.sql(url, "select 1")):
+            caught: list[BaseException] = []
+
+            def attempt(read=read, caught=caught) -> None:  # a store, and the read-only path of snapstore sql
+                try:
+                    read()
+                except BaseException as exc:
+                    caught.append(exc)
+
+            worker = threading.Thread(target=attempt, daemon=True)
+            worker.start()
+            worker.join(15)
+            assert not worker.is_alive(), "still connecting after 15 s"  # without the bound: for ever
+            assert isinstance(caught[0], snapstore.StoreAccessError) and "connection timeout expired" in str(caught[0])
+    assert backend.pg_connect_args(make_url(url))["connect_timeout"] == 1
+    assert "connect_timeout" not in backend.pg_connect_args(make_url(f"{url}?connect_timeout=30"))  # the URL's own
+    monkeypatch.setenv("PGCONNECT_TIMEOUT", "30")
+    assert "connect_timeout" not in backend.pg_connect_args(make_url(url))  # and libpq's variable

@@ -13,7 +13,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, Insert, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
@@ -60,8 +60,7 @@ def make_engine(url: URL) -> Engine:
     try:
         if url.get_backend_name() == "sqlite":
             return _sqlite_engine(url)
-        engine = create_engine(url, pool_pre_ping=True,
-                               connect_args={"application_name": f"snapstore pid {os.getpid()}"})
+        engine = create_engine(url, pool_pre_ping=True, connect_args=pg_connect_args(url))
     except ModuleNotFoundError as exc:
         raise StoreURLError(f"{masked(url)} needs {exc.name}: pip install 'snapstore[postgres]'") from None
     waits = lock_timeout()
@@ -74,6 +73,20 @@ def make_engine(url: URL) -> Engine:
             connection.exec_driver_sql(f"SET LOCAL lock_timeout = '{int(waits * 1000)}ms'")
 
     return engine
+
+
+# Seconds a PostgreSQL connection may take to be made: a host that accepts the connection
+# and never answers (a firewall, another service on the port) is an error, not a hang.
+CONNECT_TIMEOUT = 10
+
+
+def pg_connect_args(url: URL) -> dict[str, Any]:
+    """What every PostgreSQL connection is opened with: its name in ``pg_stat_activity``, and
+    ``CONNECT_TIMEOUT`` unless the URL (``?connect_timeout=``) or ``PGCONNECT_TIMEOUT`` says."""
+    args: dict[str, Any] = {"application_name": f"snapstore pid {os.getpid()}"}
+    if "connect_timeout" not in url.query and "PGCONNECT_TIMEOUT" not in os.environ:
+        args["connect_timeout"] = CONNECT_TIMEOUT
+    return args
 
 
 def _sqlite_engine(url: URL) -> Engine:
@@ -206,6 +219,8 @@ def with_retries(engine: Engine, work: Callable[[Connection], T], attempts: int 
 def describe_db_error(exc: DBAPIError, url: URL) -> str:
     """One line for a database error, naming the store without its password."""
     reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
+    if "timeout expired" in reason:
+        reason += " (connect_timeout in the URL, or PGCONNECT_TIMEOUT, sets how many seconds to wait)"
     return f"{masked(url)}: {why_unopenable(str(url), reason)}"
 
 

@@ -12,7 +12,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
 from snapstore.errors import QueryError, StoreAccessError, first_line
-from snapstore.store.backend import masked
+from snapstore.store.backend import masked, pg_connect_args
 from snapstore.store.readonly import capped
 
 READER = "snapstore_reader"  # the PostgreSQL role migration 0006 creates to run queries as
@@ -101,7 +101,8 @@ _ROLE_RIGHTS = text("""
 
 
 def _checked(url: URL, source: str, options: dict[str, Any]) -> Engine:
-    engine = create_engine(url, **options)
+    engine = create_engine(url, **{**options, "connect_args": {**pg_connect_args(url),
+                                                               **options.get("connect_args", {})}})
     try:
         with engine.connect() as connection:
             role, privileged, server_roles, writable, store, readable = connection.execute(
