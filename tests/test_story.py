@@ -82,6 +82,7 @@ def test_deep_nesting_needs_no_recursion() -> None:
         (")Particle\n", 1, "never opened"),
         ("(Part icle\n)Part icle\n", 1, "malformed story header"),
         (SMALL.replace("\n", "\r\n"), 1, "malformed story header '(Particle\\r' (Windows line endings: dos2unix"),
+        ("\ufeff" + SMALL, 1, "text outside any story: '\\ufeff(Particle' (a byte-order mark, which Starlab never"),
         ("", 1, "no story found"),
     ],
 )

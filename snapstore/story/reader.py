@@ -294,7 +294,9 @@ class _Splitter:
     def outside(self, offset: int) -> None:
         self._join()
         end = self.buffer.find("\n", offset)
-        self.fail(offset, f"text outside any story: {self.buffer[offset:end if end >= 0 else None][:40]!r}")
+        text = self.buffer[offset:end if end >= 0 else None]
+        mark = " (a byte-order mark, which Starlab never writes: remove it)" if text.startswith("\ufeff") else ""
+        self.fail(offset, f"text outside any story: {text[:40]!r}{mark}")
 
     def fail(self, offset: int, message: str) -> None:
         raise StoryFormatError(self.name, self.line_of(offset), message)
