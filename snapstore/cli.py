@@ -251,10 +251,13 @@ def _summary(report: IngestReport, seconds: float) -> str:
     count = len(report.log_conflicts)  # a stream that mixes runs: said now, not found later
     mixed = (f"; its Logs disagree ({_counted(count, 'conflict')}: "
              f"snapstore show {shlex.quote(report.name)})") if count else ""
+    # else the run added to is nowhere in runs, and seems lost
+    retired = f"; the run is retired: snapstore restore {shlex.quote(report.name)} lists it again" \
+        if report.retired else ""
     return (f"{report.name}: {report.added - report.partial} snapshots{partial} added, "
             f"{report.skipped} already stored; "
             f"{human_size(report.text_bytes)} text -> {human_size(report.stored_bytes)} stored ({ratio}) "
-            f"in {seconds:.1f} s{mixed}")
+            f"in {seconds:.1f} s{mixed}{retired}")
 
 
 def _ingest_in_parallel(url: str, paths: list[str], jobs: int, payloads: str | None, initial: Path | None,

@@ -67,6 +67,17 @@ def test_untag_takes_tags_off_and_a_key_the_run_lacks_changes_nothing(store) -> 
     assert store.set_tags("n100-w3-s1", {"ensemble": "A"}) == 0 and _events(store) == events + 1  # no change, no event
 
 
+def test_an_ingest_into_a_retired_run_says_the_run_is_retired(store, store_url) -> None:
+    store.retire("n100-w3-s1", "wrong seed")
+    report = store.ingest_report(SAMPLE)  # resumes the run it names, retired or not
+    assert (report.added, report.retired) == (0, True)
+    said = CliRunner().invoke(app, ["ingest", str(SAMPLE), "--db", store_url])
+    assert said.exit_code == 0 and said.stdout.rstrip().endswith(
+        "; the run is retired: snapstore restore n100-w3-s1 lists it again"), said.stdout
+    store.restore("n100-w3-s1")
+    assert not store.ingest_report(SAMPLE).retired
+
+
 def test_refused_mendings_append_nothing(store) -> None:
     store.ingest(SAMPLE, name="other")
     events, tables = _events(store), _tables(store)

@@ -78,6 +78,7 @@ class IngestReport:
     complete: bool = False
     error: str | None = None
     log_conflicts: list[str] = field(default_factory=list)  # Logs that did not continue the pipeline
+    retired: bool = False  # the run it adds to is retired: listings and filters leave it out
 
     @property
     def ratio(self) -> float:
@@ -144,6 +145,8 @@ class Ingest:
         with self.engine.connect() as connection:
             self._resuming = connection.execute(select(exists().where(
                 snapshot.c.run_id == self.report.run_id))).scalar()
+            self.report.retired = bool(connection.execute(select(run.c.retired_at.is_not(None)).where(
+                run.c.id == self.report.run_id)).scalar())
 
     def prepare(self, root: RootText, seq: int) -> _Pending:
         """Storing one story at ``seq``, in order, first half: hash it, look it up, read
