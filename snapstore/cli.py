@@ -101,8 +101,8 @@ TABLE_ROWS = 100  # a table longer than a screenful or two is for a pager or a f
 def _emit(rows: Iterable[dict], fmt: Table, columns: list[str], limit: int | None = None,
           shown: Callable[[dict], dict] | None = None) -> None:
     """Print rows as they come: JSON and CSV stream every row (or ``limit``); a table
-    shows ``limit`` rows (default ``TABLE_ROWS``, 0 for all) and says how many it left out.
-    ``shown`` turns a row into what a table prints (human sizes)."""
+    shows ``limit`` rows (default ``TABLE_ROWS``, 0 for all) and says how many it left out,
+    or that there is none.  ``shown`` turns a row into what a table prints (human sizes)."""
     chosen = iter(rows)
     if limit is not None and limit > sys.maxsize:  # more than any listing can hold: all of it
         limit = 0
@@ -138,6 +138,8 @@ def _table(rows: Iterable[dict], columns: list[str], limit: int, shown: Callable
     left = sum(1 for _ in remaining)
     if left:
         typer.echo(f"... and {left:,} more (--limit 0 shows them all; --format csv or json for scripts)", err=True)
+    elif not printed:  # a header alone reads as a listing that failed
+        _note("(none)", err=True)
 
 
 def _jsonable(value: Any) -> Any:
@@ -607,10 +609,11 @@ def stats(format: Table = FORMAT, db: str | None = DB) -> None:
                 "stored_bytes": r["stored_bytes"]} for r in totals["by_run"]], format,
               ["name", "snapshots", "text_bytes", "stored_bytes"])
         return
-    ratio = totals["record_text_bytes"] / totals["record_bytes"] if totals["record_bytes"] else float("nan")
-    typer.echo(f"{totals['runs']} runs, {totals['snapshots']} snapshots, {totals['events']} events; "
-               f"{totals['records']} distinct records: {human_size(totals['record_text_bytes'])} text -> "
-               f"{human_size(totals['record_bytes'])} stored ({ratio:.1f}x)")
+    ratio = f"{totals['record_text_bytes'] / totals['record_bytes']:.1f}x" if totals["record_bytes"] else "-"
+    typer.echo(f"{_counted(totals['runs'], 'run')}, {_counted(totals['snapshots'], 'snapshot')}, "
+               f"{_counted(totals['events'], 'event')}; {_counted(totals['records'], 'distinct record')}: "
+               f"{human_size(totals['record_text_bytes'])} text -> {human_size(totals['record_bytes'])} stored "
+               f"({ratio})")
     _emit([{"name": r["name"], "snapshots": r["n_snapshots"], "text": human_size(r["text_bytes"]),
             "stored": human_size(r["stored_bytes"])} for r in totals["by_run"]], format,
           ["name", "snapshots", "text", "stored"])

@@ -417,6 +417,25 @@ def test_an_ensemble_export_counts_the_runs_it_wrote(db, tmp_path) -> None:
     assert two.exit_code == 0 and two.stdout == f"2 runs written to {tmp_path / 'two'}\n"
 
 
+def test_an_empty_listing_and_empty_stats_say_so(db) -> None:
+    cli("ingest", str(SAMPLE), db=db)
+    nothing = cli("runs", "--where", "makeking.n = 5", db=db)  # a header alone reads as a listing that failed
+    assert nothing.exit_code == 0 and nothing.stdout.split() == ["name", "pipeline", "N", "snapshots", "t_first",
+                                                                 "t_last", "status", "finished", "stored_bytes"]
+    assert nothing.stderr == "(none)\n"
+    totals = json.loads(cli("stats", "-f", "json", db=db).stdout)
+    said = cli("stats", db=db).stdout.splitlines()[0]  # one run: "1 run", not "1 runs"
+    assert said.startswith(f"1 run, 6 snapshots, {totals['events']} events; {totals['records']} distinct records: ")
+    assert said.endswith(f" stored ({totals['record_text_bytes'] / totals['record_bytes']:.1f}x)")
+
+
+def test_stats_of_an_empty_store_gives_no_ratio(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    snapstore.open(url).close()
+    assert cli("stats", db=url).stdout.splitlines()[0] == (
+        "0 runs, 0 snapshots, 0 events; 0 distinct records: 0 B text -> 0 B stored (-)")  # was "(nanx)"
+
+
 def test_runs_limits_and_says_what_it_left_out(db) -> None:
     for name in ("a", "b", "c"):
         cli("ingest", str(SAMPLE), "--name", name, db=db)
