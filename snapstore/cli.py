@@ -253,7 +253,7 @@ def _summary(report: IngestReport, seconds: float) -> str:
     count = len(report.log_conflicts)  # a stream that mixes runs: said now, not found later
     mixed = (f"; its Logs disagree ({_counted(count, 'conflict')}: "
              f"snapstore show {shlex.quote(report.name)})") if count else ""
-    # else the run added to is nowhere in runs, and seems lost
+    # said, or the run added to is nowhere in `snapstore runs`, as if nothing had been stored
     retired = f"; the run is retired: snapstore restore {shlex.quote(report.name)} lists it again" \
         if report.retired else ""
     return (f"{report.name}: {report.added - report.partial} snapshots{partial} added, "
