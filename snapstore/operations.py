@@ -15,7 +15,7 @@ import shlex
 import signal
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -29,7 +29,7 @@ from snapstore.store.readonly import TIMEOUT, read_only_query
 
 if TYPE_CHECKING:  # what the read side and ingest load (numpy, the codec) waits for a verb that needs it
     from snapstore.facade import Store
-    from snapstore.reading import Run
+    from snapstore.reading import Run, Snapshot, Snapshots
     from snapstore.serializers import Location
     from snapstore.store.ingest import IngestReport
     from snapstore.store.parallel import Outcome
@@ -302,6 +302,8 @@ def export(run: Run, format: str = "story", output: str | os.PathLike | None = N
     items = run.select(numbers, times, initial) if chosen or format == "story" else run.snapshots()
     if not items:
         raise InvalidArgumentError(f"the selection holds no snapshot of run {run.name!r}, {_extent(run)}")
+    if format != "story" and chosen:
+        items = _whole_snapshots(run, items)
     if output is None:
         assert stream is not None  # check_export
         stream.flush()  # what the text layer holds goes first; then bytes straight to its buffer
@@ -310,6 +312,21 @@ def export(run: Run, format: str = "story", output: str | os.PathLike | None = N
     from snapstore.serializers import registry
 
     registry.write(items, format, _location(format, output))
+
+
+def _whole_snapshots(run: Run, items: Sequence[Snapshot]) -> Snapshots:
+    """The whole snapshots of a selection, which arrays hold: a partial story (kira's ``-D b``
+    and ``-D x1``) is one changed system, which a particle table would show as a cluster of
+    two stars.  A selection of partial stories alone is an ``InvalidArgumentError``."""
+    from snapstore.reading import Snapshots
+
+    whole = [item for item in items if item.kind == "snapshot"]
+    if not whole:
+        numbers = ", ".join(f"#{item.seq}" for item in items[:3]) + (", ..." if len(items) > 3 else "")
+        raise InvalidArgumentError(f"the selection ({numbers}) holds only partial stories of run {run.name!r}, one "
+                                   "changed system each (kira -D b, -D x1): arrays hold whole snapshots; export "
+                                   "those as story text")
+    return Snapshots(run, whole)
 
 
 def export_bytes(run: Run, format: str, observables: bool = False) -> bytes:

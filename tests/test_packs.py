@@ -47,6 +47,24 @@ def test_partial_stories_are_packed_and_each_reads_back_as_its_own_story(variant
 
 
 @pytest.mark.variants
+def test_arrays_exported_from_a_selection_hold_its_whole_snapshots_alone(variants_store, tmp_path) -> None:
+    from snapstore.operations import export
+
+    run = variants_store.run(STREAM)
+    stories = run.select(numbers=slice(0, 6))
+    whole = [item.seq for item in stories if item.kind == "snapshot"]
+    assert len(whole) < len(stories)  # the selection mixes both kinds
+    export(run, "npz", tmp_path / "some.npz", numbers=slice(0, 6))
+    # a partial story is one changed system: in a particle table it would read as a cluster of two stars
+    assert np.load(tmp_path / "some.npz")["seqs"].tolist() == whole
+    partial = next(item.seq for item in stories if item.kind == "partial")
+    said = rf"\(#{partial}\) holds only partial stories .* arrays hold whole snapshots"
+    with pytest.raises(snapstore.InvalidArgumentError, match=said):
+        export(run, "npz", tmp_path / "none.npz", numbers=slice(partial, partial + 1))
+    assert not (tmp_path / "none.npz").exists()
+
+
+@pytest.mark.variants
 def test_a_pack_is_one_record_and_one_event_and_the_sizes_still_add_up(store_url) -> None:
     with snapstore.open(store_url) as store:
         run = store.ingest(variants_dir() / STREAM)
