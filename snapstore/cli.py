@@ -288,6 +288,8 @@ def _say_failures(failed: int, sources: int) -> None:
 def pipe(
     command: list[str] = typer.Argument(..., help="The command to run; its stdout is the snapshot stream"),
     name: str = typer.Option(..., "--name", "-n", help="Run name"),
+    initial: Path | None = typer.Option(None, "--initial", help="Initial-conditions story, stored as snapshot 0"),
+    commands: Path | None = typer.Option(None, "--commands", help="The pipeline, one command per line"),
     tag: list[str] = typer.Option([], "--tag", "-t", help="KEY=VALUE, repeatable"),
     durable_each: bool = DURABLE_EACH,
     db: str | None = DB,
@@ -295,7 +297,7 @@ def pipe(
 ) -> None:
     """Run a simulation and store its snapshots as they arrive, and its stderr with them.
 
-    Example: snapstore pipe --name run1 -- sh -c 'kira -t 10 < initial.story'
+    Example: snapstore pipe --name run1 --initial initial.story -- sh -c 'kira -t 10 < initial.story'
     """
     from snapstore.operations import exit_status, parse_pairs
     from snapstore.operations import pipe as capture
@@ -303,7 +305,7 @@ def pipe(
     tags = parse_pairs(tag)
     with _open(db, payloads=payloads, create=True) as store:
         with _progress(name) as show:
-            outcome = capture(store, command, name, tags, show, durable_each)
+            outcome = capture(store, command, name, tags, show, durable_each, initial, commands)
     _note(f"{name}: {outcome.report.added} snapshots stored; {command[0]} {exit_status(outcome.exit_code)}")
     if outcome.exit_code != 0:  # as a shell reports it: 128 + N for a command killed by signal N
         raise typer.Exit(outcome.exit_code if outcome.exit_code > 0 else 128 - outcome.exit_code)

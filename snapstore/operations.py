@@ -125,14 +125,19 @@ class Capture:
 
 
 def pipe(store: Store, command: list[str], name: str, tags: dict[str, str] | None = None,
-         on_snapshot: Callable[[IngestReport], None] | None = None, durable_each: bool = False) -> Capture:
+         on_snapshot: Callable[[IngestReport], None] | None = None, durable_each: bool = False,
+         initial: str | os.PathLike | None = None, commands: str | os.PathLike | None = None) -> Capture:
     """Run ``command`` and store the snapshots of its stdout as they arrive, as run
-    ``name``.  Its stderr goes to a temporary file (not memory) and is kept with
-    the run however the capture ends, since a failed run is when it matters.  When the
+    ``name``, with the ``initial`` conditions (snapshot 0) and the ``commands`` file as
+    ``ingest`` takes them.  Its stderr goes to a temporary file (not memory) and is kept
+    with the run however the capture ends, since a failed run is when it matters.  When the
     stream cannot be stored to its end (cut short, bad text), the error says how the
     command ended too; a command still running then is stopped, its output having
     nowhere to go."""
+    from snapstore.store.inputs import resolve
+
     label = "pipe: " + shlex.join(command)
+    resolve("-", name, initial, commands, label)  # a bad input file is refused before the command starts
     with tempfile.TemporaryFile() as errors:
         # Unbuffered: the ingest buffers it, and closing it then needs no buffer's lock, which
         # the thread reading it holds while the command is silent (an interrupted capture)
@@ -145,8 +150,8 @@ def pipe(store: Store, command: list[str], name: str, tags: dict[str, str] | Non
         report: IngestReport | None = None
         failure: SnapstoreError | None = None
         try:
-            report = store.ingest_report(process.stdout, name, tags=tags, on_snapshot=on_snapshot, label=label,
-                                         durable_each=durable_each)
+            report = store.ingest_report(process.stdout, name, initial, tags, commands, on_snapshot=on_snapshot,
+                                         label=label, durable_each=durable_each)
         except SnapstoreError as exc:
             failure = exc
         finally:

@@ -194,6 +194,30 @@ def test_pipe_stores_snapshots_and_stderr(sqlite_db, tmp_path) -> None:
         assert store.diagnostics("live") == ["kira: starting\nkira: done\n"]
 
 
+def test_pipe_keeps_the_initial_conditions_and_commands_as_ingest_does(sqlite_db, tmp_path) -> None:
+    import snapstore
+
+    script = tmp_path / "fake_kira.py"
+    script.write_text(REPLAY)
+    inputs = ["--initial", str(SAMPLE / "initial.story.gz"), "--commands", str(SAMPLE / "commands.txt")]
+    done = _run("pipe", "--name", "live", *inputs, "--db", sqlite_db, "--", sys.executable, str(script),
+                str(SAMPLE / "kira.out.gz"))
+    assert done.returncode == 0, done.stderr
+    assert cli("ingest", str(SAMPLE), "--name", "folder", db=sqlite_db).exit_code == 0
+    with snapstore.open(sqlite_db) as store:
+        live, folder = store.run("live"), store.run("folder")
+        assert [item.record_hash for item in live.stories()] == [item.record_hash for item in folder.stories()]
+        assert live.commands == folder.commands  # the commands file merged with the Logs, as ingest merges them
+        assert [(row["role"], row["sha256"]) for row in live.inputs if row["role"] != "stream"] == \
+            [(row["role"], row["sha256"]) for row in folder.inputs if row["role"] != "stream"]
+    ran = tmp_path / "ran"  # a bad input is refused before the command starts
+    for bad, said in (([str(tmp_path / "missing.story")], "missing.story"),
+                      ([str(SAMPLE / "kira.out.gz")], "initial conditions hold more than one root story")):
+        refused = _run("pipe", "--name", "never", "--initial", *bad, "--db", sqlite_db, "--", "sh", "-c",
+                       f"touch {ran}; exit 0")
+        assert refused.returncode != 0 and said in refused.stderr.decode() and not ran.exists()
+
+
 @pytest.mark.corpus
 def test_shared_run_folder_round_trips(sqlite_db, tmp_path) -> None:
     folder = corpus_dir() / "seed500"
