@@ -495,7 +495,11 @@ def export(
     if not observables:
         check_export(format, output, to_stream=True)
     with _open(db) as store:
-        write(store.run(run), format, output, numbers=numbers, times=times, initial=initial, stream=sys.stdout,
+        target = store.run(run)
+        if initial and target.story(0) is None:  # asked for and not there: said, not left out in silence
+            _note(f"run {target.name!r} holds no initial conditions (snapshot 0): ingest its stream again with "
+                  "--initial FILE to add them", err=True)
+        write(target, format, output, numbers=numbers, times=times, initial=initial, stream=sys.stdout,
               observables=observables)
 
 

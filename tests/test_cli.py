@@ -441,6 +441,18 @@ def test_an_ensemble_export_counts_the_runs_it_wrote(db, tmp_path) -> None:
     assert two.exit_code == 0 and two.stdout == f"2 runs written to {tmp_path / 'two'}\n"
 
 
+def test_export_initial_of_a_run_without_them_says_so(db) -> None:
+    cli("ingest", str(SAMPLE / "kira.out.gz"), "--name", "bare", db=db)  # the stream alone: no snapshot 0
+    done = cli("export", "bare", "--initial", db=db)
+    assert done.exit_code == 0 and done.stdout == read_text(SAMPLE / "kira.out.gz")  # kira's stream, as before
+    assert done.stderr == ("run 'bare' holds no initial conditions (snapshot 0): ingest its stream again with "
+                           "--initial FILE to add them\n")
+    cli("ingest", str(SAMPLE / "kira.out.gz"), "--name", "bare", "--initial", str(SAMPLE / "initial.story.gz"),
+        db=db)
+    again = cli("export", "bare", "--initial", db=db)
+    assert again.stdout.startswith(read_text(SAMPLE / "initial.story.gz")) and not again.stderr
+
+
 def test_an_empty_listing_and_empty_stats_say_so(db) -> None:
     cli("ingest", str(SAMPLE), db=db)
     nothing = cli("runs", "--where", "makeking.n = 5", db=db)  # a header alone reads as a listing that failed
