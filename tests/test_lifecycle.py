@@ -95,12 +95,12 @@ def test_a_tag_key_is_one_a_filter_can_name(store) -> None:
         store.tag("n100-w3-s1", key, "v")
         assert [run.name for run in store.runs(f"tag.{key} = v")] == ["n100-w3-s1"], key
     events, tables = _events(store), _tables(store)
-    for key in ("", "my key", "a=b", "tab\there", "k" * 201):
-        said = f"the tag key {re.escape(repr(key[:60]))} cannot be named in a filter"
+    for index, key in enumerate(("", "my key", "a=b", "tab\there", "k" * 201, 7, None)):
+        said = f"the tag key {re.escape(repr(key[:60] if isinstance(key, str) else key))} cannot be named in a filter"
         with pytest.raises(InvalidArgumentError, match=said):
             store.tag("n100-w3-s1", key, "v")
         with pytest.raises(InvalidArgumentError, match=said):
-            store.ingest(SAMPLE, name=f"other-{len(key)}", tags={"fine": "1", key: "v"})
+            store.ingest(SAMPLE, name=f"other-{index}", tags={"fine": "1", key: "v"})
     assert (_events(store), _tables(store)) == (events, tables)  # refused whole: no tag, no run
 
 

@@ -35,8 +35,9 @@ def check_tag_keys(keys: Iterable[str]) -> None:
     """Refuse (``InvalidArgumentError``) a tag key that a filter's ``tag.KEY`` cannot name:
     one of letters, digits, ``_``, ``.`` and ``-``, at most ``MAX_TAG_KEY`` characters."""
     for key in keys:
-        if not _TAG_KEY.fullmatch(key) or len(key) > MAX_TAG_KEY:
-            raise InvalidArgumentError(f"the tag key {key[:60]!r} cannot be named in a filter (tag.KEY): give one "
+        if not isinstance(key, str) or not _TAG_KEY.fullmatch(key) or len(key) > MAX_TAG_KEY:
+            shown = key[:60] if isinstance(key, str) else key
+            raise InvalidArgumentError(f"the tag key {shown!r} cannot be named in a filter (tag.KEY): give one "
                                        f"of letters, digits, '_', '.' and '-', at most {MAX_TAG_KEY} characters")
 
 
