@@ -117,6 +117,12 @@ def _make_folders(folder: Path) -> None:
         _fsync_folder(created.parent)
 
 
+# Seconds an S3 endpoint may take to accept a connection, and to answer once it has: boto3's
+# own 60 s each, retried, let an endpoint that never answers hold a command for minutes.
+S3_CONNECT_TIMEOUT = 10
+S3_READ_TIMEOUT = 30
+
+
 class S3Storage:
     """Objects in an S3-compatible bucket (AWS, MinIO, Ceph...) through boto3.  What the
     service or its settings refuse is one-line ``StoreURLError`` (a missing bucket, no
@@ -126,7 +132,10 @@ class S3Storage:
 
     def __init__(self, bucket: str, prefix: str = "", client=None, **client_options) -> None:
         boto3 = require("boto3", "s3")
+        from botocore.config import Config
+
         self.bucket, self.prefix = bucket, prefix
+        client_options.setdefault("config", Config(connect_timeout=S3_CONNECT_TIMEOUT, read_timeout=S3_READ_TIMEOUT))
         with self._errors():
             self.client = client or boto3.client("s3", **client_options)
         self.endpoint: str = self.client.meta.endpoint_url
@@ -152,7 +161,7 @@ class S3Storage:
         except failures.NoCredentialsError:
             raise StoreURLError(f"{where}: no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
                                 "or AWS_PROFILE") from None
-        except (failures.EndpointConnectionError, failures.ConnectTimeoutError) as exc:
+        except (failures.EndpointConnectionError, failures.ConnectTimeoutError, failures.ReadTimeoutError) as exc:
             raise StoreURLError(f"{where}: cannot reach the S3 endpoint ({exc})") from None
         except failures.BotoCoreError as exc:
             raise StoreAccessError(f"{where}: {exc}") from None

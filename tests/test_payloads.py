@@ -96,6 +96,36 @@ def _free_endpoint() -> str:
         return f"http://127.0.0.1:{probe.getsockname()[1]}"
 
 
+def test_an_s3_endpoint_that_never_answers_is_an_error_within_the_timeouts(tmp_path, monkeypatch) -> None:
+    pytest.importorskip("boto3")
+    import socket
+    import threading
+
+    from snapstore import blobs
+
+    monkeypatch.setattr(blobs, "S3_CONNECT_TIMEOUT", 1)
+    monkeypatch.setattr(blobs, "S3_READ_TIMEOUT", 1)
+    for name, value in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
+                        "AWS_MAX_ATTEMPTS": "2"}.items():
+        monkeypatch.setenv(name, value)
+    caught: list[BaseException] = []
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # the kernel accepts; nothing ever answers
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{silent.getsockname()[1]}")
+
+        def attempt() -> None:
+            try:
+                snapstore.open(f"sqlite:///{tmp_path / 's.db'}", payloads="s3://bucket/runs")
+            except BaseException as exc:
+                caught.append(exc)
+
+        worker = threading.Thread(target=attempt, daemon=True)
+        worker.start()
+        worker.join(20)  # boto3's own 60 s timeouts, retried, held it for minutes
+        assert not worker.is_alive(), "still waiting for the endpoint after 20 s"
+    assert isinstance(caught[0], snapstore.StoreURLError) and "cannot reach the S3 endpoint" in str(caught[0])
+    assert "\n" not in str(caught[0])
+
+
 @pytest.mark.parametrize("setting, message", [
     ({}, "no bucket 'nobucket' at http://127.0.0.1"),
     ({"AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None, "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
