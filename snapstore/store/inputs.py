@@ -70,8 +70,9 @@ def _the_one(folder: Path, names: tuple[str, ...]) -> Path | None:
 
 def _stream_of(folder: Path) -> Path:
     """A run folder's kira stream; a folder without one is an ``InvalidArgumentError``
-    saying what it holds instead (run folders below it, or its first entries)."""
-    stream = _stream_in(folder)
+    saying what it holds instead (run folders below it, or its first entries), as is one
+    holding two (``_the_one``)."""
+    stream = _the_one(folder, _STREAMS)
     if stream is not None:
         return stream
     entries = sorted(folder.iterdir())
@@ -101,7 +102,7 @@ def resolve(source, name: str | None = None, initial=None, commands: str | os.Pa
     so that a bad one fails before anything is written."""
     folder = Path(source) if isinstance(source, (str, os.PathLike)) and Path(source).is_dir() else None
     if folder is not None:
-        source = _the_one(folder, _STREAMS) or _stream_of(folder)
+        source = _stream_of(folder)
         name = folder.resolve().name if name is None else name
         if initial is None:
             initial = _the_one(folder, _INITIAL)
