@@ -167,6 +167,9 @@ def only_readable_url(url: URL) -> bool:
     return url.get_backend_name() == "sqlite" and only_readable(url.database or "")
 
 
+NOT_A_QUERY = "not a query: snapstore sql runs one SELECT"  # both backends' words for a statement that gives no rows
+
+
 def capped(cursor, max_rows: int) -> list[tuple]:
     rows = cursor.fetchmany(max_rows + 1)
     if len(rows) > max_rows:
@@ -190,7 +193,7 @@ def _sqlite(database: str, shown: str, query: str, timeout: float,
         connection.set_authorizer(partial(_authorize, denied))
         cursor = connection.execute(query)
         if cursor.description is None:  # nothing, or a comment: no rows to give, as PostgreSQL says too
-            raise QueryError("not a query: snapstore sql runs one SELECT")
+            raise QueryError(NOT_A_QUERY)
         found = [d[0] for d in cursor.description], capped(cursor, max_rows)
         if unchanged is not None:
             unchanged.check()

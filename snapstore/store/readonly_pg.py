@@ -13,7 +13,7 @@ from sqlalchemy.pool import NullPool
 
 from snapstore.errors import QueryError, StoreAccessError, first_line
 from snapstore.store.backend import masked, pg_connect_args
-from snapstore.store.readonly import capped
+from snapstore.store.readonly import NOT_A_QUERY, capped
 
 READER = "snapstore_reader"  # the PostgreSQL role migration 0006 creates to run queries as
 
@@ -31,7 +31,7 @@ def read_only_postgresql(url: URL, query: str, timeout: float, max_rows: int) ->
                 with raw.cursor() as cursor:
                     cursor.execute(query, prepare=True)  # extended protocol: one statement only
                     if cursor.description is None:  # it ran, but it is no query: nothing of it is kept
-                        raise QueryError("not a query: snapstore sql runs one SELECT (the statement was rolled back)")
+                        raise QueryError(f"{NOT_A_QUERY} (the statement was rolled back)")
                     return [d.name for d in cursor.description], capped(cursor, max_rows)
             finally:
                 transaction.rollback()  # a read keeps nothing, whatever a function it called did
