@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 import snapstore
-from helpers import SAMPLE, corpus_dir, read_text
+from helpers import SAMPLE, corpus_dir, read_text, roots_of
 from snapstore import __version__
 from snapstore.cli import app, main
 from snapstore.store.schema import SCHEMA_REVISION
@@ -70,6 +70,26 @@ def test_ingest_many_runs_in_parallel_processes(db, tmp_path) -> None:
     out = tmp_path / "twin.out"
     assert cli("export", "n100-w3-twin", "--snapshots", "1:", "-o", str(out), db=db).exit_code == 0
     assert out.read_text() == read_text(SAMPLE / "kira.out.gz")
+
+
+def test_the_pools_behind_jobs_work_from_a_script_without_a_main_guard(tmp_path) -> None:
+    """A notebook user's script calls ``ingest_many`` and ``verify(jobs=2)`` at its top
+    level: the pools' children must not run the script again (they started pools of their
+    own, and every run failed with BrokenProcessPool)."""
+    script = tmp_path / "ensemble.py"
+    script.write_text(
+        "import shutil, snapstore\n"
+        "from snapstore.operations import ingest_many\n"
+        "print('script ran')\n"
+        f"sources = [shutil.copy({str(SAMPLE / 'kira.out.gz')!r}, f'run{{i}}.out.gz') for i in range(8)]\n"
+        "snapstore.open('sqlite:///e.db').close()\n"
+        "print(sorted(o.error or o.report.added for o in ingest_many('sqlite:///e.db', sources, 2)))\n"
+        "with snapstore.open('sqlite:///e.db') as store:\n"
+        "    print(store.verify(jobs=2))\n")
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    stories = sum(1 for _ in roots_of(SAMPLE / "kira.out.gz"))
+    assert done.stdout.splitlines() == ["script ran", str([stories] * 8), "[]"]
 
 
 def test_ingest_many_starts_the_largest_streams_first(db, tmp_path) -> None:

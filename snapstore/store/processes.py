@@ -5,6 +5,12 @@ starts prints a traceback of its imports, and one interrupted while it waits for
 dies, breaking the pool.  So the children start with Ctrl-C ignored (an ignored signal
 stays ignored across exec), and once ready take it only while they do a piece of work
 (``busy``), which then stops as it would in the parent.
+
+A spawned child also runs the parent's main script again, as ``multiprocessing`` does to
+find what the parent defined there; a user's script without an ``if __name__ ==
+"__main__"`` guard then starts its own pool from each child and breaks.  The work sent
+here is snapstore's own, so the children are started without the script
+(``starting_children``).
 """
 
 from __future__ import annotations
@@ -12,7 +18,9 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import signal
+import sys
 import threading
+import types
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
@@ -37,15 +45,31 @@ def event() -> Any:
 def starting_children() -> Iterator[None]:
     """Children started inside ignore Ctrl-C until they are ready; so does this process,
     for as long as it takes to start them.  Only the main thread may set a handler: in
-    another, nothing is changed."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    another, nothing is changed.  Neither runs the caller's main script again."""
+    with _without_main_script():
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)  # None: set outside Python
+
+
+@contextlib.contextmanager
+def _without_main_script() -> Iterator[None]:
+    """``__main__`` seen by ``multiprocessing`` as a module of no file: a child spawned
+    meanwhile is told of no script to run before its work."""
+    main = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)  # None: set outside Python
+        if main is None:
+            del sys.modules["__main__"]
+        else:
+            sys.modules["__main__"] = main
 
 
 @contextlib.contextmanager
