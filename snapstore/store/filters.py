@@ -111,6 +111,7 @@ class _Parser:
         self.terms = 0
         self.programs: dict[str, Token] = {}  # each program and observable named, at its first place
         self.observables: dict[str, Token] = {}
+        self.components: dict[tuple[str, int], Token] = {}  # each KEY[i] with i above 0, at its first place
 
     @property
     def current(self) -> Token:
@@ -219,6 +220,8 @@ class _Parser:
         if found["idx"] and (len(found["idx"]) > 10 or int(found["idx"]) > MAX_INDEX):
             self.fail(f"component index {found['idx'][:20]} is larger than any vector holds", field)
         self.observables.setdefault(found["key"], field)
+        if int(found["idx"] or 0) > 0:
+            self.components.setdefault((found["key"], int(found["idx"])), field)
         self.index += 1
         for _ in range(1 + magnitude):
             self.take("punct", ")")
@@ -320,6 +323,7 @@ def compile_filter(text: str, connection: Connection | None = None) -> ColumnEle
     if connection is not None:
         _known(connection, parser, "program", command.c.program, parser.programs)
         _known(connection, parser, "observable", observable.c.key, parser.observables)
+        _known_components(connection, parser)
     return run.c.id.in_(ids)
 
 
@@ -328,6 +332,21 @@ def _known(connection: Connection, parser: _Parser, what: str, column, named: di
         if not connection.execute(select(exists().where(column == name))).scalar():
             hint, listed = suggested(name, _distinct(connection, column))
             parser.fail(f"no {what} {name!r} in this store{hint}; {what}s: {listed or 'none yet'}", token)
+
+
+def _known_components(connection: Connection, parser: _Parser) -> None:
+    """A component that no run has (``r_lagr[99]``, ``total_energy[1]``) is refused, as an
+    unknown key is, saying how many a run of the store has."""
+    for (key, idx), token in parser.components.items():
+        if connection.execute(select(exists().where(observable.c.key == key, observable.c.idx == idx))).scalar():
+            continue
+        first = connection.execute(select(observable.c.run_id, observable.c.seq).where(observable.c.key == key)
+                                   .limit(1)).one()
+        last = connection.execute(select(func.max(observable.c.idx)).where(
+            observable.c.key == key, observable.c.run_id == first.run_id, observable.c.seq == first.seq)).scalar()
+        held = f": {key} is a single number ({key} or {key}[0])" if not last else \
+            f" (its first has {key}[0] to {key}[{last}])"
+        parser.fail(f"no run in this store has {key}[{idx}]{held}", token)
 
 
 def observable_keys(connection: Connection) -> list[str]:
