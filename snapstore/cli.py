@@ -213,10 +213,12 @@ def ingest(
     payloads: str | None = PAYLOADS,
 ) -> None:
     """Ingest Starlab output.  Example: snapstore ingest examples/n100-w3-s1 --tag grid=yes"""
-    from snapstore.operations import parse_pairs
+    from snapstore.operations import check_source, parse_pairs
 
     if name and len(paths) > 1:
         raise InvalidArgumentError("--name names one run: give one path with it")
+    if len(paths) == 1:  # a mistyped path, a forgotten pipe: refused before a store is made for it
+        check_source(paths[0])
     if durable_each and jobs > 1 and len(paths) > 1:
         raise InvalidArgumentError("--durable-each is for one ingest at a time: leave out --jobs")
     tags = parse_pairs(tag)

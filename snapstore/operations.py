@@ -34,8 +34,8 @@ if TYPE_CHECKING:  # what the read side and ingest load (numpy, the codec) waits
     from snapstore.store.ingest import IngestReport
     from snapstore.store.parallel import Outcome
 
-__all__ = ["LISTING_FIELDS", "Capture", "SchemaState", "check_export", "describe", "exit_status", "export",
-           "export_formats",
+__all__ = ["LISTING_FIELDS", "Capture", "SchemaState", "check_export", "check_source", "describe", "exit_status",
+           "export", "export_formats",
            "ingest_many", "migrate_schema", "parse_pairs", "parse_selection", "parse_times", "pipe", "schema_history",
            "schema_state", "sql"]
 
@@ -49,6 +49,14 @@ def ingest_many(url: str, sources: list[str], jobs: int, payloads: str | None = 
     from snapstore.store.parallel import ingest_many as in_processes
 
     return in_processes(url, sources, jobs, payloads, initial, commands, tags, check)
+
+
+def check_source(source: str) -> None:
+    """Refuse, before a store is opened (or made), a source no ingest can read: a path to
+    nothing, or ``-`` when standard input is a terminal."""
+    from snapstore.store.inputs import check_source as refuse_unreadable
+
+    refuse_unreadable(source)
 
 
 def parse_pairs(items: list[str]) -> dict[str, str]:

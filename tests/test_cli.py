@@ -182,6 +182,28 @@ def test_errors_are_one_line_with_nonzero_exit(sqlite_db, tmp_path) -> None:
     assert _run("runs", "--db", sqlite_db, "-f", "json").stdout.strip() == b"[]"  # nothing half-written
 
 
+def test_an_ingest_refused_at_once_makes_no_store(tmp_path) -> None:
+    """A mistyped path, or ``-`` at a terminal (a forgotten pipe: it waited without a word
+    behind a spinner), is refused in one line before a store file is made for it."""
+    import os
+    import pty
+
+    store = tmp_path / "new.db"
+    missing = _run("ingest", str(tmp_path / "missing.out"), "--db", str(store))
+    assert (missing.returncode, missing.stderr.decode()) == \
+        (2, f"snapstore: error: {tmp_path / 'missing.out'}: no such file or folder\n")
+    controller, terminal = pty.openpty()
+    try:
+        command = [sys.executable, "-m", "snapstore.cli", "ingest", "-", "--name", "x", "--db", str(store)]
+        typed = subprocess.run(command, stdin=terminal, capture_output=True, cwd="/", timeout=60)
+    finally:
+        os.close(controller)
+        os.close(terminal)
+    assert typed.returncode == 2 and typed.stderr.decode().startswith(
+        "snapstore: error: standard input is a terminal, not a stream: pipe kira's output in"), typed.stderr
+    assert not store.exists()
+
+
 def test_stdin_ingest_in_a_real_subprocess(sqlite_db) -> None:
     stream = gzip.decompress((SAMPLE / "kira.out.gz").read_bytes())
     done = _run("ingest", "-", "--name", "piped", "--db", sqlite_db, stdin=stream)

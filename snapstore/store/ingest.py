@@ -51,7 +51,7 @@ from snapstore.store.events import (
     SnapshotAppended,
     Step,
 )
-from snapstore.store.inputs import resolve, stream_bytes, who_and_where
+from snapstore.store.inputs import check_source, resolve, stream_bytes, who_and_where
 from snapstore.store.log import append
 from snapstore.store.names import check_name, check_tag_keys, run_id_of
 from snapstore.store.pack_rows import pack_lists
@@ -528,6 +528,7 @@ def ingest(engine: Engine, source, *, name: str | None = None, initial=None, tag
     process commits (see ``encoding``); ``durable_each`` commits each story alone, where
     by default they are committed in groups (``BATCH_SECONDS``)."""
     check_tag_keys(tags or {})  # before anything is read or written
+    check_source(source)
     inputs = resolve(source, name, initial, commands, label)
     refresh_statistics(engine)  # each group's reads seek the run's rows only if the planner knows the tables' size
     job = Ingest(engine, inputs.name, on_snapshot, payloads, check, ahead)

@@ -32,6 +32,22 @@ def default_name(source) -> str:
     raise InvalidArgumentError("reading from a stream: give the run a name (--name)")
 
 
+def check_source(source) -> None:
+    """Refuse at once a source no ingest can read: a path to nothing, or ``-`` when standard
+    input is a terminal (a forgotten pipe, which would wait without a word)."""
+    if not isinstance(source, (str, os.PathLike)):
+        return
+    if str(source) == "-":
+        if sys.stdin is None or sys.stdin.isatty():
+            raise InvalidArgumentError("standard input is a terminal, not a stream: pipe kira's output in "
+                                       "(kira ... | snapstore ingest - --name RUN) or give a file")
+    else:
+        try:
+            os.stat(source)
+        except FileNotFoundError:  # any other failure is the open's to report
+            raise InvalidArgumentError(f"{source}: no such file or folder") from None
+
+
 @dataclass
 class RunInputs:
     """Everything one ingest reads besides kira's stream itself, resolved."""
