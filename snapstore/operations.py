@@ -138,9 +138,10 @@ def pipe(store: Store, command: list[str], name: str, tags: dict[str, str] | Non
     """Run ``command`` and store the snapshots of its stdout as they arrive, as run
     ``name``, with the ``initial`` conditions (snapshot 0) and the ``commands`` file as
     ``ingest`` takes them.  Its stderr goes to a temporary file (not memory) and is kept
-    with the run however the capture ends, since a failed run is when it matters.  When the
-    stream cannot be stored to its end (cut short, bad text), the error says how the
-    command ended too; a command still running then is stopped, its output having
+    with the run however the capture ends, since a failed run is when it matters, once the
+    capture has stored a story.  When the stream cannot be stored to its end (cut short,
+    bad text), the error says how the command ended too (and, if nothing was stored, the
+    last line of its stderr); a command still running then is stopped, its output having
     nowhere to go."""
     from snapstore.store.inputs import resolve
 
@@ -157,8 +158,15 @@ def pipe(store: Store, command: list[str], name: str, tags: dict[str, str] | Non
         assert process.stdout is not None  # stdout=PIPE
         report: IngestReport | None = None
         failure: SnapstoreError | None = None
+        latest: list[IngestReport] = []  # how far the capture got, also when it fails
+
+        def counted(progress: IngestReport) -> None:
+            latest[:] = [progress]
+            if on_snapshot is not None:
+                on_snapshot(progress)
+
         try:
-            report = store.ingest_report(process.stdout, name, initial, tags, commands, on_snapshot=on_snapshot,
+            report = store.ingest_report(process.stdout, name, initial, tags, commands, on_snapshot=counted,
                                          label=label, durable_each=durable_each)
         except SnapstoreError as exc:
             failure = exc
@@ -166,13 +174,24 @@ def pipe(store: Store, command: list[str], name: str, tags: dict[str, str] | Non
             process.stdout.close()
             code = _ended(process, stopped=report is None)
             errors.seek(0)
-            # When nothing arrived no run exists to keep it with; the ingest error says why.
-            with contextlib.suppress(RunNotFoundError):
-                store.attach_diagnostics(name, errors.read().decode("utf-8", "replace"), command)
+            stderr = errors.read().decode("utf-8", "replace")
+            # A capture that stored no story left the run as it was (perhaps another stream's of
+            # the same name): its stderr is not that run's, and an error quotes its end instead.
+            kept = bool(latest and latest[0].added)
+            if kept:
+                with contextlib.suppress(RunNotFoundError):  # renamed meanwhile by another user
+                    store.attach_diagnostics(name, stderr, command)
     if failure is not None:
-        raise CaptureError(f"{failure}; {command[0]} {exit_status(code)}", code) from failure
+        said = "" if kept else _last_words(stderr)
+        raise CaptureError(f"{failure}; {command[0]} {exit_status(code)}{said}", code) from failure
     assert report is not None  # the ingest raised otherwise
     return Capture(report, code)
+
+
+def _last_words(stderr: str) -> str:
+    """The last line a command wrote to stderr, for an error that has nowhere else to keep it."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    return f", its stderr ending {lines[-1][:200]!r}" if lines else ""
 
 
 STOP_AFTER = 5.0  # seconds a command whose stream failed has to end before it is stopped

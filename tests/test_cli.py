@@ -447,6 +447,27 @@ def test_pipe_keeps_the_stderr_of_a_failing_run_and_its_exit_code(sqlite_db, tmp
         assert store.diagnostics("failed") == ["kira: step size too small, giving up\n"]
 
 
+def test_a_capture_that_stores_nothing_leaves_the_run_and_quotes_its_stderr(sqlite_db, tmp_path) -> None:
+    """pipe under the name of a run it adds nothing to (its stream cut short, here before the
+    run's first snapshot ends): the run keeps its kira stderr and stays complete (the failed
+    command's stderr replaced it), and the error quotes the command's last words, kept nowhere else."""
+    import snapstore
+
+    with snapstore.open(sqlite_db) as store:
+        store.ingest(SAMPLE, name="held")
+        kept = store.diagnostics("held")
+    script = tmp_path / "cut_kira.py"
+    stream = SAMPLE / "kira.out.gz"
+    script.write_text(f"import gzip, sys\nsys.stdout.write(gzip.open({str(stream)!r}, 'rt').read(500))\n"
+                      "sys.stderr.write('kira: out of memory\\n')\nsys.exit(9)\n")
+    done = _run("pipe", "--name", "held", "--db", sqlite_db, "--", sys.executable, str(script))
+    said = done.stderr.decode()
+    assert done.returncode == 2 and "truncated" in said and said.endswith("exited with 9, its stderr ending "
+                                                                          "'kira: out of memory'\n")
+    with snapstore.open(sqlite_db) as store:
+        assert store.diagnostics("held") == kept and store.run("held").status == "complete"
+
+
 @pytest.mark.parametrize(("command", "why"), [("no-such-kira-here", "No such file or directory"),
                                               ("{script}", "Permission denied")])
 def test_pipe_of_a_command_that_cannot_run_says_so_and_stores_nothing(sqlite_db, tmp_path, command, why) -> None:

@@ -15,7 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 import snapstore
-from helpers import SAMPLE, corpus_runs, read_text, seed500_or_sample, start_ingest, wait_for_commits
+from helpers import SAMPLE, corpus_runs, read_text, roots_of, seed500_or_sample, start_ingest, wait_for_commits
 from snapstore import StoreError, StoryFormatError, operations
 
 SNAPSHOT_TEXT_SQL = "select count(*) from snapshot"
@@ -101,6 +101,30 @@ def test_a_different_snapshot_at_a_stored_position_is_a_conflict(store_url, tmp_
         store.ingest(SAMPLE / "kira.out.gz", name="x")
         with pytest.raises(StoreError, match="different snapshot #1"):
             store.ingest(other, name="x")
+
+
+def test_an_ingest_that_stores_nothing_leaves_the_run_as_it_was(store_url, tmp_path) -> None:
+    """A truncated copy of a complete run's stream, or another stream that shares its first
+    snapshot (as one racing for the name does), ingested under its name and refused: the
+    run stays complete and its history untouched.  Both marked it incomplete, and the other
+    stream's initial conditions and commands were listed among the run's inputs."""
+    stream = read_text(SAMPLE / "kira.out.gz")
+    stories = [root.text for root in roots_of(SAMPLE / "kira.out.gz")]
+    truncated, diverging = tmp_path / "truncated.out", tmp_path / "diverging.out"
+    truncated.write_text(stream[:-100])
+    diverging.write_text(stories[0] + stories[2])
+    with snapstore.open(store_url) as store:
+        store.ingest(SAMPLE, name="x")
+        with store.engine.connect() as connection:
+            before = connection.execute(text("SELECT count(*) FROM event")).scalar()
+        with pytest.raises(StoryFormatError, match="truncated"):
+            store.ingest(truncated, name="x")
+        with pytest.raises(StoreError, match="different snapshot #2"):
+            store.ingest(diverging, name="x", initial=SAMPLE / "initial.story.gz")
+        with store.engine.connect() as connection:
+            assert connection.execute(text("SELECT count(*) FROM event")).scalar() == before
+        run = store.run("x")
+        assert (run.status, run.error, len(run)) == ("complete", None, len(stories) + 1)
 
 
 def test_runs_by_name_id_or_prefix_and_lookup_errors(store_url) -> None:

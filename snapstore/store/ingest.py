@@ -427,7 +427,12 @@ class Ingest:
 
     def finish(self, source: str, complete: bool, sha256: str | None, error: str | None,
                size: int | None = None) -> None:
+        """Record how the ingest ended.  One that failed before storing a story records
+        nothing: the run is as it was (a complete run stays complete when a truncated copy of
+        its stream, or another stream under its name, is refused)."""
         self.report.complete, self.report.error, self.report.source_sha256 = complete, error, sha256
+        if error is not None and self._opening:
+            return
         finished = IngestFinished(source=source, sha256=sha256, size=size, complete=complete, error=error,
                                   added=self.report.added, skipped=self.report.skipped)
 
