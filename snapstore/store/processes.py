@@ -45,7 +45,7 @@ def event() -> Any:
 def starting_children() -> Iterator[None]:
     """Children started inside ignore Ctrl-C until they are ready; so does this process,
     for as long as it takes to start them.  Only the main thread may set a handler: in
-    another, nothing is changed.  Neither runs the caller's main script again."""
+    another, nothing is changed.  The children do not run the caller's main script again."""
     with _without_main_script():
         if threading.current_thread() is not threading.main_thread():
             yield
