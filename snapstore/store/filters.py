@@ -30,13 +30,22 @@ import re
 from dataclasses import dataclass
 from typing import NoReturn
 
-from sqlalchemy import CompoundSelect, Connection, Select, except_, exists, func, intersect, or_, select, union
+from sqlalchemy import CompoundSelect, Connection, Select, Table, except_, exists, func, intersect, or_, select, union
 from sqlalchemy import text as sql_text
 from sqlalchemy.sql import ColumnElement
 
 from snapstore.errors import FilterError, suggested
 from snapstore.provenance import finite_number
-from snapstore.store.schema import command, observable, parameter, run, tag
+from snapstore.store.schema import (
+    command,
+    observable,
+    observable_constant,
+    observable_key,
+    observable_value,
+    parameter,
+    run,
+    tag,
+)
 
 _TOKEN = re.compile(r"""
     (?P<space>\s+)
@@ -336,17 +345,30 @@ def _known(connection: Connection, parser: _Parser, what: str, column, named: di
 
 def _known_components(connection: Connection, parser: _Parser) -> None:
     """A component that no run has (``r_lagr[99]``, ``total_energy[1]``) is refused, as an
-    unknown key is, saying how many a run of the store has."""
+    unknown key is, saying how many the first run holding the key has.  The tables are read
+    by their primary keys (key, run, ...), not through the view, whose joins would read every
+    snapshot on the way to a component that is not there."""
     for (key, idx), token in parser.components.items():
-        if connection.execute(select(exists().where(observable.c.key == key, observable.c.idx == idx))).scalar():
+        key_id = connection.execute(select(observable_key.c.id).where(observable_key.c.key == key)).scalar_one()
+        tables = (observable_value, observable_constant)
+        if any(connection.execute(select(exists().where(table.c.key_id == key_id, table.c.idx == idx))).scalar()
+               for table in tables):
             continue
-        first = connection.execute(select(observable.c.run_id, observable.c.seq).where(observable.c.key == key)
-                                   .limit(1)).one()
-        last = connection.execute(select(func.max(observable.c.idx)).where(
-            observable.c.key == key, observable.c.run_id == first.run_id, observable.c.seq == first.seq)).scalar()
-        held = f": {key} is a single number ({key} or {key}[0])" if not last else \
+        last = next(value for value in (_last_component(connection, table, key_id) for table in tables)
+                    if value is not None)
+        held = f": {key} is a single number ({key} or {key}[0])" if last == 0 else \
             f" (its first has {key}[0] to {key}[{last}])"
         parser.fail(f"no run in this store has {key}[{idx}]{held}", token)
+
+
+def _last_component(connection: Connection, table: Table, key_id: int) -> int | None:
+    """The largest component index of a key in the first run ``table`` holds it for (None: no run)."""
+    first = connection.execute(select(table.c.run).where(table.c.key_id == key_id).order_by(table.c.run)
+                               .limit(1)).scalar()
+    if first is None:
+        return None
+    return connection.execute(select(func.max(table.c.idx)).where(table.c.key_id == key_id,
+                                                                  table.c.run == first)).scalar()
 
 
 def observable_keys(connection: Connection) -> list[str]:
