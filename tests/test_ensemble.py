@@ -220,6 +220,29 @@ def test_frame_and_series_from_the_command_line(store_url, tmp_path, capsys) -> 
     assert said.exit_code == 2 and "--out" in said.output
 
 
+def test_series_and_frame_take_one_component_of_a_vector_as_filters_do(store_url, capsys) -> None:
+    """``r_lagr[4]`` (the half-mass radius) is a column of series and frame as it is a filter
+    term; they took only whole observables, so a user got all nine radii (36 columns in a
+    frame) or 'no observable r_lagr[4]'.  A component no chosen run has is one line."""
+    with snapstore.open(store_url) as store:
+        store.ingest(SAMPLE)
+        whole = store.timeseries(["r_lagr", "total_energy"])
+        some = store.timeseries(["r_lagr[4]", "total_energy[0]", "r_lagr[8]", "r_lagr[4]"])
+        assert list(some) == ["run", "seq", "time", "r_lagr[4]", "total_energy", "r_lagr[8]"]
+        for column in ("r_lagr[4]", "r_lagr[8]", "total_energy"):
+            np.testing.assert_array_equal(some[column], whole[column])
+        assert list(store.timeseries(["r_lagr[4]", "r_lagr"]))[3:5] == ["r_lagr[4]", "r_lagr[0]"]
+        assert sorted(store.timeseries(["r_lagr[4]", "r_lagr"])) == sorted(store.timeseries(["r_lagr"]))
+        summaries = store.frame(keys=["r_lagr[4]"])
+        assert [name for name in summaries if "(" in name] == \
+            [f"{summary}(r_lagr[4])" for summary in ("first", "last", "min", "max")]
+        assert summaries["last(r_lagr[4])"][0] == whole["r_lagr[4]"][-1]
+        with pytest.raises(snapstore.InvalidArgumentError, match=r"has r_lagr\[99\]: they have r_lagr\[0\] to "):
+            store.timeseries(["r_lagr[99]"])
+    code, err = _main("frame", "-k", "total_energy[1]", "--db", store_url, capsys=capsys)
+    assert code == 2 and err == "snapstore: error: no run chosen has total_energy[1]: total_energy is a single number\n"
+
+
 @pytest.mark.corpus
 def test_ensemble_bands_are_each_group_s_median_and_middle_68_percent(corpus_store, tmp_path) -> None:
     pytest.importorskip("matplotlib")

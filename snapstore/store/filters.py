@@ -371,6 +371,15 @@ def _last_component(connection: Connection, table: Table, key_id: int) -> int | 
                                                                   table.c.run == first)).scalar()
 
 
+def split_component(text: str) -> tuple[str, int | None]:
+    """``KEY[i]`` (one component of a vector observable) as ``(KEY, i)``; any other text as
+    ``(text, None)``, all of an observable."""
+    found = _OBSERVABLE.fullmatch(text)
+    if found is None or found["idx"] is None:
+        return text, None
+    return found["key"], int(found["idx"])
+
+
 def observable_keys(connection: Connection) -> list[str]:
     """Every observable key the store has, in order."""
     return _distinct(connection, observable.c.key)
