@@ -159,8 +159,7 @@ def ensemble_bands(store: Store, keys: Sequence[str] = ENSEMBLE_KEYS, where: str
     group's times, median, 16th and 84th percentiles and run count at each time, over
     the runs with a value there.  Group labels read ``by = value (N runs)``."""
     groups = ensemble_groups(store, where, by)  # no run at all is said as such, before any column is missing
-    names = [key.split("[")[0] for key in keys]
-    series = store.timeseries(names, where)
+    series = store.timeseries(keys, where)
     columns = {key: key if key in series else f"{key}[0]" for key in keys}  # a vector's first component
     missing = [key for key, column in columns.items() if column not in series]
     if missing:
