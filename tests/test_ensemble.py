@@ -220,8 +220,8 @@ def test_frame_and_series_from_the_command_line(store_url, tmp_path, capsys) -> 
     assert said.exit_code == 2 and "--out" in said.output
 
 
-def test_series_and_frame_take_one_component_of_a_vector_as_filters_do(store_url, capsys) -> None:
-    """``r_lagr[4]`` (the half-mass radius) is a column of series and frame as it is a filter
+def test_series_frame_and_a_run_s_series_take_one_component_of_a_vector_as_filters_do(store_url, capsys) -> None:
+    """``r_lagr[4]`` (one Lagrangian radius) is a column of series and frame as it is a filter
     term; they took only whole observables, so a user got all nine radii (36 columns in a
     frame) or 'no observable r_lagr[4]'.  A component no chosen run has is one line."""
     with snapstore.open(store_url) as store:
@@ -237,10 +237,20 @@ def test_series_and_frame_take_one_component_of_a_vector_as_filters_do(store_url
         assert [name for name in summaries if "(" in name] == \
             [f"{summary}(r_lagr[4])" for summary in ("first", "last", "min", "max")]
         assert summaries["last(r_lagr[4])"][0] == whole["r_lagr[4]"][-1]
-        with pytest.raises(snapstore.InvalidArgumentError, match=r"has r_lagr\[99\]: they have r_lagr\[0\] to "):
+        with pytest.raises(snapstore.InvalidArgumentError, match=r"has r_lagr\[99\]: r_lagr has r_lagr\[0\] to "):
             store.timeseries(["r_lagr[99]"])
+        run_ = store.run("n100-w3-s1")  # one run's series, the same way
+        radii = run_.timeseries(["r_lagr"])["r_lagr"]
+        alone = run_.timeseries(["r_lagr[6]", "total_energy[0]"])
+        assert list(alone) == ["r_lagr[6]", "total_energy"]
+        np.testing.assert_array_equal(alone["r_lagr[6]"], radii[:, 6])
+        last = radii.shape[1] - 1
+        said = rf"run 'n100-w3-s1' has no r_lagr\[{last + 1}\]: r_lagr has r_lagr\[0\] to r_lagr\[{last}\]$"
+        with pytest.raises(snapstore.InvalidArgumentError, match=said):
+            run_.timeseries([f"r_lagr[{last + 1}]"])
     code, err = _main("frame", "-k", "total_energy[1]", "--db", store_url, capsys=capsys)
-    assert code == 2 and err == "snapstore: error: no run chosen has total_energy[1]: total_energy is a single number\n"
+    assert code == 2 and err == ("snapstore: error: no run chosen has total_energy[1]: total_energy is a single "
+                                 "number (total_energy or total_energy[0])\n")
 
 
 @pytest.mark.corpus

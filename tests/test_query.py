@@ -87,7 +87,7 @@ def sample_store(module_store_url):
     (" and ".join(["name = 'a'"] * 20_000), "more than 200 terms", 200 * len("name = 'a' and ")),
     ("foo.n = 500", "no program 'foo' in this store; programs: kira, makeking, makemass, scale", 0),
     ("max(energy_eror) > 1", "no observable 'energy_eror' in this store (did you mean energy_error", 4),
-    ("n_particles > 1 and max(r_lagr[99]) > 0", "no run in this store has r_lagr[99] (its first has r_lagr[0] to ", 24),
+    ("n_particles > 1 and max(r_lagr[99]) > 0", "no run in this store has r_lagr[99]: r_lagr has r_lagr[0] to ", 24),
     ("min(total_energy[1]) < 0", "has total_energy[1]: total_energy is a single number (total_energy or ", 4),
 ], ids=["huge index", "deep parentheses", "10,000 nots", "lone surrogate", "20,000 terms", "unknown program",
         "unknown observable", "component no vector has", "component of a single number"])

@@ -18,11 +18,12 @@ import numpy as np
 from sqlalchemy import Connection, Select, and_, exists, func, select
 
 from snapstore.errors import InvalidArgumentError, UnknownObservableError
+from snapstore.physics.components import missing_component, split_component
 from snapstore.physics.kira_log import finished
 from snapstore.provenance import INTEGER, finite_number
 from snapstore.reading.mapping import ArrayMapping
 from snapstore.store.catalog import chosen_runs, flag_columns
-from snapstore.store.filters import observable_keys, split_component
+from snapstore.store.filters import observable_keys
 from snapstore.store.schema import (
     command,
     observable,
@@ -228,8 +229,7 @@ def _columns(found: Iterable[tuple], picked: Picked) -> dict[tuple[str, int], st
     names: dict[tuple[str, int], str] = {}
     for key, asked in picked:
         if asked is not None and width[key] and asked >= width[key]:
-            held = f"{key} is a single number" if width[key] == 1 else f"they have {key}[0] to {key}[{width[key] - 1}]"
-            raise InvalidArgumentError(f"no run chosen has {key}[{asked}]: {held}")
+            raise InvalidArgumentError(missing_component("no run chosen has", key, asked, width[key]))
         # none when no chosen run has the key, as for a whole observable
         for index in range(width[key]) if asked is None else [asked] if asked < width[key] else []:
             names.setdefault((key, index), key if width[key] == 1 else f"{key}[{index}]")

@@ -6,7 +6,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from snapstore.errors import UnknownObservableError
+from snapstore.errors import InvalidArgumentError, UnknownObservableError
+from snapstore.physics.components import missing_component, split_component
 from snapstore.reading.mapping import ArrayMapping
 from snapstore.store.reads import Rows
 
@@ -44,21 +45,29 @@ class Timeseries(ArrayMapping):
 
 
 def timeseries(rows: Rows, run_id: str, keys: Iterable[str] | None = None, name: str = "") -> Timeseries:
-    """The observables ``keys`` (every one the run has when None) of a run's whole
-    snapshots (run ``name``), in sequence order, read in one read transaction (``rows``).
-    An unknown key is a KeyError naming the known ones."""
+    """The observables ``keys`` (every one the run has when None; ``key[i]`` one component
+    of a vector) of a run's whole snapshots (run ``name``), in sequence order, read in one
+    read transaction (``rows``).  An unknown key is a KeyError naming the known ones."""
     frames = sorted((row.seq, row.time) for row in rows.rows("stories", run_id=run_id) if row.kind == "snapshot")
     seqs = np.array([seq for seq, _ in frames], dtype=np.int64)
     times = np.array([np.nan if time is None else time for _, time in frames], dtype=np.float64)
-    wanted = None if keys is None else list(dict.fromkeys(keys))
+    asked = None if keys is None else list(dict.fromkeys(split_component(item) for item in keys))
+    wanted = None if asked is None else list(dict.fromkeys(key for key, _ in asked))
     found, width = _values(rows, run_id, wanted)
     position = {int(seq): index for index, seq in enumerate(seqs)}
     arrays = {key: np.full((seqs.size, width[key]), np.nan) for key in (wanted or sorted(width))}
     for row in found:
         if row.seq in position:  # only whole snapshots are measured; a damaged store may say otherwise
             arrays[row.key][position[row.seq], row.idx] = row.value
-    return Timeseries(seqs, times, {key: array if width[key] > 1 else array[:, 0] for key, array in arrays.items()},
-                      name)
+    named = {}
+    for key, index in asked or [(key, None) for key in arrays]:
+        if index is None:
+            named[key] = arrays[key] if width[key] > 1 else arrays[key][:, 0]
+        elif index < width[key]:
+            named[key if width[key] == 1 else f"{key}[{index}]"] = arrays[key][:, index]
+        else:
+            raise InvalidArgumentError(missing_component(f"run {name!r} has no", key, index, width[key]))
+    return Timeseries(seqs, times, named, name)
 
 
 def _values(rows: Rows, run_id: str, wanted: list[str] | None) -> tuple[list, dict[str, int]]:

@@ -35,6 +35,7 @@ from sqlalchemy import text as sql_text
 from sqlalchemy.sql import ColumnElement
 
 from snapstore.errors import FilterError, suggested
+from snapstore.physics.components import OBSERVABLE, missing_component
 from snapstore.provenance import finite_number
 from snapstore.store.schema import (
     command,
@@ -60,7 +61,6 @@ TEXT_COLUMNS = {"name", "status", "starlab_version"}
 NUMBER_COLUMNS = {"n_snapshots", "n_particles", "t_first", "t_last", "t_end", "ended_at"}
 RUN_COLUMNS = TEXT_COLUMNS | NUMBER_COLUMNS | {"finished"}
 _FIELD = re.compile(r"[A-Za-z_][\w.\-]*")
-_OBSERVABLE = re.compile(r"(?P<key>[A-Za-z_][\w.\-]*)(?:\[(?P<idx>\d+)\])?")
 AGGREGATES = ("max", "min", "first", "last")
 # Bounds that keep a filter's SQL within what both databases take (SQLite: 500 terms in a
 # compound SELECT, an expression depth of 1,000) and its parsing within Python's stack;
@@ -222,7 +222,7 @@ class _Parser:
         if magnitude:
             self.index += 2
         field = self.current
-        found = _OBSERVABLE.fullmatch(field.text) if field.kind == "bare" else None
+        found = OBSERVABLE.fullmatch(field.text) if field.kind == "bare" else None
         if found is None:
             self.fail("expected an observable such as energy_error or r_lagr[4], "
                       f"found {field.text or 'end of filter'!r}")
@@ -345,7 +345,7 @@ def _known(connection: Connection, parser: _Parser, what: str, column, named: di
 
 def _known_components(connection: Connection, parser: _Parser) -> None:
     """A component that no run has (``r_lagr[99]``, ``total_energy[1]``) is refused, as an
-    unknown key is, saying how many the first run holding the key has.  The tables are read
+    unknown key is, saying how many components the first run holding the key has.  The tables are read
     by their primary keys (key, run, ...), not through the view, whose joins would read every
     snapshot on the way to a component that is not there."""
     for (key, idx), token in parser.components.items():
@@ -356,9 +356,7 @@ def _known_components(connection: Connection, parser: _Parser) -> None:
             continue
         last = next(value for value in (_last_component(connection, table, key_id) for table in tables)
                     if value is not None)
-        held = f": {key} is a single number ({key} or {key}[0])" if last == 0 else \
-            f" (its first has {key}[0] to {key}[{last}])"
-        parser.fail(f"no run in this store has {key}[{idx}]{held}", token)
+        parser.fail(missing_component("no run in this store has", key, idx, last + 1), token)
 
 
 def _last_component(connection: Connection, table: Table, key_id: int) -> int | None:
@@ -369,15 +367,6 @@ def _last_component(connection: Connection, table: Table, key_id: int) -> int | 
         return None
     return connection.execute(select(func.max(table.c.idx)).where(table.c.key_id == key_id,
                                                                   table.c.run == first)).scalar()
-
-
-def split_component(text: str) -> tuple[str, int | None]:
-    """``KEY[i]`` (one component of a vector observable) as ``(KEY, i)``; any other text as
-    ``(text, None)``, all of an observable."""
-    found = _OBSERVABLE.fullmatch(text)
-    if found is None or found["idx"] is None:
-        return text, None
-    return found["key"], int(found["idx"])
 
 
 def observable_keys(connection: Connection) -> list[str]:
