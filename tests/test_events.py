@@ -95,8 +95,12 @@ def test_an_event_round_trips_with_its_nested_types() -> None:
                                 text_size=10, stored_size=5)
     started = events.IngestStarted(source="x", user="u", host="h", python="3", snapstore_version="0", pid=1,
                                    inputs=[InputFile("initial", "/a", "cd" * 32, 4)])
-    for item in (appended, started):
+    packed = events.PackAppended(first_seq=2, record="ef" * 32, sizes=[274, 276], stored_size=90, times=[],
+                                 n_particles=[])
+    for item in (appended, started, packed):
         assert events.load(item.type, item.payload(), "here") == item
+    # without blanks: a -D x1 stream's pack events list a size per story, and the log is 4% of its store
+    assert '"sizes":[274,276],"stored_size":90' in packed.payload()
 
 
 @pytest.mark.parametrize(("kind", "payload", "message"), [
