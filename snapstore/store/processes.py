@@ -60,16 +60,17 @@ def starting_children() -> Iterator[None]:
 @contextlib.contextmanager
 def _without_main_script() -> Iterator[None]:
     """``__main__`` seen by ``multiprocessing`` as a module of no file: a child spawned
-    meanwhile is told of no script to run before its work."""
+    meanwhile is told of no script to run before its work.  A main of neither file nor
+    spec (a notebook's, an interactive session's) is left alone: no child would run it."""
     main = sys.modules.get("__main__")
+    if main is None or (getattr(main, "__file__", None) is None and getattr(main, "__spec__", None) is None):
+        yield
+        return
     sys.modules["__main__"] = types.ModuleType("__main__")
     try:
         yield
     finally:
-        if main is None:
-            del sys.modules["__main__"]
-        else:
-            sys.modules["__main__"] = main
+        sys.modules["__main__"] = main
 
 
 @contextlib.contextmanager
