@@ -138,6 +138,17 @@ def test_runs_by_name_id_or_prefix_and_lookup_errors(store_url) -> None:
                 store.run(wildcard)
 
 
+def test_libpq_s_spellings_of_a_postgresql_url_open_the_same_store(pg_url) -> None:
+    """``postgres://`` (what many services hand out, and libpq takes) was 'unsupported database'."""
+    with snapstore.open(pg_url) as store:
+        store.ingest(SAMPLE, name="here")
+    for scheme in ("postgres", "postgresql", "postgresql+psycopg2"):
+        with snapstore.open(pg_url.replace("postgresql+psycopg", scheme, 1), create=False) as store:
+            assert [run.name for run in store.runs()] == ["here"]
+    with pytest.raises(snapstore.StoreURLError, match="unsupported database"):
+        snapstore.open(pg_url.replace("postgresql+psycopg", "postgres+pg8000", 1))
+
+
 def test_bad_urls_give_one_line_errors_of_their_kind(tmp_path) -> None:
     with pytest.raises(snapstore.StoreURLError, match=r"not a database URL|unsupported database"):
         snapstore.open("mysql://u:secret@h/db")

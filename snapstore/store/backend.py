@@ -40,7 +40,10 @@ def resolve_url(url: str | None = None) -> URL:
         parsed = make_url(text)
     except ArgumentError:
         raise StoreURLError(f"not a database URL: {text!r}") from None
-    if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in ("psycopg2", "postgresql"):
+    # libpq's own spellings (postgres:// is what many services hand out) and psycopg2's name
+    # all mean the driver snapstore ships with
+    if (parsed.get_backend_name() == "postgres" and parsed.drivername == "postgres") or \
+            (parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in ("psycopg2", "postgresql")):
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() not in ("sqlite", "postgresql"):
         raise StoreURLError(f"unsupported database {masked(parsed)}: use sqlite:/// or postgresql+psycopg://")
