@@ -269,6 +269,19 @@ def test_a_folder_that_is_not_a_run_folder_says_what_it_holds_and_the_others_go_
     assert error == f"{tmp_path / 'empty'} is not a run folder (no kira.out, plain or compressed); it holds nothing"
 
 
+@pytest.mark.parametrize("archive", ["gztar", "xztar", "zip"])
+def test_an_archive_of_run_folders_is_named_as_one(store_url, tmp_path, archive) -> None:
+    """A tar or zip of an ensemble's folders (as they travel between machines) was refused for
+    its first byte that is not text, at 'line 1, byte 1026'."""
+    made = Path(shutil.make_archive(str(tmp_path / "ensemble"), archive, SAMPLE.parent, SAMPLE.name))
+    code, error = _invoke("ingest", str(made), "--db", store_url)
+    kind = "a zip archive" if archive == "zip" else "a tar archive"
+    assert code != 0 and error == (f"{made}:1: {kind}, not a Starlab stream: unpack it and ingest the run folders "
+                                   "or kira.out files it holds")
+    with snapstore.open(store_url) as store:
+        assert store.runs() == []
+
+
 @pytest.mark.parametrize(("present", "copy"), [("kira.out.gz", "kira.out"), ("initial.story.gz", "initial.story"),
                                                ("kira.err.gz", "kira.err.zst")])
 def test_a_run_folder_holding_two_of_one_file_is_refused_not_guessed(store_url, tmp_path, present, copy) -> None:

@@ -444,6 +444,7 @@ def iter_root_texts(stream: BinaryIO, name: str) -> Iterator[RootText]:
     decoder = codecs.getincrementaldecoder("utf-8")()
     splitter = _Splitter(name)
     pending = ""
+    first = True
     while True:
         try:
             chunk = stream.read(_CHUNK)
@@ -451,6 +452,9 @@ def iter_root_texts(stream: BinaryIO, name: str) -> Iterator[RootText]:
             kept = f"; the {splitter.roots} whole stories before it were read" if splitter.roots else ""
             raise StoryFormatError(name, splitter.end_line(),  # ``pending`` holds no newline
                                    f"the compressed stream is corrupt or cut short ({exc}){kept}") from None
+        if first:
+            _refuse_archive(chunk, name)
+            first = False
         final = not chunk
         try:
             text = pending + decoder.decode(chunk, final)
@@ -464,6 +468,15 @@ def iter_root_texts(stream: BinaryIO, name: str) -> Iterator[RootText]:
         yield from splitter.feed(text[:cut], final)
         if final:
             return
+
+
+def _refuse_archive(head: bytes, name: str) -> None:
+    """A tar or zip archive of run folders (as they are copied between machines) is named as
+    such, not refused for its first byte that is not text."""
+    kind = "a tar archive" if head[257:262] == b"ustar" else "a zip archive" if head[:4] == b"PK\x03\x04" else None
+    if kind is not None:
+        raise StoryFormatError(name, 1, f"{kind}, not a Starlab stream: unpack it and ingest the run folders "
+                                        "or kira.out files it holds")
 
 
 def _binary(splitter: _Splitter, before: bytes, what: str) -> NoReturn:
