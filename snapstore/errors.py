@@ -97,6 +97,11 @@ class QueryError(StoreError, ValueError):
     """A read-only SQL statement that the store refused or that failed."""
 
 
+class OutputError(SnapstoreError, OSError):
+    """An export that cannot be written where it was asked to go (a full disk, a folder
+    without write permission): the message names the place."""
+
+
 class InvalidArgumentError(SnapstoreError, ValueError):
     """An argument snapstore cannot use: a stream without a run name, a bad tag or snapshot selection."""
 

@@ -12,8 +12,10 @@ import io
 import math
 import os
 import shlex
+import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -21,7 +23,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn, TextIO
 
-from snapstore.errors import CaptureError, InvalidArgumentError, RunNotFoundError, SchemaError, SnapstoreError
+from snapstore.errors import (
+    CaptureError,
+    InvalidArgumentError,
+    OutputError,
+    RunNotFoundError,
+    SchemaError,
+    SnapstoreError,
+)
 from snapstore.physics.kira_log import read_kira_log
 from snapstore.provenance import parameter_value
 from snapstore.store.catalog import LISTING_FIELDS, run_values
@@ -305,13 +314,29 @@ def _no_output(format: str) -> NoReturn:
     raise InvalidArgumentError(f"{format} export needs an output {'folder' if format == 'parquet' else 'file'}")
 
 
-def _location(format: str, output: str | os.PathLike) -> Location:
-    """Where an export of ``format`` goes: a Parquet dataset is the folder ``output``, any
-    other format the file ``output``."""
+@contextlib.contextmanager
+def _written(format: str, output: str | os.PathLike) -> Iterator[Location]:
+    """Where an export of ``format`` goes: the file ``output`` (written whole or not at all),
+    or for a Parquet dataset, a folder beside ``output`` whose files are moved into it once
+    all are written.  Either way a failed export (a full disk) leaves ``output`` as it was,
+    and its error names it."""
     from snapstore.serializers import Location, PosixStorage
 
     path = Path(output)
-    return Location(PosixStorage(path), ".") if format == "parquet" else Location(PosixStorage(path.parent), path.name)
+    with _writing(str(output)):
+        if format != "parquet":
+            yield Location(PosixStorage(path.parent), path.name)
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        try:
+            yield Location(PosixStorage(staging), ".")
+            for written in sorted(item for item in staging.rglob("*") if item.is_file()):
+                target = path / written.relative_to(staging)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(written, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def export(run: Run, format: str = "story", output: str | os.PathLike | None = None, *,
@@ -338,12 +363,27 @@ def export(run: Run, format: str = "story", output: str | os.PathLike | None = N
         items = _whole_snapshots(run, items)
     if output is None:
         assert stream is not None  # check_export
-        stream.flush()  # what the text layer holds goes first; then bytes straight to its buffer
-        _write_texts(items, getattr(stream, "buffer", stream))
+        with _writing("standard output" if stream in (sys.stdout, sys.__stdout__) else repr(stream)):
+            stream.flush()  # what the text layer holds goes first; then bytes straight to its buffer
+            _write_texts(items, getattr(stream, "buffer", stream))
         return
     from snapstore.serializers import registry
 
-    registry.write(items, format, _location(format, output))
+    with _written(format, output) as location:
+        registry.write(items, format, location)
+
+
+@contextlib.contextmanager
+def _writing(target: str) -> Iterator[None]:
+    """An export's failure to write (not to read the store) as an ``OutputError`` naming
+    ``target``: a full disk said only "[Errno 28] No space left on device".  A reader that
+    went away (``export | head``) stays a BrokenPipeError, which ends the command quietly."""
+    try:
+        yield
+    except (SnapstoreError, BrokenPipeError):
+        raise
+    except OSError as exc:
+        raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from exc
 
 
 def _whole_snapshots(run: Run, items: Sequence[Snapshot]) -> Snapshots:
@@ -391,8 +431,8 @@ def export_ensemble(store: Store, where: str, output: str | os.PathLike, format:
     rows = frame.records()
     if not rows:
         raise InvalidArgumentError(f"no run matches {where!r}: nothing exported")
-    write_ensemble([(store.run(row["id"]), {name: row[name] for name in names}) for row in rows],
-                   _location(format, output))
+    with _written(format, output) as location:
+        write_ensemble([(store.run(row["id"]), {name: row[name] for name in names}) for row in rows], location)
     return len(rows)
 
 
@@ -412,7 +452,8 @@ def _export_observables(run: Run, format: str, output: str | os.PathLike | None,
     if selected:
         raise InvalidArgumentError("--observables exports every whole snapshot's: leave out --snapshots, --time "
                                    "and --initial")
-    write_observables(run, format, _location(format, output))
+    with _written(format, output) as location:
+        write_observables(run, format, location)
 
 
 def _extent(run: Run) -> str:

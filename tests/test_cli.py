@@ -204,6 +204,24 @@ def test_an_ingest_refused_at_once_makes_no_store(tmp_path) -> None:
     assert not store.exists()
 
 
+def test_an_export_to_a_full_disk_says_so_and_a_closed_pipe_ends_it_quietly(sqlite_db) -> None:
+    import os
+
+    if not os.path.exists("/dev/full"):
+        pytest.skip("needs /dev/full, a device that is always full")
+    assert _run("ingest", str(SAMPLE), "--db", sqlite_db).returncode == 0
+    with open("/dev/full", "wb") as full:
+        done = subprocess.run([sys.executable, "-m", "snapstore.cli", "export", "n100-w3-s1", "--db", sqlite_db],
+                              stdout=full, stderr=subprocess.PIPE, cwd="/")
+    assert (done.returncode, done.stderr.decode()) == \
+        (2, "snapstore: error: cannot write standard output: No space left on device\n")
+    reader = subprocess.Popen([sys.executable, "-m", "snapstore.cli", "export", "n100-w3-s1", "--db", sqlite_db],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/")
+    assert reader.stdout is not None and reader.stderr is not None and reader.stdout.read(10) == b"(Particle\n"
+    reader.stdout.close()  # as `| head` does
+    assert reader.wait(timeout=60) != 0 and reader.stderr.read() == b""
+
+
 def test_stdin_ingest_in_a_real_subprocess(sqlite_db) -> None:
     stream = gzip.decompress((SAMPLE / "kira.out.gz").read_bytes())
     done = _run("ingest", "-", "--name", "piped", "--db", sqlite_db, stdin=stream)

@@ -138,3 +138,45 @@ def test_s3_storage_against_a_server_on_loopback(s3_endpoint, corpus_store) -> N
     text = "".join(registry.read(Story, "snapstore", Location(storage, f"{run_name}/{i}.snap")).__str__()
                    for i in range(1, len(run)))
     assert text == read_text(corpus_dir() / run_name / "kira.out.gz")
+
+
+@pytest.mark.parametrize("format", ["story", "npz", "parquet", "ensemble"])
+def test_an_export_that_cannot_be_written_names_its_output_and_leaves_it_as_it_was(tmp_path, monkeypatch,
+                                                                                  format) -> None:
+    """A full disk said only '[Errno 28] No space left on device', and an ensemble's Parquet
+    folder was left holding the runs written before it filled."""
+    import errno
+
+    from snapstore import operations
+    from snapstore.blobs import PosixStorage as Files
+
+    with snapstore.open(str(tmp_path / "s.db")) as store:
+        for name in ("a", "b"):
+            store.ingest(SAMPLE, name=name)
+        output = tmp_path / "out" / ("dataset" if format in ("parquet", "ensemble") else f"run.{format}")
+        output.parent.mkdir()
+        if output.suffix == "":
+            output.mkdir()
+            (output / "notes.txt").write_text("mine")
+        else:
+            output.write_text("mine")
+        before = sorted((path.relative_to(tmp_path), path.read_bytes()) for path in output.parent.rglob("*")
+                        if path.is_file())
+        put, calls = Files.put, []
+
+        def filling(self, key, data):  # the disk fills at the third file
+            calls.append(key)
+            if len(calls) == 3:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            put(self, key, data)
+
+        monkeypatch.setattr(Files, "put", filling)
+        with pytest.raises(snapstore.OutputError, match=rf"^cannot write {output}: No space left on device$"):
+            if format == "ensemble":
+                operations.export_ensemble(store, "makeking.n = 100", output)
+            else:
+                calls.extend(["x", "y"] if format != "parquet" else [])  # one file: its one write fails
+                operations.export(store.run("a"), format, output)
+    after = sorted((path.relative_to(tmp_path), path.read_bytes()) for path in output.parent.rglob("*")
+                   if path.is_file())
+    assert after == before and not any(path.name.endswith(".tmp") for path in output.parent.rglob("*"))
