@@ -8,7 +8,9 @@ or ``SnapstoreError`` for anything snapstore raised on purpose.
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -100,6 +102,19 @@ class QueryError(StoreError, ValueError):
 class OutputError(SnapstoreError, OSError):
     """An export that cannot be written where it was asked to go (a full disk, a folder
     without write permission): the message names the place."""
+
+
+@contextlib.contextmanager
+def writing_to(target: str) -> Iterator[None]:
+    """A failure to write an output (not to read the store) as an ``OutputError`` naming
+    ``target``: a full disk said only "[Errno 28] No space left on device".  A reader that
+    went away (``export | head``) stays a BrokenPipeError, which ends a command quietly."""
+    try:
+        yield
+    except (SnapstoreError, BrokenPipeError):
+        raise
+    except OSError as exc:
+        raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from exc
 
 
 class InvalidArgumentError(SnapstoreError, ValueError):

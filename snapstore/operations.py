@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn, TextIO
 from snapstore.errors import (
     CaptureError,
     InvalidArgumentError,
-    OutputError,
     RunNotFoundError,
     SchemaError,
     SnapstoreError,
+    writing_to,
 )
 from snapstore.physics.kira_log import read_kira_log
 from snapstore.provenance import parameter_value
@@ -323,7 +323,7 @@ def _written(format: str, output: str | os.PathLike) -> Iterator[Location]:
     from snapstore.serializers import Location, PosixStorage
 
     path = Path(output)
-    with _writing(str(output)):
+    with writing_to(str(output)):
         if format != "parquet":
             yield Location(PosixStorage(path.parent), path.name)
             return
@@ -363,7 +363,7 @@ def export(run: Run, format: str = "story", output: str | os.PathLike | None = N
         items = _whole_snapshots(run, items)
     if output is None:
         assert stream is not None  # check_export
-        with _writing("standard output" if stream in (sys.stdout, sys.__stdout__) else repr(stream)):
+        with writing_to("standard output" if stream in (sys.stdout, sys.__stdout__) else repr(stream)):
             stream.flush()  # what the text layer holds goes first; then bytes straight to its buffer
             _write_texts(items, getattr(stream, "buffer", stream))
         return
@@ -371,19 +371,6 @@ def export(run: Run, format: str = "story", output: str | os.PathLike | None = N
 
     with _written(format, output) as location:
         registry.write(items, format, location)
-
-
-@contextlib.contextmanager
-def _writing(target: str) -> Iterator[None]:
-    """An export's failure to write (not to read the store) as an ``OutputError`` naming
-    ``target``: a full disk said only "[Errno 28] No space left on device".  A reader that
-    went away (``export | head``) stays a BrokenPipeError, which ends the command quietly."""
-    try:
-        yield
-    except (SnapstoreError, BrokenPipeError):
-        raise
-    except OSError as exc:
-        raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from exc
 
 
 def _whole_snapshots(run: Run, items: Sequence[Snapshot]) -> Snapshots:

@@ -9,13 +9,16 @@ built without pyplot, so nothing here touches a notebook's global state.
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
-from snapstore.errors import InvalidArgumentError
+from snapstore.blobs import PosixStorage
+from snapstore.errors import InvalidArgumentError, writing_to
 from snapstore.physics.observables import R_LAGR_FRACTIONS, r_lagr_label
 from snapstore.reading import Run, Snapshot
 from snapstore.story import Story
@@ -218,9 +221,13 @@ def save(figure: Figure, out: str | os.PathLike | BinaryIO) -> str:
     or a binary stream, as PNG; returns the file's name ("-" for a stream)."""
     if isinstance(out, (str, os.PathLike)):
         path = image_path(out)
-        figure.savefig(path, dpi=DPI)
+        drawn = io.BytesIO()  # then put whole: a full disk leaves no half-written image
+        figure.savefig(drawn, format=os.path.splitext(path)[1][1:].lower(), dpi=DPI)
+        with writing_to(path):
+            PosixStorage(Path(path).parent).put(Path(path).name, drawn.getvalue())
         return path
-    figure.savefig(out, format="png", dpi=DPI)
+    with writing_to("standard output"):
+        figure.savefig(out, format="png", dpi=DPI)
     return "-"
 
 

@@ -333,6 +333,18 @@ def test_plot_writes_the_file_it_names_or_standard_output(store_url, tmp_path, m
             assert not (tmp_path / wrong).exists()
         with pytest.raises(snapstore.InvalidArgumentError, match=r"plot: no run matches 'makeking\.n = 7'"):
             plot(store, None, "ensemble.png", where="makeking.n = 7")
+        import errno
+
+        from snapstore.blobs import PosixStorage
+
+        def full(self, key, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        (tmp_path / "old.png").write_bytes(b"kept")
+        monkeypatch.setattr(PosixStorage, "put", full)  # a full disk: named, and the old image left whole
+        with pytest.raises(snapstore.OutputError, match=r"^cannot write old\.png: No space left on device$"):
+            plot(store, "n100-w3-s1", "old.png")
+        assert (tmp_path / "old.png").read_bytes() == b"kept"
     piped = CliRunner().invoke(app, ["plot", "n100-w3-s1", "-o", "-", "--db", store_url])
     assert piped.exit_code == 0 and piped.stdout_bytes[:4] == b"\x89PNG"  # the image itself, for a pipe
     assert not list(tmp_path.glob("-*"))
