@@ -105,16 +105,24 @@ class OutputError(SnapstoreError, OSError):
 
 
 @contextlib.contextmanager
-def writing_to(target: str) -> Iterator[None]:
+def writing_to(target: str | object) -> Iterator[None]:
     """A failure to write an output (not to read the store) as an ``OutputError`` naming
-    ``target``: a full disk said only "[Errno 28] No space left on device".  A reader that
-    went away (``export | head``) stays a BrokenPipeError, which ends a command quietly."""
+    ``target``, a path or a stream: a full disk said only "[Errno 28] No space left on
+    device".  A reader that went away (``export | head``) stays a BrokenPipeError, which
+    ends a command quietly."""
     try:
         yield
     except (SnapstoreError, BrokenPipeError):
         raise
     except OSError as exc:
-        raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from exc
+        raise OutputError(f"cannot write {_output_name(target)}: {exc.strerror or exc}") from exc
+
+
+def _output_name(target: str | object) -> str:
+    if isinstance(target, str):
+        return target
+    name = getattr(target, "name", None)
+    return "standard output" if name == "<stdout>" else str(name) if isinstance(name, str) else repr(target)
 
 
 class InvalidArgumentError(SnapstoreError, ValueError):

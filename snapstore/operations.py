@@ -15,7 +15,6 @@ import shlex
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -363,7 +362,7 @@ def export(run: Run, format: str = "story", output: str | os.PathLike | None = N
         items = _whole_snapshots(run, items)
     if output is None:
         assert stream is not None  # check_export
-        with writing_to("standard output" if stream in (sys.stdout, sys.__stdout__) else repr(stream)):
+        with writing_to(stream):
             stream.flush()  # what the text layer holds goes first; then bytes straight to its buffer
             _write_texts(items, getattr(stream, "buffer", stream))
         return

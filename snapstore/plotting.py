@@ -226,7 +226,7 @@ def save(figure: Figure, out: str | os.PathLike | BinaryIO) -> str:
         with writing_to(path):
             PosixStorage(Path(path).parent).put(Path(path).name, drawn.getvalue())
         return path
-    with writing_to("standard output"):
+    with writing_to(out):
         figure.savefig(out, format="png", dpi=DPI)
     return "-"
 
