@@ -18,7 +18,7 @@ import numpy as np
 from sqlalchemy import Connection, Select, and_, exists, func, select
 
 from snapstore.errors import InvalidArgumentError, UnknownObservableError
-from snapstore.physics.components import missing_component, split_component
+from snapstore.physics.components import Picked, column_name, indices, keys_of, picked
 from snapstore.physics.kira_log import finished
 from snapstore.provenance import INTEGER, finite_number
 from snapstore.reading.mapping import ArrayMapping
@@ -206,33 +206,17 @@ def _rows_of(numbers: np.ndarray, seqs: np.ndarray, run: np.ndarray, seq: np.nda
     return np.where(ordered[slot] == wanted, order[slot], -1)
 
 
-# The observables asked for, in order: (key, component), the component None for all of them.
-Picked = list[tuple[str, int | None]]
-
-
-def _picked(asked: Iterable[str]) -> Picked:
-    """``key`` and ``key[i]`` items as (key, component), each once."""
-    return list(dict.fromkeys(split_component(item) for item in asked))
-
-
-def _keys(picked: Picked) -> list[str]:
-    return list(dict.fromkeys(key for key, _ in picked))
-
-
-def _columns(found: Iterable[tuple], picked: Picked) -> dict[tuple[str, int], str]:
+def _columns(found: Iterable[tuple], asked: Picked) -> dict[tuple[str, int], str]:
     """The column of each (key, idx) asked for among ``found`` (tuples whose second and
     third items they are), in the order asked: ``key``, or ``key[i]`` for a vector's
     components.  A component beyond those the runs have is an ``InvalidArgumentError``."""
-    width = {key: 0 for key in _keys(picked)}
+    width = {key: 0 for key in keys_of(asked)}
     for key, idx in {(row[1], row[2]) for row in found}:
         width[key] = max(width[key], idx + 1)
     names: dict[tuple[str, int], str] = {}
-    for key, asked in picked:
-        if asked is not None and width[key] and asked >= width[key]:
-            raise InvalidArgumentError(missing_component("no run chosen has", key, asked, width[key]))
-        # none when no chosen run has the key, as for a whole observable
-        for index in range(width[key]) if asked is None else [asked] if asked < width[key] else []:
-            names.setdefault((key, index), key if width[key] == 1 else f"{key}[{index}]")
+    for key, component in asked:
+        for index in indices(key, component, width[key], "no run chosen has"):
+            names.setdefault((key, index), column_name(key, index, width[key]))
     return names
 
 
@@ -242,10 +226,10 @@ def series(connection: Connection, keys: Iterable[str], where: str | None = None
     initial conditions lack kira's): columns ``run``, ``seq``, ``time``, then each key
     (``key[i]`` for a vector's components).  Four queries: the snapshots, the keys' ids,
     the values kept per snapshot, the runs' constants."""
-    picked = _picked(keys)
-    if not picked:
+    asked = picked(keys)
+    if not asked:
         raise ValueError("series needs at least one observable")
-    wanted = _keys(picked)
+    wanted = keys_of(asked)
     _known_keys(connection, wanted)
     chosen = chosen_runs(connection, where, retired)
     snapshots = _tuples(connection, (
@@ -258,7 +242,7 @@ def series(connection: Connection, keys: Iterable[str], where: str | None = None
     components = int(np.max(idx, initial=0)) + 1
     pair_codes, pair_of = np.unique(key_id * components + idx, return_inverse=True)
     pairs = [(key_of[code // components], code % components) for code in pair_codes.tolist()]
-    names = _columns(itertools.chain(((None, key, index) for key, index in pairs), constants), picked)
+    names = _columns(itertools.chain(((None, key, index) for key, index in pairs), constants), asked)
     seqs = np.array([seq for _, _, seq, _ in snapshots], dtype=np.int64)
     # Each value's row: its (run, seq) among the snapshots'; only whole snapshots are
     # measured, but a damaged store may hold a value of another story: it is left out.
@@ -293,9 +277,9 @@ def frame(connection: Connection, where: str | None = None, keys: Iterable[str] 
     (see ``typed``); and ``first(KEY)``, ``last(KEY)``, ``min(KEY)``, ``max(KEY)`` over the
     run's snapshots for each observable of ``keys``.  Six queries and one per key (to name
     one no run has), whatever the number of runs."""
-    picked = _picked(keys)
-    _known_keys(connection, _keys(picked))
-    return _frame(connection, chosen_runs(connection, where, retired), picked)
+    asked = picked(keys)
+    _known_keys(connection, keys_of(asked))
+    return _frame(connection, chosen_runs(connection, where, retired), asked)
 
 
 # What a page of runs may be sorted by: the run table's columns, by the names the frame gives them.
@@ -327,7 +311,7 @@ def page(connection: Connection, where: str | None = None, sort: str = "run", de
     return total, Table({name: table[name][order] for name in table}, len(ids), table.integers)
 
 
-def _frame(connection: Connection, chosen: Select, picked: Picked) -> Table:
+def _frame(connection: Connection, chosen: Select, asked: Picked) -> Table:
     runs = _tuples(connection, select(run.c.id, run.c.name, run.c.n_particles, run.c.n_snapshots, run.c.t_first,
                                       run.c.t_last, run.c.status, run.c.retired_at, run.c.number, run.c.t_end,
                                       run.c.ended_at)
@@ -356,7 +340,7 @@ def _frame(connection: Connection, chosen: Select, picked: Picked) -> Table:
         column[at[run_id]] = value
     arrays.update({name: np.array(values, dtype=object) for name, values in texts.items()})
     arrays.update({name: typed(values) for name, values in parameters.items()})
-    arrays.update(_summaries(connection, chosen, numbered, picked))
+    arrays.update(_summaries(connection, chosen, numbered, asked))
     gapped = {name for name, values in [*parameters.items(), ("N", counts)] if _gapped_integers(values)}
     return Table(arrays, len(runs), frozenset(gapped))
 
@@ -382,17 +366,17 @@ def _parameters(connection: Connection, chosen: Select,
     return [" | ".join(steps) for steps in pipelines], dict(sorted(out.items()))
 
 
-def _summaries(connection: Connection, chosen: Select, at: dict[int, int], picked: Picked) -> dict[str, np.ndarray]:
-    """``first``, ``last``, ``min`` and ``max`` of each observable picked by run (its row
+def _summaries(connection: Connection, chosen: Select, at: dict[int, int], asked: Picked) -> dict[str, np.ndarray]:
+    """``first``, ``last``, ``min`` and ``max`` of each observable ``asked`` by run (its row
     in ``at``, by run number): a constant is all four."""
-    if not picked:
+    if not asked:
         return {}
-    keys = _keys(picked)
+    keys = keys_of(asked)
     chosen_numbers = select(run.c.number).where(run.c.id.in_(chosen))
     found = [(number, key, idx, value, value, value, value)
              for number, key, idx, _, value in _constants(connection, keys, chosen_numbers)]
     found += _extremes(connection, keys, chosen_numbers)
-    names = _columns(found, picked)
+    names = _columns(found, asked)
     # a row of four values per run and component: one assignment each, not four
     folded = {kept: np.full((len(at), len(SUMMARIES)), np.nan) for kept in names}
     for number, key, idx, *values in found:

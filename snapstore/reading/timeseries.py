@@ -6,8 +6,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from snapstore.errors import InvalidArgumentError, UnknownObservableError
-from snapstore.physics.components import missing_component, split_component
+from snapstore.errors import UnknownObservableError
+from snapstore.physics.components import column_name, indices, keys_of, picked
 from snapstore.reading.mapping import ArrayMapping
 from snapstore.store.reads import Rows
 
@@ -37,7 +37,8 @@ class Timeseries(ArrayMapping):
             if array.ndim == 1:
                 columns[key] = array
             else:
-                columns.update({f"{key}[{index}]": array[:, index] for index in range(array.shape[1])})
+                columns.update({column_name(key, index, array.shape[1]): array[:, index]
+                                for index in range(array.shape[1])})
         return columns
 
     def __repr__(self) -> str:
@@ -51,8 +52,8 @@ def timeseries(rows: Rows, run_id: str, keys: Iterable[str] | None = None, name:
     frames = sorted((row.seq, row.time) for row in rows.rows("stories", run_id=run_id) if row.kind == "snapshot")
     seqs = np.array([seq for seq, _ in frames], dtype=np.int64)
     times = np.array([np.nan if time is None else time for _, time in frames], dtype=np.float64)
-    asked = None if keys is None else list(dict.fromkeys(split_component(item) for item in keys))
-    wanted = None if asked is None else list(dict.fromkeys(key for key, _ in asked))
+    asked = None if keys is None else picked(keys)
+    wanted = None if asked is None else keys_of(asked)
     found, width = _values(rows, run_id, wanted)
     position = {int(seq): index for index, seq in enumerate(seqs)}
     arrays = {key: np.full((seqs.size, width[key]), np.nan) for key in (wanted or sorted(width))}
@@ -60,13 +61,12 @@ def timeseries(rows: Rows, run_id: str, keys: Iterable[str] | None = None, name:
         if row.seq in position:  # only whole snapshots are measured; a damaged store may say otherwise
             arrays[row.key][position[row.seq], row.idx] = row.value
     named = {}
-    for key, index in asked or [(key, None) for key in arrays]:
-        if index is None:
+    for key, component in asked or [(key, None) for key in arrays]:
+        if component is None:
             named[key] = arrays[key] if width[key] > 1 else arrays[key][:, 0]
-        elif index < width[key]:
-            named[key if width[key] == 1 else f"{key}[{index}]"] = arrays[key][:, index]
-        else:
-            raise InvalidArgumentError(missing_component(f"run {name!r} has no", key, index, width[key]))
+            continue
+        for index in indices(key, component, width[key], f"run {name!r} has no"):
+            named[column_name(key, index, width[key])] = arrays[key][:, index]
     return Timeseries(seqs, times, named, name)
 
 
