@@ -119,10 +119,13 @@ def writing_to(target: str | object) -> Iterator[None]:
 
 
 def _output_name(target: str | object) -> str:
+    """A path as it is; a stream by its own name (``<stdout>``: standard output), else its repr."""
     if isinstance(target, str):
         return target
     name = getattr(target, "name", None)
-    return "standard output" if name == "<stdout>" else str(name) if isinstance(name, str) else repr(target)
+    if name == "<stdout>":
+        return "standard output"
+    return name if isinstance(name, str) else repr(target)
 
 
 class InvalidArgumentError(SnapstoreError, ValueError):
