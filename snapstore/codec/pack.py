@@ -61,6 +61,7 @@ class Pack:
 
     def __init__(self, record: bytes, text_sha256: str) -> None:
         self.record, self.text_sha256 = require_key(record, text_sha256), text_sha256
+        self._matched: Sequence[int] | None = None  # the sizes last found to be the members'
 
     @cached_property
     def checked(self) -> tuple[Layout, bytes]:
@@ -85,9 +86,12 @@ class Pack:
         """Member ``index``'s text, when the pack's members have exactly ``sizes`` (what the
         store says of them); CorruptRecordError otherwise."""
         members = self.members
-        if [len(member) for member in members] != list(sizes):
-            raise CorruptRecordError(f"pack {self.text_sha256[:12]} holds {len(members)} stories of other sizes "
-                                     f"than the {len(sizes)} the store names")
+        # compared once for the list a run's stories of this pack share, not once a story
+        if sizes is not self._matched:
+            if [len(member) for member in members] != list(sizes):
+                raise CorruptRecordError(f"pack {self.text_sha256[:12]} holds {len(members)} stories of other "
+                                         f"sizes than the {len(sizes)} the store names")
+            self._matched = sizes
         if not 0 <= index < len(members):
             raise CorruptRecordError(f"pack {self.text_sha256[:12]} has no story #{index}")
         return members[index]

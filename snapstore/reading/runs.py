@@ -79,12 +79,18 @@ class Snapshot:
             raise CorruptRecordError(f"run {self.run.name!r} snapshot #{self.seq}: {exc}") from None
 
     def _fetch(self) -> codec.Stored:
-        with self.run.store.reads(single=True) as rows:
-            if self.place is None:
-                assert self.record_hash is not None  # a story in no pack has a record of its own
+        # The run keeps the packs it read last: a loop over a kira -D stream's stories decodes
+        # each pack once, not once for each of its hundreds of stories.
+        place = self.place
+        if place is None:
+            assert self.record_hash is not None  # a story in no pack has a record of its own
+            with self.run.store.reads(single=True) as rows:
                 return fetch_record(rows, self.record_hash)
-            pack = codec.Pack(fetch_record(rows, self.place.pack), self.place.pack)
-        return codec.Packed(pack, self.place.index, self.place.sizes)
+        pack = self.run._packs.held(place.pack)
+        if pack is None:
+            with self.run.store.reads(single=True) as rows:
+                pack = self.run._packs.get(rows, place.pack)
+        return codec.Packed(pack, place.index, place.sizes)
 
     def text(self) -> str:
         """The exact Starlab text, checked against the hash it was stored under."""
@@ -165,6 +171,7 @@ class Run:
         self.id: str = row.id
         self.name: str = row.name
         self.status: str = row.status
+        self._packs = Packs()  # the packs its stories were last read from (kira -D streams)
 
     def __getattr__(self, item: str):
         # Columns of the run table (n_particles, t_first, source_sha256...) as attributes.

@@ -7,6 +7,7 @@ another snapshot's data.  ``Packs`` reads the packs that hold partial stories (`
 from __future__ import annotations
 
 import itertools
+import threading
 from collections.abc import Iterator
 
 from snapstore.codec.framing import require_key
@@ -52,17 +53,24 @@ def run_records(rows: Rows, run_id: str, seqs: list[int]) -> Iterator[tuple[int,
 
 class Packs:
     """The packs one reader has fetched, by hash: a run's consecutive stories share one,
-    which is fetched, decoded and checked once.  Kept only as long as the reader keeps it."""
+    which is fetched, decoded and checked once.  Kept only as long as the reader keeps it;
+    threads may share one (a web server's, reading one run)."""
 
     def __init__(self, keep: int = 2) -> None:
         self._keep = keep
         self._found: dict[str, Pack] = {}
+        self._lock = threading.Lock()
+
+    def held(self, pack_hash: str) -> Pack | None:
+        """The pack if fetched already: a content-addressed record, the same while it exists."""
+        return self._found.get(pack_hash)
 
     def get(self, rows: Rows, pack_hash: str) -> Pack:
         found = self._found.get(pack_hash)
         if found is None:
             found = Pack(fetch_record(rows, pack_hash), pack_hash)
-            if len(self._found) >= self._keep:
-                self._found.pop(next(iter(self._found)))
-            self._found[pack_hash] = found
+            with self._lock:
+                while len(self._found) >= self._keep:
+                    self._found.pop(next(iter(self._found)))
+                self._found[pack_hash] = found
         return found
