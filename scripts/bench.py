@@ -156,16 +156,19 @@ def ingest_speed(results: dict, workdir: Path) -> None:
     paths = [p for p in streams() if p.name == "kira.out.gz"]
     total = sum(len(gzip.open(p).read()) for p in paths)
     texts = [gzip.open(p, "rt").read().splitlines() for p in paths]
-    parse_each = [best(lambda lines=lines: baseline.from_buf(lines), 1) for lines in texts]
+    # best of 3 on both sides, each run's time from its best pass: one pass of either moves
+    # the ratio by a fifth on a shared machine
+    parse_each = [best(lambda lines=lines: baseline.from_buf(lines)) for lines in texts]
     parse = sum(parse_each)
-    store = snapstore.open(str(workdir / "ingest.db"))
-    ours_each = []
-    for path in paths:
-        started = time.perf_counter()
-        store.ingest(path, name=f"{path.parent.name}-{uuid.uuid4().hex[:6]}")
-        ours_each.append(time.perf_counter() - started)
+    ours_each = [float("inf")] * len(paths)
+    for attempt in range(3):
+        store = snapstore.open(str(workdir / f"ingest-{attempt}.db"))
+        for index, path in enumerate(paths):
+            started = time.perf_counter()
+            store.ingest(path, name=f"{path.parent.name}-{uuid.uuid4().hex[:6]}")
+            ours_each[index] = min(ours_each[index], time.perf_counter() - started)
+        store.close()
     ours = sum(ours_each)
-    store.close()
     report("ingest end to end into SQLite (durable) vs baseline parse", total / ours / 1e6, total / parse / 1e6,
            "MB/s", ">= 2x, aim 4x")
     # an ensemble's small runs pay each story's and each run's fixed price (the grid's N=100 and 200)
