@@ -202,6 +202,20 @@ def test_the_stream_splits_into_the_same_roots_and_errors(chunk: int, monkeypatc
     for case in cases:
         compiled, reference = both(_roots_or_error, case)
         assert compiled == reference
+        # a pack's members are split by their sizes alone: the same stories, the same errors
+        failed = bool(reference) and isinstance(reference[-1], str)
+        sizes = reference[-1:] if failed else [len(text.encode()) for text, _ in reference]
+        assert both(_sizes_or_error, case) == (sizes, sizes)
+
+
+def _sizes_or_error(data: bytes) -> list:
+    from snapstore.errors import StoryFormatError
+    from snapstore.story import root_sizes
+
+    try:
+        return root_sizes(data, "stream")
+    except StoryFormatError as exc:
+        return [str(exc)]
 
 
 @pytest.mark.skipif(kernel.COMPILED is None, reason="the compiled kernel is not built")

@@ -12,7 +12,7 @@ sizes against the sizes the store holds for them.
 
 from __future__ import annotations
 
-import io
+import itertools
 from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -74,13 +74,14 @@ class Pack:
     @cached_property
     def members(self) -> list[bytes]:
         """The members' texts: the root stories between the pack's opening and closing lines."""
-        from snapstore.story import iter_root_texts  # the story reader loads with the codec, on first use
+        from snapstore.story import root_sizes  # the story reader loads with the codec, on first use
 
         body = self.checked[1][len(_OPEN):-len(_CLOSE)]
         try:
-            return [root.text.encode("utf-8") for root in iter_root_texts(io.BytesIO(body), "pack")]
+            ends = list(itertools.accumulate(root_sizes(body, "pack")))
         except StoryFormatError as exc:
             raise CorruptRecordError(f"pack {self.text_sha256[:12]} holds no whole stories: {exc}") from None
+        return [body[start:end] for start, end in zip([0, *ends], ends)]
 
     def member(self, index: int, sizes: Sequence[int]) -> bytes:
         """Member ``index``'s text, when the pack's members have exactly ``sizes`` (what the

@@ -43,7 +43,7 @@ class Source(Protocol):
         ...
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Place:
     """Where a story kept in a pack is: the pack's record, the story's index in it, and
     the text sizes of all the pack's stories (what the store says of them)."""
@@ -58,6 +58,9 @@ class Snapshot:
     from kira's ``-D b`` / ``-D x1`` streams, in a record of its own (``record_hash``, the
     sha256 of its text) or in a pack with the partial stories next to it (``place``).
     Nothing is fetched or decompressed until asked."""
+
+    # slots: a kira -D stream lists a Snapshot for each of its hundreds of thousands of stories
+    __slots__ = ("kind", "n_particles", "place", "record_hash", "run", "seq", "time")
 
     def __init__(self, run: Run, seq: int, time: float | None, n_particles: int | None, record_hash: str | None,
                  kind: str = "snapshot", place: Place | None = None) -> None:

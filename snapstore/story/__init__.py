@@ -8,9 +8,10 @@ from snapstore.story.reader import (
     open_source,
     parse_story,
     read_stories,
+    root_sizes,
     source_location,
     source_name,
 )
 
 __all__ = ["CORRUPT_COMPRESSION", "Entry", "RootText", "Story", "iter_root_texts", "open_source", "parse_story",
-           "read_stories", "source_location", "source_name"]
+           "read_stories", "root_sizes", "source_location", "source_name"]
