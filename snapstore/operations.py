@@ -456,7 +456,7 @@ def _write_texts(items, handle: TextIO | BinaryIO) -> None:
     """Each story's text as it is read (the first flushed at once, the rest as the buffer
     fills: a stream of small stories is not a system call each)."""
     binary = not isinstance(handle, io.TextIOBase)
-    for count, text in enumerate(items.run.texts(items)):
+    for count, text in enumerate(items.run.text_chunks(items)):
         handle.write(text if binary else text.decode("utf-8"))
         if count == 0:
             handle.flush()

@@ -75,6 +75,21 @@ def test_a_loop_over_a_run_s_stories_decodes_each_pack_once(variants_store, monk
 
 
 @pytest.mark.variants
+def test_an_export_writes_a_pack_chosen_whole_as_one_piece_of_the_same_text(variants_store) -> None:
+    run = variants_store.run(STREAM)
+    stories = run.stories()
+    packs = {item.place.pack for item in stories if item.place is not None}
+    chunks = list(run.text_chunks())
+    assert b"".join(chunks) == b"".join(run.texts())
+    assert len(chunks) == len(stories) - sum(item.place is not None for item in stories) + len(packs)
+    first = next(item for item in stories if item.place is not None)
+    cut = run.select(slice(first.seq + 1, None))  # the pack's first story left out: the others one by one
+    assert list(run.text_chunks(cut)) == list(run.texts(cut))
+    assert b"".join(run.text_chunks(cut)) == read_text(variants_dir() / STREAM / "kira.out.gz").encode()[
+        sum(len(item.text_bytes()) for item in stories if 1 <= item.seq <= first.seq):]
+
+
+@pytest.mark.variants
 def test_arrays_exported_from_a_selection_hold_its_whole_snapshots_alone(variants_store, tmp_path) -> None:
     from snapstore.operations import export
 
@@ -149,7 +164,7 @@ def test_sizes_that_do_not_split_the_pack_into_its_stories_are_refused(tmp_path)
         connection.execute("update story_pack set sizes = ? where first_seq = ?", (packed_list(moved), first))
     with snapstore.open(url) as store:
         item = store.run(STREAM).stories()[first]
-        for read in (item.text, item.particles, item.story):
+        for read in (item.text, item.particles, item.story, lambda: list(store.run(STREAM).text_chunks())):
             with pytest.raises(CorruptRecordError, match=f"snapshot #{first}: pack .* other sizes"):
                 read()
         problems = [problem for problem in store.verify() if problem.startswith("run ")]
@@ -166,8 +181,9 @@ def test_a_damaged_or_missing_pack_is_refused_for_each_of_its_stories(tmp_path) 
     with snapstore.open(url) as store:
         with pytest.raises(CorruptRecordError, match=f"snapshot #{first + 1}: record stored under .* misplaced"):
             store.run(STREAM).stories()[first + 1].text()
-        with pytest.raises(CorruptRecordError, match=f"snapshot #{first}: record stored under .* misplaced"):
-            list(store.run(STREAM).texts())
+        for read in ("texts", "text_chunks"):
+            with pytest.raises(CorruptRecordError, match=f"snapshot #{first}: record stored under .* misplaced"):
+                list(getattr(store.run(STREAM), read)())
         assert sum("(one pack)" in problem for problem in store.verify()) == 1
         with connection:
             connection.execute("delete from record where hash = ?", (pack,))

@@ -426,6 +426,26 @@ class Run:
         for _, text in self._read_each(stories, codec.story_bytes, threads):
             yield text
 
+    def text_chunks(self, chosen: Sequence[Snapshot] | None = None) -> Iterator[bytes]:
+        """The text ``texts`` gives, in larger pieces: the stories of a pack chosen whole come
+        as one piece, checked as each of them would be.  What an export writes: a kira -D
+        stream's hundreds of thousands of stories are not a piece each."""
+        stories = sorted(self.stories() if chosen is None else chosen, key=lambda item: item.seq)
+        others: list[Snapshot] = []
+        for pack, group in itertools.groupby(stories, key=lambda item: item.place.pack if item.place else None):
+            members = list(group)
+            place = members[0].place
+            if pack is None or place is None or [item.place.index for item in members if item.place] != list(
+                    range(len(place.sizes))):
+                others += members
+                continue
+            if others:
+                yield from self.texts(others)
+                others = []
+            yield members[0]._checked(lambda stored: stored.pack.body(stored.sizes))
+        if others:
+            yield from self.texts(others)
+
     def _read_each(self, chosen: Sequence[Snapshot], read: Callable[[codec.Stored, str | None], T],
                    threads: int = 1) -> Iterator[tuple[Snapshot, T]]:
         """``read(record, hash)`` of each of ``chosen``, in sequence order: the records of

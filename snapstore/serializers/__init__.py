@@ -75,7 +75,7 @@ def _sql_read(location: Location) -> Story:
 
 def _stream_write(items: Snapshots, location: Location) -> None:
     """Snapshots as Starlab text, one after the other: kira's stream, written as it is decoded."""
-    location.storage.put(location.key, items.run.texts(items))
+    location.storage.put(location.key, items.run.text_chunks(items))
 
 
 def _stream_read(location: Location) -> list[Story]:

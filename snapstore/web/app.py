@@ -213,8 +213,8 @@ class Site:
 
     async def stream(self, request: Request) -> Response:
         target = await run_in_threadpool(self.run, request)
-        # kira's stream as it wrote it (not the initial conditions), one story at a time
-        texts = _made_in_one_thread(lambda: target.texts(target.select()))
+        # kira's stream as it wrote it (not the initial conditions), a story (or a pack of kira -D ones) at a time
+        texts = _made_in_one_thread(lambda: target.text_chunks(target.select()))
         first = await anext(texts, b"")  # a record that fails its checks is an error page, not a cut download
         return StreamingResponse(_after(first, texts), media_type="text/plain",
                                  headers=_attachment(f"{target.id}-kira.out"))
