@@ -83,6 +83,12 @@ def test_an_export_writes_a_pack_chosen_whole_as_one_piece_of_the_same_text(vari
     assert b"".join(chunks) == b"".join(run.texts())
     assert len(chunks) == len(stories) - sum(item.place is not None for item in stories) + len(packs)
     first = next(item for item in stories if item.place is not None)
+    for numbers in (slice(5, 9), slice(-3, None), slice(None, None, 7), slice(50, 2, -5), slice(200, 300)):
+        chosen = range(*numbers.indices(stories[-1].seq + 1))
+        wanted = [item.seq for item in stories if item.seq in chosen]
+        # listed from the packs that hold them (a fresh run), or from the run's list
+        assert [item.seq for item in variants_store.run(STREAM).select(numbers)] == wanted
+        assert [item.seq for item in run.select(numbers)] == wanted
     cut = run.select(slice(first.seq + 1, None))  # the pack's first story left out: the others one by one
     assert list(run.text_chunks(cut)) == list(run.texts(cut))
     assert b"".join(run.text_chunks(cut)) == read_text(variants_dir() / STREAM / "kira.out.gz").encode()[
@@ -317,6 +323,10 @@ def test_a_damaged_pack_row_is_refused_and_rebuilt_from_the_log(tmp_path) -> Non
         damaged = r"the row of the pack at #2 is damaged \(its lists disagree\); `snapstore rebuild`"
         with pytest.raises(CorruptRecordError, match=damaged):
             store.run(STREAM).stories()
+        with pytest.raises(CorruptRecordError, match=damaged):
+            store.run(STREAM).select(slice(2, 4))
+        # a selection of none of its stories does not list the pack
+        assert [item.seq for item in store.run(STREAM).select(slice(1, 2), initial=True)] == [0, 1]
         whole = store.run(STREAM).snapshots()  # a fresh Run: the whole snapshots do not need the packs
         assert len(whole) == 3 and whole.times.tolist() == sorted(whole.times.tolist())
         assert store.run(STREAM).dynamics()["pos"].shape[1] == len(store.run(STREAM).dynamics().seqs) >= 2

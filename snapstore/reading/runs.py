@@ -255,19 +255,30 @@ class Run:
         nothing, is an ``InvalidArgumentError``);
         ``initial`` puts snapshot 0 in front when it is stored.
         """
-        items = self.stories()
-        last = max((item.seq for item in items), default=0)
+        last = max(self.story_span()[1], 0)
         chosen = range(1, last + 1) if numbers is None else range(*numbers.indices(last + 1))
-        picked = [item for item in items if item.seq in chosen]
+        picked = self._stories_in(chosen)
         timed = [(item.time, item) for item in picked if item.time is not None]
         if isinstance(times, (tuple, list)):
             low, high = _time_range(times)
             picked = [item for time, item in timed if low <= time <= high]
         elif times is not None:
             picked = [_nearest(timed, _one_time(times))] if timed else []
-        if initial and items and items[0].seq == 0 and (not picked or picked[0].seq != 0):
-            picked.insert(0, items[0])
+        first = self._stories_in(range(1))
+        if initial and first and (not picked or picked[0].seq != 0):
+            picked.insert(0, first[0])
         return Snapshots(self, picked)
+
+    def _stories_in(self, chosen: range) -> list[Snapshot]:
+        """The stories numbered in ``chosen``, in stream order, listing only the packs that
+        hold some: ``export -s 100000`` of a kira -D stream lists one pack, not all of them."""
+        if "_stories" in self.__dict__ or not chosen:
+            return [item for item in self._stories if item.seq in chosen] if chosen else []
+        low, high = min(chosen[0], chosen[-1]), max(chosen[0], chosen[-1])
+        own, packs = self._read
+        held = [item for pack in packs if pack.first_seq <= high and pack.first_seq + pack.stories > low
+                for item in self._packed(pack)]
+        return sorted([item for item in [*own, *held] if item.seq in chosen], key=lambda item: item.seq)
 
     def __len__(self) -> int:
         return len(self.snapshots())
