@@ -97,11 +97,11 @@ class Pack:
             raise CorruptRecordError(f"pack {self.text_sha256[:12]} has no story #{index}")
         return members[index]
 
-
     def body(self, sizes: Sequence[int]) -> bytes:
         """All the members' texts in order, as one piece, when they have exactly ``sizes``."""
         self.member(0, sizes)  # split into whole stories and their sizes checked, as for each member
         return self.checked[1][len(_OPEN):-len(_CLOSE)]
+
 
 class Packed:
     """One member of a pack: what the store hands back for a story kept in a pack, and

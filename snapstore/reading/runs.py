@@ -264,9 +264,8 @@ class Run:
             picked = [item for time, item in timed if low <= time <= high]
         elif times is not None:
             picked = [_nearest(timed, _one_time(times))] if timed else []
-        first = self._stories_in(range(1))
-        if initial and first and (not picked or picked[0].seq != 0):
-            picked.insert(0, first[0])
+        if initial and (not picked or picked[0].seq != 0):
+            picked = self._stories_in(range(1)) + picked  # snapshot 0, if stored
         return Snapshots(self, picked)
 
     def _stories_in(self, chosen: range) -> list[Snapshot]:
@@ -443,12 +442,11 @@ class Run:
         stream's hundreds of thousands of stories are not a piece each."""
         stories = sorted(self.stories() if chosen is None else chosen, key=lambda item: item.seq)
         others: list[Snapshot] = []
-        for pack, group in itertools.groupby(stories, key=lambda item: item.place.pack if item.place else None):
+        for _, group in itertools.groupby(stories, key=lambda item: item.place.pack if item.place else None):
             members = list(group)
-            place = members[0].place
-            if pack is None or place is None or [item.place.index for item in members if item.place] != list(
-                    range(len(place.sizes))):
-                others += members
+            places = [item.place for item in members if item.place is not None]
+            if not places or [place.index for place in places] != list(range(len(places[0].sizes))):
+                others += members  # stories of their own, or a pack the selection cuts
                 continue
             if others:
                 yield from self.texts(others)
