@@ -335,8 +335,9 @@ def test_a_kira_d_stream_s_partial_stories_are_reached_by_number(tmp_path) -> No
             assert found is not None and (found.seq, found.kind, found.time) == (seq, stories[seq].kind,
                                                                                 stories[seq].time)
             assert found.text_bytes() == stories[seq].text_bytes()
+            assert target.story(seq) is stories[seq]  # a listed run finds it in its list
         for beyond in (len(stories), -1, 2**63, -2**63 - 1):
-            assert store.run("Db").story(beyond) is None, beyond
+            assert store.run("Db").story(beyond) is None and target.story(beyond) is None, beyond
     with snapstore.open(url, read_only=30) as store, TestClient(create_app(store), follow_redirects=False) as client:
         page = client.get(f"/run/{target.id}").text
         assert [int(seq) for seq in re.findall(rf'href="/run/{target.id}/snapshot/(\d+)"', page)] == whole

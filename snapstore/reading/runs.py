@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import json
 import math
@@ -213,8 +214,9 @@ class Run:
         run's length, where ``stories()`` lists all of a kira -D stream's hundreds of thousands."""
         if not 0 <= seq < 1 << 63:  # no story has such a number, and no database integer holds one past int64
             return None
-        if "_stories" in self.__dict__:
-            return next((item for item in self._stories if item.seq == seq), None)
+        if "_stories" in self.__dict__:  # listed already: found by bisection, in seq order
+            at = bisect.bisect_left(self._stories, seq, key=lambda item: item.seq)
+            return self._stories[at] if at < len(self._stories) and self._stories[at].seq == seq else None
         with self.store.reads() as rows:
             row = next(iter(rows.rows("story_at", run_id=self.id, seq=seq)), None)
             if row is not None:
