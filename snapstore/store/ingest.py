@@ -58,7 +58,7 @@ from snapstore.store.pack_rows import pack_lists
 from snapstore.store.payloads import ExternalPayloads
 from snapstore.store.queries import CoreRows
 from snapstore.store.record_rows import insert_records, record_row
-from snapstore.store.records import Packs, fetch_record
+from snapstore.store.records import fetch_record
 from snapstore.store.schema import record, run, snapshot, story_pack
 from snapstore.story import RootText, iter_root_texts, open_source
 
@@ -104,7 +104,7 @@ class Ingest:
         self._timed = False  # whether a story with a system time came before
         self._opening: list[Event] = []  # events start() prepared that are not appended yet
         self._resuming = True  # whether the run held stories when this ingest began
-        self._packs = Packs()  # the run's packs a resumed ingest reads its stories from
+        self._read_packs = _ReadPacks()  # the stories of the run's packs read last (a resumed ingest)
 
     def start(self, source: str, tags: dict[str, str], commands_text: str | None = None,
               inputs: list[dict] | None = None) -> None:
@@ -126,8 +126,10 @@ class Ingest:
 
     def _stored(self, seq: int, digest: str) -> _Held | None:
         """The story already at ``seq`` if it is this text; a different text there is a conflict."""
-        with self.engine.connect() as connection:
-            stored = self._held(connection, [seq]).get(seq)
+        stored = self._read_packs.get(seq)  # a resume's stories in a pack read already: no connection
+        if stored is None:
+            with self.engine.connect() as connection:
+                stored = self._held(connection, [seq]).get(seq)
         if stored is not None and stored.digest != digest:
             raise self._conflict(seq)
         return stored
@@ -161,8 +163,10 @@ class Ingest:
             # a story for a pack: encoded and checked with it (``_pack``); it has no Log to read
             return _Pending(seq, digest, data, self._pipeline([], seq), {},
                             encoding.Done(encoding.Encoded(b"", evident, {}, True)), evident=True)
-        with self.engine.connect() as connection:
-            known = None if stored is not None else _known_record(connection, digest)
+        known = None
+        if stored is None:
+            with self.engine.connect() as connection:
+                known = _known_record(connection, digest)
         # Every Log is read: a restarted kira adds its command to the Logs that follow.
         header = root.header()
         pipeline = self._pipeline(pipeline_from_log(header), seq)
@@ -223,20 +227,26 @@ class Ingest:
 
     def _held(self, connection: Connection, seqs: list[int]) -> dict[int, _Held]:
         """The stories at ``seqs`` that the run holds already: the sha256 of each one's text
-        (a story in a pack is hashed from its pack) and its time."""
-        held = {row.seq: _Held(row.record_hash, row.time) for row in connection.execute(
+        (a story in a pack is hashed from its pack) and its time.  A pack read once answers
+        for all its stories, with no statement: a resumed ingest asks story by story, and
+        what a run holds stays as it is."""
+        held = {seq: found for seq in seqs if (found := self._read_packs.get(seq)) is not None}
+        rest = [seq for seq in seqs if seq not in held]
+        if not rest:
+            return held
+        held.update({row.seq: _Held(row.record_hash, row.time) for row in connection.execute(
             select(snapshot.c.seq, snapshot.c.record_hash, snapshot.c.time).where(
-                snapshot.c.run_id == self.report.run_id, snapshot.c.seq.in_(seqs)))}
-        wanted = set(seqs)
+                snapshot.c.run_id == self.report.run_id, snapshot.c.seq.in_(rest)))})
         for row in connection.execute(select(story_pack).where(
-                story_pack.c.run_id == self.report.run_id, story_pack.c.first_seq <= max(seqs),
-                story_pack.c.first_seq + story_pack.c.stories > min(seqs))):
-            pack = self._packs.get(CoreRows(connection), row.record_hash)
-            sizes, times, _ = pack_lists(row)
-            for index in range(row.stories):
-                if row.first_seq + index in wanted:
-                    text = pack.member(index, sizes)
-                    held[row.first_seq + index] = _Held(hashlib.sha256(text).hexdigest(), times[index])
+                story_pack.c.run_id == self.report.run_id, story_pack.c.first_seq <= max(rest),
+                story_pack.c.first_seq + story_pack.c.stories > min(rest))):
+            if self._read_packs.get(row.first_seq) is None:
+                pack = codec.Pack(fetch_record(CoreRows(connection), row.record_hash), row.record_hash)
+                sizes, times, _ = pack_lists(row)
+                self._read_packs.add(row.first_seq, [
+                    _Held(hashlib.sha256(pack.member(index, sizes)).hexdigest(), times[index])
+                    for index in range(row.stories)])
+            held.update({seq: found for seq in rest if (found := self._read_packs.get(seq)) is not None})
         return held
 
     def _unpack_where_held(self, items: list[_Ready], held: dict[int, _Held]) -> None:
@@ -452,6 +462,24 @@ class _Held:
 
     digest: str
     time: float | None
+
+
+class _ReadPacks:
+    """The stories of the last few packs ``_held`` read, each its ``_Held``, by number."""
+
+    KEEP = 4  # a group of stories spans two packs at most; a resume reads them in order
+
+    def __init__(self) -> None:
+        self._packs: deque[tuple[int, list[_Held]]] = deque(maxlen=self.KEEP)
+
+    def get(self, seq: int) -> _Held | None:
+        for first, members in self._packs:
+            if first <= seq < first + len(members):
+                return members[seq - first]
+        return None
+
+    def add(self, first: int, members: list[_Held]) -> None:
+        self._packs.append((first, members))
 
 
 @dataclass
