@@ -240,13 +240,15 @@ class Ingest:
         for row in connection.execute(select(story_pack).where(
                 story_pack.c.run_id == self.report.run_id, story_pack.c.first_seq <= max(rest),
                 story_pack.c.first_seq + story_pack.c.stories > min(rest))):
-            if self._read_packs.get(row.first_seq) is None:
+            members = self._read_packs.members(row.first_seq)
+            if members is None:
                 pack = codec.Pack(fetch_record(CoreRows(connection), row.record_hash), row.record_hash)
                 sizes, times, _ = pack_lists(row)
-                self._read_packs.add(row.first_seq, [
-                    _Held(hashlib.sha256(pack.member(index, sizes)).hexdigest(), times[index])
-                    for index in range(row.stories)])
-            held.update({seq: found for seq in rest if (found := self._read_packs.get(seq)) is not None})
+                members = [_Held(hashlib.sha256(pack.member(index, sizes)).hexdigest(), times[index])
+                           for index in range(row.stories)]
+                self._read_packs.add(row.first_seq, members)
+            held.update({seq: members[seq - row.first_seq] for seq in rest
+                         if 0 <= seq - row.first_seq < len(members)})
         return held
 
     def _unpack_where_held(self, items: list[_Ready], held: dict[int, _Held]) -> None:
@@ -477,6 +479,10 @@ class _ReadPacks:
             if first <= seq < first + len(members):
                 return members[seq - first]
         return None
+
+    def members(self, first: int) -> list[_Held] | None:
+        """The stories of the pack that starts at ``first``, if it is one of those kept."""
+        return next((members for start, members in self._packs if start == first), None)
 
     def add(self, first: int, members: list[_Held]) -> None:
         self._packs.append((first, members))
