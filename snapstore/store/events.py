@@ -124,25 +124,49 @@ class SnapshotAppended(Event):
     stored_size: int
 
 
+def _n_particles_by_place(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 listed every story's N, null for each that has none: a ``-D x1`` stream's
+    pack then spent 5 bytes a story on nulls.  Version 2 keeps ``[place, N]`` for the
+    stories that have one."""
+    counts = data["n_particles"]
+    if counts and len(counts) != len(data["sizes"]):
+        raise TypeError("a pack's sizes and N do not name the same stories")
+    return {**data, "n_particles": [[place, count] for place, count in enumerate(counts) if count is not None]}
+
+
 @dataclass(frozen=True)
 class PackAppended(Event):
     """Partial stories stored together at ``first_seq``, ``first_seq + 1``, ... in one pack
-    record (``codec.pack``): each one's text size, time and N (the lists are empty when no
-    story has one), and the pack's stored size."""
+    record (``codec.pack``): each one's text size and time (empty when no story has one),
+    ``[place, N]`` for each one that has an N, and the pack's stored size."""
 
     type: ClassVar[str] = "pack_appended"
+    class_version: ClassVar[int] = 2
+    upcasts: ClassVar[dict[int, Callable[[dict[str, Any]], dict[str, Any]]]] = {1: _n_particles_by_place}
     first_seq: int
     record: str
     sizes: list[int]
     stored_size: int
     times: list[float | None]
-    n_particles: list[int | None]
+    n_particles: list[list[int]]
 
     def __post_init__(self) -> None:
         # a payload whose lists disagree is one that does not match this declaration
-        if not self.sizes or any(type(size) is not int or size <= 0 for size in self.sizes) or any(
-                values and len(values) != len(self.sizes) for values in (self.times, self.n_particles)):
-            raise TypeError("a pack's sizes, times and N do not name the same stories")
+        if not self.sizes or any(type(size) is not int or size <= 0 for size in self.sizes) or (
+                self.times and len(self.times) != len(self.sizes)):
+            raise TypeError("a pack's sizes and times do not name the same stories")
+        places = [pair[0] for pair in self.n_particles if isinstance(pair, list) and len(pair) == 2]
+        if len(places) != len(self.n_particles) or any(
+                type(value) is not int for pair in self.n_particles for value in pair) or any(
+                not 0 <= place < len(self.sizes) for place in places) or places != sorted(set(places)):
+            raise TypeError("a pack's N are not [place, N] of its stories, in order")
+
+    def counts(self) -> list[int | None]:
+        """Each story's N, None for those that have none."""
+        counts: list[int | None] = [None] * len(self.sizes)
+        for place, count in self.n_particles:
+            counts[place] = count
+        return counts
 
 
 @dataclass(frozen=True)

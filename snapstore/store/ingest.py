@@ -355,11 +355,11 @@ class Ingest:
             return False
         summaries = [item.encoded.summary for item in members if item.encoded is not None]
         times = [summary.time for summary in summaries]
-        counts = [summary.n_particles for summary in summaries]
+        counts = [[place, summary.n_particles] for place, summary in enumerate(summaries)
+                  if summary.n_particles is not None]
         sizes = [item.pending.text_size for item in members]
         appended = PackAppended(first_seq=members[0].pending.seq, record=digest, sizes=sizes, stored_size=len(blob),
-                                times=times if any(time is not None for time in times) else [],
-                                n_particles=counts if any(count is not None for count in counts) else [])
+                                times=times if any(time is not None for time in times) else [], n_particles=counts)
         for index, (item, share) in enumerate(zip(members, codec.shares(len(blob), sizes))):
             item.rows = [record_row(digest, codec.CODEC_NAME, len(text), blob)] if index == 0 else []
             item.events = [*item.leading, *([appended] if index == len(members) - 1 else [])]

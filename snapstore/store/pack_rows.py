@@ -49,10 +49,10 @@ def unpacked_list(data: bytes, stories: int) -> list:
 
 def pack_row(run_id: str, item: PackAppended) -> dict[str, Any]:
     """The ``story_pack`` row of a pack: one item per story in its lists (``times`` and
-    ``n_particles`` as the event has them, empty when no story has one)."""
+    ``n_particles`` empty when no story has one)."""
     return {"run_id": run_id, "first_seq": item.first_seq, "stories": len(item.sizes), "record_hash": item.record,
             "text_size": sum(item.sizes), "stored_size": item.stored_size, "sizes": packed_list(item.sizes),
-            "times": packed_list(item.times), "n_particles": packed_list(item.n_particles)}
+            "times": packed_list(item.times), "n_particles": packed_list(item.counts() if item.n_particles else [])}
 
 
 def pack_lists(row: Any) -> tuple[list[int], list[float | None], list[int | None]]:
