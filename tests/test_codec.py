@@ -211,6 +211,18 @@ def test_parents_from_depth_matches_a_stack_walk(deepest: int) -> None:
     assert parents_from_depth(np.array(chain)).tolist() == _parents_by_stack(chain)
 
 
+def test_unique_codes_gives_what_numpy_s_unique_gives() -> None:
+    # counted in a table over a small range, sorted by numpy beyond it
+    from snapstore.codec.columns import unique_codes
+
+    rng = np.random.default_rng(7)
+    for codes in (np.zeros(0, np.int64), np.array([5]), np.array([3, 3, 3]), rng.integers(0, 50, 1000),
+                  rng.integers(0, 5000, 20), rng.integers(0, 10**9, 300), rng.integers(-5, 5, 100),
+                  np.array([2**40, 0, 2**40])):
+        expected = np.unique(codes, return_index=True, return_inverse=True)
+        assert [got.tolist() for got in unique_codes(codes)] == [want.ravel().tolist() for want in expected]
+
+
 EDGES = """(Particle
   name = root
 (Dynamics
