@@ -4,6 +4,7 @@ committed; nothing it started goes on without it."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -99,6 +100,28 @@ def test_ctrl_c_during_ingest_jobs_stops_the_runs_under_way_and_starts_no_other(
     with snapstore.open(url, create=False) as store:
         assert sorted(run.name for run in store.runs()) == ["run0", "run1"]
         assert all(run.status == "incomplete" for run in store.runs())
+
+
+@pytest.mark.parametrize("busy", [True, False])
+def test_a_child_that_ctrl_c_reached_starts_no_further_run(tmp_path, monkeypatch, busy: bool) -> None:
+    """Ctrl-C reaches the children before the parent sets its stop event.  A child whose
+    run it stopped (or that was between runs) took the next queued run meanwhile, and
+    waited on a stream no one would write: the test above then timed out under load."""
+    from snapstore.store import parallel, processes
+
+    stream = tmp_path / "run2.out"
+    stream.write_text(_first_story())
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    snapstore.open(url).close()
+    monkeypatch.setattr(processes, "_interrupted", False)
+    monkeypatch.setattr(parallel, "_stop", None)  # as in a child whose parent has not set it yet
+    with pytest.raises(KeyboardInterrupt) if busy else contextlib.nullcontext(), processes.busy() if busy \
+            else contextlib.nullcontext():
+        processes._interrupt_when_busy(signal.SIGINT, None)  # what Ctrl-C calls in a ready child
+    outcome = parallel._ingest_one(url, None, str(stream), None, None, {}, True)
+    assert outcome.error == "not started: the ingest was interrupted" and outcome.report is None
+    with snapstore.open(url, create=False) as store:
+        assert store.runs() == []
 
 
 def test_ctrl_c_to_snapstore_pipe_alone_stops_the_capture_and_then_its_silent_command(tmp_path) -> None:

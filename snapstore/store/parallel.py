@@ -45,7 +45,8 @@ def _child_ready(stop: Any) -> None:
 
 def _ingest_one(url: str, payloads: str | None, source: str, initial: str | None, commands: str | None,
                 tags: dict[str, str], check: bool) -> Outcome:
-    if _stop is not None and _stop.is_set():  # taken from the queue after Ctrl-C
+    # taken from the queue after Ctrl-C, which may reach this child before the parent sets _stop
+    if processes.interrupted() or (_stop is not None and _stop.is_set()):
         return Outcome(source, None, "not started: the ingest was interrupted", 0.0)
     try:
         with processes.busy():  # Ctrl-C reaches the whole process group: this run stops

@@ -26,6 +26,7 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 _busy = False  # in a child: whether it is doing a piece of work, which Ctrl-C stops
+_interrupted = False  # in a child: whether Ctrl-C has reached it since it was ready
 # Spawn, not fork: a forked child would share this process's open database connections
 _CONTEXT = multiprocessing.get_context("spawn")
 
@@ -84,11 +85,20 @@ def busy() -> Iterator[None]:
         _busy = False
 
 
+def interrupted() -> bool:
+    """In a child: whether Ctrl-C has reached it since it was ready.  It may do so before
+    the parent has told its children to stop: a child whose work it stopped must not take
+    the next piece of work from the queue meanwhile."""
+    return _interrupted
+
+
 def _ready(initializer: Callable[..., None], initargs: tuple) -> None:
     initializer(*initargs)
     signal.signal(signal.SIGINT, _interrupt_when_busy)
 
 
 def _interrupt_when_busy(signum: int, frame: Any) -> None:
+    global _interrupted
+    _interrupted = True
     if _busy:
         raise KeyboardInterrupt
