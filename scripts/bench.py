@@ -484,6 +484,8 @@ def main() -> None:
                         help="only whole-store work: a store of N runs beside one of N/10 (with --pg on both backends)")
     parser.add_argument("--web", action="store_true",
                         help="only the web interface: a 161-story run's pages (--scale N adds the runs page)")
+    parser.add_argument("--ingest", action="store_true",
+                        help="only the corpus ingest against the baseline parse (best of 3 each)")
     parser.add_argument("--startup", action="store_true",
                         help="only the command line's start-up and r3_king5000's export against zcat")
     args = parser.parse_args()
@@ -509,6 +511,10 @@ def main() -> None:
             from bench_web import web
 
             web(results, workdir, CORPUS, CLI_ENV, report)
+            Path(args.json).write_text(json.dumps({**results, "table": ROWS}, indent=2, default=float))
+            return
+        if args.ingest:
+            ingest_speed(results, workdir)
             Path(args.json).write_text(json.dumps({**results, "table": ROWS}, indent=2, default=float))
             return
         if args.startup:
