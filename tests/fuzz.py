@@ -320,7 +320,8 @@ def _reads(record: bytes) -> dict[str, Callable[[], object]]:
     return {"decode_text": lambda: codec.decode_text(record), "particles": lambda: codec.particles(record),
             "root_values": lambda: codec.root_values(record),
             "layout stars": lambda: codec.particles_from_layout(codec.layout(record)),
-            "story": lambda: str(codec.decode(record))}
+            "story": lambda: str(codec.decode(record)),
+            "star fields": lambda: codec.particles_with_fields(record, "all")}
 
 
 def record_case(record: bytes) -> str:

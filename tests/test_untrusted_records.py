@@ -296,6 +296,19 @@ def test_inconsistent_records_are_refused_alike_by_every_read(change) -> None:
     assert "error" in outcomes
 
 
+@pytest.mark.parametrize("name", [5, ["Dynamics"], [["Dynamics"], "m", 1], ["Dynamics", "m", True], [None, "m", 1]])
+def test_a_column_without_a_kind_key_and_width_is_refused_by_the_reads_that_find_columns_by_name(name) -> None:
+    # these reads look columns up by name before any other check reached them: a TypeError before
+    def change(full, hot):
+        full["cols"][3] = name
+
+    record = _forged(change)
+    for read in (codec.root_values, codec.particle_fields, lambda r: codec.particles_with_fields(r, "all")):
+        assert same_on_both(lambda read=read: read(record), "read") == "error"
+        with pytest.raises(CorruptRecordError, match="column 3: its story kind or key is not a text"):
+            read(record)
+
+
 def test_a_frame_that_claims_more_than_it_can_hold_is_refused_before_allocation() -> None:
     import struct
     import zlib

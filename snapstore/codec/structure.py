@@ -198,4 +198,12 @@ class Layout(KeyedColumns):
         return np.array([kinds[kind] for kind, _ in self._tpl], dtype=np.int64)[self.node_template]
 
     def _keys(self) -> list[tuple[str, str, int]]:
-        return [(packed[0], packed[1], packed[2]) for packed in self._packed]
+        return self._names
+
+    @cached_property
+    def _names(self) -> list[tuple[str, str, int]]:
+        """Each column's (story kind, key, width); a record read back has them checked,
+        as a column found by name may be one no other read has checked."""
+        if self._trusted:
+            return [(packed[0], packed[1], packed[2]) for packed in self._packed]
+        return [validate.column_name(packed, index) for index, packed in enumerate(self._packed)]

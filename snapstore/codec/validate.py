@@ -222,6 +222,16 @@ def children(parent: np.ndarray, node_template: np.ndarray, expected: np.ndarray
         raise corrupt("nt", "a node's template names another number of sub-stories than it has")
 
 
+def column_name(packed: Any, index: int) -> tuple[str, str, int]:
+    """Column ``index``'s story kind, key and width: what finds a column by name."""
+    name = tuple(packed[:3]) if isinstance(packed, _SEQUENCE) else ()
+    if len(name) != 3 or name[0].__class__ is not str or name[1].__class__ is not str \
+            or name[2].__class__ is not int or not 1 <= name[2] <= MAX_TOKENS:
+        raise corrupt(f"column {index}", "its story kind or key is not a text, or its width not from 1 to "
+                                         f"{MAX_TOKENS}")
+    return name
+
+
 # Where a column's numbers may be stored, by its type; how many parts a column of each type has
 _STORAGE = {"i": ("i", "d", "h"), "f": ("i", "d", "h", "f", "p")}
 _PARTS = {"s": 7, "i": 8, "f": 9}
@@ -234,11 +244,7 @@ def column(packed: Any, index: int, occurrences: int) -> Sequence:
     kind: Any = packed[3] if isinstance(packed, _SEQUENCE) and len(packed) >= 7 else None
     if kind.__class__ is not str or _PARTS.get(kind) != len(packed):
         raise corrupt(f"column {index}", "not the parts of a text, integer or float column")
-    width = packed[2]
-    if packed[0].__class__ is not str or packed[1].__class__ is not str or width.__class__ is not int \
-            or not 1 <= width <= MAX_TOKENS:
-        raise corrupt(f"column {index}", "its story kind or key is not a text, or its width not from 1 to "
-                                         f"{MAX_TOKENS}")
+    width = column_name(packed, index)[2]
     if occurrences > MAX_TOKENS // width:
         raise corrupt(f"column {index}", f"{occurrences} values of {width} tokens are more than a record may hold")
     if kind == "s":
