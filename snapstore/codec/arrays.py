@@ -7,6 +7,8 @@ hot section alone gives its stars; a format-1 record's ``i``, ``m``, ``r`` and
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import numpy as np
 
 from snapstore.codec.fields import particles_with, star_fields
@@ -56,8 +58,10 @@ def root_values(record: Stored) -> dict[str, object]:
     return root_values_from_layout(stored_layout(record))
 
 
-def root_values_from_layout(structure: Layout) -> dict[str, object]:
-    """``root_values`` of a layout already at hand."""
+def root_values_from_layout(structure: Layout, keys: Collection[str] | None = None) -> dict[str, object]:
+    """``root_values`` of a layout already at hand; only those of ``keys`` when given (the
+    columns of other keys are then not even looked at)."""
+    names = [key for _, key, _ in structure.column_keys()]
     owners_wanted = [0]
     if "Dynamics" in structure.kinds:
         is_dynamics = structure.node_kind == structure.kinds.index("Dynamics")
@@ -65,6 +69,8 @@ def root_values_from_layout(structure: Layout) -> dict[str, object]:
     values: dict[str, object] = {}
     hits_by_owners: dict[int, np.ndarray] = {}  # the columns of a story kind share one owners array
     for index in range(structure.n_columns):
+        if keys is not None and names[index] not in keys:
+            continue
         owners = structure.owners_at(index)
         hits = hits_by_owners.get(id(owners))
         if hits is None:

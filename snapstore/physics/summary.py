@@ -94,9 +94,12 @@ def particle_tree(structure: Layout) -> tuple[np.ndarray, np.ndarray, int]:
     return particle, parents, particle.size - (np.unique(parents).size - 1) if particle.size else 0
 
 
+_SUMMARY_KEYS = frozenset(("N", "system_time", "real_system_time"))
+
+
 def summarize(structure: Layout) -> Summary:
     """The ``Summary`` of a record's layout."""
-    values = root_values_from_layout(structure)
+    values = root_values_from_layout(structure, _SUMMARY_KEYS)
     n = values.get("N")
     _, parents, leaves = particle_tree(structure)
     systems = int(np.count_nonzero(parents == 0))
