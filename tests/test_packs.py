@@ -343,6 +343,32 @@ def test_a_version_1_pack_event_keeps_the_n_of_each_story_that_has_one() -> None
 
 
 @pytest.mark.variants
+def test_a_log_of_version_1_pack_events_replays_into_the_same_stories(tmp_path) -> None:
+    # the log as the release before version 2 wrote it: every story's N, null where it has none
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    with snapstore.open(url) as store:
+        store.ingest(variants_dir() / STREAM)
+        before = [(item.seq, item.kind, item.time, item.n_particles) for item in store.run(STREAM).stories()]
+    connection = sqlite3.connect(tmp_path / "store.db")
+    with connection:
+        connection.execute("drop trigger event_no_update")
+        for position, payload in connection.execute(
+                "select position, payload from event where type = 'pack_appended'").fetchall():
+            event = json.loads(payload)
+            assert event.pop("class_version") == 2
+            counts: list = [None] * len(event["sizes"])
+            for place, count in event["n_particles"]:
+                counts[place] = count
+            event["n_particles"] = counts if event["n_particles"] else []
+            connection.execute("update event set payload = ? where position = ?", (json.dumps(event), position))
+    connection.close()
+    with snapstore.open(url) as store:
+        store.rebuild_projections()
+        assert [(item.seq, item.kind, item.time, item.n_particles) for item in store.run(STREAM).stories()] == before
+        assert any(n is not None for _, kind, _, n in before if kind == "partial") and store.verify() == []
+
+
+@pytest.mark.variants
 def test_a_damaged_pack_row_is_refused_and_rebuilt_from_the_log(tmp_path) -> None:
     url, connection = _forged(tmp_path)
     with connection:
