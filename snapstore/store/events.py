@@ -134,6 +134,15 @@ def _n_particles_by_place(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "n_particles": [[place, count] for place, count in enumerate(counts) if count is not None]}
 
 
+def _places_in_order(pairs: object, stories: int) -> bool:
+    """Whether ``pairs`` is a list of [place, N] whole numbers, places rising among ``stories``."""
+    if not isinstance(pairs, list) or not all(
+            isinstance(pair, list) and len(pair) == 2 and all(type(value) is int for value in pair) for pair in pairs):
+        return False
+    places = [place for place, _ in pairs]
+    return places == sorted(set(places)) and all(0 <= place < stories for place in places)
+
+
 @dataclass(frozen=True)
 class PackAppended(Event):
     """Partial stories stored together at ``first_seq``, ``first_seq + 1``, ... in one pack
@@ -155,10 +164,7 @@ class PackAppended(Event):
         if not self.sizes or any(type(size) is not int or size <= 0 for size in self.sizes) or (
                 self.times and len(self.times) != len(self.sizes)):
             raise TypeError("a pack's sizes and times do not name the same stories")
-        places = [pair[0] for pair in self.n_particles if isinstance(pair, list) and len(pair) == 2]
-        if len(places) != len(self.n_particles) or any(
-                type(value) is not int for pair in self.n_particles for value in pair) or any(
-                not 0 <= place < len(self.sizes) for place in places) or places != sorted(set(places)):
+        if not _places_in_order(self.n_particles, len(self.sizes)):
             raise TypeError("a pack's N are not [place, N] of its stories, in order")
 
     def counts(self) -> list[int | None]:
