@@ -22,7 +22,7 @@ from fuzz import base_stories, documents_of, on_both, reframed, same_on_both
 from helpers import SAMPLE, UNDER_CI, roots_of
 from snapstore import CorruptRecordError, codec, kernel
 from snapstore.codec import framing
-from snapstore.codec.intpack import pack_floats, pack_ints, unpack_floats
+from snapstore.codec.intpack import pack_floats, pack_ints, unpack_floats, unpack_ints
 
 COMPILED = kernel.COMPILED
 
@@ -306,6 +306,21 @@ def test_a_column_without_a_kind_key_and_width_is_refused_by_the_reads_that_find
     for read in (codec.root_values, codec.particle_fields, lambda r: codec.particles_with_fields(r, "all")):
         assert same_on_both(lambda read=read: read(record), "read") == "error"
         with pytest.raises(CorruptRecordError, match="column 3: its story kind or key is not a text"):
+            read(record)
+
+
+def test_a_hot_section_whose_stars_hang_elsewhere_than_the_text_says_is_refused_by_the_per_star_fields() -> None:
+    # the fields join the hot section's rows with the full document's Particles, row by row:
+    # one row more was an IndexError, rows in another tree fields of other stars
+    def change(full, hot):
+        up = unpack_ints(hot["up"])
+        hot["up"] = pack_ints(np.where(np.arange(up.size) == up.size - 1, 1, up))  # the last star under the first
+
+    record = _forged(change)
+    assert codec.particles(record).size > 0  # the hot section alone is consistent
+    for read in (codec.particle_fields, lambda r: codec.particles_with_fields(r, "all")):
+        assert same_on_both(lambda read=read: read(record), "read") == "error"
+        with pytest.raises(CorruptRecordError, match="hot section disagrees with its text in the stars' parent"):
             read(record)
 
 

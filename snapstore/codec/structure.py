@@ -67,8 +67,16 @@ class Layout(KeyedColumns):
 
     @cached_property
     def star_rows(self) -> StarRows:
-        """The star rows: a format-2 record's hot section, else read from the columns."""
-        return self._hot if self._hot is not None else star_rows(self)
+        """The star rows: a format-2 record's hot section, else read from the columns.  A
+        hot section read back must have the full document's tree of Particles: the reads
+        that take both join them row by row."""
+        if self._hot is None:
+            return star_rows(self)
+        if not self._trusted:
+            nodes, row_of = particle_nodes(self)
+            if not np.array_equal(self._hot.parent, row_of[self.node_parent[nodes]]):
+                raise CorruptRecordError("record's hot section disagrees with its text in the stars' parent")
+        return self._hot
 
     def check_whole(self) -> None:
         """CorruptRecordError unless every part is consistent, those that printing skips (the
