@@ -12,6 +12,8 @@ import pytest
 
 import snapstore
 from helpers import corpus_dir, read_text, variants_dir
+from snapstore import codec
+from snapstore.codec.fields import TREE
 
 
 class Node:
@@ -161,6 +163,48 @@ def test_every_per_star_field_kira_wrote_comes_as_arrays(store_url) -> None:
         assert np.isnan(dynamics["pot"][:, 0]).all()  # the initial conditions: no potential yet
         with pytest.raises(KeyError, match="no per-star field 'pott'"):
             run.dynamics(fields=("pott",))
+
+
+_OWN_NAMES = """(Particle
+  N = 2
+(Dynamics
+  m  =  1
+)Dynamics
+(Particle
+  i = 1
+(Dynamics
+  m  =  0.5
+  r  =  1 0 0
+  v  =  0 0 0
+  mass  =  3
+  id  =  4
+)Dynamics
+(Star
+  mass  =  9
+)Star
+)Particle
+(Particle
+  i = 2
+(Dynamics
+  m  =  0.5
+  r  =  -1 0 0
+  v  =  0 0 0
+  mass  =  3
+  id  =  5
+)Dynamics
+)Particle
+)Particle
+"""
+
+
+def test_a_per_star_key_named_like_a_particles_field_is_named_by_its_story() -> None:
+    # a star's own ``mass`` or ``id`` made two fields of one name: a ValueError from numpy
+    record = codec.encode_text(_OWN_NAMES)
+    assert list(codec.particle_fields(record)) == ["Dynamics.id", "Dynamics.mass", "Star.mass", *TREE]
+    table = codec.particles_with_fields(record, "all")
+    assert table["id"].tolist() == [1, 2] and table["mass"].tolist() == [0.5, 0.5]
+    assert table["Dynamics.id"].tolist() == [4, 5] and table["Dynamics.mass"].tolist() == [3, 3]
+    assert table["Star.mass"][0] == 9 and np.isnan(table["Star.mass"][1])
 
 
 @pytest.mark.corpus

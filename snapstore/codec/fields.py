@@ -31,12 +31,13 @@ Field = tuple[str, str, int, bool]  # kind, key, width, text
 # id; a single star is its own system, and a top-level star's parent is -1), and its
 # depth below the root (1 for a top-level star, 2 for a binary's member...)
 TREE = ("system", "parent", "depth")
+_OWN = frozenset(PARTICLE_DTYPE.names or ())
 
 
 def star_fields(structure: Layout) -> dict[str, Field]:
     """The per-star entries of a snapshot's leaf stars, by name: the key kira writes, or
-    ``Kind.key`` where two stories of a star use one key; numbers, and the text of
-    ``Star`` entries (``Type``)."""
+    ``Kind.key`` where two stories of a star use one key (or the key is one of
+    ``particles()``' own fields); numbers, and the text of ``Star`` entries (``Type``)."""
     nodes, _ = particle_nodes(structure)
     leaves = set(nodes[structure.star_rows.leaves].tolist())
     found: dict[tuple[str, str], Field] = {}
@@ -52,7 +53,10 @@ def star_fields(structure: Layout) -> dict[str, Field]:
         if earlier is None or width > earlier[2]:  # a vector written with fewer components somewhere
             found[(kind, key)] = (kind, key, width, text)
     keys = [key for _, key in found]
-    named = {key if keys.count(key) == 1 else f"{kind}.{key}": field for (kind, key), field in sorted(found.items())}
+    # ``Kind.key`` where the key alone would be ambiguous or unusable as a field: two kinds
+    # share it, it is particles()' own (a Star's ``mass``), it is empty, or it has the dot
+    named = {key if keys.count(key) == 1 and key and "." not in key and key not in _OWN else f"{kind}.{key}": field
+             for (kind, key), field in sorted(found.items())}
     for key in TREE:  # where each star sits in the tree, computed, never a name kira wrote
         named[key if key not in named else f"tree.{key}"] = ("tree", key, 1, False)
     return named
