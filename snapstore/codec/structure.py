@@ -139,12 +139,13 @@ class Layout(KeyedColumns):
 
     def _held(self, packed: Sequence, owners: np.ndarray) -> np.ndarray:
         """The tokens of a column whose numbers the hot section holds."""
-        if self._hot is None or HELD.get((packed[0], packed[1], packed[2])) != packed[4][1]:
+        field = HELD.get((packed[0], packed[1], packed[2]))
+        if self._hot is None or field is None or field != packed[4][1]:
             raise CorruptRecordError("record cannot be decoded: a column refers to a hot section it lacks")
         target = owner_rows(self, self._row_of, packed[0], owners)
         if (target < 0).any() or (target.size and target.max() >= self._hot.parent.size):
             raise CorruptRecordError("record cannot be decoded: a column's rows are not in its hot section")
-        return held_tokens(self._hot, packed[4][1], target, list(packed[-3][0]), packed[3] == "i")
+        return held_tokens(self._hot, field, target, list(packed[-3][0]), packed[3] == "i")
 
     @cached_property
     def templates(self) -> list[tuple[str, list]]:
