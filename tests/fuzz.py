@@ -20,6 +20,7 @@ which ``tests/test_fuzz.py`` replays forever after.
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import io
 import os
@@ -247,7 +248,7 @@ def _get(node: object, path: tuple) -> object:
 def _mutated_value(value: object, rng: random.Random) -> object:
     roll = rng.random()
     if roll < 0.15:
-        return rng.choice(ODD_VALUES)
+        return _odd(rng, ODD_VALUES)
     if isinstance(value, bool) or value is None:
         return rng.choice(EDGE_INTS)
     if isinstance(value, int):
@@ -275,7 +276,7 @@ def _mutated_value(value: object, rng: random.Random) -> object:
         elif items and kind < 0.55:
             items.insert(rng.randrange(len(items) + 1), rng.choice(items))
         elif kind < 0.7:
-            items.append(rng.choice(ODD_VALUES + EDGE_INTS))
+            items.append(_odd(rng, ODD_VALUES + EDGE_INTS))
         elif items and kind < 0.85:
             rng.shuffle(items)
         else:
@@ -286,9 +287,15 @@ def _mutated_value(value: object, rng: random.Random) -> object:
         if changed and rng.random() < 0.5:
             del changed[rng.choice(list(changed))]
         else:
-            changed[rng.choice(["x", "v", "n", "name", "i"])] = rng.choice(ODD_VALUES + EDGE_INTS)
+            changed[rng.choice(["x", "v", "n", "name", "i"])] = _odd(rng, ODD_VALUES + EDGE_INTS)
         return changed
-    return rng.choice(ODD_VALUES)
+    return _odd(rng, ODD_VALUES)
+
+
+def _odd(rng: random.Random, choices: list) -> object:
+    """One of ``choices``, copied: a list or map placed as it is would be shared by every
+    case after it, and a later mutation inside it could put it inside itself."""
+    return copy.deepcopy(rng.choice(choices))
 
 
 def mutate_documents(full: dict, hot: dict, rng: random.Random) -> None:
