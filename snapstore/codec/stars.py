@@ -131,10 +131,16 @@ def node_values(structure: Structure, nodes: np.ndarray, kind: str, key: str, wi
     return _row_values(structure, _rows_of(structure, nodes), nodes.size, kind, key, width)
 
 
+def parent_rows(structure: Structure, nodes: np.ndarray, row_of: np.ndarray) -> np.ndarray:
+    """The row of each Particle row's parent (-1 for the root), from ``particle_nodes``:
+    what a hot section's ``parent`` must be."""
+    return row_of[structure.node_parent[nodes]]
+
+
 def star_rows(structure: Structure) -> StarRows:
     """The rows of a story, read from its columns."""
     nodes, row_of = particle_nodes(structure)
-    parent = row_of[structure.node_parent[nodes]]
+    parent = parent_rows(structure, nodes, row_of)
 
     def values(kind: str, key: str, width: int) -> np.ndarray:
         return _row_values(structure, row_of, nodes.size, kind, key, width)

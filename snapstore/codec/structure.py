@@ -16,7 +16,7 @@ from snapstore.codec.columns import KeyedColumns, parents_from_depth, predict
 from snapstore.codec.hot import HELD, held_tokens, star_rows_from_hot
 from snapstore.codec.intpack import unpack_ints
 from snapstore.codec.numbers import Column
-from snapstore.codec.stars import StarRows, owner_rows, particle_nodes, star_rows
+from snapstore.codec.stars import StarRows, owner_rows, parent_rows, particle_nodes, star_rows
 from snapstore.errors import CorruptRecordError
 
 
@@ -72,10 +72,8 @@ class Layout(KeyedColumns):
         that take both join them row by row."""
         if self._hot is None:
             return star_rows(self)
-        if not self._trusted:
-            nodes, row_of = particle_nodes(self)
-            if not np.array_equal(self._hot.parent, row_of[self.node_parent[nodes]]):
-                raise CorruptRecordError("record's hot section disagrees with its text in the stars' parent")
+        if not self._trusted and not np.array_equal(self._hot.parent, parent_rows(self, *particle_nodes(self))):
+            raise CorruptRecordError("record's hot section disagrees with its text in the stars' parent")
         return self._hot
 
     def check_whole(self) -> None:
