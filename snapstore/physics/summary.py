@@ -75,10 +75,13 @@ def number(value: object) -> float | None:
     return None
 
 
+_TIME_KEYS = ("real_system_time", "system_time")  # the first that is a number is the time
+
+
 def system_time(values: dict[str, object]) -> float | None:
     """The time of a story from its root values.  ``real_system_time``, which xreal
     builds print beside their fixed-point ``system_time``, is the plain number."""
-    for key in ("real_system_time", "system_time"):
+    for key in _TIME_KEYS:
         found = number(values.get(key))
         if found is not None:
             return found
@@ -97,7 +100,7 @@ def particle_tree(structure: Layout) -> tuple[np.ndarray, np.ndarray, int]:
     return particle, parents, particle.size - (int(np.count_nonzero(np.bincount(parents + 1))) - 1)
 
 
-_SUMMARY_KEYS = frozenset(("N", "system_time", "real_system_time"))
+_SUMMARY_KEYS = frozenset(("N", *_TIME_KEYS))  # all summarize reads of the root values
 
 
 def summarize(structure: Layout) -> Summary:
