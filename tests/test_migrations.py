@@ -141,3 +141,51 @@ def test_pack_lists_are_compressed_by_the_upgrade_and_given_back_as_text_by_the_
 
 
 LISTS = ("sizes", "times", "n_particles")
+
+
+KEYED = ("command", "parameter", "snapshot", "story_pack", "tag", "input")
+
+
+def _projection_rows(engine) -> dict[str, list[tuple]]:
+    with engine.connect() as connection:
+        found = {name: sorted(map(tuple, connection.execute(text(f'select * from "{name}"')).all())) for name in KEYED}
+        found["observable"] = sorted(map(tuple, connection.execute(text("select * from observable")).all()))
+    return found
+
+
+def _without_rowid(engine) -> dict[str, bool]:
+    with engine.connect() as connection:
+        return {name: "WITHOUT ROWID" in connection.execute(
+            text("select sql from sqlite_schema where type = 'table' and name = :name"), {"name": name}).scalar()
+            for name in KEYED}
+
+
+def test_projections_keyed_by_several_columns_lose_their_rowid_and_keep_their_rows(store_url) -> None:
+    """0016 keeps them WITHOUT ROWID on SQLite (their primary key is the table, with no second
+    copy of it) and changes nothing on PostgreSQL; either way down and up, every row and the
+    ``observable`` view read the same."""
+    with snapstore.open(store_url) as store:
+        store.ingest(SAMPLE, tags={"grid": "w3"})
+        store.ingest(SAMPLE / "kira.out.gz", name="again")
+    engine = make_engine(resolve_url(store_url))
+    before = _projection_rows(engine)
+    assert all(before[name] for name in ("command", "parameter", "snapshot", "tag", "input", "observable"))
+    sqlite = engine.dialect.name == "sqlite"
+    if sqlite:
+        assert _without_rowid(engine) == dict.fromkeys(KEYED, True)
+        with engine.connect() as connection:
+            indexes = connection.execute(text("select name from sqlite_schema where type = 'index'")).scalars().all()
+        assert not [name for name in indexes if any(name == f"sqlite_autoindex_{table}_1" for table in KEYED)]
+    run_alembic(engine, "downgrade", "0015")
+    assert _projection_rows(engine) == before
+    if sqlite:
+        assert _without_rowid(engine) == dict.fromkeys(KEYED, False)
+    run_alembic(engine, "upgrade", "head")
+    assert _projection_rows(engine) == before
+    if sqlite:
+        assert _without_rowid(engine) == dict.fromkeys(KEYED, True)
+    engine.dispose()
+    with snapstore.open(store_url) as store:
+        assert store.verify() == []
+        assert [item.text() for item in store.run("again").snapshots()] == \
+            [item.text() for item in store.run("n100-w3-s1").snapshots()][1:]

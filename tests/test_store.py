@@ -253,13 +253,26 @@ def test_verify_goes_run_by_run_and_says_how_far_it_is(store_url) -> None:
 
 
 def _row_versions(store, name: str) -> list:
-    """The physical versions of a run's rows in two projections: SQLite's rowid,
-    PostgreSQL's xmin; a row deleted and written again has another."""
-    version = "xmin::text" if store.engine.dialect.name == "postgresql" else "rowid"
+    """The physical versions of a run's rows in two projections: PostgreSQL's xmin; on
+    SQLite, the rowids of ``run`` and the writes to ``parameter`` (WITHOUT ROWID there)
+    that ``_count_writes`` logs.  A row deleted and written again has another version."""
     with store.engine.connect() as connection:
-        return [sorted(connection.execute(text(f"SELECT {version} FROM {table} WHERE {column} = "
+        if store.engine.dialect.name == "sqlite":
+            return [sorted(connection.execute(text("SELECT rowid FROM run WHERE name = :name"), {"name": name})
+                           .scalars()),
+                    connection.execute(text("SELECT count(*) FROM written WHERE run_id = "
+                                            "(SELECT id FROM run WHERE name = :name)"), {"name": name}).scalar()]
+        return [sorted(connection.execute(text(f"SELECT xmin::text FROM {table} WHERE {column} = "
                                                "(SELECT id FROM run WHERE name = :name)"), {"name": name}).scalars())
                 for table, column in (("run", "id"), ("parameter", "run_id"))]
+
+
+def _count_writes(connection) -> None:
+    """Log every row written to or deleted from SQLite's ``parameter``, by run."""
+    connection.execute(text("CREATE TABLE written (run_id TEXT)"))
+    for action, row in (("INSERT", "NEW"), ("UPDATE", "NEW"), ("DELETE", "OLD")):
+        connection.execute(text(f"CREATE TRIGGER parameter_{action.lower()}_logged AFTER {action} ON parameter "
+                                f"BEGIN INSERT INTO written VALUES ({row}.run_id); END"))
 
 
 def _projected(store) -> dict[str, list]:
@@ -284,9 +297,8 @@ def test_verify_names_the_drifted_runs_and_rebuilding_them_alone_mends_them(stor
             if connection.dialect.name == "sqlite":
                 # a table emptied and filled again gives its first rows their rowids again:
                 # moved away, a row of "a" written again would come back with another
-                for table, column in (("run", "id"), ("parameter", "run_id")):
-                    connection.execute(text(f"UPDATE {table} SET rowid = rowid + 100000 WHERE {column} = "
-                                            "(SELECT id FROM run WHERE name = 'a')"))
+                connection.execute(text("UPDATE run SET rowid = rowid + 100000 WHERE name = 'a'"))
+                _count_writes(connection)
             connection.execute(text("UPDATE run SET t_last = 99 WHERE name = 'b'"))
         untouched = _row_versions(store, "a")
         with store.engine.begin() as connection:

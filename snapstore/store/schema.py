@@ -28,10 +28,13 @@ from sqlalchemy import (
 metadata = MetaData()
 
 # The migration these definitions correspond to; a test checks it is the head of migrations/.
-SCHEMA_REVISION = "0015"
+SCHEMA_REVISION = "0016"
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
 Position = BigInteger().with_variant(Integer(), "sqlite")
+
+# Revision 0016: on SQLite the tables keyed by several columns (``sqlite_with_rowid=False``)
+# are their primary key's b-tree alone, not a rowid table beside a second copy of their key.
 
 event = Table(
     "event", metadata,
@@ -93,6 +96,7 @@ command = Table(
     Column("origin", String(16)),  # "log", "commands" (the commands file only) or "both"
     Column("first_seq", Integer),  # the first snapshot whose Log holds this command
     Column("conflict", Text),  # where the commands file and the Log disagree (the Log is kept)
+    sqlite_with_rowid=False,
 )
 
 parameter = Table(
@@ -103,6 +107,7 @@ parameter = Table(
     Column("program", String(80), nullable=False),
     Column("value", Text, nullable=False),
     Column("num_value", Float),
+    sqlite_with_rowid=False,
 )
 
 snapshot = Table(
@@ -115,6 +120,7 @@ snapshot = Table(
     Column("text_size", BigInteger, nullable=False),
     # revision 0004: "snapshot" (a whole system) or "partial" (a kira -D b / -D x1 story)
     Column("kind", String(16), nullable=False, server_default="snapshot"),
+    sqlite_with_rowid=False,
 )
 
 # Revision 0008: the partial stories of kira's -D b / -D x1 streams kept together in one
@@ -132,6 +138,7 @@ story_pack = Table(
     Column("sizes", LargeBinary, nullable=False),
     Column("times", LargeBinary, nullable=False),
     Column("n_particles", LargeBinary, nullable=False),
+    sqlite_with_rowid=False,
 )
 
 tag = Table(
@@ -139,6 +146,7 @@ tag = Table(
     Column("run_id", String(32), ForeignKey("run.id"), primary_key=True),
     Column("key", String(200), primary_key=True),
     Column("value", Text, nullable=False),
+    sqlite_with_rowid=False,
 )
 
 # Revision 0004: each input of a run ("stream", "initial", "commands"): where it was
@@ -150,6 +158,7 @@ input_file = Table(
     Column("location", Text, nullable=False),
     Column("sha256", String(64)),
     Column("size", BigInteger),
+    sqlite_with_rowid=False,
 )
 
 # Revision 0005: every numeric root entry of each whole snapshot (vectors one row per
