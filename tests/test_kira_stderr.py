@@ -15,7 +15,7 @@ import snapstore
 from helpers import SAMPLE, corpus_dir, read_text, variants_dir
 from snapstore import InvalidArgumentError
 from snapstore.cli import app
-from snapstore.physics.kira_log import read_kira_log
+from snapstore.physics.kira_log import read_kira_end, read_kira_log
 
 runner = CliRunner()
 
@@ -49,6 +49,34 @@ def test_a_run_folder_compressed_with_xz_bzip2_or_zstd_is_the_same_run(store_url
         assert [item.record_hash for item in theirs.stories()] == [item.record_hash for item in ours.stories()]
         assert store.diagnostics("other") == store.diagnostics("gzip") == [read_text(SAMPLE / "kira.err.gz")]
         assert theirs.stories()[0].seq == ours.stories()[0].seq == 0  # the initial conditions came along
+
+
+def _end_read_forward(text: str) -> tuple[float | None, float | None]:
+    """The end kira planned and reached, as every line read in order gives it: the last of each."""
+    planned = re.findall(r"^t = (\S+),\s+t_end = (\S+)", text, re.M)
+    ended = re.findall(r"^End of run at time (\S+)", text, re.M)
+    def number(token: str) -> float | None:
+        try:
+            return float(token)
+        except ValueError:
+            return None
+
+    return (number(planned[-1][1]) if planned else None, number(ended[-1]) if ended else None)
+
+
+@pytest.mark.variants
+def test_the_end_read_from_the_back_is_the_end_every_line_gives() -> None:
+    """``read_kira_end`` (what ingest reads) looks for the last plan and end from the end of
+    the text; on every kira.err of the corpus and the variants (restarts plan twice), and on
+    lines that only look like them, it finds what reading every line finds."""
+    texts = [read_text(path) for folder in (corpus_dir(), variants_dir()) for path in sorted(folder.rglob("kira.err*"))]
+    assert len(texts) > 20
+    odd = ["", "t = 1,  t_end = 5", "xt = 1,  t_end = 5\n", "t = 1,  t_end = 5\nt = 2,\n  t_end = 7\nt = 3 t_end = 9\n",
+           "End of run at time 4\n  End of run at time 9\nEnd of run at time 5",
+           "t = 0,  t_end = 3\nt = 0,  t_end = 8x\n"]
+    found = [(read_kira_end(text), _end_read_forward(text)) for text in texts + odd]
+    assert all(ours == theirs for ours, theirs in found), [pair for pair in found if pair[0] != pair[1]]
+    assert sum(ours[0] is not None for ours, _ in found) > 20 and any(ours[1] is None for ours, _ in found)
 
 
 @pytest.mark.corpus

@@ -72,11 +72,28 @@ def read_kira_log(text: str) -> KiraLog:
         numbers = [_float(group) for group in match.groups()]
         if all(number is not None for number in numbers):
             found.reports.append(EnergyReport(*numbers))  # type: ignore[arg-type]
-    planned = list(_PLANNED.finditer(text))  # a restart appended to the log plans again: its plan counts
-    if planned:
-        found.t_end = _float(planned[-1].group(2))
-    ended = list(_ENDED.finditer(text))
-    if ended:
-        found.ended_at = _float(ended[-1].group(1))
+    found.t_end, found.ended_at = read_kira_end(text)
     found.warnings = list(dict.fromkeys(line.strip() for line in _WARNING.findall(text)))
     return found
+
+
+def read_kira_end(text: str) -> tuple[float | None, float | None]:
+    """``t_end`` and ``ended_at`` of a kira stderr (see ``KiraLog``), read from its last lines
+    that say them: a restart appended to the log plans again, and its plan counts.  Ingest
+    reads only these, and looks for them from the end rather than through every line."""
+    planned = _last(text, "t = ", _PLANNED)
+    ended = _last(text, "End of run at time ", _ENDED)
+    return (None if planned is None else _float(planned.group(2)),
+            None if ended is None else _float(ended.group(1)))
+
+
+def _last(text: str, start: str, pattern: re.Pattern) -> re.Match | None:
+    """The last match of ``pattern`` (which starts with ``start`` at a line's start) in ``text``."""
+    end = len(text)
+    while (at := text.rfind(start, 0, end)) >= 0:
+        if at == 0 or text[at - 1] == "\n":
+            found = pattern.match(text, at)
+            if found is not None:
+                return found
+        end = at
+    return None

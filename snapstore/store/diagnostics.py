@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import zstandard
 
 from snapstore.errors import CorruptRecordError
-from snapstore.physics.kira_log import read_kira_log
+from snapstore.physics.kira_log import read_kira_end
 from snapstore.provenance import finite_number
 from snapstore.store.events import DiagnosticsAttached, from_row
 from snapstore.store.reads import Rows
@@ -36,8 +36,8 @@ def attach(engine: Engine, run_id: str, text_log: str, argv: list[str],
     from snapstore.store.record_rows import insert_record
 
     data = text_log.encode("utf-8")
-    said = read_kira_log(text_log)
-    end = (finite_number(said.t_end), finite_number(said.ended_at))
+    t_end, ended_at = read_kira_end(text_log)
+    end = (finite_number(t_end), finite_number(ended_at))
     digest = hashlib.sha256(data).hexdigest()
     blob = zstandard.ZstdCompressor(level=9, write_checksum=True).compress(data)
 
