@@ -83,6 +83,8 @@ class _Worker:
         # poll, not select.select: that refuses a descriptor above 1023, which a process
         # holding many files (a notebook's, a server's) gets for this pipe
         assert self.process.stdout is not None
+        for pipe in (self.process.stdin, self.process.stdout):
+            _widen(pipe)
         self.answers = select.poll()
         self.answers.register(self.process.stdout, select.POLLIN)
         self.waiting: deque[Answer] = deque()
@@ -124,6 +126,19 @@ class _Worker:
         with contextlib.suppress(OSError):
             self.process.stdin.close()  # type: ignore[union-attr]
         self.process.wait()
+
+
+def _widen(pipe) -> None:
+    """Let a pipe hold a story or a record whole where the system allows (Linux: up to
+    1 MiB), so that the side writing it goes on while the other is busy, rather than
+    waiting for it to read each 64 KiB."""
+    with contextlib.suppress(AttributeError, OSError):  # no F_SETPIPE_SZ here, or a smaller limit
+        import fcntl
+
+        fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+
+
+_PIPE_BYTES = 1 << 20
 
 
 class Answer:

@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from collections import deque
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -112,6 +113,20 @@ def test_a_worker_whose_pipe_lies_past_descriptor_1024_still_encodes(
     store = snapstore.open(f"sqlite:///{tmp_path / 'a.db'}")
     store.ingest(seed500_or_sample(), name="run")
     assert len(worker_at_once) >= 3 and store.verify() == []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="pipe sizes are set with Linux's F_SETPIPE_SZ")
+def test_the_worker_s_pipes_hold_a_story_whole(worker_at_once) -> None:
+    """Each side writes a story or a record into a pipe of 1 MiB (the system's limit for an
+    unprivileged process), not 64 KiB, and goes on while the other is busy."""
+    import fcntl
+
+    _ready_worker()
+    worker = encoding._worker
+    assert worker is not None
+    limit = min(int(Path("/proc/sys/fs/pipe-max-size").read_text()), 1 << 20)
+    for pipe in (worker.process.stdin, worker.process.stdout):
+        assert fcntl.fcntl(pipe.fileno(), fcntl.F_GETPIPE_SZ) == limit
 
 
 def test_a_dead_worker_costs_speed_not_snapshots(tmp_path, worker_at_once) -> None:
