@@ -5,6 +5,7 @@ lean path); the writer imports it when it writes."""
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import zstandard
@@ -24,7 +25,26 @@ if TYPE_CHECKING:
 CODEC = "text+zstd"
 
 
-def attach(engine: Engine, run_id: str, text_log: str, argv: list[str],
+@dataclass(frozen=True)
+class Prepared:
+    """A log made ready to keep: its record and what its event says of it."""
+
+    digest: str
+    blob: bytes
+    text_size: int
+    end: tuple[float | None, float | None]  # t_end, ended_at
+
+
+def prepare(text_log: str) -> Prepared:
+    """The record and the end a log says (the CPU's share of ``attach``: ingest prepares
+    a folder's kira.err while the stories are encoded)."""
+    data = text_log.encode("utf-8")
+    t_end, ended_at = read_kira_end(text_log)
+    return Prepared(hashlib.sha256(data).hexdigest(), zstandard.ZstdCompressor(level=9, write_checksum=True)
+                    .compress(data), len(data), (finite_number(t_end), finite_number(ended_at)))
+
+
+def attach(engine: Engine, run_id: str, text_log: str | Prepared, argv: list[str],
            payloads: ExternalPayloads | None = None) -> None:
     """Store ``text_log`` (in ``payloads`` when the store keeps its records there) and a
     ``diagnostics_attached`` event naming it and saying how kira ended, unless the run
@@ -35,20 +55,16 @@ def attach(engine: Engine, run_id: str, text_log: str, argv: list[str],
     from snapstore.store.queries import CoreRows
     from snapstore.store.record_rows import insert_record
 
-    data = text_log.encode("utf-8")
-    t_end, ended_at = read_kira_end(text_log)
-    end = (finite_number(t_end), finite_number(ended_at))
-    digest = hashlib.sha256(data).hexdigest()
-    blob = zstandard.ZstdCompressor(level=9, write_checksum=True).compress(data)
+    log = prepare(text_log) if isinstance(text_log, str) else text_log
 
     def work(connection) -> None:
-        if any(item.record == digest and (item.t_end, item.ended_at) == end
+        if any(item.record == log.digest and (item.t_end, item.ended_at) == log.end
                for item in _events(CoreRows(connection), run_id)):
             return
-        location = None if payloads is None else payloads.put(digest, blob)  # before the row that names it
-        insert_record(connection, digest, CODEC, len(data), blob, location)
-        append(connection, run_id, [DiagnosticsAttached(record=digest, argv=argv, text_size=len(data),
-                                                        t_end=end[0], ended_at=end[1])])
+        location = None if payloads is None else payloads.put(log.digest, log.blob)  # before the row that names it
+        insert_record(connection, log.digest, CODEC, log.text_size, log.blob, location)
+        append(connection, run_id, [DiagnosticsAttached(record=log.digest, argv=argv, text_size=log.text_size,
+                                                        t_end=log.end[0], ended_at=log.end[1])])
 
     with_retries(engine, work)
 

@@ -17,6 +17,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -571,6 +572,8 @@ def ingest(engine: Engine, source, *, name: str | None = None, initial=None, tag
     inputs = resolve(source, name, initial, commands, label)
     refresh_statistics(engine)  # each group's reads seek the run's rows only if the planner knows the tables' size
     job = Ingest(engine, inputs.name, on_snapshot, payloads, check, ahead)
+    stderr = None if inputs.stderr is None else (inputs.stderr[0], _in_background(diagnostics.prepare,
+                                                                                 inputs.stderr[1]))
     if _regular_file(inputs.stream):
         job.encoder.expect(stream_bytes(inputs.stream))  # type: ignore[arg-type]
     with open_source(inputs.stream) as reader:  # type: ignore[arg-type]
@@ -591,10 +594,21 @@ def ingest(engine: Engine, source, *, name: str | None = None, initial=None, tag
             raise
         digest = reader.sha256.hexdigest()
     job.finish(inputs.location, True, digest, None, reader.size)
-    if inputs.stderr is not None:
-        location, text = inputs.stderr
-        diagnostics.attach(engine, job.report.run_id, text, [location], payloads)
+    if stderr is not None:
+        location, log = stderr
+        diagnostics.attach(engine, job.report.run_id, log.result(), [location], payloads)
     return job.report
+
+
+def _in_background(function: Callable, *args) -> Future:
+    """``function(*args)`` in a thread of its own, for work that waits for nothing the
+    ingest does: compressing and hashing a run's stderr let go of the GIL, so it takes the
+    time a core would spend idle while the stories are encoded."""
+    pool = ThreadPoolExecutor(1, thread_name_prefix="snapstore-ingest")
+    try:
+        return pool.submit(function, *args)
+    finally:
+        pool.shutdown(wait=False)  # the thread ends with its one task
 
 
 def _stopped_on(exc: BaseException) -> str:
