@@ -9,10 +9,11 @@ and the primary key's index pointing at them.  ``command``, ``parameter``, ``sna
 ``story_pack``, ``tag`` and ``input`` are found by their primary key (or, for ``parameter``
 and ``snapshot``, by an index of their own), never by rowid, so SQLite now keeps each WITHOUT
 ROWID, as ``observable_value`` since 0009: its rows in its primary key's order, in one b-tree.
-A new store is six pages smaller, and each of these tables' primary key is no longer held
-twice.  PostgreSQL's tables are unchanged.  The ``observable`` view names ``snapshot``, and
-SQLite refuses to rename a table into a place a view names while the table is missing, so the
-view is dropped while the tables are copied, then made again as it was.
+Each of these tables' primary key is no longer held twice, and a new store has six b-trees
+fewer (its file keeps the pages the copies freed, for its first rows).  PostgreSQL's tables
+are unchanged.  The ``observable`` view names ``snapshot``, and SQLite refuses to rename a
+table into a place a view names while the table is missing, so the view is dropped while the
+tables are copied, then made again as it was.
 """
 
 from alembic import op
