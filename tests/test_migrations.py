@@ -175,7 +175,7 @@ def test_projections_keyed_by_several_columns_lose_their_rowid_and_keep_their_ro
         assert _without_rowid(engine) == dict.fromkeys(KEYED, True)
         with engine.connect() as connection:
             indexes = connection.execute(text("select name from sqlite_schema where type = 'index'")).scalars().all()
-        assert not [name for name in indexes if any(name == f"sqlite_autoindex_{table}_1" for table in KEYED)]
+        assert {f"sqlite_autoindex_{table}_1" for table in KEYED}.isdisjoint(indexes)
     run_alembic(engine, "downgrade", "0015")
     assert _projection_rows(engine) == before
     if sqlite:
@@ -189,3 +189,45 @@ def test_projections_keyed_by_several_columns_lose_their_rowid_and_keep_their_ro
         assert store.verify() == []
         assert [item.text() for item in store.run("again").snapshots()] == \
             [item.text() for item in store.run("n100-w3-s1").snapshots()][1:]
+
+
+def _sqlite_lock_answered(code: int) -> DBAPIError:
+    """The error SQLite's driver raises for a lock, with its extended result code."""
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    orig = sqlite3.OperationalError("database is locked")
+    orig.sqlite_errorcode = code  # type: ignore[attr-defined]
+    return OperationalError("select version_num from alembic_version", {}, orig)
+
+
+def test_a_lock_sqlite_answers_at_once_while_a_store_is_created_is_waited_out(tmp_path, monkeypatch) -> None:
+    """SQLITE_BUSY_SNAPSHOT (517) comes at once, not after the busy timeout: processes creating
+    one store together can meet it, and the open tries again.  Plain SQLITE_BUSY (5) means the
+    whole timeout was waited: it is raised, not waited again."""
+    from snapstore.store import migrate
+
+    engine = make_engine(resolve_url(f"sqlite:///{tmp_path / 'store.db'}"))
+    real, calls = migrate.current_revision, []
+
+    def answered_at_once_first(engine_):
+        calls.append(engine_)
+        if len(calls) == 1:
+            raise _sqlite_lock_answered(517)
+        return real(engine_)
+
+    monkeypatch.setattr(migrate, "current_revision", answered_at_once_first)
+    migrate.ensure_current(engine)
+    assert len(calls) >= 2 and real(engine) == SCHEMA_REVISION
+
+    def timed_out(engine_):
+        calls.append(engine_)
+        raise _sqlite_lock_answered(5)
+
+    calls.clear()
+    monkeypatch.setattr(migrate, "current_revision", timed_out)
+    with pytest.raises(DBAPIError):
+        migrate.ensure_current(engine)
+    assert len(calls) == 1
+    engine.dispose()

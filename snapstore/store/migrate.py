@@ -9,6 +9,7 @@ is loaded only to create, upgrade or downgrade a store, or to name revisions.
 from __future__ import annotations
 
 import os
+import time
 from importlib.resources import files
 from typing import TYPE_CHECKING
 
@@ -17,7 +18,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
 from snapstore.errors import SchemaError, StoreAccessError, first_line
-from snapstore.store.backend import masked, write_transaction
+from snapstore.store.backend import classify, masked, write_transaction
 from snapstore.store.schema import SCHEMA_REVISION
 
 if TYPE_CHECKING:
@@ -98,7 +99,25 @@ def run_alembic(engine: Engine, operation: str, revision: str = "head") -> None:
 
 
 def ensure_current(engine: Engine, create: bool = True) -> None:
-    """Create an empty database at head; refuse one at another revision."""
+    """Create an empty database at head; refuse one at another revision.
+
+    SQLite answers some lock waits at once, not after its busy timeout (a read snapshot
+    gone stale, a WAL being recovered: ``classify`` says "retry"); processes that create
+    one store together can meet them.  The check is then made again, a few times."""
+    for attempt in range(_ATTEMPTS):
+        try:
+            _ensure_current(engine, create)
+            return
+        except DBAPIError as exc:
+            if classify(exc) != "retry" or attempt == _ATTEMPTS - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+
+
+_ATTEMPTS = 4
+
+
+def _ensure_current(engine: Engine, create: bool) -> None:
     revision = current_revision(engine)
     if revision == SCHEMA_REVISION:
         return
