@@ -132,7 +132,7 @@ def _widen(pipe) -> None:
     """Let a pipe hold a story or a record whole where the system allows (Linux: up to
     1 MiB), so that the side writing it goes on while the other is busy, rather than
     waiting for it to read each 64 KiB."""
-    with contextlib.suppress(AttributeError, OSError):  # no F_SETPIPE_SZ here, or a smaller limit
+    with contextlib.suppress(ImportError, AttributeError, OSError):  # no fcntl or F_SETPIPE_SZ here, or a lower limit
         import fcntl
 
         fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_BYTES)

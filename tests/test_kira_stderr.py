@@ -51,17 +51,18 @@ def test_a_run_folder_compressed_with_xz_bzip2_or_zstd_is_the_same_run(store_url
         assert theirs.stories()[0].seq == ours.stories()[0].seq == 0  # the initial conditions came along
 
 
+def _number(token: str) -> float | None:
+    try:
+        return float(token)
+    except ValueError:
+        return None
+
+
 def _end_read_forward(text: str) -> tuple[float | None, float | None]:
     """The end kira planned and reached, as every line read in order gives it: the last of each."""
     planned = re.findall(r"^t = (\S+),\s+t_end = (\S+)", text, re.M)
     ended = re.findall(r"^End of run at time (\S+)", text, re.M)
-    def number(token: str) -> float | None:
-        try:
-            return float(token)
-        except ValueError:
-            return None
-
-    return (number(planned[-1][1]) if planned else None, number(ended[-1]) if ended else None)
+    return (_number(planned[-1][1]) if planned else None, _number(ended[-1]) if ended else None)
 
 
 @pytest.mark.variants
