@@ -83,7 +83,17 @@ def test_append_only_triggers_survive_a_downgrade_and_upgrade(store_url) -> None
     engine.dispose()
 
 
-CREATE = "import sys, snapstore; snapstore.open(sys.argv[1]).close()"
+# On failure the child names the database's own error code too (SQLite's extended result code).
+CREATE = """
+import sys, snapstore
+try:
+    snapstore.open(sys.argv[1]).close()
+except Exception as exc:
+    cause = getattr(exc.__context__, "orig", None)
+    print("database error code:", getattr(cause, "sqlite_errorcode", None), getattr(cause, "sqlstate", None),
+          file=sys.stderr)
+    raise
+"""
 
 
 @pytest.mark.heavy
