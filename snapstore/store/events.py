@@ -124,6 +124,12 @@ class SnapshotAppended(Event):
     stored_size: int
 
 
+def n_particles_pairs(counts: list[int | None]) -> list[list[int]]:
+    """``[place, N]`` of each story of a pack that has an N (``counts``: every story's N, None
+    for those that have none): what ``PackAppended.n_particles`` holds, and ``counts()`` undoes."""
+    return [[place, count] for place, count in enumerate(counts) if count is not None]
+
+
 def _n_particles_by_place(data: dict[str, Any]) -> dict[str, Any]:
     """Version 1 listed every story's N, null for each that has none: a ``-D x1`` stream's
     pack then spent 5 bytes a story on nulls.  Version 2 keeps ``[place, N]`` for the
@@ -131,7 +137,7 @@ def _n_particles_by_place(data: dict[str, Any]) -> dict[str, Any]:
     counts = data["n_particles"]
     if counts and len(counts) != len(data["sizes"]):
         raise TypeError("a pack's sizes and N do not name the same stories")
-    return {**data, "n_particles": [[place, count] for place, count in enumerate(counts) if count is not None]}
+    return {**data, "n_particles": n_particles_pairs(counts)}
 
 
 def _places_in_order(pairs: object, stories: int) -> bool:

@@ -51,6 +51,7 @@ from snapstore.store.events import (
     RunTagged,
     SnapshotAppended,
     Step,
+    n_particles_pairs,
 )
 from snapstore.store.inputs import check_source, resolve, stream_bytes, who_and_where
 from snapstore.store.log import append
@@ -356,8 +357,7 @@ class Ingest:
             return False
         summaries = [item.encoded.summary for item in members if item.encoded is not None]
         times = [summary.time for summary in summaries]
-        counts = [[place, summary.n_particles] for place, summary in enumerate(summaries)
-                  if summary.n_particles is not None]
+        counts = n_particles_pairs([summary.n_particles for summary in summaries])
         sizes = [item.pending.text_size for item in members]
         appended = PackAppended(first_seq=members[0].pending.seq, record=digest, sizes=sizes, stored_size=len(blob),
                                 times=times if any(time is not None for time in times) else [], n_particles=counts)
