@@ -4,6 +4,7 @@ says nothing more."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -11,6 +12,7 @@ import sys
 import time
 
 import pytest
+from sqlalchemy import text
 
 import snapstore
 from helpers import SAMPLE, read_text, roots_of
@@ -23,9 +25,9 @@ def commits(monkeypatch) -> list[int]:
     held: list[int] = []
     commit = ingest_module.Ingest.commit
 
-    def counted(self, pendings):
+    def counted(self, pendings, last=False):
         held.append(len(pendings))
-        return commit(self, pendings)
+        return commit(self, pendings, last)
 
     monkeypatch.setattr(ingest_module.Ingest, "commit", counted)
     return held
@@ -39,6 +41,31 @@ def test_a_file_goes_in_as_one_group_when_the_group_may_wait(store_url, commits,
         run = store.run(report.run_id)
         assert "".join(item.text() for item in run.snapshots()[1:]) == read_text(SAMPLE / "kira.out.gz")
         assert store.verify() == []
+
+
+def test_a_file_and_its_end_are_one_write_transaction(store_url, monkeypatch) -> None:
+    """The group committed last records the ingest's end: no transaction of its own."""
+    monkeypatch.setattr(ingest_module, "BATCH_SECONDS", 3600.0)
+    writes: list[str] = []
+    with_retries = ingest_module.with_retries
+
+    def counted(engine, work):
+        writes.append(work.__qualname__)
+        return with_retries(engine, work)
+
+    monkeypatch.setattr(ingest_module, "with_retries", counted)
+    with snapstore.open(store_url) as store:
+        report = store.ingest_report(SAMPLE)
+        assert len(writes) == 1 and report.complete
+        again = store.ingest_report(SAMPLE)  # nothing new: the end alone is recorded
+        assert len(writes) == 3 and (again.added, again.skipped) == (0, report.added)
+        with store.engine.connect() as connection:
+            ends = [json.loads(row[0]) for row in connection.execute(text(
+                "select payload from event where type = 'ingest_finished' order by position"))]
+        assert [(end["complete"], end["added"], end["skipped"]) for end in ends] == [
+            (True, report.added, 0), (True, 0, report.added)]
+        assert ends[0]["sha256"] == report.source_sha256 == ends[1]["sha256"]
+        assert store.run(report.run_id).status == "complete" and store.verify() == []
 
 
 def test_a_group_is_cut_at_its_count_and_durable_each_commits_each_story(store_url, commits, monkeypatch) -> None:

@@ -409,12 +409,12 @@ def test_a_pack_another_writer_half_stored_first_is_unmade_and_nothing_is_stored
     commit_ready = ingest_module.Ingest._commit_ready
     raced: list[int] = []
 
-    def after_the_other_writer(job, items):
+    def after_the_other_writer(job, items, last):
         if not raced:  # once, before this writer's first group
             raced.append(len(items))
             with snapstore.open(url) as other:
                 other.ingest(prefix, name=STREAM, initial=source / "initial.story.gz")
-        return commit_ready(job, items)
+        return commit_ready(job, items, last)
 
     monkeypatch.setattr(ingest_module.Ingest, "_commit_ready", after_the_other_writer)
     # one group of the whole file however slowly a loaded machine reads it: the race needs it

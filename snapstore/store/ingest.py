@@ -107,6 +107,8 @@ class Ingest:
         self._opening: list[Event] = []  # events start() prepared that are not appended yet
         self._resuming = True  # whether the run held stories when this ingest began
         self._read_packs = _ReadPacks()  # the stories of the run's packs read last (a resumed ingest)
+        self._ended: tuple[str, str, int] | None = None  # the source read to its end: where, sha256, size
+        self._finished = False  # whether the last group's transaction recorded the ingest's end
 
     def start(self, source: str, tags: dict[str, str], commands_text: str | None = None,
               inputs: list[dict] | None = None) -> None:
@@ -178,9 +180,16 @@ class Ingest:
             return _Pending(seq, digest, data, pipeline, root_numbers(header), encoding.Done(known), new=False)
         return _Pending(seq, digest, data, pipeline, root_numbers(header), self.encoder.submit(data, digest))
 
-    def commit(self, pendings: list[_Pending]) -> None:
+    def ended(self, source: str, sha256: str, size: int) -> None:
+        """The source is read to its end (``source`` its location, with the sha256 and size of
+        its text): the group committed last then records the ingest's end in its own
+        transaction, rather than ``finish`` in one more."""
+        self._ended = (source, sha256, size)
+
+    def commit(self, pendings: list[_Pending], last: bool = False) -> None:
         """Second half, in order and in one transaction: store the records and append the
-        events of the stories not at their ``seq`` already.  A story another stream holds
+        events of the stories not at their ``seq`` already, with the ingest's end when
+        ``last`` follows ``ended``.  A story another stream holds
         at its ``seq`` is a ``RunConflictError`` raised after the stories before it are
         committed, as are those before a story whose record or payload fails."""
         items: list[_Ready] = []
@@ -198,11 +207,11 @@ class Ingest:
             del items[stop.at:]
             failure = stop.error
         if items:
-            self._commit_ready(items)
+            self._commit_ready(items, last and failure is None)
         if failure is not None:
             raise failure
 
-    def _commit_ready(self, items: list[_Ready]) -> None:
+    def _commit_ready(self, items: list[_Ready], last: bool) -> None:
 
         def work(connection: Connection) -> tuple[list[bool], RunConflictError | None]:
             held = self._held(connection, [item.pending.seq for item in items])
@@ -215,12 +224,13 @@ class Ingest:
                     self._store(connection, items[:kept], skipped[:kept])
                     return skipped[:kept], self._conflict(seq)
                 skipped.append(seq in held)  # resumed, or another writer got here first
-            self._store(connection, items, skipped)
+            self._store(connection, items, skipped, self._finishing(skipped) if last else [])
             return skipped, None
 
         skipped, conflict = with_retries(self.engine, work)
         if not all(skipped):
             self._opening = []
+            self._finished = last and conflict is None
         for item, skip in zip(items, skipped):
             self.report.partial += item.kind == "partial" and not skip
             self._count(skip, item.pending.text_size, item.stored_size)
@@ -383,13 +393,24 @@ class Ingest:
                             raise _PayloadFailed(at, exc) from exc
                     row["location"], row["data"] = put[row["hash"]], b""
 
-    def _store(self, connection: Connection, items: list[_Ready], skipped: list[bool]) -> None:
-        """Write what ``items`` hold that is not ``skipped``: records, events, observables."""
+    def _finishing(self, skipped: list[bool]) -> list[Event]:
+        """The ``ingest_finished`` of a complete ingest whose last group is ``skipped`` as given."""
+        assert self._ended is not None, "the last group follows ended()"
+        source, sha256, size = self._ended
+        added = sum(not skip for skip in skipped)
+        return [IngestFinished(source=source, sha256=sha256, size=size, complete=True, error=None,
+                               added=self.report.added + added, skipped=self.report.skipped + len(skipped) - added)]
+
+    def _store(self, connection: Connection, items: list[_Ready], skipped: list[bool],
+               closing: list[Event] | None = None) -> None:
+        """Write what ``items`` hold that is not ``skipped``: records, events (then
+        ``closing``, when a story is new), observables."""
         new = [item for item, skip in zip(items, skipped) if not skip]
         rows = {row["hash"]: row for item in new for row in item.rows}  # the same text once
         insert_records(connection, list(rows.values()))
         events = [event for item in new for event in item.events]
         if events:
+            events += closing or []
             append(connection, self.report.run_id, self._opened(connection) + events)
         observations.record(connection, self.report.run_id, [
             (item.pending.seq, item.encoded.summary.time, item.measured)
@@ -444,8 +465,8 @@ class Ingest:
         nothing: the run is as it was (a complete run stays complete when a truncated copy of
         its stream, or another stream under its name, is refused)."""
         self.report.complete, self.report.error, self.report.source_sha256 = complete, error, sha256
-        if error is not None and self._opening:
-            return
+        if (error is not None and self._opening) or (self._finished and error is None):
+            return  # nothing stored and nothing to record; or recorded with the last group
         finished = IngestFinished(source=source, sha256=sha256, size=size, complete=complete, error=error,
                                   added=self.report.added, skipped=self.report.skipped)
 
@@ -587,7 +608,8 @@ def ingest(engine: Engine, source, *, name: str | None = None, initial=None, tag
         job.start(inputs.location, dict(tags or {}), inputs.commands_text, inputs.entries)
         stories = itertools.chain(opening, enumerate(roots, start=2))
         try:
-            _commit_in_order(job, stories, live=not _regular_file(inputs.stream), durable_each=durable_each)
+            _commit_in_order(job, stories, live=not _regular_file(inputs.stream), durable_each=durable_each,
+                             on_end=lambda: job.ended(inputs.location, reader.sha256.hexdigest(), reader.size))
         except BaseException as exc:
             with contextlib.suppress(Exception):  # the original error is the one to report
                 job.finish(inputs.location, False, None, _stopped_on(exc))
@@ -645,16 +667,18 @@ BATCH_SECONDS = 0.05
 
 
 def _commit_in_order(job: Ingest, stories: Iterator[tuple[int, RootText]], live: bool = False,
-                     durable_each: bool = False) -> None:
+                     durable_each: bool = False, on_end: Callable[[], None] | None = None) -> None:
     """Prepare each story as it is read and commit them in order and in groups, holding a
     few back while the encoder works ahead; the stories read before bad input are kept.
     A ``live`` source (a pipe, stdin) is read in a thread, so that stories waiting for
     the next one are committed at ``BATCH_SECONDS`` however long the source is silent;
-    ``durable_each`` commits each story alone."""
+    ``durable_each`` commits each story alone.  ``on_end`` is called once the source has
+    ended, before the last group is committed (``Ingest.ended``)."""
     pending: deque[_Pending] = deque()
     ready: list[_Pending] = []
     since = 0.0  # when the first of ``ready`` was
     held = 0  # the text bytes of ``ready``
+    ended = False  # the source has ended: the last group committed records the ingest's end
 
     def settle(everything: bool) -> None:
         nonlocal since, held
@@ -670,7 +694,7 @@ def _commit_in_order(job: Ingest, stories: Iterator[tuple[int, RootText]], live:
             batch = ready[:1] if durable_each else list(ready)
             del ready[:len(batch)]
             held -= sum(item.text_size for item in batch)
-            job.commit(batch)
+            job.commit(batch, last=ended and not ready and not pending)
 
     def wait() -> float | None:
         """How long the next story may take before what is held is committed."""
@@ -694,6 +718,9 @@ def _commit_in_order(job: Ingest, stories: Iterator[tuple[int, RootText]], live:
                 raise
             pending.append(job.prepare(root, seq))
             settle(False)
+        if on_end is not None:
+            on_end()
+            ended = True
         settle(True)
     finally:
         if source is not None:
