@@ -39,7 +39,7 @@ from snapstore.provenance import (
     pipeline_from_log,
 )
 from snapstore.store import diagnostics, observations
-from snapstore.store.backend import refresh_statistics, with_retries
+from snapstore.store.backend import SINGLE_STATEMENT, refresh_statistics, with_retries
 from snapstore.store.events import (
     Event,
     IngestFinished,
@@ -97,7 +97,8 @@ class Ingest:
         self.payloads = payloads
         self.encoder = encoding.Encoder(check, ahead)
         with engine.connect() as connection:
-            self.report = IngestReport(run_id_of(connection, check_name(name)), name)
+            run_id, self._existed = run_id_of(connection, check_name(name))  # whether the run was there
+        self.report = IngestReport(run_id, name)
         self.on_snapshot = on_snapshot
         self._given: list[dict] | None = None  # the commands file's steps
         self._logged: list[dict] = []  # every command the Logs read so far hold, in order
@@ -146,6 +147,9 @@ class Ingest:
         """Before anything is written: the stories that open this ingest must be new to the
         run or the very ones it holds (a resume), else the run is another stream's and this
         ingest is refused (``RunConflictError``), leaving it as it was."""
+        if not self._existed:  # a new run holds nothing (a writer that creates it meanwhile is met at commit)
+            self._resuming = False
+            return
         for seq, root in opening:
             self._stored(seq, hashlib.sha256(root.text.encode("utf-8")).hexdigest())
         with self.engine.connect() as connection:
@@ -169,7 +173,7 @@ class Ingest:
                             encoding.Done(encoding.Encoded(b"", evident, {}, True)), evident=True)
         known = None
         if stored is None:
-            with self.engine.connect() as connection:
+            with self.engine.connect().execution_options(**{SINGLE_STATEMENT: True}) as connection:
                 known = _known_record(connection, digest)
         # Every Log is read: a restarted kira adds its command to the Logs that follow.
         header = root.header()

@@ -47,15 +47,15 @@ def run_id_for(name: str) -> str:
     return uuid.uuid5(_NAMESPACE, name).hex
 
 
-def run_id_of(connection: Connection, name: str) -> str:
-    """The id of the run named ``name``, or the one a new run of that name takes: the
-    name's own (``run_id_for``), or, where a run renamed since holds that one, the
-    first free of ``run_id_for(name + "\\0" + k)`` for k = 2, 3, ..."""
+def run_id_of(connection: Connection, name: str) -> tuple[str, bool]:
+    """The id of the run named ``name`` (and True), or the one a new run of that name
+    takes (and False): the name's own (``run_id_for``), or, where a run renamed since
+    holds that one, the first free of ``run_id_for(name + "\\0" + k)`` for k = 2, 3, ..."""
     found = connection.execute(select(run.c.id).where(run.c.name == name)).scalar()
     if found is not None:
-        return found
+        return found, True
     candidate, k = run_id_for(name), 1
     while connection.execute(select(run.c.id).where(run.c.id == candidate)).first() is not None:
         k += 1
         candidate = run_id_for(f"{name}\0{k}")
-    return candidate
+    return candidate, False
