@@ -413,12 +413,13 @@ class Ingest:
         rows = {row["hash"]: row for item in new for row in item.rows}  # the same text once
         insert_records(connection, list(rows.values()))
         events = [event for item in new for event in item.events]
+        opening = self._opened(connection) if events else []
         if events:
-            events += closing or []
-            append(connection, self.report.run_id, self._opened(connection) + events)
+            append(connection, self.report.run_id, opening + events + (closing or []))
         observations.record(connection, self.report.run_id, [
             (item.pending.seq, item.encoded.summary.time, item.measured)
-            for item in new if item.measured is not None and item.encoded is not None])
+            for item in new if item.measured is not None and item.encoded is not None],
+            new_run=bool(opening) and isinstance(opening[0], RunStarted))
 
     def _count(self, skipped: bool, text_size: int, stored_size: int) -> None:
         if skipped:

@@ -109,13 +109,15 @@ def first_reference(connection: Connection, run_id: str, before: int) -> tuple[i
     return first.seq, (first.value, 0.0 if accounted is None else accounted)
 
 
-def record(connection: Connection, run_id: str, snapshots: list[tuple[int, float | None, dict[str, Value]]]) -> None:
+def record(connection: Connection, run_id: str, snapshots: list[tuple[int, float | None, dict[str, Value]]],
+           new_run: bool = False) -> None:
     """Write the observables of snapshots (seq, time, values) appended in this transaction,
     in seq order: the run's constants once, the rest per snapshot.  Each error is measured
-    from the run's first snapshot kira wrote before it, stored already or in this group."""
+    from the run's first snapshot kira wrote before it, stored already or in this group.
+    ``new_run``: this transaction started the run, so the tables hold nothing of it to read."""
     if not snapshots:
         return
-    stored = first_reference(connection, run_id, snapshots[-1][0])  # (seq, reference), or None
+    stored = None if new_run else first_reference(connection, run_id, snapshots[-1][0])  # (seq, reference)
     ours: tuple[int, Reference] | None = None  # the first of this group's
     number = _number(connection, run_id)
     found: dict[int, dict[Component, float]] = {}
@@ -125,10 +127,10 @@ def record(connection: Connection, run_id: str, snapshots: list[tuple[int, float
         own = _kira_reference(values)
         if ours is None and own is not None:
             ours = (seq, own)
-    if _later_stored(connection, run_id, list(found)):
+    if not new_run and _later_stored(connection, run_id, list(found)):
         split = _split_again(connection, run_id, number, found)
     else:
-        split = _stored_split(connection, number)
+        split = RunSplit() if new_run else _stored_split(connection, number)
         for seq, measured_values in found.items():
             split.add(seq, measured_values)
     _write(connection, run_id, number, split)
