@@ -159,7 +159,9 @@ class Answer:
 
     def result(self) -> Encoded:
         while self.value is _UNREAD:
-            self.encoder.feed()
+            # This process waits: it keeps the last queued story to encode itself rather than
+            # fill the worker's second place with it, and wait for the worker to do both.
+            self.encoder.feed(keep=1)
             if self.worker is None:  # the worker is full or gone: this story is encoded here
                 self.encoder.queued.remove(self)
                 self.encode_here()
@@ -289,12 +291,12 @@ class Encoder:
         self.feed()
         return answer
 
-    def feed(self) -> None:
-        """Send queued stories to the worker while it has room."""
+    def feed(self, keep: int = 0) -> None:
+        """Send queued stories to the worker while it has room, all but ``keep`` of them."""
         worker = _worker
         if worker is None or not worker.up():
             return
-        while self.queued and len(worker.waiting) < AHEAD:
+        while len(self.queued) > keep and len(worker.waiting) < AHEAD:
             try:
                 worker.submit(self.queued[0])
             except OSError:  # the worker is gone: the queued stories are encoded here
