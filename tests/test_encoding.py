@@ -379,3 +379,25 @@ def test_closing_a_worker_whose_answers_are_unread_does_not_wait_for_it(worker_a
     assert worker.process.returncode == -signal.SIGKILL
     encoding._worker = None
 
+
+
+def test_a_waiting_ingest_keeps_the_last_queued_story_rather_than_fill_the_worker(monkeypatch) -> None:
+    """At a stream's end the worker holds one story and one is queued: the process that
+    waits encodes that one itself, rather than send it and wait for the worker to do both."""
+    with open_source(seed500_or_sample() / "kira.out.gz") as stream:
+        texts = [root.text.encode() for root in iter_root_texts(stream, "kira")][:4]
+    worker = _SlowWorker()
+    monkeypatch.setattr(encoding, "WARM_AFTER", 0)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(encoding, "_worker", worker)
+    monkeypatch.setattr(encoding, "_started", lambda: worker)
+    encoder = encoding.Encoder(check=True)
+    answers = [encoder.submit(text, hashlib.sha256(text).hexdigest()) for text in texts]
+    worker.receive()  # the worker answers the first two stories
+    worker.receive()
+    assert worker.sent == texts[:2] and len(encoder.queued) == 2
+    answers[2].result()  # the worker is free: it takes the third, this process the fourth
+    assert worker.sent == texts[:3] and not encoder.queued
+    assert isinstance(answers[3].value, encoding.Encoded) and answers[2].worker is worker
+    for answer, text in zip(answers, texts):
+        assert answer.result() == encoding.encode(text, hashlib.sha256(text).hexdigest(), True)
