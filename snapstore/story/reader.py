@@ -15,6 +15,14 @@ from typing import Any, BinaryIO, NoReturn, cast
 
 import zstandard
 
+try:  # ISA-L's gzip reads 3x faster than zlib (the corpus: 0.069 -> 0.022 s)
+    from isal import igzip, isal_zlib
+
+    _ISAL_ERRORS: tuple[type[Exception], ...] = (cast(type[Exception], isal_zlib.error),)
+except ImportError:  # a platform without its wheel: the standard library's reads alone
+    igzip = None  # type: ignore[assignment]
+    _ISAL_ERRORS = ()
+
 from snapstore import kernel
 from snapstore.errors import StoryFormatError
 from snapstore.story.model import Story
@@ -81,6 +89,49 @@ class _TextAsBytes(_ChunkReader):
 
     def _next_chunk(self) -> bytes:
         return self._text.read(65536).encode("utf-8", "surrogateescape")
+
+
+class _FastGzip:
+    """A seekable gzip file read by ISA-L, ending as the standard library's reader would.
+
+    At damaged bytes ISA-L holds back up to 64 kB of the text before them (a whole story
+    or more of a stream cut short), where zlib, as ``gzip -dc``, gives all of it.  So at
+    its first error the file is read again from its start by the standard library, past
+    the text given already, to the standard library's end and error: for a file cut
+    short, the very same text.  Within a damaged deflate block the two decoders may stop
+    a few hundred bytes apart; each text is a prefix of the other and both fail.
+    """
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream, self._start = stream, stream.tell()
+        self._reader: Any = igzip.IGzipFile(fileobj=stream, mode="rb")
+        self._given = 0  # bytes of text given so far
+        self._exact = False  # whether the standard library reads now
+
+    def read1(self, size: int = -1) -> bytes:
+        try:
+            data = self._reader.read1(size)
+        except _FAST_GZIP_ERRORS:
+            if self._exact:
+                raise
+            self._read_exactly()
+            data = self._reader.read1(size)
+        self._given += len(data)
+        return data
+
+    read = read1  # what this module reads: read1's "up to size", which a read of any size may give
+
+    def _read_exactly(self) -> None:
+        """Go on with the standard library from where ISA-L stopped."""
+        self._exact = True
+        self._stream.seek(self._start)
+        self._reader = gzip.GzipFile(fileobj=self._stream, mode="rb")
+        left = self._given
+        while left:  # ISA-L's text is a prefix of zlib's: zlib fails here only where ISA-L read on
+            skipped = len(self._reader.read1(min(left, 1 << 20)))
+            if not skipped:
+                raise EOFError("the gzip stream ends before the text read")
+            left -= skipped
 
 
 class _CorruptFrame(Exception):
@@ -185,6 +236,8 @@ def _decompressing(stream: BinaryIO) -> BinaryIO:
     """Wrap a buffered stream in gzip, zstd, xz or bzip2 when its first bytes say so."""
     head = stream.peek(6)[:6] if hasattr(stream, "peek") else b""
     if head.startswith(_GZIP_MAGIC):
+        if igzip is not None and stream.seekable():
+            return _FastGzip(stream)  # type: ignore[return-value]
         return gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[return-value]
     framed = next((entry for magic, entry in _FRAMED.items() if head.startswith(magic)), None)
     return stream if framed is None else io.BufferedReader(_Frames(stream, *framed))
@@ -431,6 +484,7 @@ class _Splitter:
 
 # what reading a compressed file raises when its bytes are not a whole stream of its format
 CORRUPT_COMPRESSION = (gzip.BadGzipFile, EOFError, zlib.error, _CorruptFrame)
+_FAST_GZIP_ERRORS = CORRUPT_COMPRESSION + _ISAL_ERRORS  # what ISA-L may raise besides
 
 
 def iter_root_texts(stream: BinaryIO, name: str) -> Iterator[RootText]:
