@@ -122,12 +122,17 @@ class Ingest:
         self._opening = [started, *(RunTagged(key=k, value=v) for k, v in tags.items())]
         self._given = pipeline_from_commands(commands_text) if commands_text is not None else None
 
-    def _opened(self, connection: Connection) -> list[Event]:
-        """The opening events still to append, led by ``run_started`` for a new run."""
+    def _opened(self, connection: Connection, known: bool | None = None) -> list[Event]:
+        """The opening events still to append, led by ``run_started`` for a new run
+        (``known``: whether the run exists, when asked already in this transaction)."""
         if not self._opening:
             return []
-        known = connection.execute(select(exists().where(run.c.id == self.report.run_id))).scalar()
+        if known is None:
+            known = self._run_exists(connection)
         return ([] if known else [RunStarted(name=self.report.name)]) + self._opening
+
+    def _run_exists(self, connection: Connection) -> bool:
+        return bool(connection.execute(select(exists().where(run.c.id == self.report.run_id))).scalar())
 
     def _stored(self, seq: int, digest: str) -> _Held | None:
         """The story already at ``seq`` if it is this text; a different text there is a conflict."""
@@ -218,17 +223,19 @@ class Ingest:
     def _commit_ready(self, items: list[_Ready], last: bool) -> None:
 
         def work(connection: Connection) -> tuple[list[bool], RunConflictError | None]:
-            held = self._held(connection, [item.pending.seq for item in items])
+            # until its first group is in, the run may not exist yet: then it holds nothing to ask for
+            known = not self._opening or self._run_exists(connection)
+            held = self._held(connection, [item.pending.seq for item in items]) if known else {}
             self._unpack_where_held(items, held)
             skipped: list[bool] = []
             for item in items:
                 seq = item.pending.seq
                 if seq in held and held[seq].digest != item.pending.digest:
                     kept = _pack_start(items, len(skipped))  # a pack goes in whole or not at all
-                    self._store(connection, items[:kept], skipped[:kept])
+                    self._store(connection, items[:kept], skipped[:kept], [], known)
                     return skipped[:kept], self._conflict(seq)
                 skipped.append(seq in held)  # resumed, or another writer got here first
-            self._store(connection, items, skipped, self._finishing(skipped) if last else [])
+            self._store(connection, items, skipped, self._finishing(skipped) if last else [], known)
             return skipped, None
 
         skipped, conflict = with_retries(self.engine, work)
@@ -405,17 +412,17 @@ class Ingest:
         return [IngestFinished(source=source, sha256=sha256, size=size, complete=True, error=None,
                                added=self.report.added + added, skipped=self.report.skipped + len(skipped) - added)]
 
-    def _store(self, connection: Connection, items: list[_Ready], skipped: list[bool],
-               closing: list[Event] | None = None) -> None:
+    def _store(self, connection: Connection, items: list[_Ready], skipped: list[bool], closing: list[Event],
+               known: bool) -> None:
         """Write what ``items`` hold that is not ``skipped``: records, events (then
-        ``closing``, when a story is new), observables."""
+        ``closing``, when a story is new), observables; ``known``: whether the run exists."""
         new = [item for item, skip in zip(items, skipped) if not skip]
         rows = {row["hash"]: row for item in new for row in item.rows}  # the same text once
         insert_records(connection, list(rows.values()))
         events = [event for item in new for event in item.events]
-        opening = self._opened(connection) if events else []
+        opening = self._opened(connection, known) if events else []
         if events:
-            append(connection, self.report.run_id, opening + events + (closing or []))
+            append(connection, self.report.run_id, opening + events + closing)
         observations.record(connection, self.report.run_id, [
             (item.pending.seq, item.encoded.summary.time, item.measured)
             for item in new if item.measured is not None and item.encoded is not None],
