@@ -22,14 +22,16 @@ import subprocess
 import sys
 import threading
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from snapstore import codec
 from snapstore.codec import framing
 from snapstore.errors import CorruptRecordError
-from snapstore.physics.observables import tree_counts
+from snapstore.physics.observables import root_numbers, tree_counts
 from snapstore.physics.summary import Summary, summarize
+from snapstore.provenance import pipeline_from_log
+from snapstore.story import RootText
 
 WARM_AFTER = 1 << 20  # bytes this process encodes before it starts the worker
 AHEAD = 2  # stories the worker may hold: one encoding, one waiting
@@ -47,10 +49,13 @@ class Encoded:
     summary: Summary
     counts: dict  # the tree counts among its observables
     faithful: bool  # the record decodes to the text (True when not checked)
+    numbers: dict = field(default_factory=dict)  # the root's own numeric entries (``root_numbers``)
+    steps: list[dict] = field(default_factory=list)  # the commands its root's Log holds (``pipeline_from_log``)
 
 
 def encode(data: bytes, digest: str, check: bool) -> Encoded:
-    """Encode one story's UTF-8 text; with ``check``, decode the record and compare."""
+    """Encode one story's UTF-8 text; with ``check``, decode the record and compare.
+    Its root's header is read here too, so that the worker reads it for the stories it takes."""
     blob, structure = codec.encode_text_with_layout(data, text_sha256=digest)
     faithful = True
     if check:
@@ -58,7 +63,9 @@ def encode(data: bytes, digest: str, check: bool) -> Encoded:
             structure = codec.checked_bytes(blob, digest)[0]
         except CorruptRecordError:
             faithful = False
-    return Encoded(blob, summarize(structure), tree_counts(structure), faithful)
+    header = RootText(data.decode("utf-8"), 1).header()
+    return Encoded(blob, summarize(structure), tree_counts(structure), faithful, root_numbers(header),
+                   pipeline_from_log(header))
 
 
 def from_layout(blob: bytes, structure: codec.Layout) -> Encoded:

@@ -174,20 +174,20 @@ class Ingest:
         stored = self._stored(seq, digest) if self._resuming else None
         if evident is not None and stored is None:
             # a story for a pack: encoded and checked with it (``_pack``); it has no Log to read
-            return _Pending(seq, digest, data, self._pipeline([], seq), {},
+            return _Pending(seq, digest, data, [], {},
                             encoding.Done(encoding.Encoded(b"", evident, {}, True)), evident=True)
         known = None
         if stored is None:
             with self.engine.connect().execution_options(**{SINGLE_STATEMENT: True}) as connection:
                 known = _known_record(connection, digest)
-        # Every Log is read: a restarted kira adds its command to the Logs that follow.
+            if known is None:  # a new record: its Log is read with its encoding, in the worker if it takes it
+                return _Pending(seq, digest, data, None, None, self.encoder.submit(data, digest))
         header = root.header()
-        pipeline = self._pipeline(pipeline_from_log(header), seq)
+        steps = pipeline_from_log(header)
         if stored is not None:  # a resumed ingest: this story and its events are in already
-            return _Pending(seq, digest, data, pipeline, stored=stored)
-        if known is not None:
-            return _Pending(seq, digest, data, pipeline, root_numbers(header), encoding.Done(known), new=False)
-        return _Pending(seq, digest, data, pipeline, root_numbers(header), self.encoder.submit(data, digest))
+            return _Pending(seq, digest, data, steps, stored=stored)
+        assert known is not None  # neither stored nor new: a record the store holds for another run
+        return _Pending(seq, digest, data, steps, root_numbers(header), encoding.Done(known), new=False)
 
     def ended(self, source: str, sha256: str, size: int) -> None:
         """The source is read to its end (``source`` its location, with the sha256 and size of
@@ -293,20 +293,24 @@ class Ingest:
 
     def _ready(self, pending: _Pending) -> _Ready:
         """A story's record checked, its record row and its events, outside any transaction."""
+        # Every Log is read, in order: a restarted kira adds its command to the Logs that follow.
         if pending.stored is not None:
             self._timed = self._timed or pending.stored.time is not None
+            self._pipeline(pending.steps or [], pending.seq)  # its events are in already
             return _Ready(pending, None, [], [], [], None, "stored", 0)
         assert pending.encoded is not None  # every story not stored yet has an encoding under way
         encoded: encoding.Encoded = pending.encoded.result()
         if not encoded.faithful:
             raise self._unfaithful(pending.seq)
+        pipeline = self._pipeline(encoded.steps if pending.steps is None else pending.steps, pending.seq)
+        numbers = encoded.numbers if pending.numbers is None else pending.numbers
         summary = encoded.summary
         kind = self._kind(summary)
         if pending.evident and kind == "snapshot":  # a whole system after all: encoded and measured like one
             encoded, pending.evident = self._encoded_alone(pending), False
-            pending.numbers = root_numbers(RootText(pending.data.decode("utf-8"), pending.seq).header())
-        leading: list[Event] = [pending.pipeline] if pending.pipeline is not None else []
-        measured = {**pending.numbers, **encoded.counts} if kind == "snapshot" else None
+            numbers = encoded.numbers
+        leading: list[Event] = [pipeline] if pipeline is not None else []
+        measured = {**numbers, **encoded.counts} if kind == "snapshot" else None
         item = _Ready(pending, encoded, leading, list(leading), [], measured, kind, 0)
         if not pending.evident:  # an evident story's record is made with its pack, or alone (``_pack``)
             self._alone(item, encoded)
@@ -529,8 +533,8 @@ class _Pending:
     seq: int
     digest: str
     data: bytes
-    pipeline: PipelineRecorded | None
-    numbers: dict = field(default_factory=dict)  # the root's own numeric entries
+    steps: list[dict] | None  # the commands its root's Log holds; None: read with its encoding
+    numbers: dict | None = None  # the root's own numeric entries; None: found with its encoding
     encoded: encoding.Done | encoding.Answer | None = None
     new: bool = True  # its record is not in the store yet
     stored: _Held | None = None  # the story already at seq (a resumed ingest)
