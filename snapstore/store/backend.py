@@ -8,6 +8,7 @@ failing with "database is locked" when one upgrades a read lock.
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import time
@@ -230,8 +231,13 @@ def describe_db_error(exc: DBAPIError, url: URL) -> str:
 def insert_new(connection: Connection, table: Table, unique: list[str]) -> Insert:
     """An INSERT of ``table`` that leaves a row whose ``unique`` columns are taken as it is,
     on either backend."""
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table).on_conflict_do_nothing(index_elements=unique)
+    return _insert_new(connection.dialect.name == "postgresql", table, tuple(unique))
+
+
+@functools.cache
+def _insert_new(on_postgresql: bool, table: Table, unique: tuple[str, ...]) -> Insert:
+    # built once: a statement's construction costs more than SQLite's work for a few rows
+    return (postgresql if on_postgresql else sqlite).insert(table).on_conflict_do_nothing(index_elements=unique)
 
 
 def insert_many(connection: Connection, table: Table, rows: list[tuple]) -> None:

@@ -21,7 +21,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, exists, select
+from sqlalchemy import Connection, Engine, bindparam, exists, select
 
 from snapstore import codec, encoding
 from snapstore.errors import (
@@ -132,7 +132,7 @@ class Ingest:
         return ([] if known else [RunStarted(name=self.report.name)]) + self._opening
 
     def _run_exists(self, connection: Connection) -> bool:
-        return bool(connection.execute(select(exists().where(run.c.id == self.report.run_id))).scalar())
+        return bool(connection.execute(_RUN_EXISTS, {"run_id": self.report.run_id}).scalar())
 
     def _stored(self, seq: int, digest: str) -> _Held | None:
         """The story already at ``seq`` if it is this text; a different text there is a conflict."""
@@ -584,10 +584,15 @@ def _pack_start(items: list[_Ready], at: int) -> int:
     return at
 
 
+# built once: each story and each group runs them
+_RECORD_SIZE = select(record.c.stored_size).where(record.c.hash == bindparam("hash_"))
+_RUN_EXISTS = select(exists().where(run.c.id == bindparam("run_id")))
+
+
 def _known_record(connection: Connection, digest: str) -> encoding.Encoded | None:
     """A record the store already holds under ``digest`` (the same text in another run,
     such as shared initial conditions): it is reused, not encoded or written again."""
-    if connection.execute(select(record.c.stored_size).where(record.c.hash == digest)).scalar() is None:
+    if connection.execute(_RECORD_SIZE, {"hash_": digest}).scalar() is None:
         return None
     blob = fetch_record(CoreRows(connection), digest)
     return encoding.from_layout(blob, codec.layout(blob))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from datetime import datetime, timezone
 
-from sqlalchemy import Connection, func, insert, select
+from sqlalchemy import Connection, bindparam, func, insert, select
 
 from snapstore.store import projections
 from snapstore.store.events import Event
@@ -26,6 +26,10 @@ def stamp(moment: datetime) -> str:
     """A moment as events store it (UTC, microseconds), so that stamps compare as text in
     time order; a moment without a time zone is the machine's local time."""
     return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+_LAST_VERSION = select(func.coalesce(func.max(event.c.version), 0)).where(event.c.run_id == bindparam("run_id"))
+_INSERT_EVENT = insert(event)
 
 
 def append(connection: Connection, run_id: str, events: list[Event]) -> None:
@@ -46,10 +50,8 @@ def append(connection: Connection, run_id: str, events: list[Event]) -> None:
         connection.exec_driver_sql("SELECT set_config('application_name', %(name)s, true)",
                                    {"name": f"snapstore pid {os.getpid()} run {run_id}"})
         connection.exec_driver_sql("LOCK TABLE event IN EXCLUSIVE MODE")
-    version = connection.execute(
-        select(func.coalesce(func.max(event.c.version), 0)).where(event.c.run_id == run_id)
-    ).scalar_one()
+    version = connection.execute(_LAST_VERSION, {"run_id": run_id}).scalar_one()
     rows = [{"run_id": run_id, "version": version + number, "type": item.type, "recorded_at": now(),
              "payload": item.payload()} for number, item in enumerate(events, start=1)]
-    connection.execute(insert(event), rows)  # one multi-row insert
+    connection.execute(_INSERT_EVENT, rows)  # one multi-row insert
     projections.apply_all(connection, run_id, [(item, row["recorded_at"]) for item, row in zip(events, rows)])

@@ -175,8 +175,13 @@ def any_key(connection: Connection, column: Any) -> ColumnElement[bool]:
     return column.in_(select(observable_key.c.id))
 
 
+_RUN_NUMBER = select(run.c.number).where(run.c.id == bindparam("run_id"))  # built once: ingest runs it each group
+_KEY_IDS = select(observable_key.c.key, observable_key.c.id).where(
+    observable_key.c.key.in_(bindparam("keys", expanding=True)))
+
+
 def _number(connection: Connection, run_id: str) -> int:
-    return connection.execute(select(run.c.number).where(run.c.id == run_id)).scalar_one()
+    return connection.execute(_RUN_NUMBER, {"run_id": run_id}).scalar_one()
 
 
 def _stored_split(connection: Connection, number: int) -> RunSplit:
@@ -229,8 +234,7 @@ def _key_ids(connection: Connection, keys: set[str]) -> dict[str, int]:
 def _known_ids(connection: Connection, keys: set[str]) -> dict[str, int]:
     if not keys:
         return {}
-    return dict(connection.execute(select(observable_key.c.key, observable_key.c.id)
-                                   .where(observable_key.c.key.in_(keys))).all())
+    return dict(connection.execute(_KEY_IDS, {"keys": sorted(keys)}).all())
 
 
 class RunMeasure:
