@@ -296,15 +296,26 @@ class _SlowWorker:
         answer.value = encoding.encode(*answer.request)
 
 
-def test_while_it_waits_the_ingest_encodes_from_the_back_and_a_failure_waits_its_turn(monkeypatch) -> None:
-    with open_source(seed500_or_sample() / "kira.out.gz") as stream:
-        texts = [root.text.encode() for root in iter_root_texts(stream, "kira")][:4]
-    texts[3] = texts[3].replace(b"(Dynamics", b"(Dynamics\n\xff", 1)  # not UTF-8: its encoding fails
+@pytest.fixture
+def slow_worker(monkeypatch) -> _SlowWorker:
+    """A ``_SlowWorker`` as the process's worker, ready at once on a machine of two cores."""
     worker = _SlowWorker()
     monkeypatch.setattr(encoding, "WARM_AFTER", 0)
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     monkeypatch.setattr(encoding, "_worker", worker)
     monkeypatch.setattr(encoding, "_started", lambda: worker)
+    return worker
+
+
+def _first_texts(count: int) -> list[bytes]:
+    with open_source(seed500_or_sample() / "kira.out.gz") as stream:
+        return [root.text.encode() for root in iter_root_texts(stream, "kira")][:count]
+
+
+def test_while_it_waits_the_ingest_encodes_from_the_back_and_a_failure_waits_its_turn(slow_worker) -> None:
+    worker = slow_worker
+    texts = _first_texts(4)
+    texts[3] = texts[3].replace(b"(Dynamics", b"(Dynamics\n\xff", 1)  # not UTF-8: its encoding fails
     encoder = encoding.Encoder(check=True)
     answers = [encoder.submit(text, hashlib.sha256(text).hexdigest()) for text in texts]
     assert worker.sent == texts[:encoding.AHEAD] and len(encoder.queued) == 2
@@ -381,16 +392,11 @@ def test_closing_a_worker_whose_answers_are_unread_does_not_wait_for_it(worker_a
 
 
 
-def test_a_waiting_ingest_keeps_the_last_queued_story_rather_than_fill_the_worker(monkeypatch) -> None:
+def test_a_waiting_ingest_keeps_the_last_queued_story_rather_than_fill_the_worker(slow_worker) -> None:
     """At a stream's end the worker holds one story and one is queued: the process that
     waits encodes that one itself, rather than send it and wait for the worker to do both."""
-    with open_source(seed500_or_sample() / "kira.out.gz") as stream:
-        texts = [root.text.encode() for root in iter_root_texts(stream, "kira")][:4]
-    worker = _SlowWorker()
-    monkeypatch.setattr(encoding, "WARM_AFTER", 0)
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(encoding, "_worker", worker)
-    monkeypatch.setattr(encoding, "_started", lambda: worker)
+    worker = slow_worker
+    texts = _first_texts(4)
     encoder = encoding.Encoder(check=True)
     answers = [encoder.submit(text, hashlib.sha256(text).hexdigest()) for text in texts]
     worker.receive()  # the worker answers the first two stories
