@@ -56,6 +56,8 @@ _DELETE_PARAMETERS = delete(parameter).where(parameter.c.run_id == bindparam("ru
 _FIRST_WHOLE = select(func.min(snapshot.c.seq)).where(snapshot.c.run_id == bindparam("run_id"),
                                                      snapshot.c.kind == "snapshot")
 _RUN_ROW = select(run).where(_THE_RUN)
+_ADD_PACK_BYTES = update(run).where(_THE_RUN).values(text_bytes=run.c.text_bytes + bindparam("text_"),
+                                                     stored_bytes=run.c.stored_bytes + bindparam("stored_"))
 
 
 @functools.cache
@@ -168,9 +170,8 @@ def snapshots_appended(connection: Connection, run_id: str, items: list[Snapshot
 
 def _pack_appended(connection: Connection, run_id: str, item: PackAppended, recorded_at: str) -> None:
     """A pack of partial stories: one ``story_pack`` row; they count for the run's bytes only."""
-    connection.execute(insert(story_pack).values(**pack_row(run_id, item)))
-    connection.execute(update(run).where(run.c.id == run_id).values(
-        text_bytes=run.c.text_bytes + sum(item.sizes), stored_bytes=run.c.stored_bytes + item.stored_size))
+    connection.execute(insert(story_pack), pack_row(run_id, item))
+    connection.execute(_ADD_PACK_BYTES, {"run_id": run_id, "text_": sum(item.sizes), "stored_": item.stored_size})
 
 
 def _ingest_finished(connection: Connection, run_id: str, item: IngestFinished, recorded_at: str) -> None:
