@@ -47,7 +47,7 @@ from snapstore.store.schema import (
 
 # The statements of every ingest, built once with their values bound when run: building one
 # costs more than SQLite's work for it (snapshots_appended: 450 -> 150 us).
-_RUN_NUMBER = select(func.coalesce(func.max(run.c.number), 0) + 1)
+_NEXT_RUN_NUMBER = select(func.coalesce(func.max(run.c.number), 0) + 1)
 _THE_RUN = run.c.id == bindparam("run_id")
 _DELETE_INPUT = delete(input_file).where(input_file.c.run_id == bindparam("run_id"),
                                          input_file.c.role == bindparam("role_"))
@@ -93,7 +93,7 @@ def apply_all(connection: Connection, run_id: str, items: list[tuple[Event, str]
 
 def _run_started(connection: Connection, run_id: str, item: RunStarted, recorded_at: str) -> None:
     # runs are numbered in log order: appends are serialized, and a replay numbers them alike
-    number = connection.execute(_RUN_NUMBER).scalar()
+    number = connection.execute(_NEXT_RUN_NUMBER).scalar()
     connection.execute(insert(run), {"id": run_id, "name": item.name, "status": "open", "started_at": recorded_at,
                                      "n_snapshots": 0, "text_bytes": 0, "stored_bytes": 0, "number": number})
 
