@@ -13,6 +13,7 @@ The references, each the tested twin of one function here:
 - ``unshuffle``: ``codec.intpack.unshuffle_reference``; ``stars``: ``codec.stars.star_table_reference``
 - ``pack_ints``, ``pack_floats``: ``pack_ints_reference`` and ``pack_floats_reference`` in ``codec.intpack``
 - ``whole``, ``powers_of_two``: ``as_whole_reference`` and ``powers_of_two_reference`` in ``codec.numbers``
+- ``decimal_exponents``: ``decimal_exponents_reference`` in ``codec.precision``
 - ``columns``: ``validate.column``, ``Column.unpack`` and ``Column.render_spec``, column by column
 
 A record the kernel cannot print or place is CorruptRecordError, as from the reference.
@@ -129,12 +130,13 @@ def format_floats(values: np.ndarray, codes: np.ndarray) -> list[str] | None:
     return _built.format_floats(np.ascontiguousarray(values, np.float64), np.ascontiguousarray(codes, np.uint8))
 
 
-def columns(packed: Sequence, occurrences: list[int], max_tokens: int) -> list[tuple | None] | None:
+def columns(packed: Sequence, occurrences: list[int], max_tokens: int,
+            predicted_codes: bool) -> list[tuple | None] | None:
     """Each packed column of a record read back, checked (``max_tokens``: validate's bound) and
     unpacked to the tuple ``render`` takes; None for a column the reference reads (one predicted
     from another, held in the hot section or of powers of two, and any it would refuse), or
-    for them all."""
-    return None if COMPILED is None else _built.columns(packed, occurrences, max_tokens)
+    for them all.  ``predicted_codes``: format 4's format codes (``codec.precision``)."""
+    return None if COMPILED is None else _built.columns(packed, occurrences, max_tokens, predicted_codes)
 
 
 def unshuffle(data: bytes, itemsize: int) -> bytearray | None:
@@ -170,6 +172,11 @@ def whole(values: np.ndarray) -> np.ndarray | Literal[False] | None:
         return None
     found = _built.whole(values)
     return False if found is None else np.frombuffer(found, np.int64)
+
+
+def decimal_exponents(values: np.ndarray) -> np.ndarray | None:
+    """A C-contiguous float64 array's decimal exponents (int64), as ``codec.precision`` defines them."""
+    return None if COMPILED is None else np.frombuffer(_built.decimal_exponents(values), np.int64)
 
 
 def powers_of_two(values: np.ndarray, bias: int) -> np.ndarray | Literal[False] | None:

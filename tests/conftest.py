@@ -55,17 +55,28 @@ def sample() -> Path:
     return SAMPLE
 
 
-@pytest.fixture
-def v1_store(tmp_path) -> Path:
-    """A copy of the SQLite store the format-1 release wrote (tests/data/README.md), brought
-    to the current schema by ``snapstore db upgrade`` as its refusal to open tells a user to."""
+def _pinned_store(tmp_path: Path, name: str) -> Path:
+    """A copy of a SQLite store an earlier release wrote (tests/data/README.md), brought to the
+    current schema by ``snapstore db upgrade`` as its refusal to open tells a user to."""
     from snapstore import operations
 
-    target = tmp_path / "v1-store.db"
-    with gzip.open(Path(__file__).parent / "data" / "v1-store.db.gz") as source:
+    target = tmp_path / name
+    with gzip.open(Path(__file__).parent / "data" / f"{name}.gz") as source:
         target.write_bytes(source.read())
     operations.migrate_schema(f"sqlite:///{target}", "upgrade")
     return target
+
+
+@pytest.fixture
+def v1_store(tmp_path) -> Path:
+    """The store the format-1 release wrote, at the current schema."""
+    return _pinned_store(tmp_path, "v1-store.db")
+
+
+@pytest.fixture
+def v3_store(tmp_path) -> Path:
+    """The store the last format-3 release wrote, at the current schema."""
+    return _pinned_store(tmp_path, "v3-store.db")
 
 
 @pytest.fixture(scope="session")

@@ -307,10 +307,13 @@ def mutate_documents(full: dict, hot: dict, rng: random.Random) -> None:
         parent[key] = _mutated_value(parent[key], rng)  # type: ignore[index]
 
 
-def reframed(full: dict, hot: dict, key: bytes, version: int) -> bytes:
-    """Documents framed with valid checksums, in format 3 or 2 (format 1 has no hot frame)."""
-    if version == 3:
-        return framing.frame(hot, full, key)
+def reframed(full: dict, hot: dict, key: bytes, version: int = framing.FORMAT_VERSION) -> bytes:
+    """Documents framed with valid checksums, in format 4, 3 or 2 (format 1 has no hot frame;
+    3 is 4's framing, with the codes of format 2)."""
+    if version >= 3:
+        record = bytearray(framing.frame(hot, full, key))
+        record[4] = version  # no checksum covers the version byte
+        return bytes(record)
     hot_frame = framing._compressor(3, False).compress(msgpack.packb(hot, use_bin_type=True))
     full_frame = framing._compressor(3, True).compress(msgpack.packb(full, use_bin_type=True))
     return (struct.pack("<4sBIII", b"SNPS", 2, len(hot_frame), zlib.crc32(hot_frame), zlib.crc32(full_frame))
@@ -362,6 +365,13 @@ def _powers(rng: random.Random, size: int) -> np.ndarray:
                      for _ in range(size)])
 
 
+def _tens(rng: random.Random, size: int) -> np.ndarray:
+    """Powers of ten and their neighbours: where a decimal exponent changes."""
+    tens = [float(f"1e{rng.randrange(-325, 310)}") * rng.choice([1, -1]) for _ in range(size)]
+    return np.array([rng.choice([x, np.nextafter(x, 0.0), np.nextafter(x, np.inf), np.nextafter(x, -np.inf)])
+                     for x in tens])
+
+
 def _body(rng: random.Random) -> bytes:
     tokens = [random_token(rng) for _ in range(rng.randrange(0, 12))]
     return rng.choice([" ", "  ", "\n"]).join(tokens).encode("utf-8", "surrogatepass")
@@ -411,6 +421,8 @@ def kernel_arguments(name: str, rng: random.Random) -> tuple:
     if name in ("pack_floats", "whole"):
         return (rng.choice([_floats(rng, n), _whole_floats(rng, n), np.full(n, rng.choice([0.0, -0.0, 2.5])),
                             _int64s(rng, n)]),)
+    if name == "decimal_exponents":
+        return (rng.choice([_floats(rng, n), _whole_floats(rng, n), _powers(rng, n), _tens(rng, n), _int64s(rng, n)]),)
     if name == "powers_of_two":
         return rng.choice([_powers(rng, n), _floats(rng, n), _whole_floats(rng, n)]), \
             rng.choice([1100, 1100, 0, -1, 2**40, 2**41, 2**63 - 1])
@@ -455,9 +467,10 @@ def _base_columns() -> list[tuple[list, list[int]]]:
     return found
 
 
-def _columns_arguments(rng: random.Random) -> tuple[list, list[int], int]:
+def _columns_arguments(rng: random.Random) -> tuple[list, list[int], int, bool]:
     """A record's packed columns with one to three places changed, their numbers of values
-    (one of them sometimes wrong), and the bound on values a record holds."""
+    (one of them sometimes wrong), the bound on values a record holds, and whether its
+    format codes are format 4's."""
     packed, occurrences = rng.choice(_base_columns())
     packed, occurrences = msgpack.unpackb(msgpack.packb(packed), raw=False), list(occurrences)
     for _ in range(rng.randrange(0, 4)):
@@ -466,7 +479,7 @@ def _columns_arguments(rng: random.Random) -> tuple[list, list[int], int]:
         parent[key] = _mutated_value(parent[key], rng)  # type: ignore[index]
     if rng.random() < 0.2:
         occurrences[rng.randrange(len(occurrences))] += rng.choice([-1, 1, 2**40, -(2**40)])
-    return packed, occurrences, MAX_TOKENS
+    return packed, occurrences, MAX_TOKENS, rng.random() < 0.7
 
 
 def spec_form(spec: tuple) -> tuple:
@@ -475,9 +488,10 @@ def spec_form(spec: tuple) -> tuple:
                  if isinstance(item, (list, tuple)) else item for item in spec)
 
 
-def column_reference(packed: object, index: int, occurrences: int) -> tuple | None:
-    """The render spec the reference reads from one packed column; None where it refuses the
-    column or needs the rest of the record (a prediction, the hot section)."""
+def column_reference(packed: object, index: int, occurrences: int, predicted_codes: bool = True) -> tuple | None:
+    """The render spec the reference reads from one packed column (format 4's codes, or those of
+    an earlier format); None where it refuses the column or needs the rest of the record (a
+    prediction, the hot section)."""
     from snapstore.codec import validate
     from snapstore.codec.numbers import Column
 
@@ -485,21 +499,23 @@ def column_reference(packed: object, index: int, occurrences: int) -> tuple | No
         checked = validate.column(packed, index, occurrences)
         if checked[3] != "s" and checked[4][0] in ("d", "h"):
             return None
-        return spec_form(Column.unpack(checked[:-2]).render_spec())
+        return spec_form(Column.unpack(checked[:-2], predicted_codes=predicted_codes).render_spec())
     except CorruptRecordError:
         return None
 
 
 def _columns_agree(arguments: tuple, result: list | None) -> None:
     """Every column the kernel reads, the reference reads the same (it may leave any to it)."""
-    packed, occurrences, _ = arguments
+    packed, occurrences, _, predicted_codes = arguments
     for index, spec in enumerate(result or ()):
-        if spec is not None and column_reference(packed[index], index, occurrences[index]) != spec_form(spec):
+        if spec is not None and column_reference(packed[index], index, occurrences[index],
+                                                 predicted_codes) != spec_form(spec):
             raise Finding(f"kernel columns: column {index} read where the reference refuses it or reads it otherwise")
 
 
 KERNEL_FUNCTIONS = ("split_roots", "scan", "type_column", "intern_templates", "render", "format_floats",
-                    "unshuffle", "stars", "columns", "pack_ints", "pack_floats", "whole", "powers_of_two")
+                    "unshuffle", "stars", "columns", "pack_ints", "pack_floats", "whole", "powers_of_two",
+                    "decimal_exponents")
 
 
 def _resumed(text: str, rng: random.Random) -> tuple:
@@ -608,6 +624,12 @@ def _whole_reference(values: np.ndarray) -> bytes | str | None:
     return "no" if found is None else found.tobytes()
 
 
+def _decimal_exponents_reference(values: np.ndarray) -> bytes | None:
+    from snapstore.codec.precision import decimal_exponents_reference
+
+    return decimal_exponents_reference(values).tobytes() if values.dtype == np.float64 else None
+
+
 def _powers_of_two_reference(values: np.ndarray, bias: int) -> bytes | str | None:
     from snapstore.codec.numbers import _POWER_BIAS, powers_of_two_reference
 
@@ -625,6 +647,7 @@ _KERNEL_REFERENCES: dict[str, Callable[..., object]] = {
     "pack_floats": _pack_floats_reference,
     "whole": _whole_reference,
     "powers_of_two": _powers_of_two_reference,
+    "decimal_exponents": _decimal_exponents_reference,
 }
 
 
@@ -709,7 +732,7 @@ def fuzz(surface: str, cases: int, seed: int, save_to: Path | None = None) -> di
             full, hot = documents_of(source)
             mutate_documents(full, hot, rng)
             try:
-                payload = reframed(full, hot, framing.key(source) or b"\0" * 32, rng.choice([3, 3, 2]))
+                payload = reframed(full, hot, framing.key(source) or b"\0" * 32, rng.choice([4, 4, 3, 2]))
             except (ValueError, TypeError, OverflowError):
                 continue  # msgpack cannot pack the mutation: no record to read
             run = lambda p=payload: record_case(p)  # noqa: E731

@@ -75,7 +75,7 @@ def columns_read_alike(record: bytes) -> None:
     the hot section or of powers of two, and reads each as the reference does."""
     packed = framing.documents(record)[0]["cols"]
     occurrences = [len(column.values()) for column in codec.layout(record).columns]
-    specs = kernel.columns(packed, occurrences, validate.MAX_TOKENS)
+    specs = kernel.columns(packed, occurrences, validate.MAX_TOKENS, True)
     assert specs is not None and len(specs) == len(packed)
     for index, (column, spec) in enumerate(zip(packed, specs)):
         assert (spec is None) == (column[3] != "s" and column[4][0] in ("d", "h", "p")), index
@@ -86,6 +86,25 @@ def columns_read_alike(record: bytes) -> None:
 def test_the_sample_records_columns_are_read_in_the_kernel_as_in_the_reference() -> None:
     for story in base_stories():
         columns_read_alike(codec.encode_text(story))
+
+
+def test_format_3_records_read_alike_in_the_kernel_and_the_reference(v3_store) -> None:
+    import sqlite3
+
+    with sqlite3.connect(v3_store) as connection:
+        records = [data for (data,) in connection.execute("select data from record")]
+    for record in records:
+        text, reference_text = both(codec.decode_text, record)
+        assert text == reference_text
+        stars, reference_stars = both(codec.particles, record)
+        assert stars.tobytes() == reference_stars.tobytes()
+        packed = framing.documents(record)[0]["cols"]
+        occurrences = [len(column.values()) for column in codec.layout(record).columns]
+        specs = kernel.columns(packed, occurrences, validate.MAX_TOKENS, False)
+        assert specs is not None and sum(spec is not None for spec in specs) > 10
+        for index, (column, spec) in enumerate(zip(packed, specs)):
+            if spec is not None:
+                assert spec_form(spec) == column_reference(column, index, occurrences[index], False), index
 
 
 @pytest.mark.variants
@@ -168,7 +187,7 @@ def test_pure_mode_is_chosen_by_the_environment_and_reported(tmp_path) -> None:
     version = subprocess.run([sys.executable, "-m", "snapstore.cli", "--version"],
                              env={k: v for k, v in os.environ.items() if k != "SNAPSTORE_PURE"},
                              capture_output=True, text=True, check=True, cwd=tmp_path).stdout
-    assert "compiled kernel" in version and "records: writes format 3, reads 1, 2, 3" in version
+    assert "compiled kernel" in version and "records: writes format 4, reads 1, 2, 3, 4" in version
 
 
 def _roots_or_error(data: bytes) -> list:

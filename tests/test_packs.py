@@ -246,7 +246,7 @@ def test_a_packs_rows_keep_their_places_and_constant_rows_must_be_backed_by_byte
     hot.update(m=constant, r=pack_floats(np.full(3 * hot["n"], 0.5)), v=pack_floats(np.full(3 * hot["n"], 0.5)),
                up=pack_ints(np.full(hot["n"], -1)), i=["f", constant])
     with pytest.raises(CorruptRecordError, match=f"claims {hot['n']} rows that no field stores"):
-        codec.particles(reframed(full, hot, framing.key(record_bytes), 3))
+        codec.particles(reframed(full, hot, framing.key(record_bytes)))
 
 
 def _streams_with_partial_stories() -> list:

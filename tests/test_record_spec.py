@@ -1,10 +1,11 @@
 """docs/record-format.md is enough to read a record: a decoder written from that page
-alone, importing nothing of snapstore.codec, prints every corpus snapshot exactly (formats 2 and 3,
-what snapstore writes) and every record of a store the format-1 release wrote, and reads the
-stars of every corpus snapshot from the hot section alone."""
+alone, importing nothing of snapstore.codec, prints every corpus snapshot exactly (format 4,
+what snapstore writes) and every record of the stores the format-1 and the last format-3 release
+wrote, and reads the stars of every corpus snapshot from the hot section alone."""
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import struct
 import zlib
@@ -38,6 +39,46 @@ def _floats(packed) -> np.ndarray:
     if packed[0] == "c":
         return np.repeat(np.frombuffer(packed[1], "<f8"), packed[2])
     return _unshuffle(packed[1], np.dtype("<f8"), len(packed[1]) // 8)
+
+
+TENS = [float(f"1e{e}") for e in range(-323, 309)]  # the double nearest each power of ten
+
+
+def _decimal_exponent(x: float) -> int:
+    if x == 0 or x != x or abs(x) == float("inf"):
+        return 0
+    return bisect.bisect_right(TENS, abs(x)) - 324  # -324 below them all
+
+
+def _code(stored: int, x: float, storage: str) -> int:
+    """A format-4 format code from its stored number and its token's value."""
+    if stored >= 1152:
+        code = stored - 1024
+        assert code <= 255
+        return code
+    if storage == "p":
+        predicted = 0 if x == 0 else max(0, -(np.frexp(x)[1] - 1))  # x = 2^e: e + 1 is frexp's exponent
+    elif storage == "d":
+        predicted = 0
+    else:
+        predicted = -_decimal_exponent(x)
+    code = stored + predicted
+    assert 0 <= code <= 127
+    return code
+
+
+def _rounded(prediction: int, code: int) -> int:
+    """A d column's prediction at the precision of a format-4 format code."""
+    if code < 128:
+        return prediction
+    m = min(18, _decimal_exponent(float(prediction)) - (code - 128))
+    if m <= 0:
+        return prediction
+    unit = 10**m
+    quotient, remainder = divmod(prediction, unit)
+    if 2 * remainder > unit or (2 * remainder == unit and quotient % 2):
+        quotient += 1
+    return (quotient * unit + 2**63) % 2**64 - 2**63  # wrapping 64-bit arithmetic
 
 
 def _by_occurrence(stored: np.ndarray, width: int) -> np.ndarray:
@@ -101,21 +142,27 @@ def _column_values(columns: list, index: int, cache: dict, doc: dict) -> tuple[l
                                 width)
     else:
         tokens = _by_occurrence(_ints(packed), width)
-        if storage == "d":
-            _, reference_tokens = _column_values(columns, column[-2], cache, doc)
-            reference_owners = _owners(columns, column[-2])
-            prediction = np.zeros_like(tokens)
-            for row, owner in enumerate(owners):
-                hits = np.flatnonzero(reference_owners == owner)
-                if hits.size:
-                    prediction[row] = reference_tokens[hits[0]]
-            tokens = tokens + prediction
+    stored_codes = None if kind_of_values == "i" else _by_occurrence(_ints(column[5]), width)
+    if storage == "d":
+        _, reference_tokens = _column_values(columns, column[-2], cache, doc)
+        reference_owners = _owners(columns, column[-2])
+        prediction = np.zeros_like(tokens)
+        for row, owner in enumerate(owners):
+            hits = np.flatnonzero(reference_owners == owner)
+            if hits.size:
+                prediction[row] = reference_tokens[hits[0]]
+        if doc["version"] == 4 and kind_of_values == "f":
+            prediction = np.array([[_rounded(int(p), _code(int(k), 0.0, "d")) for p, k in zip(row, code_row)]
+                                   for row, code_row in zip(prediction, stored_codes)], dtype=np.int64)
+        tokens = tokens + prediction
     if kind_of_values == "i":
         printed = [" ".join(str(int(t)) for t in row) for row in tokens]
     else:
-        codes = _by_occurrence(_ints(column[5]), width)
+        codes = stored_codes if doc["version"] < 4 else [
+            [_code(int(k), t, storage) for k, t in zip(code_row, row.astype(float).tolist())]
+            for code_row, row in zip(stored_codes, tokens)]
         printed = [" ".join(f"{t:.{c}f}" if c < 128 else f"{t:.{c - 128}e}"  # printf's %.*f and %.*e
-                            for t, c in zip(row.astype(float).tolist(), code_row.tolist()))
+                            for t, c in zip(row.astype(float).tolist(), list(code_row)))
                    for row, code_row in zip(tokens, codes)]
     for occurrence, text in zip(*column[-3]):
         printed[occurrence] = text
@@ -127,9 +174,9 @@ def _column_values(columns: list, index: int, cache: dict, doc: dict) -> tuple[l
 
 
 def _frames(record: bytes) -> tuple[bytes, bytes | None, bytes | None]:
-    """The full frame, the hot frame (None in format 1) and the key (format 3), CRCs checked."""
+    """The full frame, the hot frame (None in format 1) and the key (formats 3 and 4), CRCs checked."""
     magic, version = struct.unpack_from("<4sB", record)
-    assert magic == b"SNPS" and version in (1, 2, 3)
+    assert magic == b"SNPS" and version in (1, 2, 3, 4)
     if version == 1:
         (crc,) = struct.unpack_from("<I", record, 5)
         assert zlib.crc32(record[9:]) == crc
@@ -155,6 +202,7 @@ def decode(record: bytes) -> str:
     dictionary = zstandard.ZstdCompressionDict(data, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
     doc = msgpack.unpackb(zstandard.ZstdDecompressor(dict_data=dictionary).decompress(full), raw=False)
     doc["hot"] = None if hot is None else _hot(hot)
+    doc["version"] = record[4]
     columns, cache = doc["cols"], {}
     values = [iter(_column_values(columns, index, cache, doc)[0]) for index in range(len(columns))]
     lines, free = [], iter(doc["lines"])
@@ -202,8 +250,9 @@ def stars(record: bytes) -> list[tuple]:
     return sorted(out, key=lambda star: star[0])
 
 
-DECODER = ["_unshuffle", "_ints", "_floats", "_by_occurrence", "_owners", "_hot_rows", "_node_rows",
-           "_column_values", "_frames", "_hot", "decode", "stars", "pack_stories"]
+DECODER = ["_unshuffle", "_ints", "_floats", "_decimal_exponent", "_code", "_rounded", "_by_occurrence",
+           "_owners", "_hot_rows", "_node_rows", "_column_values", "_frames", "_hot", "decode", "stars",
+           "pack_stories"]
 
 
 def test_the_decoder_uses_nothing_of_snapstore() -> None:
@@ -228,7 +277,7 @@ def test_a_decoder_written_from_the_spec_reads_every_corpus_record() -> None:
         with open_source(path) as stream:
             for root in iter_root_texts(stream, str(path)):
                 record = snapstore.codec.encode_text(root.text)
-                assert record[4] == 3
+                assert record[4] == 4
                 assert decode(record) == root.text, (path, root.first_line)
                 expected = snapstore.codec.particles(record)
                 found = stars(record)
@@ -263,6 +312,17 @@ def test_the_decoder_reads_every_record_of_a_store_the_format_1_release_wrote(v1
     assert len(rows) == 8 and {codec for _, codec, _ in rows} == {"snapstore-columnar-v1"}
     for text_hash, _, data in rows:
         assert data[4] == 1
+        assert hashlib.sha256(decode(data).encode()).hexdigest() == text_hash
+
+
+def test_the_decoder_reads_every_record_of_the_store_the_last_format_3_release_wrote(v3_store) -> None:
+    import sqlite3
+
+    with sqlite3.connect(v3_store) as connection:
+        rows = connection.execute("select hash, data from record").fetchall()
+    assert len(rows) == 5
+    for text_hash, data in rows:
+        assert data[4] == 3
         assert hashlib.sha256(decode(data).encode()).hexdigest() == text_hash
 
 

@@ -278,10 +278,10 @@ def test_stored_data_is_msgpack_and_json_only(store_url) -> None:
         read_text(SAMPLE / "kira.err.gz")]  # kira's stderr: UTF-8 text in a zstd frame
     full = zstandard.ZstdDecompressor(dict_data=snapstore.codec.dictionary.dictionary())
     for data in map(bytes, records):
-        hot_end = 49 + int.from_bytes(data[5:9], "little")  # format 3: the hot frame, then the full one
+        hot_end = 49 + int.from_bytes(data[5:9], "little")  # formats 3 and 4: the hot frame, then the full one
         document = msgpack.unpackb(full.decompress(data[hot_end:]), raw=False, ext_hook=_no_ext)
         hot = msgpack.unpackb(zstandard.ZstdDecompressor().decompress(data[49:hot_end]), raw=False, ext_hook=_no_ext)
-        assert document["v"] == 3 and hot["n"] == 101  # the root and 100 stars
+        assert document["v"] == 4 and hot["n"] == 101  # the root and 100 stars
 
 
 def _no_ext(code, data):

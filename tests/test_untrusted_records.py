@@ -194,7 +194,7 @@ def test_out_of_memory_in_the_kernel_is_a_memory_error_not_a_crash(tmp_path) -> 
                                               columns, list(structure.lines), structure.final_newline),
             "format_floats": lambda: compiled.format_floats(np.arange(50.0), np.full(50, 131, np.uint8)),
             "unshuffle": lambda: compiled.unshuffle(bytes(800), 8),
-            "columns": lambda: compiled.columns(packed, occurrences, MAX_TOKENS),
+            "columns": lambda: compiled.columns(packed, occurrences, MAX_TOKENS, True),
             "stars": lambda: compiled.stars(rows.parent, rows.index, None, rows.mass,
                                             np.ascontiguousarray(rows.pos.T), np.ascontiguousarray(rows.vel.T)),
         }}
@@ -226,7 +226,7 @@ def _forged(change, story: str | None = None) -> bytes:
     record = codec.encode_text(story or base_stories()[0])
     full, hot = documents_of(record)
     change(full, hot)
-    return reframed(full, hot, framing.key(record), 3)
+    return reframed(full, hot, framing.key(record))
 
 
 def _first(full: dict, kind: str, storage: str | None = None) -> list:
@@ -268,6 +268,14 @@ def _code_above_255(full, hot):
     column[5] = pack_ints(np.full(column[5][2], 300))
 
 
+def _stored_code(storage: str, stored: int):
+    """Format 4: a float column's stored format codes all ``stored``."""
+    def change(full, hot):
+        column = _first(full, "f", storage)
+        column[5] = pack_ints(np.full(column[5][2], stored))
+    return change
+
+
 def _long_hot_array(full, hot):
     hot["m"] = pack_floats(np.ones(hot["n"] + 3))
 
@@ -284,11 +292,16 @@ def _hot_claims_rows(full, hot):
 
 @pytest.mark.parametrize("change", [_width(0), _width(-1), _width(2**61), _huge_count, _negative_override,
                                     _late_override, _bare_integer_item, _int_with_float_storage, _code_above_255,
-                                    _long_hot_array, _hot_claims_rows, _owners_past_the_nodes],
+                                    _long_hot_array, _hot_claims_rows, _owners_past_the_nodes,
+                                    _stored_code("f", 1024 + 256), _stored_code("f", -400),
+                                    _stored_code("h", 2**63 - 1), _stored_code("i", -(2**63)), _stored_code("p", -5000),
+                                    _stored_code("p", 1151)],
                          ids=["width 0", "width -1", "width 2**61", "count 2**40", "override at -1",
                               "override past the end", "bare integer item", "integer column stored as floats",
                               "format code 300", "hot array longer than n", "hot claims 2**40 rows",
-                              "owners past the nodes"])
+                              "owners past the nodes", "exponent code 256", "fixed code below 0",
+                              "stored code 2**63-1", "stored code -2**63", "power of two code below 0",
+                              "power of two code 1151"])
 def test_inconsistent_records_are_refused_alike_by_every_read(change) -> None:
     record = _forged(change)
     outcomes = [same_on_both(lambda read=read: read(record), "read")  # a Finding if the paths differ
@@ -399,7 +412,7 @@ def test_verify_reports_every_bad_record_and_a_hot_section_that_disagrees(tmp_pa
         record = codec.encode_text(texts[seq])
         full, hot = documents_of(record)
         change(full, hot)
-        _replace_record(url, victims[seq].record_hash, reframed(full, hot, framing.key(record), 3))
+        _replace_record(url, victims[seq].record_hash, reframed(full, hot, framing.key(record)))
     with snapstore.open(url) as store:
         problems = [problem for problem in store.verify() if problem.startswith("run ")]  # (then observables)
         assert [p.split(":")[0] for p in problems] == [f"run 'n100-w3-s1' snapshot #{seq}" for seq in forgeries]

@@ -1,10 +1,11 @@
-"""A store the format-1 release wrote keeps working: it reads, verifies and exports
-byte-identically, its arrays equal those of the same text in the current format, and new runs
-(format 3) join it without breaking verify."""
+"""Stores the format-1 and the last format-3 release wrote keep working: they read, verify and
+export byte-identically, their arrays equal those of the same text in the current format, and new
+runs (format 4) join them without breaking verify."""
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import itertools
 import shutil
 import sqlite3
@@ -84,3 +85,36 @@ def test_a_store_of_both_formats_verifies_and_reads_each(v1_store, tmp_path) -> 
         assert store.verify() == []
         assert added.snapshots()[0].text_bytes() == store.run("n100-w3-s1").snapshots()[0].text_bytes()
         assert store.run("n100-w3-s1").dynamics(snapshots=slice(1, None))["pos"].shape == (100, 4, 3)
+
+
+def test_a_format_3_store_reads_verifies_exports_and_takes_format_4_runs(v3_store, tmp_path) -> None:
+    assert _codecs(v3_store) == {"snapstore-columnar-v3": 5}
+    with snapstore.open(str(v3_store)) as store:
+        assert store.verify() == []
+        kept = store.run("n100-w3-s1")
+        output = tmp_path / "kira.out"
+        operations.export(kept, "story", output)
+        assert output.read_text() == "".join(_head(SAMPLE / "kira.out.gz", 2))
+        # the whole sample: its initial conditions and first two snapshots are texts the store holds in format 3
+        added = store.ingest(SAMPLE, name="added")
+        assert _codecs(v3_store) == {"snapstore-columnar-v3": 5, snapstore.codec.CODEC_NAME: 3, "text+zstd": 1}
+        assert store.verify() == []
+        assert [item.text_bytes() for item in added.snapshots()] == [
+            *(item.text_bytes() for item in kept.snapshots()),
+            *(text.encode() for text in _head(SAMPLE / "kira.out.gz", 5)[2:])]
+        for field in ("mass", "pos", "vel"):
+            np.testing.assert_array_equal(kept.dynamics()[field], added.dynamics(snapshots=slice(0, 3))[field])
+
+
+def test_format_3_records_read_as_the_format_4_records_of_their_texts(v3_store) -> None:
+    with sqlite3.connect(v3_store) as connection:
+        rows = connection.execute("select hash, data from record").fetchall()
+    for text_hash, data in rows:
+        text = snapstore.codec.decode_text(data)
+        assert data[4] == 3 and hashlib.sha256(text.encode()).hexdigest() == text_hash
+        again = snapstore.codec.encode_text(text)
+        assert again[4] == 4 and len(again) < len(data)
+        np.testing.assert_array_equal(snapstore.codec.particles(data), snapstore.codec.particles(again))
+        before, after = snapstore.codec.layout(data), snapstore.codec.layout(again)
+        before.check_whole()
+        assert [column.values() for column in before.columns] == [column.values() for column in after.columns]

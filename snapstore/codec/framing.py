@@ -5,6 +5,8 @@ full one, each with its own CRC-32, so the hot frame is read and checked alone.
 Format 3 is format 2 with the record's key in its header: the sha256 of the text it
 holds, covered by the hot frame's CRC, so a read that asks for one text can tell a
 misplaced record (a payload file swapped for another) from the one it wanted.
+Format 4 has format 3's bytes; its documents store format codes against a prediction
+(``precision.py``).
 Every read checks the CRC of what it decompresses and zstd's content checksum, and
 refuses a frame that claims more content than any frame of its size can hold.
 """
@@ -22,8 +24,8 @@ from snapstore.codec.dictionary import dictionary
 from snapstore.errors import CorruptRecordError
 
 MAGIC = b"SNPS"
-FORMAT_VERSION = 3  # what this code writes; it reads every version in KNOWN_VERSIONS
-KNOWN_VERSIONS = (1, 2, 3)
+FORMAT_VERSION = 4  # what this code writes; it reads every version in KNOWN_VERSIONS
+KNOWN_VERSIONS = (1, 2, 3, 4)
 _V1 = struct.Struct("<4sBI")       # magic, version, CRC-32 of the frame
 _V2 = struct.Struct("<4sBIII")     # magic, version, hot frame length, CRC-32 of each frame
 _V3 = struct.Struct("<4sBI32sII")  # magic, version, hot frame length, key, CRC-32 of key + hot frame, of full frame
@@ -71,13 +73,14 @@ def _crc(data: bytes | memoryview, covered: bytes = b"") -> int:
 
 
 def frame(hot: dict, full: dict, key: bytes, level: int = ZSTD_LEVEL) -> bytes:
-    """A format-3 record of the hot and the full document, under ``key`` (the raw sha256
-    of the text it holds)."""
+    """A record of the hot and the full document (format ``FORMAT_VERSION``, in format 3's
+    framing), under ``key`` (the raw sha256 of the text it holds)."""
     if len(key) != 32:
         raise ValueError("a record's key is a 32-byte sha256")
     hot_frame = _compressor(level, False).compress(msgpack.packb(hot, use_bin_type=True))
     full_frame = _compressor(level, True).compress(msgpack.packb(full, use_bin_type=True))
-    return _V3.pack(MAGIC, 3, len(hot_frame), key, _crc(hot_frame, key), _crc(full_frame)) + hot_frame + full_frame
+    header = _V3.pack(MAGIC, FORMAT_VERSION, len(hot_frame), key, _crc(hot_frame, key), _crc(full_frame))
+    return header + hot_frame + full_frame
 
 
 def version(record: bytes) -> int:
@@ -145,7 +148,7 @@ def _unpacked(data: memoryview, crc: int, with_dictionary: bool, covered: bytes 
         raise CorruptRecordError(f"record cannot be decoded: {exc}") from None
 
 
-_HEADERS = {2: _V2, 3: _V3}
+_HEADERS = {2: _V2, 3: _V3, 4: _V3}
 
 
 def hot_document(record: bytes) -> dict | None:

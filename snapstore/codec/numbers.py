@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from snapstore import kernel
+from snapstore.codec import precision
 from snapstore.codec.intpack import pack_floats, pack_ints, unpack_floats, unpack_ints
 from snapstore.codec.validate import in_range
 
@@ -102,7 +103,8 @@ def as_whole_reference(floats: np.ndarray) -> np.ndarray | None:
 class Column:
     """The values of one ``(story kind, key, width)`` column, as tokens or arrays."""
 
-    __slots__ = ("_codes", "_packed_codes", "floats", "ints", "key", "kind", "overrides", "strings", "type", "width")
+    __slots__ = ("_code_storage", "_codes", "_packed_codes", "floats", "ints", "key", "kind", "overrides", "strings",
+                 "type", "width")
 
     def __init__(self, kind: str, key: str, width: int) -> None:
         self.kind = kind
@@ -113,6 +115,7 @@ class Column:
         self.floats: np.ndarray | None = None
         self._codes: np.ndarray | None = None
         self._packed_codes: list | None = None
+        self._code_storage: str | None = None  # format 4: how the numbers are stored, which predicts the codes
         self.strings: list[str] | None = None
         self.overrides: dict[int, str] = {}
 
@@ -192,7 +195,9 @@ class Column:
     def codes(self) -> np.ndarray | None:
         """Each float token's format code; decoded on first use, as numbers() needs none."""
         if self._codes is None and self._packed_codes is not None:
-            self._codes = self._by_token(in_range(unpack_ints(self._packed_codes), "format codes", 0, 255))
+            stored = self._by_token(unpack_ints(self._packed_codes))
+            self._codes = in_range(stored, "format codes", 0, 255) if self._code_storage is None \
+                else precision.codes_from_stored(stored, self.floats, self._code_storage)
         return self._codes
 
     def integral(self) -> np.ndarray | None:
@@ -209,36 +214,43 @@ class Column:
 
         ``reference``, when given, is a prediction of ``integral()`` (from another
         column of the same stories); only the residual is stored.  ``held`` names the
-        hot-section field that holds the numbers instead (format 2).
+        hot-section field that holds the numbers instead (format 2).  Format codes are
+        stored against what each token's value predicts (format 4, ``precision.py``).
         """
         head = [self.kind, self.key, self.width, self.type]
         if self.type == "s":
             return head + [self.strings]
         overrides = [list(self.overrides), list(self.overrides.values())]
-        float_codes = self.codes
-        codes = [] if float_codes is None else [pack_ints(self._by_component(float_codes.astype(np.int64)))]
+        whole = None if held is not None else self.integral()
+        powers = None
         if held is not None:
-            return head + [["h", held]] + codes + [overrides]
-        whole = self.integral()
-        if whole is None:
-            floats = self.floats
-            assert floats is not None  # a typed column that is not whole numbers holds floats
-            powers = _powers_of_two(floats)
-            if powers is not None:
-                return head + [["p", pack_ints(self._by_component(powers))]] + codes + [overrides]
-            return head + [["f", pack_floats(self._by_component(floats))]] + codes + [overrides]
-        if reference is None:
-            return head + [["i", pack_ints(self._by_component(whole))]] + codes + [overrides]
-        return head + [["d", pack_ints(self._by_component(whole - reference))]] + codes + [overrides]
+            stored: list = ["h", held]
+        elif whole is None:
+            assert self.floats is not None  # a typed column that is not whole numbers holds floats
+            powers = _powers_of_two(self.floats)
+            stored = ["f", pack_floats(self._by_component(self.floats))] if powers is None \
+                else ["p", pack_ints(self._by_component(powers))]
+        elif reference is None:
+            stored = ["i", pack_ints(self._by_component(whole))]
+        else:
+            if self.type == "f":
+                reference = precision.rounded_at(reference, self.codes)  # type: ignore[arg-type]
+            stored = ["d", pack_ints(self._by_component(whole - reference))]
+        if self.type == "i":
+            return head + [stored, overrides]
+        codes = precision.stored_codes(self.codes, self.floats, stored[0])  # type: ignore[arg-type]
+        return head + [stored, pack_ints(self._by_component(codes)), overrides]
 
     def _by_component(self, tokens: np.ndarray) -> np.ndarray:
         return tokens.reshape(-1, self.width).T.ravel() if self.width > 1 else tokens
 
     # -- decoding -----------------------------------------------------------------
     @classmethod
-    def unpack(cls, packed: Sequence, reference: np.ndarray | None = None, held: np.ndarray | None = None) -> Column:
+    def unpack(cls, packed: Sequence, reference: np.ndarray | None = None, held: np.ndarray | None = None,
+               predicted_codes: bool = True) -> Column:
         """Inverse of ``pack``; ``reference`` as given to ``pack``, ``held`` the tokens a
-        hot section holds for a column packed with ``held``."""
+        hot section holds for a column packed with ``held``; ``predicted_codes`` False for a
+        record of format 1 to 3, whose format codes are stored as they are."""
         column = cls(packed[0], packed[1], packed[2])
         column.type = packed[3]
         if column.type == "s":
@@ -255,12 +267,18 @@ class Column:
         else:
             tokens = column._by_token(unpack_ints(data))
             if storage == "d":
+                assert reference is not None, "the layout passes the prediction of a d column"
+                if column.type == "f" and predicted_codes:  # format 4 predicts at the printed precision
+                    column._code_storage = storage
+                    column._packed_codes = packed[5]
+                    reference = precision.rounded_at(reference, column.codes)  # type: ignore[arg-type]
                 tokens = tokens + reference
         if column.type == "i":
             column.ints = tokens
         else:
             column.floats = tokens.astype(np.float64)
             column._packed_codes = packed[5]
+            column._code_storage = storage if predicted_codes else None
         column.overrides = dict(zip(*packed[-1]))
         return column
 

@@ -110,7 +110,7 @@ def layout_of_text(text: bytes) -> Layout:
 
 def layout(record: bytes) -> Layout:
     """Check and unpack a record's structure without printing any text."""
-    return Layout(*framing.documents(record))
+    return Layout(*framing.documents(record), version=framing.version(record))
 
 
 def record_star_rows(record: bytes) -> StarRows:

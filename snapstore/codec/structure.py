@@ -13,6 +13,7 @@ import numpy as np
 from snapstore import kernel
 from snapstore.codec import validate
 from snapstore.codec.columns import KeyedColumns, parents_from_depth, predict
+from snapstore.codec.framing import FORMAT_VERSION
 from snapstore.codec.hot import HELD, held_tokens, star_rows_from_hot
 from snapstore.codec.intpack import unpack_ints
 from snapstore.codec.numbers import Column
@@ -24,11 +25,13 @@ class Layout(KeyedColumns):
     """The structure of a record, unpacked; value columns are decoded only when asked for,
     so reading four columns of a snapshot does not pay for the other hundred."""
 
-    def __init__(self, doc: dict, hot: dict | None = None, trusted: bool = False) -> None:
+    def __init__(self, doc: dict, hot: dict | None = None, trusted: bool = False,
+                 version: int = FORMAT_VERSION) -> None:
         """``trusted``: documents this process's encoder just made, not yet a record; every
         record read back is validated whole before use (validate.py), so every decoder
-        sees a consistent layout."""
+        sees a consistent layout.  ``version``: the record's format, as its header says."""
         self._trusted = trusted
+        self._version = version
         self._packed: list = doc["cols"]
         self._tpl: list = doc["tpl"]
         if trusted:
@@ -119,14 +122,15 @@ class Layout(KeyedColumns):
                 prediction = predict(self.owners_at(index), ref_owners, ref_whole, ref.width)
             if packed[3] != "s" and packed[4][0] == "h":
                 held = self._held(packed, self.owners_at(index))
-            found = self._columns[index] = Column.unpack(packed[:-2], prediction, held)
+            found = self._columns[index] = Column.unpack(packed[:-2], prediction, held, self._version >= 4)
         return found
 
     def render_columns(self) -> list[tuple]:
         """Every column as the compiled printer takes it (``Column.render_spec``): those of a
         record read back checked and unpacked by the kernel in one call where it can."""
         if self._specs is None:
-            found = None if self._trusted else kernel.columns(self._packed, self._occurrences, validate.MAX_TOKENS)
+            found = None if self._trusted else kernel.columns(self._packed, self._occurrences, validate.MAX_TOKENS,
+                                                              self._version >= 4)
             self._specs = [None] * self.n_columns if found is None else found
         return [self.column_values(index).render_spec() if spec is None else spec
                 for index, spec in enumerate(self._specs)]

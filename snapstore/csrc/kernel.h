@@ -205,6 +205,11 @@ int sk_whole(const double *values, size_t count, int64_t *out);
 /* numbers._powers_of_two: 1 and each value's signed exponent biased by `bias` (0 for 0.0)
  * when every one is 0.0 or a signed power of two, else 0. */
 int sk_powers_of_two(const double *values, size_t count, int64_t bias, int64_t *out);
+/* precision.decimal_exponents of one value: the largest e in -323..308 with |x| >= the double
+ * nearest 10^e (-324 below 1e-323), 0 for 0, the infinities and NaN. */
+int sk_decimal_exponent(double x);
+/* Format 4 stores an exponent-style code as code + this (precision.EXPONENT_STORED). */
+#define SK_EXPONENT_STORED 1024
 
 /* ---- arrays (stars.c) ------------------------------------------------------------------ */
 int sk_unshuffle(const unsigned char *in, size_t size, size_t width, unsigned char *out, const char **why);

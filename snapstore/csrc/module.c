@@ -585,9 +585,12 @@ static PyObject *places_of(PyObject *const *at, Py_ssize_t count) {
 }
 
 /* The numbers of a typed column in token order (values: 8 bytes each) and, for floats,
- * their format codes; 0 when a code lies outside 0..255 (the reference refuses it). */
+ * their format codes; 0 when a code lies outside 0..255 (the reference refuses it).  With
+ * `predicted` (format 4) a stored code is the code minus the fixed-point code the token's value
+ * predicts, minus its decimal exponent here (storage f or i), or an exponent-style code plus
+ * SK_EXPONENT_STORED (precision.codes_from_stored). */
 static int numbers_of(PyObject *stored, int stored_floats, PyObject *packed_codes, size_t tokens, size_t width,
-                      int floats, unsigned char *scratch, unsigned char *values, unsigned char *codes) {
+                      int floats, int predicted, unsigned char *scratch, unsigned char *values, unsigned char *codes) {
     if (stored_floats) packed_floats_of(stored, (Py_ssize_t)tokens, scratch);
     else packed_ints_of(stored, (Py_ssize_t)tokens, (int64_t *)scratch);
     sk_to_tokens(scratch, tokens, width, values);
@@ -601,9 +604,22 @@ static int numbers_of(PyObject *stored, int stored_floats, PyObject *packed_code
     }
     if (!floats) return 1;
     packed_ints_of(packed_codes, (Py_ssize_t)tokens, (int64_t *)scratch);
+    size_t occurrences = tokens / width;
     for (size_t k = 0; k < tokens; k++) {
         int64_t code;
         memcpy(&code, scratch + 8 * k, 8);
+        if (predicted) {
+            if (code >= 128 + SK_EXPONENT_STORED) {
+                code -= SK_EXPONENT_STORED;
+                if (code > 255) return 0;
+            } else {
+                double value; /* stored component by component: code k is token (k % occurrences, k / occurrences) */
+                memcpy(&value, values + 8 * ((k % occurrences) * width + k / occurrences), 8);
+                if (code < -1024 || code > 1024) return 0; /* out of range whatever the exponent: no overflow below */
+                code -= sk_decimal_exponent(value);
+                if (code > 127) return 0;
+            }
+        }
         if (code < 0 || code > 255) return 0;
         scratch[k] = (unsigned char)code; /* byte k is written after int64 k is read */
     }
@@ -614,7 +630,7 @@ static int numbers_of(PyObject *stored, int stored_floats, PyObject *packed_code
 /* One packed column of `occurrences` values: what render() takes for it, as validate.column,
  * Column.unpack and Column.render_spec make it; None when the reference must read it (a
  * column predicted from another, held in the hot section, of powers of two, or invalid). */
-static PyObject *column_spec(PyObject *packed, Py_ssize_t occurrences, int64_t max_tokens) {
+static PyObject *column_spec(PyObject *packed, Py_ssize_t occurrences, int64_t max_tokens, int predicted) {
     Py_ssize_t n, n_storage, n_at = 0;
     PyObject **part, **storage, **at = NULL, **texts = NULL;
     int64_t width;
@@ -650,7 +666,7 @@ static PyObject *column_spec(PyObject *packed, Py_ssize_t occurrences, int64_t m
     if (!values || !codes || !scratch) {
         if (!scratch) PyErr_NoMemory();
     } else if (!numbers_of(storage[1], stored_floats, floats ? part[5] : NULL, (size_t)tokens, (size_t)width, floats,
-                           scratch, (unsigned char *)PyByteArray_AS_STRING(values),
+                           predicted, scratch, (unsigned char *)PyByteArray_AS_STRING(values),
                            floats ? (unsigned char *)PyByteArray_AS_STRING(codes) : NULL)) {
         result = Py_NewRef(Py_None);
     } else {
@@ -663,18 +679,20 @@ static PyObject *column_spec(PyObject *packed, Py_ssize_t occurrences, int64_t m
     return result;
 }
 
-/* columns(packed columns, occurrences, max_tokens) -> [render() spec | None, one per column];
- * None when the two lists are not of one length.  max_tokens is validate.MAX_TOKENS. */
+/* columns(packed columns, occurrences, max_tokens, predicted codes) -> [render() spec | None, one per
+ * column]; None when the two lists are not of one length.  max_tokens is validate.MAX_TOKENS; predicted
+ * codes: format 4's (numbers_of). */
 static PyObject *columns(PyObject *Py_UNUSED(self), PyObject *args) {
     PyObject *packed, *occurrences, **items;
     Py_ssize_t count;
     long long max_tokens;
-    if (!PyArg_ParseTuple(args, "OO!L", &packed, &PyList_Type, &occurrences, &max_tokens)) return NULL;
+    int predicted;
+    if (!PyArg_ParseTuple(args, "OO!Lp", &packed, &PyList_Type, &occurrences, &max_tokens, &predicted)) return NULL;
     if (!items_of(packed, &count, &items) || PyList_GET_SIZE(occurrences) != count || max_tokens < 1) Py_RETURN_NONE;
     PyObject *result = PyList_New(count);
     for (Py_ssize_t i = 0; result && i < count; i++) {
         int64_t uses;
-        PyObject *spec = int64_of(PyList_GET_ITEM(occurrences, i), &uses) ? column_spec(items[i], (Py_ssize_t)uses, max_tokens)
+        PyObject *spec = int64_of(PyList_GET_ITEM(occurrences, i), &uses) ? column_spec(items[i], (Py_ssize_t)uses, max_tokens, predicted)
                                                                           : Py_NewRef(Py_None);
         if (!spec) Py_CLEAR(result);
         else PyList_SET_ITEM(result, i, spec);
@@ -797,6 +815,21 @@ static PyObject *ints_of_floats(PyObject *arg, int powers, long long bias) {
 /* whole(float64 array) -> bytearray of int64 | None, as numbers.as_whole. */
 static PyObject *whole(PyObject *Py_UNUSED(self), PyObject *arg) { return ints_of_floats(arg, 0, 0); }
 
+/* decimal_exponents(float64 array) -> bytearray of int64, as precision.decimal_exponents_reference. */
+static PyObject *decimal_exponents(PyObject *Py_UNUSED(self), PyObject *arg) {
+    Py_buffer view;
+    if (get_8byte(arg, &view, "d", NULL, "float64") < 0) return NULL;
+    size_t count = (size_t)view.len / 8;
+    PyObject *out = PyByteArray_FromStringAndSize(NULL, view.len);
+    if (out) {
+        int64_t *exponents = (int64_t *)PyByteArray_AS_STRING(out);
+        const double *values = view.buf;
+        for (size_t k = 0; k < count; k++) exponents[k] = sk_decimal_exponent(values[k]);
+    }
+    PyBuffer_Release(&view);
+    return out;
+}
+
 /* powers_of_two(float64 array, bias) -> bytearray of int64 | None, as numbers._powers_of_two. */
 static PyObject *powers_of_two(PyObject *Py_UNUSED(self), PyObject *args) {
     PyObject *values;
@@ -851,6 +884,7 @@ static PyMethodDef methods[] = {
     {"pack_floats", pack_floats, METH_O, "Pack a float64 array bit-exactly as intpack does."},
     {"whole", whole, METH_O, "A float64 array's whole numbers as int64, or None."},
     {"powers_of_two", powers_of_two, METH_VARARGS, "A float64 array's powers of two as biased exponents, or None."},
+    {"decimal_exponents", decimal_exponents, METH_O, "A float64 array's decimal exponents as int64."},
     {NULL, NULL, 0, NULL},
 };
 

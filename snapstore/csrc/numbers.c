@@ -27,6 +27,11 @@ static u128 POW5[MAX_POW5 + 1];
 static long double POW10L[MAX_POW10L + 1];
 static uint64_t POW10[20];
 static locale_t C_LOCALE;
+/* The double nearest 10^e for e from SK_TENS_LOWEST to SK_TENS_HIGHEST (strtod rounds correctly, as
+ * Python's float() does: the reference's table in codec/precision.py is the same doubles). */
+#define SK_TENS_LOWEST (-323)
+#define SK_TENS_HIGHEST 308
+static double TENS[SK_TENS_HIGHEST - SK_TENS_LOWEST + 1];
 
 int sk_numbers_init(void) {
     POW5[0] = 1;
@@ -36,7 +41,27 @@ int sk_numbers_init(void) {
     POW10[0] = 1;
     for (int k = 1; k < 20; k++) POW10[k] = POW10[k - 1] * 10;
     if (!C_LOCALE) C_LOCALE = newlocale(LC_ALL_MASK, "C", (locale_t)0);
-    return C_LOCALE ? SK_OK : SK_NOMEM;
+    if (!C_LOCALE) return SK_NOMEM;
+    for (int e = SK_TENS_LOWEST; e <= SK_TENS_HIGHEST; e++) {
+        char text[8];
+        snprintf(text, sizeof text, "1e%d", e);
+        TENS[e - SK_TENS_LOWEST] = strtod_l(text, NULL, C_LOCALE);
+    }
+    return SK_OK;
+}
+
+int sk_decimal_exponent(double x) {
+    double magnitude = fabs(x);
+    if (!(magnitude > 0) || isinf(magnitude)) return 0; /* 0, NaN and the infinities */
+    int binary;
+    frexp(magnitude, &binary); /* magnitude in [2^(binary-1), 2^binary) */
+    /* an estimate within one of the answer, then the table decides exactly */
+    int e = (int)floor((binary - 1) * 0.30102999566398120);
+    if (e < SK_TENS_LOWEST) e = SK_TENS_LOWEST;
+    if (e > SK_TENS_HIGHEST) e = SK_TENS_HIGHEST;
+    while (e < SK_TENS_HIGHEST && magnitude >= TENS[e + 1 - SK_TENS_LOWEST]) e++;
+    while (e >= SK_TENS_LOWEST && magnitude < TENS[e - SK_TENS_LOWEST]) e--;
+    return e;
 }
 
 /* snprintf of one double in the C locale; the length, or -1 if it does not fit. */
