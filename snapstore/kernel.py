@@ -13,7 +13,7 @@ The references, each the tested twin of one function here:
 - ``unshuffle``: ``codec.intpack.unshuffle_reference``; ``stars``: ``codec.stars.star_table_reference``
 - ``pack_ints``, ``pack_floats``: ``pack_ints_reference`` and ``pack_floats_reference`` in ``codec.intpack``
 - ``whole``, ``powers_of_two``: ``as_whole_reference`` and ``powers_of_two_reference`` in ``codec.numbers``
-- ``decimal_exponents``: ``decimal_exponents_reference`` in ``codec.precision``
+- ``decimal_exponents``, ``stored_codes``, ``codes_from_stored``: their ``_reference`` twins in ``codec.precision``
 - ``columns``: ``validate.column``, ``Column.unpack`` and ``Column.render_spec``, column by column
 
 A record the kernel cannot print or place is CorruptRecordError, as from the reference.
@@ -177,6 +177,20 @@ def whole(values: np.ndarray) -> np.ndarray | Literal[False] | None:
 def decimal_exponents(values: np.ndarray) -> np.ndarray | None:
     """A C-contiguous float64 array's decimal exponents (int64), as ``codec.precision`` defines them."""
     return None if COMPILED is None else np.frombuffer(_built.decimal_exponents(values), np.int64)
+
+
+def stored_codes(codes: np.ndarray, values: np.ndarray, storage: str) -> np.ndarray | None:
+    """Format codes (C-contiguous uint8) stored against their values (float64) as format 4 stores them."""
+    return None if COMPILED is None else np.frombuffer(_built.stored_codes(codes, values, storage), np.int64)
+
+
+def codes_from_stored(stored: np.ndarray, values: np.ndarray | None, storage: str) -> np.ndarray | None:
+    """Format 4's stored format codes (C-contiguous int64) read back; None: the reference decides
+    (it refuses a stored number that gives no code)."""
+    if COMPILED is None:
+        return None
+    found = _built.codes_from_stored(stored, values, storage)
+    return None if found is None else np.frombuffer(found, np.int64)
 
 
 def powers_of_two(values: np.ndarray, bias: int) -> np.ndarray | Literal[False] | None:

@@ -421,6 +421,13 @@ def kernel_arguments(name: str, rng: random.Random) -> tuple:
     if name in ("pack_floats", "whole"):
         return (rng.choice([_floats(rng, n), _whole_floats(rng, n), np.full(n, rng.choice([0.0, -0.0, 2.5])),
                             _int64s(rng, n)]),)
+    if name in ("stored_codes", "codes_from_stored"):
+        storage = rng.choice(["f", "i", "h", "p", "d", "d", "x", "", 5])
+        values = rng.choice([_floats(rng, n), _powers(rng, n), _tens(rng, n), _floats(rng, n + 1)])
+        if name == "stored_codes":
+            return np.array([rng.randrange(256) for _ in range(n)], dtype=np.uint8), values, storage
+        stored = rng.choice([_int64s(rng, n, -330, 460), _int64s(rng, n, 1100, 1300), _int64s(rng, n, -1100, 130)])
+        return stored, None if storage == "d" and rng.random() < 0.5 else values, storage
     if name == "decimal_exponents":
         return (rng.choice([_floats(rng, n), _whole_floats(rng, n), _powers(rng, n), _tens(rng, n), _int64s(rng, n)]),)
     if name == "powers_of_two":
@@ -515,7 +522,7 @@ def _columns_agree(arguments: tuple, result: list | None) -> None:
 
 KERNEL_FUNCTIONS = ("split_roots", "scan", "type_column", "intern_templates", "render", "format_floats",
                     "unshuffle", "stars", "columns", "pack_ints", "pack_floats", "whole", "powers_of_two",
-                    "decimal_exponents")
+                    "decimal_exponents", "stored_codes", "codes_from_stored")
 
 
 def _resumed(text: str, rng: random.Random) -> tuple:
@@ -578,7 +585,7 @@ def kernel_case(name: str, arguments: tuple) -> str:
         raise Finding(f"kernel {name}: {type(exc).__name__}: {exc}") from exc
     if name == "columns":
         _columns_agree(arguments, result)
-    if name in ("whole", "powers_of_two"):  # None there is the answer "not whole", not a refusal
+    if name in ("whole", "powers_of_two", "codes_from_stored"):  # None there is an answer ("not whole", "refused")
         result = "no" if result is None else bytes(result)
     reference = _KERNEL_REFERENCES.get(name)
     if reference is not None:
@@ -624,6 +631,26 @@ def _whole_reference(values: np.ndarray) -> bytes | str | None:
     return "no" if found is None else found.tobytes()
 
 
+def _stored_codes_reference(codes: np.ndarray, values: np.ndarray, storage: object) -> bytes | None:
+    from snapstore.codec.precision import stored_codes_reference
+
+    if storage not in ("f", "i", "h", "p", "d") or values.dtype != np.float64 or values.size != codes.size:
+        return None
+    return stored_codes_reference(codes, values, storage).tobytes()
+
+
+def _codes_from_stored_reference(stored: np.ndarray, values: np.ndarray | None, storage: object) -> bytes | str | None:
+    from snapstore.codec.precision import codes_from_stored_reference
+
+    if storage not in ("f", "i", "h", "p", "d") or stored.dtype != np.int64 or (values is None and storage != "d") \
+            or (values is not None and (values.dtype != np.float64 or values.size != stored.size)):
+        return None
+    try:
+        return codes_from_stored_reference(stored, values, storage).tobytes()
+    except CorruptRecordError:
+        return "no"
+
+
 def _decimal_exponents_reference(values: np.ndarray) -> bytes | None:
     from snapstore.codec.precision import decimal_exponents_reference
 
@@ -648,6 +675,8 @@ _KERNEL_REFERENCES: dict[str, Callable[..., object]] = {
     "whole": _whole_reference,
     "powers_of_two": _powers_of_two_reference,
     "decimal_exponents": _decimal_exponents_reference,
+    "stored_codes": _stored_codes_reference,
+    "codes_from_stored": _codes_from_stored_reference,
 }
 
 

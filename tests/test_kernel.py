@@ -385,3 +385,22 @@ def test_typing_a_float_column_tells_whole_numbers_and_powers_of_two_apart() -> 
     assert _powers_of_two(np.array([0.5, -0.25, 0.0])).tolist() == [1100, -1099, 0]
     for not_power in ([3.0], [-0.0], [np.nan], [np.inf], [0.5, 0.75]):
         assert _powers_of_two(np.array(not_power)) is None
+
+
+def test_format_4_codes_are_stored_and_read_back_alike_in_the_kernel_and_the_reference() -> None:
+    from snapstore.codec.precision import codes_from_stored_reference, stored_codes_reference
+
+    rng = np.random.default_rng(4)
+    values = np.concatenate([rng.standard_normal(300) * 10.0 ** rng.integers(-30, 30, 300), 2.0 ** -np.arange(60),
+                             [0.0, -0.0, np.inf, -np.inf, np.nan, 5e-324, 1e-323, 1e308]])
+    codes = rng.integers(0, 256, values.size).astype(np.uint8)
+    for storage in ("f", "i", "h", "p", "d"):
+        stored = kernel.stored_codes(codes, values, storage)
+        assert stored is not None and stored.tolist() == stored_codes_reference(codes, values, storage).tolist()
+        found = kernel.codes_from_stored(stored, values, storage)
+        assert found is not None and found.tolist() == codes.tolist()
+        assert codes_from_stored_reference(stored, values, storage).tolist() == codes.tolist()
+        for forged in (stored + 300, stored - 300, np.full(values.size, 2**63 - 1), np.full(values.size, 1280)):
+            with pytest.raises(CorruptRecordError):
+                codes_from_stored_reference(forged, values, storage)
+            assert kernel.codes_from_stored(forged, values, storage) is None

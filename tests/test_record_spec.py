@@ -57,7 +57,7 @@ def _code(stored: int, x: float, storage: str) -> int:
         assert code <= 255
         return code
     if storage == "p":
-        predicted = 0 if x == 0 else max(0, -(np.frexp(x)[1] - 1))  # x = 2^e: e + 1 is frexp's exponent
+        predicted = 0 if x == 0 or abs(x) == float("inf") else max(0, -(np.frexp(x)[1] - 1))  # frexp(2^e): e + 1
     elif storage == "d":
         predicted = 0
     else:

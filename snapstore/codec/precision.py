@@ -49,12 +49,21 @@ def predicted_codes(values: np.ndarray, storage: str) -> np.ndarray:
         return np.zeros(values.size, np.int64)
     if storage == "p":
         _, exponent = np.frexp(values)  # value = 0.5 * 2**exponent: 1 - exponent decimals when below 1
-        return np.where(values == 0, 0, np.maximum(0, 1 - exponent.astype(np.int64)))
+        return np.where((values == 0) | ~np.isfinite(values), 0, np.maximum(0, 1 - exponent.astype(np.int64)))
     return -decimal_exponents(values)
 
 
 def stored_codes(codes: np.ndarray, values: np.ndarray, storage: str) -> np.ndarray:
-    """The format codes of a column's tokens as format 4 stores them (see ``codes_from_stored``)."""
+    """The format codes (0 to 255) of a column's tokens as format 4 stores them, against their
+    values, by the column's storage (see ``codes_from_stored``)."""
+    codes = np.ascontiguousarray(codes, np.uint8)
+    values = np.ascontiguousarray(values, np.float64)
+    found = kernel.stored_codes(codes, values, storage)
+    return stored_codes_reference(codes, values, storage) if found is None else found
+
+
+def stored_codes_reference(codes: np.ndarray, values: np.ndarray, storage: str) -> np.ndarray:
+    """The numpy reference for the compiled ``stored_codes``."""
     codes = codes.astype(np.int64)
     return np.where(codes >= EXPONENT_STYLE, codes + EXPONENT_STORED, codes - predicted_codes(values, storage))
 
@@ -62,6 +71,14 @@ def stored_codes(codes: np.ndarray, values: np.ndarray, storage: str) -> np.ndar
 def codes_from_stored(stored: np.ndarray, values: np.ndarray | None, storage: str) -> np.ndarray:
     """Inverse of ``stored_codes`` (``values`` may be None for ``d``); CorruptRecordError for a
     stored number that gives no code from 0 to 255."""
+    stored = np.ascontiguousarray(stored, np.int64)
+    found = kernel.codes_from_stored(stored, None if values is None else np.ascontiguousarray(values, np.float64),
+                                     storage)
+    return codes_from_stored_reference(stored, values, storage) if found is None else found
+
+
+def codes_from_stored_reference(stored: np.ndarray, values: np.ndarray | None, storage: str) -> np.ndarray:
+    """The numpy reference for the compiled ``codes_from_stored``, which leaves a refusal to it."""
     exponent = stored >= EXPONENT_STYLE + EXPONENT_STORED
     predicted = np.zeros(stored.size, np.int64) if values is None else predicted_codes(values, storage)
     with np.errstate(over="ignore"):  # a forged stored number wraps, and is then out of range

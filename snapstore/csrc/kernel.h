@@ -210,6 +210,11 @@ int sk_powers_of_two(const double *values, size_t count, int64_t bias, int64_t *
 int sk_decimal_exponent(double x);
 /* Format 4 stores an exponent-style code as code + this (precision.EXPONENT_STORED). */
 #define SK_EXPONENT_STORED 1024
+/* precision.stored_codes of one token: its format code stored against what its value x predicts in a
+ * column stored as `storage` ('f', 'i', 'h', 'p' or 'd'). */
+int64_t sk_stored_code(int code, double x, char storage);
+/* precision.codes_from_stored of one token: 1 and *code, or 0 when `stored` gives no code 0..255. */
+int sk_code_from_stored(int64_t stored, double x, char storage, int64_t *code);
 
 /* ---- arrays (stars.c) ------------------------------------------------------------------ */
 int sk_unshuffle(const unsigned char *in, size_t size, size_t width, unsigned char *out, const char **why);

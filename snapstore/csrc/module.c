@@ -609,16 +609,9 @@ static int numbers_of(PyObject *stored, int stored_floats, PyObject *packed_code
         int64_t code;
         memcpy(&code, scratch + 8 * k, 8);
         if (predicted) {
-            if (code >= 128 + SK_EXPONENT_STORED) {
-                code -= SK_EXPONENT_STORED;
-                if (code > 255) return 0;
-            } else {
-                double value; /* stored component by component: code k is token (k % occurrences, k / occurrences) */
-                memcpy(&value, values + 8 * ((k % occurrences) * width + k / occurrences), 8);
-                if (code < -1024 || code > 1024) return 0; /* out of range whatever the exponent: no overflow below */
-                code -= sk_decimal_exponent(value);
-                if (code > 127) return 0;
-            }
+            double value; /* stored component by component: code k is token (k % occurrences, k / occurrences) */
+            memcpy(&value, values + 8 * ((k % occurrences) * width + k / occurrences), 8);
+            if (!sk_code_from_stored(code, value, stored_floats ? 'f' : 'i', &code)) return 0;
         }
         if (code < 0 || code > 255) return 0;
         scratch[k] = (unsigned char)code; /* byte k is written after int64 k is read */
@@ -830,6 +823,75 @@ static PyObject *decimal_exponents(PyObject *Py_UNUSED(self), PyObject *arg) {
     return out;
 }
 
+/* A column's storage as format 4's predictions know it: one of f, i, h, p, d; 0 for any other text. */
+static char storage_of(PyObject *storage) {
+    const char *known = "fihpd";
+    for (const char *at = known; *at; at++) {
+        char name[2] = {*at, 0};
+        if (is_text(storage, name)) return *at;
+    }
+    return 0;
+}
+
+/* stored_codes(codes: uint8, values: float64, storage) -> bytearray of int64, as
+ * precision.stored_codes_reference (one value a code). */
+static PyObject *stored_codes(PyObject *Py_UNUSED(self), PyObject *args) {
+    Py_buffer codes, values;
+    PyObject *storage;
+    if (!PyArg_ParseTuple(args, "y*y*O", &codes, &values, &storage)) return NULL;
+    PyObject *out = NULL;
+    char kind = storage_of(storage);
+    if (!kind || values.len != codes.len * 8) {
+        PyErr_SetString(PyExc_ValueError, "expected a storage f, i, h, p or d and one float64 a code");
+    } else if ((out = PyByteArray_FromStringAndSize(NULL, values.len))) {
+        int64_t *stored = (int64_t *)PyByteArray_AS_STRING(out);
+        const unsigned char *code = codes.buf;
+        for (Py_ssize_t k = 0; k < codes.len; k++) {
+            double x;
+            memcpy(&x, (const char *)values.buf + 8 * k, 8);
+            stored[k] = sk_stored_code(code[k], x, kind);
+        }
+    }
+    PyBuffer_Release(&codes);
+    PyBuffer_Release(&values);
+    return out;
+}
+
+/* codes_from_stored(stored: int64, values: float64 | None, storage) -> bytearray of int64 | None, as
+ * precision.codes_from_stored (values None for storage d); None when a stored number gives no code. */
+static PyObject *codes_from_stored(PyObject *Py_UNUSED(self), PyObject *args) {
+    PyObject *stored_object, *values_object, *storage;
+    if (!PyArg_ParseTuple(args, "OOO", &stored_object, &values_object, &storage)) return NULL;
+    char kind = storage_of(storage);
+    if (!kind || (values_object == Py_None && kind != 'd')) {
+        PyErr_SetString(PyExc_ValueError, "expected a storage f, i, h, p or d, and values unless it is d");
+        return NULL;
+    }
+    Py_buffer stored, values;
+    if (get_int64s(stored_object, &stored) < 0) return NULL;
+    int has_values = values_object != Py_None;
+    if (has_values && get_float64s(values_object, &values, stored.len / 8) < 0) {
+        PyBuffer_Release(&stored);
+        return NULL;
+    }
+    PyObject *out = PyByteArray_FromStringAndSize(NULL, stored.len);
+    if (out) {
+        int64_t *codes = (int64_t *)PyByteArray_AS_STRING(out);
+        const int64_t *numbers = stored.buf;
+        for (Py_ssize_t k = 0; k < stored.len / 8; k++) {
+            double x = 0;
+            if (has_values) memcpy(&x, (const char *)values.buf + 8 * k, 8);
+            if (!sk_code_from_stored(numbers[k], x, kind, &codes[k])) {
+                Py_SETREF(out, Py_NewRef(Py_None));
+                break;
+            }
+        }
+    }
+    PyBuffer_Release(&stored);
+    if (has_values) PyBuffer_Release(&values);
+    return out;
+}
+
 /* powers_of_two(float64 array, bias) -> bytearray of int64 | None, as numbers._powers_of_two. */
 static PyObject *powers_of_two(PyObject *Py_UNUSED(self), PyObject *args) {
     PyObject *values;
@@ -885,6 +947,8 @@ static PyMethodDef methods[] = {
     {"whole", whole, METH_O, "A float64 array's whole numbers as int64, or None."},
     {"powers_of_two", powers_of_two, METH_VARARGS, "A float64 array's powers of two as biased exponents, or None."},
     {"decimal_exponents", decimal_exponents, METH_O, "A float64 array's decimal exponents as int64."},
+    {"stored_codes", stored_codes, METH_VARARGS, "Format codes as format 4 stores them."},
+    {"codes_from_stored", codes_from_stored, METH_VARARGS, "Format 4's stored format codes read back, or None."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -50,6 +50,32 @@ int sk_numbers_init(void) {
     return SK_OK;
 }
 
+/* precision.predicted_codes of one token of a column stored as `storage`. */
+static int64_t predicted_code(double x, char storage) {
+    if (storage == 'd') return 0;
+    if (storage == 'p') {
+        if (x == 0 || !isfinite(x)) return 0;
+        int exponent;
+        frexp(x, &exponent); /* x = 0.5 * 2^exponent: 1 - exponent decimals when below 1 */
+        return exponent < 1 ? 1 - (int64_t)exponent : 0;
+    }
+    return -(int64_t)sk_decimal_exponent(x);
+}
+
+int64_t sk_stored_code(int code, double x, char storage) {
+    return code >= 128 ? (int64_t)code + SK_EXPONENT_STORED : (int64_t)code - predicted_code(x, storage);
+}
+
+int sk_code_from_stored(int64_t stored, double x, char storage, int64_t *code) {
+    if (stored >= 128 + SK_EXPONENT_STORED) {
+        *code = stored - SK_EXPONENT_STORED;
+        return *code <= 255;
+    }
+    if (stored < -(1 << 12) || stored > (1 << 12)) return 0; /* beyond any prediction: no overflow below */
+    *code = stored + predicted_code(x, storage);
+    return *code >= 0 && *code < 128;
+}
+
 int sk_decimal_exponent(double x) {
     double magnitude = fabs(x);
     if (!(magnitude > 0) || isinf(magnitude)) return 0; /* 0, NaN and the infinities */
