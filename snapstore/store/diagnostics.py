@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import zstandard
 
+from snapstore.codec.framing import ZSTD_LEVEL
 from snapstore.errors import CorruptRecordError
 from snapstore.physics.kira_log import read_kira_end
 from snapstore.provenance import finite_number
@@ -40,7 +41,9 @@ def prepare(text_log: str) -> Prepared:
     a folder's kira.err while the stories are encoded)."""
     data = text_log.encode("utf-8")
     t_end, ended_at = read_kira_end(text_log)
-    return Prepared(hashlib.sha256(data).hexdigest(), zstandard.ZstdCompressor(level=9, write_checksum=True)
+    # the records' level: it runs beside the stories' encoding, and a folder's ingest takes no longer (corpus:
+    # 1.76-1.90 s at 15, 1.81-1.98 s at 9) for 5% less (408,162 -> 385,146 bytes of the corpus's kira.err)
+    return Prepared(hashlib.sha256(data).hexdigest(), zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True)
                     .compress(data), len(data), (finite_number(t_end), finite_number(ended_at)))
 
 
