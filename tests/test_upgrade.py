@@ -87,6 +87,27 @@ def test_a_store_of_both_formats_verifies_and_reads_each(v1_store, tmp_path) -> 
         assert store.run("n100-w3-s1").dynamics(snapshots=slice(1, None))["pos"].shape == (100, 4, 3)
 
 
+def test_a_format_3_store_is_refused_until_upgraded_which_changes_no_row(tmp_path) -> None:
+    """Format-4 records come with schema revision 0017: a store the format-3 release wrote is
+    upgraded first, so that a snapstore that cannot read format 4 refuses the store, not its records."""
+    store_file = tmp_path / "v3-store.db"
+    with gzip.open(Path(__file__).parent / "data" / "v3-store.db.gz") as source:
+        store_file.write_bytes(source.read())
+
+    def rows() -> list:
+        with sqlite3.connect(store_file) as connection:
+            return [connection.execute(f"select * from {table} order by 1, 2").fetchall()
+                    for table in ("event", "record", "snapshot", "run")]
+
+    before = rows()
+    with pytest.raises(snapstore.SchemaError, match="snapstore db upgrade"):
+        snapstore.open(str(store_file))
+    operations.migrate_schema(f"sqlite:///{store_file}", "upgrade")
+    assert rows() == before
+    with snapstore.open(str(store_file)) as store:
+        assert store.verify() == []
+
+
 def test_a_format_3_store_reads_verifies_exports_and_takes_format_4_runs(v3_store, tmp_path) -> None:
     assert _codecs(v3_store) == {"snapstore-columnar-v3": 5}
     with snapstore.open(str(v3_store)) as store:
