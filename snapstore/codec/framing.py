@@ -50,12 +50,23 @@ class _Contexts(threading.local):
 _contexts = _Contexts()
 
 
+# The hot frame at ZSTD_LEVEL: it is mostly the random low bytes of doubles, in which level 15's
+# deeper search finds nothing more; these give its size (corpus: 2,261,592 bytes, 2,262,019 at
+# level 15) in 58% of its time (0.058 s, 0.099 s).
+_HOT_PARAMETERS = {"window_log": 21, "chain_log": 20, "hash_log": 20, "search_log": 2, "min_match": 4,
+                   "target_length": 48, "strategy": zstandard.STRATEGY_BTOPT}
+
+
 def _compressor(level: int, with_dictionary: bool) -> zstandard.ZstdCompressor:
     found = _contexts.compressors.get((level, with_dictionary))
     if found is None:
-        found = _contexts.compressors[level, with_dictionary] = zstandard.ZstdCompressor(
-            level=level, dict_data=dictionary() if with_dictionary else None, write_checksum=True,
-            write_content_size=True)
+        if level == ZSTD_LEVEL and not with_dictionary:
+            found = zstandard.ZstdCompressor(compression_params=zstandard.ZstdCompressionParameters(
+                **_HOT_PARAMETERS, write_checksum=1, write_content_size=1))
+        else:
+            found = zstandard.ZstdCompressor(level=level, dict_data=dictionary() if with_dictionary else None,
+                                             write_checksum=True, write_content_size=True)
+        _contexts.compressors[level, with_dictionary] = found
     return found
 
 
