@@ -222,7 +222,6 @@ class Column:
             return head + [self.strings]
         overrides = [list(self.overrides), list(self.overrides.values())]
         whole = None if held is not None else self.integral()
-        powers = None
         if held is not None:
             stored: list = ["h", held]
         elif whole is None:
@@ -257,6 +256,9 @@ class Column:
             column.strings = packed[4]
             return column
         storage, data = packed[4]
+        if column.type == "f":
+            column._packed_codes = packed[5]
+            column._code_storage = storage if predicted_codes else None
         if storage == "h":
             assert held is not None, "the layout passes the held tokens of an h column"
             tokens = held
@@ -268,17 +270,14 @@ class Column:
             tokens = column._by_token(unpack_ints(data))
             if storage == "d":
                 assert reference is not None, "the layout passes the prediction of a d column"
-                if column.type == "f" and predicted_codes:  # format 4 predicts at the printed precision
-                    column._code_storage = storage
-                    column._packed_codes = packed[5]
+                if column._code_storage is not None:
+                    # format 4 predicts at the printed precision: its codes, which a d column keeps unpredicted
                     reference = precision.rounded_at(reference, column.codes)  # type: ignore[arg-type]
                 tokens = tokens + reference
         if column.type == "i":
             column.ints = tokens
         else:
             column.floats = tokens.astype(np.float64)
-            column._packed_codes = packed[5]
-            column._code_storage = storage if predicted_codes else None
         column.overrides = dict(zip(*packed[-1]))
         return column
 

@@ -685,8 +685,9 @@ static PyObject *columns(PyObject *Py_UNUSED(self), PyObject *args) {
     PyObject *result = PyList_New(count);
     for (Py_ssize_t i = 0; result && i < count; i++) {
         int64_t uses;
-        PyObject *spec = int64_of(PyList_GET_ITEM(occurrences, i), &uses) ? column_spec(items[i], (Py_ssize_t)uses, max_tokens, predicted)
-                                                                          : Py_NewRef(Py_None);
+        PyObject *spec = int64_of(PyList_GET_ITEM(occurrences, i), &uses)
+                             ? column_spec(items[i], (Py_ssize_t)uses, max_tokens, predicted)
+                             : Py_NewRef(Py_None);
         if (!spec) Py_CLEAR(result);
         else PyList_SET_ITEM(result, i, spec);
     }
@@ -790,37 +791,36 @@ static PyObject *pack_floats(PyObject *Py_UNUSED(self), PyObject *arg) {
     return result;
 }
 
-/* One of sk_whole and sk_powers_of_two on a float64 array: the int64s as a bytearray, or None. */
-static PyObject *ints_of_floats(PyObject *arg, int powers, long long bias) {
+/* What ints_of_floats gives for each value of a float64 array. */
+enum { WHOLE, POWERS_OF_TWO, DECIMAL_EXPONENTS };
+
+/* sk_whole, sk_powers_of_two or sk_decimal_exponent on a float64 array: the int64s as a bytearray, or
+ * None when the first two find a value that is not of their kind. */
+static PyObject *ints_of_floats(PyObject *arg, int what, long long bias) {
     Py_buffer view;
     if (get_8byte(arg, &view, "d", NULL, "float64") < 0) return NULL;
     size_t count = (size_t)view.len / 8;
     PyObject *out = PyByteArray_FromStringAndSize(NULL, view.len);
     if (out) {
         int64_t *ints = (int64_t *)PyByteArray_AS_STRING(out);
-        if (!(powers ? sk_powers_of_two(view.buf, count, bias, ints) : sk_whole(view.buf, count, ints)))
+        const double *values = view.buf;
+        if (what == DECIMAL_EXPONENTS) {
+            for (size_t k = 0; k < count; k++) ints[k] = sk_decimal_exponent(values[k]);
+        } else if (!(what == POWERS_OF_TWO ? sk_powers_of_two(values, count, bias, ints)
+                                           : sk_whole(values, count, ints))) {
             Py_SETREF(out, Py_NewRef(Py_None));
+        }
     }
     PyBuffer_Release(&view);
     return out;
 }
 
 /* whole(float64 array) -> bytearray of int64 | None, as numbers.as_whole. */
-static PyObject *whole(PyObject *Py_UNUSED(self), PyObject *arg) { return ints_of_floats(arg, 0, 0); }
+static PyObject *whole(PyObject *Py_UNUSED(self), PyObject *arg) { return ints_of_floats(arg, WHOLE, 0); }
 
 /* decimal_exponents(float64 array) -> bytearray of int64, as precision.decimal_exponents_reference. */
 static PyObject *decimal_exponents(PyObject *Py_UNUSED(self), PyObject *arg) {
-    Py_buffer view;
-    if (get_8byte(arg, &view, "d", NULL, "float64") < 0) return NULL;
-    size_t count = (size_t)view.len / 8;
-    PyObject *out = PyByteArray_FromStringAndSize(NULL, view.len);
-    if (out) {
-        int64_t *exponents = (int64_t *)PyByteArray_AS_STRING(out);
-        const double *values = view.buf;
-        for (size_t k = 0; k < count; k++) exponents[k] = sk_decimal_exponent(values[k]);
-    }
-    PyBuffer_Release(&view);
-    return out;
+    return ints_of_floats(arg, DECIMAL_EXPONENTS, 0);
 }
 
 /* A column's storage as format 4's predictions know it: one of f, i, h, p, d; 0 for any other text. */
@@ -898,7 +898,7 @@ static PyObject *powers_of_two(PyObject *Py_UNUSED(self), PyObject *args) {
     long long bias;
     if (!PyArg_ParseTuple(args, "OL", &values, &bias)) return NULL;
     if (bias < 0 || bias > (1LL << 40)) return failed(SK_INVALID, "the exponent bias is out of range");
-    return ints_of_floats(values, 1, bias);
+    return ints_of_floats(values, POWERS_OF_TWO, bias);
 }
 
 /* stars(parent, index, name or None, mass, pos, vel) -> bytearray of PARTICLE_DTYPE records;
