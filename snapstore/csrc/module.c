@@ -604,17 +604,20 @@ static int numbers_of(PyObject *stored, int stored_floats, PyObject *packed_code
     }
     if (!floats) return 1;
     packed_ints_of(packed_codes, (Py_ssize_t)tokens, (int64_t *)scratch);
-    size_t occurrences = tokens / width;
-    for (size_t k = 0; k < tokens; k++) {
-        int64_t code;
-        memcpy(&code, scratch + 8 * k, 8);
-        if (predicted) {
-            double value; /* stored component by component: code k is token (k % occurrences, k / occurrences) */
-            memcpy(&value, values + 8 * ((k % occurrences) * width + k / occurrences), 8);
-            if (!sk_code_from_stored(code, value, stored_floats ? 'f' : 'i', &code)) return 0;
+    /* stored component by component: code k = c * occurrences + o is that of token o * width + c */
+    size_t occurrences = tokens / width, k = 0;
+    for (size_t c = 0; c < width; c++) {
+        for (size_t o = 0; o < occurrences; o++, k++) {
+            int64_t code;
+            memcpy(&code, scratch + 8 * k, 8);
+            if (predicted) {
+                double value;
+                memcpy(&value, values + 8 * (o * width + c), 8);
+                if (!sk_code_from_stored(code, value, stored_floats ? 'f' : 'i', &code)) return 0;
+            }
+            if (code < 0 || code > 255) return 0;
+            scratch[k] = (unsigned char)code; /* byte k is written after int64 k is read */
         }
-        if (code < 0 || code > 255) return 0;
-        scratch[k] = (unsigned char)code; /* byte k is written after int64 k is read */
     }
     const char *why = NULL;
     return sk_unshuffle(scratch, tokens, width, codes, &why) == SK_OK; /* one byte a code: a byte shuffle undone */

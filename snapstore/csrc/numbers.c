@@ -32,6 +32,10 @@ static locale_t C_LOCALE;
 #define SK_TENS_LOWEST (-323)
 #define SK_TENS_HIGHEST 308
 static double TENS[SK_TENS_HIGHEST - SK_TENS_LOWEST + 1];
+/* For each biased binary exponent of a normal double, the decimal exponent of its smallest magnitude (the
+ * power of two): a magnitude below the next power of two has that one or the next. */
+static int16_t DECIMAL_OF_BINARY[2047];
+static int searched_exponent(double magnitude);
 
 int sk_numbers_init(void) {
     POW5[0] = 1;
@@ -47,6 +51,8 @@ int sk_numbers_init(void) {
         snprintf(text, sizeof text, "1e%d", e);
         TENS[e - SK_TENS_LOWEST] = strtod_l(text, NULL, C_LOCALE);
     }
+    for (int biased = 1; biased < 2047; biased++)
+        DECIMAL_OF_BINARY[biased] = (int16_t)searched_exponent(ldexp(1.0, biased - 1023));
     return SK_OK;
 }
 
@@ -76,9 +82,8 @@ int sk_code_from_stored(int64_t stored, double x, char storage, int64_t *code) {
     return *code >= 0 && *code < 128;
 }
 
-int sk_decimal_exponent(double x) {
-    double magnitude = fabs(x);
-    if (!(magnitude > 0) || isinf(magnitude)) return 0; /* 0, NaN and the infinities */
+/* sk_decimal_exponent of a finite nonzero magnitude, by estimate and the table. */
+static int searched_exponent(double magnitude) {
     int binary;
     frexp(magnitude, &binary); /* magnitude in [2^(binary-1), 2^binary) */
     /* an estimate within one of the answer, then the table decides exactly */
@@ -88,6 +93,17 @@ int sk_decimal_exponent(double x) {
     while (e < SK_TENS_HIGHEST && magnitude >= TENS[e + 1 - SK_TENS_LOWEST]) e++;
     while (e >= SK_TENS_LOWEST && magnitude < TENS[e - SK_TENS_LOWEST]) e--;
     return e;
+}
+
+int sk_decimal_exponent(double x) {
+    double magnitude = fabs(x);
+    uint64_t bits;
+    memcpy(&bits, &magnitude, 8);
+    int biased = (int)(bits >> 52);
+    if (biased == 0 || biased == 2047) /* 0, subnormals, infinities and NaN */
+        return magnitude > 0 && biased == 0 ? searched_exponent(magnitude) : 0;
+    int e = DECIMAL_OF_BINARY[biased];
+    return e < SK_TENS_HIGHEST && magnitude >= TENS[e + 1 - SK_TENS_LOWEST] ? e + 1 : e;
 }
 
 /* snprintf of one double in the C locale; the length, or -1 if it does not fit. */
