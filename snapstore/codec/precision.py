@@ -26,8 +26,8 @@ _WHOLE_TENS = [10**m for m in range(19)]
 
 
 def decimal_exponents(values: np.ndarray) -> np.ndarray:
-    """Each value's decimal exponent: the largest ``e`` in -323..308 with ``|value| >= 1e{e}``
-    (-324 below ``1e-323``), and 0 for 0, infinities and NaN."""
+    """Each value's decimal exponent: the largest ``e`` in -323..308 with ``|value|`` at least the
+    double nearest ``10**e`` (-324 below them all), and 0 for 0, infinities and NaN."""
     values = np.ascontiguousarray(values, np.float64)
     found = kernel.decimal_exponents(values)
     return decimal_exponents_reference(values) if found is None else found
@@ -89,9 +89,9 @@ def codes_from_stored_reference(stored: np.ndarray, values: np.ndarray | None, s
 
 
 def rounded_at(whole: np.ndarray, codes: np.ndarray) -> np.ndarray:
-    """Whole numbers (each below 2**53 in magnitude) rounded to the precision of the format code
-    each will be compared with: to ``code - 128`` decimals of its exponent style (half to even),
-    unchanged for a fixed-point code, which prints a whole number in full."""
+    """Whole numbers (int64) rounded to the precision of the format code each will be compared
+    with: to ``code - 128`` decimals of its exponent style (half to even, in wrapping 64-bit
+    arithmetic), unchanged for a fixed-point code, which prints a whole number in full."""
     decimals = codes.astype(np.int64) - EXPONENT_STYLE
     places = decimal_exponents(whole.astype(np.float64)) - decimals  # the power of ten the last digit stands for
     places[codes < EXPONENT_STYLE] = 0
