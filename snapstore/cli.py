@@ -622,6 +622,9 @@ def stats(format: Table = FORMAT, db: str | None = DB) -> None:
                f"{_counted(totals['events'], 'event')}; {_counted(totals['records'], 'distinct record')}: "
                f"{human_size(totals['record_text_bytes'])} text -> {human_size(totals['record_bytes'])} stored "
                f"({ratio})")
+    if totals["by_codec"]:
+        typer.echo("records by codec: " + ", ".join(
+            f"{item['codec']} {item['records']} ({human_size(item['stored_bytes'])})" for item in totals["by_codec"]))
     _emit([{"name": r["name"], "snapshots": r["n_snapshots"], "text": human_size(r["text_bytes"]),
             "stored": human_size(r["stored_bytes"])} for r in totals["by_run"]], format,
           ["name", "snapshots", "text", "stored"])

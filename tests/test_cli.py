@@ -541,9 +541,10 @@ def test_an_empty_listing_and_empty_stats_say_so(db) -> None:
                                                                  "t_last", "status", "finished", "stored_bytes"]
     assert nothing.stderr == "(none)\n"
     totals = json.loads(cli("stats", "-f", "json", db=db).stdout)
-    said = cli("stats", db=db).stdout.splitlines()[0]  # one run: "1 run", not "1 runs"
+    said, formats = cli("stats", db=db).stdout.splitlines()[:2]  # one run: "1 run", not "1 runs"
     assert said.startswith(f"1 run, 6 snapshots, {totals['events']} events; {totals['records']} distinct records: ")
     assert said.endswith(f" stored ({totals['record_text_bytes'] / totals['record_bytes']:.1f}x)")
+    assert formats.startswith(f"records by codec: {snapstore.codec.CODEC_NAME} 6 (") and ", text+zstd 1 (" in formats
 
 
 def test_stats_of_an_empty_store_gives_no_ratio(tmp_path) -> None:

@@ -119,6 +119,9 @@ def test_a_format_3_store_reads_verifies_exports_and_takes_format_4_runs(v3_stor
         # the whole sample: its initial conditions and first two snapshots are texts the store holds in format 3
         added = store.ingest(SAMPLE, name="added")
         assert _codecs(v3_store) == {"snapstore-columnar-v3": 5, snapstore.codec.CODEC_NAME: 3, "text+zstd": 1}
+        totals = store.stats()  # what is left in the older format, as a user asks it
+        assert {item["codec"]: item["records"] for item in totals["by_codec"]} == _codecs(v3_store)
+        assert sum(item["stored_bytes"] for item in totals["by_codec"]) == totals["record_bytes"]
         assert store.verify() == []
         assert [item.text_bytes() for item in added.snapshots()] == [
             *(item.text_bytes() for item in kept.snapshots()),

@@ -142,18 +142,23 @@ def snapshot_sizes(rows: Rows, run_id: str, packed: bool = True) -> dict[int, in
 
 
 def totals(connection: Connection) -> dict[str, Any]:
-    """Counts and sizes of the whole store, and per run."""
+    """Counts and sizes of the whole store, per record codec (the formats of a store that
+    older releases wrote into too) and per run."""
     from sqlalchemy import func, select
 
     from snapstore.store.schema import event, record, run
 
     rows = connection.execute(select(run.c.name, run.c.n_snapshots, run.c.text_bytes, run.c.stored_bytes)
                               .order_by(run.c.name)).all()
-    unique = connection.execute(select(func.count(), func.coalesce(func.sum(record.c.stored_size), 0),
-                                       func.coalesce(func.sum(record.c.text_size), 0))).one()
+    by_codec = [{"codec": codec, "records": count, "stored_bytes": int(stored), "text_bytes": int(text)}
+                for codec, count, stored, text in connection.execute(
+                    select(record.c.codec, func.count(), func.sum(record.c.stored_size), func.sum(record.c.text_size))
+                    .group_by(record.c.codec).order_by(record.c.codec))]
     n_events = connection.execute(select(func.count()).select_from(event)).scalar_one()
     return {
         "runs": len(rows), "events": n_events, "snapshots": sum(r.n_snapshots for r in rows),
-        "records": unique[0], "record_bytes": int(unique[1]), "record_text_bytes": int(unique[2]),
-        "by_run": [dict(r._mapping) for r in rows],
+        "records": sum(item["records"] for item in by_codec),
+        "record_bytes": sum(item["stored_bytes"] for item in by_codec),
+        "record_text_bytes": sum(item["text_bytes"] for item in by_codec),
+        "by_codec": by_codec, "by_run": [dict(r._mapping) for r in rows],
     }
