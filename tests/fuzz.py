@@ -310,6 +310,8 @@ def mutate_documents(full: dict, hot: dict, rng: random.Random) -> None:
 def reframed(full: dict, hot: dict, key: bytes, version: int = framing.FORMAT_VERSION) -> bytes:
     """Documents framed with valid checksums, in format 4, 3 or 2 (format 1 has no hot frame;
     3 is 4's framing, with the codes of format 2)."""
+    if isinstance(full, dict) and "v" in full and version != framing.FORMAT_VERSION:
+        full = {**full, "v": version}  # the document names its format, as the header does
     if version >= 3:
         record = bytearray(framing.frame(hot, full, key))
         record[4] = version  # no checksum covers the version byte

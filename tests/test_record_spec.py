@@ -201,6 +201,7 @@ def decode(record: bytes) -> str:
     assert hashlib.sha256(data).hexdigest() == DICTIONARY_SHA256
     dictionary = zstandard.ZstdCompressionDict(data, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
     doc = msgpack.unpackb(zstandard.ZstdDecompressor(dict_data=dictionary).decompress(full), raw=False)
+    assert doc["v"] == record[4]  # the header's version byte, which no checksum covers
     doc["hot"] = None if hot is None else _hot(hot)
     doc["version"] = record[4]
     columns, cache = doc["cols"], {}

@@ -337,6 +337,19 @@ def test_a_hot_section_whose_stars_hang_elsewhere_than_the_text_says_is_refused_
             read(record)
 
 
+def test_a_record_whose_version_byte_names_the_other_format_of_its_framing_is_refused() -> None:
+    """No checksum covers the version byte, and formats 3 and 4 share their framing: read by format 3's
+    rules, a format-4 record's prev_f_dir would be other numbers. The full document names its format too."""
+    record = codec.encode_text(base_stories()[0])
+    assert record[4] == 4
+    damaged = record[:4] + bytes([3]) + record[5:]
+    for read in (codec.decode_text, codec.root_values, lambda r: codec.layout(r).columns):
+        assert same_on_both(lambda read=read: read(damaged), "read") == "error"
+        with pytest.raises(CorruptRecordError, match="header says format 3, its document 4"):
+            read(damaged)
+    assert codec.particles(damaged).tobytes() == codec.particles(record).tobytes()  # the hot frame is the same in both
+
+
 def test_a_frame_that_claims_more_than_it_can_hold_is_refused_before_allocation() -> None:
     import struct
     import zlib
