@@ -31,7 +31,7 @@ class Layout(KeyedColumns):
         record read back is validated whole before use (validate.py), so every decoder
         sees a consistent layout.  ``version``: the record's format, as its header says."""
         self._trusted = trusted
-        self._version = version
+        self._predicted_codes = version >= 4  # format 4 stores format codes against a prediction
         self._packed: list = doc["cols"]
         self._tpl: list = doc["tpl"]
         if trusted:
@@ -122,7 +122,7 @@ class Layout(KeyedColumns):
                 prediction = predict(self.owners_at(index), ref_owners, ref_whole, ref.width)
             if packed[3] != "s" and packed[4][0] == "h":
                 held = self._held(packed, self.owners_at(index))
-            found = self._columns[index] = Column.unpack(packed[:-2], prediction, held, self._version >= 4)
+            found = self._columns[index] = Column.unpack(packed[:-2], prediction, held, self._predicted_codes)
         return found
 
     def render_columns(self) -> list[tuple]:
@@ -130,7 +130,7 @@ class Layout(KeyedColumns):
         record read back checked and unpacked by the kernel in one call where it can."""
         if self._specs is None:
             found = None if self._trusted else kernel.columns(self._packed, self._occurrences, validate.MAX_TOKENS,
-                                                              self._version >= 4)
+                                                              self._predicted_codes)
             self._specs = [None] * self.n_columns if found is None else found
         return [self.column_values(index).render_spec() if spec is None else spec
                 for index, spec in enumerate(self._specs)]
