@@ -263,11 +263,6 @@ def _int_with_float_storage(full, hot):
     column[4] = ["f", pack_floats(np.full(column[4][1][2], 7.46252))]  # [2]: the count, in every packing
 
 
-def _code_above_255(full, hot):
-    column = _first(full, "f", "f")
-    column[5] = pack_ints(np.full(column[5][2], 300))
-
-
 def _stored_code(storage: str, stored: int):
     """Format 4: a float column's stored format codes all ``stored``."""
     def change(full, hot):
@@ -291,7 +286,7 @@ def _hot_claims_rows(full, hot):
 
 
 @pytest.mark.parametrize("change", [_width(0), _width(-1), _width(2**61), _huge_count, _negative_override,
-                                    _late_override, _bare_integer_item, _int_with_float_storage, _code_above_255,
+                                    _late_override, _bare_integer_item, _int_with_float_storage, _stored_code("f", 300),
                                     _long_hot_array, _hot_claims_rows, _owners_past_the_nodes,
                                     _stored_code("f", 1024 + 256), _stored_code("f", -400),
                                     _stored_code("h", 2**63 - 1), _stored_code("i", -(2**63)), _stored_code("p", -5000),
