@@ -69,10 +69,11 @@ def _note(text: str, err: bool = False) -> None:
 def _version(asked: bool) -> None:
     if asked:
         from snapstore._version import __version__
-        from snapstore.codec.framing import FORMAT_VERSION, KNOWN_VERSIONS
+        from snapstore.codec.framing import BASED_VERSION, FORMAT_VERSION, KNOWN_VERSIONS
         from snapstore.kernel import description
 
-        formats = f"records: writes format {FORMAT_VERSION}, reads {', '.join(map(str, KNOWN_VERSIONS))}"
+        formats = (f"records: writes formats {FORMAT_VERSION} and {BASED_VERSION} (against a run's first snapshot), "
+                   f"reads {', '.join(map(str, KNOWN_VERSIONS))}")
         typer.echo(f"snapstore {__version__}\n{description()}\n{formats}")
         raise typer.Exit()
 

@@ -16,6 +16,7 @@ import pytest
 import zstandard
 
 from helpers import REPO, corpus_dir, read_text, story_files, variants_dir
+from snapstore.codec.framing import BasedRecord
 from snapstore.story import iter_root_texts, open_source
 
 DICTIONARY = REPO / "snapstore" / "codec" / "starlab-v1.zdict"
@@ -151,7 +152,7 @@ def _column_values(columns: list, index: int, cache: dict, doc: dict) -> tuple[l
             hits = np.flatnonzero(reference_owners == owner)
             if hits.size:
                 prediction[row] = reference_tokens[hits[0]]
-        if doc["version"] == 4 and kind_of_values == "f":
+        if doc["version"] >= 4 and kind_of_values == "f":
             prediction = np.array([[_rounded(int(p), _code(int(k), 0.0, "d")) for p, k in zip(row, code_row)]
                                    for row, code_row in zip(prediction, stored_codes)], dtype=np.int64)
         tokens = tokens + prediction
@@ -173,36 +174,60 @@ def _column_values(columns: list, index: int, cache: dict, doc: dict) -> tuple[l
     return cache[index]
 
 
-def _frames(record: bytes) -> tuple[bytes, bytes | None, bytes | None]:
-    """The full frame, the hot frame (None in format 1) and the key (formats 3 and 4), CRCs checked."""
+def _frames(record: bytes) -> tuple[bytes, bytes | None, bytes | None, tuple[bytes, bytes] | None]:
+    """The full frame, the hot frame (None in format 1), the key (formats 3 to 5) and the base's
+    key and the sha256 of its bytes (format 5), CRCs checked."""
     magic, version = struct.unpack_from("<4sB", record)
-    assert magic == b"SNPS" and version in (1, 2, 3, 4)
+    assert magic == b"SNPS" and version in (1, 2, 3, 4, 5)
     if version == 1:
         (crc,) = struct.unpack_from("<I", record, 5)
         assert zlib.crc32(record[9:]) == crc
-        return record[9:], None, None
+        return record[9:], None, None, None
+    base = None
     if version == 2:
-        (hot_length, hot_crc, full_crc), key, start = struct.unpack_from("<III", record, 5), b"", 17
-    else:
-        hot_length, key, hot_crc, full_crc = struct.unpack_from("<I32sII", record, 5)
+        (hot_length, hot_crc, full_crc), covered, start = struct.unpack_from("<III", record, 5), b"", 17
+    elif version in (3, 4):
+        hot_length, covered, hot_crc, full_crc = struct.unpack_from("<I32sII", record, 5)
         start = 49
+    else:
+        hot_length, covered, base_key, base_sha256, hot_crc, full_crc = struct.unpack_from("<I32s32s32sII", record, 5)
+        base, start = (base_key, base_sha256), 113
+        covered += base_key + base_sha256
     hot, full = record[start:start + hot_length], record[start + hot_length:]
-    assert zlib.crc32(key + hot) == hot_crc and zlib.crc32(full) == full_crc
-    return full, hot, key or None
+    assert zlib.crc32(covered + hot) == hot_crc and zlib.crc32(full) == full_crc
+    return full, hot, covered[:32] or None, base
 
 
-def _hot(frame: bytes) -> dict:
-    return _hot_rows(msgpack.unpackb(zstandard.ZstdDecompressor().decompress(frame), raw=False))
-
-
-def decode(record: bytes) -> str:
-    full, hot, key = _frames(record)
+def _dictionaries(record: bytes, base: bytes | None) -> tuple[zstandard.ZstdCompressionDict | None,
+                                                                zstandard.ZstdCompressionDict]:
+    """The hot and the full frame's dictionaries: the base's decompressed frames in format 5."""
     data = DICTIONARY.read_bytes()
     assert hashlib.sha256(data).hexdigest() == DICTIONARY_SHA256
-    dictionary = zstandard.ZstdCompressionDict(data, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
-    doc = msgpack.unpackb(zstandard.ZstdDecompressor(dict_data=dictionary).decompress(full), raw=False)
+    static = zstandard.ZstdCompressionDict(data, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+    pinned = _frames(record)[3]
+    if pinned is None:
+        return None, static
+    assert base is not None and hashlib.sha256(base).digest() == pinned[1] and base[4] in (3, 4)
+    base_full, base_hot, base_key, _ = _frames(base)
+    assert base_key == pinned[0] and base_hot is not None
+    raw = [zstandard.ZstdDecompressor().decompress(base_hot),
+           zstandard.ZstdDecompressor(dict_data=static).decompress(base_full)]
+    hot_dictionary, full_dictionary = (zstandard.ZstdCompressionDict(item, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+                                       for item in raw)
+    return hot_dictionary, full_dictionary
+
+
+def _hot(frame: bytes, dictionary: zstandard.ZstdCompressionDict | None) -> dict:
+    return _hot_rows(msgpack.unpackb(zstandard.ZstdDecompressor(dict_data=dictionary).decompress(frame), raw=False))
+
+
+def decode(record: bytes, base: bytes | None = None) -> str:
+    """The text of a record; ``base``: the record a format-5 record is compressed against."""
+    full, hot, key, _ = _frames(record)
+    hot_dictionary, full_dictionary = _dictionaries(record, base)
+    doc = msgpack.unpackb(zstandard.ZstdDecompressor(dict_data=full_dictionary).decompress(full), raw=False)
     assert doc["v"] == record[4]  # the header's version byte, which no checksum covers
-    doc["hot"] = None if hot is None else _hot(hot)
+    doc["hot"] = None if hot is None else _hot(hot, hot_dictionary)
     doc["version"] = record[4]
     columns, cache = doc["cols"], {}
     values = [iter(_column_values(columns, index, cache, doc)[0]) for index in range(len(columns))]
@@ -228,11 +253,11 @@ def decode(record: bytes) -> str:
     return text
 
 
-def stars(record: bytes) -> list[tuple]:
+def stars(record: bytes, base: bytes | None = None) -> list[tuple]:
     """(id, mass, x, y, z, vx, vy, vz) of each leaf star, sorted by id, from the hot frame alone."""
-    _, hot, _ = _frames(record)
+    _, hot, _, _ = _frames(record)
     assert hot is not None
-    rows = _hot(hot)
+    rows = _hot(hot, _dictionaries(record, base)[0])
     up = rows["up"].tolist()
     absolute: list[list[float]] = []
     for row, parent in enumerate(up):  # parents come before their children in pre-order
@@ -252,8 +277,8 @@ def stars(record: bytes) -> list[tuple]:
 
 
 DECODER = ["_unshuffle", "_ints", "_floats", "_decimal_exponent", "_code", "_rounded", "_by_occurrence",
-           "_owners", "_hot_rows", "_node_rows", "_column_values", "_frames", "_hot", "decode", "stars",
-           "pack_stories"]
+           "_owners", "_hot_rows", "_node_rows", "_column_values", "_frames", "_dictionaries", "_hot", "decode",
+           "stars", "stored_text", "pack_stories"]
 
 
 def test_the_decoder_uses_nothing_of_snapstore() -> None:
@@ -276,12 +301,14 @@ def test_a_decoder_written_from_the_spec_reads_every_corpus_record() -> None:
     count = 0
     for path in story_files():
         with open_source(path) as stream:
+            base = None  # each file's later stories are compressed against its first, as the ingest does
             for root in iter_root_texts(stream, str(path)):
-                record = snapstore.codec.encode_text(root.text)
-                assert record[4] == 4
-                assert decode(record) == root.text, (path, root.first_line)
-                expected = snapstore.codec.particles(record)
-                found = stars(record)
+                record = snapstore.codec.encode_text(root.text, base=base)
+                assert record[4] == (4 if base is None else 5)
+                assert decode(record, base) == root.text, (path, root.first_line)
+                expected = snapstore.codec.particles(record if base is None else BasedRecord(record, base))
+                found = stars(record, base)
+                base = base or record
                 assert [star[0] for star in found] == expected["id"].tolist()
                 np.testing.assert_array_equal(np.array([star[1:] for star in found]).reshape(-1, 7),
                                               np.column_stack([expected["mass"], expected["pos"], expected["vel"]]))
@@ -327,6 +354,16 @@ def test_the_decoder_reads_every_record_of_the_store_the_last_format_3_release_w
         assert hashlib.sha256(decode(data).encode()).hexdigest() == text_hash
 
 
+def stored_text(connection, data: bytes) -> str:
+    """The text of a record a store holds: a format-5 record's base is the record stored under
+    the base's key."""
+    pinned = _frames(data)[3]
+    if pinned is None:
+        return decode(data)
+    (base,) = connection.execute("select data from record where hash = ?", (pinned[0].hex(),)).fetchone()
+    return decode(data, base)
+
+
 def pack_stories(connection, pack_hash: str, sizes: list[int]) -> list[str]:
     """The stories of a pack, by the page's section on packs: the root stories between its
     opening and closing lines (split as a stream is: a story ends where its root closes)."""
@@ -357,7 +394,7 @@ def test_the_decoder_reads_the_stories_kept_in_packs(tmp_path) -> None:
     with snapstore.open(f"sqlite:///{tmp_path / 'store.db'}") as store:
         store.ingest(source)
     with sqlite3.connect(tmp_path / "store.db") as connection:
-        texts = {seq: decode(data) for seq, data in connection.execute(
+        texts = {seq: stored_text(connection, data) for seq, data in connection.execute(
             "select seq, data from snapshot join record on record.hash = snapshot.record_hash")}
         packs = [json.loads(payload) for (payload,) in connection.execute(
             "select payload from event where type = 'pack_appended'")]  # the log, not its projection

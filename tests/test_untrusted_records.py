@@ -4,15 +4,19 @@ crashes, hangs, allocates without bound, or returns another snapshot's data."""
 
 from __future__ import annotations
 
+import hashlib
 import locale
 import os
+import pickle
 import random
 import shutil
+import struct
 import subprocess
 import sys
 import textwrap
 import threading
 import time
+import zlib
 
 import numpy as np
 import pytest
@@ -346,9 +350,6 @@ def test_a_record_whose_version_byte_names_the_other_format_of_its_framing_is_re
 
 
 def test_a_frame_that_claims_more_than_it_can_hold_is_refused_before_allocation() -> None:
-    import struct
-    import zlib
-
     import zstandard
 
     record = codec.encode_text(base_stories()[0])
@@ -361,6 +362,79 @@ def test_a_frame_that_claims_more_than_it_can_hold_is_refused_before_allocation(
     head = struct.pack("<4sBI32sII", b"SNPS", 3, len(hot_frame), key, zlib.crc32(hot_frame, zlib.crc32(key)), 0)
     with pytest.raises(CorruptRecordError, match="more content than it can hold"):
         codec.particles(head + hot_frame)
+
+
+# -- records compressed against a base (format 5) ----------------------------------------------------
+def _sample_texts(count: int) -> list[str]:
+    from snapstore.story import iter_root_texts, open_source
+
+    with open_source(SAMPLE / "kira.out.gz") as stream:
+        return [root.text for _, root in zip(range(count), iter_root_texts(stream, "kira.out.gz"))]
+
+
+def test_a_record_against_a_base_reads_as_the_same_text_alone_would_and_is_smaller() -> None:
+    first, second = _sample_texts(2)
+    base = codec.encode_text(first)
+    alone, based = codec.encode_text(second), codec.encode_text(second, base=base)
+    assert based[4] == 5 and framing.base_of(based) == framing.key(base) and framing.base_of(alone) is None
+    assert len(based) < 0.9 * len(alone)  # the masses, ids and structure are the base's
+    with_base = framing.BasedRecord(based, base)
+    assert codec.decode_text(with_base) == second
+    assert codec.particles(with_base).tobytes() == codec.particles(alone).tobytes()
+    np.testing.assert_equal(codec.root_values(with_base), codec.root_values(alone))
+    again = pickle.loads(pickle.dumps(with_base))  # as a worker process hands it on
+    assert again == based and again.base == base
+
+
+def test_a_record_against_a_base_is_refused_without_it_with_another_or_with_a_base_of_a_base() -> None:
+    first, second, third = _sample_texts(3)
+    base = codec.encode_text(first)
+    based = codec.encode_text(second, base=base)
+    key = framing.key(base).hex()[:12]
+    wrong = {
+        None: f"compressed against record {key}, which was not read with it",
+        codec.encode_text(third): f"against another version of record {key}",
+        # the same text encoded otherwise (another level): the key matches, the bytes do not
+        codec.encode_text(first, level=3): f"against another version of record {key}",
+        base[:-1] + bytes([base[-1] ^ 1]): f"record {key}, which is unreadable: record checksum mismatch",
+        b"garbage": f"record {key}, which is unreadable: record is 7 bytes",
+    }
+    for given, message in wrong.items():
+        record = based if given is None else framing.BasedRecord(based, given)
+        for read in (codec.decode_text, codec.particles, codec.root_values):
+            with pytest.raises(CorruptRecordError, match=message):
+                read(record)
+    chain = "a base is a self-contained record of format 3 or 4, not one of format 5"
+    with pytest.raises(CorruptRecordError, match=chain):  # no chains: the writer refuses one
+        codec.encode_text(third, base=based)
+    # and a reader refuses one forged: a header naming a format-5 record as its base, its CRC made to match
+    head = struct.pack("<4sBI32s32s32s", b"SNPS", 5, int.from_bytes(based[5:9], "little"), based[9:41],
+                       framing.key(based), hashlib.sha256(based).digest())
+    hot = based[113:113 + int.from_bytes(based[5:9], "little")]
+    forged = head + struct.pack("<I", zlib.crc32(head[9:] + hot)) + based[109:]
+    with pytest.raises(CorruptRecordError, match=f"which is unreadable: {chain}"):
+        codec.decode_text(framing.BasedRecord(forged, framing.BasedRecord(based, base)))
+
+
+def test_every_damaged_byte_of_a_record_against_a_base_is_refused() -> None:
+    first, second = _sample_texts(2)
+    base = codec.encode_text(first)
+    based = codec.encode_text(second, base=base)
+    rng = random.Random(5)
+    positions = [*range(113), *rng.sample(range(113, len(based)), 200)]  # every header byte, then a sample
+    for at in positions:
+        damaged = framing.BasedRecord(based[:at] + bytes([based[at] ^ (1 << rng.randrange(8))]) + based[at + 1:], base)
+        for read in (codec.decode_text, codec.particles):
+            try:
+                result = read(damaged)
+            except CorruptRecordError:
+                continue
+            # a changed byte no check covers (the version's, or a frame's unused bits) changes nothing
+            assert (result == second if read is codec.decode_text else
+                    result.tobytes() == codec.particles(framing.BasedRecord(based, base)).tobytes()), at
+    for end in (0, 5, 112, 113, 200, len(based) - 1):
+        with pytest.raises(CorruptRecordError):
+            codec.decode_text(framing.BasedRecord(based[:end], base))
 
 
 # -- records in a store -----------------------------------------------------------------------------
@@ -404,7 +478,7 @@ def test_verify_reports_every_bad_record_and_a_hot_section_that_disagrees(tmp_pa
     url = f"sqlite:///{tmp_path / 'store.db'}"
     with snapstore.open(url) as store:
         snapshots = store.ingest(SAMPLE).snapshots()
-        victims = {item.seq: item for item in snapshots[1:4]}
+        victims = {item.seq: item for item in snapshots[2:5]}  # records of format 5: none is another's base
         texts = {seq: item.text() for seq, item in victims.items()}
 
     def unheld_masses(full, hot):  # the masses moved into the full frame, and changed in the hot one
@@ -415,7 +489,7 @@ def test_verify_reports_every_bad_record_and_a_hot_section_that_disagrees(tmp_pa
     def stray_override(full, hot):
         _first(full, "f", "f")[-3] = [[-1], ["x"]]
 
-    forgeries = {1: unheld_masses, 2: stray_override, 3: _bare_integer_item}
+    forgeries = {2: unheld_masses, 3: stray_override, 4: _bare_integer_item}
     for seq, change in forgeries.items():
         record = codec.encode_text(texts[seq])
         full, hot = documents_of(record)
@@ -426,7 +500,7 @@ def test_verify_reports_every_bad_record_and_a_hot_section_that_disagrees(tmp_pa
         assert [p.split(":")[0] for p in problems] == [f"run 'n100-w3-s1' snapshot #{seq}" for seq in forgeries]
         assert "hot section disagrees with its text in the stars' mass" in problems[0]
         assert all("record cannot be checked" not in problem for problem in problems)
-        assert store.run("n100-w3-s1").snapshots()[1].text() == texts[1]  # the text itself is intact
+        assert store.run("n100-w3-s1").snapshots()[2].text() == texts[2]  # the text itself is intact
 
 
 def test_a_fifo_in_place_of_a_payload_is_refused_without_hanging(tmp_path) -> None:
@@ -434,7 +508,7 @@ def test_a_fifo_in_place_of_a_payload_is_refused_without_hanging(tmp_path) -> No
     folder.mkdir()
     url = f"sqlite:///{tmp_path / 'store.db'}"
     with snapstore.open(url, payloads=str(folder)) as store:
-        victim = store.ingest(SAMPLE).snapshots()[1]
+        victim = store.ingest(SAMPLE).snapshots()[2]  # a record no other is compressed against
     path = next(folder.rglob(f"{victim.record_hash}.snaprec"))
     path.unlink()
     os.mkfifo(path)
@@ -443,7 +517,7 @@ def test_a_fifo_in_place_of_a_payload_is_refused_without_hanging(tmp_path) -> No
     def read() -> None:
         with snapstore.open(url) as store:
             try:
-                store.run("n100-w3-s1").snapshots()[1].particles()
+                store.run("n100-w3-s1").snapshots()[2].particles()
             except CorruptRecordError as exc:
                 outcome.append(str(exc))
             outcome.append([problem for problem in store.verify() if problem.startswith("run ")])

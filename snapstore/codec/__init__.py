@@ -1,4 +1,4 @@
-"""The snapshot codec: story text <-> one self-contained, compressed, columnar record.
+"""The snapshot codec: story text <-> one compressed, columnar record.
 
 Names are imported on first use (PEP 562): a reader that needs only ``codec.framing``
 (the store checking a record's key) does not load numpy and the whole codec."""
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
         FORMAT_VERSION,
         checked_bytes,
         checked_text,
+        codec_name,
         decode,
         decode_text,
         encode,
@@ -62,6 +63,7 @@ _LAZY = {
     "FORMAT_VERSION": "snapstore.codec.record",
     "checked_bytes": "snapstore.codec.record",
     "checked_text": "snapstore.codec.record",
+    "codec_name": "snapstore.codec.record",
     "decode": "snapstore.codec.record",
     "decode_text": "snapstore.codec.record",
     "encode": "snapstore.codec.record",
@@ -89,6 +91,7 @@ __all__ = [
     "bytes_from_layout",
     "checked_bytes",
     "checked_text",
+    "codec_name",
     "decode",
     "decode_text",
     "encode",

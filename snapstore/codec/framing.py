@@ -6,16 +6,23 @@ Format 3 is format 2 with the record's key in its header: the sha256 of the text
 holds, covered by the hot frame's CRC, so a read that asks for one text can tell a
 misplaced record (a payload file swapped for another) from the one it wanted.
 Format 4 has format 3's bytes; its documents store format codes against a prediction
-(``precision.py``).
+(``precision.py``).  Format 5 is format 4 compressed against another record, its *base*
+(a run's first snapshot): its header names the base by key and by the sha256 of its bytes,
+and its frames are compressed with the base's decompressed frames as dictionaries, so
+that what a run's snapshots repeat (the stars' masses, ids, structure) is stored once.
+A base is a self-contained record (format 3 or 4); a store hands a format-5 record back
+as a ``BasedRecord``, which carries its base.
 Every read checks the CRC of what it decompresses and zstd's content checksum, and
 refuses a frame that claims more content than any frame of its size can hold.
 """
 
 from __future__ import annotations
 
+import hashlib
 import struct
 import threading
 import zlib
+from collections import OrderedDict
 
 import msgpack
 import zstandard
@@ -24,11 +31,16 @@ from snapstore.codec.dictionary import dictionary
 from snapstore.errors import CorruptRecordError
 
 MAGIC = b"SNPS"
-FORMAT_VERSION = 4  # what this code writes; it reads every version in KNOWN_VERSIONS
-KNOWN_VERSIONS = (1, 2, 3, 4)
+FORMAT_VERSION = 4  # what this code writes for a record on its own; it reads every version in KNOWN_VERSIONS
+BASED_VERSION = 5  # what it writes for a record compressed against a base
+KNOWN_VERSIONS = (1, 2, 3, 4, 5)
+BASE_VERSIONS = (3, 4)  # the formats a base may have: self-contained, with a key
 _V1 = struct.Struct("<4sBI")       # magic, version, CRC-32 of the frame
 _V2 = struct.Struct("<4sBIII")     # magic, version, hot frame length, CRC-32 of each frame
 _V3 = struct.Struct("<4sBI32sII")  # magic, version, hot frame length, key, CRC-32 of key + hot frame, of full frame
+# magic, version, hot frame length, key, the base's key, the sha256 of the base's bytes, CRC-32 of
+# the three hashes + hot frame, of full frame
+_V5 = struct.Struct("<4sBI32s32s32sII")
 ZSTD_LEVEL = 15
 # The root kind of a pack record's text (pack.py): not a word, so that no Starlab story has it.
 PACK_KIND = "snapstore-pack"
@@ -45,6 +57,9 @@ class _Contexts(threading.local):
     def __init__(self) -> None:
         self.compressors: dict[tuple[int, bool], zstandard.ZstdCompressor] = {}
         self.decompressors: dict[bool, zstandard.ZstdDecompressor] = {}
+        # for the bases met last, by the sha256 of their bytes: (hot, full) compressors by level, decompressors
+        self.based_compressors: dict[tuple[bytes, int], tuple[zstandard.ZstdCompressor, ...]] = {}
+        self.based_decompressors: dict[bytes, tuple[zstandard.ZstdDecompressor, ...]] = {}
 
 
 _contexts = _Contexts()
@@ -60,14 +75,16 @@ _HOT_PARAMETERS = {"window_log": 21, "chain_log": 20, "hash_log": 20, "search_lo
 def _compressor(level: int, with_dictionary: bool) -> zstandard.ZstdCompressor:
     found = _contexts.compressors.get((level, with_dictionary))
     if found is None:
-        if level == ZSTD_LEVEL and not with_dictionary:
-            found = zstandard.ZstdCompressor(compression_params=zstandard.ZstdCompressionParameters(
-                **_HOT_PARAMETERS, write_checksum=1, write_content_size=1))
-        else:
-            found = zstandard.ZstdCompressor(level=level, dict_data=dictionary() if with_dictionary else None,
-                                             write_checksum=True, write_content_size=True)
-        _contexts.compressors[level, with_dictionary] = found
+        found = _contexts.compressors[level, with_dictionary] = _new_compressor(
+            level, dictionary() if with_dictionary else None, hot=not with_dictionary)
     return found
+
+
+def _new_compressor(level: int, dict_data: zstandard.ZstdCompressionDict | None, hot: bool) -> zstandard.ZstdCompressor:
+    if level == ZSTD_LEVEL and hot:
+        return zstandard.ZstdCompressor(dict_data=dict_data, compression_params=zstandard.ZstdCompressionParameters(
+            **_HOT_PARAMETERS, write_checksum=1, write_content_size=1))
+    return zstandard.ZstdCompressor(level=level, dict_data=dict_data, write_checksum=True, write_content_size=True)
 
 
 def _decompressor(with_dictionary: bool) -> zstandard.ZstdDecompressor:
@@ -83,15 +100,90 @@ def _crc(data: bytes | memoryview, covered: bytes = b"") -> int:
     return zlib.crc32(data, zlib.crc32(covered)) if covered else zlib.crc32(data)
 
 
-def frame(hot: dict, full: dict, key: bytes, level: int = ZSTD_LEVEL) -> bytes:
-    """A record of the hot and the full document (format ``FORMAT_VERSION``, in format 3's
-    framing), under ``key`` (the raw sha256 of the text it holds)."""
+class BasedRecord(bytes):
+    """A format-5 record's bytes, with the bytes of its base: what a store hands back for
+    such a record, taken by every decoder where it takes a record."""
+
+    base: bytes
+
+    def __new__(cls, record: bytes, base: bytes) -> BasedRecord:
+        made = super().__new__(cls, record)
+        made.base = base
+        return made
+
+    def __reduce__(self):
+        return BasedRecord, (bytes(self), self.base)
+
+
+class _Base:
+    """A base record's decompressed frames, as the raw-content dictionaries of the records
+    compressed against it."""
+
+    def __init__(self, record: bytes) -> None:
+        if version(record) not in BASE_VERSIONS:
+            raise CorruptRecordError(f"a base is a self-contained record of format "
+                                     f"{' or '.join(map(str, BASE_VERSIONS))}, not one of format {record[4]}")
+        self.key = _V3.unpack_from(record)[3] if len(record) >= _V3.size else b""
+        end, covered, hot_crc, full_crc = _bounds(record, _V3)
+        view = memoryview(record)
+        self.hot = _raw_dictionary(_decompressed(view[_V3.size:end], hot_crc, _decompressor(False), covered))
+        self.full = _raw_dictionary(_decompressed(view[end:], full_crc, _decompressor(True)))
+
+
+def _raw_dictionary(data: bytes) -> zstandard.ZstdCompressionDict:
+    return zstandard.ZstdCompressionDict(data, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+
+
+_BASES_KEPT = 4  # a reader of several runs at once (the web's comparisons) keeps each one's base
+_bases: OrderedDict[bytes, _Base] = OrderedDict()
+_bases_lock = threading.Lock()
+
+
+def _base(record: bytes) -> tuple[bytes, _Base]:
+    """The sha256 of a base record's bytes and its dictionaries, checked and decompressed
+    once however many records are read against it."""
+    digest = hashlib.sha256(record).digest()
+    with _bases_lock:
+        found = _bases.get(digest)
+        if found is not None:
+            _bases.move_to_end(digest)
+            return digest, found
+    found = _Base(record)
+    with _bases_lock:
+        _bases[digest] = found
+        while len(_bases) > _BASES_KEPT:
+            _bases.popitem(last=False)
+    return digest, found
+
+
+def _kept(contexts: dict, key, make):
+    """``contexts[key]``, made if missing; a thread keeps those of its last two bases."""
+    found = contexts.get(key)
+    if found is None:
+        if len(contexts) >= 2:
+            contexts.pop(next(iter(contexts)))
+        found = contexts[key] = make()
+    return found
+
+
+def frame(hot: dict, full: dict, key: bytes, level: int = ZSTD_LEVEL, base: bytes | None = None) -> bytes:
+    """A record of the hot and the full document under ``key`` (the raw sha256 of the text it
+    holds): format ``FORMAT_VERSION``, or ``BASED_VERSION`` compressed against the record
+    ``base`` (whose documents then need not be repeated)."""
     if len(key) != 32:
         raise ValueError("a record's key is a 32-byte sha256")
-    hot_frame = _compressor(level, False).compress(msgpack.packb(hot, use_bin_type=True))
-    full_frame = _compressor(level, True).compress(msgpack.packb(full, use_bin_type=True))
-    header = _V3.pack(MAGIC, FORMAT_VERSION, len(hot_frame), key, _crc(hot_frame, key), _crc(full_frame))
-    return header + hot_frame + full_frame
+    hot_raw, full_raw = msgpack.packb(hot, use_bin_type=True), msgpack.packb(full, use_bin_type=True)
+    if base is None:
+        hot_frame, full_frame = _compressor(level, False).compress(hot_raw), _compressor(level, True).compress(full_raw)
+        return _V3.pack(MAGIC, FORMAT_VERSION, len(hot_frame), key, _crc(hot_frame, key), _crc(full_frame)) + \
+            hot_frame + full_frame
+    digest, found = _base(base)
+    compress_hot, compress_full = _kept(_contexts.based_compressors, (digest, level), lambda: (
+        _new_compressor(level, found.hot, hot=True), _new_compressor(level, found.full, hot=False)))
+    hot_frame, full_frame = compress_hot.compress(hot_raw), compress_full.compress(full_raw)
+    covered = key + found.key + digest
+    return _V5.pack(MAGIC, BASED_VERSION, len(hot_frame), key, found.key, digest, _crc(hot_frame, covered),
+                    _crc(full_frame)) + hot_frame + full_frame
 
 
 def version(record: bytes) -> int:
@@ -116,6 +208,16 @@ def key(record: bytes) -> bytes | None:
     return _V3.unpack_from(record)[3]
 
 
+def base_of(record: bytes) -> bytes | None:
+    """The key of the record a format-5 record is compressed against (the sha256 of the
+    base's text, under which a store files it); None for a record on its own."""
+    if version(record) != BASED_VERSION:
+        return None
+    if len(record) < _V5.size:
+        raise CorruptRecordError(f"record is {len(record)} bytes, too short to be a format-5 record")
+    return _V5.unpack_from(record)[4]
+
+
 def require_key(record: bytes, text_sha256: str) -> bytes:
     """``record`` when it is the one stored under ``text_sha256`` (hex).  A record of an
     older format names no key and is checked by its text; bytes that are not a snapstore
@@ -125,15 +227,17 @@ def require_key(record: bytes, text_sha256: str) -> bytes:
     found = key(record)
     if found is None or found.hex() == text_sha256:
         return record
-    end, header_key, hot_crc, _ = _bounds(record, _V3)
-    if _crc(memoryview(record)[_V3.size:end], header_key) != hot_crc:
+    layout = _HEADERS[record[4]]
+    end, covered, hot_crc, _ = _bounds(record, layout)
+    if _crc(memoryview(record)[layout.size:end], covered) != hot_crc:
         raise CorruptRecordError("record checksum mismatch: the stored bytes are corrupt")
     raise CorruptRecordError(f"record stored under {text_sha256[:16]} is the record of another text "
                              f"({found.hex()[:16]}): misplaced or forged")
 
 
 def _bounds(record: bytes, layout: struct.Struct) -> tuple[int, bytes, int, int]:
-    """Where the hot frame ends, the key (b"" before format 3), and the two CRCs."""
+    """Where the hot frame ends, what the hot frame's CRC covers before it (the header's
+    hashes: none before format 3), and the two CRCs."""
     if len(record) < layout.size:
         raise CorruptRecordError(f"record is {len(record)} bytes, too short to be a format-{record[4]} record")
     fields = layout.unpack_from(record)
@@ -141,34 +245,78 @@ def _bounds(record: bytes, layout: struct.Struct) -> tuple[int, bytes, int, int]
     end = layout.size + hot_length
     if end > len(record):
         raise CorruptRecordError("record is cut short: its hot section runs past its end")
-    return end, fields[3] if layout is _V3 else b"", hot_crc, full_crc
+    return end, b"".join(fields[3:-2]), hot_crc, full_crc
 
 
-def _unpacked(data: memoryview, crc: int, with_dictionary: bool, covered: bytes = b"") -> dict:
+def _decompressed(data: memoryview, crc: int, decompressor: zstandard.ZstdDecompressor, covered: bytes = b"") -> bytes:
     if _crc(data, covered) != crc:
         raise CorruptRecordError("record checksum mismatch: the stored bytes are corrupt")
     try:
         claimed = zstandard.frame_content_size(data)
         if claimed < 0 or claimed > _SMALL + _MAX_EXPANSION * len(data):
             raise CorruptRecordError("record cannot be decoded: a frame claims more content than it can hold")
-        # tuples, not lists: cheaper to build
-        return msgpack.unpackb(_decompressor(with_dictionary).decompress(data), raw=False, use_list=False)
+        return decompressor.decompress(data)
     except CorruptRecordError:
         raise
-    except (zstandard.ZstdError, ValueError, msgpack.UnpackException, RecursionError) as exc:
+    except (zstandard.ZstdError, ValueError) as exc:
         raise CorruptRecordError(f"record cannot be decoded: {exc}") from None
 
 
-_HEADERS = {2: _V2, 3: _V3, 4: _V3}
+def _unpacked(data: memoryview, crc: int, decompressor: zstandard.ZstdDecompressor, covered: bytes = b"") -> dict:
+    raw = _decompressed(data, crc, decompressor, covered)
+    try:  # tuples, not lists: cheaper to build
+        return msgpack.unpackb(raw, raw=False, use_list=False)
+    except (ValueError, msgpack.UnpackException, RecursionError) as exc:
+        raise CorruptRecordError(f"record cannot be decoded: {exc}") from None
+
+
+_HEADERS = {2: _V2, 3: _V3, 4: _V3, 5: _V5}
+
+
+def _decompressors(record: bytes, layout: struct.Struct) -> tuple[zstandard.ZstdDecompressor, ...]:
+    """The hot and the full frame's decompressors: with the base's frames as dictionaries for
+    a format-5 record."""
+    if layout is not _V5:
+        return _decompressor(False), _decompressor(True)
+    digest, found = _checked_base(record)
+    return _kept(_contexts.based_decompressors, digest, lambda: (
+        zstandard.ZstdDecompressor(dict_data=found.hot), zstandard.ZstdDecompressor(dict_data=found.full)))
+
+
+def _checked_base(record: bytes) -> tuple[bytes, _Base]:
+    """The base a format-5 record comes with, when it is the very record it was compressed
+    against, and self-contained."""
+    if len(record) < _V5.size:
+        raise CorruptRecordError(f"record is {len(record)} bytes, too short to be a format-5 record")
+    base_key, base_digest = _V5.unpack_from(record)[4:6]
+    base = getattr(record, "base", None)
+    if base is None:
+        raise CorruptRecordError(f"record is compressed against record {base_key.hex()[:12]}, "
+                                 "which was not read with it")
+    try:
+        digest, found = _base(base)
+    except CorruptRecordError as exc:
+        raise CorruptRecordError(f"record is compressed against record {base_key.hex()[:12]}, which is unreadable: "
+                                 f"{exc}") from None
+    if digest != base_digest or found.key != base_key:
+        raise CorruptRecordError(f"record is compressed against another version of record {base_key.hex()[:12]} "
+                                 "than the one read with it")
+    return digest, found
+
+
+def check_base(record: BasedRecord) -> None:
+    """CorruptRecordError unless a format-5 record comes with the very base it was
+    compressed against (checked and decompressed: a reader of the record would take it)."""
+    _checked_base(record)
 
 
 def hot_document(record: bytes) -> dict | None:
-    """The checked hot document of a format-2 or -3 record; None for format 1, which has none."""
+    """The checked hot document of a record of format 2 on; None for format 1, which has none."""
     layout = _HEADERS.get(version(record))
     if layout is None:
         return None
-    end, header_key, hot_crc, _ = _bounds(record, layout)
-    return _unpacked(memoryview(record)[layout.size:end], hot_crc, False, header_key)
+    end, covered, hot_crc, _ = _bounds(record, layout)
+    return _unpacked(memoryview(record)[layout.size:end], hot_crc, _decompressors(record, layout)[0], covered)
 
 
 def documents(record: bytes) -> tuple[dict, dict | None]:
@@ -177,10 +325,11 @@ def documents(record: bytes) -> tuple[dict, dict | None]:
     found = version(record)
     layout = _HEADERS.get(found)
     if layout is None:
-        return _same_version(_unpacked(view[_V1.size:], _V1.unpack_from(record)[2], True), found), None
-    end, header_key, hot_crc, full_crc = _bounds(record, layout)
-    return (_same_version(_unpacked(view[end:], full_crc, True), found),
-            _unpacked(view[layout.size:end], hot_crc, False, header_key))
+        return _same_version(_unpacked(view[_V1.size:], _V1.unpack_from(record)[2], _decompressor(True)), found), None
+    end, covered, hot_crc, full_crc = _bounds(record, layout)
+    hot, full = _decompressors(record, layout)
+    return (_same_version(_unpacked(view[end:], full_crc, full), found),
+            _unpacked(view[layout.size:end], hot_crc, hot, covered))
 
 
 def _same_version(full: dict, found: int) -> dict:

@@ -1,4 +1,5 @@
-"""One self-contained, checksummed record per root story.
+"""One checksummed record per root story: self-contained, or compressed against the
+record of its run's first snapshot (its base, format 5).
 
 The full document (a msgpack map, zstd-compressed):
 
@@ -26,7 +27,7 @@ import hashlib
 
 from snapstore.codec import framing
 from snapstore.codec.columns import Filled, filled_columns, group_columns, node_templates, packed_columns, within_limits
-from snapstore.codec.framing import FORMAT_VERSION, ZSTD_LEVEL
+from snapstore.codec.framing import BASED_VERSION, FORMAT_VERSION, ZSTD_LEVEL
 from snapstore.codec.hot import hot_document, star_rows_from_hot
 from snapstore.codec.intpack import pack_ints
 from snapstore.codec.render import bytes_from_layout, iter_decoded_lines, text_from_layout
@@ -37,6 +38,11 @@ from snapstore.errors import CorruptRecordError, StoryFormatError
 from snapstore.story.model import Story
 
 CODEC_NAME = f"snapstore-columnar-v{FORMAT_VERSION}"
+
+
+def codec_name(record: bytes) -> str:
+    """The name the store files a record's format under (``record.codec``)."""
+    return f"snapstore-columnar-v{framing.version(record)}"
 
 
 def documents(text: bytes) -> tuple[dict, dict]:
@@ -82,24 +88,29 @@ def _key(data: bytes, text_sha256: str | None) -> bytes:
     return hashlib.sha256(data).digest() if text_sha256 is None else bytes.fromhex(text_sha256)
 
 
-def encode_text(text: str | bytes, level: int = ZSTD_LEVEL, text_sha256: str | None = None) -> bytes:
+def encode_text(text: str | bytes, level: int = ZSTD_LEVEL, text_sha256: str | None = None,
+                base: bytes | None = None) -> bytes:
     """Encode the exact text (str or UTF-8 bytes) of one well-formed root story; the
-    record carries the text's sha256 (``text_sha256`` when the caller has it already)."""
-    return encode_text_with_layout(text, level, text_sha256)[0]
+    record carries the text's sha256 (``text_sha256`` when the caller has it already).
+    With ``base`` (a self-contained record of format 3 or 4, its run's first snapshot's)
+    the record is compressed against it, and is read only with it (``framing.BasedRecord``)."""
+    return encode_text_with_layout(text, level, text_sha256, base)[0]
 
 
-def encode_text_with_layout(text: str | bytes, level: int = ZSTD_LEVEL,
-                            text_sha256: str | None = None) -> tuple[bytes, Layout]:
+def encode_text_with_layout(text: str | bytes, level: int = ZSTD_LEVEL, text_sha256: str | None = None,
+                            base: bytes | None = None) -> tuple[bytes, Layout]:
     """As ``encode_text``, also giving the record's layout without decoding the record.
     A story whose record no reader would take is refused (``_within_limits``)."""
     data = _utf8(text)
     full, hot = documents(data)
     structure = Layout(full, hot, trusted=True)
-    return framing.frame(hot, full, _key(data, text_sha256), level), structure
+    if base is not None:
+        full["v"] = BASED_VERSION
+    return framing.frame(hot, full, _key(data, text_sha256), level, base), structure
 
 
 def encode(story: Story, level: int = ZSTD_LEVEL) -> bytes:
-    """Encode a root story as one self-contained record."""
+    """Encode a root story as one self-contained record (format ``FORMAT_VERSION``)."""
     return encode_text(str(story), level)
 
 
