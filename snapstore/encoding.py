@@ -53,14 +53,15 @@ class Encoded:
     steps: list[dict] = field(default_factory=list)  # the commands its root's Log holds (``pipeline_from_log``)
 
 
-def encode(data: bytes, digest: str, check: bool) -> Encoded:
-    """Encode one story's UTF-8 text; with ``check``, decode the record and compare.
-    Its root's header is read here too, so that the worker reads it for the stories it takes."""
-    blob, structure = codec.encode_text_with_layout(data, text_sha256=digest)
+def encode(data: bytes, digest: str, check: bool, base: bytes | None = None) -> Encoded:
+    """Encode one story's UTF-8 text (against the record ``base``, if given); with ``check``,
+    decode the record and compare.  Its root's header is read here too, so that the worker
+    reads it for the stories it takes."""
+    blob, structure = codec.encode_text_with_layout(data, text_sha256=digest, base=base)
     faithful = True
     if check:
         try:  # the summary then reads the checked layout, whose columns the check has decoded
-            structure = codec.checked_bytes(blob, digest)[0]
+            structure = codec.checked_bytes(blob if base is None else framing.BasedRecord(blob, base), digest)[0]
         except CorruptRecordError:
             faithful = False
     header = RootText(data.decode("utf-8"), 1).header()
@@ -154,9 +155,10 @@ class Answer:
     once read back or encoded here."""
 
     def __init__(self, encoder: Encoder, data: bytes, digest: str) -> None:
-        self.encoder, self.request = encoder, (data, digest, encoder.check)
+        self.encoder, self.request = encoder, (data, digest, encoder.check, encoder.base)
         self.worker: _Worker | None = None  # the worker it was sent to
         self.value: object = _UNREAD  # then the Encoded; the worker's failure message, or None; or the exception
+        self.settled = False  # whether ``value`` is this story's ``Encoded``, checked
 
     def done(self) -> bool:
         self.encoder.feed()
@@ -179,11 +181,14 @@ class Answer:
                 self.worker.receive()
         if isinstance(self.value, Exception):  # raised in its turn, also when taken from the back
             raise self.value
+        if self.settled:  # asked again (the story later ones are compressed against): the same value
+            return self.value  # type: ignore[return-value]
         if not isinstance(self.value, Encoded):  # the worker failed or died: the error, if any, shows here
-            return encode(*self.request)
-        if self.worker is not None and not _holds(self.value, self.request[1]):
+            self.value = encode(*self.request)
+        elif self.worker is not None and not _holds(self.value, self.request[1]):
             _out_of_step(self.worker)
-            return encode(*self.request)
+            self.value = encode(*self.request)
+        self.settled = True
         return self.value
 
     def encode_here(self) -> None:
@@ -278,6 +283,7 @@ class Encoder:
 
     def __init__(self, check: bool, ahead: bool = True) -> None:
         self.check = check
+        self.base: bytes | None = None  # the record the stories submitted next are compressed against
         # The worker answers its one pipe in order, for one ingest at a time: it serves the main
         # thread, and an ingest on another thread (a user's thread pool) encodes in that thread.
         self.ahead = ahead and (os.cpu_count() or 1) > 1 and threading.current_thread() is threading.main_thread()
@@ -296,7 +302,7 @@ class Encoder:
         _encoded_here += len(data)
         warm = _encoded_here > WARM_AFTER or _worker is not None
         if not (self.ahead and warm and _started() is not None):
-            return Done(encode(data, digest, self.check))
+            return Done(encode(data, digest, self.check, self.base))
         answer = Answer(self, data, digest)
         self.queued.append(answer)
         self.feed()

@@ -333,7 +333,8 @@ class Store:
 
     @_database_errors
     def record_bytes(self, record_hash: str) -> bytes:
-        """One stored record, as it is stored."""
+        """One stored record, as it is stored; a format-5 record comes with the record it is
+        compressed against (``framing.BasedRecord``), which every decoder takes as a record."""
         with self.reads(single=True) as rows:
             return fetch_record(rows, record_hash)
 
@@ -341,12 +342,16 @@ class Store:
     def put_record(self, record_hash: str, text_size: int, data: bytes, codec_name: str) -> None:
         """Keep a record in the store's ``record`` table under ``record_hash`` (the sha256 of
         its text) unless one is there already; no run refers to it until an event does.
-        A snapstore record that names another key is refused (``CorruptRecordError``)."""
-        from snapstore.codec.framing import require_key
+        A snapstore record that names another key, or that is compressed against a record
+        the store does not hold as it was, is refused (``CorruptRecordError``)."""
+        from snapstore.codec.framing import MAGIC, BasedRecord, base_of, check_base, require_key
         from snapstore.store.backend import with_retries
         from snapstore.store.record_rows import insert_record
 
         require_key(data, record_hash)
+        base = base_of(data) if data[:4] == MAGIC else None
+        if base is not None:
+            check_base(BasedRecord(data, self.record_bytes(base.hex())))
         with_retries(self.engine, lambda connection: insert_record(connection, record_hash, codec_name, text_size,
                                                                    data))
 

@@ -271,17 +271,33 @@ def test_stored_data_is_msgpack_and_json_only(store_url) -> None:
         store.ingest(SAMPLE)
         with store.engine.connect() as connection:
             payloads = connection.execute(text("select payload from event")).scalars().all()
-            records = connection.execute(text("select data from record where codec <> 'text+zstd'")).scalars().all()
+            records = dict(connection.execute(text("select hash, data from record where codec <> 'text+zstd'")).all())
             logs = connection.execute(text("select data from record where codec = 'text+zstd'")).scalars().all()
     assert all(isinstance(json.loads(p), dict) for p in payloads)
     assert [zstandard.ZstdDecompressor().decompress(bytes(data)).decode() for data in logs] == [
         read_text(SAMPLE / "kira.err.gz")]  # kira's stderr: UTF-8 text in a zstd frame
-    full = zstandard.ZstdDecompressor(dict_data=snapstore.codec.dictionary.dictionary())
-    for data in map(bytes, records):
-        hot_end = 49 + int.from_bytes(data[5:9], "little")  # formats 3 and 4: the hot frame, then the full one
-        document = msgpack.unpackb(full.decompress(data[hot_end:]), raw=False, ext_hook=_no_ext)
-        hot = msgpack.unpackb(zstandard.ZstdDecompressor().decompress(data[49:hot_end]), raw=False, ext_hook=_no_ext)
-        assert document["v"] == 4 and hot["n"] == 101  # the root and 100 stars
+    static = snapstore.codec.dictionary.dictionary()
+
+    def frames(data: bytes) -> tuple[bytes, bytes]:
+        """The decompressed hot and full frame of a record of format 4 or 5 (docs/record-format.md)."""
+        start, hot_dictionary, full_dictionary = 49, None, static
+        if data[4] == 5:  # compressed against its base: the record stored under the base's key
+            base = bytes(records[data[41:73].hex()])
+            assert base[4] == 4
+            start, (hot_dictionary, full_dictionary) = 113, (
+                zstandard.ZstdCompressionDict(raw, dict_type=zstandard.DICT_TYPE_RAWCONTENT) for raw in frames(base))
+        hot_end = start + int.from_bytes(data[5:9], "little")
+        return (zstandard.ZstdDecompressor(dict_data=hot_dictionary).decompress(data[start:hot_end]),
+                zstandard.ZstdDecompressor(dict_data=full_dictionary).decompress(data[hot_end:]))
+
+    versions = []
+    for data in map(bytes, records.values()):
+        hot_frame, full_frame = frames(data)
+        document = msgpack.unpackb(full_frame, raw=False, ext_hook=_no_ext)
+        hot = msgpack.unpackb(hot_frame, raw=False, ext_hook=_no_ext)
+        assert document["v"] == data[4] and hot["n"] == 101  # the root and 100 stars
+        versions.append(data[4])
+    assert sorted(versions) == [4, 4, 5, 5, 5, 5]  # the initial conditions and kira's first snapshot on their own
 
 
 def _no_ext(code, data):

@@ -54,7 +54,7 @@ def test_a_format_1_store_reads_verifies_and_exports_byte_identically(v1_store, 
 def test_format_1_arrays_equal_those_of_the_same_text_in_format_2(v1_store, tmp_path) -> None:
     with snapstore.open(str(v1_store)) as old, snapstore.open(str(tmp_path / "new.db")) as new:
         fresh = new.ingest(_cut_run(SAMPLE, tmp_path / "n100-w3-s1", 4), name="n100-w3-s1")
-        assert _codecs(tmp_path / "new.db") == {snapstore.codec.CODEC_NAME: 5}
+        assert _codecs(tmp_path / "new.db") == {snapstore.codec.CODEC_NAME: 2, "snapstore-columnar-v5": 3}
         before, after = old.run("n100-w3-s1").dynamics(), fresh.dynamics()
         assert before.ids.tolist() == after.ids.tolist() and before.seqs.tolist() == after.seqs.tolist()
         for field in ("mass", "pos", "vel"):
@@ -88,8 +88,9 @@ def test_a_store_of_both_formats_verifies_and_reads_each(v1_store, tmp_path) -> 
 
 
 def test_a_format_3_store_is_refused_until_upgraded_which_changes_no_row(tmp_path) -> None:
-    """Format-4 records come with schema revision 0017: a store the format-3 release wrote is
-    upgraded first, so that a snapstore that cannot read format 4 refuses the store, not its records."""
+    """Format-4 records come with schema revision 0017, format-5 ones with 0018: a store the
+    format-3 release wrote is upgraded first, so that a snapstore that cannot read them refuses
+    the store, not its records."""
     store_file = tmp_path / "v3-store.db"
     with gzip.open(Path(__file__).parent / "data" / "v3-store.db.gz") as source:
         store_file.write_bytes(source.read())
@@ -108,7 +109,7 @@ def test_a_format_3_store_is_refused_until_upgraded_which_changes_no_row(tmp_pat
         assert store.verify() == []
 
 
-def test_a_format_3_store_reads_verifies_exports_and_takes_format_4_runs(v3_store, tmp_path) -> None:
+def test_a_format_3_store_reads_verifies_exports_and_takes_format_5_runs(v3_store, tmp_path) -> None:
     assert _codecs(v3_store) == {"snapstore-columnar-v3": 5}
     with snapstore.open(str(v3_store)) as store:
         assert store.verify() == []
@@ -116,9 +117,10 @@ def test_a_format_3_store_reads_verifies_exports_and_takes_format_4_runs(v3_stor
         output = tmp_path / "kira.out"
         operations.export(kept, "story", output)
         assert output.read_text() == "".join(_head(SAMPLE / "kira.out.gz", 2))
-        # the whole sample: its initial conditions and first two snapshots are texts the store holds in format 3
+        # the whole sample: its initial conditions and first two snapshots are texts the store holds in format 3;
+        # the three after them are compressed against the first snapshot's format-3 record
         added = store.ingest(SAMPLE, name="added")
-        assert _codecs(v3_store) == {"snapstore-columnar-v3": 5, snapstore.codec.CODEC_NAME: 3, "text+zstd": 1}
+        assert _codecs(v3_store) == {"snapstore-columnar-v3": 5, "snapstore-columnar-v5": 3, "text+zstd": 1}
         totals = store.stats()  # what is left in the older format, as a user asks it
         assert {item["codec"]: item["records"] for item in totals["by_codec"]} == _codecs(v3_store)
         assert sum(item["stored_bytes"] for item in totals["by_codec"]) == totals["record_bytes"]

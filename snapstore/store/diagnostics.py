@@ -56,7 +56,7 @@ def attach(engine: Engine, run_id: str, text_log: str | Prepared, argv: list[str
     from snapstore.store.backend import with_retries
     from snapstore.store.log import append
     from snapstore.store.queries import CoreRows
-    from snapstore.store.record_rows import insert_record
+    from snapstore.store.record_rows import insert_record, records_held
 
     log = prepare(text_log) if isinstance(text_log, str) else text_log
 
@@ -64,8 +64,9 @@ def attach(engine: Engine, run_id: str, text_log: str | Prepared, argv: list[str
         if any(item.record == log.digest and (item.t_end, item.ended_at) == log.end
                for item in _events(CoreRows(connection), run_id)):
             return
-        location = None if payloads is None else payloads.put(log.digest, log.blob)  # before the row that names it
-        insert_record(connection, log.digest, CODEC, log.text_size, log.blob, location)
+        if not records_held(connection, [log.digest]):  # (another run's: the same text)
+            location = None if payloads is None else payloads.put(log.digest, log.blob)  # before the row naming it
+            insert_record(connection, log.digest, CODEC, log.text_size, log.blob, location)
         append(connection, run_id, [DiagnosticsAttached(record=log.digest, argv=argv, text_size=log.text_size,
                                                         t_end=log.end[0], ended_at=log.end[1])])
 

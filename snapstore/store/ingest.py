@@ -3,7 +3,9 @@
 Idempotent and resumable: a run's identity comes from its name, every snapshot
 has a fixed sequence number (0 for the initial conditions, 1.. for kira's
 stream), and a snapshot already stored with the same text is skipped without
-being encoded again.  A different text at a stored position is a conflict.
+being encoded again.  A different text at a stored position is a conflict.  The stories
+after the first of the stream are compressed against its record (their *base*, record
+format 5), which the store holds before any record that needs it.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 from sqlalchemy import Connection, Engine, bindparam, exists, select
 
 from snapstore import codec, encoding
+from snapstore.codec import framing
 from snapstore.errors import (
     CorruptRecordError,
     InvalidArgumentError,
@@ -59,7 +62,7 @@ from snapstore.store.names import check_name, check_tag_keys, run_id_of
 from snapstore.store.pack_rows import pack_lists
 from snapstore.store.payloads import ExternalPayloads
 from snapstore.store.queries import CoreRows
-from snapstore.store.record_rows import insert_records, record_row
+from snapstore.store.record_rows import insert_records, record_row, records_held
 from snapstore.store.records import fetch_record
 from snapstore.store.schema import record, run, snapshot, story_pack
 from snapstore.story import RootText, iter_root_texts, open_source
@@ -110,6 +113,9 @@ class Ingest:
         self._read_packs = _ReadPacks()  # the stories of the run's packs read last (a resumed ingest)
         self._ended: tuple[str, str, int] | None = None  # the source read to its end: where, sha256, size
         self._finished = False  # whether the last group's transaction recorded the ingest's end
+        self._first: encoding.Done | encoding.Answer | None = None  # the encoding of story BASE_SEQ, if made here
+        self._base_chosen = False  # whether the record new stories are compressed against is chosen
+        self._bases_held: set[bytes] = set()  # the bases this ingest found in the store as its records need them
 
     def start(self, source: str, tags: dict[str, str], commands_text: str | None = None,
               inputs: list[dict] | None = None) -> None:
@@ -181,13 +187,42 @@ class Ingest:
             with self.engine.connect().execution_options(**{SINGLE_STATEMENT: True}) as connection:
                 known = _known_record(connection, digest)
             if known is None:  # a new record: its Log is read with its encoding, in the worker if it takes it
-                return _Pending(seq, digest, data, None, None, self.encoder.submit(data, digest))
+                if seq > BASE_SEQ and not self._base_chosen:
+                    self.encoder.base, self._base_chosen = self._first_record(), True
+                encoded = self.encoder.submit(data, digest)
+                if seq == BASE_SEQ:
+                    self._first = encoded
+                return _Pending(seq, digest, data, None, None, encoded)
         header = root.header()
         steps = pipeline_from_log(header)
         if stored is not None:  # a resumed ingest: this story and its events are in already
             return _Pending(seq, digest, data, steps, stored=stored)
         assert known is not None  # neither stored nor new: a record the store holds for another run
+        if seq == BASE_SEQ:
+            self._first = encoding.Done(known)
         return _Pending(seq, digest, data, steps, root_numbers(header), encoding.Done(known), new=False)
+
+    def _first_record(self) -> bytes | None:
+        """The record of the story at ``BASE_SEQ``, if it can be a base (whole, self-contained,
+        of its own): made by this ingest (waiting for its encoding: the stories after it are
+        compressed against it), or read from the store."""
+        if self._first is not None:
+            try:
+                first = self._first.result()
+            except Exception:  # raised again in its turn, when that story is committed
+                return None
+            whole = first.faithful and first.summary.systems > 0  # a story with no system may go into a pack
+            blob = first.blob if whole else b""
+        elif self._resuming:
+            with self.engine.connect() as connection:
+                held = self._held(connection, [BASE_SEQ]).get(BASE_SEQ)
+                try:
+                    blob = fetch_record(CoreRows(connection), held.digest) if held is not None else b""
+                except CorruptRecordError:  # in a pack, or unreadable: no base
+                    blob = b""
+        else:
+            return None
+        return bytes(blob) if blob[:4] == framing.MAGIC and blob[4] in framing.BASE_VERSIONS else None
 
     def ended(self, source: str, sha256: str, size: int) -> None:
         """The source is read to its end (``source`` its location, with the sha256 and size of
@@ -226,7 +261,7 @@ class Ingest:
             # until its first group is in, the run may not exist yet: then it holds nothing to ask for
             known = not self._opening or self._run_exists(connection)
             held = self._held(connection, [item.pending.seq for item in items]) if known else {}
-            self._unpack_where_held(items, held)
+            self._unpack_where_held(connection, items, held)
             skipped: list[bool] = []
             for item in items:
                 seq = item.pending.seq
@@ -274,7 +309,7 @@ class Ingest:
                          if 0 <= seq - row.first_seq < len(members)})
         return held
 
-    def _unpack_where_held(self, items: list[_Ready], held: dict[int, _Held]) -> None:
+    def _unpack_where_held(self, connection: Connection, items: list[_Ready], held: dict[int, _Held]) -> None:
         """A pack some of whose stories another writer stored first, and some not, is
         unmade: its stories get records of their own, each then stored or skipped alone."""
         start = 0
@@ -286,7 +321,7 @@ class Ingest:
                 for member in members:
                     self._own_record(member)
                 try:
-                    self._put_payloads(members)
+                    self._put_payloads(members, connection)
                 except _PayloadFailed as stop:
                     raise stop.error from None
             start += length
@@ -349,7 +384,7 @@ class Ingest:
         """A story in a record of its own: its record row (none when the store holds the
         record already) and its ``snapshot_appended`` event."""
         pending, summary = item.pending, encoded.summary
-        own = [record_row(pending.digest, codec.CODEC_NAME, pending.text_size, encoded.blob)]
+        own = [record_row(pending.digest, codec.codec_name(encoded.blob), pending.text_size, encoded.blob)]
         item.rows = own if pending.new else []
         item.events = [*item.leading, SnapshotAppended(
             seq=pending.seq, record=pending.digest, kind=item.kind, time=summary.time,
@@ -387,20 +422,28 @@ class Ingest:
         appended = PackAppended(first_seq=members[0].pending.seq, record=digest, sizes=sizes, stored_size=len(blob),
                                 times=times if any(time is not None for time in times) else [], n_particles=counts)
         for index, (item, share) in enumerate(zip(members, codec.shares(len(blob), sizes))):
-            item.rows = [record_row(digest, codec.CODEC_NAME, len(text), blob)] if index == 0 else []
+            item.rows = [record_row(digest, codec.codec_name(blob), len(text), blob)] if index == 0 else []
             item.events = [*item.leading, *([appended] if index == len(members) - 1 else [])]
             item.stored_size, item.pack = share, digest
         return True
 
-    def _put_payloads(self, items: list[_Ready]) -> None:
+    def _put_payloads(self, items: list[_Ready], connection: Connection | None = None) -> None:
         """Write the bytes of the new records to the external payload storage, if the store
-        has one, before the rows that name them; the same record once."""
+        has one, before the rows that name them; the same record once.  A record another
+        writer stored meanwhile is not written again (``records_held``); its row here is
+        then left out by the insert."""
         if not self.payloads:
             return
         put: dict[str, str] = {}
+        new = [row["hash"] for item in items for row in item.rows if row["data"]]
+        if connection is None:
+            with self.engine.connect() as reading:
+                held = records_held(reading, new)
+        else:
+            held = records_held(connection, new)
         for at, item in enumerate(items):
             for row in item.rows:
-                if row["data"]:
+                if row["data"] and row["hash"] not in held:
                     if row["hash"] not in put:
                         try:
                             put[row["hash"]] = self.payloads.put(row["hash"], row["data"])
@@ -423,6 +466,7 @@ class Ingest:
         new = [item for item, skip in zip(items, skipped) if not skip]
         rows = {row["hash"]: row for item in new for row in item.rows}  # the same text once
         insert_records(connection, list(rows.values()))
+        self._check_bases(connection, new)
         events = [event for item in new for event in item.events]
         opening = self._opened(connection, known) if events else []
         if events:
@@ -431,6 +475,25 @@ class Ingest:
             (item.pending.seq, item.encoded.summary.time, item.measured)
             for item in new if item.measured is not None and item.encoded is not None],
             new_run=bool(opening) and isinstance(opening[0], RunStarted))
+
+    def _check_bases(self, connection: Connection, items: list[_Ready]) -> None:
+        """In the transaction that stores them: the base of each new record is in the store,
+        the very bytes it was compressed against.  Another writer may have stored the first
+        story's text at the same moment, encoded otherwise (by another snapstore); then nothing
+        of this group is stored, and the ingest run again compresses against the store's."""
+        for item in items:
+            blob = item.encoded.blob if item.rows and item.pack is None and item.encoded is not None else b""
+            base_key = framing.base_of(blob) if blob[:4] == framing.MAGIC else None
+            if base_key is None or base_key in self._bases_held:
+                continue
+            try:
+                framing.check_base(framing.BasedRecord(blob, fetch_record(CoreRows(connection), base_key.hex())))
+            except CorruptRecordError as exc:
+                raise CorruptRecordError(
+                    f"run {self.report.name!r} snapshot #{item.pending.seq}: its record is compressed against a "
+                    f"record the store does not hold as it was ({exc}); nothing of this group was stored: ingest "
+                    "again to resume") from None
+            self._bases_held.add(base_key)
 
     def _count(self, skipped: bool, text_size: int, stored_size: int) -> None:
         if skipped:
@@ -584,6 +647,10 @@ def _pack_start(items: list[_Ready], at: int) -> int:
     return at
 
 
+# The story later ones are compressed against: the stream's first (kira's first snapshot; the
+# initial conditions at 0, where given, hold only what makeking and the like wrote, not the
+# accelerations, potentials and other entries of kira's snapshots).
+BASE_SEQ = 1
 # built once: each story and each group runs them
 _RECORD_SIZE = select(record.c.stored_size).where(record.c.hash == bindparam("hash_"))
 _RUN_EXISTS = select(exists().where(run.c.id == bindparam("run_id")))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, select
 
 from snapstore.store.backend import insert_new
 from snapstore.store.schema import record
@@ -26,3 +26,11 @@ def insert_records(connection: Connection, rows: list[dict]) -> None:
     left as it is."""
     if rows:
         connection.execute(insert_new(connection, record, ["hash"]), rows)
+
+
+def records_held(connection: Connection, hashes: list[str]) -> set[str]:
+    """Those of ``hashes`` the store holds a record of.  Their payload files are never written
+    again: records of a run may be compressed against a record's very bytes (format 5)."""
+    if not hashes:
+        return set()
+    return set(connection.execute(select(record.c.hash).where(record.c.hash.in_(hashes))).scalars())

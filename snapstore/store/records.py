@@ -2,7 +2,9 @@
 
 Every read hands back a record only after checking that it is the one stored under the
 hash asked for (``framing.require_key``): a swapped payload file is an error, never
-another snapshot's data.  ``Packs`` reads the packs that hold partial stories (``codec.pack``)."""
+another snapshot's data.  A record compressed against its run's first snapshot (format 5)
+is handed back with that base (``framing.BasedRecord``).  ``Packs`` reads the packs that
+hold partial stories (``codec.pack``)."""
 
 from __future__ import annotations
 
@@ -10,15 +12,34 @@ import itertools
 import threading
 from collections.abc import Iterator
 
-from snapstore.codec.framing import require_key
+from snapstore.codec.framing import MAGIC, BasedRecord, base_of, require_key
 from snapstore.codec.pack import Pack
 from snapstore.errors import CorruptRecordError
 from snapstore.store.payloads import fetch_location
 from snapstore.store.reads import Rows
 
 
-def _payload(row, record_hash: str) -> bytes:
+def _stored(row, record_hash: str) -> bytes:
     return require_key(fetch_location(row.location) if row.location else bytes(row.data), record_hash)
+
+
+def _payload(rows: Rows, row, record_hash: str, bases: dict[bytes, bytes] | None = None) -> bytes:
+    """A record row's checked bytes, with its base if it has one (``bases``: those read
+    already, by key, for a reader of many records of one run)."""
+    found = _stored(row, record_hash)
+    base_key = base_of(found) if found[:4] == MAGIC else None
+    if base_key is None:
+        return found
+    base = None if bases is None else bases.get(base_key)
+    if base is None:
+        base_row = next(iter(rows.rows("record", hash=base_key.hex())), None)
+        if base_row is None:
+            raise CorruptRecordError(f"record {record_hash[:12]} is compressed against record "
+                                     f"{base_key.hex()[:12]}, which is missing from the store")
+        base = _stored(base_row, base_key.hex())
+        if bases is not None:
+            bases[base_key] = base
+    return BasedRecord(found, base)  # the decoder checks that the base is the very record, and self-contained
 
 
 def _missing(record_hash: str) -> CorruptRecordError:
@@ -31,7 +52,7 @@ def fetch_record(rows: Rows, record_hash: str) -> bytes:
     row = next(iter(rows.rows("record", hash=record_hash)), None)
     if row is None:
         raise _missing(record_hash)
-    return _payload(row, record_hash)
+    return _payload(rows, row, record_hash)
 
 
 def run_records(rows: Rows, run_id: str, seqs: list[int]) -> Iterator[tuple[int, bytes]]:
@@ -39,13 +60,14 @@ def run_records(rows: Rows, run_id: str, seqs: list[int]) -> Iterator[tuple[int,
     order: one query per unbroken range of numbers, its rows streamed a batch at a time so
     a long run is never all in memory.  A record that cannot be had is a
     CorruptRecordError naming its snapshot."""
+    bases: dict[bytes, bytes] = {}
     for _, group in itertools.groupby(enumerate(seqs), key=lambda pair: pair[1] - pair[0]):
         block = [seq for _, seq in group]
         for row in rows.rows("records_of_stories", run_id=run_id, first=block[0], last=block[-1]):
             try:  # (run_id, seq) is the key: every row in the range is wanted
                 if row.hash is None:
                     raise _missing(row.record_hash)
-                data = _payload(row, row.hash)
+                data = _payload(rows, row, row.hash, bases)
             except CorruptRecordError as exc:
                 raise CorruptRecordError(f"snapshot #{row.seq}: {exc}") from None
             yield row.seq, data

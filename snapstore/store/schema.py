@@ -28,14 +28,15 @@ from sqlalchemy import (
 metadata = MetaData()
 
 # The migration these definitions correspond to; a test checks it is the head of migrations/.
-SCHEMA_REVISION = "0017"
+SCHEMA_REVISION = "0018"
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
 Position = BigInteger().with_variant(Integer(), "sqlite")
 
 # Revision 0016: on SQLite the tables keyed by several columns (``sqlite_with_rowid=False``)
 # are their primary key's b-tree alone, not a rowid table beside a second copy of their key.
-# Revision 0017 changes no table: records of format 4 may be stored (an older snapstore reads 1 to 3).
+# Revision 0017 changes no table: records of format 4 may be stored (an older snapstore reads 1 to 3);
+# nor does 0018: records of format 5 may be stored (an older snapstore reads 1 to 4).
 
 event = Table(
     "event", metadata,
