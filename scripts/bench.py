@@ -251,13 +251,31 @@ def _baseline_dynamics(folder: Path) -> np.ndarray:
     return out
 
 
+def _full_frames(blobs: list[bytes]) -> list[bytes]:
+    """The records' full frames decompressed by zstd alone (formats 3 to 5: docs/record-format.md),
+    a base's once."""
+    static = zstandard.ZstdDecompressor(dict_data=dictionary())
+    against: dict[bytes, zstandard.ZstdDecompressor] = {}
+    found = []
+    for blob in blobs:
+        start, inflater = 49, static
+        if blob[4] == 5:
+            base = blob.base  # type: ignore[attr-defined]
+            if base not in against:
+                raw = static.decompress(base[49 + int.from_bytes(base[5:9], "little"):])
+                against[base] = zstandard.ZstdDecompressor(dict_data=zstandard.ZstdCompressionDict(
+                    raw, dict_type=zstandard.DICT_TYPE_RAWCONTENT))
+            start, inflater = 113, against[base]
+        found.append(inflater.decompress(blob[start + int.from_bytes(blob[5:9], "little"):]))
+    return found
+
+
 def _run_reads(results: dict, store, name: str) -> None:
     run_ = store.ingest(CORPUS / name)
     ours = best(run_.dynamics)
     theirs = best(lambda: _baseline_dynamics(CORPUS / name), 1)
     blobs = [item.record() for item in run_.snapshots()]
-    inflater = zstandard.ZstdDecompressor(dict_data=dictionary())
-    inflate = best(lambda: [inflater.decompress(b[49 + int.from_bytes(b[5:9], "little"):]) for b in blobs])  # format 3
+    inflate = best(lambda: _full_frames(blobs))
     results[f"{name}_dynamics_ms"] = ours * 1e3
     results[f"{name}_decompress_ms"] = inflate * 1e3
     report(f"{name} run.dynamics() vs baseline parse of .gz + array", ours * 1e3, theirs * 1e3, "ms",
