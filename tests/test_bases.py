@@ -67,6 +67,26 @@ def test_a_resumed_ingest_compresses_against_the_first_snapshot_the_store_holds(
         assert store.verify() == []
 
 
+def test_the_base_keeps_a_record_of_its_own_where_its_story_would_go_into_a_pack(tmp_path) -> None:
+    """Stories 1 and 2 without a time after timed initial conditions are partial stories, which
+    go into packs; story 1 is the base of story 3 on, so it keeps a record of its own."""
+    folder = tmp_path / "untimed"
+    folder.mkdir()
+    shutil.copy(SAMPLE / "initial.story.gz", folder / "initial.story.gz")
+    texts = [root.text for root in roots_of(SAMPLE / "kira.out.gz")]
+    texts[:2] = [text.replace("  system_time  =  ", "  not_a_time  =  ", 1) for text in texts[:2]]
+    with gzip.open(folder / "kira.out.gz", "wb") as out:
+        out.write("".join(texts).encode())
+    with snapstore.open(str(tmp_path / "store.db")) as store:
+        run = store.ingest(folder)
+        assert [item.seq for item in run.snapshots()] == [0, 3, 4, 5]  # 1 and 2 are partial stories
+        first = run.stories()[1].record_hash
+        assert framing.base_of(store.record_bytes(first)) is None
+        assert _bases(store, run) == [None, first, first, first]
+        assert [story.text() for story in run.stories()[1:]] == texts
+        assert store.verify() == []
+
+
 def test_a_base_another_writer_stored_otherwise_stops_the_group_and_a_rerun_completes(tmp_path,
                                                                                      monkeypatch) -> None:
     """Another writer (another snapstore, say) stores kira's first snapshot, encoded otherwise,

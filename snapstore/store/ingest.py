@@ -354,10 +354,12 @@ class Ingest:
     def _pack(self, items: list[_Ready]) -> None:
         """Keep each run of consecutive new partial stories in one pack instead of a
         record each (``codec.pack``): their size and cost are then per byte.  An evident
-        story (``prepare``) that finds no pack gets its record of its own."""
+        story (``prepare``) that finds no pack gets its record of its own, as does the story
+        whose record later ones are compressed against."""
         run: list[_Ready] = []
         for item in items:
-            if item.kind == "partial" and item.pending.new and codec.packable(item.pending.data):
+            if (item.kind == "partial" and item.pending.new and codec.packable(item.pending.data)
+                    and not self._is_base(item)):
                 run.append(item)
                 continue
             self._pack_or_own(run)
@@ -365,6 +367,11 @@ class Ingest:
             if item.pending.evident and item.pending.new:
                 self._own_record(item)
         self._pack_or_own(run)
+
+    def _is_base(self, item: _Ready) -> bool:
+        base = self.encoder.base
+        return (base is not None and item.pending.seq == BASE_SEQ and item.encoded is not None
+                and item.encoded.blob == base)
 
     def _pack_or_own(self, run: list[_Ready]) -> None:
         """``run`` (consecutive new partial stories) in a pack if it holds two or more; its
