@@ -128,22 +128,21 @@ class BasedRecord(bytes):
 
 
 class _Base:
-    """A base record's decompressed frames, as the raw-content dictionaries of the records
-    compressed against it."""
+    """A base record's key and decompressed frames: the content of the dictionaries of the
+    records compressed against it (each thread makes its own dictionary objects of them)."""
 
     def __init__(self, record: bytes) -> None:
         if version(record) not in BASE_VERSIONS:
             raise CorruptRecordError(f"a base is a self-contained record of format "
                                      f"{' or '.join(map(str, BASE_VERSIONS))}, not one of format {record[4]}")
-        self.key = _V3.unpack_from(record)[3] if len(record) >= _V3.size else b""
-        end, covered, hot_crc, full_crc = _bounds(record, _V3)
+        end, self.key, hot_crc, full_crc = _bounds(record, _V3)
         view = memoryview(record)
-        self.hot = _raw_dictionary(_decompressed(view[_V3.size:end], hot_crc, _decompressor(False), covered))
-        self.full = _raw_dictionary(_decompressed(view[end:], full_crc, _decompressor(True)))
+        self.hot = _decompressed(view[_V3.size:end], hot_crc, _decompressor(False), self.key)
+        self.full = _decompressed(view[end:], full_crc, _decompressor(True))
 
-
-def _raw_dictionary(data: bytes) -> zstandard.ZstdCompressionDict:
-    return zstandard.ZstdCompressionDict(data, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+    def dictionaries(self) -> tuple[zstandard.ZstdCompressionDict, zstandard.ZstdCompressionDict]:
+        return tuple(zstandard.ZstdCompressionDict(content, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+                     for content in (self.hot, self.full))  # type: ignore[return-value]
 
 
 _BASES_KEPT = 4  # a reader of several runs at once (the web's comparisons) keeps each one's base
@@ -190,9 +189,9 @@ def frame(hot: dict, full: dict, key: bytes, level: int = ZSTD_LEVEL, base: byte
         return _V3.pack(MAGIC, FORMAT_VERSION, len(hot_frame), key, _crc(hot_frame, key), _crc(full_frame)) + \
             hot_frame + full_frame
     digest, found = _base(base)
-    compress_hot, compress_full = _kept(_contexts.based_compressors, (digest, level), lambda: (
-        _new_compressor(level, found.hot, hot=True, based=True), _new_compressor(level, found.full, hot=False,
-                                                                                 based=True)))
+    compress_hot, compress_full = _kept(_contexts.based_compressors, (digest, level), lambda: tuple(
+        _new_compressor(level, dictionary, hot=hot, based=True)
+        for dictionary, hot in zip(found.dictionaries(), (True, False))))
     hot_frame, full_frame = compress_hot.compress(hot_raw), compress_full.compress(full_raw)
     covered = key + found.key + digest
     return _V5.pack(MAGIC, BASED_VERSION, len(hot_frame), key, found.key, digest, _crc(hot_frame, covered),
@@ -292,8 +291,8 @@ def _decompressors(record: bytes, layout: struct.Struct) -> tuple[zstandard.Zstd
     if layout is not _V5:
         return _decompressor(False), _decompressor(True)
     digest, found = _checked_base(record)
-    return _kept(_contexts.based_decompressors, digest, lambda: (
-        zstandard.ZstdDecompressor(dict_data=found.hot), zstandard.ZstdDecompressor(dict_data=found.full)))
+    return _kept(_contexts.based_decompressors, digest, lambda: tuple(
+        zstandard.ZstdDecompressor(dict_data=dictionary) for dictionary in found.dictionaries()))
 
 
 def _checked_base(record: bytes) -> tuple[bytes, _Base]:
