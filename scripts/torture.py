@@ -35,6 +35,7 @@ from pathlib import Path
 import snapstore
 import snapstore.store.backend
 from snapstore import CorruptRecordError, StoryFormatError
+from snapstore.codec import framing
 
 REPO = Path(__file__).resolve().parent.parent
 INGEST = "import sys, snapstore; snapstore.open(sys.argv[1]).ingest(sys.argv[2], name=sys.argv[3])"
@@ -194,17 +195,25 @@ def inputs(source: Path, count: int, rng: random.Random) -> dict:
 _WINDOW = 32
 
 
+def _base_of(record: bytes) -> list[str]:
+    base = framing.base_of(record)
+    return [] if base is None else [base.hex()]
+
+
 def corruptions(source: Path, count: int, rng: random.Random, workdir: Path) -> dict:
     """Each store's one record with a flipped byte: its snapshot's text (or the run's
-    stderr, kept as a record too) must fail with CorruptRecordError and verify must report
-    it; every other read gives what the store gave before, or fails alike (a flip outside
-    the hot section leaves the particles sound)."""
+    stderr, kept as a record too), and those of the snapshots compressed against it (record
+    format 5), must fail with CorruptRecordError, no other, and verify must report it; every
+    other read gives what the store gave before, or fails alike (a flip outside the hot
+    section leaves the particles sound)."""
     detected = 0
     for index in range(count):
         path = workdir / f"corrupt{index}.db"
         with snapstore.open(str(path)) as store:
             store.ingest(source)
             before = [item.particles() for item in store.runs()[0].snapshots()]
+            needs = [{item.record_hash, *_base_of(store.record_bytes(item.record_hash))}
+                     for item in store.runs()[0].snapshots()]  # the records each snapshot is read from
             with store.engine.connect() as connection:  # closed, so the WAL is checkpointed into the file
                 records = [bytes(r) for r in connection.exec_driver_sql("select data from record").scalars()]
         raw = bytearray(path.read_bytes())
@@ -237,7 +246,9 @@ def corruptions(source: Path, count: int, rng: random.Random, workdir: Path) -> 
                     continue
                 if particles.tobytes() != sound.tobytes() or particles.dtype != sound.dtype:
                     raise AssertionError(f"a damaged store gave other particles for snapshot #{item.seq}")
-            detected += failed == 1 and len(store.verify()) >= 1
+            key = framing.key(victim).hex() if victim[:4] == framing.MAGIC else None  # None: the stderr's
+            expected = 1 if key is None else sum(key in records_read for records_read in needs)
+            detected += failed == expected and len(store.verify()) >= 1
     return {"corruptions_made": count, "corruptions_detected": detected}
 
 
