@@ -308,10 +308,12 @@ def mutate_documents(full: dict, hot: dict, rng: random.Random) -> None:
 
 
 def reframed(full: dict, hot: dict, key: bytes, version: int = framing.FORMAT_VERSION) -> bytes:
-    """Documents framed with valid checksums, in format 4, 3 or 2 (format 1 has no hot frame;
-    3 is 4's framing, with the codes of format 2)."""
+    """Documents framed with valid checksums, in format 5 (against ``fuzz_base``, and read with
+    it), 4, 3 or 2 (format 1 has no hot frame; 3 is 4's framing, with the codes of format 2)."""
     if isinstance(full, dict) and "v" in full and version != framing.FORMAT_VERSION:
         full = {**full, "v": version}  # the document names its format, as the header does
+    if version == framing.BASED_VERSION:
+        return with_fuzz_base(framing.frame(hot, full, key, base=fuzz_base()))
     if version >= 3:
         record = bytearray(framing.frame(hot, full, key))
         record[4] = version  # no checksum covers the version byte
@@ -320,6 +322,17 @@ def reframed(full: dict, hot: dict, key: bytes, version: int = framing.FORMAT_VE
     full_frame = framing._compressor(3, True).compress(msgpack.packb(full, use_bin_type=True))
     return (struct.pack("<4sBIII", b"SNPS", 2, len(hot_frame), zlib.crc32(hot_frame), zlib.crc32(full_frame))
             + hot_frame + full_frame)
+
+
+@lru_cache(maxsize=1)
+def fuzz_base() -> bytes:
+    """The record format-5 cases are compressed against: the first base story's."""
+    return codec.encode_text(base_stories()[0])
+
+
+def with_fuzz_base(record: bytes) -> bytes:
+    """A record as a store hands it back: one of format 5 with ``fuzz_base``."""
+    return framing.BasedRecord(record, fuzz_base()) if record[4:5] == bytes([framing.BASED_VERSION]) else record
 
 
 def documents_of(record: bytes) -> tuple[dict, dict]:
@@ -723,7 +736,7 @@ def replay(path: Path) -> str:
     if surface == "story":
         return story_case(data.decode("utf-8"))
     if surface == "record":
-        return record_case(data)
+        return record_case(with_fuzz_base(data))
     case = msgpack.unpackb(data, raw=False, strict_map_key=False)
     return kernel_case(case["fn"], tuple(_thawed(argument) for argument in case["args"]))
 
@@ -763,7 +776,7 @@ def fuzz(surface: str, cases: int, seed: int, save_to: Path | None = None) -> di
             full, hot = documents_of(source)
             mutate_documents(full, hot, rng)
             try:
-                payload = reframed(full, hot, framing.key(source) or b"\0" * 32, rng.choice([4, 4, 3, 2]))
+                payload = reframed(full, hot, framing.key(source) or b"\0" * 32, rng.choice([5, 4, 4, 3, 2]))
             except (ValueError, TypeError, OverflowError):
                 continue  # msgpack cannot pack the mutation: no record to read
             run = lambda p=payload: record_case(p)  # noqa: E731
