@@ -11,9 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from corpus_baselines import baseline_sizes
 
 import snapstore
-from helpers import SAMPLE, read_text, roots_of
+from helpers import SAMPLE, corpus_dir, corpus_runs, read_text, roots_of, story_files
 from snapstore import CorruptRecordError, codec
 from snapstore.codec import framing
 from snapstore.store import ingest as ingest_module
@@ -141,3 +142,21 @@ def test_a_record_against_a_base_the_store_lacks_is_refused_by_put_record(tmp_pa
         with pytest.raises(CorruptRecordError, match="another version of record"):
             store.put_record(framing.key(based).hex(), len(second), based, codec.codec_name(based))
     assert os.path.getsize(tmp_path / "store.db") > 0
+
+
+@pytest.mark.heavy
+@pytest.mark.corpus
+def test_the_corpus_in_a_store_is_a_file_at_least_1_5x_smaller_than_gzip(tmp_path) -> None:
+    """What a user pays on disk, tables, indexes, observables and kira's stderr included,
+    against gzip -6 of the texts the store holds (README; scripts/bench.py measures it too)."""
+    gzipped = sum(baseline_sizes(path, str(path.relative_to(corpus_dir())), read_text(path).encode())[0]
+                  for path in story_files())
+    gzipped += sum(len(gzip.compress(read_text(path).encode(), 6)) for path in corpus_dir().rglob("kira.err.gz"))
+    path = tmp_path / "corpus.db"
+    with snapstore.open(str(path)) as store:
+        for folder in corpus_runs():
+            store.ingest(folder, name=str(folder.relative_to(corpus_dir())).replace("/", "-"))
+        assert store.verify() == []
+        later = [item for run in store.runs() for item in run.snapshots() if item.seq > 1]
+        assert all(store.record_bytes(item.record_hash)[4] == 5 for item in later)
+    assert gzipped / path.stat().st_size >= 1.5, (gzipped, path.stat().st_size)  # 1.54x; 1.47x in format 4
