@@ -5,7 +5,6 @@ record back, and what happens when the base is not the one a record needs."""
 from __future__ import annotations
 
 import gzip
-import os
 import shutil
 from pathlib import Path
 
@@ -141,7 +140,11 @@ def test_a_record_against_a_base_the_store_lacks_is_refused_by_put_record(tmp_pa
         store.put_record(framing.key(other).hex(), len(first), other, codec.codec_name(other))
         with pytest.raises(CorruptRecordError, match="another version of record"):
             store.put_record(framing.key(based).hex(), len(second), based, codec.codec_name(based))
-    assert os.path.getsize(tmp_path / "store.db") > 0
+        with pytest.raises(CorruptRecordError, match="is missing from the store"):  # refused: nothing kept
+            store.record_bytes(framing.key(based).hex())
+        kept = codec.encode_text(second, base=other)  # against the store's own: taken, and read with it
+        store.put_record(framing.key(kept).hex(), len(second), kept, codec.codec_name(kept))
+        assert codec.decode_text(store.record_bytes(framing.key(kept).hex())) == second
 
 
 @pytest.mark.heavy
