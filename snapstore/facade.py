@@ -25,7 +25,7 @@ from snapstore.store.reads import (
     url_text,
     why_unopenable,
 )
-from snapstore.store.records import fetch_record
+from snapstore.store.records import check_stored_base, fetch_record
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -344,14 +344,13 @@ class Store:
         its text) unless one is there already; no run refers to it until an event does.
         A snapstore record that names another key, or that is compressed against a record
         the store does not hold as it was, is refused (``CorruptRecordError``)."""
-        from snapstore.codec.framing import MAGIC, BasedRecord, base_of, check_base, require_key
+        from snapstore.codec.framing import require_key
         from snapstore.store.backend import with_retries
         from snapstore.store.record_rows import insert_record
 
         require_key(data, record_hash)
-        base = base_of(data) if data[:4] == MAGIC else None
-        if base is not None:
-            check_base(BasedRecord(data, self.record_bytes(base.hex())))
+        with self.reads(single=True) as rows:
+            check_stored_base(rows, data)
         with_retries(self.engine, lambda connection: insert_record(connection, record_hash, codec_name, text_size,
                                                                    data))
 

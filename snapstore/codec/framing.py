@@ -222,8 +222,9 @@ def key(record: bytes) -> bytes | None:
 
 def base_of(record: bytes) -> bytes | None:
     """The key of the record a format-5 record is compressed against (the sha256 of the
-    base's text, under which a store files it); None for a record on its own."""
-    if version(record) != BASED_VERSION:
+    base's text, under which a store files it); None for a record on its own, and for bytes
+    that are not a snapstore record (a run's attached log), which need none."""
+    if record[:4] != MAGIC or version(record) != BASED_VERSION:
         return None
     if len(record) < _V5.size:
         raise CorruptRecordError(f"record is {len(record)} bytes, too short to be a format-5 record")

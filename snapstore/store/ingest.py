@@ -63,7 +63,7 @@ from snapstore.store.pack_rows import pack_lists
 from snapstore.store.payloads import ExternalPayloads
 from snapstore.store.queries import CoreRows
 from snapstore.store.record_rows import insert_records, record_row, records_held
-from snapstore.store.records import fetch_record
+from snapstore.store.records import check_stored_base, fetch_record
 from snapstore.store.schema import record, run, snapshot, story_pack
 from snapstore.story import RootText, iter_root_texts, open_source
 
@@ -490,11 +490,11 @@ class Ingest:
         of this group is stored, and the ingest run again compresses against the store's."""
         for item in items:
             blob = item.encoded.blob if item.rows and item.pack is None and item.encoded is not None else b""
-            base_key = framing.base_of(blob) if blob[:4] == framing.MAGIC else None
+            base_key = framing.base_of(blob)
             if base_key is None or base_key in self._bases_held:
                 continue
             try:
-                framing.check_base(framing.BasedRecord(blob, fetch_record(CoreRows(connection), base_key.hex())))
+                check_stored_base(CoreRows(connection), blob)
             except CorruptRecordError as exc:
                 raise CorruptRecordError(
                     f"run {self.report.name!r} snapshot #{item.pending.seq}: its record is compressed against a "

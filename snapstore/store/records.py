@@ -12,7 +12,7 @@ import itertools
 import threading
 from collections.abc import Iterator
 
-from snapstore.codec.framing import MAGIC, BasedRecord, base_of, require_key
+from snapstore.codec.framing import BasedRecord, base_of, check_base, require_key
 from snapstore.codec.pack import Pack
 from snapstore.errors import CorruptRecordError
 from snapstore.store.payloads import fetch_location
@@ -27,7 +27,7 @@ def _payload(rows: Rows, row, record_hash: str, bases: dict[bytes, bytes] | None
     """A record row's checked bytes, with its base if it has one (``bases``: those read
     already, by key, for a reader of many records of one run)."""
     found = _stored(row, record_hash)
-    base_key = base_of(found) if found[:4] == MAGIC else None
+    base_key = base_of(found)
     if base_key is None:
         return found
     base = None if bases is None else bases.get(base_key)
@@ -53,6 +53,14 @@ def fetch_record(rows: Rows, record_hash: str) -> bytes:
     if row is None:
         raise _missing(record_hash)
     return _payload(rows, row, record_hash)
+
+
+def check_stored_base(rows: Rows, record: bytes) -> None:
+    """Before a record is stored: CorruptRecordError unless, compressed against a base
+    (format 5), it finds in the store the very base it was compressed against."""
+    base_key = base_of(record)
+    if base_key is not None:
+        check_base(BasedRecord(record, fetch_record(rows, base_key.hex())))
 
 
 def run_records(rows: Rows, run_id: str, seqs: list[int]) -> Iterator[tuple[int, bytes]]:
