@@ -132,6 +132,7 @@ class _Base:
     records compressed against it (each thread makes its own dictionary objects of them)."""
 
     def __init__(self, record: bytes) -> None:
+        self.record = record  # the very bytes object, which a reader of one run hands on with every record
         if version(record) not in BASE_VERSIONS:
             raise CorruptRecordError(f"a base is a self-contained record of format "
                                      f"{' or '.join(map(str, BASE_VERSIONS))}, not one of format {record[4]}")
@@ -152,13 +153,20 @@ _bases_lock = threading.Lock()
 
 def _base(record: bytes) -> tuple[bytes, _Base]:
     """The sha256 of a base record's bytes and its dictionaries, checked and decompressed
-    once however many records are read against it."""
+    once however many records are read against it; hashed once too, when the reader hands
+    on one bytes object (immutable) with each of them, as ``store.records.run_records`` does."""
+    with _bases_lock:
+        for digest, found in _bases.items():
+            if found.record is record and type(record) is bytes:
+                _bases.move_to_end(digest)
+                return digest, found
     digest = hashlib.sha256(record).digest()
     with _bases_lock:
-        found = _bases.get(digest)
-        if found is not None:
+        known = _bases.get(digest)
+        if known is not None:
+            known.record = record  # the same bytes, as this reader hands them on
             _bases.move_to_end(digest)
-            return digest, found
+            return digest, known
     found = _Base(record)
     with _bases_lock:
         _bases[digest] = found
