@@ -208,26 +208,30 @@ def _dictionaries(record: bytes, base: bytes | None) -> tuple[zstandard.ZstdComp
     if pinned is None:
         return None, static
     assert base is not None and hashlib.sha256(base).digest() == pinned[1] and base[4] in (3, 4)
-    base_full, base_hot, base_key, _ = _frames(base)
-    assert base_key == pinned[0] and base_hot is not None
-    raw = [zstandard.ZstdDecompressor().decompress(base_hot),
-           zstandard.ZstdDecompressor(dict_data=static).decompress(base_full)]
+    assert _frames(base)[2] == pinned[0]
+    base_hot, base_full = raw_frames(base)
+    assert base_hot is not None
     hot_dictionary, full_dictionary = (zstandard.ZstdCompressionDict(item, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
-                                       for item in raw)
+                                       for item in (base_hot, base_full))
     return hot_dictionary, full_dictionary
 
 
-def _hot(frame: bytes, dictionary: zstandard.ZstdCompressionDict | None) -> dict:
-    return _hot_rows(msgpack.unpackb(zstandard.ZstdDecompressor(dict_data=dictionary).decompress(frame), raw=False))
+def raw_frames(record: bytes, base: bytes | None = None) -> tuple[bytes | None, bytes]:
+    """A record's hot frame (None in format 1) and full frame, decompressed: MessagePack bytes;
+    ``base``: the record a format-5 record is compressed against."""
+    full, hot, _, _ = _frames(record)
+    hot_dictionary, full_dictionary = _dictionaries(record, base)
+    return (None if hot is None else zstandard.ZstdDecompressor(dict_data=hot_dictionary).decompress(hot),
+            zstandard.ZstdDecompressor(dict_data=full_dictionary).decompress(full))
 
 
 def decode(record: bytes, base: bytes | None = None) -> str:
     """The text of a record; ``base``: the record a format-5 record is compressed against."""
-    full, hot, key, _ = _frames(record)
-    hot_dictionary, full_dictionary = _dictionaries(record, base)
-    doc = msgpack.unpackb(zstandard.ZstdDecompressor(dict_data=full_dictionary).decompress(full), raw=False)
+    key = _frames(record)[2]
+    hot, full = raw_frames(record, base)
+    doc = msgpack.unpackb(full, raw=False)
     assert doc["v"] == record[4]  # the header's version byte, which no checksum covers
-    doc["hot"] = None if hot is None else _hot(hot, hot_dictionary)
+    doc["hot"] = None if hot is None else _hot_rows(msgpack.unpackb(hot, raw=False))
     doc["version"] = record[4]
     columns, cache = doc["cols"], {}
     values = [iter(_column_values(columns, index, cache, doc)[0]) for index in range(len(columns))]
@@ -255,9 +259,9 @@ def decode(record: bytes, base: bytes | None = None) -> str:
 
 def stars(record: bytes, base: bytes | None = None) -> list[tuple]:
     """(id, mass, x, y, z, vx, vy, vz) of each leaf star, sorted by id, from the hot frame alone."""
-    _, hot, _, _ = _frames(record)
+    hot = raw_frames(record, base)[0]
     assert hot is not None
-    rows = _hot(hot, _dictionaries(record, base)[0])
+    rows = _hot_rows(msgpack.unpackb(hot, raw=False))
     up = rows["up"].tolist()
     absolute: list[list[float]] = []
     for row, parent in enumerate(up):  # parents come before their children in pre-order
@@ -277,7 +281,7 @@ def stars(record: bytes, base: bytes | None = None) -> list[tuple]:
 
 
 DECODER = ["_unshuffle", "_ints", "_floats", "_decimal_exponent", "_code", "_rounded", "_by_occurrence",
-           "_owners", "_hot_rows", "_node_rows", "_column_values", "_frames", "_dictionaries", "_hot", "decode",
+           "_owners", "_hot_rows", "_node_rows", "_column_values", "_frames", "_dictionaries", "raw_frames", "decode",
            "stars", "stored_text", "pack_stories"]
 
 

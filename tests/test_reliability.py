@@ -16,6 +16,7 @@ import zstandard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import event, text
+from test_record_spec import raw_frames
 from typer.testing import CliRunner
 
 import snapstore
@@ -276,23 +277,14 @@ def test_stored_data_is_msgpack_and_json_only(store_url) -> None:
     assert all(isinstance(json.loads(p), dict) for p in payloads)
     assert [zstandard.ZstdDecompressor().decompress(bytes(data)).decode() for data in logs] == [
         read_text(SAMPLE / "kira.err.gz")]  # kira's stderr: UTF-8 text in a zstd frame
-    static = snapstore.codec.dictionary.dictionary()
-
-    def frames(data: bytes) -> tuple[bytes, bytes]:
-        """The decompressed hot and full frame of a record of format 4 or 5 (docs/record-format.md)."""
-        start, hot_dictionary, full_dictionary = 49, None, static
+    versions = []
+    for data in map(bytes, records.values()):
+        base = None
         if data[4] == 5:  # compressed against its base: the record stored under the base's key
             base = bytes(records[data[41:73].hex()])
             assert base[4] == 4
-            start, (hot_dictionary, full_dictionary) = 113, (
-                zstandard.ZstdCompressionDict(raw, dict_type=zstandard.DICT_TYPE_RAWCONTENT) for raw in frames(base))
-        hot_end = start + int.from_bytes(data[5:9], "little")
-        return (zstandard.ZstdDecompressor(dict_data=hot_dictionary).decompress(data[start:hot_end]),
-                zstandard.ZstdDecompressor(dict_data=full_dictionary).decompress(data[hot_end:]))
-
-    versions = []
-    for data in map(bytes, records.values()):
-        hot_frame, full_frame = frames(data)
+        hot_frame, full_frame = raw_frames(data, base)  # the frames as docs/record-format.md reads them
+        assert hot_frame is not None
         document = msgpack.unpackb(full_frame, raw=False, ext_hook=_no_ext)
         hot = msgpack.unpackb(hot_frame, raw=False, ext_hook=_no_ext)
         assert document["v"] == data[4] and hot["n"] == 101  # the root and 100 stars
